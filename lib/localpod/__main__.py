@@ -1,0 +1,3 @@
+from localpod.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Timing profiles: how long the emulated serverless platform takes for each step.
+
+A cold start on Runpod is container start + model load, and model load is either a download from
+the Hub (first worker on an empty network volume, or every start without a volume) or a read from
+the volume, followed by the engine's own initialisation. ``realistic`` is in the range users see on
+Runpod for a 7B model (about two minutes for the first start); ``fast`` keeps the same shape in
+about a second so tests and notebooks in CI stay quick. Every duration can be overridden at run time
+through ``/_localpod/config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+GB = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Durations (seconds) and bandwidths (bytes/second) of the emulated platform."""
+
+    name: str
+    container_start_s: float
+    """Schedule a GPU, start the (cached) image."""
+    flashboot_start_s: float
+    """Restore a FlashBoot snapshot instead of a container start + model load."""
+    flashboot_window_s: float
+    """How long after a worker stops its FlashBoot snapshot stays usable."""
+    engine_init_s: float
+    """Engine start once weights are local (vLLM profiling, CUDA graphs, Infinity warm-up)."""
+    download_bytes_per_s: float
+    """Hub -> worker bandwidth for a model download."""
+    volume_read_bytes_per_s: float
+    """Network volume -> GPU read bandwidth for cached weights."""
+    time_to_first_token_s: float
+    """Prefill latency of the emulated text model."""
+    inter_token_s: float
+    """Decode latency per generated token."""
+    scaler_tick_s: float
+    """How often the autoscaler looks at the queue."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Profile":
+        """Return a copy with some durations replaced; unknown names are an error."""
+        known = {f.name for f in fields(self)} - {"name"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        clean = {k: float(v) for k, v in overrides.items()}
+        for key, value in clean.items():
+            if value < 0:
+                raise ValueError(f"profile field {key} must be >= 0, got {value}")
+        return replace(self, **clean)
+
+
+REALISTIC = Profile(
+    name="realistic",
+    container_start_s=20.0,
+    flashboot_start_s=3.0,
+    flashboot_window_s=900.0,
+    engine_init_s=25.0,
+    download_bytes_per_s=0.2 * GB,
+    volume_read_bytes_per_s=0.8 * GB,
+    time_to_first_token_s=0.15,
+    inter_token_s=0.025,
+    scaler_tick_s=0.5,
+)
+
+FAST = Profile(
+    name="fast",
+    container_start_s=0.2,
+    flashboot_start_s=0.03,
+    flashboot_window_s=900.0,
+    engine_init_s=0.25,
+    download_bytes_per_s=20 * GB,
+    volume_read_bytes_per_s=80 * GB,
+    time_to_first_token_s=0.01,
+    inter_token_s=0.001,
+    scaler_tick_s=0.02,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (REALISTIC, FAST)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}") from None

@@ -1,0 +1,233 @@
+"""The emulator's durable state: templates, endpoints, network volumes, billing usage.
+
+Resources are plain dataclasses shared by every API that shows them (REST v2, GraphQL, the
+serverless queue); each API module serialises them into its own shape. When a state file is
+configured, every change is written atomically (temporary file + ``os.replace``) before the
+request that made it returns, so a crash never loses a resource. Jobs and live workers are not
+stored here: like Runpod's queue they are transient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+STATE_FORMAT = 1
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_id(length: int) -> str:
+    """Runpod-style resource id: lowercase letters and digits."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Account:
+    id: str = "user_localpod"
+    email: str = "dev@localpod.invalid"
+    client_balance: float = 250.0
+    spend_limit: float = 80.0
+    pub_key: str = ""
+
+
+@dataclass
+class Template:
+    id: str
+    name: str
+    image: str
+    args: str = ""
+    disk: int = 50
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[str] = field(default_factory=list)
+    registry: str | None = None
+    serverless: bool = False
+    public: bool = False
+    category: str = "NVIDIA"
+    start_ssh: bool = True
+    start_jupyter: bool = True
+    allowed_cuda_versions: list[str] = field(default_factory=list)
+    mounts: dict[str, Any] = field(default_factory=dict)
+    volume_in_gb: int = 0
+    volume_mount_path: str = "/workspace"
+    created_at: str = field(default_factory=utc_now_iso)
+
+
+@dataclass
+class Endpoint:
+    id: str
+    name: str
+    image: str
+    type: str = "QUEUE"
+    template_id: str | None = None
+    args: str = ""
+    disk: int = 50
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[str] = field(default_factory=list)
+    registry: str | None = None
+    gpu_pools: list[str] = field(default_factory=lambda: ["AMPERE_16"])
+    gpu_excluded_types: list[str] = field(default_factory=list)
+    gpu_count: int = 1
+    allowed_cuda_versions: list[str] = field(default_factory=list)
+    min_cuda_version: str | None = None
+    workers_min: int = 0
+    workers_max: int = 3
+    idle_timeout: int = 5
+    scaler_type: str = "QUEUE_DELAY"
+    scaler_value: float = 4
+    data_center_ids: list[str] = field(default_factory=list)
+    network_volume_ids: list[str] = field(default_factory=list)
+    timeout_ms: int = 600_000
+    flashboot: str = "OFF"
+    version: int = 1
+    created_at: str = field(default_factory=utc_now_iso)
+
+    @property
+    def max_concurrency(self) -> int:
+        """Jobs one worker takes at once, as the worker images read it from their env."""
+        for key in ("RUNPOD_MAX_CONCURRENCY", "MAX_CONCURRENCY"):
+            raw = self.env.get(key)
+            if raw:
+                try:
+                    return max(1, int(raw))
+                except ValueError:
+                    continue
+        image = self.image.lower()
+        if "infinity" in image:
+            return 300
+        if "vllm" in image:
+            return 30
+        return 1
+
+
+@dataclass
+class NetworkVolume:
+    id: str
+    name: str
+    size: int
+    data_center: str
+    type: str = "STANDARD"
+    cached_models: list[str] = field(default_factory=list)
+    """Model repos whose weights a worker has already downloaded onto this volume."""
+    created_at: str = field(default_factory=utc_now_iso)
+
+
+@dataclass
+class WorkerSession:
+    """One worker's billable lifetime: from start until it is fully stopped (rounded up to 1 s)."""
+
+    endpoint_id: str
+    worker_id: str
+    gpu_type_id: str
+    gpu_count: int
+    price_per_gpu_s: float
+    started_at: float
+    stopped_at: float | None = None
+
+    def seconds_between(self, start: float, end: float, now: float | None = None) -> float:
+        stop = self.stopped_at if self.stopped_at is not None else (now if now is not None else time.time())
+        return max(0.0, min(stop, end) - max(self.started_at, start))
+
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Store:
+    """All durable resources, with optional atomic persistence to one JSON file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.account = Account()
+        self.templates: dict[str, Template] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.volumes: dict[str, NetworkVolume] = {}
+        self.sessions: list[WorkerSession] = []
+        if path is not None and path.exists():
+            self._load(path)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: unsupported localpod state format {data.get('format')!r}")
+        self.account = _from_dict(Account, data.get("account", {}))
+        self.templates = {t["id"]: _from_dict(Template, t) for t in data.get("templates", [])}
+        self.endpoints = {e["id"]: _from_dict(Endpoint, e) for e in data.get("endpoints", [])}
+        self.volumes = {v["id"]: _from_dict(NetworkVolume, v) for v in data.get("volumes", [])}
+        self.sessions = [_from_dict(WorkerSession, s) for s in data.get("sessions", [])]
+        now = time.time()
+        for session in self.sessions:
+            # A worker that was running when the server stopped stopped with it.
+            if session.stopped_at is None:
+                session.stopped_at = now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "account": asdict(self.account),
+            "templates": [asdict(t) for t in self.templates.values()],
+            "endpoints": [asdict(e) for e in self.endpoints.values()],
+            "volumes": [asdict(v) for v in self.volumes.values()],
+            "sessions": [asdict(s) for s in self.sessions],
+        }
+
+    def commit(self) -> None:
+        """Write the state file atomically, if one is configured. Call after every change."""
+        if self.path is None:
+            return
+        payload = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".localpod-state-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def reset(self) -> None:
+        self.account = Account()
+        self.templates.clear()
+        self.endpoints.clear()
+        self.volumes.clear()
+        self.sessions.clear()
+        self.commit()
+
+    # -- ids -----------------------------------------------------------------------------------
+
+    def new_endpoint_id(self) -> str:
+        return self._unique(14, self.endpoints)
+
+    def new_template_id(self) -> str:
+        return self._unique(10, self.templates)
+
+    def new_volume_id(self) -> str:
+        return self._unique(10, self.volumes)
+
+    @staticmethod
+    def _unique(length: int, taken: dict[str, Any]) -> str:
+        while True:
+            candidate = new_id(length)
+            if candidate not in taken:
+                return candidate

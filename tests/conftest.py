@@ -1,0 +1,95 @@
+"""Shared fixtures: one real localpod HTTP server per test session, reset before each test."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from localpod.app import create_app
+from localpod.config import Settings
+from localpod.context import ServerContext
+from localpod.profiles import FAST
+
+TEST_API_KEY = "rpa_TEST_KEY_NOT_REAL"
+TEST_HF_TOKEN = "hf_test_token_not_real"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalpodServer:
+    """A running localpod: base URLs per emulated host, the keys it accepts, its live context."""
+
+    base_url: str
+    api_key: str
+    hf_token: str
+    ctx: ServerContext
+
+    @property
+    def rest_url(self) -> str:
+        """Runpod REST v2 base (append ``/v2/...``); also ``RUNPOD_API_BASE_URL`` for GraphQL."""
+        return f"{self.base_url}/api.runpod.io"
+
+    @property
+    def queue_url(self) -> str:
+        """Value for ``runpod.endpoint_url_base``."""
+        return f"{self.base_url}/api.runpod.ai/v2"
+
+    @property
+    def hub_url(self) -> str:
+        """Value for ``HfApi(endpoint=...)`` / ``HF_ENDPOINT``."""
+        return f"{self.base_url}/huggingface.co"
+
+    def openai_base(self, endpoint_id: str) -> str:
+        return f"{self.queue_url}/{endpoint_id}/openai/v1"
+
+    def control(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        response = httpx.request(method, f"{self.base_url}/_localpod/{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, ServerContext]:
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("localpod test server did not start")
+        time.sleep(0.02)
+    return server, thread, app.state.ctx
+
+
+@pytest.fixture(scope="session")
+def localpod_session() -> Iterator[LocalpodServer]:
+    settings = Settings(port=free_port(), profile=FAST, api_key=TEST_API_KEY, hf_token=TEST_HF_TOKEN,
+                        log_requests=False)
+    server, thread, ctx = start_server(settings)
+    try:
+        yield LocalpodServer(settings.base_url, TEST_API_KEY, TEST_HF_TOKEN, ctx)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def localpod(localpod_session: LocalpodServer) -> LocalpodServer:
+    """A clean localpod: no resources, no jobs, the fast profile, rate limits on."""
+    localpod_session.control("POST", "reset")
+    localpod_session.control("PATCH", "config", json={"profile": "fast", "rate_limits": True, "proxy_url": None})
+    return localpod_session
