@@ -93,3 +93,37 @@ def localpod(localpod_session: LocalpodServer) -> LocalpodServer:
     localpod_session.control("POST", "reset")
     localpod_session.control("PATCH", "config", json={"profile": "fast", "rate_limits": True, "proxy_url": None})
     return localpod_session
+
+
+def call_in_server(server: LocalpodServer, fn, *args):  # type: ignore[no-untyped-def]
+    """Run ``fn(*args)`` on the server's event loop thread and return its result."""
+    import asyncio
+
+    async def runner():  # type: ignore[no-untyped-def]
+        result = fn(*args)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    assert server.ctx.loop is not None
+    return asyncio.run_coroutine_threadsafe(runner(), server.ctx.loop).result(timeout=30)
+
+
+@pytest.fixture
+def plant_endpoint(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
+    """Create an endpoint directly in the store (no control-plane API involved) and return it."""
+    from localpod.store import Endpoint
+
+    def plant(image: str = "runpod/mock-worker:latest", **fields):  # type: ignore[no-untyped-def]
+        def create() -> Endpoint:
+            store = localpod.ctx.store
+            endpoint = Endpoint(id=store.new_endpoint_id(), name=fields.pop("name", "test-endpoint"), image=image,
+                                **fields)
+            store.endpoints[endpoint.id] = endpoint
+            store.commit()
+            localpod.ctx.platform.endpoint_created(endpoint)
+            return endpoint
+
+        return call_in_server(localpod, create)
+
+    return plant

@@ -1,11 +1,31 @@
-"""(being written) The serverless platform: per-endpoint queues, workers, autoscaling."""
+"""The serverless platform: one queue and a pool of workers per endpoint, scaled as Runpod does.
+
+Scaling follows the endpoint's own settings: ``workers_min`` are kept running; with the
+QUEUE_DELAY scaler a first worker starts as soon as a job waits with no worker to take it, and
+another is added each time the oldest job has waited ``scaler_value`` seconds; with REQUEST_COUNT
+the target is ``ceil((in queue + in progress) / scaler_value)``. Idle workers stop after the idle
+timeout; workers of an older endpoint version finish their jobs and recycle. Jobs are handed to
+the ready worker with the fewest running jobs, up to each worker's concurrency.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
+import math
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from localpod.config import Settings
-from localpod.store import Endpoint, Store
+from localpod.profiles import Profile
+from localpod.ratelimit import RateLimiter
+from localpod.serverless import jobs as J
+from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
+from localpod.store import Endpoint, NetworkVolume, Store
+
+log = logging.getLogger("localpod.platform")
 
 
 @dataclass
@@ -23,31 +43,344 @@ class WorkerInfo:
     started_at: str | None
 
 
+class EndpointGone(Exception):
+    """The endpoint was deleted (or never existed)."""
+
+
+class EndpointRuntime:
+    """Queue, jobs and workers of one endpoint."""
+
+    def __init__(self, platform: "Platform", endpoint_id: str) -> None:
+        self.platform = platform
+        self.endpoint_id = endpoint_id
+        self.queue: collections.deque[J.Job] = collections.deque()
+        self.jobs: dict[str, J.Job] = {}
+        self.finished: collections.deque[J.Job] = collections.deque()
+        self.workers: dict[str, Worker] = {}
+        self.completed = 0
+        self.failed = 0
+        self.retried = 0
+        self.last_scale_up = 0.0
+        self.flashboot_until: dict[int, float] = {}
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> Endpoint:
+        endpoint = self.platform.store.endpoints.get(self.endpoint_id)
+        if endpoint is None:
+            raise EndpointGone(self.endpoint_id)
+        return endpoint
+
+    @property
+    def profile(self) -> Profile:
+        return self.platform.settings.profile
+
+    def volume(self) -> NetworkVolume | None:
+        for volume_id in self.endpoint.network_volume_ids:
+            volume = self.platform.store.volumes.get(volume_id)
+            if volume is not None:
+                return volume
+        return None
+
+    def allowed_data_centers(self) -> list[str]:
+        volume = self.volume()
+        if volume is not None:
+            return [volume.data_center]
+        return list(self.endpoint.data_center_ids)
+
+    def flashboot_ready(self, version: int) -> bool:
+        if self.endpoint.flashboot == "OFF":
+            return False
+        return self.flashboot_until.get(version, 0.0) > time.monotonic()
+
+    def remember_flashboot(self, version: int) -> None:
+        if self.endpoint.flashboot != "OFF":
+            self.flashboot_until[version] = time.monotonic() + self.profile.flashboot_window_s
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def submit(self, job: J.Job) -> None:
+        self.jobs[job.id] = job
+        if job.low_priority:
+            self.queue.append(job)
+        else:
+            # Normal jobs go ahead of low-priority ones.
+            index = len(self.queue)
+            while index > 0 and self.queue[index - 1].low_priority:
+                index -= 1
+            self.queue.insert(index, job)
+        self.dispatch()
+        self.scale()
+
+    def dispatch(self) -> None:
+        """Hand queued jobs to ready workers with free slots, least busy first."""
+        while self.queue:
+            best: Worker | None = None
+            for worker in self.workers.values():
+                free = worker.free_slots
+                if free > 0 and (best is None or len(worker.running) < len(best.running)):
+                    best = worker
+            if best is None:
+                return
+            best.assign(self.queue.popleft())
+
+    def job_finished(self, job: J.Job) -> None:
+        if job.status == J.COMPLETED:
+            self.completed += 1
+        elif job.status in (J.FAILED, J.TIMED_OUT):
+            self.failed += 1
+        self.finished.append(job)
+        if job.webhook:
+            self.platform.send_webhook(job)
+        self.dispatch()
+
+    def worker_ready(self, worker: Worker) -> None:
+        self.dispatch()
+
+    def cancel(self, job: J.Job) -> None:
+        if job.is_final:
+            return
+        if job.status == J.IN_QUEUE:
+            try:
+                self.queue.remove(job)
+            except ValueError:
+                pass
+            job.finish(J.CANCELLED)
+            self.finished.append(job)
+        elif job.task is not None:
+            job.finish(J.CANCELLED)
+            job.task.cancel()
+
+    def retry(self, job: J.Job) -> None:
+        job.status = J.IN_QUEUE
+        job.retries += 1
+        job.submitted_at = time.monotonic()
+        job.started_at = job.finished_at = job.first_output_at = None
+        job.output = job.error = job.worker_id = None
+        job.chunks.clear()
+        job.stream_cursor = 0
+        job.done.clear()
+        self.retried += 1
+        try:
+            self.finished.remove(job)
+        except ValueError:
+            pass
+        self.submit(job)
+
+    def purge(self) -> int:
+        removed = 0
+        while self.queue:
+            job = self.queue.popleft()
+            self.jobs.pop(job.id, None)
+            job.finish(J.CANCELLED)
+            removed += 1
+        return removed
+
+    def in_progress(self) -> int:
+        return sum(len(w.running) for w in self.workers.values())
+
+    # -- scaling -------------------------------------------------------------------------------
+
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.status != STOPPED]
+
+    def scale(self) -> None:
+        """Start workers the scaler asks for (called on every submit and every tick)."""
+        try:
+            endpoint = self.endpoint
+        except EndpointGone:
+            return
+        current = [w for w in self.live_workers() if not w.stale]
+        count = len(current)
+        target = endpoint.workers_min
+        queued = len(self.queue)
+        if endpoint.scaler_type == "REQUEST_COUNT":
+            per_worker = max(1.0, float(endpoint.scaler_value))
+            target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
+        elif queued:
+            capacity = sum(w.concurrency - len(w.running) for w in current if w.status not in (UNHEALTHY,))
+            if count == 0 or capacity <= 0:
+                waited = time.monotonic() - self.queue[0].submitted_at
+                now = time.monotonic()
+                if count == 0:
+                    target = max(target, 1)
+                elif waited >= endpoint.scaler_value and now - self.last_scale_up >= endpoint.scaler_value:
+                    target = max(target, count + 1)
+        target = min(target, endpoint.workers_max)
+        while count < target:
+            worker = Worker(self)
+            self.workers[worker.id] = worker
+            worker.start()
+            self.last_scale_up = time.monotonic()
+            count += 1
+
+    async def tick(self) -> None:
+        """Periodic housekeeping: idle timeouts, stale recycling, retention, scaling."""
+        try:
+            endpoint = self.endpoint
+        except EndpointGone:
+            return
+        now = time.monotonic()
+        fresh = [w for w in self.live_workers() if not w.stale]
+        for worker in list(self.workers.values()):
+            if worker.status == STOPPED:
+                del self.workers[worker.id]
+                continue
+            if worker.stale and not worker.running:
+                await worker.stop()
+                continue
+            if worker.status == IDLE and not worker.running and not self.queue:
+                if now - worker.idle_since >= endpoint.idle_timeout and len(fresh) > endpoint.workers_min:
+                    fresh.remove(worker)
+                    await worker.stop()
+        while len(fresh) > endpoint.workers_max:
+            victim = next((w for w in fresh if not w.running), None)
+            if victim is None:
+                break
+            fresh.remove(victim)
+            await victim.stop()
+        while self.finished and self.finished[0].finished_at is not None and \
+                now - self.finished[0].finished_at > self.finished[0].retention_s():
+            job = self.finished.popleft()
+            self.jobs.pop(job.id, None)
+        self.scale()
+        self.dispatch()
+
+    async def shutdown(self, reason: str) -> None:
+        for job in list(self.jobs.values()):
+            if not job.is_final:
+                if job.task is not None:
+                    job.task.cancel()
+                job.finish(J.CANCELLED, error=reason)
+        for worker in list(self.workers.values()):
+            await worker.stop()
+        self.workers.clear()
+        self.queue.clear()
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        counts = collections.Counter(w.status for w in self.live_workers())
+        return {
+            "jobs": {"completed": self.completed, "failed": self.failed, "inProgress": self.in_progress(),
+                     "inQueue": len(self.queue), "retried": self.retried},
+            "workers": {"idle": counts[IDLE], "initializing": counts[INITIALIZING],
+                        "ready": counts[IDLE] + counts[RUNNING], "running": counts[RUNNING],
+                        "throttled": counts[THROTTLED], "unhealthy": counts[UNHEALTHY]},
+        }
+
+
 class Platform:
+    """All endpoint runtimes plus the background loop that drives their scaling."""
+
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.runtimes: dict[str, EndpointRuntime] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.rate_limiter = RateLimiter()
 
     async def start(self) -> None:
-        pass
+        # Import the worker kinds now: a first import during a worker's boot (httpx, numpy) would
+        # stall the event loop for a tenth of a second and show up in cold-start timings.
+        from localpod.serverless.backends import infinity_worker, mock_worker, vllm_worker  # noqa: F401
+
+        for endpoint in self.store.endpoints.values():
+            self.runtime(endpoint.id)
+        self._loop_task = asyncio.get_running_loop().create_task(self._scaler_loop(), name="localpod-scaler")
 
     async def stop(self) -> None:
-        pass
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for runtime in list(self.runtimes.values()):
+            await runtime.shutdown("localpod stopped")
+        self.store.commit()
+
+    async def _scaler_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.settings.profile.scaler_tick_s, 0.005))
+            for runtime in list(self.runtimes.values()):
+                try:
+                    await runtime.tick()
+                except Exception:  # pragma: no cover - keep scaling the other endpoints
+                    log.exception("scaler tick failed for %s", runtime.endpoint_id)
+
+    def runtime(self, endpoint_id: str) -> EndpointRuntime:
+        """The runtime of an existing endpoint; raises ``EndpointGone`` for an unknown id."""
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is None:
+            if endpoint_id not in self.store.endpoints:
+                raise EndpointGone(endpoint_id)
+            runtime = self.runtimes[endpoint_id] = EndpointRuntime(self, endpoint_id)
+        return runtime
+
+    # -- control-plane hooks -------------------------------------------------------------------
 
     def endpoint_created(self, endpoint: Endpoint) -> None:
-        pass
+        self.runtime(endpoint.id).scale()
 
     def endpoint_updated(self, endpoint: Endpoint) -> None:
-        pass
+        # Stale workers recycle and min/max changes apply on the next tick.
+        self.runtime(endpoint.id)
 
     def endpoint_deleted(self, endpoint_id: str) -> None:
-        pass
+        runtime = self.runtimes.pop(endpoint_id, None)
+        if runtime is not None:
+            self._spawn(runtime.shutdown("endpoint deleted"))
 
     def list_workers(self, endpoint_id: str) -> list[WorkerInfo]:
-        return []
-
-    def snapshot(self) -> dict:
-        return {}
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is None:
+            return []
+        return [WorkerInfo(id=w.id, status=w.status, version=w.version, gpu_count=w.gpu_count, image=w.image,
+                           uptime_seconds=w.uptime_s(), gpu_type_id=w.gpu_type_id, data_center_id=w.data_center_id,
+                           started_at=w.started_iso())
+                for w in runtime.live_workers()]
 
     async def reset(self) -> None:
-        pass
+        for runtime in list(self.runtimes.values()):
+            await runtime.shutdown("localpod reset")
+        self.runtimes.clear()
+        self.rate_limiter.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for endpoint_id, runtime in self.runtimes.items():
+            out[endpoint_id] = {
+                "health": runtime.health(),
+                "workers": [{"id": w.id, "status": w.status, "version": w.version, "stale": w.stale,
+                             "gpuTypeId": w.gpu_type_id, "dataCenterId": w.data_center_id,
+                             "coldStart": w.plan.describe() if w.plan else None,
+                             "unhealthyReason": w.unhealthy_reason,
+                             "events": [[round(t, 4), s] for t, s in w.events]}
+                            for w in runtime.live_workers()],
+            }
+        return out
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def send_webhook(self, job: J.Job) -> None:
+        """POST the finished job to its webhook; retried twice, 10 s apart, as Runpod does."""
+        self._spawn(self._post_webhook(job))
+
+    async def _post_webhook(self, job: J.Job) -> None:
+        import httpx
+
+        body = job.view()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for attempt in range(3):
+                try:
+                    response = await client.post(job.webhook or "", json=body)
+                    if response.status_code < 400:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if attempt < 2:
+                    await asyncio.sleep(10)

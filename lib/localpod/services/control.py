@@ -3,6 +3,8 @@
 - ``GET /_localpod/health``: liveness, version, profile.
 - ``GET /_localpod/state``: every durable resource plus live workers and queue counts.
 - ``POST /_localpod/reset``: forget all resources, jobs and workers.
+- ``POST /_localpod/echo``: parses a JSON body and returns it; the bare-route baseline that the
+  overhead benchmark compares the queue against (same server, same HTTP and JSON work).
 - ``GET|PATCH /_localpod/config``: the timing profile (switch ``profile`` or override single
   durations), ``proxy_url`` and ``rate_limits``.
 
@@ -37,6 +39,12 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         ctx.store.reset()
         return JSONResponse({"status": "reset"})
 
+    async def echo(request: Request) -> Response:
+        try:
+            return JSONResponse(await json_body(request))
+        except ValueError as exc:
+            return problem(400, str(exc))
+
     def config_body() -> dict:
         return {"profile": settings.profile.to_dict(), "proxy_url": settings.proxy_url,
                 "rate_limits": settings.rate_limits}
@@ -70,4 +78,5 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         Route("/state", state, methods=["GET"]),
         Route("/reset", reset, methods=["POST"]),
         Route("/config", config, methods=["GET", "PATCH"]),
+        Route("/echo", echo, methods=["POST"]),
     ]

@@ -1,0 +1,278 @@
+"""One emulated serverless worker: its Runpod states, its cold start, the jobs it runs.
+
+States as Runpod reports them: THROTTLED (no GPU free in the allowed pools and data centers),
+INITIALIZING (container start + model load), IDLE (ready, no job), RUNNING (at least one job, up
+to the endpoint's per-worker concurrency), UNHEALTHY (the handler cannot start, e.g. a gated
+model without an accepted licence; it keeps retrying, as a crash-looping container does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from localpod import catalog, hubdata
+from localpod.serverless import jobs as J
+from localpod.serverless.backends import create_backend
+from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
+from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
+from localpod.store import WorkerSession, new_id
+
+if TYPE_CHECKING:
+    from localpod.serverless.platform import EndpointRuntime
+
+log = logging.getLogger("localpod.workers")
+
+THROTTLED = "THROTTLED"
+INITIALIZING = "INITIALIZING"
+IDLE = "IDLE"
+RUNNING = "RUNNING"
+UNHEALTHY = "UNHEALTHY"
+STOPPED = "STOPPED"  # internal: gone from every listing
+
+RUNPOD_SDK_VERSION = "1.12.0"
+_SECRET_REF = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z0-9_\-]+\s*\}\}$")
+
+
+class Worker:
+    """A worker's life, driven by its own asyncio task (``run``)."""
+
+    def __init__(self, runtime: "EndpointRuntime") -> None:
+        endpoint = runtime.endpoint
+        self.runtime = runtime
+        self.id = new_id(14)
+        self.version = endpoint.version
+        self.image = endpoint.image
+        self.gpu_count = endpoint.gpu_count
+        self.concurrency = endpoint.max_concurrency
+        self.status = THROTTLED
+        self.gpu_type_id: str | None = None
+        self.data_center_id: str | None = None
+        self.started_wall: float | None = None
+        self.ready_at: float | None = None
+        self.idle_since = time.monotonic()
+        self.running: set[J.Job] = set()
+        self.backend: WorkerBackend | None = None
+        self.session: WorkerSession | None = None
+        self.plan: ColdStartPlan | None = None
+        self.unhealthy_reason: str | None = None
+        self.events: list[tuple[float, str]] = []
+        self.task: asyncio.Task[None] | None = None
+        self._set(THROTTLED)
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status in (IDLE, RUNNING)
+
+    @property
+    def free_slots(self) -> int:
+        if not self.is_ready or self.stale:
+            return 0
+        return self.concurrency - len(self.running)
+
+    @property
+    def stale(self) -> bool:
+        return self.version != self.runtime.endpoint.version
+
+    def uptime_s(self) -> int | None:
+        return None if self.started_wall is None else int(time.time() - self.started_wall)
+
+    def started_iso(self) -> str | None:
+        if self.started_wall is None:
+            return None
+        return datetime.fromtimestamp(self.started_wall, timezone.utc).isoformat().replace("+00:00", "Z")
+
+    def _set(self, status: str) -> None:
+        self.status = status
+        self.events.append((time.monotonic(), status))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"worker-{self.id}")
+
+    async def run(self) -> None:
+        try:
+            await self._place()
+            while True:
+                if await self._boot():
+                    return
+                # The handler could not start: crash loop until the endpoint changes or we are stopped.
+                await asyncio.sleep(max(self.runtime.profile.container_start_s, 0.05))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover - a bug here must not kill the platform
+            log.exception("worker %s failed", self.id)
+            self._set(UNHEALTHY)
+
+    async def _place(self) -> None:
+        endpoint = self.runtime.endpoint
+        while True:
+            placement = catalog.place_worker(endpoint.gpu_pools, endpoint.gpu_excluded_types,
+                                             self.runtime.allowed_data_centers())
+            if placement is not None:
+                break
+            await asyncio.sleep(max(self.runtime.profile.scaler_tick_s, 0.05))
+        self.gpu_type_id = placement.gpu_type_id
+        self.data_center_id = placement.data_center_id
+        self.started_wall = time.time()
+        self.session = WorkerSession(endpoint_id=endpoint.id, worker_id=self.id, gpu_type_id=placement.gpu_type_id,
+                                     gpu_count=self.gpu_count, price_per_gpu_s=placement.price_per_gpu_s,
+                                     started_at=self.started_wall)
+        self.runtime.platform.store.sessions.append(self.session)
+        self.runtime.platform.store.commit()
+
+    async def _boot(self) -> bool:
+        """Start the container and load the model. True once the worker is IDLE."""
+        self._set(INITIALIZING)
+        runtime = self.runtime
+        endpoint = runtime.endpoint
+        settings = runtime.platform.settings
+        spec = WorkerSpec(endpoint_id=endpoint.id, image=endpoint.image, env=dict(endpoint.env),
+                          profile=runtime.profile, proxy_url=settings.proxy_url, proxy_api_key=settings.proxy_api_key)
+        backend = create_backend(spec)
+        repos = backend.model_repos
+        volume = runtime.volume()
+        cached = set(volume.cached_models) if volume is not None else None
+        plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
+        self.plan = plan
+        await asyncio.sleep(plan.container_s)
+        denial = self._download_denial(repos, plan)
+        if denial is not None:
+            self.unhealthy_reason = denial
+            self._set(UNHEALTHY)
+            log.info("worker %s unhealthy: %s", self.id, denial)
+            return False
+        await asyncio.sleep(plan.download_s + plan.volume_read_s + plan.engine_s)
+        try:
+            await backend.load()
+        except WorkerCrash as exc:
+            self.unhealthy_reason = str(exc)
+            self._set(UNHEALTHY)
+            return False
+        if volume is not None and plan.downloaded:
+            for repo in plan.downloaded:
+                if repo not in volume.cached_models:
+                    volume.cached_models.append(repo)
+            runtime.platform.store.commit()
+        self.backend = backend
+        self.unhealthy_reason = None
+        self.ready_at = time.monotonic()
+        self.idle_since = self.ready_at
+        self._set(IDLE)
+        runtime.worker_ready(self)
+        return True
+
+    def _download_denial(self, repos: list[str], plan: ColdStartPlan) -> str | None:
+        """What the Hub would refuse this worker, for the repos it downloads in this start."""
+        token = self.runtime.endpoint.env.get("HF_TOKEN") or None
+        default_token = self.runtime.platform.settings.hf_token
+        if token and _SECRET_REF.match(token.strip()):
+            # A Runpod secret reference: localpod resolves every secret to its configured HF token.
+            token = default_token
+        for repo in plan.downloaded:
+            reason = hubdata.download_denial(repo, token, default_token)
+            if reason is not None:
+                return f"cannot download {repo}: {reason}"
+        return None
+
+    async def stop(self) -> None:
+        """Stop the worker: cancel its lifecycle and jobs, end its billing session."""
+        if self.status == STOPPED:
+            return
+        self._set(STOPPED)
+        current = asyncio.current_task()
+        if self.task is not None and self.task is not current:
+            self.task.cancel()
+        for job in list(self.running):
+            if job.task is not None:
+                job.task.cancel()
+        if self.backend is not None:
+            try:
+                await self.backend.close()
+            except Exception:  # pragma: no cover
+                log.exception("closing backend of worker %s", self.id)
+        if self.session is not None and self.session.stopped_at is None:
+            self.session.stopped_at = time.time()
+            self.runtime.platform.store.commit()
+        if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
+            self.runtime.remember_flashboot(self.version)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def assign(self, job: J.Job) -> None:
+        """Start a job on this worker (the platform checked ``free_slots``)."""
+        job.status = J.IN_PROGRESS
+        job.started_at = time.monotonic()
+        job.worker_id = self.id
+        self.running.add(job)
+        if len(self.running) == 1:
+            self._set(RUNNING)
+        job.task = asyncio.get_running_loop().create_task(self._execute(job))
+
+    async def _execute(self, job: J.Job) -> None:
+        backend = self.backend
+        assert backend is not None
+        ctx = JobContext(job_id=job.id, profile=self.runtime.profile)
+        crashed: WorkerCrash | None = None
+        try:
+            async with asyncio.timeout(job.execution_timeout_s if job.execution_timeout_s > 0 else None):
+                items: list[Any] = []
+                async for item in backend.handle(job.input, ctx):
+                    items.append(item)
+                    if backend.generator:
+                        job.add_chunk(item)
+            if backend.generator:
+                output = items
+            else:
+                output = items[0] if items else None
+                job.add_chunk(output)
+            job.finish(J.COMPLETED, output=output)
+        except TimeoutError:
+            ctx.cancelled.set()
+            job.finish(J.TIMED_OUT, error=f"Job timed out after {job.execution_timeout_s:g} s (execution timeout).")
+        except asyncio.CancelledError:
+            ctx.cancelled.set()
+            if not job.is_final:
+                job.finish(J.CANCELLED)
+        except WorkerCrash as exc:
+            crashed = exc
+            job.finish(J.FAILED, error=self._error_text(exc))
+        except Exception as exc:
+            job.finish(J.FAILED, error=self._error_text(exc))
+        finally:
+            self.running.discard(job)
+            if not self.running and self.status == RUNNING:
+                self.idle_since = time.monotonic()
+                self._set(IDLE)
+            self.runtime.job_finished(job)
+        if crashed is not None and self.status != STOPPED:
+            log.info("worker %s crashed: %s; restarting", self.id, crashed)
+            self.backend = None
+            for other in list(self.running):
+                if other.task is not None:
+                    other.task.cancel()
+            self.task = asyncio.get_running_loop().create_task(self._restart(), name=f"worker-{self.id}-restart")
+
+    async def _restart(self) -> None:
+        while not await self._boot():
+            await asyncio.sleep(max(self.runtime.profile.container_start_s, 0.05))
+
+    def _error_text(self, exc: BaseException) -> str:
+        """The ``error`` field as the runpod SDK's worker reports a handler exception."""
+        return json.dumps({
+            "error_type": str(type(exc)),
+            "error_message": str(exc),
+            "error_traceback": "".join(traceback.format_exception(exc)),
+            "hostname": self.id,
+            "worker_id": self.id,
+            "runpod_version": RUNPOD_SDK_VERSION,
+        })
