@@ -1,11 +1,31 @@
-"""(being written)"""
+"""Runpod REST API v2 control plane: serverless endpoints, templates, network volumes, catalog, billing.
+
+Mounted under ``/api.runpod.io``, so clients use ``http://127.0.0.1:PORT/api.runpod.io`` where they
+would use ``https://api.runpod.io``. Each resource lives in its own module of
+:mod:`localpod.services.rest`; this module only puts their routes together and answers any other
+``/v2/...`` path with a 404 problem document, as the real API does, instead of Starlette's plain text.
+"""
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
+from localpod.services.rest import billing, catalog_api, serverless, templates, volumes
+from localpod.services.rest.common import ALL_METHODS, ApiError, resource
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
-    return []
+    async def unknown(request: Request) -> Response:
+        raise ApiError(404, f"no REST v2 route for {request.method} /v2/{request.path_params['rest']}")
+
+    return [
+        *serverless.routes(ctx),
+        *templates.routes(ctx),
+        *volumes.routes(ctx),
+        *catalog_api.routes(ctx),
+        *billing.routes(ctx),
+        resource(ctx, "/v2/{rest:path}", {method: unknown for method in ALL_METHODS}),
+    ]
