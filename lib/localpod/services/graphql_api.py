@@ -187,14 +187,6 @@ def resolve_delete_template(_: Any, info: GraphQLResolveInfo, templateName: str)
 
 # -- endpoints -----------------------------------------------------------------------------------
 
-_WORKER_SPEC = ("image", "args", "disk", "env", "ports", "registry", "gpu_pools", "gpu_excluded_types",
-                "gpu_count", "allowed_cuda_versions", "min_cuda_version", "timeout_ms", "flashboot",
-                "network_volume_ids", "data_center_ids")
-"""Endpoint fields workers run with: changing any of them is a new release (``version`` + 1). The
-same list as the REST v2 service's, so both APIs version an endpoint alike; name, scaling and
-worker counts are not part of a release."""
-
-
 def _copy_into(target: Any, source: Any) -> None:
     """Update a stored object in place, so every holder of a reference (the platform) sees it."""
     for f in fields(source):
@@ -203,7 +195,7 @@ def _copy_into(target: Any, source: Any) -> None:
 
 def _apply_template(endpoint: Endpoint, template: Template) -> bool:
     """Give the endpoint its template's container settings; True when anything changed."""
-    before = tuple(getattr(endpoint, name) for name in _WORKER_SPEC)
+    before = endpoint.release()
     endpoint.template_id = template.id
     endpoint.image = template.image
     endpoint.args = template.args
@@ -211,7 +203,7 @@ def _apply_template(endpoint: Endpoint, template: Template) -> bool:
     endpoint.env = dict(template.env)
     endpoint.ports = list(template.ports)
     endpoint.registry = template.registry
-    return before != tuple(getattr(endpoint, name) for name in _WORKER_SPEC)
+    return before != endpoint.release()
 
 
 def _serverless_template(store: Store, template_id: str) -> Template:
@@ -381,7 +373,7 @@ def resolve_save_endpoint(_: Any, info: GraphQLResolveInfo, input: dict) -> Endp
         store.endpoints[endpoint.id] = endpoint
         ctx.platform.endpoint_created(endpoint)
     else:
-        changed = any(getattr(existing, name) != getattr(endpoint, name) for name in _WORKER_SPEC)
+        changed = existing.release() != endpoint.release()
         if changed:
             endpoint.version = existing.version + 1
         _copy_into(existing, endpoint)

@@ -42,11 +42,6 @@ MIN_TIMEOUT_MS = 5_000
 MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 """Execution timeout bounds from Runpod's endpoint settings docs (5 s to 7 days)."""
 
-RELEASE_FIELDS = ("image", "args", "disk", "env", "ports", "registry", "gpu_pools", "gpu_excluded_types",
-                  "gpu_count", "allowed_cuda_versions", "min_cuda_version", "timeout_ms", "flashboot",
-                  "network_volume_ids", "data_center_ids")
-"""Endpoint fields workers run with: changing any of them is a new release (``version`` + 1)."""
-
 _QUEUE_PATHS = {"run": "run", "runSync": "runsync", "status": "status/{job_id}", "stream": "stream/{job_id}",
                 "cancel": "cancel/{job_id}", "retry": "retry/{job_id}", "purgeQueue": "purge-queue",
                 "health": "health"}
@@ -280,7 +275,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         if errors:
             raise bad_request(errors)
         _pin_to_volumes(candidate, store)
-        if any(getattr(candidate, f) != getattr(endpoint, f) for f in RELEASE_FIELDS):
+        if candidate.release() != endpoint.release():
             candidate.version = endpoint.version + 1
         for field in dataclasses.fields(Endpoint):
             # Update in place: the platform holds this very object.
