@@ -1,15 +1,68 @@
-"""``rpbook``: command-line entry point of the runbook helpers."""
+"""``rpbook``: run the runbooks headlessly and list their parameters.
+
+    rpbook run [NOTEBOOK ...] -f params/local.yaml [-f more.yaml] [--out DIR]
+    rpbook params [NOTEBOOK ...]
+
+Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
+or bad parameters (nothing ran).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from rpbook import __version__
+from rpbook.errors import RpbookError
+from rpbook.runner import discover_notebooks, load_parameters, notebook_parameters, run_notebooks
+from rpbook.secrets import scrub
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpbook", description="Runpod runbooks, headless.")
+    parser.add_argument("--version", action="version", version=f"rpbook {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute runbooks with papermill, in order, stopping at the first failure")
+    run.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every numbered runbook)")
+    run.add_argument("-f", "--parameters-file", action="append", type=Path, default=[], dest="files",
+                     help="YAML parameters file (repeatable; later files win)")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<UTC timestamp>/)")
+    run.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
+    run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+    params = sub.add_parser("params", help="list the parameters each runbook declares")
+    params.add_argument("notebooks", nargs="*", type=Path)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rpbook", description="Runpod runbook helpers.")
-    parser.add_argument("--version", action="version", version=f"rpbook {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
+    args = build_parser().parse_args(argv)
+    notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
+    missing = [str(p) for p in notebooks if not p.exists()]
+    if missing:
+        print(f"rpbook: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not notebooks:
+        print("rpbook: no notebooks found", file=sys.stderr)
+        return 2
+    if args.command == "params":
+        for notebook in notebooks:
+            print(notebook.name)
+            for p in notebook_parameters(notebook).values():
+                print(f"  {p.name}: {p.type_name} = {p.default}  # {p.help}")
+        return 0
+    try:
+        parameters = load_parameters(args.files)
+        summary = run_notebooks(notebooks, parameters, out_dir=args.out, execution_timeout=args.execution_timeout,
+                                log_output=args.log_output)
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(summary)
+    print(f"executed notebooks and summary.json in {summary.run_dir}")
+    if not summary.ok:
+        failed = next(r for r in summary.results if r.status == "failed")
+        where = f"cell {failed.failed_cell}" if failed.failed_cell is not None else "execution"
+        print(f"rpbook: {failed.notebook} failed in {where}: {failed.error}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,185 @@
+"""Headless runs of the runbooks: a thin, strict wrapper around papermill.
+
+What it adds to ``papermill``: parameter names that no selected notebook declares are an error
+(papermill only warns, so a typo silently runs the defaults), values must fit the declared type,
+names that look like secrets are refused (papermill writes every parameter into each output
+notebook), notebooks run in order and stop at the first failure, and each run gets its own folder
+``runs/<UTC timestamp>/`` with the executed notebooks, the figures they record and a summary.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from rpbook.errors import ConfigError
+from rpbook.secrets import scrub
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+
+_SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                                       "list": (list,), "dict": (dict,)}
+
+
+@dataclass(frozen=True)
+class NotebookParameter:
+    name: str
+    type_name: str
+    default: str
+    help: str
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    output: str
+    status: str  # "ok" | "failed" | "skipped"
+    seconds: float = 0.0
+    failed_cell: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_dir: str
+    parameters: dict[str, Any]
+    results: list[NotebookResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.results)
+
+    def to_json(self) -> str:
+        return json.dumps({"run_dir": self.run_dir, "ok": self.ok, "parameters": self.parameters,
+                           "results": [asdict(r) for r in self.results]}, indent=2)
+
+    def __str__(self) -> str:
+        lines = [f"{'notebook':<36}{'status':<9}{'seconds':>8}  detail"]
+        for r in self.results:
+            detail = f"cell {r.failed_cell}: {r.error}" if r.status == "failed" else r.output
+            lines.append(f"{r.notebook:<36}{r.status:<9}{r.seconds:>8.1f}  {detail}")
+        return "\n".join(lines)
+
+
+def discover_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered runbooks (``NN_name.ipynb``) in order."""
+    return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
+    """The ``parameters`` cell as papermill reads it (``name: type = default  # help``)."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {name: NotebookParameter(name, str(p.get("inferred_type_name") or "None"), str(p.get("default")),
+                                    str(p.get("help") or ""))
+            for name, p in found.items()}
+
+
+def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
+    """Merge YAML parameter files, later files winning (as papermill's ``-f``)."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"parameters file {path} does not exist") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a parameters file must be a YAML mapping of name: value")
+        merged.update(data)
+    return merged
+
+
+def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
+    """Validate names and types; return the parameters each notebook receives (only those it declares)."""
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    known: dict[str, NotebookParameter] = {}
+    for params in declared.values():
+        known.update(params)
+    problems: list[str] = []
+    for name, value in parameters.items():
+        if _SECRET_NAME.search(name):
+            problems.append(f"{name}: looks like a secret; secrets never go in parameters (papermill writes them "
+                            f"into every output notebook) - put it in the environment or the .env file")
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{name}: no selected notebook has this parameter{hint}")
+            continue
+        type_name = known[name].type_name
+        allowed = _TYPES.get(type_name)
+        if allowed and value is not None and not (isinstance(value, allowed)
+                                                  and not (type_name in ("int", "float") and isinstance(value, bool))):
+            problems.append(f"{name}: expected {type_name}, got {type(value).__name__} {value!r}")
+    if problems:
+        raise ConfigError("bad parameters:\n  " + "\n  ".join(problems))
+    return {nb: {k: v for k, v in parameters.items() if k in params} for nb, params in declared.items()}
+
+
+def new_run_dir(root: Path = Path("runs")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = root / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, out_dir: Path | None = None,
+                  kernel_name: str = "python3", execution_timeout: int | None = None,
+                  log_output: bool = False) -> RunSummary:
+    """Run ``notebooks`` in order with papermill; stop at the first failure. Never raises for a
+    failing notebook: the summary says which cell failed and why (scrubbed of secrets)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    per_notebook = check_parameters(parameters, notebooks)
+    run_dir = out_dir if out_dir is not None else new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters))
+    previous = os.environ.get("RPBOOK_RUN_DIR")
+    os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    try:
+        failed = False
+        for notebook in notebooks:
+            output = run_dir / notebook.name
+            if failed:
+                summary.results.append(NotebookResult(notebook.name, str(output), "skipped"))
+                continue
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(str(notebook), str(output), parameters=per_notebook[notebook],
+                                           cwd=str(notebook.parent), kernel_name=kernel_name, progress_bar=False,
+                                           log_output=log_output, execution_timeout=execution_timeout)
+                summary.results.append(NotebookResult(notebook.name, str(output), "ok",
+                                                      time.perf_counter() - start))
+            except PapermillExecutionError as exc:
+                failed = True
+                summary.results.append(NotebookResult(notebook.name, str(output), "failed",
+                                                      time.perf_counter() - start, failed_cell=exc.exec_count,
+                                                      error=scrub(f"{exc.ename}: {exc.evalue}")))
+            except Exception as exc:  # kernel died, timeout, missing kernel: still a failed notebook
+                failed = True
+                summary.results.append(NotebookResult(notebook.name, str(output), "failed",
+                                                      time.perf_counter() - start,
+                                                      error=scrub(f"{type(exc).__name__}: {exc}")))
+    finally:
+        if previous is None:
+            os.environ.pop("RPBOOK_RUN_DIR", None)
+        else:
+            os.environ["RPBOOK_RUN_DIR"] = previous
+    (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
+    return summary
