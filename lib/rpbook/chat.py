@@ -1,0 +1,294 @@
+"""Chat clients bound to a vLLM endpoint, and the sanity checks a new endpoint should pass.
+
+A Runpod vLLM endpoint speaks OpenAI at ``{queue}/{endpoint_id}/openai/v1`` with the Runpod API key
+as the bearer token, so the stock ``openai`` and ``langchain-openai`` clients work once their base
+URL points there. ``sanity_checks`` goes one step further than "it answered": it checks the served
+model name (the one clients must send), times a streamed answer (time to first token, tokens/s),
+and shows vLLM's classic surprise, the 16-token default of ``/completions`` without ``max_tokens``.
+Run ``rpbook.serverless.wake`` first: a cold endpoint makes these calls wait for the cold start.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import openai
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from rpbook.errors import SanityCheckError
+from rpbook.secrets import Secret, scrub
+from rpbook.settings import Settings
+
+DEFAULT_PROMPT = "Hello, how are you?"
+VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+"""vLLM's ``max_tokens`` when a ``/completions`` request does not set one."""
+
+Figure = float | int | str | bool
+
+
+def _reveal(api_key: Secret | str) -> str:
+    if isinstance(api_key, Secret):
+        return api_key.reveal()
+    return Secret("RUNPOD_API_KEY", str(api_key), "argument").reveal()  # registered for scrub()
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+
+def openai_client(settings: Settings, api_key: Secret | str, endpoint_id: str, *, timeout: float = 120.0,
+                  max_retries: int = 2) -> openai.OpenAI:
+    """An ``openai.OpenAI`` for the endpoint's OpenAI routes. ``timeout`` covers one request; a
+    cold endpoint needs its wake-up first (or a timeout longer than the cold start)."""
+    return openai.OpenAI(base_url=settings.openai_base_url(endpoint_id), api_key=_reveal(api_key),
+                         timeout=timeout, max_retries=max_retries)
+
+
+def langchain_chat(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str,
+                   **kw: Any) -> ChatOpenAI:
+    """A LangChain ``ChatOpenAI`` for the endpoint. ``max_tokens`` defaults to 512 (always bound the
+    answer's length on a pay-per-second GPU); other keyword arguments go to ``ChatOpenAI``."""
+    kw.setdefault("max_tokens", 512)
+    kw.setdefault("timeout", 120.0)
+    kw.setdefault("max_retries", 2)
+    return ChatOpenAI(model=model, base_url=settings.openai_base_url(endpoint_id),
+                      api_key=SecretStr(_reveal(api_key)), **kw)
+
+
+def curl_example(settings: Settings, endpoint_id: str, model: str, prompt: str = DEFAULT_PROMPT, *,
+                 max_tokens: int = 128) -> str:
+    """The curl command for the chat route, ready to paste in a shell where ``RUNPOD_API_KEY`` is set.
+    The key is written as ``$RUNPOD_API_KEY`` (never its value); ``max_tokens`` is always set."""
+    url = f"{settings.openai_base_url(endpoint_id)}/chat/completions"
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
+                       "max_tokens": max_tokens}, ensure_ascii=False)
+    return (f"curl -sS -X POST {shlex.quote(url)} \\\n"
+            '  -H "Authorization: Bearer $RUNPOD_API_KEY" \\\n'
+            "  -H 'Content-Type: application/json' \\\n"
+            f"  -d {shlex.quote(scrub(body))}")
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: did it pass, what was seen, and its measurements."""
+
+    name: str
+    ok: bool
+    detail: str
+    figures: dict[str, Figure] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """All checks of one endpoint and model."""
+
+    endpoint_id: str
+    model: str
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    @property
+    def figures(self) -> dict[str, Figure]:
+        """Every check's figures in one dict (ttft_s, tokens_per_s, chat_latency_s, …)."""
+        out: dict[str, Figure] = {}
+        for check in self.checks:
+            out.update(check.figures)
+        return out
+
+    def __str__(self) -> str:
+        width = max([len(c.name) for c in self.checks] + [5])
+        lines = [f"sanity checks of {self.model} on endpoint {self.endpoint_id}: "
+                 f"{'all passed' if self.ok else f'{len(self.failed)} failed'}"]
+        for check in self.checks:
+            mark = "PASS" if check.ok else "FAIL"
+            lines.append(f"  {mark}  {check.name:<{width}}  {check.detail}")
+        if self.figures:
+            lines.append("  figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.figures.items()))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td><td>{html.escape(c.detail)}</td>"
+            f"<td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in c.figures.items()))}</td></tr>"
+            for c in self.checks)
+        return (f"<div><b>Sanity checks</b> of <code>{html.escape(self.model)}</code> on endpoint "
+                f"<code>{html.escape(self.endpoint_id)}</code>: {'all passed' if self.ok else 'some failed'}"
+                f"<table><tr><th></th><th>check</th><th>result</th><th>figures</th></tr>{rows}</table></div>")
+
+
+def _fmt(value: Figure) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _error_detail(exc: BaseException) -> str:
+    """An exception from a client, as one scrubbed line."""
+    text = str(exc)
+    if isinstance(exc, openai.APIStatusError):
+        text = f"HTTP {exc.status_code}: {exc.message}"
+    elif isinstance(exc, openai.APITimeoutError):
+        text = "the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
+    elif isinstance(exc, openai.APIConnectionError):
+        text = f"cannot connect to the endpoint ({exc}); check the target and the endpoint id"
+    return scrub(f"{type(exc).__name__}: {text}")[:500]
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def sanity_checks(settings: Settings, api_key: Secret | str, endpoint_id: str, expected_model: str, *,
+                  prompt: str = DEFAULT_PROMPT, max_tokens: int = 128, timeout: float = 120.0,
+                  strict: bool = True) -> SanityReport:
+    """Check the endpoint serves ``expected_model`` and answers plain, streamed, completion and
+    LangChain requests. ``/models`` not listing the model raises ``SanityCheckError`` at once (every
+    other check would fail with it). With ``strict`` a failed check raises ``SanityCheckError`` after
+    all checks ran (the report is on ``error.report``); otherwise read ``report.ok``."""
+    client = openai_client(settings, api_key, endpoint_id, timeout=timeout)
+    checks: list[CheckResult] = [_check_models(client, endpoint_id, expected_model)]
+    messages = [{"role": "user", "content": prompt}]
+    checks.append(_guard("chat completion", lambda: _check_chat(client, expected_model, messages, max_tokens)))
+    checks.append(_guard("streamed chat", lambda: _check_stream(client, expected_model, messages, max_tokens)))
+    checks.append(_guard("max_tokens trap", lambda: _check_trap(client, expected_model, prompt)))
+    checks.append(_guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, expected_model,
+                                                                prompt, max_tokens, timeout)))
+    report = SanityReport(endpoint_id=endpoint_id, model=expected_model, checks=tuple(checks))
+    if strict and not report.ok:
+        error = SanityCheckError(scrub(f"endpoint {endpoint_id} answered, but not as it should:\n{report}"))
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    return report
+
+
+def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - a failed request is a failed check, reported in the table
+        return CheckResult(name, False, _error_detail(exc))
+
+
+def _check_models(client: openai.OpenAI, endpoint_id: str, expected: str) -> CheckResult:
+    started = time.monotonic()
+    try:
+        served = [model.id for model in client.models.list()]
+    except Exception as exc:  # noqa: BLE001
+        raise SanityCheckError(f"/models on endpoint {endpoint_id} failed: {_error_detail(exc)}") from None
+    elapsed = time.monotonic() - started
+    if expected not in served:
+        raise SanityCheckError(
+            f"endpoint {endpoint_id} does not serve {expected!r}; it serves {served or 'nothing'}. Clients must "
+            "send the served name: vLLM serves MODEL_NAME (the HF repo id) unless "
+            "OPENAI_SERVED_MODEL_NAME_OVERRIDE is set in the template env, in which case that name is the "
+            "one to use. Fix the expected model parameter, or the template env and let workers restart.")
+    return CheckResult("served model", True, f"/models lists {expected}",
+                       {"models_latency_s": round(elapsed, 3)})
+
+
+def _check_chat(client: openai.OpenAI, model: str, messages: list[dict[str, str]], max_tokens: int) -> CheckResult:
+    started = time.monotonic()
+    response = client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                              max_tokens=max_tokens)
+    elapsed = time.monotonic() - started
+    content = (response.choices[0].message.content or "").strip() if response.choices else ""
+    usage = response.usage
+    figures: dict[str, Figure] = {"chat_latency_s": round(elapsed, 3)}
+    if usage is not None:
+        figures.update(chat_prompt_tokens=usage.prompt_tokens, chat_completion_tokens=usage.completion_tokens)
+    problems = [text for bad, text in ((not content, "empty answer"), (usage is None, "no usage"))
+                if bad]
+    if problems:
+        return CheckResult("chat completion", False, f"{' and '.join(problems)} from /chat/completions", figures)
+    finish = response.choices[0].finish_reason
+    return CheckResult("chat completion", True,
+                       f"answered {usage.completion_tokens} tokens in {elapsed:.2f} s (finish: {finish}): "
+                       f"{_preview(content)}", figures)
+
+
+def _check_stream(client: openai.OpenAI, model: str, messages: list[dict[str, str]], max_tokens: int) -> CheckResult:
+    started = time.monotonic()
+    stream = client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                            max_tokens=max_tokens, stream=True,
+                                            stream_options={"include_usage": True})
+    first: float | None = None
+    last = started
+    chunks = content_chunks = 0
+    usage_tokens: int | None = None
+    parts: list[str] = []
+    for chunk in stream:
+        chunks += 1
+        now = time.monotonic()
+        if chunk.usage is not None:
+            usage_tokens = chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            text = choice.delta.content if choice.delta is not None else None
+            if text:
+                content_chunks += 1
+                parts.append(text)
+                last = now
+                if first is None:
+                    first = now
+    if first is None:
+        return CheckResult("streamed chat", False, f"no content in {chunks} streamed chunks", {"stream_chunks": chunks})
+    tokens = usage_tokens if usage_tokens is not None else content_chunks
+    streaming = last - first
+    figures: dict[str, Figure] = {"ttft_s": round(first - started, 3), "stream_chunks": chunks,
+                                  "stream_completion_tokens": tokens,
+                                  "stream_total_s": round(last - started, 3)}
+    if streaming > 0:
+        figures["tokens_per_s"] = round(tokens / streaming, 1)
+    rate = f"{figures['tokens_per_s']} tokens/s" if "tokens_per_s" in figures else "one chunk"
+    counted = "" if usage_tokens is not None else " (no usage chunk: tokens counted as content chunks)"
+    return CheckResult("streamed chat", True,
+                       f"first token after {first - started:.2f} s, {tokens} tokens in {chunks} chunks, "
+                       f"{rate}{counted}", figures)
+
+
+def _check_trap(client: openai.OpenAI, model: str, prompt: str) -> CheckResult:
+    response = client.completions.create(model=model, prompt=prompt)  # no max_tokens, on purpose
+    tokens = response.usage.completion_tokens if response.usage is not None else None
+    finish = response.choices[0].finish_reason if response.choices else None
+    hit = tokens == VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS and finish == "length"
+    figures: dict[str, Figure] = {"no_max_tokens_finish_reason": str(finish), "max_tokens_trap": hit}
+    if tokens is not None:
+        figures["no_max_tokens_completion_tokens"] = tokens
+    if hit:
+        detail = (f"/completions without max_tokens stopped at {tokens} tokens (finish_reason 'length'): vLLM's "
+                  f"default max_tokens for completions is {VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS}, so answers look "
+                  "cut off. Always pass max_tokens (sampling_params.max_tokens in queue jobs).")
+    else:
+        detail = (f"/completions without max_tokens gave {tokens} tokens (finish_reason {finish!r}); still, always "
+                  "pass max_tokens: vLLM's completions default is 16 tokens.")
+    return CheckResult("max_tokens trap", True, detail, figures)
+
+
+def _check_langchain(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str, prompt: str,
+                     max_tokens: int, timeout: float) -> CheckResult:
+    chat = langchain_chat(settings, api_key, endpoint_id, model, max_tokens=max_tokens, timeout=timeout)
+    started = time.monotonic()
+    message = chat.invoke(prompt)
+    elapsed = time.monotonic() - started
+    content = message.content if isinstance(message.content, str) else json.dumps(message.content)
+    figures: dict[str, Figure] = {"langchain_latency_s": round(elapsed, 3)}
+    if not content.strip():
+        return CheckResult("langchain", False, "ChatOpenAI.invoke returned an empty answer", figures)
+    return CheckResult("langchain", True, f"ChatOpenAI.invoke answered in {elapsed:.2f} s: {_preview(content)}",
+                       figures)
+
+
+def _preview(text: str, limit: int = 60) -> str:
+    one_line = " ".join(text.split())
+    return scrub(one_line if len(one_line) <= limit else one_line[: limit - 1] + "…")
+

@@ -1,0 +1,156 @@
+"""rpbook.serverless against localpod: health, wake-up (cold, warm, unhealthy, throttled, no worker), jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import runpod
+
+from localpod import hubdata
+from rpbook import serverless
+from rpbook.errors import ConfigError, EndpointNotReadyError
+from rpbook.secrets import Secret
+from rpbook.settings import load_settings
+from rpbook.serverless import Health, WakeReport, health, run_job, wake
+
+VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
+MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
+FAST = {"poll_s": 0.02, "progress": False}
+
+
+@pytest.fixture
+def settings(localpod, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
+    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
+    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
+
+
+@pytest.fixture
+def key(settings) -> Secret:  # type: ignore[no-untyped-def]
+    return settings.runpod_api_key()
+
+
+@pytest.fixture
+def vllm_endpoint(localpod, plant_endpoint):  # type: ignore[no-untyped-def]
+    def make(hf_token: str | None = None, **fields):  # type: ignore[no-untyped-def]
+        env = {"MODEL_NAME": MISTRAL, "HF_TOKEN": hf_token or localpod.hf_token}
+        return plant_endpoint(image=VLLM_IMAGE, env=env, **fields)
+    return make
+
+
+def expected_cold_start_s(localpod) -> float:  # type: ignore[no-untyped-def]
+    profile = localpod.ctx.settings.profile
+    download = (hubdata.weights_size_bytes(MISTRAL) or 0) / profile.download_bytes_per_s
+    return profile.container_start_s + download + profile.engine_init_s
+
+
+def test_health_is_typed_and_parses_the_documented_shape(settings, key, plant_endpoint):
+    endpoint = plant_endpoint(workers_max=0)
+    now = health(settings, key, endpoint.id)
+    assert now == Health()
+    assert now.stage == "cold" and not now.has_ready_worker
+    # Runpod's documented example has fewer worker keys than live answers: ready = idle + running.
+    doc = Health.from_json({"jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
+                            "workers": {"idle": 1, "running": 2}})
+    assert (doc.ready, doc.in_queue, doc.failed, doc.stage) == (3, 2, 5, "ready")
+    assert "2 in queue" in doc.summary()
+
+
+def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
+    saved = (runpod.api_key, runpod.endpoint_url_base)
+    endpoint = vllm_endpoint()
+    report = wake(settings, key, endpoint.id, timeout_s=30, **FAST)
+    assert isinstance(report, WakeReport) and report.cold
+    timeline = report.timeline
+    assert list(timeline) == [s for s in serverless.STAGES if s in timeline]
+    assert {"queued", "initializing", "ready", "first token"} <= set(timeline)
+    assert timeline["queued"] <= timeline["initializing"] <= timeline["ready"] <= timeline["first token"]
+    expected = expected_cold_start_s(localpod)
+    assert expected * 0.8 <= timeline["ready"] <= expected + 0.6, (timeline, expected)
+    assert report.health_at_end.has_ready_worker
+    assert report.delay_time_ms is not None and report.delay_time_ms >= expected * 800
+    assert report.figures["cold"] is True and report.figures["ready_s"] == pytest.approx(timeline["ready"], abs=1e-3)
+    assert "cold start" in str(report) and "initializing" in report._repr_html_()
+
+    again = wake(settings, key, endpoint.id, timeout_s=10, **FAST)
+    assert not again.cold
+    assert again.timeline["ready"] == 0.0 and "initializing" not in again.timeline
+    assert again.total_s < report.total_s
+    # The SDK's globals are as they were: rpbook sets the base URL only while building a client.
+    assert (runpod.api_key, runpod.endpoint_url_base) == saved
+
+
+def test_progress_bar_shows_the_stages(settings, key, vllm_endpoint, capsys):
+    endpoint = vllm_endpoint()
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
+    err = capsys.readouterr().err
+    assert "initializing" in err and "first token" in err
+
+
+def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, key, vllm_endpoint):
+    endpoint = vllm_endpoint(hf_token="hf_localpod_no_licence")
+    started = time.monotonic()
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "unhealthy" in message and "licence" in message and "HF_TOKEN" in message and "MODEL_NAME" in message
+    assert "hf_localpod_no_licence" not in message and localpod.api_key not in message
+    # The wake-up job was cancelled, so it will not start a worker later.
+    assert health(settings, key, endpoint.id).in_queue == 0
+
+
+def test_default_grace_is_short_in_local_mode_and_longer_on_runpod(settings, tmp_path):
+    assert serverless._default_grace(settings) <= 3
+    assert serverless._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
+
+
+def test_throttled_only_says_gpu_capacity(settings, key, vllm_endpoint):
+    endpoint = vllm_endpoint(gpu_pools=["NO_SUCH_POOL"])
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=0.5, **FAST)
+    message = str(info.value)
+    assert "throttled" in message and "GPU" in message and "data center" in message
+    assert "1 throttled" in message
+
+
+def test_no_worker_allowed_times_out_saying_no_worker_can_start(settings, key, vllm_endpoint):
+    endpoint = vllm_endpoint(workers_max=0)
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=0.3, **FAST)
+    message = str(info.value)
+    assert "no worker can start" in message and "workers.max" in message and "0.3 s" in message
+    assert health(settings, key, endpoint.id).in_queue == 0
+
+
+def test_failed_job_error_is_shown(settings, key, plant_endpoint):
+    endpoint = plant_endpoint()
+    with pytest.raises(EndpointNotReadyError, match="FAILED: <class 'Exception'>: Mock error"):
+        wake(settings, key, endpoint.id, timeout_s=10, job_input={"mock_error": True}, **FAST)
+
+
+def test_failed_job_error_is_scrubbed(key):
+    secret = key.reveal()
+    body = {"status": "FAILED", "error": json.dumps({"error_type": "ValueError",
+                                                     "error_message": f"bad header Bearer {secret}"})}
+    text = serverless._error_text(body)
+    assert secret not in text and "ValueError: bad header Bearer rpa_" in text
+
+
+def test_bad_key_and_unknown_endpoint_are_config_errors(settings, plant_endpoint):
+    endpoint = plant_endpoint()
+    wrong = Secret("RUNPOD_API_KEY", "rpa_WRONG_KEY_FOR_TEST", "test")
+    with pytest.raises(ConfigError, match="401") as info:
+        health(settings, wrong, endpoint.id)
+    assert "rpa_WRONG_KEY_FOR_TEST" not in str(info.value)
+    with pytest.raises(ConfigError, match="not found"):
+        health(settings, settings.runpod_api_key(), "nosuchendpoint0")
+
+
+def test_run_job_returns_output_and_times(settings, key, plant_endpoint):
+    endpoint = plant_endpoint()
+    result = run_job(settings, key, endpoint.id, {"mock_return": {"answer": 42}}, timeout_s=10, poll_s=0.02)
+    assert result.status == "COMPLETED" and result.output == {"answer": 42}
+    assert result.delay_time_ms is not None and result.execution_time_ms is not None
