@@ -147,8 +147,9 @@ def cold_start(api: Api, base: str, profile: dict[str, float]) -> None:
                                networkVolumes=[volume["id"]], workers={"min": 0, "max": 1, "idleTimeout": 60})
     size = httpx.get(f"{base}/huggingface.co/api/models/{MODEL}", params={"blobs": "true"},
                      headers={"Authorization": f"Bearer {HF_TOKEN}"}).json()
+    # vLLM downloads every top-level *.safetensors file (for Mistral also consolidated.safetensors).
     weights = sum(s.get("size", 0) for s in size["siblings"]
-                  if s["rfilename"].endswith(".safetensors") and not s["rfilename"].startswith("consolidated"))
+                  if s["rfilename"].endswith(".safetensors") and "/" not in s["rfilename"])
     expect_ready = profile["container_start_s"] + weights / profile["download_bytes_per_s"] + profile["engine_init_s"]
     expect_first = expect_ready + profile["time_to_first_token_s"]
 

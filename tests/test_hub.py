@@ -298,6 +298,15 @@ def test_weights_size_bytes_uses_shards_not_consolidated():
     assert 14_000_000_000 < size < 15_000_000_000  # ~14.5 GB, not the 29 GB of shards + consolidated
 
 
+def test_download_size_counts_every_top_level_safetensors_as_vllm_fetches_them():
+    repo = hubdata.repos()[MISTRAL]
+    everything = sum(f.size for f in repo.files.values() if f.path.endswith(".safetensors") and "/" not in f.path)
+    assert hubdata.download_size_bytes(MISTRAL) == everything
+    assert hubdata.download_size_bytes(MISTRAL) > 2 * 14_000_000_000  # shards + consolidated
+    assert hubdata.download_size_bytes(BGE) == hubdata.weights_size_bytes(BGE)
+    assert hubdata.download_size_bytes(UNKNOWN) is None
+
+
 def test_weights_size_bytes_single_file_and_unknown():
     bge = hubdata.repos()[BGE]
     assert hubdata.weights_size_bytes(BGE) == bge.files["model.safetensors"].size

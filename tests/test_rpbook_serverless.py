@@ -42,7 +42,7 @@ def vllm_endpoint(localpod, plant_endpoint):  # type: ignore[no-untyped-def]
 
 def expected_cold_start_s(localpod) -> float:  # type: ignore[no-untyped-def]
     profile = localpod.ctx.settings.profile
-    download = (hubdata.weights_size_bytes(MISTRAL) or 0) / profile.download_bytes_per_s
+    download = (hubdata.download_size_bytes(MISTRAL) or 0) / profile.download_bytes_per_s
     return profile.container_start_s + download + profile.engine_init_s
 
 

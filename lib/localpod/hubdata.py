@@ -242,6 +242,14 @@ class HubRepo:
             return sum(f.size for f in safetensors)
         return sum(f.size for f in root if f.path.endswith(".bin"))
 
+    def download_size_bytes(self) -> int:
+        """See the module-level ``download_size_bytes``."""
+        root = [f for f in self.files.values() if "/" not in f.path]
+        safetensors = [f for f in root if f.path.endswith(".safetensors")]
+        if safetensors:
+            return sum(f.size for f in safetensors)
+        return sum(f.size for f in root if f.path.endswith(".bin"))
+
 
 @lru_cache(maxsize=1)
 def repos() -> dict[str, HubRepo]:
@@ -504,6 +512,14 @@ def weights_size_bytes(repo_id: str) -> int | None:
     consolidated.*), else the single model.safetensors, else *.bin; None for an unknown repo."""
     repo = repos().get(repo_id)
     return None if repo is None else repo.weights_size_bytes()
+
+
+def download_size_bytes(repo_id: str) -> int | None:
+    """Bytes vLLM downloads for this repo: every top-level ``*.safetensors`` (its allow pattern),
+    which for Mistral repos means the sharded files AND ``consolidated.safetensors``
+    (vllm-project/vllm#7523), else the ``*.bin`` files; None for an unknown repo."""
+    repo = repos().get(repo_id)
+    return None if repo is None else repo.download_size_bytes()
 
 
 def download_denial(repo_id: str, token: str | None, default_token: str) -> str | None:

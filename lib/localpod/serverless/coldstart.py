@@ -49,10 +49,11 @@ def plan_cold_start(profile: Profile, repos: list[str], cached_on_volume: set[st
         return ColdStartPlan(container_s=profile.flashboot_start_s, flashboot=True)
     plan = ColdStartPlan(container_s=profile.container_start_s, engine_s=profile.engine_init_s)
     for repo in repos:
-        size = hubdata.weights_size_bytes(repo) or 0
         if cached_on_volume is not None and repo in cached_on_volume:
-            plan.volume_read_s += size / profile.volume_read_bytes_per_s
+            # The engine reads only the weights it loads.
+            plan.volume_read_s += (hubdata.weights_size_bytes(repo) or 0) / profile.volume_read_bytes_per_s
         else:
-            plan.download_s += size / profile.download_bytes_per_s
+            # The download fetches every file matching the server's pattern.
+            plan.download_s += (hubdata.download_size_bytes(repo) or 0) / profile.download_bytes_per_s
             plan.downloaded.append(repo)
     return plan

@@ -1,0 +1,527 @@
+"""Hugging Face Hub checks a runbook makes before it spends money: is the token valid, can it read
+the (gated) model, how big are the weights, how much volume and GPU memory do they need.
+
+Everything goes through ``huggingface_hub.HfApi(endpoint=settings.hub_url, ...)``, so the same code
+talks to the real Hub or to localpod. The token is revealed only when the client is built; every
+error of ``huggingface_hub`` is turned into ``HubError`` / ``GatedModelError`` with a message that
+says what to do, passed through ``scrub()`` and raised ``from None`` (the original exception holds
+the HTTP request, whose headers carry the token, and would add a second, less useful traceback).
+
+Links meant for people (model pages, token settings) always point at the real Hub,
+https://huggingface.co, even in local mode: that is where a licence is accepted or a token created.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Mapping
+
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import errors as hf_errors
+
+from rpbook import __version__
+from rpbook.errors import ConfigError, GatedModelError, HubError
+from rpbook.secrets import Secret, scrub
+from rpbook.settings import HUB_URL, Settings
+
+TOKENS_URL = f"{HUB_URL}/settings/tokens"
+GATED_READ_SETTING = "Read access to contents of all public gated repos you can access"
+"""The checkbox of a fine-grained token (User permissions → Repositories) that the Hub's
+``canReadGatedRepos`` stands for."""
+
+GATED_READ_ROLES = frozenset({"read", "write", "admin"})
+"""Classic token roles that can read any gated repo whose licence the user accepted."""
+
+Gated = Literal[False, "auto", "manual"]
+AccessProblem = Literal["licence_not_accepted", "request_pending", "token_cannot_read_gated"]
+
+_TransportErrors: tuple[type[BaseException], ...] = (getattr(hf_errors, "HTTPError", ConnectionError),
+                                                     ConnectionError)
+"""Connection-level failures: the base error of the HTTP library huggingface_hub uses
+(``HfHubHTTPError`` derives from it too, so it is caught first)."""
+
+
+# --------------------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """Who an HF token belongs to and whether it can read gated models."""
+
+    user: str
+    token_name: str
+    role: str
+    """``read``, ``write``, ``fineGrained`` (``admin`` on old tokens)."""
+    can_read_gated: bool
+    orgs: tuple[str, ...]
+    problem: str | None = None
+    """Why gated models will be refused with this token (None when they will not be)."""
+
+
+@dataclass(frozen=True)
+class ModelAccess:
+    """Whether a token can download a model's files, and if not, why and where to fix it."""
+
+    repo: str
+    gated: Gated
+    accessible: bool
+    model_url: str
+    """The model's page on the real Hub (where a person accepts the licence), also in local mode."""
+    reason: str
+    problem: AccessProblem | None = None
+
+
+@dataclass(frozen=True)
+class WeightsEstimate:
+    """The weight files a model server downloads and loads, and their total size.
+
+    ``skipped_files`` are other weight files at the repo root that were not counted, e.g. Mistral's
+    ``consolidated.safetensors`` (the same weights in Mistral's own format). vLLM's default loader
+    downloads every root ``*.safetensors`` unless told ``--ignore-patterns`` (worker-vllm:
+    ``IGNORE_PATTERNS``), so size a volume for ``total_bytes + skipped_bytes`` when not ignoring them.
+    """
+
+    repo: str
+    total_bytes: int
+    files: tuple[str, ...]
+    format: Literal["safetensors", "pytorch"]
+    parameters: int | None
+    """Parameter count from the Hub's ``safetensors`` metadata (None for pickle-only repos)."""
+    dtype: str | None
+    """Dominant checkpoint dtype from the same metadata: ``BF16``, ``F16``, ``F32`` …"""
+    source: Literal["index", "file names"]
+    """``index``: files listed by ``*.index.json``; ``file names``: chosen by name (index absent or
+    unreadable, e.g. a gated repo the token cannot read yet)."""
+    skipped_files: tuple[str, ...] = ()
+    skipped_bytes: int = 0
+
+    @property
+    def total_gb(self) -> float:
+        """Decimal gigabytes (1e9 bytes), as the Hub shows sizes."""
+        return self.total_bytes / 1e9
+
+    @property
+    def download_bytes(self) -> int:
+        """What vLLM's default loader downloads (every root weight file): size volumes for this."""
+        return self.total_bytes + self.skipped_bytes
+
+
+@dataclass(frozen=True)
+class GpuMemoryEstimate:
+    """GPU memory vLLM needs to serve one sequence of ``max_model_len`` tokens (see
+    ``min_gpu_memory_gb`` for the formula). Byte fields are exact; ``*_gb`` are GiB (2**30), the unit
+    GPU memory is sold in (a "24 GB" card has 24 GiB)."""
+
+    repo: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    weights_bytes: int
+    kv_cache_bytes: int
+    kv_bytes_per_token: int
+    overhead_bytes: int
+    total_bytes: int
+    """weights + KV cache + overhead: what must fit in the fraction vLLM may use."""
+    required_bytes: int
+    """``total_bytes / gpu_memory_utilization``: the card size needed."""
+    num_hidden_layers: int
+    num_key_value_heads: int
+    head_dim: int
+    dtype: str
+    dtype_bytes: int
+
+    @property
+    def memory_gb(self) -> float:
+        """Minimum GPU memory in GiB; compare with a pool's nominal VRAM."""
+        return self.required_bytes / GIB
+
+    @property
+    def breakdown_gb(self) -> dict[str, float]:
+        """Each part in GiB, rounded for display."""
+        return {"weights": round(self.weights_bytes / GIB, 2), "kv_cache": round(self.kv_cache_bytes / GIB, 2),
+                "overhead": round(self.overhead_bytes / GIB, 2), "total": round(self.total_bytes / GIB, 2),
+                "required": round(self.required_bytes / GIB, 2)}
+
+
+GIB = 1 << 30
+OVERHEAD_BYTES = int(1.5 * GIB)
+"""Activations, CUDA context/graphs and allocator slack of a single-GPU vLLM server (a rough,
+deliberately round figure)."""
+
+VOLUME_MIN_GB = 10
+VOLUME_MAX_GB = 4096
+"""Runpod's network-volume size limits (REST v2 ``CreateNetworkVolumeRequest.size``)."""
+
+
+# ----------------------------------------------------------------------------------------- client
+
+def hub_api(settings: Settings, token: Secret) -> HfApi:
+    """The one place the HF token is revealed: into the client's Authorization header."""
+    return HfApi(endpoint=settings.hub_url, token=token.reveal(), library_name="rpbook",
+                 library_version=__version__)
+
+
+def model_url(repo_id: str) -> str:
+    """The model's page on the real Hub (never localpod's URL: people open it in a browser)."""
+    return f"{HUB_URL}/{repo_id}"
+
+
+def _status(err: BaseException) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _server_message(err: BaseException) -> str:
+    """The Hub's own message (``X-Error-Message``) when present, else the exception text; scrubbed."""
+    response = getattr(err, "response", None)
+    headers = getattr(response, "headers", None)
+    message = None
+    if headers is not None:
+        message = headers.get("X-Error-Message")
+    if not message:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return scrub(message)
+
+
+def _local_hint(settings: Settings) -> str:
+    if settings.target != "local":
+        return ""
+    return (" (Local mode: localpod accepts the HF token it was started with, LOCALPOD_HF_TOKEN, and its "
+            "documented seed tokens; if a localpod started with another token is running, stop it with "
+            "rpbook.local.stop_localpod() and run again.)")
+
+
+def _token_rejected(settings: Settings, token: Secret, repo_id: str | None = None) -> str:
+    maybe_repo = f" (or the repo {repo_id} does not exist or is private)" if repo_id else ""
+    return (f"The HF token {token.masked} (HF_TOKEN from {token.source}) was rejected by the Hub at "
+            f"{settings.hub_url}: it is invalid, expired or revoked{maybe_repo}. Create a new one at {TOKENS_URL} "
+            f"(type 'Read', or 'Fine-grained' with '{GATED_READ_SETTING}') and put it in HF_TOKEN in the "
+            f"environment or the env file {settings.env_file}.{_local_hint(settings)}")
+
+
+def _fine_grained_message(repo_id: str | None, token_name: str | None = None) -> str:
+    which = f"'{token_name}' " if token_name else ""
+    subject = f"cannot read the gated model {repo_id}" if repo_id else "cannot read gated models"
+    return (f"This fine-grained HF token {which}{subject}: it lacks the permission "
+            f"'{GATED_READ_SETTING}'. At {TOKENS_URL}, edit the token and tick that box (User permissions → "
+            "Repositories), or create a token of type 'Read'. Accepting the licence alone is not enough.")
+
+
+def _gated_message(repo_id: str, problem: AccessProblem, gated: Gated | None, server: str = "") -> str:
+    url = model_url(repo_id)
+    if problem == "token_cannot_read_gated":
+        return _fine_grained_message(repo_id)
+    if problem == "request_pending":
+        return (f"Your access request for {repo_id} is awaiting review by the model's authors (manual approval, "
+                f"which can take hours or days). Check its status at {url} and run again once the Hub "
+                "emails you that access was granted.")
+    text = (f"The HF token cannot download {repo_id}: the account that owns it has not accepted the model's "
+            f"licence. Open {url} while logged in to that account and accept the licence")
+    if gated == "manual":
+        text += (" (submit the access request). This model's authors approve requests by hand, which can "
+                 "take hours or days; run again once the Hub emails you that access was granted.")
+    else:
+        text += "; access is granted at once for this model, then run again."
+    if server:
+        text += f" Hub said: {server}"
+    return text
+
+
+def _problem_from_gated_error(err: BaseException) -> AccessProblem:
+    return "request_pending" if "awaiting a review" in str(err) else "licence_not_accepted"
+
+
+def _is_fine_grained_refusal(err: BaseException) -> bool:
+    return _status(err) == 403 and "gated repositories" in str(err)
+
+
+@contextmanager
+def _hub_errors(settings: Settings, token: Secret, repo_id: str | None = None,
+                gated: Gated | None = None) -> Iterator[None]:
+    """Turn ``huggingface_hub`` exceptions into rpbook's, with messages that say what to fix."""
+    try:
+        yield
+    except hf_errors.GatedRepoError as err:
+        raise GatedModelError(_gated_message(repo_id or "this model", _problem_from_gated_error(err), gated,
+                                             _server_message(err))) from None
+    except hf_errors.RepositoryNotFoundError as err:
+        if _status(err) == 401:
+            raise HubError(_token_rejected(settings, token, repo_id)) from None
+        raise HubError(f"Model repo {repo_id!r} was not found on the Hub at {settings.hub_url}: check the "
+                       f"spelling (namespace/name, as in {model_url(repo_id or 'namespace/name')}); a private "
+                       "repo needs a token of an account that can see it.") from None
+    except hf_errors.RevisionNotFoundError as err:
+        raise HubError(f"Revision not found for {repo_id}: {_server_message(err)}") from None
+    except hf_errors.LocalEntryNotFoundError:
+        raise HubError(f"Cannot reach the Hub at {settings.hub_url} to download a file of {repo_id}."
+                       f"{_unreachable_hint(settings)}") from None
+    except hf_errors.EntryNotFoundError as err:
+        raise HubError(f"{repo_id} has no such file on the Hub: {_server_message(err)}") from None
+    except hf_errors.HfHubHTTPError as err:
+        status = _status(err)
+        if _is_fine_grained_refusal(err):
+            raise GatedModelError(_fine_grained_message(repo_id)) from None
+        if status == 401:
+            raise HubError(_token_rejected(settings, token)) from None
+        if status == 429:
+            raise HubError(f"The Hub at {settings.hub_url} is rate-limiting this token (HTTP 429); wait a "
+                           "minute and run again.") from None
+        raise HubError(f"The Hub at {settings.hub_url} answered HTTP {status}: {_server_message(err)}") from None
+    except _TransportErrors as err:
+        raise HubError(f"Cannot reach the Hub at {settings.hub_url}: {scrub(str(err)) or type(err).__name__}."
+                       f"{_unreachable_hint(settings)}") from None
+
+
+def _unreachable_hint(settings: Settings) -> str:
+    if settings.target == "local":
+        return (" Start localpod with rpbook.local.ensure_localpod(settings) (notebook 00 does) or "
+                "`localpod serve`.")
+    return " Check the network connection (and HF_HUB_OFFLINE, which must not be set)."
+
+
+# ------------------------------------------------------------------------------------------ token
+
+def check_token(settings: Settings, token: Secret, *, require_gated_read: bool = False) -> TokenInfo:
+    """Ask the Hub who owns ``token`` (``whoami``) and whether it can read gated repos.
+
+    A fine-grained token reads gated repos only with ``fineGrained.canReadGatedRepos``; classic
+    read/write/admin tokens always can. Such a token is still returned (it is valid, and fine for
+    public models) with ``problem`` set, unless ``require_gated_read`` asks for a ``GatedModelError``.
+    Raises ``HubError`` for an invalid token, with where to create a new one."""
+    api = hub_api(settings, token)
+    with _hub_errors(settings, token):
+        me = api.whoami()
+    access: dict[str, Any] = (me.get("auth") or {}).get("accessToken") or {}
+    role = str(access.get("role") or "unknown")
+    token_name = str(access.get("displayName") or "")
+    problem = None
+    if role in GATED_READ_ROLES:
+        can_read_gated = True
+    elif role == "fineGrained":
+        can_read_gated = bool((access.get("fineGrained") or {}).get("canReadGatedRepos"))
+        if not can_read_gated:
+            problem = _fine_grained_message(None, token_name or None)
+    else:
+        can_read_gated = False
+        problem = (f"The HF token has role {role!r}, which rpbook does not know to read gated repos; "
+                   f"use a 'Read' token from {TOKENS_URL}.")
+    info = TokenInfo(user=str(me.get("name") or ""), token_name=token_name, role=role,
+                     can_read_gated=can_read_gated,
+                     orgs=tuple(str(org.get("name")) for org in me.get("orgs") or [] if org.get("name")),
+                     problem=problem)
+    if require_gated_read and problem is not None:
+        raise GatedModelError(problem)
+    return info
+
+
+# ----------------------------------------------------------------------------------- model access
+
+def check_model_access(settings: Settings, token: Secret, repo_id: str) -> ModelAccess:
+    """Can ``token`` download ``repo_id``'s files? ``model_info`` gives the gating (metadata of gated
+    repos is public), ``auth_check`` the answer. A refusal comes back as ``accessible=False`` with a
+    reason; an unknown repo or an invalid token raises ``HubError``."""
+    api = hub_api(settings, token)
+    with _hub_errors(settings, token, repo_id):
+        info = api.model_info(repo_id)
+    gated: Gated = info.gated if info.gated in ("auto", "manual") else False
+    url = model_url(repo_id)
+    problem: AccessProblem | None = None
+    server = ""
+    with _hub_errors(settings, token, repo_id, gated):
+        try:
+            api.auth_check(repo_id)
+        except hf_errors.GatedRepoError as err:
+            problem, server = _problem_from_gated_error(err), _server_message(err)
+        except hf_errors.HfHubHTTPError as err:
+            if not _is_fine_grained_refusal(err):
+                raise
+            problem = "token_cannot_read_gated"
+    if problem is not None:
+        return ModelAccess(repo=repo_id, gated=gated, accessible=False, model_url=url,
+                           reason=_gated_message(repo_id, problem, gated, server), problem=problem)
+    reason = "public model" if not gated else f"gated ({gated}); the licence is accepted and the token may read it"
+    return ModelAccess(repo=repo_id, gated=gated, accessible=True, model_url=url, reason=reason)
+
+
+def require_model_access(settings: Settings, token: Secret, repo_id: str) -> ModelAccess:
+    """``check_model_access`` that raises ``GatedModelError`` (open the model page and accept the
+    licence; manual approval can take time) instead of returning a refusal."""
+    access = check_model_access(settings, token, repo_id)
+    if not access.accessible:
+        raise GatedModelError(access.reason)
+    return access
+
+
+# ---------------------------------------------------------------------------------------- weights
+
+_SHARD = re.compile(r"^model-\d+-of-\d+\.safetensors$")
+_BIN_SHARD = re.compile(r"^pytorch_model-\d+-of-\d+\.bin$")
+_NOT_WEIGHTS = frozenset({"training_args.bin", "optimizer.bin", "optimizer.pt", "scheduler.pt", "scaler.pt",
+                          "rng_state.pth"})
+
+
+def estimate_weights(settings: Settings, token: Secret, repo_id: str) -> WeightsEstimate:
+    """Which weight files a server loads and how many bytes they are, from ``model_info`` with file
+    metadata. Only root files count (``onnx/``, ``original/`` … are other formats of the same model).
+
+    safetensors first: the files listed by ``model.safetensors.index.json`` when it can be read, else
+    ``model-*-of-*.safetensors`` shards, else ``model.safetensors``, else other root safetensors,
+    ``consolidated*`` last. Without safetensors, the same order for ``pytorch_model*.bin``, then other
+    ``*.bin`` / ``*.pt``. Mistral-7B-Instruct-v0.3 ships its weights twice (shards and
+    ``consolidated.safetensors``): this counts them once, ≈14.5 GB."""
+    api = hub_api(settings, token)
+    with _hub_errors(settings, token, repo_id):
+        info = api.model_info(repo_id, files_metadata=True)
+    sizes: dict[str, int] = {}
+    for sibling in info.siblings or []:
+        if "/" in sibling.rfilename:
+            continue
+        size = sibling.size if sibling.size is not None else (sibling.lfs.size if sibling.lfs else None)
+        sizes[sibling.rfilename] = int(size or 0)
+
+    def index_files(index_name: str) -> list[str] | None:
+        if index_name not in sizes:
+            return None
+        try:
+            data = _download_json(settings, token, repo_id, index_name)
+        except HubError:  # e.g. gated and not yet accepted: fall back to names
+            return None
+        listed = sorted({str(v) for v in (data.get("weight_map") or {}).values()})
+        return listed if listed and all(name in sizes for name in listed) else None
+
+    fmt: Literal["safetensors", "pytorch"]
+    safetensors = sorted(name for name in sizes if name.endswith(".safetensors"))
+    if safetensors:
+        fmt = "safetensors"
+        candidates = safetensors
+        listed = index_files("model.safetensors.index.json")
+        chosen = listed or _choose(safetensors, _SHARD, "model.safetensors", "consolidated")
+    else:
+        fmt = "pytorch"
+        candidates = sorted(name for name in sizes if name.endswith((".bin", ".pt"))
+                            and name not in _NOT_WEIGHTS)
+        if not candidates:
+            raise HubError(f"No weights found at the root of {repo_id} (neither *.safetensors nor *.bin/*.pt); "
+                           f"see the files at {model_url(repo_id)}. GGUF-only or adapter-only repos cannot be "
+                           "served by the vLLM worker as they are.")
+        listed = index_files("pytorch_model.bin.index.json")
+        chosen = listed or _choose(candidates, _BIN_SHARD, "pytorch_model.bin", "consolidated")
+    skipped = tuple(name for name in candidates if name not in chosen)
+    parameters = dtype = None
+    if info.safetensors is not None and info.safetensors.parameters:
+        parameters = int(info.safetensors.total)
+        dtype = max(info.safetensors.parameters.items(), key=lambda item: item[1])[0]
+    return WeightsEstimate(repo=repo_id, total_bytes=sum(sizes[name] for name in chosen), files=tuple(chosen),
+                           format=fmt, parameters=parameters, dtype=dtype,
+                           source="index" if listed else "file names", skipped_files=skipped,
+                           skipped_bytes=sum(sizes[name] for name in skipped))
+
+
+def _choose(names: list[str], shard: re.Pattern[str], single: str, last_resort_prefix: str) -> list[str]:
+    shards = [name for name in names if shard.match(name)]
+    if shards:
+        return shards
+    if single in names:
+        return [single]
+    others = [name for name in names if not name.startswith(last_resort_prefix)]
+    return others or names
+
+
+def _download_json(settings: Settings, token: Secret, repo_id: str, filename: str) -> dict[str, Any]:
+    """A small JSON file of the repo, through ``hf_hub_download`` into a throwaway cache (the user's
+    HF cache is left alone, and nothing stays on disk)."""
+    with tempfile.TemporaryDirectory(prefix="rpbook-hub-") as cache:
+        with _hub_errors(settings, token, repo_id):
+            path = hf_hub_download(repo_id, filename, cache_dir=cache, endpoint=settings.hub_url,
+                                   token=token.reveal(), library_name="rpbook", library_version=__version__)
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    if not isinstance(data, dict):
+        raise HubError(f"{filename} of {repo_id} is not a JSON object.")
+    return data
+
+
+def recommend_volume_gb(weights_bytes: int) -> int:
+    """Network-volume size for a model cache: weights + 30 % + 5 GB, rounded up to a multiple of 5 GB,
+    clamped to Runpod's 10–4096 GB.
+
+    Why: the HF cache on the volume also holds the tokenizer, configs and a partially downloaded
+    file while a download runs; 30 % covers extra files and a revision update, the fixed 5 GB covers
+    small models whose tokenizer and temp files are large relative to the weights. Volumes can grow
+    later but never shrink, so erring a little large is cheap (≈$0.07/GB/month)."""
+    if weights_bytes < 0:
+        raise ConfigError(f"weights_bytes must be >= 0, got {weights_bytes}")
+    needed_gb = weights_bytes / 1e9 * 1.3 + 5
+    rounded = int(math.ceil(needed_gb / 5 - 1e-9)) * 5
+    return max(VOLUME_MIN_GB, min(VOLUME_MAX_GB, rounded))
+
+
+# ------------------------------------------------------------------------------------- GPU memory
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp32": 4, "fp16": 2, "bf16": 2, "half": 2,
+                "float": 4}
+
+
+def min_gpu_memory_gb(settings: Settings, token: Secret, repo_id: str, max_model_len: int,
+                      gpu_memory_utilization: float = 0.9, *,
+                      weights: WeightsEstimate | None = None) -> GpuMemoryEstimate:
+    """Estimate the smallest GPU that serves ``repo_id`` with vLLM for ONE sequence of
+    ``max_model_len`` tokens (vLLM refuses to start when even one does not fit in the KV cache)::
+
+        kv_bytes_per_token = 2 (K and V) × num_hidden_layers × num_key_value_heads × head_dim × dtype_bytes
+        total              = weights_bytes + kv_bytes_per_token × max_model_len + 1.5 GiB overhead
+        required           = total / gpu_memory_utilization
+
+    Values come from the repo's ``config.json`` (``head_dim`` defaults to hidden_size /
+    num_attention_heads, ``num_key_value_heads`` to num_attention_heads). The dtype is vLLM's
+    ``--dtype auto``: the config's ``torch_dtype``, except that float32 checkpoints are served in
+    float16 (their weights then take half their file size). It is an **estimate**: sliding windows,
+    quantized KV caches, tensor parallelism and vLLM's CUDA-graph and sampler memory are not modelled;
+    more concurrent sequences need proportionally more KV cache. ``weights`` reuses an
+    ``estimate_weights`` result."""
+    if max_model_len <= 0:
+        raise ConfigError(f"max_model_len must be a positive number of tokens, got {max_model_len}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if weights is None:
+        weights = estimate_weights(settings, token, repo_id)
+    config = _download_json(settings, token, repo_id, "config.json")
+    config = config.get("text_config", config) if "num_hidden_layers" not in config else config
+    try:
+        layers = int(config["num_hidden_layers"])
+        heads = int(config["num_attention_heads"])
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError):
+        raise HubError(f"config.json of {repo_id} lacks num_hidden_layers / num_attention_heads / hidden_size; "
+                       "cannot estimate its KV cache.") from None
+    checkpoint_dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").lower()
+    dtype = "float16" if checkpoint_dtype in ("float32", "fp32", "float") else checkpoint_dtype
+    dtype_bytes = _DTYPE_BYTES.get(dtype, 2)
+    weights_bytes = weights.total_bytes
+    if checkpoint_dtype in ("float32", "fp32", "float") and (weights.dtype in (None, "F32")):
+        weights_bytes //= 2
+    per_token = 2 * layers * kv_heads * head_dim * dtype_bytes
+    kv_bytes = per_token * max_model_len
+    total = weights_bytes + kv_bytes + OVERHEAD_BYTES
+    return GpuMemoryEstimate(repo=repo_id, max_model_len=max_model_len,
+                             gpu_memory_utilization=gpu_memory_utilization, weights_bytes=weights_bytes,
+                             kv_cache_bytes=kv_bytes, kv_bytes_per_token=per_token, overhead_bytes=OVERHEAD_BYTES,
+                             total_bytes=total, required_bytes=int(math.ceil(total / gpu_memory_utilization)),
+                             num_hidden_layers=layers, num_key_value_heads=kv_heads, head_dim=head_dim,
+                             dtype=dtype, dtype_bytes=dtype_bytes)
+
+
+def smallest_fitting_pool(memory_gb: float, pools: Mapping[str, int]) -> str | None:
+    """The serverless GPU pool with the least VRAM that is still >= ``memory_gb`` (GiB, as
+    ``GpuMemoryEstimate.memory_gb``); among pools with the same VRAM the first in ``pools`` wins, so
+    pass them cheapest first. None when no pool is big enough (use several GPUs or a smaller
+    ``max_model_len``). ``pools`` maps pool id → VRAM GB, e.g. from the control plane's catalog."""
+    best: tuple[int, int, str] | None = None
+    for order, (pool, vram) in enumerate(pools.items()):
+        if vram >= memory_gb and (best is None or (vram, order) < best[:2]):
+            best = (vram, order, pool)
+    return None if best is None else best[2]
