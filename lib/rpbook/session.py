@@ -1,0 +1,52 @@
+"""The first call of every runbook: which target, which env file, and localpod when local.
+
+Notebooks run in their own folder (papermill and nbmake use the notebook's directory as the
+working directory), so a relative ``.env`` would land in ``notebooks/``. The env file is therefore
+resolved once, here: an explicit parameter, else ``RPBOOK_ENV_FILE``, else the ``.env`` of the
+project (the nearest folder upwards holding a ``.env`` or a ``pyproject.toml``). localpod's state
+lives beside it in ``.localpod/`` (or ``RPBOOK_LOCALPOD_DIR``), so notebooks 00 to 03, each in its
+own kernel, share one localpod and one set of resources.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rpbook.local import LocalpodStatus, ensure_localpod
+from rpbook.settings import Settings, load_settings
+
+
+def resolve_env_file(env_file: str = "") -> Path:
+    if env_file:
+        return Path(env_file).expanduser().resolve()
+    if os.environ.get("RPBOOK_ENV_FILE"):
+        return Path(os.environ["RPBOOK_ENV_FILE"]).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".env").exists() or (folder / "pyproject.toml").exists():
+            return folder / ".env"
+    return here / ".env"
+
+
+def localpod_state_dir(env_file: Path) -> Path:
+    override = os.environ.get("RPBOOK_LOCALPOD_DIR")
+    return Path(override).expanduser().resolve() if override else env_file.parent / ".localpod"
+
+
+def start(target: str = "local", env_file: str = "", *, localpod_profile: str = "fast") -> Settings:
+    """Settings for ``target``; for ``local``, localpod is started (or reused) before returning."""
+    path = resolve_env_file(env_file)
+    settings = load_settings(target, env_file=path)
+    if settings.target == "local":
+        status = ensure_localpod(settings, state_dir=localpod_state_dir(path), profile=localpod_profile)
+        print(describe(settings, status))
+    else:
+        print(f"target runpod: REST {settings.rest_url}, queue {settings.queue_url}; env file {path}")
+    return settings
+
+
+def describe(settings: Settings, status: LocalpodStatus) -> str:
+    how = "started" if status.started else "already running"
+    return (f"target local: localpod {how} at {status.url} (log: {status.log_file}); "
+            f"env file {settings.env_file}")
