@@ -389,6 +389,33 @@ def test_pick_data_center(client: RunpodClient) -> None:
     assert pick_data_center(client, ["AMPERE_24", "ADA_24"]).id in high_24 & high_ada
 
 
+def test_volume_data_center_follows_an_existing_volume(client: RunpodClient) -> None:
+    from rpbook.plans import volume_data_center
+
+    # No volume yet: picked like pick_data_center.
+    assert volume_data_center(client, "weights", "AMPERE_24").id == pick_data_center(client, "AMPERE_24").id
+    ensure_volume(client, VolumeSpec("weights", 20, "EU-CZ-1"), apply=True)
+    # The volume cannot move: without a preference its data center is kept, even if not the best pick.
+    assert volume_data_center(client, "weights", "AMPERE_24").id == "EU-CZ-1"
+    # An explicit preference is honoured (the plan then reports the conflict).
+    assert volume_data_center(client, "weights", "AMPERE_24", preferred="EU-RO-1").id == "EU-RO-1"
+
+
+def test_find_endpoint_by_name(client: RunpodClient, localpod) -> None:  # type: ignore[no-untyped-def]
+    from rpbook.plans import find_endpoint
+
+    with pytest.raises(ConfigError, match="runbook 02"):
+        find_endpoint(client, "nope")
+    template = client.create_template({"name": "t", "image": "runpod/mock-worker:1", "serverless": True})
+    body = {"name": "twin", "type": "QUEUE", "templateId": template.id, "gpu": {"pools": ["AMPERE_24"]},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}}
+    first = client.create_endpoint(body)
+    assert find_endpoint(client, "twin").id == first.id
+    client.create_endpoint(body)
+    with pytest.raises(PlanConflictError):
+        find_endpoint(client, "twin")
+
+
 def test_volume_monthly_cost() -> None:
     assert volume_monthly_cost_usd(100) == pytest.approx(7.0)
     assert volume_monthly_cost_usd(1000) == pytest.approx(70.0)

@@ -361,6 +361,27 @@ def pick_data_center(client: RunpodClient, pool: str | Sequence[str], preferred:
     return min(good, key=lambda dc: (tuple(-_level(stock[dc.id].get(p, "NONE")) for p in pools), order[dc.id]))
 
 
+def volume_data_center(client: RunpodClient, volume_name: str, pool: str | Sequence[str],
+                       preferred: str | None = None) -> DataCenter:
+    """Where the volume named ``volume_name`` lives or should live. An existing volume cannot move,
+    so its data center wins when none is asked for (and must still offer the pools); a different
+    ``preferred`` one is a conflict the plan reports. Without a volume: ``pick_data_center``."""
+    existing = _single("volume", volume_name, by_name(client.list_network_volumes(), volume_name))
+    if existing is not None and not preferred:
+        return check_data_center(client, existing.data_center, pool)
+    return pick_data_center(client, pool, preferred)
+
+
+def find_endpoint(client: RunpodClient, name: str) -> Endpoint:
+    """The one endpoint named ``name`` (how runbooks after 02 find it); a clear error when there is
+    none (run runbook 02 with ``apply = True``) or more than one."""
+    endpoint = _single("endpoint", name, by_name(client.list_endpoints(), name))
+    if endpoint is None:
+        raise ConfigError(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+                          "or set endpoint_name to an existing one")
+    return endpoint
+
+
 # -- endpoints ---------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from tqdm.auto import tqdm
 from rpbook.errors import ConfigError, EndpointNotReadyError, RpbookError
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
+
+# Importing the runpod SDK runs logging.basicConfig(level=INFO) (runpod/serverless/utils/rp_upload.py),
+# after which httpx logs a line for every request the openai client makes into the notebook's output.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 DEFAULT_VLLM_PING: dict[str, Any] = {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
 """The smallest job a vLLM worker answers: one token of completion."""

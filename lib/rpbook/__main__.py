@@ -1,0 +1,3 @@
+from rpbook.cli import main
+
+raise SystemExit(main())

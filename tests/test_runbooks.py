@@ -1,0 +1,132 @@
+"""The runbooks end to end against localpod: nbmake, papermill via ``rpbook run``, idempotency, secrets.
+
+Each test gets its own localpod (free port, its own state folder) and env file, through the
+variables ``rpbook.session`` honours, so nothing touches a developer's real ``.env``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from conftest import free_port
+from rpbook.envfile import read_env_file
+from rpbook.local import stop_localpod
+from rpbook.records import load_figures
+from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PARAMS = ROOT / "params" / "local.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+class Isolated:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.env_file = root / ".env"
+        self.state_dir = root / ".localpod"
+
+    def environ(self) -> dict[str, str]:
+        return {"LOCALPOD_URL": self.url, "RPBOOK_ENV_FILE": str(self.env_file),
+                "RPBOOK_LOCALPOD_DIR": str(self.state_dir)}
+
+    def resources(self) -> dict[str, list[str]]:
+        state = httpx.get(f"{self.url}/_localpod/state", timeout=10).json()
+        return {kind: sorted(item["id"] for item in state[kind]) for kind in ("templates", "endpoints", "volumes")}
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Isolated]:
+    box = Isolated(tmp_path)
+    for key, value in box.environ().items():
+        monkeypatch.setenv(key, value)
+    for key in ("RUNPOD_API_KEY", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        yield box
+    finally:
+        stop_localpod(box.state_dir)
+
+
+def test_nbmake_runs_every_notebook_against_localpod(isolated: Isolated):
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNPOD_API_KEY", "HF_TOKEN")}
+    env.update(isolated.environ())
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider",
+                           "--rootdir", str(ROOT), str(ROOT / "notebooks")],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"{len(discover_notebooks())} passed" in done.stdout
+    # nbmake runs the defaults (apply=False) with its mock turning apply on, so resources exist.
+    assert all(len(ids) == 1 for ids in isolated.resources().values())
+
+
+def test_second_run_creates_nothing_new(isolated: Isolated):
+    parameters = load_parameters([LOCAL_PARAMS])
+    first = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run1")
+    assert first.ok, str(first)
+    created = isolated.resources()
+    assert all(len(ids) == 1 for ids in created.values()), created
+    env_lines = isolated.env_file.read_text().splitlines()
+    assert any(line.startswith("VLLM_API_URL=") for line in env_lines)
+    assert any(line.startswith("VLLM_API_KEY=") for line in env_lines)
+    assert oct(isolated.env_file.stat().st_mode & 0o777) == "0o600"
+    chat = load_figures(isolated.root / "run1" / "03_wake_and_sanity_chat.figures.json")
+    assert chat["cold"] is True and chat["chat_completion_tokens"] > 0
+
+    second = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run2")
+    assert second.ok, str(second)
+    assert isolated.resources() == created
+    assert load_figures(isolated.root / "run2" / "01_network_volume.figures.json")["action"] == "none"
+    endpoint = load_figures(isolated.root / "run2" / "02_vllm_endpoint.figures.json")
+    assert endpoint["template_action"] == "none" and endpoint["endpoint_action"] == "none"
+    assert load_figures(isolated.root / "run2" / "03_wake_and_sanity_chat.figures.json")["cold"] is False
+
+
+CANARY_KEY = "rpa_CANARY_runpod_key_do_not_leak_4f1c"
+CANARY_TOKEN = "hf_CANARY_token_do_not_leak_9b2e"
+
+
+def test_no_secret_reaches_outputs_logs_or_errors(isolated: Isolated):
+    env = {k: v for k, v in os.environ.items()}
+    env.update(isolated.environ(), RUNPOD_API_KEY=CANARY_KEY, HF_TOKEN=CANARY_TOKEN)
+    rpbook = [sys.executable, "-m", "rpbook"]
+    good = subprocess.run([*rpbook, "run", "-f", str(LOCAL_PARAMS), "--out", str(isolated.root / "runs" / "good")],
+                          env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    # A run that fails half-way: notebook 02 refuses an unpinned image tag after 00 and 01 ran.
+    broken = isolated.root / "broken.yaml"
+    broken.write_text(LOCAL_PARAMS.read_text() + "\nvllm_image_tag: latest\n")
+    bad = subprocess.run([*rpbook, "run", "-f", str(broken), "--out", str(isolated.root / "runs" / "bad")],
+                         env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
+    assert bad.returncode == 1
+    assert "02_vllm_endpoint.ipynb failed in cell" in bad.stderr
+    # A parameter that tries to carry a secret is refused before anything runs.
+    sneaky = isolated.root / "sneaky.yaml"
+    sneaky.write_text(f"hf_token: {CANARY_TOKEN}\n")
+    refused = subprocess.run([*rpbook, "run", "-f", str(sneaky), "--out", str(isolated.root / "runs" / "x")],
+                             env=env, cwd=isolated.root, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "looks like a secret" in refused.stderr
+
+    texts = {"rpbook stdout/stderr": good.stdout + good.stderr + bad.stdout + bad.stderr + refused.stdout
+             + refused.stderr}
+    for path in (isolated.root / "runs").rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace")
+    for path in isolated.state_dir.glob("*.log"):
+        texts[str(path)] = path.read_text(errors="replace")
+    assert len([p for p in texts if p.endswith(".ipynb")]) >= 6  # 4 good + the failing run's executed notebooks
+    leaks = [where for where, text in texts.items() if CANARY_KEY in text or CANARY_TOKEN in text]
+    assert leaks == []
+    # The secrets did work (localpod accepted them) and the env file, their one allowed home, has the key.
+    assert json.loads((isolated.root / "runs" / "good" / "summary.json").read_text())["ok"] is True
+    assert read_env_file(isolated.env_file)["VLLM_API_KEY"] == CANARY_KEY
