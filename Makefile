@@ -1,8 +1,8 @@
-# Two commands on a fresh machine; each sets itself up.
+# Each target sets itself up on a fresh machine (a virtualenv in .venv with the project installed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test serve bench clean
+.PHONY: setup test demo lab serve stop bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -11,17 +11,30 @@ $(PY):
 setup: $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 
-## make test: the whole test suite (the command CI runs)
+## make test: the whole test suite, notebooks included (the command CI runs)
 test: setup
 	$(PY) -m pytest
+
+## make demo: runbooks 00-03 headless against localpod (started in the background, reused later)
+demo: setup
+	$(VENV)/bin/rpbook run -f params/local.yaml
+
+## make lab: JupyterLab on the runbooks
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
 
 ## make serve: localpod in the foreground on 127.0.0.1:8765
 serve: setup
 	$(VENV)/bin/localpod serve
 
+## make stop: stop the localpod that the runbooks started in the background
+stop: setup
+	$(PY) -c "from rpbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
+
 ## make bench: print the benchmark figures
 bench: setup
 	$(PY) benchmarks/localpod_overhead.py
+	$(PY) benchmarks/runbook_walltime.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -77,10 +77,12 @@ def main() -> int:
             return 1
 
     print(f"\nheadless runbook, {len(notebooks)} notebooks against a fresh localpod (fast profile)")
-    print(f"  papermill, {len(notebooks)} empty notebooks   {empty_s:8.2f} s")
-    print(f"  runbooks 00-{len(notebooks) - 1:02d} (params/local.yaml)  {runbook_s:8.2f} s")
-    print(f"  ratio runbooks / empty               {runbook_s / empty_s:8.2f}")
-    print(f"  runbook work beyond papermill        {runbook_s - empty_s:8.2f} s")
+    rows = [(f"papermill, {len(notebooks)} empty notebooks", f"{empty_s:8.2f} s"),
+            (f"runbooks 00-{len(notebooks) - 1:02d} (params/local.yaml)", f"{runbook_s:8.2f} s"),
+            ("ratio runbooks / empty", f"{runbook_s / empty_s:8.2f}"),
+            ("runbook work beyond papermill", f"{runbook_s - empty_s:8.2f} s")]
+    for label, value in rows:
+        print(f"  {label:<40}{value}")
     return 0
 
 
