@@ -35,6 +35,7 @@ stop: setup
 bench: setup
 	$(PY) benchmarks/localpod_overhead.py
 	$(PY) benchmarks/runbook_walltime.py
+	$(PY) benchmarks/embeddings_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -283,3 +283,9 @@ def test_missing_repo_file_is_a_hub_error(settings):
     with pytest.raises(HubError, match="has no such file") as info:
         hub._download_json(settings, settings.hf_token(), BGE, "no-such-file.json")
     assert not isinstance(info.value, GatedModelError)
+
+
+def test_embedding_dimension_from_config(settings):  # type: ignore[no-untyped-def]
+    assert hub.embedding_dimension(settings, settings.hf_token(), BGE) == 384
+    with pytest.raises(HubError):
+        hub.embedding_dimension(settings, settings.hf_token(), UNKNOWN)

@@ -40,7 +40,7 @@ def test_parameters_are_read_from_the_parameters_cell(books):
 
 
 def test_unknown_name_is_an_error_with_a_suggestion(books):
-    with pytest.raises(ConfigError, match=r"greting: no selected notebook has this parameter \(did you mean 'greeting'"):
+    with pytest.raises(ConfigError, match=r"greting: no runbook has this parameter \(did you mean 'greeting'"):
         check_parameters({"greting": "x"}, books)
 
 
@@ -56,6 +56,11 @@ def test_secret_looking_names_and_wrong_types_are_refused(books):
 def test_each_notebook_gets_only_its_parameters(books):
     split = check_parameters({"count": 2, "ratio": 0.1}, books)
     assert split[books[0]] == {"count": 2} and split[books[1]] == {"ratio": 0.1}
+
+
+def test_a_parameter_of_an_unselected_runbook_is_known_but_not_passed(books):
+    # One parameters file serves the whole collection: running a single runbook with it is fine.
+    assert check_parameters({"count": 2, "ratio": 0.1}, books[:1]) == {books[0]: {"count": 2}}
 
 
 @pytest.mark.slow
@@ -86,7 +91,7 @@ def test_bad_parameters_exit_2_and_run_nothing(books, tmp_path, capsys):
     params = tmp_path / "p.yaml"
     params.write_text("colour: red\n")
     assert main(["run", *map(str, books), "-f", str(params), "--out", str(tmp_path / "o")]) == 2
-    assert "colour: no selected notebook has this parameter" in capsys.readouterr().err
+    assert "colour: no runbook has this parameter" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -27,6 +27,8 @@ LOCAL_PARAMS = ROOT / "params" / "local.yaml"
 
 pytestmark = pytest.mark.slow
 
+EXPECTED = {"templates": 2, "endpoints": 2, "volumes": 1}
+
 
 class Isolated:
     def __init__(self, root: Path) -> None:
@@ -66,8 +68,9 @@ def test_nbmake_runs_every_notebook_against_localpod(isolated: Isolated):
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"{len(discover_notebooks())} passed" in done.stdout
-    # nbmake runs the defaults (apply=False) with its mock turning apply on, so resources exist.
-    assert all(len(ids) == 1 for ids in isolated.resources().values())
+    # nbmake runs the defaults (apply=False) with its mock turning apply on, so resources exist:
+    # the vLLM and the Infinity template and endpoint, and the weights volume.
+    assert {kind: len(ids) for kind, ids in isolated.resources().items()} == EXPECTED
 
 
 def test_second_run_creates_nothing_new(isolated: Isolated):
@@ -75,10 +78,11 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     first = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run1")
     assert first.ok, str(first)
     created = isolated.resources()
-    assert all(len(ids) == 1 for ids in created.values()), created
+    assert {kind: len(ids) for kind, ids in created.items()} == EXPECTED, created
     env_lines = isolated.env_file.read_text().splitlines()
     assert any(line.startswith("VLLM_API_URL=") for line in env_lines)
     assert any(line.startswith("VLLM_API_KEY=") for line in env_lines)
+    assert any(line.startswith("EMBEDDINGS_API_URL=") for line in env_lines)
     assert oct(isolated.env_file.stat().st_mode & 0o777) == "0o600"
     chat = load_figures(isolated.root / "run1" / "03_wake_and_sanity_chat.figures.json")
     assert chat["cold"] is True and chat["chat_completion_tokens"] > 0
@@ -90,6 +94,8 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     endpoint = load_figures(isolated.root / "run2" / "02_vllm_endpoint.figures.json")
     assert endpoint["template_action"] == "none" and endpoint["endpoint_action"] == "none"
     assert load_figures(isolated.root / "run2" / "03_wake_and_sanity_chat.figures.json")["cold"] is False
+    embeddings = load_figures(isolated.root / "run2" / "04_embeddings_endpoint.figures.json")
+    assert embeddings["template_action"] == "none" and embeddings["endpoint_action"] == "none"
 
 
 CANARY_KEY = "rpa_CANARY_runpod_key_do_not_leak_4f1c"

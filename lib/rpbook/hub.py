@@ -444,6 +444,16 @@ def _download_json(settings: Settings, token: Secret, repo_id: str, filename: st
     return data
 
 
+def embedding_dimension(settings: Settings, token: Secret, repo_id: str) -> int:
+    """The size of the vectors an embedding model returns: ``hidden_size`` in its ``config.json``
+    (384 for bge-small-en-v1.5), which sentence-transformers' pooling keeps."""
+    config = _download_json(settings, token, repo_id, "config.json")
+    size = config.get("hidden_size") or config.get("d_model")
+    if not isinstance(size, int) or size <= 0:
+        raise HubError(f"config.json of {repo_id} has no hidden_size; set embedding_dimension explicitly.")
+    return size
+
+
 def recommend_volume_gb(weights_bytes: int) -> int:
     """Network-volume size for a model cache: weights + 30 % + 5 GB, rounded up to a multiple of 5 GB,
     clamped to Runpod's 10–4096 GB.

@@ -103,8 +103,11 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
 def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
     """Validate names and types; return the parameters each notebook receives (only those it declares)."""
     declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    # A parameters file serves the whole collection, so a name is known when any runbook beside the
+    # selected ones declares it (it is then simply not passed); only names no runbook has are typos.
+    siblings = {p for nb in notebooks for p in discover_notebooks(nb.parent)} - set(notebooks)
     known: dict[str, NotebookParameter] = {}
-    for params in declared.values():
+    for params in [*(notebook_parameters(p) for p in sorted(siblings)), *declared.values()]:
         known.update(params)
     problems: list[str] = []
     for name, value in parameters.items():
@@ -115,7 +118,7 @@ def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{name}: no selected notebook has this parameter{hint}")
+            problems.append(f"{name}: no runbook has this parameter{hint}")
             continue
         type_name = known[name].type_name
         allowed = _TYPES.get(type_name)

@@ -251,6 +251,10 @@ class JobResult:
     execution_time_ms: int | None
 
 
+# runpod.Endpoint.run(x) sends x itself as the request body when x has a truthy "input" key
+# (meant for callers adding "webhook"/"policy"), so a job input such as {"model", "input"} would
+# reach the worker as just its "input" value. Wrapping every input as {"input": ...} avoids that.
+
 def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_input: Mapping[str, Any], *,
             timeout_s: float = 600, poll_s: float = 0.5) -> JobResult:
     """Submit one job with ``/run`` and poll ``/status`` until it is final.
@@ -259,7 +263,7 @@ def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_inp
     state on a cold start, and the timeout here should be ours. Raises ``EndpointNotReadyError`` on
     timeout (the job is cancelled) or when the job FAILED / TIMED_OUT / was CANCELLED."""
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    job = _call("submit job", endpoint_id, lambda: endpoint.run(dict(job_input)))
+    job = _call("submit job", endpoint_id, lambda: endpoint.run({"input": dict(job_input)}))
     deadline = time.monotonic() + timeout_s
     while True:
         body = _status(endpoint, endpoint_id, job.job_id)
@@ -362,7 +366,7 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str, *, timeout
 
     job_id = ""
     try:
-        job = _call("submit wake-up job", endpoint_id, lambda: endpoint.run(payload))
+        job = _call("submit wake-up job", endpoint_id, lambda: endpoint.run({"input": payload}))
         job_id = job.job_id
         if not cold:
             timeline["ready"] = 0.0  # a worker was ready when the job went in

@@ -312,3 +312,91 @@ def check_pools(where: str, pools: Iterable[str], catalog: Iterable[Any]) -> Non
     if unknown:
         raise _fail(where, f"unknown serverless GPU pool(s) {', '.join(map(repr, unknown))}; valid pools: "
                            f"{', '.join(sorted(known)) or '(the catalog lists none)'}")
+
+
+# -- embeddings (Runpod's Infinity worker) ---------------------------------------------------------
+
+INFINITY_IMAGE = "runpod/worker-infinity-embedding"
+INFINITY_BACKENDS = ("torch", "optimum", "ctranslate2")
+INFINITY_DTYPES = ("auto", "fp16", "fp8")
+INFINITY_DEFAULT_BATCH_SIZE = 32
+
+
+def _pinned_tag(where: str, image_tag: Any, example: str) -> str:
+    tag = image_tag.strip() if isinstance(image_tag, str) else image_tag
+    if not isinstance(tag, str) or not tag or tag.lower() == "latest":
+        raise _fail(where, f"{image_tag!r}: pin a release tag such as {example!r} (not empty, not 'latest', "
+                           "which changes under you)")
+    if not _IMAGE_TAG.match(tag):
+        raise _fail(where, f"{image_tag!r} is not a Docker tag (give only the tag, e.g. {example!r}, not the "
+                           "image name)")
+    return tag
+
+
+def _per_model(where: str, value: Any, count: int, default: Any) -> list[Any]:
+    """One value per model: None means the default for all, a single value applies to all, a list
+    (or a ';'-joined string) must have one entry per model, in the order of ``models``."""
+    if value is None or value == "":
+        return [default] * count
+    if isinstance(value, str):
+        items: list[Any] = [part.strip() for part in value.split(";")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    if len(items) == 1 and count > 1 and not isinstance(value, (list, tuple)):
+        items = items * count
+    if len(items) != count:
+        raise _fail(where, f"has {len(items)} value(s) {items!r} for {count} model(s): give one per model, in "
+                           "the order of MODEL_NAMES (or a single value for all)")
+    return items
+
+
+def infinity_template(name: str, models: Sequence[str] | str, image_tag: str, *,
+                      batch_sizes: int | Sequence[int] | None = None, backend: str = "torch",
+                      dtypes: str | Sequence[str] | None = None, max_concurrency: int = 50,
+                      hf_token_ref: Secret | str | None = None, disk_gb: int = 20) -> TemplateSpec:
+    """A template for Runpod's embedding worker (``runpod/worker-infinity-embedding:<tag>``).
+
+    One worker serves every model in ``models`` (``MODEL_NAMES``, ``;``-joined; a string may hold
+    one id or several joined by ``;``). ``batch_sizes`` and ``dtypes`` are per model (``BATCH_SIZES``,
+    ``DTYPES``; default 32 and ``auto``; one value applies to all): the worker refuses to start
+    when their count differs from the models'. ``backend`` is Infinity's engine for all models.
+    ``image_tag`` must be pinned (e.g. ``1.1.4``). ``max_concurrency`` becomes
+    ``RUNPOD_MAX_CONCURRENCY``: requests one worker takes at once (the worker's default is 300;
+    Infinity batches concurrent requests together, so tens are useful, hundreds only queue inside
+    one GPU). ``hf_token_ref`` (a ``Secret`` or ``{{ RUNPOD_SECRET_name }}``) only for gated models.
+    """
+    where = "infinity_template"
+    names = [part.strip() for part in models.split(";")] if isinstance(models, str) else models
+    if not isinstance(names, (list, tuple)) or not names:
+        raise _fail(f"{where}.models", f"must list at least one Hugging Face repo id such as "
+                                       f"'BAAI/bge-small-en-v1.5', got {models!r}")
+    for model in names:
+        if not isinstance(model, str) or not _REPO_ID.match(model):
+            raise _fail(f"{where}.models", f"{model!r} is not a Hugging Face repo id like 'BAAI/bge-small-en-v1.5'")
+    if len(set(names)) != len(names):
+        raise _fail(f"{where}.models", f"{list(names)} lists a model twice; list each once")
+    tag = _pinned_tag(f"{where}.image_tag", image_tag, "1.1.4")
+    sizes = [_int(f"{where}.batch_sizes", int(size) if isinstance(size, str) and size.isdigit() else size, 1, None,
+                  "inputs per batch")
+             for size in _per_model(f"{where}.batch_sizes", batch_sizes, len(names), INFINITY_DEFAULT_BATCH_SIZE)]
+    if backend not in INFINITY_BACKENDS:
+        raise _fail(f"{where}.backend", f"must be one of {', '.join(INFINITY_BACKENDS)}, got {backend!r}")
+    kinds = _per_model(f"{where}.dtypes", dtypes, len(names), "auto")
+    for kind in kinds:
+        if kind not in INFINITY_DTYPES:
+            raise _fail(f"{where}.dtypes", f"each dtype must be one of {', '.join(INFINITY_DTYPES)}, got {kind!r}")
+    _int(f"{where}.max_concurrency", max_concurrency, 1, None, "requests per worker")
+    env: dict[str, EnvValue] = {"MODEL_NAMES": ";".join(names), "BATCH_SIZES": ";".join(map(str, sizes)),
+                                "BACKEND": backend, "DTYPES": ";".join(kinds),
+                                "RUNPOD_MAX_CONCURRENCY": str(max_concurrency)}
+    if hf_token_ref is not None and hf_token_ref != "":
+        if isinstance(hf_token_ref, Secret):
+            env["HF_TOKEN"] = hf_token_ref
+        elif isinstance(hf_token_ref, str):
+            env["HF_TOKEN"] = check_secret_reference(f"{where}.hf_token_ref", hf_token_ref)
+        else:
+            raise _fail(f"{where}.hf_token_ref", "must be a Secret (settings.hf_token()) or a "
+                                                 "'{{ RUNPOD_SECRET_<name> }}' reference")
+    return TemplateSpec(name=name, image=f"{INFINITY_IMAGE}:{tag}", env=env, disk_gb=disk_gb)

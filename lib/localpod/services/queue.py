@@ -170,7 +170,13 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         except TimeoutError:
             runtime.cancel(job)
             return _openai_error(504, "the endpoint did not answer in time")
-        return _openai_result(job)
+        response = _openai_result(job)
+        # Nobody can ask for this job again (its id never reaches the client), so its output need
+        # not be kept for the retention window; under load those outputs were most of the memory.
+        job.output = None
+        job.chunks.clear()
+        runtime.jobs.pop(job.id, None)
+        return response
 
     async def _stream_openai(job: J.Job, request: Request) -> Response:
         # Wait for the first chunk (or the end) before sending headers, so that an error

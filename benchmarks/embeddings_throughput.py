@@ -1,0 +1,295 @@
+"""Embeddings/s through localpod's Infinity endpoint against the same model called directly.
+
+Both sides embed the same texts with the same model (wordllama, what localpod's
+``runpod/worker-infinity-embedding`` emulation runs), for batches of 1, 16 and 64 texts:
+
+- direct: ``WordLlama.load(cache_dir=<wordllama package dir>, disable_download=True)`` in this
+  process, ``model.embed(texts, norm=True)`` in a loop (one caller, as the model has no batching
+  across callers);
+- localpod: ``POST /{endpoint_id}/openai/v1/embeddings`` (HTTP, queue job, worker, JSON floats back)
+  on a warm endpoint (workers min 1, ``RUNPOD_MAX_CONCURRENCY`` 50), from several concurrent
+  clients, each checking that every answer holds one vector per input.
+
+localpod runs as a subprocess (``python -m localpod serve``) with rate limits off; client and
+server share this machine's cores. The target is localpod >= 70% of direct at batch 64.
+
+The HTTP client is aiohttp by default. ``--client httpx`` uses ``httpx.AsyncClient`` instead,
+which costs the *client* about 2-3 ms of CPU per request (measured here at batch 1: the client
+process at ~100% CPU for ~700-1,000 requests/s, against ~2,000 requests/s and ~50% CPU with
+aiohttp), so at small batches it measures httpx rather than localpod.
+
+``--py-spy PATH`` samples the server with py-spy (not a project dependency; install it anywhere,
+e.g. in a throwaway virtualenv) during the batch-64 run and prints where its CPU time goes.
+
+Run: ``python benchmarks/embeddings_throughput.py`` (``--help`` for durations and clients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import httpx
+import orjson
+
+KEY = "rpa_BENCH_EMBEDDINGS_KEY_NOT_REAL"
+MODEL = "BAAI/bge-small-en-v1.5"
+IMAGE = "runpod/worker-infinity-embedding:1.1.4"
+BATCHES = (1, 16, 64)
+TARGET_RATIO = 0.70
+
+_WHO = ("The support team", "A new customer", "Our billing system", "The mobile app", "The warehouse robot",
+        "A junior engineer", "The night shift", "The search index", "A delivery driver", "The finance report")
+_WHAT = ("answered every ticket about password resets", "asked why the invoice was charged twice",
+         "lost the connection during the nightly backup", "showed a blank screen after the last update",
+         "moved three pallets of coffee to the loading dock", "fixed the flaky test in the payment service",
+         "found a leak in the cooling pipes", "returned stale results for the holiday catalogue",
+         "waited an hour at the closed gate", "shows revenue up eight percent this quarter")
+_WHEN = ("on Monday morning", "before the audit", "after the storm", "during the product launch", "last night",
+         "at the end of the month", "while the manager was away", "in the first week of spring")
+
+
+def corpus(size: int = 640) -> list[str]:
+    """Distinct sentences of 10-20 words, like the chunks a retrieval pipeline embeds."""
+    return [f"{_WHO[i % 10]} {_WHAT[(i // 10) % 10]} {_WHEN[(i // 100 + i) % 8]} (case {i})." for i in range(size)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_localpod(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LOCALPOD_API_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"localpod exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_localpod/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("localpod did not start within 30 s")
+
+
+def warm_endpoint(base: str) -> str:
+    """Template + endpoint through REST v2 (workers min 1), rate limits off, one worker ready."""
+    http = httpx.Client(base_url=f"{base}/api.runpod.io", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}, timeout=10).raise_for_status()
+    template = http.post("/v2/templates", json={
+        "name": "bench-infinity", "image": IMAGE, "serverless": True,
+        "env": {"MODEL_NAMES": MODEL, "RUNPOD_MAX_CONCURRENCY": "50"}})
+    template.raise_for_status()
+    endpoint = http.post("/v2/serverless", json={
+        "name": "bench-embeddings", "type": "QUEUE", "templateId": template.json()["id"],
+        "gpu": {"pools": ["AMPERE_16"]}, "workers": {"min": 1, "max": 1, "idleTimeout": 600},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+    endpoint.raise_for_status()
+    endpoint_id = str(endpoint.json()["id"])
+    health = f"{base}/api.runpod.ai/v2/{endpoint_id}/health"
+    deadline = time.monotonic() + 60
+    while httpx.get(health, headers={"Authorization": f"Bearer {KEY}"}).json()["workers"]["ready"] < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the embeddings worker never became ready")
+        time.sleep(0.05)
+    return endpoint_id
+
+
+def load_model() -> Any:
+    """WordLlama exactly as localpod's Infinity worker loads it (offline, weights from the wheel)."""
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)  # wordllama calls logging.basicConfig on import
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    finally:
+        root.removeHandler(guard)
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+def direct_rate(model: Any, texts: list[str], batch: int, seconds: float) -> float:
+    done, i = 0, 0
+    for _ in range(20):  # warm-up
+        model.embed(texts[:batch], norm=True)
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        chunk = [texts[(i + k) % len(texts)] for k in range(batch)]
+        vectors = model.embed(chunk, norm=True)
+        if len(vectors) != batch:
+            raise RuntimeError("the model returned the wrong number of vectors")
+        done += batch
+        i += batch
+    return done / (time.perf_counter() - start)
+
+
+Post = Callable[[bytes], Awaitable[bytes]]
+
+
+async def _aiohttp_session(url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
+                           ) -> float:
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=clients)) as session:
+        async def post(payload: bytes) -> bytes:
+            async with session.post(url, data=payload) as response:
+                content = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {content[:200]!r}")
+                return content
+        return await body(post)
+
+
+async def _httpx_session(url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
+                         ) -> float:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as http:
+        async def post(payload: bytes) -> bytes:
+            response = await http.post(url, content=payload)
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            return response.content
+        return await body(post)
+
+
+async def localpod_rate(base: str, endpoint_id: str, texts: list[str], batch: int, seconds: float, clients: int,
+                        client_kind: str = "aiohttp") -> float:
+    """Embeddings/s from ``clients`` concurrent request loops, each checking every answer."""
+    url = f"{base}/api.runpod.ai/v2/{endpoint_id}/openai/v1/embeddings"
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    async def run(post: Post) -> float:
+        async def one(offset: int) -> None:
+            chunk = [texts[(offset + k) % len(texts)] for k in range(batch)]
+            content = await post(orjson.dumps({"model": MODEL, "input": chunk, "encoding_format": "float"}))
+            data = orjson.loads(content)["data"]
+            if len(data) != batch or not data[-1]["embedding"]:
+                raise RuntimeError(f"asked for {batch} embeddings, got {len(data)}")
+
+        for n in range(clients):  # warm-up: open the connections
+            await one(n)
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def loop(n: int) -> None:
+            nonlocal done
+            offset = n * 97
+            while time.perf_counter() < deadline:
+                await one(offset)
+                done += batch
+                offset += batch
+
+        await asyncio.gather(*(loop(n) for n in range(clients)))
+        return done / (time.perf_counter() - start)
+
+    session = _aiohttp_session if client_kind == "aiohttp" else _httpx_session
+    return await session(url, headers, clients, run)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process (Linux), to show what the server keeps after the load."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def summarize_py_spy(raw: Path, top: int = 15) -> list[str]:
+    """Self and inclusive shares of the sampled frames (py-spy's ``--format raw`` output)."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    if not total:
+        return ["  (no samples)"]
+    lines = [f"  {total} samples; self time:"]
+    lines += [f"  {n / total:6.1%}  {frame[:110]}" for frame, n in own.most_common(top)]
+    lines.append("  inclusive (frames under localpod/ and wordllama/):")
+    picked = [(f, n) for f, n in inclusive.most_common() if "localpod/" in f or "wordllama/" in f][:top]
+    lines += [f"  {n / total:6.1%}  {frame[:110]}" for frame, n in picked]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients on the localpod side")
+    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP client library")
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the server at batch 64")
+    args = parser.parse_args()
+
+    texts = corpus()
+    model = load_model()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_localpod(port)
+    profile: list[str] = []
+    try:
+        endpoint_id = warm_endpoint(base)
+        rows = []
+        for batch in BATCHES:
+            direct = direct_rate(model, texts, batch, args.seconds)
+            asyncio.run(localpod_rate(base, endpoint_id, texts, batch, 0.5, args.clients, args.client))  # warm-up
+            spy = raw = None
+            if args.py_spy and batch == BATCHES[-1]:
+                raw = Path(tempfile.mkdtemp(prefix="embeddings-bench-")) / "server.raw"
+                spy = subprocess.Popen([args.py_spy, "record", "-p", str(proc.pid), "-d", str(int(args.seconds)),
+                                        "-r", "200", "-f", "raw", "-o", str(raw), "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            served = asyncio.run(localpod_rate(base, endpoint_id, texts, batch, args.seconds, args.clients,
+                                               args.client))
+            if spy is not None and raw is not None:
+                spy.wait(timeout=60)
+                profile = summarize_py_spy(raw) if raw.exists() else ["  py-spy wrote no profile (ptrace allowed?)"]
+            rows.append((batch, direct, served))
+        memory = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    print(f"embeddings/s, {MODEL} served by wordllama (256 dims); localpod: warm endpoint, {args.clients} concurrent "
+          f"{args.client} clients, /openai/v1/embeddings with float vectors; {args.seconds:g} s per cell; "
+          f"{os.cpu_count()} cores shared by client and server")
+    print(f"  {'batch':>5}  {'direct emb/s':>13}  {'localpod emb/s':>15}  {'ratio':>6}")
+    for batch, direct, served in rows:
+        print(f"  {batch:>5}  {direct:>13,.0f}  {served:>15,.0f}  {served / direct:>6.1%}")
+    ratio = rows[-1][2] / rows[-1][1]
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"  target: localpod >= {TARGET_RATIO:.0%} of direct at batch {BATCHES[-1]}: {verdict} ({ratio:.1%})")
+    if memory is not None:
+        print(f"  localpod resident memory after the run: {memory:,.0f} MB")
+    if profile:
+        print(f"\nserver profile at batch {BATCHES[-1]} (py-spy, {args.seconds:g} s):")
+        print("\n".join(profile))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
