@@ -131,3 +131,13 @@ def plant_endpoint(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
         return call_in_server(localpod, create)
 
     return plant
+
+
+@pytest.fixture
+def settings(localpod: LocalpodServer, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """rpbook settings for the test localpod, with its keys in the environment (as a user's would be)."""
+    from rpbook.settings import load_settings
+
+    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
+    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
+    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)

@@ -13,17 +13,9 @@ from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_clien
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.records import load_figures, record_figures
 from rpbook.serverless import wake
-from rpbook.settings import load_settings
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
-
-
-@pytest.fixture
-def settings(localpod, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
 
 
 @pytest.fixture

@@ -16,14 +16,7 @@ from rpbook.secrets import Secret
 from rpbook.settings import Settings, load_settings
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
-LITERAL_TOKEN = "hf_literalTokenInTemplateEnv0123456789"
-
-
-@pytest.fixture
-def settings(localpod: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
+LITERAL_TOKEN = "hf_literal_token_in_template_env_not_real"
 
 
 @pytest.fixture

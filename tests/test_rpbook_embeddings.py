@@ -15,7 +15,6 @@ from rpbook.embeddings import (EMBEDDINGS_PING, EmbeddingReport, batch_texts, de
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.secrets import Secret
 from rpbook.serverless import wake
-from rpbook.settings import load_settings
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -23,13 +22,6 @@ BGE = "BAAI/bge-small-en-v1.5"
 LOCAL_DIMENSION = 256
 CHECKS = ["served model", "float embeddings", "base64 embeddings", "similarity", "batch order", "langchain",
           "rerank"]
-
-
-@pytest.fixture
-def settings(localpod, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ BAD_TOKEN = "hf_localpod_not_a_token"
 POOLS = {"AMPERE_16": 16, "AMPERE_24": 24, "ADA_24": 24, "ADA_32_PRO": 32, "AMPERE_48": 48, "AMPERE_80": 80}
 
 
-@pytest.fixture
-def settings(localpod, tmp_path, monkeypatch):
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
-
-
 def secret(value: str) -> Secret:
     return Secret("HF_TOKEN", value, "test")
 

@@ -13,20 +13,13 @@ from rpbook.plans import (EnsureResult, FieldChange, apply, check_data_center, e
                           ensure_volume, pick_data_center, plan_endpoint, plan_template, plan_volume,
                           volume_monthly_cost_usd)
 from rpbook.secrets import Secret
-from rpbook.settings import Settings, load_settings
+from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 REF = "{{ RUNPOD_SECRET_hf_token }}"
 AMPERE_16_TYPES = {"NVIDIA RTX A4000", "NVIDIA RTX A4500", "NVIDIA RTX 4000 Ada Generation",
                    "NVIDIA RTX 2000 Ada Generation"}
-
-
-@pytest.fixture
-def settings(localpod: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
 
 
 @pytest.fixture

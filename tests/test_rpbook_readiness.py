@@ -7,14 +7,8 @@ import pytest
 from rpbook.errors import GatedModelError, HubError
 from rpbook.readiness import check_model_readiness
 from rpbook.secrets import Secret
-from rpbook.settings import load_settings
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
-
-
-@pytest.fixture
-def settings(localpod, tmp_path):  # type: ignore[no-untyped-def]
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
 
 
 def test_licensed_token_is_ready_with_sizes(localpod, settings):

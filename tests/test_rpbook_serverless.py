@@ -21,13 +21,6 @@ FAST = {"poll_s": 0.02, "progress": False}
 
 
 @pytest.fixture
-def settings(localpod, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
-    monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
-    return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
-
-
-@pytest.fixture
 def key(settings) -> Secret:  # type: ignore[no-untyped-def]
     return settings.runpod_api_key()
 
