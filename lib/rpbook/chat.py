@@ -87,12 +87,14 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class SanityReport:
-    """All checks of one endpoint and model."""
+class CheckReport:
+    """Checks of one endpoint and model, shown as a PASS/FAIL table (text and HTML), scrubbed."""
 
     endpoint_id: str
     model: str
     checks: tuple[CheckResult, ...]
+
+    kind = "checks"
 
     @property
     def ok(self) -> bool:
@@ -104,31 +106,42 @@ class SanityReport:
 
     @property
     def figures(self) -> dict[str, Figure]:
-        """Every check's figures in one dict (ttft_s, tokens_per_s, chat_latency_s, …)."""
+        """Every check's figures in one dict."""
         out: dict[str, Figure] = {}
         for check in self.checks:
             out.update(check.figures)
         return out
 
+    def subject(self) -> str:
+        """What was checked, for the headline (subclasses add details such as a dimension)."""
+        return self.model
+
     def __str__(self) -> str:
         width = max([len(c.name) for c in self.checks] + [5])
-        lines = [f"sanity checks of {self.model} on endpoint {self.endpoint_id}: "
+        lines = [f"{self.kind} of {self.subject()} on endpoint {self.endpoint_id}: "
                  f"{'all passed' if self.ok else f'{len(self.failed)} failed'}"]
         for check in self.checks:
-            mark = "PASS" if check.ok else "FAIL"
-            lines.append(f"  {mark}  {check.name:<{width}}  {check.detail}")
+            lines.append(f"  {'PASS' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
         if self.figures:
             lines.append("  figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.figures.items()))
-        return "\n".join(lines)
+        return scrub("\n".join(lines))
 
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td><td>{html.escape(c.detail)}</td>"
             f"<td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in c.figures.items()))}</td></tr>"
             for c in self.checks)
-        return (f"<div><b>Sanity checks</b> of <code>{html.escape(self.model)}</code> on endpoint "
-                f"<code>{html.escape(self.endpoint_id)}</code>: {'all passed' if self.ok else 'some failed'}"
-                f"<table><tr><th></th><th>check</th><th>result</th><th>figures</th></tr>{rows}</table></div>")
+        return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
+                     f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
+                     f"{'all passed' if self.ok else 'some failed'}"
+                     f"<table><tr><th></th><th>check</th><th>result</th><th>figures</th></tr>{rows}</table></div>")
+
+
+@dataclass(frozen=True)
+class SanityReport(CheckReport):
+    """All sanity checks of one chat endpoint and model (figures: ttft_s, tokens_per_s, …)."""
+
+    kind = "sanity checks"
 
 
 def _fmt(value: Figure) -> str:

@@ -20,7 +20,6 @@ every call here waits for the cold start.
 from __future__ import annotations
 
 import base64
-import html
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import openai
 from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
-from rpbook.chat import CheckResult, Figure, openai_client
+from rpbook.chat import CheckReport, CheckResult, Figure, openai_client
 from rpbook.errors import ConfigError, RpbookError, SanityCheckError
 from rpbook.secrets import Secret, scrub
 from rpbook.serverless import run_job
@@ -123,56 +122,16 @@ def langchain_embeddings(settings: Settings, api_key: Secret | str, endpoint_id:
 
 
 @dataclass(frozen=True)
-class EmbeddingReport:
-    """All checks of one embeddings endpoint and model."""
+class EmbeddingReport(CheckReport):
+    """All checks of one embeddings endpoint and model (figures: dimension, embeddings_per_s, …)."""
 
-    endpoint_id: str
-    model: str
-    expected_dimension: int
-    checks: tuple[CheckResult, ...]
+    expected_dimension: int = 0
 
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+    kind = "embedding checks"
 
-    @property
-    def failed(self) -> tuple[CheckResult, ...]:
-        return tuple(check for check in self.checks if not check.ok)
+    def subject(self) -> str:
+        return f"{self.model} ({self.expected_dimension} dimensions expected)"
 
-    @property
-    def figures(self) -> dict[str, Figure]:
-        """Every check's figures in one dict (dimension, latencies, embeddings_per_s, scores, …)."""
-        out: dict[str, Figure] = {}
-        for check in self.checks:
-            out.update(check.figures)
-        return out
-
-    def _headline(self) -> str:
-        return (f"embedding checks of {self.model} ({self.expected_dimension} dimensions expected) on endpoint "
-                f"{self.endpoint_id}: {'all passed' if self.ok else f'{len(self.failed)} failed'}")
-
-    def __str__(self) -> str:
-        width = max([len(c.name) for c in self.checks] + [5])
-        lines = [self._headline()]
-        for check in self.checks:
-            lines.append(f"  {'PASS' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
-        if self.figures:
-            lines.append("  figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.figures.items()))
-        return scrub("\n".join(lines))
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td><td>{html.escape(c.detail)}</td>"
-            f"<td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in c.figures.items()))}</td></tr>"
-            for c in self.checks)
-        return scrub(f"<div><b>Embedding checks</b> of <code>{html.escape(self.model)}</code> "
-                     f"({self.expected_dimension} dimensions expected) on endpoint "
-                     f"<code>{html.escape(self.endpoint_id)}</code>: {'all passed' if self.ok else 'some failed'}"
-                     f"<table><tr><th></th><th>check</th><th>result</th><th>figures</th></tr>{rows}</table></div>")
-
-
-def _fmt(value: Figure) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _error_detail(exc: BaseException) -> str:
