@@ -1,6 +1,6 @@
 """The worker backends, driven directly (no localpod server): the stand-in text model, the vLLM
-worker's OpenAI shapes and defaults, the Infinity worker's real embeddings, the proxy to a real
-OpenAI-compatible server started here, and the mock worker."""
+worker's OpenAI shapes and defaults, the proxy to a real OpenAI-compatible server started here, and
+the mock worker (the Infinity worker has tests/test_infinity_worker.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Iterator
 import numpy as np
 import pytest
 import uvicorn
-from openai.types import Completion, CreateEmbeddingResponse, Model
+from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,9 +32,8 @@ from localpod.serverless.backends.vllm_worker import VllmWorker
 
 INSTANT = replace(FAST, time_to_first_token_s=0.0, inter_token_s=0.0)
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
-EMBED_MODEL = "BAAI/bge-small-en-v1.5"
+VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 
 
 def spec(image: str, env: dict[str, str] | None = None, *, profile=INSTANT, proxy_url: str | None = None,
@@ -65,12 +64,6 @@ def vllm() -> VllmWorker:
     return loaded(VllmWorker(spec(VLLM_IMAGE, {"MODEL_NAME": MODEL})))  # type: ignore[return-value]
 
 
-@pytest.fixture(scope="module")
-def infinity() -> InfinityWorker:
-    env = {"MODEL_NAMES": f"{EMBED_MODEL};BAAI/bge-base-en-v1.5"}
-    return loaded(InfinityWorker(spec(INFINITY_IMAGE, env)))  # type: ignore[return-value]
-
-
 def sse_payloads(items: list[str]) -> list[dict[str, Any]]:
     """Parse SSE chunks; every chunk must be exactly one ``data: ...\\n\\n`` event."""
     assert items[-1] == "data: [DONE]\n\n"
@@ -95,7 +88,7 @@ def chat(content: str, **params: Any) -> dict[str, Any]:
     ("runpod/mock-worker:latest", "mock"), ("me/my-handler:1", "mock"),
 ])
 def test_image_selects_backend(image: str, kind: str) -> None:
-    backend = create_backend(spec(image, {"MODEL_NAME": MODEL, "MODEL_NAMES": EMBED_MODEL}))
+    backend = create_backend(spec(image, {"MODEL_NAME": MODEL, "MODEL_NAMES": "BAAI/bge-small-en-v1.5"}))
     assert backend_kind(image) == kind
     assert isinstance(backend, {"vllm": VllmWorker, "infinity": InfinityWorker, "mock": MockWorker}[kind])
 
@@ -269,77 +262,6 @@ def test_streaming_follows_the_profile_timing_and_cancellation() -> None:
     assert stamps[0] < 0.04  # the role chunk comes before prefill
     assert stamps[1] >= 0.05 and stamps[-1] >= 0.05 + 5 * 0.01
     assert count == 3  # stopped at cancellation, no [DONE]
-
-
-# -- Infinity worker: real embeddings ----------------------------------------------------------
-
-
-def embed(worker: InfinityWorker, texts: Any, **extra: Any) -> dict[str, Any]:
-    [output] = run_job(worker, {"openai_route": "/v1/embeddings",
-                                "openai_input": {"model": EMBED_MODEL, "input": texts, **extra}})
-    assert isinstance(output, list) and len(output) == 1
-    return output[0]
-
-
-def test_infinity_models_route(infinity: InfinityWorker) -> None:
-    [models] = run_job(infinity, {"openai_route": "/v1/models"})
-    assert models["object"] == "list"
-    assert [m["id"] for m in models["data"]] == [EMBED_MODEL, "BAAI/bge-base-en-v1.5"]
-    assert all(m["owned_by"] == "infinity" and m["stats"] == {} and m["backend"] == "" for m in models["data"])
-    assert infinity.model_repos == [EMBED_MODEL, "BAAI/bge-base-en-v1.5"]
-
-
-def test_embeddings_are_semantic_and_normalised(infinity: InfinityWorker) -> None:
-    result = embed(infinity, ["The cat sat on the mat.", "A kitten was sitting on the rug.",
-                              "Quarterly revenue grew by ten percent."])
-    assert result["object"] == "list" and result["model"] == EMBED_MODEL
-    CreateEmbeddingResponse.model_validate(result)
-    assert result["usage"]["prompt_tokens"] == result["usage"]["total_tokens"] > 0
-    vectors = np.array([d["embedding"] for d in result["data"]])
-    assert vectors.shape == (3, 256)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
-
-
-def test_batch_of_100_keeps_input_order(infinity: InfinityWorker) -> None:
-    texts = [f"document number {i} about {'cats' if i % 2 else 'finance'} and topic {i * 7}" for i in range(100)]
-    batch = embed(infinity, texts)
-    assert [d["index"] for d in batch["data"]] == list(range(100))
-    for i in (0, 37, 99):
-        single = embed(infinity, texts[i])["data"][0]["embedding"]
-        assert np.allclose(batch["data"][i]["embedding"], single, atol=1e-6)
-
-
-def test_encoding_format_is_ignored_as_by_worker_1_1_4(infinity: InfinityWorker) -> None:
-    floats = embed(infinity, ["hello world", "good night"])["data"]
-    asked_base64 = embed(infinity, ["hello world", "good night"], encoding_format="base64")["data"]
-    assert [d["embedding"] for d in asked_base64] == [d["embedding"] for d in floats]
-    assert all(isinstance(d["embedding"], list) for d in asked_base64)
-
-
-def test_plain_input_rerank_and_errors(infinity: InfinityWorker) -> None:
-    [plain] = run_job(infinity, {"model": EMBED_MODEL, "input": "unwrapped"})
-    assert isinstance(plain, dict) and len(plain["data"][0]["embedding"]) == 256
-    docs = ["Paris is the capital of France.", "Bananas are rich in potassium.", "France's capital city is Paris."]
-    [ranked] = run_job(infinity, {"model": EMBED_MODEL, "query": "What is the capital of France?", "docs": docs,
-                                  "return_docs": True})
-    order = [r["index"] for r in ranked["results"]]
-    assert order[-1] == 1 and sorted(order) == [0, 1, 2]
-    scores = [r["relevance_score"] for r in ranked["results"]]
-    assert scores == sorted(scores, reverse=True)
-    assert all(r["document"] == docs[r["index"]] for r in ranked["results"])
-    [no_docs] = run_job(infinity, {"model": EMBED_MODEL, "query": "q", "docs": docs})
-    assert "document" not in no_docs["results"][0]
-    [wrong] = run_job(infinity, {"openai_route": "/v1/embeddings", "openai_input": {"model": "nope", "input": "x"}})
-    assert wrong["object"] == "error" and wrong["code"] == 400 and wrong["type"] == "BadRequestError"
-    assert "nope" in wrong["message"] and wrong["param"] is None
-    [bad_route] = run_job(infinity, {"openai_route": "/v1/rerank"})
-    assert bad_route["message"] == "Invalid OpenAI Route: /v1/rerank"
-
-
-def test_infinity_without_model_names_crashes() -> None:
-    with pytest.raises(WorkerCrash, match="MODEL_NAMES"):
-        loaded(InfinityWorker(spec(INFINITY_IMAGE, {})))
 
 
 # -- proxy to a real OpenAI-compatible server ----------------------------------------------------

@@ -9,13 +9,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+"""Job outputs may hold numpy arrays (the Infinity worker's vectors); on Runpod a worker's output
+is JSON by the time anyone sees it, so every path that sends an output encodes it with these."""
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes for a response or webhook body (numpy arrays become JSON lists)."""
+    return orjson.dumps(content, option=JSON_OPTIONS)
+
+
 class JSONResponse(Response):
     """JSON via orjson: the queue's hot path serialises every job through this."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return dumps(content)
 
 
 def problem(status: int, detail: str, *, title: str | None = None, errors: list[str] | None = None,

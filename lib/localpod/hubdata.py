@@ -514,6 +514,14 @@ def weights_size_bytes(repo_id: str) -> int | None:
     return None if repo is None else repo.weights_size_bytes()
 
 
+def architectures(repo_id: str) -> list[str]:
+    """``architectures`` of the repo's config.json (empty for an unknown repo or no config): what
+    model servers read to decide how to load a model (Infinity: ``*ForSequenceClassification`` is
+    a reranker, anything else an embedding model)."""
+    repo = repos().get(repo_id)
+    return list(repo.config_summary().get("architectures", [])) if repo is not None else []
+
+
 def download_size_bytes(repo_id: str) -> int | None:
     """Bytes vLLM downloads for this repo: every top-level ``*.safetensors`` (its allow pattern),
     which for Mistral repos means the sharded files AND ``consolidated.safetensors``

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpod.config import Settings
+from localpod.http import dumps
 from localpod.profiles import Profile
 from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
@@ -377,7 +378,8 @@ class Platform:
         async with httpx.AsyncClient(timeout=10) as client:
             for attempt in range(3):
                 try:
-                    response = await client.post(job.webhook or "", json=body)
+                    response = await client.post(job.webhook or "", content=dumps(body),
+                                                 headers={"Content-Type": "application/json"})
                     if response.status_code < 400:
                         return
                 except httpx.HTTPError:
