@@ -19,6 +19,7 @@ from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
 BGE = "BAAI/bge-small-en-v1.5"
+RERANKER = "BAAI/bge-reranker-base"
 LOCAL_DIMENSION = 256
 CHECKS = ["served model", "float embeddings", "base64 embeddings", "similarity", "batch order", "langchain",
           "rerank"]
@@ -31,16 +32,20 @@ def key(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def endpoint_id(settings, key, plant_endpoint) -> str:  # type: ignore[no-untyped-def]
-    """A woken bge-small Infinity endpoint (woken with the embeddings ping)."""
-    endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": BGE, "RUNPOD_MAX_CONCURRENCY": "50"})
+    """A woken Infinity endpoint serving bge-small and a reranker (woken with the embeddings ping)."""
+    endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
+                                                         "RUNPOD_MAX_CONCURRENCY": "50"})
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
     return endpoint.id
 
 
 def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpoint_id, tmp_path):
-    report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, timeout=30)
+    report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, timeout=30, rerank_model=RERANKER)
     assert isinstance(report, EmbeddingReport) and report.ok, str(report)
     assert [c.name for c in report.checks] == CHECKS
+    assert 0.5 < report.figures["rerank_top_score"] < 1  # a reranker's sigmoid score
+    without_reranker = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, timeout=30)
+    assert [c.name for c in without_reranker.checks] == CHECKS[:-1]
     figures = report.figures
     assert figures["dimension"] == LOCAL_DIMENSION and abs(figures["mean_norm"] - 1) < 1e-3
     assert figures["similar_score"] > figures["unrelated_score"] and figures["similarity_margin"] > 0
@@ -85,9 +90,17 @@ def test_unknown_model_fails_and_skips_the_rest(localpod, settings, key, endpoin
 
 def test_rerank_with_a_model_the_worker_does_not_serve(settings, key, endpoint_id):
     report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False,
-                              rerank_model="BAAI/bge-reranker-base")
+                              rerank_model="BAAI/bge-reranker-large")
     assert [c.name for c in report.failed] == ["rerank"]
-    assert "error" in report.failed[0].detail and "bge-reranker-base" in report.failed[0].detail
+    assert "error" in report.failed[0].detail and "bge-reranker-large" in report.failed[0].detail
+
+
+def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, endpoint_id):
+    """Infinity refuses to rerank with an embedding model; the check says which model to add."""
+    report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False, rerank_model=BGE)
+    [failed] = report.failed
+    assert failed.name == "rerank" and "cannot fullyfill `rerank`" in failed.detail
+    assert "BAAI/bge-reranker-base" in failed.detail and "MODEL_NAMES" in failed.detail and ".." not in failed.detail
 
 
 def test_wake_with_the_embeddings_ping(settings, key, plant_endpoint):

@@ -219,9 +219,9 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     base64 (the SDK's default path equals floats; what an explicit base64 request gets back);
     similar sentences score higher than unrelated ones; a batch of 100 keeps its order (with
     embeddings/s); LangChain ``OpenAIEmbeddings``; reranking through the queue with ``rerank_model``
-    (default ``model``; on Runpod Infinity reranks only with a reranker model such as
-    ``BAAI/bge-reranker-base`` among ``MODEL_NAMES``). When the model is not served the other checks
-    are skipped (they would all fail the same way). With ``strict`` a failed check raises
+    when one is given (Infinity reranks only with a reranker, a cross-encoder such as
+    ``BAAI/bge-reranker-base`` served beside ``model`` in ``MODEL_NAMES``; an embedding model
+    refuses). When the model is not served the other checks are skipped (they would all fail the same way). With ``strict`` a failed check raises
     ``SanityCheckError`` after the checks ran (the report is on ``error.report``)."""
     dimension = expected_dimension
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
@@ -240,8 +240,9 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
         checks.append(_guard("batch order", lambda: _check_batch(client, model)))
         checks.append(_guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, model, dimension,
                                                                     timeout, state)))
-        checks.append(_guard("rerank", lambda: _check_rerank(settings, api_key, endpoint_id, rerank_model or model,
-                                                              timeout)))
+        if rerank_model:
+            checks.append(_guard("rerank", lambda: _check_rerank(settings, api_key, endpoint_id, rerank_model,
+                                                                  timeout)))
     report = EmbeddingReport(endpoint_id=endpoint_id, model=model, expected_dimension=dimension,
                              checks=tuple(checks))
     if strict and not report.ok:
@@ -443,11 +444,11 @@ def _check_rerank(settings: Settings, api_key: Secret | str, endpoint_id: str, m
     figures: dict[str, Figure] = {"rerank_latency_s": round(elapsed, 3)}
     output = result.output[0] if isinstance(result.output, list) and len(result.output) == 1 else result.output
     if isinstance(output, dict) and output.get("object") == "error":
-        message = scrub(str(output.get("message", output)))[:300]
+        message = scrub(str(output.get("message", output)))[:300].rstrip(".")
         hint = ""
         if "rerank" in message and ("fullyfill" in message or "fulfill" in message or "capab" in message):
             hint = (f" {model!r} is an embedding model, and Infinity reranks only with a reranker (cross-encoder) "
-                    "such as BAAI/bge-reranker-base: add one to MODEL_NAMES and pass rerank_model=")
+                    "such as BAAI/bge-reranker-base: add one to MODEL_NAMES and set rerank_model to it.")
         return CheckResult("rerank", False, f"the worker answered an error: {message}.{hint}", figures)
     results = output.get("results") if isinstance(output, dict) else None
     if not isinstance(results, list) or not results or not all(
