@@ -1,6 +1,7 @@
 """localpod's ``runpod/worker-infinity-embedding`` emulation, driven directly (no server): real
 wordllama embeddings, what each model may do (embed or rerank, decided from its config as Infinity
-does), ``BATCH_SIZES``, and the batcher that lets concurrent requests share model calls.
+does), ``BATCH_SIZES``, the batcher that lets concurrent requests share model calls, and the model
+process that computes them.
 
 Outputs are passed through localpod's JSON encoder before they are checked, because that is what a
 client receives (the worker keeps vectors as numpy rows until then)."""
@@ -8,6 +9,8 @@ client receives (the worker keeps vectors as numpy rows until then)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from typing import Any
 
@@ -19,8 +22,9 @@ from openai.types import CreateEmbeddingResponse
 from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
-from localpod.serverless.backends.batching import EmbeddingBatcher
+from localpod.serverless.backends.batching import EmbeddingBatcher, inline
 from localpod.serverless.backends.infinity_worker import InfinityWorker, batch_sizes, capability, load_wordllama
+from localpod.serverless.backends.model_process import decode_message, encode_error, encode_result, shared_model_process
 
 IMAGE = "runpod/worker-infinity-embedding:1.1.4"
 EMBED_MODEL = "BAAI/bge-small-en-v1.5"
@@ -163,13 +167,13 @@ def test_concurrent_jobs_share_model_calls() -> None:
     backend = worker({"MODEL_NAMES": EMBED_MODEL, "BATCH_SIZES": "16"})
     batcher = backend.batchers[EMBED_MODEL]
     calls: list[int] = []
-    real_embed = batcher.embed
+    real_submit = batcher.submit
 
-    def counting(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def counting(texts: list[str]) -> Any:
         calls.append(len(texts))
-        return real_embed(texts)
+        return real_submit(texts)
 
-    batcher.embed = counting
+    batcher.submit = counting
     jobs = [[f"job {j} sentence {k} about {'rivers' if (j + k) % 2 else 'taxes'}" for k in range(5)] for j in range(12)]
 
     async def scenario() -> list[list[Any]]:
@@ -199,7 +203,7 @@ def _fake_embed(log: list[list[str]], fail_on: str | None = None):
 
 def test_batcher_splits_large_requests_and_keeps_order() -> None:
     log: list[list[str]] = []
-    batcher = EmbeddingBatcher(_fake_embed(log), batch_size=4, dimension=2)
+    batcher = EmbeddingBatcher(inline(_fake_embed(log)), batch_size=4, dimension=2)
     texts = [f"text {'x' * (i + 1)}" for i in range(10)]
     vectors, tokens = asyncio.run(batcher.embed_texts(texts))
     assert [len(call) for call in log] == [4, 4, 2]
@@ -211,7 +215,7 @@ def test_batcher_splits_large_requests_and_keeps_order() -> None:
 
 def test_batcher_errors_reach_only_the_requests_in_that_batch() -> None:
     log: list[list[str]] = []
-    batcher = EmbeddingBatcher(_fake_embed(log, fail_on="poison"), batch_size=2, dimension=2)
+    batcher = EmbeddingBatcher(inline(_fake_embed(log, fail_on="poison")), batch_size=2, dimension=2)
 
     async def scenario() -> list[Any]:
         return await asyncio.gather(batcher.embed_texts(["a", "poison"]), batcher.embed_texts(["b", "c"]),
@@ -234,7 +238,7 @@ def test_batcher_skips_cancelled_requests_and_uses_one_model_thread() -> None:
         gate.wait(timeout=10)  # hold the first batch until the test has cancelled the second request
         return inner(texts)
 
-    batcher = EmbeddingBatcher(embed, batch_size=2, dimension=2)
+    batcher = EmbeddingBatcher(inline(embed), batch_size=2, dimension=2)
 
     async def scenario() -> tuple[np.ndarray, np.ndarray]:
         first = asyncio.ensure_future(batcher.embed_texts(["one", "two"]))
@@ -255,7 +259,7 @@ def test_batcher_skips_cancelled_requests_and_uses_one_model_thread() -> None:
     with pytest.raises(RuntimeError, match="shut down"):
         asyncio.run(batcher.embed_texts(["late"]))
     with pytest.raises(ValueError):
-        EmbeddingBatcher(embed, batch_size=0, dimension=2)
+        EmbeddingBatcher(inline(embed), batch_size=0, dimension=2)
 
 
 def test_batcher_close_cancels_waiting_requests() -> None:
@@ -265,7 +269,7 @@ def test_batcher_close_cancels_waiting_requests() -> None:
         gate.wait(timeout=10)
         return np.zeros((len(texts), 2), dtype=np.float32), np.ones(len(texts), dtype=np.int64)
 
-    batcher = EmbeddingBatcher(slow, batch_size=1, dimension=2)
+    batcher = EmbeddingBatcher(inline(slow), batch_size=1, dimension=2, max_in_flight=1)
 
     async def scenario() -> list[Any]:
         running = asyncio.ensure_future(batcher.embed_texts(["in flight"]))
@@ -278,3 +282,32 @@ def test_batcher_close_cancels_waiting_requests() -> None:
     running, waiting = asyncio.run(scenario())
     assert isinstance(running, tuple)  # the batch in flight finishes
     assert isinstance(waiting, asyncio.CancelledError)
+
+
+# -- the model process ----------------------------------------------------------------------------
+
+
+def test_model_process_messages_round_trip() -> None:
+    vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tokens = np.array([4, 7], dtype=np.int64)
+    batch_id, result, error = decode_message(encode_result(12, vectors, tokens), 3)
+    assert batch_id == 12 and error is None and result is not None
+    assert np.array_equal(result[0], vectors) and result[1].tolist() == [4, 7]
+    assert decode_message(encode_error(5, "ValueError: bad"), 3) == (5, None, "ValueError: bad")
+
+
+def test_a_killed_model_process_fails_its_batches_and_restarts(infinity: InfinityWorker) -> None:
+    model = shared_model_process()
+    assert "error" not in embed(infinity, "before the crash")
+    first_pid = model.pid
+    assert first_pid is not None and first_pid != os.getpid()
+    os.kill(first_pid, signal.SIGKILL)
+    answers = []
+    for _ in range(20):  # a batch sent before the server noticed fails; then a new process serves
+        answer = embed(infinity, "after the crash")
+        answers.append(answer)
+        if answer.get("object") == "list":
+            break
+    assert answers[-1]["object"] == "list" and len(answers[-1]["data"][0]["embedding"]) == 256
+    assert all("embedding model process" in a["message"] for a in answers[:-1])
+    assert model.pid not in (None, first_pid)

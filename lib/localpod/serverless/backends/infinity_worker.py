@@ -17,7 +17,6 @@ passes float lists through when it chose base64 itself, so its default path work
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import threading
@@ -30,6 +29,7 @@ import numpy as np
 from localpod import hubdata
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.backends.batching import EmbeddingBatcher
+from localpod.serverless.backends.model_process import ModelProcessError, shared_model_process
 
 DEFAULT_BATCH_SIZE = 32
 """The worker's ``BATCH_SIZES`` default, per model."""
@@ -137,7 +137,6 @@ class InfinityWorker(WorkerBackend):
         super().__init__(spec)
         raw = spec.env.get("MODEL_NAMES") or ""
         self.model_names = [name.strip() for name in raw.split(";") if name.strip()]
-        self.model: Any = None
         self.batchers: dict[str, EmbeddingBatcher] = {}
         self.capabilities: dict[str, str] = {}
         self.created = int(time.time())
@@ -153,10 +152,13 @@ class InfinityWorker(WorkerBackend):
             raise WorkerCrash("MODEL_NAMES is not set: worker-infinity-embedding needs at least one model "
                               "(';'-separated Hugging Face ids)")
         sizes = batch_sizes(self.spec.env, len(self.model_names))
-        self.model = await asyncio.to_thread(load_wordllama)
-        dimension = int(self.model.embedding.shape[1])
-        embed = functools.partial(embed_texts, self.model)
-        self.batchers = {name: EmbeddingBatcher(embed, size, dimension) for name, size in zip(self.model_names, sizes)}
+        model = shared_model_process()
+        try:
+            dimension = await asyncio.to_thread(model.start)
+        except ModelProcessError as exc:
+            raise WorkerCrash(str(exc)) from None
+        self.batchers = {name: EmbeddingBatcher(model.submit, size, dimension)
+                         for name, size in zip(self.model_names, sizes)}
         self.capabilities = {name: capability(name) for name in self.model_names}
         self.created = int(time.time())
 
