@@ -10,8 +10,10 @@ Both sides embed the same texts with the same model (wordllama, what localpod's
 - localpod: ``POST /{endpoint_id}/openai/v1/embeddings`` (HTTP, queue job, worker, JSON floats back)
   on a warm endpoint (workers min 1, ``RUNPOD_MAX_CONCURRENCY`` 50, ``BATCH_SIZES`` 32: the worker
   merges concurrent requests into model calls of up to 32 texts, as Infinity does, and runs them in
-  its model process on one thread), from several concurrent clients, each checking that every
-  answer holds one vector per input.
+  its model process on one thread), from several concurrent clients. Each client parses its first
+  answer in full and checks every later one by counting its vectors in the bytes: parsing all of
+  them (``--parse-all``) costs the load generator about a fifth of a core at batch 64, taken from
+  the cores it shares with the server (the answers' shape is checked by the tests).
 
 localpod runs as a subprocess (``python -m localpod serve``) with rate limits off; client and
 server share this machine's cores. Each batch size is measured in ``--rounds`` alternating
@@ -55,6 +57,7 @@ KEY = "rpa_BENCH_EMBEDDINGS_KEY_NOT_REAL"
 MODEL = "BAAI/bge-small-en-v1.5"
 IMAGE = "runpod/worker-infinity-embedding:1.1.4"
 BATCHES = (1, 16, 64)
+DIMENSION = 256
 TARGET_RATIO = 0.70
 
 _WHO = ("The support team", "A new customer", "Our billing system", "The mobile app", "The warehouse robot",
@@ -179,21 +182,28 @@ async def _httpx_session(url: str, headers: dict[str, str], clients: int, body: 
 
 
 async def localpod_rate(base: str, endpoint_id: str, texts: list[str], batch: int, seconds: float, clients: int,
-                        client_kind: str = "aiohttp") -> float:
-    """Embeddings/s from ``clients`` concurrent request loops, each checking every answer."""
+                        client_kind: str = "aiohttp", parse_all: bool = False) -> float:
+    """Embeddings/s from ``clients`` concurrent request loops. Each loop parses its first answer in
+    full (indexes in order, 256 floats each) and counts the vectors of every later one in its bytes,
+    unless ``parse_all``: parsing every 345 KB answer costs the client about a fifth of a core at
+    batch 64, taken from the two cores it shares with the server."""
     url = f"{base}/api.runpod.ai/v2/{endpoint_id}/openai/v1/embeddings"
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
     async def run(post: Post) -> float:
-        async def one(offset: int) -> None:
+        async def one(offset: int, parse: bool = parse_all) -> None:
             chunk = [texts[(offset + k) % len(texts)] for k in range(batch)]
             content = await post(orjson.dumps({"model": MODEL, "input": chunk, "encoding_format": "float"}))
-            data = orjson.loads(content)["data"]
-            if len(data) != batch or not data[-1]["embedding"]:
-                raise RuntimeError(f"asked for {batch} embeddings, got {len(data)}")
+            if parse:
+                data = orjson.loads(content)["data"]
+                if [item["index"] for item in data] != list(range(batch)) or not all(
+                        len(item["embedding"]) == DIMENSION for item in data):
+                    raise RuntimeError(f"asked for {batch} embeddings of {DIMENSION} dims, got {len(data)}")
+            elif content.count(b'"embedding":[') != batch:
+                raise RuntimeError(f"asked for {batch} embeddings, got {content.count(b'embedding')}")
 
-        for n in range(clients):  # warm-up: open the connections
-            await one(n)
+        for n in range(clients):  # warm-up: open the connections; parse these answers in full
+            await one(n, parse=True)
         done = 0
         start = time.perf_counter()
         deadline = start + seconds
@@ -272,10 +282,10 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def served_rate(base: str, endpoint_id: str, texts: list[str], batch: int, seconds: float, clients: int,
-                client_kind: str, server_pid: int) -> tuple[float, float | None, float]:
+                client_kind: str, server_pid: int, parse_all: bool) -> tuple[float, float | None, float]:
     """Embeddings/s through localpod, and the cores the server and this client used meanwhile."""
     server_before, client_before, wall_before = process_cpu_s(server_pid), time.process_time(), time.perf_counter()
-    rate = asyncio.run(localpod_rate(base, endpoint_id, texts, batch, seconds, clients, client_kind))
+    rate = asyncio.run(localpod_rate(base, endpoint_id, texts, batch, seconds, clients, client_kind, parse_all))
     wall = time.perf_counter() - wall_before
     server_after = process_cpu_s(server_pid)
     server_cores = None if server_before is None or server_after is None else (server_after - server_before) / wall
@@ -289,6 +299,8 @@ def main() -> int:
                         help="direct and localpod measured alternately this many times per batch; medians are shown")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients on the localpod side")
     parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP client library")
+    parser.add_argument("--parse-all", action="store_true",
+                        help="parse every answer's JSON in the client (default: the first per connection)")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the server at batch 64")
     args = parser.parse_args()
 
@@ -308,7 +320,7 @@ def main() -> int:
                 one_thread.append(direct_rate(model, texts, batch, args.seconds, tokenizer_threads=False))
                 threaded.append(direct_rate(model, texts, batch, args.seconds, tokenizer_threads=True))
                 rate, server, client = served_rate(base, endpoint_id, texts, batch, args.seconds, args.clients,
-                                                   args.client, proc.pid)
+                                                   args.client, proc.pid, args.parse_all)
                 served_runs.append(rate)
                 client_cores.append(client)
                 if server is not None:
@@ -333,9 +345,10 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=10)
 
+    checks = "every answer parsed" if args.parse_all else "first answer per connection parsed, vectors counted in the rest"
     print(f"embeddings/s, {MODEL} served by wordllama (256 dims); localpod: warm endpoint (BATCH_SIZES 32, "
-          f"RUNPOD_MAX_CONCURRENCY 50), {args.clients} concurrent {args.client} clients, /openai/v1/embeddings with "
-          f"float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; {os.cpu_count()} cores "
+          f"RUNPOD_MAX_CONCURRENCY 50), {args.clients} concurrent {args.client} clients ({checks}), "
+          f"/openai/v1/embeddings with float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; {os.cpu_count()} cores "
           f"shared by client, server and model process")
     print("  direct: model.embed in this process, one thread (as localpod's model process runs it) and with the "
           "tokenizer's thread pool (its default)")
