@@ -221,8 +221,9 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     embeddings/s); LangChain ``OpenAIEmbeddings``; reranking through the queue with ``rerank_model``
     when one is given (Infinity reranks only with a reranker, a cross-encoder such as
     ``BAAI/bge-reranker-base`` served beside ``model`` in ``MODEL_NAMES``; an embedding model
-    refuses). When the model is not served the other checks are skipped (they would all fail the same way). With ``strict`` a failed check raises
-    ``SanityCheckError`` after the checks ran (the report is on ``error.report``)."""
+    refuses). When the model is not served the other checks are skipped (they would all fail the
+    same way). With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
+    report is on ``error.report``)."""
     dimension = expected_dimension
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise ConfigError(f"expected_dimension must be a whole number of dimensions >= 1 (384 for "

@@ -7,8 +7,8 @@ vectors (similar texts score higher than unrelated ones), which is what retrieva
 the endpoint needs to behave sensibly. What a model can do follows its config as in Infinity: an
 embedding model (bge-small) embeds and refuses to rerank, a cross-encoder (bge-reranker-base)
 reranks (a sigmoid of the stand-in similarity) and refuses to embed. Concurrent requests share
-model calls of at most ``BATCH_SIZES`` texts in a model thread (:mod:`.batching`), as Infinity's
-batch handler does. Request routing, response shapes and error dicts follow the worker's
+model calls of at most ``BATCH_SIZES`` texts (:mod:`.batching`), as Infinity's batch handler does,
+computed in a model process of their own (:mod:`.model_process`). Request routing, response shapes and error dicts follow the worker's
 ``handler.py``/``embedding_service.py``/``utils.py``, including that worker 1.1.4 never reads
 ``encoding_format``: vectors are floats even when a caller asks for base64 (the openai client
 passes float lists through when it chose base64 itself, so its default path works).
@@ -51,9 +51,9 @@ def load_wordllama() -> Any:
     global _model
     with _model_lock:
         if _model is None:
-            # One model thread per worker stands for the worker's GPU; the tokenizer's own thread
-            # pool would compete with the server's event loop for the same cores (measured: a
-            # third fewer embeddings/s through localpod with it than without).
+            # The model process runs the model on one thread, as the worker's one GPU; the
+            # tokenizer's own thread pool would compete with the server and its clients for the
+            # same cores (measured: a third fewer embeddings/s through localpod with it).
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             root = logging.getLogger()
             guard = logging.NullHandler()
