@@ -86,6 +86,10 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     assert oct(isolated.env_file.stat().st_mode & 0o777) == "0o600"
     chat = load_figures(isolated.root / "run1" / "03_wake_and_sanity_chat.figures.json")
     assert chat["cold"] is True and chat["chat_completion_tokens"] > 0
+    # The runpod SDK turns on INFO logging when imported; the HTTP clients' per-request lines must
+    # still stay out of the executed notebooks a newcomer reads.
+    chatty = [path.name for path in (isolated.root / "run1").glob("*.ipynb") if "HTTP Request:" in path.read_text()]
+    assert chatty == []
 
     second = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run2")
     assert second.ok, str(second)

@@ -31,8 +31,10 @@ from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 
 # Importing the runpod SDK runs logging.basicConfig(level=INFO) (runpod/serverless/utils/rp_upload.py),
-# after which httpx logs a line for every request the openai client makes into the notebook's output.
-for _name in ("httpx", "httpcore"):
+# after which the HTTP client logs a line for every request the openai client makes into the
+# notebook's output: httpx for older openai releases, httpx2 (its successor) for openai 3.
+QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
+for _name in QUIET_LOGGERS:
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 DEFAULT_VLLM_PING: dict[str, Any] = {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
