@@ -22,7 +22,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from rpbook.errors import SanityCheckError
-from rpbook.secrets import Secret, scrub
+from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.settings import Settings
 
 DEFAULT_PROMPT = "Hello, how are you?"
@@ -32,12 +32,6 @@ VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 Figure = float | int | str | bool
 
 
-def _reveal(api_key: Secret | str) -> str:
-    if isinstance(api_key, Secret):
-        return api_key.reveal()
-    return Secret("RUNPOD_API_KEY", str(api_key), "argument").reveal()  # registered for scrub()
-
-
 # -- clients --------------------------------------------------------------------------------------
 
 
@@ -45,7 +39,7 @@ def openai_client(settings: Settings, api_key: Secret | str, endpoint_id: str, *
                   max_retries: int = 2) -> openai.OpenAI:
     """An ``openai.OpenAI`` for the endpoint's OpenAI routes. ``timeout`` covers one request; a
     cold endpoint needs its wake-up first (or a timeout longer than the cold start)."""
-    return openai.OpenAI(base_url=settings.openai_base_url(endpoint_id), api_key=_reveal(api_key),
+    return openai.OpenAI(base_url=settings.openai_base_url(endpoint_id), api_key=reveal_api_key(api_key),
                          timeout=timeout, max_retries=max_retries)
 
 
@@ -57,7 +51,7 @@ def langchain_chat(settings: Settings, api_key: Secret | str, endpoint_id: str, 
     kw.setdefault("timeout", 120.0)
     kw.setdefault("max_retries", 2)
     return ChatOpenAI(model=model, base_url=settings.openai_base_url(endpoint_id),
-                      api_key=SecretStr(_reveal(api_key)), **kw)
+                      api_key=SecretStr(reveal_api_key(api_key)), **kw)
 
 
 def curl_example(settings: Settings, endpoint_id: str, model: str, prompt: str = DEFAULT_PROMPT, *,

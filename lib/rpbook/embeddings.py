@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from rpbook.chat import CheckReport, CheckResult, Figure, openai_client
 from rpbook.errors import ConfigError, RpbookError, SanityCheckError
-from rpbook.secrets import Secret, scrub
+from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.serverless import run_job
 from rpbook.settings import Settings
 
@@ -86,12 +86,6 @@ def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like se
     return {"openai_route": "/v1/embeddings", "openai_input": {"model": model, "input": "ping"}}
 
 
-def _reveal(api_key: Secret | str) -> str:
-    if isinstance(api_key, Secret):
-        return api_key.reveal()
-    return Secret("RUNPOD_API_KEY", str(api_key), "argument").reveal()  # registered for scrub()
-
-
 # -- clients --------------------------------------------------------------------------------------
 
 
@@ -115,7 +109,7 @@ def langchain_embeddings(settings: Settings, api_key: Secret | str, endpoint_id:
     kw.setdefault("timeout", 120.0)
     kw.setdefault("max_retries", 2)
     return OpenAIEmbeddings(model=model, base_url=settings.openai_base_url(endpoint_id),
-                            api_key=SecretStr(_reveal(api_key)), **kw)
+                            api_key=SecretStr(reveal_api_key(api_key)), **kw)
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -52,6 +52,14 @@ class Secret:
         printer.text(repr(self))
 
 
+def reveal_api_key(api_key: Secret | str) -> str:
+    """The key's value for a client library; a plain string is registered first, so that
+    :func:`scrub` masks it in anything rpbook shows later."""
+    if isinstance(api_key, Secret):
+        return api_key.reveal()
+    return Secret("RUNPOD_API_KEY", str(api_key), "argument").reveal()
+
+
 def mask(value: str) -> str:
     """``hf_…(37 chars)``: the prefix tells which kind of secret it is, nothing more."""
     prefix = value.split("_", 1)[0] + "_" if "_" in value[:5] else ""
