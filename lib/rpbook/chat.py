@@ -142,8 +142,8 @@ def _fmt(value: Figure) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _error_detail(exc: BaseException) -> str:
-    """An exception from a client, as one scrubbed line."""
+def client_error_detail(exc: BaseException) -> str:
+    """An exception from the openai client (or any other), as one scrubbed line that says what to do."""
     text = str(exc)
     if isinstance(exc, openai.APIStatusError):
         text = f"HTTP {exc.status_code}: {exc.message}"
@@ -184,7 +184,7 @@ def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
     try:
         return check()
     except Exception as exc:  # noqa: BLE001 - a failed request is a failed check, reported in the table
-        return CheckResult(name, False, _error_detail(exc))
+        return CheckResult(name, False, client_error_detail(exc))
 
 
 def _check_models(client: openai.OpenAI, endpoint_id: str, expected: str) -> CheckResult:
@@ -192,7 +192,7 @@ def _check_models(client: openai.OpenAI, endpoint_id: str, expected: str) -> Che
     try:
         served = [model.id for model in client.models.list()]
     except Exception as exc:  # noqa: BLE001
-        raise SanityCheckError(f"/models on endpoint {endpoint_id} failed: {_error_detail(exc)}") from None
+        raise SanityCheckError(f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}") from None
     elapsed = time.monotonic() - started
     if expected not in served:
         raise SanityCheckError(

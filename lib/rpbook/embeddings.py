@@ -30,7 +30,7 @@ import openai
 from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
-from rpbook.chat import CheckReport, CheckResult, Figure, openai_client
+from rpbook.chat import CheckReport, CheckResult, Figure, client_error_detail, openai_client
 from rpbook.errors import ConfigError, RpbookError, SanityCheckError
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.serverless import run_job
@@ -127,19 +127,6 @@ class EmbeddingReport(CheckReport):
         return f"{self.model} ({self.expected_dimension} dimensions expected)"
 
 
-
-def _error_detail(exc: BaseException) -> str:
-    """An exception from a client, as one scrubbed line."""
-    text = str(exc)
-    if isinstance(exc, openai.APIStatusError):
-        text = f"HTTP {exc.status_code}: {exc.message}"
-    elif isinstance(exc, openai.APITimeoutError):
-        text = "the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
-    elif isinstance(exc, openai.APIConnectionError):
-        text = f"cannot connect to the endpoint ({exc}); check the target and the endpoint id"
-    return scrub(f"{type(exc).__name__}: {text}")[:500]
-
-
 class _BadVectors(RpbookError):
     """An answer that is not a list of float vectors (turned into a failed check)."""
 
@@ -150,7 +137,7 @@ def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
     except _BadVectors as exc:
         return CheckResult(name, False, scrub(str(exc)))
     except Exception as exc:  # noqa: BLE001 - a failed request is a failed check, reported in the table
-        return CheckResult(name, False, _error_detail(exc))
+        return CheckResult(name, False, client_error_detail(exc))
 
 
 # -- vector helpers -------------------------------------------------------------------------------
@@ -253,7 +240,8 @@ def _check_models(client: openai.OpenAI, endpoint_id: str, model: str) -> CheckR
     try:
         served = [entry.id for entry in client.models.list()]
     except Exception as exc:  # noqa: BLE001
-        return CheckResult("served model", False, f"/models on endpoint {endpoint_id} failed: {_error_detail(exc)}")
+        return CheckResult("served model", False,
+                           f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}")
     elapsed = time.monotonic() - started
     figures: dict[str, Figure] = {"models_latency_s": round(elapsed, 3)}
     if model not in served:
