@@ -12,7 +12,8 @@ import asyncio
 import os
 import signal
 import threading
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -22,7 +23,7 @@ from openai.types import CreateEmbeddingResponse
 from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
-from localpod.serverless.backends.batching import EmbeddingBatcher, inline
+from localpod.serverless.backends.batching import EmbedResult, EmbeddingBatcher, Submit
 from localpod.serverless.backends.infinity_worker import InfinityWorker, batch_sizes, capability, load_wordllama
 from localpod.serverless.backends.model_process import decode_message, encode_error, encode_result, shared_model_process
 
@@ -189,6 +190,18 @@ def test_concurrent_jobs_share_model_calls() -> None:
 
 
 # -- the batcher on its own -----------------------------------------------------------------------
+
+
+def inline(embed: Callable[[list[str]], EmbedResult]) -> Submit:
+    """A model run in the batcher's own thread (no model process): a finished future per batch."""
+    def submit(texts: list[str]) -> Future[EmbedResult]:
+        future: Future[EmbedResult] = Future()
+        try:
+            future.set_result(embed(texts))
+        except Exception as exc:  # noqa: BLE001 - delivered to the batch's requests
+            future.set_exception(exc)
+        return future
+    return submit
 
 
 def _fake_embed(log: list[list[str]], fail_on: str | None = None):

@@ -5,9 +5,9 @@ request: requests put their sentences on a queue, and the model takes up to ``ba
 sentences at a time (``BATCH_SIZES``, default 32), from however many requests are waiting, while
 the event loop goes on accepting and answering requests. :class:`EmbeddingBatcher` does the same
 for localpod's Infinity emulation: a thread of its own forms batches from the queued texts and
-hands them to the model (``submit``: the model process of :mod:`.model_process`, or :func:`inline`
-in this thread), keeping up to ``max_in_flight`` batches with the model so it never waits for the
-next one; the server's event loop only queues texts and receives finished vectors.
+hands them to the model (``submit``: the model process of :mod:`.model_process`), keeping up to
+``max_in_flight`` batches with the model so it never waits for the next one; the server's event
+loop only queues texts and receives finished vectors.
 """
 
 from __future__ import annotations
@@ -24,29 +24,16 @@ from typing import Callable
 import numpy as np
 
 EmbedResult = tuple[np.ndarray, np.ndarray]
-EmbedFn = Callable[[list[str]], EmbedResult]
-"""``texts -> (vectors of shape (len(texts), dim), tokens per text)``."""
+"""Vectors of shape ``(len(texts), dimension)`` and each text's token count."""
 Submit = Callable[[list[str]], "Future[EmbedResult]"]
-"""Hand one batch to the model; the future resolves to what :data:`EmbedFn` returns."""
-
-
-def inline(embed: EmbedFn) -> Submit:
-    """Run ``embed`` in the batcher's own thread (no model process): a finished future per batch."""
-    def submit(texts: list[str]) -> Future[EmbedResult]:
-        future: Future[EmbedResult] = Future()
-        try:
-            future.set_result(embed(texts))
-        except Exception as exc:  # noqa: BLE001 - delivered to the batch's requests
-            future.set_exception(exc)
-        return future
-    return submit
+"""Hand one batch of texts to the model; the future resolves to its :data:`EmbedResult`."""
 
 
 @dataclass(eq=False)
 class _Request:
     texts: list[str]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+    future: asyncio.Future[EmbedResult]
     vectors: np.ndarray
     tokens: np.ndarray
     taken: int = 0
@@ -54,8 +41,7 @@ class _Request:
     failed: bool = False
 
 
-def _settle(future: asyncio.Future[tuple[np.ndarray, np.ndarray]], result: tuple[np.ndarray, np.ndarray] | None,
-            error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[EmbedResult], result: EmbedResult | None, error: BaseException | None) -> None:
     """Runs in the request's event loop: deliver the result unless the request was cancelled."""
     if future.done():
         return
@@ -99,15 +85,15 @@ class EmbeddingBatcher:
             raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
         self._slots = threading.Semaphore(self.max_in_flight)
 
-    async def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    async def embed_texts(self, texts: list[str]) -> EmbedResult:
         """Vectors and token counts for ``texts``, computed by the model with other requests' texts."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32), np.zeros(0, dtype=np.int64)
         if self._closed:
             raise RuntimeError("the embedding model is shut down")
         loop = asyncio.get_running_loop()
-        request = _Request(texts, loop, loop.create_future(),
-                           np.empty((len(texts), self.dimension), dtype=np.float32), np.empty(len(texts), dtype=np.int64))
+        request = _Request(texts, loop, loop.create_future(), np.empty((len(texts), self.dimension), dtype=np.float32),
+                           np.empty(len(texts), dtype=np.int64))
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -190,7 +176,7 @@ class EmbeddingBatcher:
             self._slots.release()
 
     @staticmethod
-    def _deliver(request: _Request, result: tuple[np.ndarray, np.ndarray] | None, error: BaseException | None) -> None:
+    def _deliver(request: _Request, result: EmbedResult | None, error: BaseException | None) -> None:
         try:
             request.loop.call_soon_threadsafe(_settle, request.future, result, error)
         except RuntimeError:  # that event loop is closed: nobody is waiting any more

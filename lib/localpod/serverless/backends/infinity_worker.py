@@ -8,10 +8,11 @@ the endpoint needs to behave sensibly. What a model can do follows its config as
 embedding model (bge-small) embeds and refuses to rerank, a cross-encoder (bge-reranker-base)
 reranks (a sigmoid of the stand-in similarity) and refuses to embed. Concurrent requests share
 model calls of at most ``BATCH_SIZES`` texts (:mod:`.batching`), as Infinity's batch handler does,
-computed in a model process of their own (:mod:`.model_process`). Request routing, response shapes and error dicts follow the worker's
-``handler.py``/``embedding_service.py``/``utils.py``, including that worker 1.1.4 never reads
-``encoding_format``: vectors are floats even when a caller asks for base64 (the openai client
-passes float lists through when it chose base64 itself, so its default path works).
+computed in a model process of their own (:mod:`.model_process`). Request routing, response
+shapes and error dicts follow the worker's ``handler.py``/``embedding_service.py``/``utils.py``,
+including that worker 1.1.4 never reads ``encoding_format``: vectors are floats even when a caller
+asks for base64 (the openai client passes float lists through when it chose base64 itself, so its
+default path works).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def load_wordllama() -> Any:
         if _model is None:
             # The model process runs the model on one thread, as the worker's one GPU; the
             # tokenizer's own thread pool would compete with the server and its clients for the
-            # same cores (measured: a third fewer embeddings/s through localpod with it).
+            # same cores (measured: about a quarter fewer embeddings/s through localpod with it).
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             root = logging.getLogger()
             guard = logging.NullHandler()

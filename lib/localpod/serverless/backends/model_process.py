@@ -3,14 +3,15 @@
 On Runpod the Infinity worker's model runs on a GPU, so the worker's Python process only queues
 requests and writes answers. In localpod the model is CPU work; run in a thread of the server it
 would share the interpreter lock with the event loop that serves every other request (measured
-here: with the event loop busy a third of the time, a model thread on its own core lost 20-30% of
-its speed). So the model runs in one child process per server, started on first use (``spawn``, as
+here: with another thread holding the lock 20-50% of the time, a model thread on a core of its own
+lost 17-32% of its speed). So the model runs in one child process per server, started on first use (``spawn``, as
 the server has threads), fed batches through a pipe: several batches may be in flight, so the child
 takes the next one as soon as it finishes one.
 
 The child is shared by every Infinity worker of the server (the model weights are the same for all
-of them, as in the in-process model before it). If it dies, the batches in flight fail, and the
-next batch starts a new child.
+of them, as in the in-process model before it) and lives as long as the server (it is a daemon
+process, ended when the server exits, and it exits by itself when the server's end of the pipe
+closes). If it dies, the batches in flight fail, and the next batch starts a new child.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("localpod.embeddings")
+from localpod.serverless.backends.batching import EmbedResult
 
-EmbedResult = tuple[np.ndarray, np.ndarray]
+log = logging.getLogger("localpod.embeddings")
 
 
 class ModelProcessError(RuntimeError):
@@ -180,21 +181,6 @@ class ModelProcess:
         """The running child's process id, if one is running."""
         child = self._child
         return child.process.pid if child is not None and child.process.is_alive() else None
-
-    def close(self) -> None:
-        """Stop the child (batches in flight fail)."""
-        with self._lock:
-            child = self._child
-            self._child = None
-        if child is None:
-            return
-        try:
-            child.conn.send(None)
-        except OSError:
-            pass
-        child.process.join(timeout=5)
-        if child.process.is_alive():
-            child.process.kill()
 
 
 _shared: ModelProcess | None = None
