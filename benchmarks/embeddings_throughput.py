@@ -40,10 +40,8 @@ import asyncio
 import collections
 import logging
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +50,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import httpx
 import orjson
+from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_EMBEDDINGS_KEY_NOT_REAL"
 MODEL = "BAAI/bge-small-en-v1.5"
@@ -74,29 +73,6 @@ _WHEN = ("on Monday morning", "before the audit", "after the storm", "during the
 def corpus(size: int = 640) -> list[str]:
     """Distinct sentences of 10-20 words, like the chunks a retrieval pipeline embeds."""
     return [f"{_WHO[i % 10]} {_WHAT[(i // 10) % 10]} {_WHEN[(i // 100 + i) % 8]} (case {i})." for i in range(size)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_localpod(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LOCALPOD_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"localpod exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_localpod/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("localpod did not start within 30 s")
 
 
 def warm_endpoint(base: str) -> str:
@@ -308,7 +284,7 @@ def main() -> int:
     model = load_model()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_localpod(port)
+    proc = start_localpod(port, {"LOCALPOD_API_KEY": KEY})
     profile: list[str] = []
     try:
         endpoint_id = warm_endpoint(base)
@@ -348,7 +324,8 @@ def main() -> int:
     checks = "every answer parsed" if args.parse_all else "first answer per connection parsed, vectors counted in the rest"
     print(f"embeddings/s, {MODEL} served by wordllama (256 dims); localpod: warm endpoint (BATCH_SIZES 32, "
           f"RUNPOD_MAX_CONCURRENCY 50), {args.clients} concurrent {args.client} clients ({checks}), "
-          f"/openai/v1/embeddings with float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; {os.cpu_count()} cores "
+          f"/openai/v1/embeddings with float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; "
+          f"{os.cpu_count()} cores "
           f"shared by client, server and model process")
     print("  direct: model.embed in this process, one thread (as localpod's model process runs it) and with the "
           "tokenizer's thread pool (its default)")

@@ -22,41 +22,18 @@ import asyncio
 import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 import aiohttp
 import httpx
+from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_KEY_NOT_REAL"
 HF_TOKEN = "hf_bench_token_not_real"
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_localpod(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_localpod/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("localpod did not start")
 
 
 class Api:
@@ -202,7 +179,7 @@ def main() -> int:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_localpod(port)
+    proc = start_localpod(port, {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN})
     try:
         api = Api(base)
         config = httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}).json()

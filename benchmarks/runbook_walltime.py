@@ -12,23 +12,17 @@ folder in a temporary directory, and stops that localpod at the end.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from localpod_process import free_port
 
 from rpbook.local import stop_localpod
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def empty_notebooks(folder: Path, count: int) -> list[Path]:
