@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -16,6 +18,7 @@ from localpod.app import create_app
 from localpod.config import Settings
 from localpod.context import ServerContext
 from localpod.profiles import FAST
+from rpbook.local import stop_localpod
 
 TEST_API_KEY = "rpa_TEST_KEY_NOT_REAL"
 TEST_HF_TOKEN = "hf_test_token_not_real"
@@ -141,3 +144,41 @@ def settings(localpod: LocalpodServer, tmp_path, monkeypatch):  # type: ignore[n
     monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
     monkeypatch.setenv("HF_TOKEN", localpod.hf_token)
     return load_settings("local", env_file=tmp_path / ".env", localpod_url=localpod.base_url)
+
+
+class Isolated:
+    """A localpod of its own (free port, state folder) and an env file, for whole-runbook tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.env_file = root / ".env"
+        self.state_dir = root / ".localpod"
+
+    def environ(self) -> dict[str, str]:
+        return {"LOCALPOD_URL": self.url, "RPBOOK_ENV_FILE": str(self.env_file),
+                "RPBOOK_LOCALPOD_DIR": str(self.state_dir)}
+
+    def process_env(self) -> dict[str, str]:
+        """This process's environment without the user's keys, pointed at this localpod."""
+        env = {k: v for k, v in os.environ.items() if k not in ("RUNPOD_API_KEY", "HF_TOKEN")}
+        env.update(self.environ())
+        return env
+
+    def resources(self) -> dict[str, list[str]]:
+        state = httpx.get(f"{self.url}/_localpod/state", timeout=10).json()
+        return {kind: sorted(item["id"] for item in state[kind]) for kind in ("templates", "endpoints", "volumes")}
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Isolated]:
+    box = Isolated(tmp_path)
+    for key, value in box.environ().items():
+        monkeypatch.setenv(key, value)
+    for key in ("RUNPOD_API_KEY", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        yield box
+    finally:
+        stop_localpod(box.state_dir)

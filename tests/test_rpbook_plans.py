@@ -438,7 +438,7 @@ def test_secrets_are_masked_in_plans(client: RunpodClient, localpod: Any) -> Non
     assert plan.changes[0].actual == first.reveal()  # the value is there for comparison ...
     for text in (str(plan), plan._repr_html_(), repr(plan), repr(plan.changes), str(plan.changes[0])):
         assert first.reveal() not in text and second.reveal() not in text  # ... never in display
-    assert "env.HF_TOKEN" in str(plan) and "<td><code>env.HF_TOKEN</code></td>" in plan._repr_html_()
+    assert "env.HF_TOKEN" in str(plan) and "<code>env.HF_TOKEN</code></td>" in plan._repr_html_()
 
 
 def test_plan_table_rendering(client: RunpodClient) -> None:

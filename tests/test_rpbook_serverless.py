@@ -75,11 +75,22 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
     assert (runpod.api_key, runpod.endpoint_url_base) == saved
 
 
-def test_progress_bar_shows_the_stages(settings, key, vllm_endpoint, capsys):
+def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint, capsys, monkeypatch):
+    monkeypatch.setattr("rpbook.display.person_at_kernel", lambda: True)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     err = capsys.readouterr().err
     assert "initializing" in err and "first token" in err
+
+
+def test_headless_progress_is_one_final_line(settings, key, vllm_endpoint, capsys, monkeypatch):
+    monkeypatch.setattr("rpbook.display.person_at_kernel", lambda: False)
+    endpoint = vllm_endpoint()
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
+    assert len(lines) == 1 and "first token (awake)" in lines[0] and "4/4" in lines[0]
 
 
 def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, key, vllm_endpoint):

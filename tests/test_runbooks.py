@@ -11,14 +11,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
-
-import httpx
 import pytest
 
-from conftest import free_port
+from conftest import Isolated
 from rpbook.envfile import read_env_file
-from rpbook.local import stop_localpod
 from rpbook.records import load_figures
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
 
@@ -30,36 +26,6 @@ pytestmark = pytest.mark.slow
 EXPECTED = {"templates": 2, "endpoints": 2, "volumes": 1}
 
 
-class Isolated:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.env_file = root / ".env"
-        self.state_dir = root / ".localpod"
-
-    def environ(self) -> dict[str, str]:
-        return {"LOCALPOD_URL": self.url, "RPBOOK_ENV_FILE": str(self.env_file),
-                "RPBOOK_LOCALPOD_DIR": str(self.state_dir)}
-
-    def resources(self) -> dict[str, list[str]]:
-        state = httpx.get(f"{self.url}/_localpod/state", timeout=10).json()
-        return {kind: sorted(item["id"] for item in state[kind]) for kind in ("templates", "endpoints", "volumes")}
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Isolated]:
-    box = Isolated(tmp_path)
-    for key, value in box.environ().items():
-        monkeypatch.setenv(key, value)
-    for key in ("RUNPOD_API_KEY", "HF_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    try:
-        yield box
-    finally:
-        stop_localpod(box.state_dir)
-
-
 def test_nbmake_runs_every_notebook_against_localpod(isolated: Isolated):
     env = {k: v for k, v in os.environ.items() if k not in ("RUNPOD_API_KEY", "HF_TOKEN")}
     env.update(isolated.environ())
@@ -68,8 +34,9 @@ def test_nbmake_runs_every_notebook_against_localpod(isolated: Isolated):
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"{len(discover_notebooks())} passed" in done.stdout
-    # nbmake runs the defaults (apply=False) with its mock turning apply on, so resources exist:
-    # the vLLM and the Infinity template and endpoint, and the weights volume.
+    # nbmake runs each notebook's own defaults with no environment, as JupyterLab's "run from the
+    # top" does, and no stdin (a prompt would fail): apply unset means true for the local target, so
+    # the vLLM and the Infinity template and endpoint and the weights volume exist.
     assert {kind: len(ids) for kind, ids in isolated.resources().items()} == EXPECTED
 
 
@@ -90,6 +57,15 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     # still stay out of the executed notebooks a newcomer reads.
     chatty = [path.name for path in (isolated.root / "run1").glob("*.ipynb") if "HTTP Request:" in path.read_text()]
     assert chatty == []
+    # Executed notebooks are the run's record: final states only (no widget bar saved in its first
+    # state, no 0% download bar, no intermediate redraws), no PosixPath reprs.
+    for path in (isolated.root / "run1").glob("*.ipynb"):
+        text = path.read_text()
+        for residue in ("application/vnd.jupyter.widget-view+json", " 0%|", "PosixPath(", "\\r", "submitting"):
+            assert residue not in text, (path.name, residue)
+    wake_lines = [line for line in (isolated.root / "run1" / "03_wake_and_sanity_chat.ipynb").read_text().splitlines()
+                  if "4/4" in line]
+    assert len(wake_lines) == 1 and "first token (awake)" in wake_lines[0]
 
     second = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run2")
     assert second.ok, str(second)
@@ -113,10 +89,12 @@ def test_no_secret_reaches_outputs_logs_or_errors(isolated: Isolated):
     good = subprocess.run([*rpbook, "run", "-f", str(LOCAL_PARAMS), "--out", str(isolated.root / "runs" / "good")],
                           env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    assert "without encryption" not in good.stderr  # rpbook run's kernels talk over IPC, not TCP
     # A run that fails half-way: notebook 02 refuses an unpinned image tag after 00 and 01 ran.
     broken = isolated.root / "broken.yaml"
-    broken.write_text(LOCAL_PARAMS.read_text() + "\nvllm_image_tag: latest\n")
-    bad = subprocess.run([*rpbook, "run", "-f", str(broken), "--out", str(isolated.root / "runs" / "bad")],
+    broken.write_text("vllm_image_tag: latest\n")
+    bad = subprocess.run([*rpbook, "run", "-f", str(LOCAL_PARAMS), "-f", str(broken), "--out",
+                          str(isolated.root / "runs" / "bad")],
                          env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
     assert bad.returncode == 1
     assert "02_vllm_endpoint.ipynb failed in cell" in bad.stderr

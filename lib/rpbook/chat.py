@@ -21,6 +21,8 @@ import openai
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from rpbook.display import html_table
+from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import SanityCheckError
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.settings import Settings
@@ -54,10 +56,12 @@ def langchain_chat(settings: Settings, api_key: Secret | str, endpoint_id: str, 
                       api_key=SecretStr(reveal_api_key(api_key)), **kw)
 
 
-def curl_example(settings: Settings, endpoint_id: str, model: str, prompt: str = DEFAULT_PROMPT, *,
+def curl_example(settings: Settings, endpoint_id: str | NotCreated, model: str, prompt: str = DEFAULT_PROMPT, *,
                  max_tokens: int = 128) -> str:
     """The curl command for the chat route, ready to paste in a shell where ``RUNPOD_API_KEY`` is set.
     The key is written as ``$RUNPOD_API_KEY`` (never its value); ``max_tokens`` is always set."""
+    if isinstance(endpoint_id, NotCreated):
+        return str(skip("show with curl", endpoint_id))
     url = f"{settings.openai_base_url(endpoint_id)}/chat/completions"
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
                        "max_tokens": max_tokens}, ensure_ascii=False)
@@ -121,14 +125,12 @@ class CheckReport:
         return scrub("\n".join(lines))
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{'✅' if c.ok else '❌'}</td><td>{html.escape(c.name)}</td><td>{html.escape(c.detail)}</td>"
-            f"<td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in c.figures.items()))}</td></tr>"
-            for c in self.checks)
+        table = html_table(["", "check", "result", "figures"],
+                           [("PASS" if c.ok else "FAIL", c.name, c.detail,
+                             ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items())) for c in self.checks])
         return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
                      f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
-                     f"{'all passed' if self.ok else 'some failed'}"
-                     f"<table><tr><th></th><th>check</th><th>result</th><th>figures</th></tr>{rows}</table></div>")
+                     f"{'all passed' if self.ok else 'some failed'}{table}</div>")
 
 
 @dataclass(frozen=True)
@@ -157,13 +159,15 @@ def client_error_detail(exc: BaseException) -> str:
 # -- checks ---------------------------------------------------------------------------------------
 
 
-def sanity_checks(settings: Settings, api_key: Secret | str, endpoint_id: str, expected_model: str, *,
-                  prompt: str = DEFAULT_PROMPT, max_tokens: int = 128, timeout: float = 120.0,
-                  strict: bool = True) -> SanityReport:
+def sanity_checks(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, expected_model: str,
+                  *, prompt: str = DEFAULT_PROMPT, max_tokens: int = 128, timeout: float = 120.0,
+                  strict: bool = True) -> SanityReport | Skipped:
     """Check the endpoint serves ``expected_model`` and answers plain, streamed, completion and
     LangChain requests. ``/models`` not listing the model raises ``SanityCheckError`` at once (every
     other check would fail with it). With ``strict`` a failed check raises ``SanityCheckError`` after
     all checks ran (the report is on ``error.report``); otherwise read ``report.ok``."""
+    if isinstance(endpoint_id, NotCreated):
+        return skip("check", endpoint_id)
     client = openai_client(settings, api_key, endpoint_id, timeout=timeout)
     checks: list[CheckResult] = [_check_models(client, endpoint_id, expected_model)]
     messages = [{"role": "user", "content": prompt}]

@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
+    try:
+        notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
+    except RpbookError as exc:
+        print(f"rpbook: {exc}", file=sys.stderr)
+        return 2
     missing = [str(p) for p in notebooks if not p.exists()]
     if missing:
         print(f"rpbook: no such notebook: {', '.join(missing)}", file=sys.stderr)

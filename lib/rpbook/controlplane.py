@@ -392,6 +392,12 @@ _HINTS = {
     409: "It conflicts with the current state of the resource; read it again and re-plan.",
     429: "Runpod is rate limiting this API key: wait a minute and run the cell again.",
 }
+_LOCAL_HINTS = {
+    401: "localpod refuses this key: it accepts only the key it was started with (LOCALPOD_API_KEY; the local "
+         "default is rpa_LOCALPOD_DEV_KEY). Unset RUNPOD_API_KEY (environment and env file) to use the default, "
+         "or stop localpod (`make stop`) so that the next runbook starts it with your key.",
+}
+"""Local mode's own advice: a Runpod console key means nothing to localpod."""
 _SERVER_HINT = "Runpod had a server-side problem: run the cell again in a minute (see https://uptime.runpod.io)."
 
 
@@ -422,7 +428,7 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_from_response(response: httpx.Response, action: str) -> ControlPlaneError:
+def error_from_response(response: httpx.Response, action: str, *, local: bool = False) -> ControlPlaneError:
     """A ``ControlPlaneError`` from an RFC 9457 problem document (or whatever body came back)."""
     status = response.status_code
     title, detail, errors = response.reason_phrase or "Error", "", []
@@ -442,7 +448,7 @@ def error_from_response(response: httpx.Response, action: str) -> ControlPlaneEr
     extra = [e for e in errors if e not in detail]
     if extra:
         message += "\n" + "\n".join(f"  - {e}" for e in extra)
-    hint = _HINTS.get(status) or (_SERVER_HINT if status >= 500 else "")
+    hint = (local and _LOCAL_HINTS.get(status)) or _HINTS.get(status) or (_SERVER_HINT if status >= 500 else "")
     if hint:
         message += f"\n{hint}"
     return ControlPlaneError(scrub(message), status, errors)
@@ -465,6 +471,7 @@ class RunpodClient:
         if not isinstance(api_key, Secret):
             raise TypeError("api_key must be a rpbook Secret (settings.runpod_api_key()), never a plain string")
         self.settings = settings
+        self._local = settings.target == "local"
         self.base_url = settings.rest_url.rstrip("/")
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
@@ -522,14 +529,14 @@ class RunpodClient:
         try:
             response = retrying(attempt)
         except _RetryableStatus as exc:
-            raise error_from_response(exc.response, action) from None
+            raise error_from_response(exc.response, action, local=self._local) from None
         except httpx.TransportError as exc:
             raise ControlPlaneError(scrub(
                 f"Runpod REST API: {action} at {self.base_url} failed after {attempts} attempt(s): "
                 f"{type(exc).__name__}: {exc}. Check the network, and for the local target that localpod is "
                 f"running ({self.settings.localpod_url or 'LOCALPOD_URL'}).")) from None
         if response.status_code >= 400:
-            raise error_from_response(response, action)
+            raise error_from_response(response, action, local=self._local)
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

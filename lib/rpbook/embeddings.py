@@ -30,11 +30,13 @@ import openai
 from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
+from rpbook import hub
 from rpbook.chat import CheckReport, CheckResult, Figure, client_error_detail, openai_client
 from rpbook.errors import ConfigError, RpbookError, SanityCheckError
+from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.serverless import run_job
-from rpbook.settings import Settings
+from rpbook.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 
 SIMILARITY_TRIPLES: tuple[tuple[str, str, str], ...] = (
     ("How do I reset my password?", "I forgot my password and need to change it.",
@@ -188,12 +190,27 @@ def _ordered(data: Sequence[Any], what: str) -> list[Any]:
     return [item.embedding for item in data]
 
 
+def expected_dimension(settings: Settings, token: Secret, model: str, override: int = 0) -> int:
+    """The vector size the checks expect, and where it comes from (printed): ``override`` when set,
+    else localpod's stand-in model's for the local target, else the model's ``hidden_size`` on the Hub."""
+    if override:
+        print(f"expected dimension: {override} (from the parameters)")
+        return override
+    if settings.target == "local":
+        print(f"expected dimension: {LOCAL_EMBEDDING_DIMENSION} (localpod computes wordllama vectors in place of "
+              f"{model})")
+        return LOCAL_EMBEDDING_DIMENSION
+    dimension = hub.embedding_dimension(settings, token, model)
+    print(f"expected dimension: {dimension} (hidden_size of {model} on the Hub)")
+    return dimension
+
+
 # -- checks ---------------------------------------------------------------------------------------
 
 
-def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str,
+def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, model: str,
                      expected_dimension: int, *, timeout: float = 120, strict: bool = True,
-                     rerank_model: str | None = None) -> EmbeddingReport:
+                     rerank_model: str | None = None) -> EmbeddingReport | Skipped:
     """Check the endpoint serves ``model`` with vectors of ``expected_dimension`` that behave.
 
     Checks, in order: ``/models`` lists the model; float embeddings of the expected dimension;
@@ -205,6 +222,8 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     refuses). When the model is not served the other checks are skipped (they would all fail the
     same way). With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
     report is on ``error.report``)."""
+    if isinstance(endpoint_id, NotCreated):
+        return skip("check", endpoint_id)
     dimension = expected_dimension
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise ConfigError(f"expected_dimension must be a whole number of dimensions >= 1 (384 for "

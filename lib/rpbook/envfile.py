@@ -26,7 +26,9 @@ from typing import Iterator, Mapping
 from dotenv import dotenv_values, set_key
 
 from rpbook.errors import ConfigError
+from rpbook.pending import NotCreated
 from rpbook.secrets import Secret
+from rpbook.settings import Settings
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -86,3 +88,14 @@ def _folder_lock(folder: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def publish_endpoint(settings: Settings, endpoint_id: str | NotCreated, api_key: Secret, prefix: str) -> str:
+    """Write ``<prefix>_API_URL`` (the endpoint's OpenAI base URL) and ``<prefix>_API_KEY`` into the
+    env file for the app, and say so in one line; a dry run's ``NotCreated`` writes nothing."""
+    if isinstance(endpoint_id, NotCreated):
+        return f"nothing written: {endpoint_id}"
+    url = settings.openai_base_url(endpoint_id)
+    update_env_file(settings.env_file, {f"{prefix}_API_URL": url, f"{prefix}_API_KEY": api_key})
+    return (f"endpoint {endpoint_id}: {prefix}_API_URL={url} and {prefix}_API_KEY ({api_key.masked}) written to "
+            f"{settings.env_file}")

@@ -6,9 +6,20 @@ are passed through ``rpbook.secrets.scrub`` before they reach an exception.
 
 from __future__ import annotations
 
+import os
+import traceback
+
 
 class RpbookError(Exception):
     """Base class of rpbook's errors."""
+
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it in a notebook: the message alone, which already says what to fix (a
+        newcomer reads one red line, not a stack of library frames). ``RPBOOK_TRACEBACK=1`` shows
+        the whole traceback for debugging."""
+        if os.environ.get("RPBOOK_TRACEBACK"):
+            return traceback.format_exception(self)
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 class ConfigError(RpbookError):

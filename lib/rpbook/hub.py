@@ -23,6 +23,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import errors as hf_errors
+from tqdm.auto import tqdm
 
 from rpbook import __version__
 from rpbook.errors import ConfigError, GatedModelError, HubError
@@ -137,6 +138,14 @@ class GpuMemoryEstimate:
     def memory_gb(self) -> float:
         """Minimum GPU memory in GiB; compare with a pool's nominal VRAM."""
         return self.required_bytes / GIB
+
+    def full_length_sequences(self, vram_gib: float) -> int:
+        """How many sequences of ``max_model_len`` tokens fit in the KV cache of one GPU with
+        ``vram_gib``: what vLLM's share of the card holds after weights and overhead, divided by
+        one full sequence's KV cache. Shorter requests share the rest, so a worker can run more
+        requests than this at once, but this many long ones fill it and the rest wait."""
+        free = vram_gib * GIB * self.gpu_memory_utilization - self.weights_bytes - self.overhead_bytes
+        return max(0, int(free // self.kv_cache_bytes)) if self.kv_cache_bytes else 0
 
     @property
     def breakdown_gb(self) -> dict[str, float]:
@@ -430,13 +439,22 @@ def _choose(names: list[str], shard: re.Pattern[str], single: str, last_resort_p
     return others or names
 
 
+class _NoProgress(tqdm):
+    """No bar for a few-kB JSON file: a headless run kept it at 0% above the real result."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
+
+
 def _download_json(settings: Settings, token: Secret, repo_id: str, filename: str) -> dict[str, Any]:
     """A small JSON file of the repo, through ``hf_hub_download`` into a throwaway cache (the user's
     HF cache is left alone, and nothing stays on disk)."""
     with tempfile.TemporaryDirectory(prefix="rpbook-hub-") as cache:
         with _hub_errors(settings, token, repo_id):
             path = hf_hub_download(repo_id, filename, cache_dir=cache, endpoint=settings.hub_url,
-                                   token=token.reveal(), library_name="rpbook", library_version=__version__)
+                                   token=token.reveal(), library_name="rpbook", library_version=__version__,
+                                   tqdm_class=_NoProgress)
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     if not isinstance(data, dict):

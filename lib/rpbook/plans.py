@@ -27,6 +27,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
                                  Template, by_name, display_env_value)
+from rpbook.display import html_table
+from rpbook.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.errors import ConfigError, PlanConflictError
 from rpbook.secrets import Secret, scrub
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, check_pools
@@ -150,12 +152,7 @@ class Plan:
         parts = [f'<div class="rpbook-plan"><b style="color:{color}">{esc(self.title)}</b>']
         rows = self.rows()
         if rows:
-            parts.append('<table><thead><tr><th style="text-align:left">field</th>'
-                         '<th style="text-align:left">wanted</th><th style="text-align:left">actual</th>'
-                         '</tr></thead><tbody>')
-            for name, wanted, actual in rows:
-                parts.append(f"<tr><td><code>{esc(name)}</code></td><td>{esc(wanted)}</td><td>{esc(actual)}</td></tr>")
-            parts.append("</tbody></table>")
+            parts.append(html_table(["field", "wanted", "actual"], rows, code={0}))
         elif self.action == "none":
             parts.append("<div>nothing to change</div>")
         if self.notes or self.blocked:
@@ -175,6 +172,13 @@ class EnsureResult:
     plan: Plan
     resource: Resource | None
     applied: bool = False
+
+    @property
+    def id_or_pending(self) -> str | NotCreated:
+        """The resource's id, or (a dry run that would create it) what the next steps skip on."""
+        if self.resource is not None:
+            return self.resource.id
+        return NotCreated(self.plan.kind, self.plan.name)
 
     def __str__(self) -> str:
         return str(self.plan) + ("\n  applied" if self.applied else "\n  not applied (apply=False)")
@@ -370,6 +374,21 @@ def volume_data_center(client: RunpodClient, volume_name: str, pool: str | Seque
     if existing is not None and not preferred:
         return check_data_center(client, existing.data_center, pool)
     return pick_data_center(client, pool, preferred)
+
+
+def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
+    """The id of the endpoint named ``name``, printed with it; in a dry run whose plan would have
+    created it, a :class:`NotCreated` the next steps skip on (see ``rpbook.pending``)."""
+    endpoint = _single("endpoint", name, by_name(client.list_endpoints(), name))
+    if endpoint is not None:
+        print(f"endpoint {endpoint.name}: {endpoint.id}")
+        return endpoint.id
+    missing = pending("endpoint", name)
+    if missing is None:
+        raise ConfigError(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+                          "or set endpoint_name to an existing one")
+    print(f"{missing}: nothing to wake or check")
+    return missing
 
 
 def find_endpoint(client: RunpodClient, name: str) -> Endpoint:
@@ -599,8 +618,12 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
 
 def _ensure(client: RunpodClient, plan: Plan, do_apply: bool) -> EnsureResult:
     if not do_apply:
+        if plan.action == "create":
+            record_pending(plan.kind, plan.name)
         return EnsureResult(plan, plan.current, applied=False)
-    return EnsureResult(plan, apply(client, plan), applied=True)
+    result = EnsureResult(plan, apply(client, plan), applied=True)
+    clear_pending(plan.kind, plan.name)
+    return result
 
 
 def ensure_volume(client: RunpodClient, spec: VolumeSpec, *, apply: bool) -> EnsureResult:

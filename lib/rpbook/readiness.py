@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from rpbook import hub
+from rpbook.controlplane import GpuType
+from rpbook.display import html_table
 from rpbook.errors import GatedModelError, HubError
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
@@ -76,10 +79,10 @@ class ModelReadiness:
         width = max(len(k) for k, _ in self.rows())
         return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
 
+    __repr__ = __str__
+
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                       f"{html.escape(v)}</td></tr>" for k, v in self.rows())
-        return f"<table>{body}</table>"
+        return html_table(None, self.rows(), row_headers=True)
 
 
 def check_model_readiness(settings: Settings, token: Secret, repo_id: str, *, max_model_len: int,
@@ -104,3 +107,63 @@ def check_model_readiness(settings: Settings, token: Secret, repo_id: str, *, ma
     return ModelReadiness(repo=repo_id, token=token_info, access=access, weights=weights,
                           volume_gb=hub.recommend_volume_gb(weights.download_bytes), gpu=gpu,
                           problems=tuple(dict.fromkeys(problems)))
+
+
+CONCURRENCY_WARN_FACTOR = 2
+"""Warn when ``MAX_CONCURRENCY`` is more than this many times the full-length sequences that fit."""
+
+
+@dataclass(frozen=True)
+class KvCacheFit:
+    """For each GPU pool the endpoint may use, how many full-length sequences its KV cache holds,
+    against the worker's ``MAX_CONCURRENCY``."""
+
+    estimate: hub.GpuMemoryEstimate
+    max_concurrency: int
+    fits: tuple[tuple[str, int, int], ...]
+    """(pool, VRAM GB, full-length sequences that fit), in the endpoint's order of preference."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        out = []
+        for pool, vram, count in self.fits:
+            if count == 0:
+                out.append(f"{pool} ({vram} GB) cannot hold one sequence of {self.estimate.max_model_len} tokens: "
+                           f"vLLM will not start there. Lower max_model_len or choose a larger GPU pool.")
+            elif self.max_concurrency > CONCURRENCY_WARN_FACTOR * count:
+                out.append(f"max_concurrency {self.max_concurrency} is far above the {count} full-length sequences "
+                           f"that fit on {pool} ({vram} GB): requests beyond what fits wait inside the worker "
+                           f"while Runpod sees it busy and starts no other; set max_concurrency near {count} to "
+                           f"{CONCURRENCY_WARN_FACTOR * count} (the team's setting is 8), or lower max_model_len.")
+        return tuple(out)
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        return [(pool, f"{vram} GB", str(count), "ok" if count and self.max_concurrency <= CONCURRENCY_WARN_FACTOR
+                 * count else "see warning") for pool, vram, count in self.fits]
+
+    def __str__(self) -> str:
+        head = (f"KV cache: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
+                f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}")
+        lines = [head] + [f"  {pool:<12} {vram:>7}  {count:>3} fit  {state}" for pool, vram, count, state in self.rows()]
+        return "\n".join(lines + [f"  WARNING: {w}" for w in self.warnings])
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = (f"<div><b>KV cache</b>: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
+                f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}")
+        table = html_table(["pool", "GPU memory", "sequences that fit", ""], self.rows(), right={1, 2})
+        warnings = "".join(f"<div><b>warning:</b> {html.escape(w)}</div>" for w in self.warnings)
+        return head + table + warnings + "</div>"
+
+
+def kv_cache_fit(estimate: hub.GpuMemoryEstimate, gpu_types: Sequence[GpuType], pools: Sequence[str],
+                 max_concurrency: int) -> KvCacheFit:
+    """Full-length sequences per worker on each of ``pools`` (VRAM from the catalog's GPU types; a
+    pool's smallest card counts). Pools the catalog does not list are left out (the plan refuses them)."""
+    vram: dict[str, int] = {}
+    for gpu in gpu_types:
+        if gpu.pool and gpu.memory_gb:
+            vram[gpu.pool] = min(vram.get(gpu.pool, gpu.memory_gb), gpu.memory_gb)
+    fits = tuple((pool, vram[pool], estimate.full_length_sequences(vram[pool])) for pool in pools if pool in vram)
+    return KvCacheFit(estimate=estimate, max_concurrency=max_concurrency, fits=fits)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import time
@@ -24,7 +25,7 @@ import yaml
 from rpbook.errors import ConfigError
 from rpbook.secrets import scrub
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOK_FOLDER = "notebooks"
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
@@ -71,9 +72,25 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def discover_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+def notebook_dir(start: Path | None = None) -> Path:
+    """The project's ``notebooks/`` folder: in ``start`` (default: the working directory) or the
+    nearest folder above it that has one, else the source checkout of an editable install.
+
+    Found from where the command runs, not from where the package is installed: after a plain
+    ``pip install .`` the package lives in site-packages, far from the notebooks."""
+    here = (start or Path.cwd()).resolve()
+    # Last, the checkout this package was installed from in editable mode (lib/rpbook -> ../../notebooks).
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        candidate = folder / NOTEBOOK_FOLDER
+        if candidate.is_dir() and any(candidate.glob("[0-9][0-9]_*.ipynb")):
+            return candidate
+    raise ConfigError(f"no runbooks found: there is no {NOTEBOOK_FOLDER}/ folder with NN_*.ipynb notebooks in "
+                      f"{here} or above it. Run rpbook from the project folder, or name the notebooks to run.")
+
+
+def discover_notebooks(directory: Path | None = None) -> list[Path]:
     """The numbered runbooks (``NN_name.ipynb``) in order."""
-    return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in (directory or notebook_dir()).glob("[0-9][0-9]_*.ipynb"))
 
 
 def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
@@ -86,18 +103,78 @@ def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
             for name, p in found.items()}
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is given twice (first on line "
+                              f"{seen[key]}); keep one")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
-    """Merge YAML parameter files, later files winning (as papermill's ``-f``)."""
+    """Merge YAML parameter files, later files winning (as papermill's ``-f``). Every problem with a
+    file (missing, a folder, not UTF-8, not YAML, a key twice, not a mapping) is a ``ConfigError``
+    naming the file, so the command exits 2 before anything runs."""
     merged: dict[str, Any] = {}
     for path in files:
+        path = Path(path)
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            data = yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 - a SafeLoader subclass
         except FileNotFoundError:
             raise ConfigError(f"parameters file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"parameters file {path} is a folder; give a YAML file such as params/local.yaml") \
+                from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"parameters file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") \
+                from None
+        except OSError as err:
+            raise ConfigError(f"parameters file {path} cannot be read: {err.strerror}") from None
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path} is not valid YAML{at}: {problem}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a parameters file must be a YAML mapping of name: value")
         merged.update(data)
     return merged
+
+
+def _declared_type(type_name: str) -> tuple[tuple[type, ...] | None, bool]:
+    """The Python types a declared annotation admits, and whether ``None`` is one of them
+    (``Optional[bool]``); unknown annotations admit anything."""
+    optional = type_name.startswith("Optional[") and type_name.endswith("]")
+    base = type_name[len("Optional["):-1] if optional else type_name
+    base = base.split("[", 1)[0]  # list[str] -> list
+    return _TYPES.get(base), optional or type_name == "None"
+
+
+def _type_problem(name: str, type_name: str, value: Any) -> str | None:
+    allowed, optional = _declared_type(type_name)
+    if value is None:
+        return None if optional or allowed is None else f"{name}: expected {type_name}, got null (give a value)"
+    if allowed is None:
+        return None
+    numeric = type_name.removeprefix("Optional[").startswith(("int", "float"))
+    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
+        return f"{name}: expected {type_name}, got {type(value).__name__} {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name}: expected a finite number, got {value!r}"
+    return None
 
 
 def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
@@ -111,23 +188,42 @@ def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -
         known.update(params)
     problems: list[str] = []
     for name, value in parameters.items():
-        if _SECRET_NAME.search(name):
-            problems.append(f"{name}: looks like a secret; secrets never go in parameters (papermill writes them "
-                            f"into every output notebook) - put it in the environment or the .env file")
+        if not isinstance(name, str):
+            problems.append(f"{name!r}: parameter names are words such as apply or model")
             continue
         if name not in known:
+            if _SECRET_NAME.search(name):  # a declared parameter such as save_token is not a secret
+                problems.append(f"{name}: looks like a secret; secrets never go in parameters (papermill writes "
+                                f"them into every output notebook) - put it in the environment or the .env file")
+                continue
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{name}: no runbook has this parameter{hint}")
             continue
-        type_name = known[name].type_name
-        allowed = _TYPES.get(type_name)
-        if allowed and value is not None and not (isinstance(value, allowed)
-                                                  and not (type_name in ("int", "float") and isinstance(value, bool))):
-            problems.append(f"{name}: expected {type_name}, got {type(value).__name__} {value!r}")
+        problem = _type_problem(name, known[name].type_name, value)
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError("bad parameters:\n  " + "\n  ".join(problems))
     return {nb: {k: v for k, v in parameters.items() if k in params} for nb, params in declared.items()}
+
+
+def _ipc_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over Unix sockets instead of TCP on loopback.
+
+    ipykernel warns "Kernel is running over TCP without encryption" once per kernel on stderr, so
+    every notebook of ``rpbook run`` printed it; with IPC there is no port anyone else on the
+    machine can connect to, and nothing to warn about. The socket files sit beside the kernel's
+    connection file in Jupyter's runtime folder (an absolute path, valid from any working folder)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IpcKernelManager
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -166,7 +262,8 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, o
             try:
                 papermill.execute_notebook(str(notebook), str(output), parameters=per_notebook[notebook],
                                            cwd=str(notebook.parent), kernel_name=kernel_name, progress_bar=False,
-                                           log_output=log_output, execution_timeout=execution_timeout)
+                                           log_output=log_output, execution_timeout=execution_timeout,
+                                           kernel_manager_class=_ipc_kernel_manager())
                 summary.results.append(NotebookResult(notebook.name, str(output), "ok",
                                                       time.perf_counter() - start))
             except PapermillExecutionError as exc:

@@ -88,7 +88,8 @@ def read_secret(name: str, env_file: Path | None, *, default: str | None = None,
         if value:
             return Secret(name, value.strip(), str(env_file))
     if interactive:
-        value = prompt_hidden(f"{name} (input hidden): ")
+        value = prompt_hidden(f"{name} (input hidden; an empty answer stops with an error that says where to "
+                              f"put it): ")
         if value:
             return Secret(name, value, "prompt")
     if default is not None:

@@ -24,8 +24,9 @@ from typing import Any, Callable, Mapping
 
 import requests
 import runpod
-from tqdm.auto import tqdm
 
+from rpbook.display import html_table, progress_bar
+from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import ConfigError, EndpointNotReadyError, RpbookError
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
@@ -324,11 +325,10 @@ class WakeReport:
 
     def _repr_html_(self) -> str:
         kind = "cold start" if self.cold else "warm (a worker was ready)"
-        rows = "".join(f"<tr><td>{html.escape(stage)}</td><td style='text-align:right'>{seconds:.2f} s</td></tr>"
-                       for stage, seconds in self.timeline.items())
+        table = html_table(["stage", "since submit"],
+                           [(stage, f"{seconds:.2f} s") for stage, seconds in self.timeline.items()], right={1})
         return (f"<div><b>endpoint {html.escape(self.endpoint_id)}</b>: {kind}, answered in "
-                f"{self.total_s:.2f} s<table><tr><th>stage</th><th>since submit</th></tr>{rows}</table>"
-                f"<small>{html.escape(self.health_at_end.summary())}</small></div>")
+                f"{self.total_s:.2f} s{table}<small>{html.escape(self.health_at_end.summary())}</small></div>")
 
 
 def _default_grace(settings: Settings) -> float:
@@ -337,23 +337,25 @@ def _default_grace(settings: Settings) -> float:
     return 3.0 if settings.target == "local" else 30.0
 
 
-def wake(settings: Settings, api_key: Secret | str, endpoint_id: str, *, timeout_s: float = 600,
+def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, *, timeout_s: float = 600,
          poll_s: float = 0.5, progress: bool = True, job_input: Mapping[str, Any] | None = None,
-         unhealthy_grace_s: float | None = None) -> WakeReport:
+         unhealthy_grace_s: float | None = None) -> WakeReport | Skipped:
     """Send a tiny job and follow the endpoint until it answers; return the timeline.
 
     ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
     Infinity: ``{"model": ..., "input": "ping"}``). Raises ``EndpointNotReadyError`` when workers
     stay unhealthy for ``unhealthy_grace_s`` (3 s local, 30 s on Runpod), on timeout (with what the
-    health looked like), or when the job fails; the job is cancelled in those cases."""
+    health looked like), or when the job fails; the job is cancelled in those cases.
+    A dry run's ``NotCreated`` gives one ``Skipped`` line."""
+    if isinstance(endpoint_id, NotCreated):
+        return skip("wake", endpoint_id)
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
     grace = _default_grace(settings) if unhealthy_grace_s is None else unhealthy_grace_s
     payload = dict(job_input) if job_input is not None else json.loads(json.dumps(DEFAULT_VLLM_PING))
     at_submit = _health(endpoint, endpoint_id)
     cold = not at_submit.has_ready_worker
     timeline: dict[str, float] = {}
-    bar = tqdm(total=4, desc="submitting", disable=not progress, leave=True,
-               bar_format="{desc:<44} {bar} {n}/{total} [{elapsed}]")
+    bar = progress_bar(4, "submitting", bar_format="{desc:<44} {bar} {n}/{total} [{elapsed}]", enabled=progress)
 
     started = time.monotonic()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rpbook.errors import ConfigError
 from rpbook.local import LocalpodStatus, ensure_localpod
 from rpbook.settings import Settings, load_settings
 
@@ -47,6 +48,23 @@ def start(target: str = "local", env_file: str = "", *, localpod_profile: str = 
 
 
 def describe(settings: Settings, status: LocalpodStatus) -> str:
+    """Where local mode runs and which keys it uses (masked): nobody is asked for a key here."""
     how = "started" if status.started else "already running"
+    keys = ", ".join(f"{secret.name} {secret.masked} ({secret.source})"
+                     for secret in (settings.runpod_api_key(), settings.hf_token()))
     return (f"target local: localpod {how} at {status.url} (log: {status.log_file}); "
-            f"env file {settings.env_file}")
+            f"env file {settings.env_file}\nkeys: {keys}")
+
+
+def resolve_apply(apply: bool | None, settings: Settings) -> bool:
+    """The ``apply`` parameter of the runbooks that create things. Unset (``None``) it means yes
+    for the local target, where nothing is billed, so JupyterLab's "run from the top" builds the
+    whole local stack; and no for real Runpod, where a person reads the plan first."""
+    if apply is None:
+        decided = settings.target == "local"
+        why = "nothing is billed on localpod" if decided else "read the plans, then set apply = True"
+        print(f"apply: {decided} (the default for target {settings.target}: {why})")
+        return decided
+    if not isinstance(apply, bool):
+        raise ConfigError(f"apply must be True, False or None (the target's default), got {apply!r}")
+    return apply

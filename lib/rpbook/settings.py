@@ -32,6 +32,9 @@ LOCAL_DEFAULT_API_KEY = "rpa_LOCALPOD_DEV_KEY"
 """What localpod accepts when ``RUNPOD_API_KEY`` is not set (the same default as localpod's)."""
 LOCAL_DEFAULT_HF_TOKEN = "hf_localpod_dev_token"
 """localpod's HF token with every gated licence accepted, used when ``HF_TOKEN`` is not set."""
+LOCAL_EMBEDDING_DIMENSION = 256
+"""localpod's Infinity worker embeds with ``wordllama`` (256 dimensions) whatever model it is asked
+to serve, since no real embedding model can be fetched here (README: what localpod emulates)."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,16 @@ class Settings:
         return f"{self.queue_url}/{endpoint_id}/openai/v1"
 
     def runpod_api_key(self, *, interactive: bool = False) -> Secret:
-        return read_secret("RUNPOD_API_KEY", self.env_file, interactive=interactive,
+        """The Runpod API key: environment, env file, then (target runpod, a person at the kernel)
+        a hidden prompt. Local mode never prompts: localpod's documented default is used, because
+        a key typed there would only be refused by the localpod already running."""
+        return read_secret("RUNPOD_API_KEY", self.env_file, interactive=interactive and self.target == "runpod",
                            default=LOCAL_DEFAULT_API_KEY if self.target == "local" else None,
                            hint="Create one at https://console.runpod.io/user/settings (API Keys).")
 
     def hf_token(self, *, interactive: bool = False) -> Secret:
-        return read_secret("HF_TOKEN", self.env_file, interactive=interactive,
+        """The HF token, found like :meth:`runpod_api_key` (no prompt in local mode either)."""
+        return read_secret("HF_TOKEN", self.env_file, interactive=interactive and self.target == "runpod",
                            default=LOCAL_DEFAULT_HF_TOKEN if self.target == "local" else None,
                            hint="Create one at https://huggingface.co/settings/tokens (read access, or "
                                 "fine-grained with 'Read access to contents of all public gated repos').")
