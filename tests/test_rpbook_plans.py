@@ -544,3 +544,35 @@ def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -
     with pytest.raises(ConfigError, match="US-TX-3.*CUDA 13.0"):
         volume_data_center(client, "weights", "AMPERE_24", cuda=cuda)
     assert volume_data_center(client, "weights", ["AMPERE_24", "ADA_24"], cuda=cuda).id == "US-TX-3"
+
+
+def test_template_carries_the_image_cuda_set(client: RunpodClient, localpod: Any) -> None:
+    created = ensure_template(client, template_spec(), apply=True)
+    assert FieldChange("allowed_cuda_versions", ("13.0",), None) in created.plan.changes
+    assert created.plan.request["allowedCudaVersions"] == ["13.0"]
+    assert isinstance(created.resource, Template) and created.resource.allowed_cuda_versions == ("13.0",)
+    assert localpod.ctx.store.templates[created.resource.id].allowed_cuda_versions == ["13.0"]
+    assert ensure_template(client, template_spec(), apply=False).plan.action == "none"
+    # A template made before (no constraint) gets it as a one-field update.
+    cleared = plan_template(client, TemplateSpec(**{**_template_args(template_spec()), "allowed_cuda_versions": []}))
+    assert cleared.request == {"allowedCudaVersions": []}
+    apply(client, cleared)
+    update = plan_template(client, template_spec())
+    assert update.changes == [FieldChange("allowed_cuda_versions", ("13.0",), ())]
+    assert update.request == {"allowedCudaVersions": ["13.0"]}
+
+
+def test_infinity_template_states_no_cuda_set_its_endpoint_a_floor(client: RunpodClient) -> None:
+    from rpbook.specs import infinity_template
+
+    tspec = infinity_template("infinity-bge-small", "BAAI/bge-small-en-v1.5", "1.1.4")
+    assert tspec.cuda_versions is None  # a floor (>= 12.4, its Dockerfile) is not a template field
+    assert "allowed_cuda_versions" not in plan_template(client, tspec).changed_fields
+    espec = EndpointSpec("bge-small-embeddings", "infinity-bge-small", ["AMPERE_16"])
+    plan = plan_endpoint(client, espec, template_spec=tspec)
+    assert FieldChange("min_cuda_version", "12.4", None) in plan.changes
+    assert plan.request["gpu"] == {"pools": ["AMPERE_16"], "count": 1, "minCudaVersion": "12.4"}
+
+
+def _template_args(spec: TemplateSpec) -> dict[str, Any]:
+    return {"name": spec.name, "image": spec.image, "env": dict(spec.env), "disk_gb": spec.disk_gb}

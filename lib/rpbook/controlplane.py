@@ -196,6 +196,8 @@ class Template:
     args: str = ""
     ports: tuple[str, ...] = ()
     category: str = "NVIDIA"
+    allowed_cuda_versions: tuple[str, ...] = ()
+    """Host CUDA versions for containers from this template; empty: any."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -211,7 +213,8 @@ class Template:
         return cls(id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""),
                    env=env, disk_gb=int(data.get("disk") or 0), serverless=bool(data.get("serverless")),
                    args=str(data.get("args") or ""), ports=tuple(data.get("ports") or ()),
-                   category=str(data.get("category") or "NVIDIA"), raw=_redact_raw(data))
+                   category=str(data.get("category") or "NVIDIA"),
+                   allowed_cuda_versions=tuple(data.get("allowedCudaVersions") or ()), raw=_redact_raw(data))
 
 
 @dataclass(frozen=True)

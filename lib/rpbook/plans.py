@@ -255,11 +255,15 @@ def plan_volume(client: RunpodClient, spec: VolumeSpec) -> Plan:
 
 
 def _template_wanted(spec: TemplateSpec) -> dict[str, Any]:
-    return {"image": spec.image, "disk_gb": spec.disk_gb, "serverless": spec.serverless, "args": spec.args,
-            "ports": tuple(spec.ports)}
+    wanted = {"image": spec.image, "disk_gb": spec.disk_gb, "serverless": spec.serverless, "args": spec.args,
+              "ports": tuple(spec.ports)}
+    if spec.cuda_versions is not None:  # None: no known requirement, the template's is left alone
+        wanted["allowed_cuda_versions"] = spec.cuda_versions
+    return wanted
 
 
-_TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverless", "args": "args", "ports": "ports"}
+_TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverless", "args": "args", "ports": "ports",
+                    "allowed_cuda_versions": "allowedCudaVersions"}
 
 
 def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
@@ -275,9 +279,12 @@ def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
             body["args"] = spec.args
         if spec.ports:
             body["ports"] = list(spec.ports)
+        if wanted.get("allowed_cuda_versions"):
+            body["allowedCudaVersions"] = list(wanted["allowed_cuda_versions"])
         return Plan("template", spec.name, "create", changes, None, [], body)
     actual = {"image": template.image, "disk_gb": template.disk_gb, "serverless": template.serverless,
-              "args": template.args, "ports": tuple(template.ports)}
+              "args": template.args, "ports": tuple(template.ports),
+              "allowed_cuda_versions": template.allowed_cuda_versions}
     changes = _compare(wanted, actual)
     env_changes = _env_changes(spec.env, template.env)
     body = {_TEMPLATE_FIELDS[c.field]: (list(c.wanted) if isinstance(c.wanted, tuple) else c.wanted)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from rpbook.controlplane import is_secret_env_key, is_secret_reference
-from rpbook.cuda import CudaRequirement, requirement_from_fields
+from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.errors import ConfigError
 from rpbook.secrets import Secret
 
@@ -152,6 +152,9 @@ class TemplateSpec:
     serverless: bool = True
     args: str = ""
     ports: tuple[str, ...] = ()
+    allowed_cuda_versions: Sequence[str] | None = None
+    """Host CUDA versions containers from it may run on (``allowedCudaVersions``, inherited by an
+    endpoint created from it). None: the image's exact set when ``rpbook.cuda`` knows one."""
 
     def __post_init__(self) -> None:
         _name("TemplateSpec.name", self.name)
@@ -167,6 +170,21 @@ class TemplateSpec:
         if not all(isinstance(p, str) and re.fullmatch(r"\d+/(http|tcp|udp)", p) for p in ports):
             raise _fail("TemplateSpec.ports", f"each port is 'NUMBER/http' or 'NUMBER/tcp', got {self.ports!r}")
         object.__setattr__(self, "ports", ports)
+        if self.allowed_cuda_versions is not None:
+            try:
+                cuda = requirement_from_fields(self.allowed_cuda_versions, None)
+            except ConfigError as exc:
+                raise ConfigError(f"TemplateSpec.{exc}") from None
+            object.__setattr__(self, "allowed_cuda_versions", cuda.allowed if cuda is not None else ())
+
+    @property
+    def cuda_versions(self) -> tuple[str, ...] | None:
+        """The template's ``allowedCudaVersions``: as set, else the image's exact set (a floor such as
+        the Infinity worker's cannot be stated on a template), else None (not known: left alone)."""
+        if self.allowed_cuda_versions is not None:
+            return tuple(self.allowed_cuda_versions)
+        need = image_cuda_requirement(self.image)
+        return need.allowed if need is not None and need.allowed else None
 
     def __repr__(self) -> str:
         env = {k: (v.masked if isinstance(v, Secret) else v) for k, v in self.env.items()}
