@@ -476,7 +476,7 @@ def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None,
     body: dict[str, Any] = {}
     if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):
         body["templateId"] = template_id  # re-applies the template's image, disk and env (env replaced)
-    gpu = {}
+    gpu: dict[str, Any] = {}
     if "gpu_pools" in changed:
         gpu["pools"] = list(spec.gpu_pools)
     if "gpu_count" in changed:
@@ -526,8 +526,8 @@ def _check_cuda(client: RunpodClient, spec: EndpointSpec, cuda: CudaRequirement,
     gpus = _cuda_gpus(client, cuda)
     stock = _pool_stock(gpus, spec.gpu_pools)
     pools = ", ".join(spec.gpu_pools)
-    why = (f"{image} needs it ({cuda.source})" if spec.cuda is None and image else
-           "EndpointSpec asks for it") + "; a worker on another host never starts (crash loop, billed) or waits "         "THROTTLED"
+    source = f"{image} needs it ({cuda.source})" if spec.cuda is None and image else "EndpointSpec asks for it"
+    why = f"{source}; a worker on another host never starts (crash loop, billed) or waits THROTTLED"
     offering = "; ".join(f"{dc} ({', '.join(sorted(levels))})" for dc, levels in sorted(stock.items()) if levels)
 
     def pools_offering(where: str | None) -> str:
@@ -545,8 +545,9 @@ def _check_cuda(client: RunpodClient, spec: EndpointSpec, cuda: CudaRequirement,
                 "gpu_pools or the image tag.")
         missing = [p for p in spec.gpu_pools if p not in here]
         if missing:
-            return [f"{data_center} has no {', '.join(missing)} host with {cuda.describe()}; workers will use "
-                    f"{', '.join(p for p in spec.gpu_pools if p in here)} only"]
+            usable = ", ".join(p for p in spec.gpu_pools if p in here)
+            lacking = ", ".join(missing)
+            return [f"{data_center} has no {lacking} host with {cuda.describe()}; workers will use {usable} only"]
         return []
     if not stock:
         raise ConfigError(f"no data center has hosts with {cuda.describe()} for the GPU pools {pools}: {why}. "

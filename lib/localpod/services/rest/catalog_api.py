@@ -5,9 +5,10 @@ A runbook reads these before creating an endpoint: ``pool`` gives the id ``gpu.p
 shows where the stock is, which is how it learns that its network volume's data center has to stock
 the endpoint's pool. ``cudaVersions`` / ``minCudaVersion`` scope that availability to hosts
 reporting a matching CUDA version (``dataCenters`` then lists only data centers with such a host),
-so "does US-IL-1 have CUDA 13.0 hosts for AMPERE_24?" is one read. The data is :mod:`localpod.catalog`'s snapshot. Availability follows the spec's
-parameter rules: ``product`` is required with ``include=AVAILABILITY`` and the availability filters
-are only valid with it (400 otherwise); malformed or unknown enum values are a 422.
+so "does US-IL-1 have CUDA 13.0 hosts for AMPERE_24?" is one read. The data is
+:mod:`localpod.catalog`'s snapshot. Availability follows the spec's parameter rules: ``product`` is
+required with ``include=AVAILABILITY`` and the availability filters are only valid with it (400
+otherwise); malformed or unknown enum values are a 422.
 """
 
 from __future__ import annotations
