@@ -15,9 +15,9 @@ The images the runbooks deploy, and what each needs (the only table of it in rpb
   v2.18.1: ``["12.9", "12.8"]`` (same file). Source: github.com/runpod-workers/worker-vllm.
 - ``runpod/worker-infinity-embedding`` 1.1.0 to 1.1.4: CUDA 12.4 or newer. Its ``Dockerfile``
   builds ``FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04`` with ``torch==2.5.1+cu124``; its
-  ``.runpod/hub.json`` lists ``["12.7", "12.6", "12.5", "12.4"]``, a list written before newer
-  drivers existed that would exclude hosts (12.8, 13.0) able to run a 12.4 build, so rpbook states
-  the floor instead. Source: github.com/runpod-workers/worker-infinity-embedding.
+  ``.runpod/hub.json`` lists ``["12.7", "12.6", "12.5", "12.4"]``. That exact list would also shut
+  out hosts on 12.8 or 13.0, whose drivers run containers built for an older CUDA, so rpbook states
+  the floor the build needs instead. Source: github.com/runpod-workers/worker-infinity-embedding.
 
 Other images and other tags have no known requirement: rpbook does not guess (set
 ``EndpointSpec.allowed_cuda_versions`` or ``min_cuda_version`` yourself).
