@@ -56,6 +56,7 @@ def test_endpoint_spec_cuda_fields() -> None:
     assert EndpointSpec("e", "t", ["ADA_24"], allowed_cuda_versions=["13.0"]).cuda == CudaRequirement(("13.0",))
     assert EndpointSpec("e", "t", ["ADA_24"], min_cuda_version="12.4").cuda == CudaRequirement(minimum="12.4")
     assert EndpointSpec("e", "t", ["ADA_24"], min_cuda_version="").cuda is None  # papermill's "unset"
+    assert EndpointSpec("e", "t", ["ADA_24"], allowed_cuda_versions="").cuda is None
     assert EndpointSpec("e", "t", ["ADA_24"], allowed_cuda_versions=[]).cuda == CudaRequirement()
     with pytest.raises(ConfigError, match="EndpointSpec.allowed_cuda_versions"):
         EndpointSpec("e", "t", ["ADA_24"], allowed_cuda_versions=["13"])

@@ -314,6 +314,7 @@ class EndpointSpec:
         if self.data_center is not None:
             _data_center("EndpointSpec.data_center", self.data_center)
         object.__setattr__(self, "min_cuda_version", _optional(self.min_cuda_version))
+        object.__setattr__(self, "allowed_cuda_versions", _optional(self.allowed_cuda_versions))  # [] is "any"
         try:
             cuda = requirement_from_fields(self.allowed_cuda_versions, self.min_cuda_version)
         except ConfigError as exc:
