@@ -137,3 +137,73 @@ def test_placement_without_capacity_or_with_unknown_pools_is_none() -> None:
     assert catalog.place_worker([], [], []) is None
     assert catalog.place_worker(["NOT_A_POOL"], [], []) is None
     assert catalog.place_worker(["BLACKWELL_180"], [], ["EU-RO-1", "AP-JP-1"]) is None
+
+
+# -- CUDA versions hosts report (stand-in data: deliberately not 13.0 everywhere) ---------------
+
+def hosts_with(pool: str, version: str) -> list[str]:
+    """Data centers with a host of the pool reporting exactly ``version``."""
+    return [dc.id for dc in catalog.data_centers()
+            if any(version in catalog.host_cuda_versions(dc, g.id) for g in catalog.pool_gpu_types(pool))]
+
+
+def test_host_cuda_versions_stay_within_what_the_card_supports() -> None:
+    for dc in catalog.data_centers():
+        for gpu in catalog.gpu_types():
+            versions = catalog.host_cuda_versions(dc, gpu.id)
+            if gpu.id not in dc.gpu_stock:
+                assert versions == ()
+                continue
+            assert set(versions) <= set(gpu.cuda_versions)
+            assert list(versions) == sorted(versions, key=catalog.cuda_version_key)
+    assert catalog.host_cuda_versions(catalog.data_center("EU-RO-1"), "AMD Instinct MI300X OAM") == ()
+    assert "13.0" not in catalog.host_cuda_versions(catalog.data_center("US-IL-1"), "Tesla V100-SXM2-32GB")
+
+
+def test_cuda_13_is_not_offered_everywhere() -> None:
+    without = [dc.id for dc in catalog.data_centers()
+               if not any("13.0" in catalog.host_cuda_versions(dc, gpu) for gpu in dc.gpu_stock)]
+    assert set(without) == {"EU-SE-1", "US-IL-1", "AP-JP-1", "OC-AU-1"}
+    # US-TX-3 stocks AMPERE_24 and ADA_24, but only its ADA_24 hosts run 13.0 drivers.
+    assert "US-TX-3" in catalog.data_centers_offering_pool("AMPERE_24")
+    assert "US-TX-3" not in hosts_with("AMPERE_24", "13.0") and "US-TX-3" in hosts_with("ADA_24", "13.0")
+    for pool in ("AMPERE_16", "AMPERE_24", "ADA_24", "AMPERE_80", "ADA_80_PRO"):
+        assert hosts_with(pool, "13.0"), f"no data center offers CUDA 13.0 for {pool}"
+
+
+def test_cuda_filter_is_exact_or_a_numeric_floor() -> None:
+    versions = ["12.2", "12.4", "12.8", "12.11", "13.0"]
+    assert catalog.cuda_filter(versions) == versions
+    assert catalog.cuda_filter(versions, ["13.0", "12.4"]) == ["12.4", "13.0"]
+    assert catalog.cuda_filter(versions, minimum="12.8") == ["12.8", "12.11", "13.0"]  # 12.11 > 12.8
+    assert catalog.cuda_filter(versions, minimum="13") == ["13.0"]
+
+
+def test_placement_honours_the_cuda_filter() -> None:
+    pools = ["AMPERE_24", "ADA_24"]
+    # No filter: the first data center stocking the first type, on its newest host.
+    plain = catalog.place_worker(pools, [], ["US-TX-3"])
+    assert plain is not None and (plain.gpu_type_id, plain.cuda_version) == ("NVIDIA RTX A5000", "12.8")
+    # allowedCudaVersions ["13.0"]: AMPERE_24 in US-TX-3 has no such host, so ADA_24 is used.
+    cuda13 = catalog.place_worker(pools, [], ["US-TX-3"], ["13.0"])
+    assert cuda13 is not None and (cuda13.gpu_type_id, cuda13.data_center_id, cuda13.cuda_version) == \
+        ("NVIDIA GeForce RTX 4090", "US-TX-3", "13.0")
+    assert catalog.place_worker(pools, [], ["US-IL-1"], ["13.0"]) is None  # nothing matches: THROTTLED
+    assert catalog.place_worker(pools, [], ["US-IL-1"], min_cuda="13.0") is None
+    floor = catalog.place_worker(pools, [], ["US-IL-1"], min_cuda="12.4")
+    assert floor is not None and floor.cuda_version == "12.8"
+    exact = catalog.place_worker(pools, [], ["US-IL-1"], ["12.4"])
+    assert exact is not None and exact.cuda_version == "12.4"
+
+
+def test_image_cuda_table() -> None:
+    from localpod.serverless.imagecuda import image_min_cuda
+
+    vllm = image_min_cuda("runpod/worker-v1-vllm:v2.25.2")
+    assert vllm is not None and vllm.min_cuda == "13.0" and "hub.json" in vllm.source
+    assert image_min_cuda("runpod/worker-v1-vllm:v2.19.0").min_cuda == "13.0"
+    assert image_min_cuda("runpod/worker-v1-vllm:v2.18.1").min_cuda == "12.8"
+    assert image_min_cuda("runpod/worker-infinity-embedding:1.1.4").min_cuda == "12.4"
+    for unknown in ("runpod/worker-v1-vllm:v2.99.0", "runpod/worker-v1-vllm:latest", "runpod/mock-worker:latest",
+                    "worker-v1-vllm:v2.25.2", "v2.25.2"):
+        assert image_min_cuda(unknown) is None, unknown

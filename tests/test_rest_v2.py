@@ -467,7 +467,9 @@ def test_catalog_gpu_availability_for_serverless(api: SpecCheckedClient) -> None
     h200 = gpus["NVIDIA H200"]
     assert [dc["id"] for dc in h200["dataCenters"]] == catalog.data_centers_offering_pool("HOPPER_141")
     assert h200["availability"] in {"LOW", "MEDIUM", "HIGH"}
-    assert {c["version"] for c in h200["cudaVersions"]} == set(catalog.gpu_type("NVIDIA H200").cuda_versions)
+    hosts = {v for dc in catalog.data_centers() for v in catalog.host_cuda_versions(dc, "NVIDIA H200")}
+    assert [c["version"] for c in h200["cudaVersions"]] == sorted(hosts, key=catalog.cuda_version_key)
+    assert hosts <= set(catalog.gpu_type("NVIDIA H200").cuda_versions)
     mi300x = gpus["AMD Instinct MI300X OAM"]  # in no serverless pool
     assert mi300x["availability"] == "NONE" and "dataCenters" not in mi300x and "cudaVersions" not in mi300x
     pod = api.get(f"/v2/catalog/gpus/{quote('AMD Instinct MI300X OAM')}",
@@ -631,3 +633,48 @@ def test_client_refuses_paths_outside_the_spec(api: SpecCheckedClient) -> None:
     assert api.get("/v2/templates").status_code == 200
     with pytest.raises(ValidationError):
         api.get("/v2/no-such-resource")
+
+
+def test_catalog_cuda_filter_scopes_data_centers_to_matching_hosts(api: SpecCheckedClient) -> None:
+    """``cudaVersions`` narrows ``dataCenters`` to data centers with a host on that version, which is
+    how a runbook learns where worker-vllm v2.25.2 (CUDA 13.0, its ``.runpod/hub.json``) can run."""
+    base = {"include": "AVAILABILITY", "product": "SERVERLESS"}
+    a5000 = quote("NVIDIA RTX A5000")
+    every = api.get(f"/v2/catalog/gpus/{a5000}", params=base).json()
+    cuda13 = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"cudaVersions": "13.0"}).json()
+    stocking = [dc["id"] for dc in every["dataCenters"]]
+    with13 = [dc["id"] for dc in cuda13["dataCenters"]]
+    assert with13 == [dc.id for dc in catalog.data_centers()
+                      if "13.0" in catalog.host_cuda_versions(dc, "NVIDIA RTX A5000")]
+    assert set(with13) < set(stocking) and {"US-TX-3", "US-IL-1", "AP-JP-1"} <= set(stocking) - set(with13)
+    assert cuda13["cudaVersions"] == [{"version": "13.0", "available": True}]
+    floor = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"minCudaVersion": "12.9"}).json()
+    assert [c["version"] for c in floor["cudaVersions"]] == ["12.9", "13.0"]
+    assert "US-IL-1" not in [dc["id"] for dc in floor["dataCenters"]]  # its hosts stop at 12.8
+    japan = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"countryCodes": "JP"}).json()
+    assert "13.0" not in [c["version"] for c in japan["cudaVersions"]]  # scoped to Japan's hosts
+    nowhere = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"cudaVersions": "11.8"}).json()
+    assert nowhere["availability"] == "NONE" and "dataCenters" not in nowhere and "cudaVersions" not in nowhere
+    pod = api.get(f"/v2/catalog/gpus/{quote('Tesla V100-SXM2-32GB')}", params=base).json()
+    assert pod["availability"] == "NONE" and all(not c["available"] for c in pod["cudaVersions"])
+
+
+def test_endpoint_cuda_constraint_round_trip(api: SpecCheckedClient) -> None:
+    created = new_endpoint(api, gpu={"pools": ["ADA_24"], "allowedCudaVersions": ["13.0"]})
+    assert created["gpu"]["allowedCudaVersions"] == ["13.0"] and created["gpu"]["minCudaVersion"] is None
+    eid = created["id"]
+    assert api.get(f"/v2/serverless/{eid}").json()["gpu"]["allowedCudaVersions"] == ["13.0"]
+    # Switch to a floor: one patch clears the set and sets the floor (setting one does not clear the other).
+    patched = api.patch(f"/v2/serverless/{eid}", json={"gpu": {"allowedCudaVersions": [], "minCudaVersion": "12.4"}})
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["gpu"]["allowedCudaVersions"], patched.json()["gpu"]["minCudaVersion"]) == ([], "12.4")
+    errors = problem_errors(api.patch(f"/v2/serverless/{eid}", json={"gpu": {"allowedCudaVersions": ["13.0"]}}), 400)
+    assert any("minCudaVersion" in e for e in errors)  # the floor is still there: mutually exclusive
+    problem_errors(api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["ADA_24"],
+                                                                      "allowedCudaVersions": ["13"]})), 422)
+    template = new_template(api, name="vllm-13", allowedCudaVersions=["13.0"])
+    body = endpoint_body(name="from-template", templateId=template["id"])
+    del body["image"]
+    seeded = api.post("/v2/serverless", json=body)
+    assert seeded.status_code == 201, seeded.text
+    assert seeded.json()["gpu"]["allowedCudaVersions"] == ["13.0"]  # inherited from the template

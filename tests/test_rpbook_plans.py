@@ -453,3 +453,126 @@ def test_plan_table_rendering(client: RunpodClient) -> None:
     assert markup.startswith('<div class="rpbook-plan">') and "<table>" in markup and "UPDATE" in markup
     none = plan_endpoint(client, endpoint_spec())
     assert "no change" in str(none) and "nothing to change" in none._repr_html_()
+
+
+# -- CUDA: worker-vllm v2.25.2 needs 13.0 (its .runpod/hub.json) ---------------------------------
+
+
+def test_plan_shows_the_image_cuda_and_the_endpoint_carries_it(client: RunpodClient, localpod: Any) -> None:
+    dry = ensure_endpoint(client, endpoint_spec(), apply=False, template_spec=template_spec())
+    assert FieldChange("allowed_cuda_versions", ("13.0",), None) in dry.plan.changes
+    assert "min_cuda_version" not in dry.plan.changed_fields
+    assert dry.plan.request["gpu"]["allowedCudaVersions"] == ["13.0"]
+    text = str(dry.plan)
+    assert "allowed_cuda_versions" in text and "13.0" in text and "hub.json" in text
+    _, _, endpoint = ensure_all(client)
+    created = endpoint.resource
+    assert isinstance(created, Endpoint) and created.allowed_cuda_versions == ("13.0",)
+    assert localpod.ctx.store.endpoints[created.id].allowed_cuda_versions == ["13.0"]
+    assert ensure_endpoint(client, endpoint_spec(), apply=True).plan.action == "none"
+
+
+def test_existing_endpoint_without_cuda_gets_it_as_an_update(client: RunpodClient, localpod: Any) -> None:
+    _, _, endpoint = ensure_all(client, espec=endpoint_spec(allowed_cuda_versions=[]))
+    assert endpoint.resource.allowed_cuda_versions == ()  # type: ignore[union-attr]
+    plan = plan_endpoint(client, endpoint_spec())
+    assert plan.action == "update"
+    assert plan.changes == [FieldChange("allowed_cuda_versions", ("13.0",), ())]
+    assert plan.request == {"gpu": {"allowedCudaVersions": ["13.0"]}}
+    assert "13.0" in str(plan) and "(none)" in str(plan)
+    apply(client, plan)
+    assert localpod.ctx.store.endpoints[endpoint.resource.id].allowed_cuda_versions == ["13.0"]  # type: ignore[union-attr]
+    # From an exact set to a floor: the PATCH clears the set in the same request.
+    floor = plan_endpoint(client, endpoint_spec(min_cuda_version="12.9"))
+    assert floor.request == {"gpu": {"allowedCudaVersions": [], "minCudaVersion": "12.9"}}
+    apply(client, floor)
+    stored = localpod.ctx.store.endpoints[endpoint.resource.id]  # type: ignore[union-attr]
+    assert (stored.allowed_cuda_versions, stored.min_cuda_version) == ([], "12.9")
+
+
+def test_refuse_a_pinned_data_center_without_cuda_13_hosts(client: RunpodClient, localpod: Any) -> None:
+    # US-IL-1 stocks AMPERE_24, but localpod's stand-in hosts there stop at CUDA 12.8.
+    ensure_template(client, template_spec(), apply=True)
+    before = snapshot(localpod)
+    spec = endpoint_spec(network_volume_name=None, data_center="US-IL-1")
+    with pytest.raises(ConfigError) as caught:
+        ensure_endpoint(client, spec, apply=True)
+    message = str(caught.value)
+    assert "US-IL-1" in message and "CUDA 13.0" in message and "worker-v1-vllm:v2.25.2" in message
+    assert "EU-RO-1 (ADA_24, AMPERE_24)" in message and "US-TX-3 (ADA_24)" in message  # who does offer it
+    assert "US-IL-1 (" not in message
+    assert counts(localpod) == (0, 1, 0) and snapshot(localpod) == before  # nothing created
+    # A floor the hosts there meet is accepted; stating "any CUDA" on purpose is too.
+    assert plan_endpoint(client, endpoint_spec(network_volume_name=None, data_center="US-IL-1",
+                                               min_cuda_version="12.4")).action == "create"
+    assert plan_endpoint(client, endpoint_spec(network_volume_name=None, data_center="US-IL-1",
+                                               allowed_cuda_versions=[])).action == "create"
+
+
+def test_a_volume_data_center_with_cuda_13_only_for_some_pools(client: RunpodClient, localpod: Any) -> None:
+    # US-TX-3: AMPERE_24 hosts stop at 12.8, ADA_24 hosts run 13.0.
+    ensure_volume(client, VolumeSpec("llm-weights", 50, "US-TX-3"), apply=True)
+    ensure_template(client, template_spec(), apply=True)
+    partial = plan_endpoint(client, endpoint_spec(data_center=None))
+    assert partial.action == "create"
+    assert any("US-TX-3 has no AMPERE_24 host with CUDA 13.0" in n for n in partial.notes)
+    with pytest.raises(ConfigError, match="pools that offer it in US-TX-3: .*ADA_24"):
+        plan_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_24"], data_center=None))
+    assert counts(localpod) == (1, 1, 0)
+
+
+def test_unknown_image_cuda_is_left_alone_with_a_note(client: RunpodClient) -> None:
+    tspec = TemplateSpec(name="vllm-mistral-7b", image="ghcr.io/team/custom-worker:1.0")
+    plan = plan_endpoint(client, endpoint_spec(network_volume_name=None), template_spec=tspec)
+    assert "allowed_cuda_versions" not in plan.changed_fields and "allowedCudaVersions" not in plan.request["gpu"]
+    assert any("no CUDA requirement is known" in n for n in plan.notes)
+
+
+def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -> None:
+    from rpbook.cuda import image_cuda_requirement
+    from rpbook.plans import volume_data_center
+
+    cuda = image_cuda_requirement("runpod/worker-v1-vllm:v2.25.2")
+    # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
+    assert pick_data_center(client, "AMPERE_48").id == "EU-SE-1"
+    assert pick_data_center(client, "AMPERE_48", cuda=cuda).id == "EU-RO-1"
+    with pytest.raises(ConfigError, match="CUDA 13.0") as caught:
+        pick_data_center(client, "AMPERE_24", preferred="US-IL-1", cuda=cuda)
+    assert "EU-RO-1" in str(caught.value) and "US-IL-1," not in str(caught.value).split("volumes:")[-1]
+    ensure_volume(client, VolumeSpec("weights", 20, "US-TX-3"), apply=True)
+    assert volume_data_center(client, "weights", "AMPERE_24").id == "US-TX-3"
+    with pytest.raises(ConfigError, match="US-TX-3.*CUDA 13.0"):
+        volume_data_center(client, "weights", "AMPERE_24", cuda=cuda)
+    assert volume_data_center(client, "weights", ["AMPERE_24", "ADA_24"], cuda=cuda).id == "US-TX-3"
+
+
+def test_template_carries_the_image_cuda_set(client: RunpodClient, localpod: Any) -> None:
+    created = ensure_template(client, template_spec(), apply=True)
+    assert FieldChange("allowed_cuda_versions", ("13.0",), None) in created.plan.changes
+    assert created.plan.request["allowedCudaVersions"] == ["13.0"]
+    assert isinstance(created.resource, Template) and created.resource.allowed_cuda_versions == ("13.0",)
+    assert localpod.ctx.store.templates[created.resource.id].allowed_cuda_versions == ["13.0"]
+    assert ensure_template(client, template_spec(), apply=False).plan.action == "none"
+    # A template made before (no constraint) gets it as a one-field update.
+    cleared = plan_template(client, TemplateSpec(**{**_template_args(template_spec()), "allowed_cuda_versions": []}))
+    assert cleared.request == {"allowedCudaVersions": []}
+    apply(client, cleared)
+    update = plan_template(client, template_spec())
+    assert update.changes == [FieldChange("allowed_cuda_versions", ("13.0",), ())]
+    assert update.request == {"allowedCudaVersions": ["13.0"]}
+
+
+def test_infinity_template_states_no_cuda_set_its_endpoint_a_floor(client: RunpodClient) -> None:
+    from rpbook.specs import infinity_template
+
+    tspec = infinity_template("infinity-bge-small", "BAAI/bge-small-en-v1.5", "1.1.4")
+    assert tspec.cuda_versions is None  # a floor (>= 12.4, its Dockerfile) is not a template field
+    assert "allowed_cuda_versions" not in plan_template(client, tspec).changed_fields
+    espec = EndpointSpec("bge-small-embeddings", "infinity-bge-small", ["AMPERE_16"])
+    plan = plan_endpoint(client, espec, template_spec=tspec)
+    assert FieldChange("min_cuda_version", "12.4", None) in plan.changes
+    assert plan.request["gpu"] == {"pools": ["AMPERE_16"], "count": 1, "minCudaVersion": "12.4"}
+
+
+def _template_args(spec: TemplateSpec) -> dict[str, Any]:
+    return {"name": spec.name, "image": spec.image, "env": dict(spec.env), "disk_gb": spec.disk_gb}

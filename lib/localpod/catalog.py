@@ -17,7 +17,16 @@ The numbers are a **snapshot of public list prices and plausible stock, not live
   ``docs.runpod.io/references/gpu-types``;
 - per-data-center stock is invented but deliberately uneven: ``US-CA-2`` has no ``AMPERE_16``
   card, ``HOPPER_141`` (H200) is only in three data centers, ``BLACKWELL_180`` (B200) in two,
-  and ``OC-AU-1`` offers no network-volume storage at all.
+  and ``OC-AU-1`` offers no network-volume storage at all;
+- the CUDA versions hosts report (their driver's CUDA version, what ``gpu.allowedCudaVersions``
+  matches exactly and ``cudaVersions`` in ``/v2/catalog/gpus?include=AVAILABILITY`` lists) are
+  invented too, per data center and GPU type, and also deliberately uneven: not every data center
+  has upgraded every fleet to 13.0 drivers. ``EU-SE-1``, ``US-IL-1``, ``AP-JP-1`` and ``OC-AU-1``
+  have no 13.0 host at all, ``US-TX-3``'s ``AMPERE_24`` hosts and ``EU-RO-1``'s A100 SXM hosts stop
+  at 12.8, ``CA-MTL-1`` has 13.0 only on its L40S / RTX 6000 Ada hosts. A card never reports more
+  than its type supports (``GpuType.cuda_versions``: Volta stops at 12.4, Blackwell starts at 12.8).
+  So a ``runpod/worker-v1-vllm`` image that needs 13.0 (its ``.runpod/hub.json``) meets the same
+  question it meets on Runpod: which pools, in which data center, offer it.
 
 Order matters: placement walks GPU types and data centers in the order they are listed here, so
 results are reproducible run to run.
@@ -25,7 +34,7 @@ results are reproducible run to run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
@@ -50,7 +59,10 @@ class GpuType:
 
 @dataclass(frozen=True)
 class DataCenter:
-    """One data center; ``gpu_stock`` maps GPU type id to LOW/MEDIUM/HIGH (absent = not offered)."""
+    """One data center; ``gpu_stock`` maps GPU type id to LOW/MEDIUM/HIGH (absent = not offered).
+
+    ``cuda_fleet`` is the CUDA versions its hosts report, oldest first; ``cuda_by_gpu`` overrides
+    it for GPU types whose hosts run other drivers. Read it through :func:`host_cuda_versions`."""
 
     id: str
     name: str
@@ -59,6 +71,8 @@ class DataCenter:
     compliance: tuple[str, ...]
     global_network: bool
     gpu_stock: Mapping[str, str]
+    cuda_fleet: tuple[str, ...] = ()
+    cuda_by_gpu: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ class Placement:
     gpu_type_id: str
     data_center_id: str
     price_per_gpu_s: float
+    cuda_version: str | None = None
+    """The CUDA version the chosen host reports (None: the card reports none, e.g. AMD)."""
 
 
 # -- serverless pools ------------------------------------------------------------------------
@@ -152,40 +168,59 @@ def _stock(high: Sequence[str] = (), medium: Sequence[str] = (), low: Sequence[s
 
 _STD, _HPS = "STANDARD", "HIGH_PERFORMANCE"
 
+# CUDA versions hosts report, oldest first (stand-in data, see the module docstring).
+_FLEET_13_0 = ("12.4", "12.6", "12.8", "12.9", "13.0")
+_FLEET_12_9 = ("12.2", "12.4", "12.6", "12.8", "12.9")
+_FLEET_12_8 = ("12.0", "12.2", "12.4", "12.6", "12.8")
+_FLEET_OLD = ("11.8", "12.0", "12.1", "12.2", "12.4")
+
 _DATA_CENTERS: tuple[DataCenter, ...] = (
     DataCenter("EU-RO-1", "EU Romania 1", "EUROPE", (_STD, _HPS), ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2"), True,
                _stock(high=[_4090, _A4000, _A4500, _ADA4000, _A5000],
                       medium=[_A40, _A6000, _L40S, _ADA6000, _A100S, _H100S, _5090],
-                      low=[_H200, _ADA2000, _MI300X])),
+                      low=[_H200, _ADA2000, _MI300X]),
+               cuda_fleet=_FLEET_13_0, cuda_by_gpu=MappingProxyType({_A100S: _FLEET_12_8})),
     DataCenter("EU-SE-1", "EU Sweden 1", "EUROPE", (_STD,), ("GDPR", "ISO_IEC_27001", "RENEWABLE"), False,
-               _stock(high=[_A40, _A6000], medium=[_A100P, _A5000, _ADA4000], low=[_L40, _H100P])),
+               _stock(high=[_A40, _A6000], medium=[_A100P, _A5000, _ADA4000], low=[_L40, _H100P]),
+               cuda_fleet=_FLEET_12_9),
     DataCenter("EU-CZ-1", "EU Czechia 1", "EUROPE", (_STD,), ("GDPR", "ISO_IEC_27001"), True,
-               _stock(high=[_4090, _5090], medium=[_A4000, _A5000, _3090, _L40S], low=[_H100N, _PRO6000])),
+               _stock(high=[_4090, _5090], medium=[_A4000, _A5000, _3090, _L40S], low=[_H100N, _PRO6000]),
+               cuda_fleet=_FLEET_13_0),
     DataCenter("EUR-IS-1", "EUR Iceland 1", "EUROPE", (_STD, _HPS),
                ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2", "RENEWABLE"), True,
                _stock(high=[_A4500, _ADA2000], medium=[_A4000, _A5000, _A6000, _L40S, _ADA6000, _4090, _H100S],
-                      low=[_A100S])),
+                      low=[_A100S]),
+               cuda_fleet=_FLEET_13_0),
     DataCenter("US-TX-3", "US Texas 3", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001", "HIPAA"),
                True,
                _stock(high=[_4090, _A5000, _L4, _A4000],
                       medium=[_A40, _A100S, _A100P, _H100S, _H100P, _L40S, _5090],
-                      low=[_H200, _PRO6000, _3090])),
+                      low=[_H200, _PRO6000, _3090]),
+               cuda_fleet=_FLEET_13_0,
+               cuda_by_gpu=MappingProxyType({_A5000: _FLEET_12_8, _L4: _FLEET_12_8, _3090: _FLEET_12_8})),
     DataCenter("US-KS-2", "US Kansas 2", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001"), True,
                _stock(high=[_4090, _H100S], medium=[_A6000, _L40S, _A100S, _PRO6000, _H100N, _A4000],
-                      low=[_B200, _L40])),
+                      low=[_B200, _L40]),
+               cuda_fleet=_FLEET_13_0),
     DataCenter("US-GA-2", "US Georgia 2", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2", "PCI_DSS", "HIPAA"), True,
-               _stock(high=[_H100S], medium=[_H200, _B200, _H100N, _A100S], low=[_PRO6000, _L40S, _MI300X])),
+               _stock(high=[_H100S], medium=[_H200, _B200, _H100N, _A100S], low=[_PRO6000, _L40S, _MI300X]),
+               cuda_fleet=_FLEET_13_0),
     DataCenter("US-IL-1", "US Illinois 1", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2",), False,
-               _stock(high=[_A4000, _A5000, _3090], medium=[_A6000, _L4, _ADA4000, _ADA2000], low=[_A40, _V100])),
+               _stock(high=[_A4000, _A5000, _3090], medium=[_A6000, _L4, _ADA4000, _ADA2000], low=[_A40, _V100]),
+               cuda_fleet=_FLEET_12_8, cuda_by_gpu=MappingProxyType({_V100: _FLEET_OLD})),
     DataCenter("CA-MTL-1", "CA Montreal 1", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2", "RENEWABLE"), True,
                _stock(high=[_A4500, _A5000, _A40], medium=[_A4000, _A6000, _ADA4000, _L40S, _ADA6000],
-                      low=[_A100P, _H100P])),
+                      low=[_A100P, _H100P]),
+               cuda_fleet=_FLEET_12_9, cuda_by_gpu=MappingProxyType({_L40S: _FLEET_13_0, _ADA6000: _FLEET_13_0})),
     DataCenter("US-CA-2", "US California 2", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001"), True,
-               _stock(high=[_4090, _5090], medium=[_H100S, _L40S, _A100S, _A5000, _L4], low=[_H100N, _PRO6000])),
+               _stock(high=[_4090, _5090], medium=[_H100S, _L40S, _A100S, _A5000, _L4], low=[_H100N, _PRO6000]),
+               cuda_fleet=_FLEET_13_0),
     DataCenter("AP-JP-1", "AP Japan 1", "ASIA", (_STD,), ("ISO_IEC_27001",), False,
-               _stock(medium=[_4090, _A6000], low=[_L40S, _H100S, _A5000])),
+               _stock(medium=[_4090, _A6000], low=[_L40S, _H100S, _A5000]),
+               cuda_fleet=_FLEET_12_8),
     DataCenter("OC-AU-1", "OC Australia 1", "OCEANIA", (), (), False,
-               _stock(medium=[_4090], low=[_A4000, _A6000, _3090])),
+               _stock(medium=[_4090], low=[_A4000, _A6000, _3090]),
+               cuda_fleet=_FLEET_12_8),
 )
 
 _GPU_BY_ID = {gpu.id: gpu for gpu in _GPU_TYPES}
@@ -252,18 +287,49 @@ def data_centers_offering_pool(pool_id: str) -> list[str]:
     return [dc.id for dc in _DATA_CENTERS if members & set(dc.gpu_stock)]
 
 
+def cuda_version_key(version: str) -> tuple[int, ...]:
+    """``12.11`` above ``12.2``: CUDA versions compare numerically, part by part (as the spec says)."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def host_cuda_versions(dc: DataCenter, gpu_type_id: str) -> tuple[str, ...]:
+    """CUDA versions the hosts of a GPU type report in a data center, oldest first (empty when the
+    data center does not stock the type, or the card reports none, e.g. AMD)."""
+    gpu = _GPU_BY_ID.get(gpu_type_id)
+    if gpu is None or gpu_type_id not in dc.gpu_stock:
+        return ()
+    fleet = dc.cuda_by_gpu.get(gpu_type_id, dc.cuda_fleet)
+    return tuple(sorted((v for v in fleet if v in gpu.cuda_versions), key=cuda_version_key))
+
+
+def cuda_filter(versions: Sequence[str], allowed: Sequence[str] = (), minimum: str | None = None) -> list[str]:
+    """The versions an endpoint's CUDA constraint accepts: ``allowed`` matches exactly, ``minimum``
+    numerically (a bare major, as the catalog filter takes, means any release of it); neither: all."""
+    out = list(versions)
+    if allowed:
+        out = [v for v in out if v in allowed]
+    if minimum:
+        floor = cuda_version_key(minimum)
+        out = [v for v in out if cuda_version_key(v)[:len(floor)] >= floor]
+    return out
+
+
 def place_worker(pools: Sequence[str], excluded_types: Sequence[str],
-                 data_center_ids: Sequence[str]) -> Placement | None:
+                 data_center_ids: Sequence[str], allowed_cuda: Sequence[str] = (),
+                 min_cuda: str | None = None) -> Placement | None:
     """Pick a GPU for a new worker the way the serverless scheduler does, deterministically.
 
     Pools are tried in the given order, GPU types of a pool in catalog order (skipping
     ``excluded_types``), and for each type the allowed data centers (all when
-    ``data_center_ids`` is empty) in catalog order; the first data center stocking that type
-    wins. Unknown pools are skipped. None means no capacity anywhere: the platform then shows
-    the worker as THROTTLED, as Runpod does.
+    ``data_center_ids`` is empty) in catalog order; the first data center with a host of that type
+    whose CUDA version passes the endpoint's filter (``allowed_cuda`` exact, ``min_cuda`` floor;
+    none: any host) wins, on its newest such host. Unknown pools are skipped. None means no
+    capacity anywhere: the platform then shows the worker as THROTTLED, as Runpod does when no
+    machine matches (the spec: a CUDA version no machine reports "yields a capacity error").
     """
     excluded = {t.strip() for t in excluded_types}
     allowed = set(data_center_ids)
+    constrained = bool(allowed_cuda) or bool(min_cuda)
     centers = [dc for dc in _DATA_CENTERS if not allowed or dc.id in allowed]
     for pool in pools:
         if pool not in _POOLS:
@@ -272,7 +338,12 @@ def place_worker(pools: Sequence[str], excluded_types: Sequence[str],
             if gpu.id in excluded:
                 continue
             for dc in centers:
-                if gpu.id in dc.gpu_stock:
-                    return Placement(gpu_type_id=gpu.id, data_center_id=dc.id,
-                                     price_per_gpu_s=pool_price_per_gpu_s(pool))
+                if gpu.id not in dc.gpu_stock:
+                    continue
+                hosts = cuda_filter(host_cuda_versions(dc, gpu.id), allowed_cuda, min_cuda)
+                if constrained and not hosts:
+                    continue
+                return Placement(gpu_type_id=gpu.id, data_center_id=dc.id,
+                                 price_per_gpu_s=pool_price_per_gpu_s(pool),
+                                 cuda_version=hosts[-1] if hosts else None)
     return None

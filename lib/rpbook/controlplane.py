@@ -134,6 +134,10 @@ class Endpoint:
     disk_gb: int | None = None
     gpu_excluded_types: tuple[str, ...] = ()
     created_at: str | None = None
+    allowed_cuda_versions: tuple[str, ...] = ()
+    """Host CUDA versions workers may be placed on (``gpu.allowedCudaVersions``); empty: any."""
+    min_cuda_version: str | None = None
+    """Lowest host CUDA version for workers (``gpu.minCudaVersion``); None: no floor."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The API's JSON for display, with secret env values masked."""
 
@@ -175,7 +179,8 @@ class Endpoint:
             timeout_ms=int(data.get("timeout") or 0), flashboot=str(data.get("flashboot") or "OFF"),
             request_urls=dict(data.get("requestUrls") or {}), type=str(data.get("type") or "QUEUE"),
             disk_gb=data.get("disk"), gpu_excluded_types=tuple(gpu.get("excludedTypes") or ()),
-            created_at=data.get("createdAt"), raw=_redact_raw(data))
+            created_at=data.get("createdAt"), allowed_cuda_versions=tuple(gpu.get("allowedCudaVersions") or ()),
+            min_cuda_version=gpu.get("minCudaVersion") or None, raw=_redact_raw(data))
 
 
 @dataclass(frozen=True, repr=False)
@@ -191,6 +196,8 @@ class Template:
     args: str = ""
     ports: tuple[str, ...] = ()
     category: str = "NVIDIA"
+    allowed_cuda_versions: tuple[str, ...] = ()
+    """Host CUDA versions for containers from this template; empty: any."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -206,7 +213,8 @@ class Template:
         return cls(id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""),
                    env=env, disk_gb=int(data.get("disk") or 0), serverless=bool(data.get("serverless")),
                    args=str(data.get("args") or ""), ports=tuple(data.get("ports") or ()),
-                   category=str(data.get("category") or "NVIDIA"), raw=_redact_raw(data))
+                   category=str(data.get("category") or "NVIDIA"),
+                   allowed_cuda_versions=tuple(data.get("allowedCudaVersions") or ()), raw=_redact_raw(data))
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,10 @@ class GpuType:
     availability: str | None = None
     """Overall serverless stock, when asked for (``serverless_availability=True``)."""
     data_centers: tuple[Availability, ...] = ()
-    """Data centers stocking this type for serverless, when asked for."""
+    """Data centers stocking this type for serverless, when asked for (with a CUDA filter: only
+    those with hosts on a matching CUDA version)."""
+    cuda_versions: tuple[str, ...] = ()
+    """CUDA versions hosts of this type report (``cudaVersions``), when availability was asked for."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -268,7 +279,8 @@ class GpuType:
         return cls(id=str(data["id"]), name=str(data.get("name", "")), pool=data.get("pool"),
                    memory_gb=int(data.get("memory") or 0),
                    serverless_price_hr=float(price) if price is not None else None,
-                   availability=data.get("availability"), data_centers=centers, raw=dict(data))
+                   availability=data.get("availability"), data_centers=centers,
+                   cuda_versions=tuple(str(c["version"]) for c in data.get("cudaVersions") or ()), raw=dict(data))
 
 
 @dataclass(frozen=True)
@@ -619,10 +631,15 @@ class RunpodClient:
 
     # -- catalog and billing ------------------------------------------------------------------
 
-    def gpu_types(self, serverless_availability: bool = True) -> list[GpuType]:
+    def gpu_types(self, serverless_availability: bool = True, *, cuda: Mapping[str, str] | None = None
+                  ) -> list[GpuType]:
         """The GPU catalog; with ``serverless_availability`` each type lists the data centers that
-        stock it for serverless (``include=AVAILABILITY&product=SERVERLESS``)."""
-        params = {"include": "AVAILABILITY", "product": "SERVERLESS"} if serverless_availability else None
+        stock it for serverless (``include=AVAILABILITY&product=SERVERLESS``). ``cuda`` is a CUDA
+        filter (``CudaRequirement.catalog_params()``: ``cudaVersions`` or ``minCudaVersion``) that
+        scopes that availability to hosts on a matching CUDA version."""
+        params: dict[str, str] | None = None
+        if serverless_availability:
+            params = {"include": "AVAILABILITY", "product": "SERVERLESS", **(cuda or {})}
         return [GpuType.from_api(g) for g in self._json("GET", "/v2/catalog/gpus", params=params).get("gpus", [])]
 
     def data_centers(self, gpu_availability: bool = True) -> list[DataCenter]:

@@ -17,6 +17,12 @@ fixed at creation; an endpoint's workers can only mount a volume in their own da
 data center must stock the endpoint's GPU pool or the workers stay THROTTLED forever; REST v2
 endpoints copy the template's image and env at creation (no link is kept), so a changed template
 reaches an existing endpoint only by a PATCH with ``templateId``.
+
+CUDA: an image built for CUDA 13.0 (``runpod/worker-v1-vllm`` v2.19.0+) crash-loops, billed, on an
+older host, so the endpoint carries its image's requirement (``gpu.allowedCudaVersions`` or
+``minCudaVersion``, from :mod:`rpbook.cuda` unless the spec sets it), the plan shows it, and before
+anything is created the catalog must show hosts with it for the pools in the data center (pinned or
+the volume's); otherwise ``ConfigError`` names the pools and data centers that do offer it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
                                  Template, by_name, display_env_value)
+from rpbook.cuda import CudaRequirement, image_cuda_requirement
 from rpbook.display import html_table
 from rpbook.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.errors import ConfigError, PlanConflictError
@@ -252,11 +259,15 @@ def plan_volume(client: RunpodClient, spec: VolumeSpec) -> Plan:
 
 
 def _template_wanted(spec: TemplateSpec) -> dict[str, Any]:
-    return {"image": spec.image, "disk_gb": spec.disk_gb, "serverless": spec.serverless, "args": spec.args,
-            "ports": tuple(spec.ports)}
+    wanted = {"image": spec.image, "disk_gb": spec.disk_gb, "serverless": spec.serverless, "args": spec.args,
+              "ports": tuple(spec.ports)}
+    if spec.cuda_versions is not None:  # None: no known requirement, the template's is left alone
+        wanted["allowed_cuda_versions"] = spec.cuda_versions
+    return wanted
 
 
-_TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverless", "args": "args", "ports": "ports"}
+_TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverless", "args": "args", "ports": "ports",
+                    "allowed_cuda_versions": "allowedCudaVersions"}
 
 
 def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
@@ -272,9 +283,12 @@ def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
             body["args"] = spec.args
         if spec.ports:
             body["ports"] = list(spec.ports)
+        if wanted.get("allowed_cuda_versions"):
+            body["allowedCudaVersions"] = list(wanted["allowed_cuda_versions"])
         return Plan("template", spec.name, "create", changes, None, [], body)
     actual = {"image": template.image, "disk_gb": template.disk_gb, "serverless": template.serverless,
-              "args": template.args, "ports": tuple(template.ports)}
+              "args": template.args, "ports": tuple(template.ports),
+              "allowed_cuda_versions": template.allowed_cuda_versions}
     changes = _compare(wanted, actual)
     env_changes = _env_changes(spec.env, template.env)
     body = {_TEMPLATE_FIELDS[c.field]: (list(c.wanted) if isinstance(c.wanted, tuple) else c.wanted)
@@ -318,9 +332,15 @@ def _level(value: str) -> int:
     return AVAILABILITY_LEVELS.index(value) if value in AVAILABILITY_LEVELS else 0
 
 
-def _qualifying(client: RunpodClient, pools: Sequence[str]
+def _cuda_gpus(client: RunpodClient, cuda: CudaRequirement | None) -> list[GpuType]:
+    """The serverless catalog, its availability scoped to hosts meeting ``cuda`` when constrained."""
+    params = cuda.catalog_params() if cuda is not None and cuda.constrained else None
+    return client.gpu_types(serverless_availability=True, cuda=params)
+
+
+def _qualifying(client: RunpodClient, pools: Sequence[str], cuda: CudaRequirement | None = None
                 ) -> tuple[list[DataCenter], list[DataCenter], dict[str, dict[str, str]]]:
-    gpus = client.gpu_types(serverless_availability=True)
+    gpus = _cuda_gpus(client, cuda)
     check_pools("pool", pools, gpus)
     centers = client.data_centers(gpu_availability=False)
     stock = _pool_stock(gpus, pools)
@@ -328,52 +348,65 @@ def _qualifying(client: RunpodClient, pools: Sequence[str]
     return centers, good, stock
 
 
-def _offering(good: Sequence[DataCenter], pools: Sequence[str]) -> str:
+def _offering(good: Sequence[DataCenter], pools: Sequence[str], cuda: CudaRequirement | None = None) -> str:
     names = ", ".join(dc.id for dc in good)
-    return (f"data centers that offer {'/'.join(pools)} for serverless and STANDARD network volumes: "
+    with_cuda = f" on hosts with {cuda.describe()}" if cuda is not None and cuda.constrained else ""
+    return (f"data centers that offer {'/'.join(pools)} for serverless{with_cuda} and STANDARD network volumes: "
             f"{names or 'none; try other GPU pools'}")
 
 
-def check_data_center(client: RunpodClient, data_center: str, pool: str | Sequence[str]) -> DataCenter:
+def check_data_center(client: RunpodClient, data_center: str, pool: str | Sequence[str], *,
+                      cuda: CudaRequirement | None = None) -> DataCenter:
     """The data center, if it stocks (one of) the GPU pool(s) for serverless and offers STANDARD
     network volumes; otherwise ``ConfigError`` naming the data centers that do. A volume pins the
-    endpoint to its data center, so one without the pool means workers that never start."""
+    endpoint to its data center, so one without the pool means workers that never start. With
+    ``cuda`` (what the image needs, e.g. ``image_cuda_requirement(template_spec.image)``) the pool's
+    hosts there must also offer that CUDA version."""
     pools = _pools(pool)
-    centers, good, stock = _qualifying(client, pools)
+    centers, good, stock = _qualifying(client, pools, cuda)
     dc = next((c for c in centers if c.id == data_center), None)
     if dc is None:
-        raise ConfigError(f"data_center {data_center!r} is not in Runpod's catalog; {_offering(good, pools)}")
+        raise ConfigError(f"data_center {data_center!r} is not in Runpod's catalog; {_offering(good, pools, cuda)}")
     if not dc.offers_standard_volumes:
-        raise ConfigError(f"data_center {data_center!r} offers no STANDARD network volumes; {_offering(good, pools)}")
+        raise ConfigError(f"data_center {data_center!r} offers no STANDARD network volumes; "
+                          f"{_offering(good, pools, cuda)}")
     if not stock.get(dc.id):
+        if cuda is not None and cuda.constrained:
+            raise ConfigError(f"data_center {data_center!r} has no {'/'.join(pools)} hosts with {cuda.describe()} "
+                              "(what the worker image needs) for serverless, so workers would stay THROTTLED or, "
+                              f"without the constraint, crash-loop; {_offering(good, pools, cuda)}")
         raise ConfigError(f"data_center {data_center!r} has no {'/'.join(pools)} GPUs for serverless, so workers "
                           f"would stay THROTTLED; {_offering(good, pools)}")
     return dc
 
 
-def pick_data_center(client: RunpodClient, pool: str | Sequence[str], preferred: str | None = None) -> DataCenter:
+def pick_data_center(client: RunpodClient, pool: str | Sequence[str], preferred: str | None = None, *,
+                     cuda: CudaRequirement | None = None) -> DataCenter:
     """``preferred`` if it qualifies (else ``ConfigError`` naming ones that do); without one, the data
-    center with the best serverless stock of the first pool (then the next ...), in catalog order."""
+    center with the best serverless stock of the first pool (then the next ...), in catalog order.
+    With ``cuda`` only hosts offering that CUDA version count (see ``check_data_center``)."""
     pools = _pools(pool)
     if preferred:
-        return check_data_center(client, preferred, pools)
-    centers, good, stock = _qualifying(client, pools)
+        return check_data_center(client, preferred, pools, cuda=cuda)
+    centers, good, stock = _qualifying(client, pools, cuda)
     if not good:
-        raise ConfigError(f"no data center offers {'/'.join(pools)} for serverless together with STANDARD network "
-                          "volumes; choose other GPU pools")
+        with_cuda = f" on hosts with {cuda.describe()}" if cuda is not None and cuda.constrained else ""
+        raise ConfigError(f"no data center offers {'/'.join(pools)} for serverless{with_cuda} together with STANDARD "
+                          "network volumes; choose other GPU pools")
     order = {dc.id: i for i, dc in enumerate(centers)}
     return min(good, key=lambda dc: (tuple(-_level(stock[dc.id].get(p, "NONE")) for p in pools), order[dc.id]))
 
 
 def volume_data_center(client: RunpodClient, volume_name: str, pool: str | Sequence[str],
-                       preferred: str | None = None) -> DataCenter:
+                       preferred: str | None = None, *, cuda: CudaRequirement | None = None) -> DataCenter:
     """Where the volume named ``volume_name`` lives or should live. An existing volume cannot move,
-    so its data center wins when none is asked for (and must still offer the pools); a different
-    ``preferred`` one is a conflict the plan reports. Without a volume: ``pick_data_center``."""
+    so its data center wins when none is asked for (and must still offer the pools, on hosts with
+    ``cuda`` when given); a different ``preferred`` one is a conflict the plan reports. Without a
+    volume: ``pick_data_center``."""
     existing = _single("volume", volume_name, by_name(client.list_network_volumes(), volume_name))
     if existing is not None and not preferred:
-        return check_data_center(client, existing.data_center, pool)
-    return pick_data_center(client, pool, preferred)
+        return check_data_center(client, existing.data_center, pool, cuda=cuda)
+    return pick_data_center(client, pool, preferred, cuda=cuda)
 
 
 def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
@@ -447,7 +480,8 @@ def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
             "workers_max": endpoint.workers_max, "idle_timeout_s": endpoint.idle_timeout_s,
             "scaler": endpoint.scaler_type, "scaler_value": endpoint.scaler_value,
             "execution_timeout_s": endpoint.timeout_ms / 1000, "flashboot": endpoint.flashboot_enabled,
-            "network_volume": endpoint.network_volume_ids, "data_center": endpoint.data_center_ids}
+            "network_volume": endpoint.network_volume_ids, "data_center": endpoint.data_center_ids,
+            "allowed_cuda_versions": endpoint.allowed_cuda_versions, "min_cuda_version": endpoint.min_cuda_version}
 
 
 def _scaling(spec: EndpointSpec) -> dict[str, Any]:
@@ -461,11 +495,16 @@ def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None,
     body: dict[str, Any] = {}
     if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):
         body["templateId"] = template_id  # re-applies the template's image, disk and env (env replaced)
-    gpu = {}
+    gpu: dict[str, Any] = {}
     if "gpu_pools" in changed:
         gpu["pools"] = list(spec.gpu_pools)
     if "gpu_count" in changed:
         gpu["count"] = spec.gpu_count
+    # A PATCH setting one CUDA field does not clear the other: both are sent when both differ.
+    if "allowed_cuda_versions" in changed:
+        gpu["allowedCudaVersions"] = list(wanted["allowed_cuda_versions"])
+    if "min_cuda_version" in changed:
+        gpu["minCudaVersion"] = wanted["min_cuda_version"] or ""  # "" clears the floor
     if gpu:
         body["gpu"] = gpu
     workers = {}
@@ -488,6 +527,51 @@ def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None,
     if "data_center" in changed:
         body["dataCenterIds"] = list(wanted["data_center"])
     return body
+
+
+def endpoint_cuda(spec: EndpointSpec, image: str | None) -> CudaRequirement | None:
+    """The endpoint's CUDA constraint: the spec's own, else what its image needs (``rpbook.cuda``),
+    else None (not known: the endpoint's CUDA fields are left as they are)."""
+    if spec.cuda is not None:
+        return spec.cuda
+    return image_cuda_requirement(image) if image else None
+
+
+def _check_cuda(client: RunpodClient, spec: EndpointSpec, cuda: CudaRequirement, image: str | None,
+                data_center: str | None) -> list[str]:
+    """Refuse (``ConfigError``) when no host offers ``cuda`` for the pools where workers may run (the
+    pinned data center, else anywhere); notes for pools that lack it there. Read from the catalog's
+    CUDA-scoped availability, which lists only data centers with hosts on a matching version."""
+    gpus = _cuda_gpus(client, cuda)
+    stock = _pool_stock(gpus, spec.gpu_pools)
+    pools = ", ".join(spec.gpu_pools)
+    source = f"{image} needs it ({cuda.source})" if spec.cuda is None and image else "EndpointSpec asks for it"
+    why = f"{source}; a worker on another host never starts (crash loop, billed) or waits THROTTLED"
+    offering = "; ".join(f"{dc} ({', '.join(sorted(levels))})" for dc, levels in sorted(stock.items()) if levels)
+
+    def pools_offering(where: str | None) -> str:
+        found = sorted({g.pool for g in gpus if g.pool and any(where in (None, d.id) for d in g.data_centers
+                                                                if d.availability != "NONE")})
+        return ", ".join(found) or "none"
+
+    if data_center is not None:
+        here = stock.get(data_center, {})
+        if not here:
+            raise ConfigError(
+                f"data center {data_center} has no host with {cuda.describe()} for the GPU pools {pools}: {why}. "
+                f"Data centers whose hosts offer it for these pools: {offering or 'none'}; pools that offer it in "
+                f"{data_center}: {pools_offering(data_center)}. Change the data center (and so the volume), "
+                "gpu_pools or the image tag.")
+        missing = [p for p in spec.gpu_pools if p not in here]
+        if missing:
+            usable = ", ".join(p for p in spec.gpu_pools if p in here)
+            lacking = ", ".join(missing)
+            return [f"{data_center} has no {lacking} host with {cuda.describe()}; workers will use {usable} only"]
+        return []
+    if not stock:
+        raise ConfigError(f"no data center has hosts with {cuda.describe()} for the GPU pools {pools}: {why}. "
+                          f"Pools that offer it: {pools_offering(None)}. Change gpu_pools or the image tag.")
+    return []
 
 
 def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | None = None,
@@ -531,6 +615,15 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
         if missing:
             notes.append(f"{data_center} has no {', '.join(missing)} for serverless; workers will use "
                          f"{', '.join(p for p in spec.gpu_pools if p in stock)} only")
+    image = container.image if container is not None else None
+    cuda = endpoint_cuda(spec, image)
+    if cuda is not None and cuda.constrained:
+        notes += _check_cuda(client, spec, cuda, image, data_center)
+        if spec.cuda is None:
+            notes.append(f"{cuda.describe()}: what {image} needs ({cuda.source})")
+    elif cuda is None and image:
+        notes.append(f"no CUDA requirement is known for {image}: workers may land on any host; if the image needs "
+                     "one, set EndpointSpec.allowed_cuda_versions or min_cuda_version")
 
     wanted: dict[str, Any] = {}
     if container is not None:
@@ -547,11 +640,13 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
         wanted["network_volume"] = ()
     if data_center is not None:
         wanted["data_center"] = (data_center,)
+    if cuda is not None:
+        wanted.update(allowed_cuda_versions=cuda.allowed, min_cuda_version=cuda.minimum)
 
     matches = by_name(client.list_endpoints(), spec.name)
     endpoint: Endpoint | None = _single("endpoint", spec.name, matches)
     if endpoint is None:
-        changes = [FieldChange(name, value, None) for name, value in wanted.items() if value != ()]
+        changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ((), None)]
         if volume is None and spec.network_volume_name is not None:
             changes.append(FieldChange("network_volume", f"{spec.network_volume_name} (to be created)", None))
         if container is not None:
@@ -567,6 +662,8 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
             body["networkVolumes"] = [volume.id]
         if data_center is not None:
             body["dataCenterIds"] = [data_center]
+        if cuda is not None:  # an explicit [] states "no constraint" (else a template's would be inherited)
+            body["gpu"].update(cuda.endpoint_gpu_fields() or {"allowedCudaVersions": []})
         return Plan("endpoint", spec.name, "create", changes, None, notes, body, blocked)
 
     actual = _endpoint_actual(endpoint)
@@ -578,6 +675,8 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
     changed = {c.field for c in changes}
     if "flashboot" not in changed and spec.flashboot and endpoint.flashboot == "PRIORITY_FLASHBOOT":
         notes.append("FlashBoot is on with priority capacity (PRIORITY_FLASHBOOT); left as it is")
+    if changed & {"allowed_cuda_versions", "min_cuda_version"}:
+        notes.append("the CUDA constraint takes effect as workers are replaced (running ones finish first)")
     if "gpu_pools" in changed and endpoint.gpu_excluded_types:
         notes.append(f"changing gpu_pools clears the excluded GPU types ({', '.join(endpoint.gpu_excluded_types)})")
     if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from rpbook.controlplane import is_secret_env_key, is_secret_reference
+from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.errors import ConfigError
 from rpbook.secrets import Secret
 
@@ -151,6 +152,9 @@ class TemplateSpec:
     serverless: bool = True
     args: str = ""
     ports: tuple[str, ...] = ()
+    allowed_cuda_versions: Sequence[str] | None = None
+    """Host CUDA versions containers from it may run on (``allowedCudaVersions``, inherited by an
+    endpoint created from it). None: the image's exact set when ``rpbook.cuda`` knows one."""
 
     def __post_init__(self) -> None:
         _name("TemplateSpec.name", self.name)
@@ -166,6 +170,21 @@ class TemplateSpec:
         if not all(isinstance(p, str) and re.fullmatch(r"\d+/(http|tcp|udp)", p) for p in ports):
             raise _fail("TemplateSpec.ports", f"each port is 'NUMBER/http' or 'NUMBER/tcp', got {self.ports!r}")
         object.__setattr__(self, "ports", ports)
+        if self.allowed_cuda_versions is not None:
+            try:
+                cuda = requirement_from_fields(self.allowed_cuda_versions, None)
+            except ConfigError as exc:
+                raise ConfigError(f"TemplateSpec.{exc}") from None
+            object.__setattr__(self, "allowed_cuda_versions", cuda.allowed if cuda is not None else ())
+
+    @property
+    def cuda_versions(self) -> tuple[str, ...] | None:
+        """The template's ``allowedCudaVersions``: as set, else the image's exact set (a floor such as
+        the Infinity worker's cannot be stated on a template), else None (not known: left alone)."""
+        if self.allowed_cuda_versions is not None:
+            return tuple(self.allowed_cuda_versions)
+        need = image_cuda_requirement(self.image)
+        return need.allowed if need is not None and need.allowed else None
 
     def __repr__(self) -> str:
         env = {k: (v.masked if isinstance(v, Secret) else v) for k, v in self.env.items()}
@@ -248,6 +267,11 @@ class EndpointSpec:
     scaler_value: float = 15
     network_volume_name: str | None = None
     data_center: str | None = None
+    allowed_cuda_versions: Sequence[str] | None = None
+    """Host CUDA versions workers may run on (``gpu.allowedCudaVersions``, e.g. ``['13.0']``). None
+    with ``min_cuda_version`` None: what the template's image needs (``rpbook.cuda``); ``[]``: any."""
+    min_cuda_version: str | None = None
+    """A CUDA floor instead (``gpu.minCudaVersion``, e.g. ``'12.4'``); exclusive with the above."""
 
     def __post_init__(self) -> None:
         _name("EndpointSpec.name", self.name)
@@ -289,6 +313,15 @@ class EndpointSpec:
         object.__setattr__(self, "data_center", _optional(self.data_center))
         if self.data_center is not None:
             _data_center("EndpointSpec.data_center", self.data_center)
+        object.__setattr__(self, "min_cuda_version", _optional(self.min_cuda_version))
+        object.__setattr__(self, "allowed_cuda_versions", _optional(self.allowed_cuda_versions))  # [] is "any"
+        try:
+            cuda = requirement_from_fields(self.allowed_cuda_versions, self.min_cuda_version)
+        except ConfigError as exc:
+            raise ConfigError(f"EndpointSpec.{exc}") from None
+        if cuda is not None:
+            object.__setattr__(self, "allowed_cuda_versions", cuda.allowed if self.allowed_cuda_versions is not None
+                               else None)
 
     def _set_int(self, name: str, low: int | None, high: int | None, unit: str) -> None:
         object.__setattr__(self, name, _int(f"EndpointSpec.{name}", getattr(self, name), low, high, unit))
@@ -300,6 +333,11 @@ class EndpointSpec:
     @property
     def flashboot_mode(self) -> str:
         return "FLASHBOOT" if self.flashboot else "OFF"
+
+    @property
+    def cuda(self) -> CudaRequirement | None:
+        """The CUDA constraint set here, or None: derive it from the template's image."""
+        return requirement_from_fields(self.allowed_cuda_versions, self.min_cuda_version)
 
     def check_pools(self, catalog: Iterable[Any]) -> None:
         """Refuse pool ids the catalog does not have; ``catalog`` is ``client.gpu_types()`` or pool ids."""

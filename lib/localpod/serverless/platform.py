@@ -353,6 +353,7 @@ class Platform:
                 "health": runtime.health(),
                 "workers": [{"id": w.id, "status": w.status, "version": w.version, "stale": w.stale,
                              "gpuTypeId": w.gpu_type_id, "dataCenterId": w.data_center_id,
+                             "hostCudaVersion": w.host_cuda,
                              "coldStart": w.plan.describe() if w.plan else None,
                              "unhealthyReason": w.unhealthy_reason,
                              "events": [[round(t, 4), s] for t, s in w.events]}

@@ -3,7 +3,12 @@
 States as Runpod reports them: THROTTLED (no GPU free in the allowed pools and data centers),
 INITIALIZING (container start + model load), IDLE (ready, no job), RUNNING (at least one job, up
 to the endpoint's per-worker concurrency), UNHEALTHY (the handler cannot start, e.g. a gated
-model without an accepted licence; it keeps retrying, as a crash-looping container does).
+model without an accepted licence, or an image built for a newer CUDA than its host reports; it
+keeps retrying, as a crash-looping container does, and stays billed).
+
+Placement honours the endpoint's ``gpu.allowedCudaVersions`` / ``minCudaVersion``: no host
+matching them anywhere allowed leaves the worker THROTTLED. Without them a worker may land on a
+host too old for its image (:mod:`localpod.serverless.imagecuda`) and crash-loops there.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from localpod.serverless import jobs as J
 from localpod.serverless.backends import create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
+from localpod.serverless.imagecuda import image_min_cuda
 from localpod.store import WorkerSession, new_id
 
 if TYPE_CHECKING:
@@ -54,6 +60,7 @@ class Worker:
         self.status = THROTTLED
         self.gpu_type_id: str | None = None
         self.data_center_id: str | None = None
+        self.host_cuda: str | None = None
         self.started_wall: float | None = None
         self.ready_at: float | None = None
         self.idle_since = time.monotonic()
@@ -117,12 +124,14 @@ class Worker:
         endpoint = self.runtime.endpoint
         while True:
             placement = catalog.place_worker(endpoint.gpu_pools, endpoint.gpu_excluded_types,
-                                             self.runtime.allowed_data_centers())
+                                             self.runtime.allowed_data_centers(),
+                                             endpoint.allowed_cuda_versions, endpoint.min_cuda_version)
             if placement is not None:
                 break
             await asyncio.sleep(max(self.runtime.profile.scaler_tick_s, 0.05))
         self.gpu_type_id = placement.gpu_type_id
         self.data_center_id = placement.data_center_id
+        self.host_cuda = placement.cuda_version
         self.started_wall = time.time()
         self.session = WorkerSession(endpoint_id=endpoint.id, worker_id=self.id, gpu_type_id=placement.gpu_type_id,
                                      gpu_count=self.gpu_count, price_per_gpu_s=placement.price_per_gpu_s,
@@ -145,7 +154,7 @@ class Worker:
         plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
-        denial = self._download_denial(repos, plan)
+        denial = self._cuda_denial(endpoint.image) or self._download_denial(repos, plan)
         if denial is not None:
             self.unhealthy_reason = denial
             self._set(UNHEALTHY)
@@ -170,6 +179,17 @@ class Worker:
         self._set(IDLE)
         runtime.worker_ready(self)
         return True
+
+    def _cuda_denial(self, image: str) -> str | None:
+        """Why the container cannot start on this host's CUDA, or None when it can (or is unknown)."""
+        need = image_min_cuda(image)
+        if need is None or self.host_cuda is None:
+            return None
+        if catalog.cuda_version_key(self.host_cuda) >= catalog.cuda_version_key(need.min_cuda):
+            return None
+        return (f"{image} needs CUDA >= {need.min_cuda} ({need.source}) but host {self.gpu_type_id} in "
+                f"{self.data_center_id} reports CUDA {self.host_cuda}: the container cannot start and restarts "
+                f"(crash loop, billed); set the endpoint's gpu.allowedCudaVersions or gpu.minCudaVersion")
 
     def _download_denial(self, repos: list[str], plan: ColdStartPlan) -> str | None:
         """What the Hub would refuse this worker, for the repos it downloads in this start."""

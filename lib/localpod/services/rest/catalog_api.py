@@ -3,9 +3,12 @@
 A runbook reads these before creating an endpoint: ``pool`` gives the id ``gpu.pools`` takes, and
 ``include=AVAILABILITY&product=SERVERLESS`` (GPUs) or ``include=GPU_AVAILABILITY`` (data centers)
 shows where the stock is, which is how it learns that its network volume's data center has to stock
-the endpoint's pool. The data is :mod:`localpod.catalog`'s snapshot. Availability follows the spec's
-parameter rules: ``product`` is required with ``include=AVAILABILITY`` and the availability filters
-are only valid with it (400 otherwise); malformed or unknown enum values are a 422.
+the endpoint's pool. ``cudaVersions`` / ``minCudaVersion`` scope that availability to hosts
+reporting a matching CUDA version (``dataCenters`` then lists only data centers with such a host),
+so "does US-IL-1 have CUDA 13.0 hosts for AMPERE_24?" is one read. The data is
+:mod:`localpod.catalog`'s snapshot. Availability follows the spec's parameter rules: ``product`` is
+required with ``include=AVAILABILITY`` and the availability filters are only valid with it (400
+otherwise); malformed or unknown enum values are a 422.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class AvailabilityQuery:
     cloud: str
     countries: tuple[str, ...]
     cuda_exact: tuple[str, ...]
-    cuda_min: tuple[int, ...] | None
+    cuda_min: str | None
 
 
 def _enum_values(request: Request, name: str, allowed: tuple[str, ...], errors: list[str]) -> list[str]:
@@ -55,11 +58,6 @@ def _enum_values(request: Request, name: str, allowed: tuple[str, ...], errors: 
         if value not in allowed:
             errors.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
     return values
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    """``12.11`` above ``12.2``: CUDA versions compare numerically, part by part."""
-    return tuple(int(part) for part in version.split("."))
 
 
 def parse_availability(request: Request) -> AvailabilityQuery | None:
@@ -101,18 +99,16 @@ def parse_availability(request: Request) -> AvailabilityQuery | None:
         return None
     return AvailabilityQuery(products=tuple(products), count=count, cloud=cloud, countries=tuple(countries),
                              cuda_exact=tuple(cuda_exact),
-                             cuda_min=_version_key(cuda_min) if cuda_min is not None else None)
+                             cuda_min=cuda_min)
 
 
-def _cuda_matches(gpu: GpuType, query: AvailabilityQuery) -> list[str]:
-    versions = list(gpu.cuda_versions)
-    if query.cuda_exact:
-        versions = [v for v in versions if v in query.cuda_exact]
-    if query.cuda_min is not None:
-        floor = query.cuda_min
-        # A bare major ("12") means any release of that major: compare on the parts given.
-        versions = [v for v in versions if _version_key(v)[:len(floor)] >= floor]
-    return versions
+def _cuda_filtered(query: AvailabilityQuery) -> bool:
+    return bool(query.cuda_exact) or query.cuda_min is not None
+
+
+def _host_versions(gpu: GpuType, dc: DataCenter, query: AvailabilityQuery) -> list[str]:
+    """The CUDA versions this GPU type's hosts in ``dc`` report, narrowed by the query's CUDA filter."""
+    return catalog.cuda_filter(catalog.host_cuda_versions(dc, gpu.id), query.cuda_exact, query.cuda_min)
 
 
 def _offered(gpu: GpuType, query: AvailabilityQuery) -> bool:
@@ -128,13 +124,31 @@ def _offered(gpu: GpuType, query: AvailabilityQuery) -> bool:
     return False
 
 
-def _stocking_centers(gpu: GpuType, query: AvailabilityQuery) -> list[DataCenter]:
-    if not _offered(gpu, query):
-        return []
-    if (query.cuda_exact or query.cuda_min is not None) and not _cuda_matches(gpu, query):
-        return []
+def _centers(gpu: GpuType, query: AvailabilityQuery) -> list[DataCenter]:
+    """Data centers stocking the type, in the requested countries (any product, any CUDA)."""
     return [dc for dc in catalog.data_centers() if gpu.id in dc.gpu_stock
             and (not query.countries or catalog.country_code(dc.id) in query.countries)]
+
+
+def _stocking_centers(gpu: GpuType, query: AvailabilityQuery) -> list[DataCenter]:
+    """Where the type can be had in the requested configuration: with a CUDA filter, only data
+    centers with a host reporting a matching version (the spec scopes availability by it)."""
+    if not _offered(gpu, query):
+        return []
+    centers = _centers(gpu, query)
+    if _cuda_filtered(query):
+        centers = [dc for dc in centers if _host_versions(gpu, dc, query)]
+    return centers
+
+
+def _cuda_versions(gpu: GpuType, query: AvailabilityQuery, stocking: list[DataCenter]) -> list[dict[str, Any]]:
+    """``cudaVersions``: every version the type's hosts report in the scoped data centers, oldest
+    first; ``available`` when a data center stocking it for the product has such a host."""
+    offered: set[str] = set()
+    for dc in _centers(gpu, query):
+        offered.update(_host_versions(gpu, dc, query))
+    in_stock = {v for dc in stocking for v in _host_versions(gpu, dc, query)}
+    return [{"version": v, "available": v in in_stock} for v in sorted(offered, key=catalog.cuda_version_key)]
 
 
 def gpu_json(gpu: GpuType, query: AvailabilityQuery | None) -> dict[str, Any]:
@@ -156,9 +170,9 @@ def gpu_json(gpu: GpuType, query: AvailabilityQuery | None) -> dict[str, Any]:
     if centers:
         body["dataCenters"] = [{"id": dc.id, "name": dc.name, "availability": dc.gpu_stock[gpu.id]}
                                for dc in centers]
-    versions = _cuda_matches(gpu, query)
+    versions = _cuda_versions(gpu, query, centers)
     if versions:
-        body["cudaVersions"] = [{"version": v, "available": overall != "NONE"} for v in versions]
+        body["cudaVersions"] = versions  # absent, not empty, for a type with none (the spec's rule)
     return body
 
 

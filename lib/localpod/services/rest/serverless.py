@@ -8,6 +8,11 @@ Rules localpod enforces because Runpod does (and a runbook must learn them local
   volume per data center; attaching volumes pins the endpoint to the volumes' data centers (the
   response's ``dataCenterIds`` shows the pin). Whether those data centers stock the endpoint's GPU
   pool is *not* checked at create time, as upstream: the workers simply stay THROTTLED;
+- ``gpu.allowedCudaVersions`` (exact ``major.minor`` set) and ``gpu.minCudaVersion`` (floor) are
+  mutually exclusive when both are non-empty; when neither is sent on create, a template's
+  ``allowedCudaVersions`` is inherited. A version no host reports is accepted, as upstream (the spec:
+  "yields a capacity error rather than a fallback"): the workers stay THROTTLED. Without either, a
+  worker may land on a host too old for its image and crash-loop (:mod:`localpod.serverless.imagecuda`);
 - ``templateId`` must name a serverless template; its container settings are copied (``env`` merged
   per key, the body wins) and the link is remembered in ``Endpoint.template_id`` (GraphQL shows it,
   REST v2 does not return it). A PATCH with ``templateId`` re-points that link;
