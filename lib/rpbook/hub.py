@@ -462,6 +462,11 @@ def _download_json(settings: Settings, token: Secret, repo_id: str, filename: st
     return data
 
 
+def model_config(settings: Settings, token: Secret, repo_id: str) -> dict[str, Any]:
+    """The repo's ``config.json`` (architecture, context length, sizes), read through the Hub client."""
+    return _download_json(settings, token, repo_id, "config.json")
+
+
 def embedding_dimension(settings: Settings, token: Secret, repo_id: str) -> int:
     """The size of the vectors an embedding model returns: ``hidden_size`` in its ``config.json``
     (384 for bge-small-en-v1.5), which sentence-transformers' pooling keeps."""

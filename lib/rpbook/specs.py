@@ -12,6 +12,7 @@ workers idle 120 s before stopping (so a chat session does not pay a cold start 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -288,7 +289,8 @@ class EndpointSpec:
         object.__setattr__(self, "gpu_pools", tuple(pools))
         self._set_int("gpu_count", 1, None, "GPUs per worker")
         self._set_int("workers_min", 0, None, "workers")
-        self._set_int("workers_max", 0, None, "workers")
+        self._set_int("workers_max", 1, None, "workers (0 would mean no worker can ever start: the first "
+                                              "request waits forever)")
         if self.workers_min > self.workers_max:
             raise _fail("EndpointSpec.workers_min", f"{self.workers_min} is above workers_max {self.workers_max}; "
                                                     "lower workers_min or raise workers_max")
@@ -300,8 +302,8 @@ class EndpointSpec:
         if self.scaler not in SCALERS:
             raise _fail("EndpointSpec.scaler", f"must be one of {', '.join(SCALERS)}, got {self.scaler!r}")
         value = self.scaler_value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail("EndpointSpec.scaler_value", f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _fail("EndpointSpec.scaler_value", f"must be a finite number, got {value!r}")
         if self.scaler == "QUEUE_DELAY" and value < 0.5:
             raise _fail("EndpointSpec.scaler_value", f"with QUEUE_DELAY it is seconds in the queue before a new "
                                                      f"worker starts and must be >= 0.5, got {value}")
