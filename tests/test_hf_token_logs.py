@@ -10,15 +10,15 @@ of every worker's log, with a negative control proving the emulated start line w
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 from conftest import LocalpodServer
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError
-from rpbook.plans import FieldChange, apply, ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, \
-    plan_template
+from rpbook.plans import (FieldChange, apply, ensure_endpoint, ensure_template, ensure_volume, plan_endpoint,
+                          plan_template)
 from rpbook.secrets import Secret
 from rpbook.serverless import wake
 from rpbook.settings import Settings
@@ -127,7 +127,8 @@ def test_an_endpoint_deployed_with_hf_token_is_migrated(localpod: LocalpodServer
     assert f"--hf-token {canary}" in start_lines(api, endpoint_id)[0]  # the leak being fixed
 
     tplan = plan_template(client, new)
-    assert tplan.changes == [FieldChange("env.HUGGING_FACE_HUB_TOKEN", REF, None), FieldChange("env.HF_TOKEN", None, REF)]
+    assert tplan.changes == [FieldChange("env.HUGGING_FACE_HUB_TOKEN", REF, None),
+                             FieldChange("env.HF_TOKEN", None, REF)]
     assert tplan.request == {"env": dict(new.env)}
     assert "—" in str(tplan)  # the removed key shows as absent
     apply(client, tplan)

@@ -126,7 +126,7 @@ def test_vllm_worker_log_has_the_start_line_and_job_lines(localpod: LocalpodServ
     assert len(start) == 1 and start[0].endswith(
         " INFO root: Starting vLLM: vllm serve --host 127.0.0.1 --port 8000 --enable-prefix-caching "
         f"--max-model-len 8192 --model {MISTRAL}")
-    assert lines.index(start[0]) < [i for i, line in enumerate(lines) if line.endswith("vLLM is healthy")][0]
+    assert lines.index(start[0]) < next(i for i, line in enumerate(lines) if line.endswith("vLLM is healthy"))
     assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in lines
     finished = [json.loads(line) for line in lines if "Finished running generator." in line]
     assert finished == [{"requestId": job["id"], "message": "Finished running generator.", "level": "INFO"}]
@@ -259,3 +259,24 @@ def test_hf_token_wins_over_hugging_face_hub_token(localpod: LocalpodServer, pla
         status = workers[0].status if workers else None
         time.sleep(0.05)
     assert status == "UNHEALTHY"
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+def test_log_book_keeps_the_most_recent_workers_and_bounded_lines() -> None:
+    from localpod.serverless.worker_logs import WorkerLog, WorkerLogBook, parse_cursor
+
+    book = WorkerLogBook(retained=3)
+    logs = [book.open("ep", f"w{i}") for i in range(3)]
+    logs[0].close()
+    book.open("ep", "w3")  # the oldest stopped worker's log goes
+    assert book.worker_ids("ep") == ["w1", "w2", "w3"]
+    book.open("ep", "w4")  # nothing stopped: live workers' logs are never dropped
+    assert book.worker_ids("ep") == ["w1", "w2", "w3", "w4"]
+    small = WorkerLog("ep", "w", max_lines=2)
+    small.write("container", "a\nb\nc", 1_000.0)  # one line per printed line
+    assert [line.line for line in small.lines] == ["b", "c"] and small.lines[-1].seq == 3
+    assert parse_cursor(small.lines[-1].event_id) == (1_000.0, 3)
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_cursor("last tuesday")

@@ -635,7 +635,11 @@ class RunpodClient:
                     if raw.startswith("id:"):
                         event_id = raw[3:].strip()
                     elif raw.startswith("data:"):
-                        data = json.loads(raw[5:].strip())
+                        try:
+                            data = json.loads(raw[5:].strip())
+                        except ValueError:
+                            raise ControlPlaneError(f"Runpod REST API: GET {path} sent a log event that is not "
+                                                    "JSON; is settings.rest_url the REST API?") from None
                         lines.append(WorkerLogLine(worker_id, str(data.get("ts", "")), str(data.get("source", "")),
                                                    scrub(str(data.get("line", ""))), event_id))
                     if time.monotonic() > deadline:
@@ -646,7 +650,9 @@ class RunpodClient:
                                         "try a larger idle_s") from None
             # quiet for idle_s: the backfill is over
         except httpx.TransportError as exc:
-            raise ControlPlaneError(scrub(f"Runpod REST API: GET {path} failed: {type(exc).__name__}: {exc}")) from None
+            raise ControlPlaneError(scrub(f"Runpod REST API: GET {path} failed: {type(exc).__name__}: {exc}. "
+                                          "Check the network, and for the local target that localpod is "
+                                          "running.")) from None
         return lines
 
     # -- templates ----------------------------------------------------------------------------

@@ -140,7 +140,8 @@ class WorkerLogBook:
         return log
 
     def get(self, endpoint_id: str, worker_id: str) -> WorkerLog | None:
-        return self._logs.get(endpoint_id, {}).get(worker_id)
+        logs = self._logs.get(endpoint_id)
+        return None if logs is None else logs.get(worker_id)
 
     def worker_ids(self, endpoint_id: str) -> list[str]:
         """Workers with a kept log, oldest first (stopped ones included)."""
