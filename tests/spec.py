@@ -39,7 +39,8 @@ from referencing.jsonschema import DRAFT202012
 SPEC_URI = "urn:runpod:openapi-v2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ValidationError", "load_spec", "validate_response", "match_path", "SpecCheckedClient"]
+__all__ = ["ValidationError", "load_spec", "validate_response", "validate_log_event", "match_path",
+           "SpecCheckedClient"]
 
 
 @functools.cache
@@ -235,6 +236,19 @@ def _describe(errors: list[ValidationError]) -> str:
     return "; ".join(ranked[:6])
 
 
+def validate_log_event(event_id: str, data: Any) -> None:
+    """One SSE event of a log stream (``getWorkerLogs`` / ``getPodLogs``): the spec describes its
+    ``data`` as ``{"ts", "source", "line"}`` in prose only, ``source`` from ``LogSource`` and ``id``
+    the event's ``ts`` as a resume cursor (its example: ``2026-06-01T12:05:04Z/000000000042``)."""
+    sources = load_spec()["components"]["schemas"]["LogSource"]["enum"]
+    if not isinstance(data, dict) or set(data) != {"ts", "source", "line"}:
+        raise ValidationError(f"log event data must have exactly ts, source, line: {data!r}")
+    if not _is_datetime(data["ts"]) or data["source"] not in sources or not isinstance(data["line"], str):
+        raise ValidationError(f"log event data has a bad ts, source or line: {data!r}")
+    if not event_id.startswith(data["ts"]):
+        raise ValidationError(f"log event id {event_id!r} does not start with its ts {data['ts']!r}")
+
+
 @functools.cache
 def _path_patterns() -> list[tuple[re.Pattern[str], str]]:
     """Spec path templates as regexes, literal paths first (``/x/delegations`` before ``/x/{id}``)."""
@@ -278,13 +292,20 @@ class SpecCheckedClient(httpx.Client):
                          event_hooks={"response": [self._check]}, **kwargs)
 
     def _check(self, response: httpx.Response) -> None:
-        response.read()
         path = httpx.URL(str(response.request.url)).path  # decoded
         if not path.startswith(self.prefix):
             raise ValidationError(f"{path} is not under the REST base {self.prefix}")
         template = match_path(path[len(self.prefix):])
         if template is None:
             raise ValidationError(f"{path[len(self.prefix):]} matches no path of the spec")
+        content_type = response.headers.get("content-type")
+        if (content_type or "").split(";")[0].strip().lower() == "text/event-stream":
+            # An SSE stream stays open while the worker lives: check status and media type here; the
+            # caller reads it (``client.stream``) and checks each event with ``validate_log_event``.
+            validate_response(response.request.method, template, response.status_code, "", content_type)
+            self.checked.append(Checked(response.request.method, template, response.status_code, None))
+            return
+        response.read()
         body: Any = response.content
         if response.content:
             try:

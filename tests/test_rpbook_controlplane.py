@@ -345,3 +345,34 @@ def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
     for bad in ("", " ", "a/b"):
         with pytest.raises(ConfigError, match="not a Runpod resource id"):
             client.get_endpoint(bad)
+
+
+# -- worker logs ----------------------------------------------------------------------------------
+
+
+def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoint: Any) -> None:
+    """GET /v2/serverless/{id}/workers/{workerId}/logs streams SSE and stays open: the helper reads the backfill."""
+    from rpbook.controlplane import WorkerLogLine
+    from rpbook.errors import ConfigError
+
+    endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_min=1, workers_max=1)
+    deadline = time.monotonic() + 10
+    while not client.endpoint_workers(endpoint.id).idle and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker_id = client.endpoint_workers(endpoint.id).workers[0].id
+    started = time.monotonic()
+    lines = client.worker_logs(endpoint.id, worker_id, idle_s=0.3)
+    assert time.monotonic() - started < 5  # stopped by the quiet stream, not by max_s
+    assert lines and all(isinstance(line, WorkerLogLine) and line.worker_id == worker_id for line in lines)
+    assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in [line.line for line in lines]
+    assert [line.source for line in client.worker_logs(endpoint.id, worker_id, source="system", idle_s=0.3)] \
+        == ["system"] * 2  # placed, container started
+    assert client.worker_logs(endpoint.id, worker_id, tail=1, idle_s=0.3) == lines[-1:]
+    assert client.worker_logs(endpoint.id, idle_s=0.3) == lines  # every listed worker
+    with pytest.raises(ControlPlaneError) as info:
+        client.worker_logs(endpoint.id, "nosuchworker", idle_s=0.3)
+    assert info.value.status == 404 and "nosuchworker" in str(info.value)
+    with pytest.raises(ConfigError, match="tail"):
+        client.worker_logs(endpoint.id, worker_id, tail=5001)
+    with pytest.raises(ConfigError, match="source"):
+        client.worker_logs(endpoint.id, worker_id, source="stdout")

@@ -76,12 +76,13 @@ def test_vllm_template_env() -> None:
     token = Secret("HF_TOKEN", "hf_vllmTemplateEnvTest_00000000000", "test")
     spec = template_spec(hf_token=token, extra_env={"ENABLE_PREFIX_CACHING": "1"})
     assert spec.image == "runpod/worker-v1-vllm:v2.25.2"
-    assert spec.env == {"MODEL_NAME": MODEL, "HF_TOKEN": token, "BASE_PATH": "/runpod-volume",
+    assert spec.env == {"MODEL_NAME": MODEL, "HUGGING_FACE_HUB_TOKEN": token, "BASE_PATH": "/runpod-volume",
                         "MAX_CONCURRENCY": "30", "GPU_MEMORY_UTILIZATION": "0.9", "MAX_MODEL_LEN": "8192",
                         "ENABLE_PREFIX_CACHING": "1"}
     assert token.reveal() not in repr(spec)
-    assert template_spec(hf_token=REF).env["HF_TOKEN"] == REF
-    assert "HF_TOKEN" not in template_spec(hf_token=None).env
+    assert template_spec(hf_token=REF).env["HUGGING_FACE_HUB_TOKEN"] == REF
+    assert "HUGGING_FACE_HUB_TOKEN" not in template_spec(hf_token=None).env
+    assert all("HF_TOKEN" not in template_spec(hf_token=t).env for t in (REF, token, None))
 
 
 @pytest.mark.parametrize(("make", "field"), [
@@ -98,6 +99,7 @@ def test_vllm_template_env() -> None:
     (lambda: template_spec(max_concurrency=0), "max_concurrency"),
     (lambda: template_spec(model="not a repo"), "model"),
     (lambda: template_spec(extra_env={"MODEL_NAME": "x/y"}), "extra_env"),
+    (lambda: template_spec(extra_env={"HUGGING_FACE_HUB_TOKEN": REF}), "extra_env"),
     (lambda: TemplateSpec("t", "img:1", env={"HF_TOKEN": "hf_literalInEnv0000000000000"}), "TemplateSpec.env"),
     (lambda: TemplateSpec("t", "img:1", env={"MAX_MODEL_LEN": 8192}), "TemplateSpec.env"),
     (lambda: TemplateSpec("t", "img:1", env={"1BAD": "x"}), "TemplateSpec.env"),
@@ -152,7 +154,7 @@ def test_ensure_creates_then_second_run_changes_nothing(client: RunpodClient, lo
     assert counts(localpod) == (1, 1, 1)
 
     created = endpoint.resource
-    assert created.image == "runpod/worker-v1-vllm:v2.25.2" and created.env["HF_TOKEN"] == REF
+    assert created.image == "runpod/worker-v1-vllm:v2.25.2" and created.env["HUGGING_FACE_HUB_TOKEN"] == REF
     assert created.gpu_pools == ("AMPERE_24", "ADA_24") and created.gpu_count == 1
     assert (created.workers_min, created.workers_max, created.idle_timeout_s) == (0, 5, 120)
     assert (created.scaler_type, created.scaler_value, created.timeout_ms) == ("QUEUE_DELAY", 15, 600_000)
@@ -425,7 +427,7 @@ def test_secrets_are_masked_in_plans(client: RunpodClient, localpod: Any) -> Non
     second = Secret("HF_TOKEN", "hf_secondTokenValueForPlanDisplay111", "test")
     created = ensure_template(client, template_spec(hf_token=first), apply=True)
     assert isinstance(created.resource, Template)
-    assert localpod.ctx.store.templates[created.resource.id].env["HF_TOKEN"] == first.reveal()
+    assert localpod.ctx.store.templates[created.resource.id].env["HUGGING_FACE_HUB_TOKEN"] == first.reveal()
     for text in (str(created.plan), created.plan._repr_html_(), repr(created.plan), str(created),
                  created._repr_html_()):
         assert first.reveal() not in text and "hf_…(" in text
@@ -434,11 +436,12 @@ def test_secrets_are_masked_in_plans(client: RunpodClient, localpod: Any) -> Non
     assert plan_template(client, template_spec(hf_token=Secret("HF_TOKEN", first.reveal(), "other"))).action == "none"
 
     plan = plan_template(client, template_spec(hf_token=second))
-    assert plan.changed_fields == ["env.HF_TOKEN"]
+    assert plan.changed_fields == ["env.HUGGING_FACE_HUB_TOKEN"]
     assert plan.changes[0].actual == first.reveal()  # the value is there for comparison ...
     for text in (str(plan), plan._repr_html_(), repr(plan), repr(plan.changes), str(plan.changes[0])):
         assert first.reveal() not in text and second.reveal() not in text  # ... never in display
-    assert "env.HF_TOKEN" in str(plan) and "<code>env.HF_TOKEN</code></td>" in plan._repr_html_()
+    assert "env.HUGGING_FACE_HUB_TOKEN" in str(plan)
+    assert "<code>env.HUGGING_FACE_HUB_TOKEN</code></td>" in plan._repr_html_()
 
 
 def test_plan_table_rendering(client: RunpodClient) -> None:

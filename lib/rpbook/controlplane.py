@@ -19,6 +19,7 @@ them from then on, and every repr and ``.raw`` of these dataclasses shows them m
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -332,6 +333,23 @@ class Worker:
 
 
 @dataclass(frozen=True)
+class WorkerLogLine:
+    """One line of a worker's log (an event of ``GET /v2/serverless/{id}/workers/{workerId}/logs``).
+
+    ``line`` passed through ``scrub``: a secret rpbook knows (an HF token it read) shows masked
+    even when a worker printed it."""
+
+    worker_id: str
+    ts: str
+    source: str
+    line: str
+    event_id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.ts} {self.worker_id} [{self.source}] {self.line}"
+
+
+@dataclass(frozen=True)
 class WorkerSummary:
     """``GET /v2/serverless/{id}/workers``: counts by state, and the workers themselves."""
 
@@ -592,6 +610,69 @@ class RunpodClient:
 
     def endpoint_workers(self, endpoint_id: str) -> WorkerSummary:
         return WorkerSummary.from_api(self._json("GET", f"/v2/serverless/{self._path_id(endpoint_id)}/workers"))
+
+    def worker_logs(self, endpoint_id: str, worker_id: str | None = None, *, tail: int = 100,
+                    source: str | None = None, idle_s: float = 1.0, max_s: float = 30.0) -> list[WorkerLogLine]:
+        """Recent log lines of one worker, or of every worker ``/workers`` lists now (``worker_id``
+        None), oldest first: the first thing to read when a worker is UNHEALTHY.
+
+        The API streams logs as Server-Sent Events and keeps the stream open for new lines, so this
+        reads the backfill (``tail`` lines, at most 5000; ``source`` ``container`` or ``system``,
+        both when None) and stops when the stream is quiet for ``idle_s`` or after ``max_s``.
+        """
+        if isinstance(tail, bool) or not isinstance(tail, int) or not 0 <= tail <= 5000:
+            raise ConfigError(f"tail must be a number of lines from 0 to 5000, got {tail!r}")
+        if source not in (None, "container", "system"):
+            raise ConfigError(f"source must be 'container', 'system' or None (both), got {source!r}")
+        endpoint_id = self._path_id(endpoint_id)
+        ids = [self._path_id(worker_id)] if worker_id is not None else \
+            [w.id for w in self.endpoint_workers(endpoint_id).workers]
+        lines: list[WorkerLogLine] = []
+        for wid in ids:
+            lines += self._read_log(endpoint_id, wid, tail, source, idle_s, max_s)
+        return sorted(lines, key=lambda line: line.ts) if worker_id is None else lines
+
+    def _read_log(self, endpoint_id: str, worker_id: str, tail: int, source: str | None, idle_s: float,
+                  max_s: float) -> list[WorkerLogLine]:
+        path = f"/v2/serverless/{endpoint_id}/workers/{worker_id}/logs"
+        params: dict[str, Any] = {"tail": tail}
+        if source is not None:
+            params["source"] = source
+        lines: list[WorkerLogLine] = []
+        deadline = time.monotonic() + max_s
+        timeout = httpx.Timeout(self._http.timeout.connect or DEFAULT_TIMEOUT_S, read=max(idle_s, 0.05))
+        answered = False
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout,
+                                   headers={"Accept": "text/event-stream"}) as response:
+                answered = True
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response, f"GET {path}")
+                event_id = ""
+                for raw in response.iter_lines():
+                    if raw.startswith("id:"):
+                        event_id = raw[3:].strip()
+                    elif raw.startswith("data:"):
+                        try:
+                            data = json.loads(raw[5:].strip())
+                        except ValueError:
+                            raise ControlPlaneError(f"Runpod REST API: GET {path} sent a log event that is not "
+                                                    "JSON; is settings.rest_url the REST API?") from None
+                        lines.append(WorkerLogLine(worker_id, str(data.get("ts", "")), str(data.get("source", "")),
+                                                   scrub(str(data.get("line", ""))), event_id))
+                    if time.monotonic() > deadline:
+                        break
+        except httpx.ReadTimeout:
+            if not answered:
+                raise ControlPlaneError(f"Runpod REST API: GET {path} did not answer within {idle_s:g} s; "
+                                        "try a larger idle_s") from None
+            # quiet for idle_s: the backfill is over
+        except httpx.TransportError as exc:
+            raise ControlPlaneError(scrub(f"Runpod REST API: GET {path} failed: {type(exc).__name__}: {exc}. "
+                                          "Check the network, and for the local target that localpod is "
+                                          "running.")) from None
+        return lines
 
     # -- templates ----------------------------------------------------------------------------
 

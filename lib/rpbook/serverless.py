@@ -49,10 +49,10 @@ when seen. ``first token`` is when the job finished (the ping asks for one token
 
 UNHEALTHY_HINT = (
     "the usual causes are: the model's licence is not accepted on huggingface.co by the account of "
-    "HF_TOKEN (gated models such as Mistral or Llama), HF_TOKEN is missing or invalid in the endpoint's "
-    "env (or a fine-grained token lacks 'Read access to contents of all public gated repos'), or "
-    "MODEL_NAME has a typo (the repo does not exist). Check the workers' logs in the Runpod console, fix "
-    "the template env, and wake again."
+    "HF_TOKEN (gated models such as Mistral or Llama), the token is missing or invalid in the endpoint's "
+    "env (HUGGING_FACE_HUB_TOKEN for vLLM workers, else HF_TOKEN; or a fine-grained token lacks 'Read access "
+    "to contents of all public gated repos'), or MODEL_NAME has a typo (the repo does not exist). Check the "
+    "workers' logs (RunpodClient.worker_logs or the Runpod console), fix the template env, and wake again."
 )
 THROTTLED_HINT = (
     "no GPU is free in the endpoint's GPU pools and data centers (a network volume pins the endpoint to "

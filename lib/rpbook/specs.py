@@ -28,9 +28,21 @@ MIN_EXECUTION_TIMEOUT_S = 5
 MAX_EXECUTION_TIMEOUT_S = 7 * 24 * 3600
 SCALERS = ("QUEUE_DELAY", "REQUEST_COUNT")
 VLLM_IMAGE = "runpod/worker-v1-vllm"
-VLLM_MANAGED_ENV = ("MODEL_NAME", "HF_TOKEN", "BASE_PATH", "MAX_CONCURRENCY", "GPU_MEMORY_UTILIZATION",
-                    "MAX_MODEL_LEN")
+VLLM_MANAGED_ENV = ("MODEL_NAME", "HUGGING_FACE_HUB_TOKEN", "BASE_PATH", "MAX_CONCURRENCY",
+                    "GPU_MEMORY_UTILIZATION", "MAX_MODEL_LEN")
 """Env keys ``vllm_template`` sets from its own parameters (``extra_env`` may not override them)."""
+VLLM_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
+"""Where ``vllm_template`` puts the HF token, never ``HF_TOKEN``: worker-vllm (v2.25.2,
+``src/args_builder.py``) turns every env var named like a ``vllm serve`` flag into that flag,
+``HF_TOKEN`` into ``--hf-token <token>``, and ``src/main.py`` logs the whole command line
+(``Starting vLLM: ...``) into the worker's logs, where anyone with access to the endpoint reads it.
+A Runpod secret reference does not help: it is resolved before the process starts.
+huggingface_hub inside the worker also reads ``HUGGING_FACE_HUB_TOKEN`` (``utils/_auth.py``, after
+``HF_TOKEN``), which names no vLLM flag, so the gated model still downloads."""
+_HF_TOKEN_LEAK = ("the token would be printed in the worker's logs: worker-vllm turns HF_TOKEN into "
+                  "`--hf-token <token>` and logs the command line ('Starting vLLM: ...'), secret references "
+                  "included (Runpod resolves them before the process starts). Pass the token as vllm_template's "
+                  "hf_token_ref, which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)")
 
 _DATA_CENTER = re.compile(r"^[A-Z]{2,4}(-[A-Z0-9]+)*-\d+$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -203,6 +215,9 @@ def vllm_template(name: str, model: str, image_tag: str, hf_token_ref: Secret | 
     yesterday can fail on a newer vLLM (worker-vllm#276). ``hf_token_ref`` is the HF token as a
     ``Secret`` or a ``{{ RUNPOD_SECRET_name }}`` reference (None only for public, ungated models).
     ``base_path`` on the network volume (``/runpod-volume``) keeps downloaded weights across workers.
+    The token goes into ``HUGGING_FACE_HUB_TOKEN``, never ``HF_TOKEN`` (see ``VLLM_TOKEN_ENV``:
+    worker-vllm would print ``HF_TOKEN`` in its start line), and ``extra_env`` may not set ``HF_TOKEN``
+    nor ``--hf-token`` in ``VLLM_EXTRA_ARGS``.
     """
     if not isinstance(model, str) or not _REPO_ID.match(model):
         raise _fail("vllm_template.model", f"{model!r} is not a Hugging Face repo id like "
@@ -225,15 +240,23 @@ def vllm_template(name: str, model: str, image_tag: str, hf_token_ref: Secret | 
     env: dict[str, EnvValue] = {"MODEL_NAME": model}
     if hf_token_ref is not None and hf_token_ref != "":
         if isinstance(hf_token_ref, Secret):
-            env["HF_TOKEN"] = hf_token_ref
+            env[VLLM_TOKEN_ENV] = hf_token_ref
         elif isinstance(hf_token_ref, str):
-            env["HF_TOKEN"] = check_secret_reference("vllm_template.hf_token_ref", hf_token_ref)
+            env[VLLM_TOKEN_ENV] = check_secret_reference("vllm_template.hf_token_ref", hf_token_ref)
         else:
             raise _fail("vllm_template.hf_token_ref", "must be a Secret (settings.hf_token()) or a "
                                                       "'{{ RUNPOD_SECRET_<name> }}' reference")
     env.update(BASE_PATH=base_path, MAX_CONCURRENCY=str(max_concurrency),
                GPU_MEMORY_UTILIZATION=f"{float(gpu_memory_utilization):g}", MAX_MODEL_LEN=str(max_model_len))
-    for key in extra_env or {}:
+    for key, value in (extra_env or {}).items():
+        if key == "HF_TOKEN":
+            raise _fail("vllm_template.extra_env['HF_TOKEN']", _HF_TOKEN_LEAK)
+        if key == "VLLM_EXTRA_ARGS" and isinstance(value, (str, Secret)) and re.search(
+                r"--hf-token\b", value.reveal() if isinstance(value, Secret) else value):
+            raise _fail("vllm_template.extra_env['VLLM_EXTRA_ARGS']",
+                        "--hf-token: the token would be printed in the worker's logs, as worker-vllm logs its whole "
+                        "command line ('Starting vLLM: ...'). Pass the token as vllm_template's hf_token_ref, "
+                        "which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)")
         if key in VLLM_MANAGED_ENV:
             raise _fail(f"vllm_template.extra_env[{key!r}]", "is set by vllm_template's own parameter; pass it "
                                                               "there instead")
@@ -406,6 +429,9 @@ def infinity_template(name: str, models: Sequence[str] | str, image_tag: str, *,
     ``RUNPOD_MAX_CONCURRENCY``: requests one worker takes at once (the worker's default is 300;
     Infinity batches concurrent requests together, so tens are useful, hundreds only queue inside
     one GPU). ``hf_token_ref`` (a ``Secret`` or ``{{ RUNPOD_SECRET_name }}``) only for gated models.
+    It stays in ``HF_TOKEN``, huggingface_hub's first choice: worker-infinity-embedding 1.1.4 prints
+    neither its env nor its arguments (``src/handler.py``, ``src/config.py``,
+    ``src/embedding_service.py``), unlike worker-vllm (see ``VLLM_TOKEN_ENV``).
     """
     where = "infinity_template"
     names = [part.strip() for part in models.split(";")] if isinstance(models, str) else models

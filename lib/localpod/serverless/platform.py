@@ -23,6 +23,7 @@ from localpod.http import dumps
 from localpod.profiles import Profile
 from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
+from localpod.serverless.worker_logs import WorkerLogBook
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
 from localpod.store import Endpoint, NetworkVolume, Store
 
@@ -282,6 +283,8 @@ class Platform:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.rate_limiter = RateLimiter()
+        self.worker_logs = WorkerLogBook()
+        """Recent workers' logs (memory only), for ``GET /v2/serverless/{id}/workers/{workerId}/logs``."""
 
     async def start(self) -> None:
         # Import the worker kinds now: a first import during a worker's boot (httpx, numpy) would
@@ -330,6 +333,7 @@ class Platform:
         runtime = self.runtimes.pop(endpoint_id, None)
         if runtime is not None:
             self._spawn(runtime.shutdown("endpoint deleted"))
+        self.worker_logs.drop_endpoint(endpoint_id)
 
     def list_workers(self, endpoint_id: str) -> list[WorkerInfo]:
         runtime = self.runtimes.get(endpoint_id)
@@ -345,6 +349,7 @@ class Platform:
             await runtime.shutdown("localpod reset")
         self.runtimes.clear()
         self.rate_limiter.clear()
+        self.worker_logs.clear()
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

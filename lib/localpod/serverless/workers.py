@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from localpod import catalog, hubdata
 from localpod.serverless import jobs as J
-from localpod.serverless.backends import create_backend
+from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
+<<<<<<< HEAD
 from localpod.serverless.imagecuda import image_min_cuda
+=======
+from localpod.serverless.worker_output import WorkerOutput
+>>>>>>> h2
 from localpod.store import WorkerSession, new_id
 
 if TYPE_CHECKING:
@@ -44,6 +48,21 @@ STOPPED = "STOPPED"  # internal: gone from every listing
 
 RUNPOD_SDK_VERSION = "1.12.0"
 _SECRET_REF = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z0-9_\-]+\s*\}\}$")
+
+
+def container_env(env: dict[str, str], secret_value: str) -> dict[str, str]:
+    """The env the worker's process sees: Runpod substitutes ``{{ RUNPOD_SECRET_name }}`` before the
+    container starts; localpod resolves every secret to its configured HF token."""
+    return {key: secret_value if isinstance(value, str) and _SECRET_REF.match(value.strip()) else value
+            for key, value in env.items()}
+
+
+def hub_token(env: dict[str, str]) -> str | None:
+    """The token huggingface_hub inside the worker uses: ``HF_TOKEN``, else ``HUGGING_FACE_HUB_TOKEN``,
+    stripped, empty meaning none (huggingface_hub ``utils/_auth.py``, ``_get_token_from_environment``
+    and ``_clean_token``)."""
+    token = (env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
+    return token or None
 
 
 class Worker:
@@ -71,6 +90,8 @@ class Worker:
         self.unhealthy_reason: str | None = None
         self.events: list[tuple[float, str]] = []
         self.task: asyncio.Task[None] | None = None
+        self.log = runtime.platform.worker_logs.open(endpoint.id, self.id)
+        self.output = WorkerOutput(self.log, backend_kind(endpoint.image), {})
         self._set(THROTTLED)
 
     # -- views ---------------------------------------------------------------------------------
@@ -133,6 +154,7 @@ class Worker:
         self.data_center_id = placement.data_center_id
         self.host_cuda = placement.cuda_version
         self.started_wall = time.time()
+        self.output.system(f"worker {self.id} placed on {placement.gpu_type_id} in {placement.data_center_id}")
         self.session = WorkerSession(endpoint_id=endpoint.id, worker_id=self.id, gpu_type_id=placement.gpu_type_id,
                                      gpu_count=self.gpu_count, price_per_gpu_s=placement.price_per_gpu_s,
                                      started_at=self.started_wall)
@@ -154,9 +176,18 @@ class Worker:
         plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
+<<<<<<< HEAD
         denial = self._cuda_denial(endpoint.image) or self._download_denial(repos, plan)
+=======
+        env = container_env(dict(endpoint.env), settings.hf_token)
+        self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
+        self.output.system(f"container started: {endpoint.image}")
+        self.output.container_started()
+        denial = self._download_denial(env, plan)
+>>>>>>> h2
         if denial is not None:
             self.unhealthy_reason = denial
+            self.output.start_failed(denial)
             self._set(UNHEALTHY)
             log.info("worker %s unhealthy: %s", self.id, denial)
             return False
@@ -165,6 +196,7 @@ class Worker:
             await backend.load()
         except WorkerCrash as exc:
             self.unhealthy_reason = str(exc)
+            self.output.start_failed(str(exc))
             self._set(UNHEALTHY)
             return False
         if volume is not None and plan.downloaded:
@@ -176,10 +208,12 @@ class Worker:
         self.unhealthy_reason = None
         self.ready_at = time.monotonic()
         self.idle_since = self.ready_at
+        self.output.ready()
         self._set(IDLE)
         runtime.worker_ready(self)
         return True
 
+<<<<<<< HEAD
     def _cuda_denial(self, image: str) -> str | None:
         """Why the container cannot start on this host's CUDA, or None when it can (or is unknown)."""
         need = image_min_cuda(image)
@@ -194,10 +228,13 @@ class Worker:
     def _download_denial(self, repos: list[str], plan: ColdStartPlan) -> str | None:
         """What the Hub would refuse this worker, for the repos it downloads in this start."""
         token = self.runtime.endpoint.env.get("HF_TOKEN") or None
+=======
+    def _download_denial(self, env: dict[str, str], plan: ColdStartPlan) -> str | None:
+        """What the Hub would refuse this worker, for the repos it downloads in this start, with
+        the token huggingface_hub finds in the container's (secret-resolved) env."""
+        token = hub_token(env)
+>>>>>>> h2
         default_token = self.runtime.platform.settings.hf_token
-        if token and _SECRET_REF.match(token.strip()):
-            # A Runpod secret reference: localpod resolves every secret to its configured HF token.
-            token = default_token
         for repo in plan.downloaded:
             reason = hubdata.download_denial(repo, token, default_token)
             if reason is not None:
@@ -225,6 +262,8 @@ class Worker:
             self.runtime.platform.store.commit()
         if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
             self.runtime.remember_flashboot(self.version)
+        self.output.system(f"worker {self.id} stopped")
+        self.log.close()
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -236,6 +275,7 @@ class Worker:
         self.running.add(job)
         if len(self.running) == 1:
             self._set(RUNNING)
+        self.output.job_started(job.id)
         job.task = asyncio.get_running_loop().create_task(self._execute(job))
 
     async def _execute(self, job: J.Job) -> None:
@@ -269,6 +309,7 @@ class Worker:
         except Exception as exc:
             job.finish(J.FAILED, error=self._error_text(exc))
         finally:
+            self.output.job_finished(job.id, failed=job.status == J.FAILED)
             self.running.discard(job)
             if not self.running and self.status == RUNNING:
                 self.idle_since = time.monotonic()

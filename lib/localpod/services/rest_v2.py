@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
-from localpod.services.rest import billing, catalog_api, serverless, templates, volumes
+from localpod.services.rest import billing, catalog_api, serverless, templates, volumes, worker_logs_api
 from localpod.services.rest.common import ALL_METHODS, ApiError, resource
 
 
@@ -23,6 +23,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     return [
         *serverless.routes(ctx),
+        *worker_logs_api.routes(ctx),
         *templates.routes(ctx),
         *volumes.routes(ctx),
         *catalog_api.routes(ctx),
