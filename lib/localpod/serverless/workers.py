@@ -27,11 +27,8 @@ from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
-<<<<<<< HEAD
 from localpod.serverless.imagecuda import image_min_cuda
-=======
 from localpod.serverless.worker_output import WorkerOutput
->>>>>>> h2
 from localpod.store import WorkerSession, new_id
 
 if TYPE_CHECKING:
@@ -176,15 +173,11 @@ class Worker:
         plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
-<<<<<<< HEAD
-        denial = self._cuda_denial(endpoint.image) or self._download_denial(repos, plan)
-=======
         env = container_env(dict(endpoint.env), settings.hf_token)
         self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
         self.output.system(f"container started: {endpoint.image}")
         self.output.container_started()
-        denial = self._download_denial(env, plan)
->>>>>>> h2
+        denial = self._cuda_denial(endpoint.image) or self._download_denial(env, plan)
         if denial is not None:
             self.unhealthy_reason = denial
             self.output.start_failed(denial)
@@ -213,7 +206,6 @@ class Worker:
         runtime.worker_ready(self)
         return True
 
-<<<<<<< HEAD
     def _cuda_denial(self, image: str) -> str | None:
         """Why the container cannot start on this host's CUDA, or None when it can (or is unknown)."""
         need = image_min_cuda(image)
@@ -225,15 +217,10 @@ class Worker:
                 f"{self.data_center_id} reports CUDA {self.host_cuda}: the container cannot start and restarts "
                 f"(crash loop, billed); set the endpoint's gpu.allowedCudaVersions or gpu.minCudaVersion")
 
-    def _download_denial(self, repos: list[str], plan: ColdStartPlan) -> str | None:
-        """What the Hub would refuse this worker, for the repos it downloads in this start."""
-        token = self.runtime.endpoint.env.get("HF_TOKEN") or None
-=======
     def _download_denial(self, env: dict[str, str], plan: ColdStartPlan) -> str | None:
         """What the Hub would refuse this worker, for the repos it downloads in this start, with
         the token huggingface_hub finds in the container's (secret-resolved) env."""
         token = hub_token(env)
->>>>>>> h2
         default_token = self.runtime.platform.settings.hf_token
         for repo in plan.downloaded:
             reason = hubdata.download_denial(repo, token, default_token)
