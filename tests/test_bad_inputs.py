@@ -226,3 +226,71 @@ def test_missing_file_and_folder_exit_2(tmp_path: Path, book: Path, capsys: Any)
 
 def test_the_catalog_has_at_least_sixty_rows() -> None:
     assert len(SPEC_ROWS) + len(STACK_ROWS) + len(PARAM_ROWS) + 3 >= 60
+
+
+# -- 4. run-time faults: no silent repeat of what may have run ----------------------------------------
+
+
+def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_run(settings: Any) -> None:
+    """The openai SDK retries 5xx twice by default: three checks ran nine generations (issue 10)."""
+    import http.server
+    import threading
+
+    import openai
+
+    from rpbook.chat import client_error_detail, openai_client
+
+    hits: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"error": {"message": "engine died", "type": "InternalServerError"}}'
+            self.send_response(500)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        from rpbook.settings import Settings as RpSettings
+
+        fake = RpSettings(target="local", rest_url="", queue_url=f"http://127.0.0.1:{server.server_port}",
+                          hub_url="", env_file=settings.env_file)
+        client = openai_client(fake, "rpa_test_key_not_real", "ep1")
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    finally:
+        server.shutdown()
+    assert len(hits) == 1
+    assert "may have run" in client_error_detail(info.value)
+
+
+def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) -> None:
+    import httpx
+
+    from rpbook.errors import ControlPlaneError
+
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client = RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
+                          sleep=lambda s: None)
+    with pytest.raises(ControlPlaneError) as info:
+        client.create_template({"name": "t", "imageName": "i", "isServerless": True})
+    assert sent == ["POST"]  # a write that left is never repeated
+    assert "may have been done" in str(info.value) and "adopt resources by name" in str(info.value)
+    sent.clear()
+    with pytest.raises(ControlPlaneError, match="failed after 4 attempt"):
+        client.list_templates()
+    assert sent == ["GET"] * 4  # a read is retried (MAX_ATTEMPTS)

@@ -38,9 +38,13 @@ Figure = float | int | str | bool
 
 
 def openai_client(settings: Settings, api_key: Secret | str, endpoint_id: str, *, timeout: float = 120.0,
-                  max_retries: int = 2) -> openai.OpenAI:
+                  max_retries: int = 0) -> openai.OpenAI:
     """An ``openai.OpenAI`` for the endpoint's OpenAI routes. ``timeout`` covers one request; a
-    cold endpoint needs its wake-up first (or a timeout longer than the cold start)."""
+    cold endpoint needs its wake-up first (or a timeout longer than the cold start).
+
+    No automatic retries by default (the SDK's default is 2): a generation that reached the worker
+    and failed with a 5xx or timed out may have run and been billed, and retrying it silently ran
+    each check up to three times. A failed check says so instead (:func:`client_error_detail`)."""
     return openai.OpenAI(base_url=settings.openai_base_url(endpoint_id), api_key=reveal_api_key(api_key),
                          timeout=timeout, max_retries=max_retries)
 
@@ -51,7 +55,7 @@ def langchain_chat(settings: Settings, api_key: Secret | str, endpoint_id: str, 
     answer's length on a pay-per-second GPU); other keyword arguments go to ``ChatOpenAI``."""
     kw.setdefault("max_tokens", 512)
     kw.setdefault("timeout", 120.0)
-    kw.setdefault("max_retries", 2)
+    kw.setdefault("max_retries", 0)  # as openai_client: never repeat a generation behind the user's back
     return ChatOpenAI(model=model, base_url=settings.openai_base_url(endpoint_id),
                       api_key=SecretStr(reveal_api_key(api_key)), **kw)
 
@@ -147,10 +151,13 @@ def _fmt(value: Figure) -> str:
 def client_error_detail(exc: BaseException) -> str:
     """An exception from the openai client (or any other), as one scrubbed line that says what to do."""
     text = str(exc)
+    may_have_run = ("; it reached the endpoint and may have run (and been billed), so it was not retried "
+                    "automatically")
     if isinstance(exc, openai.APIStatusError):
-        text = f"HTTP {exc.status_code}: {exc.message}"
+        text = f"HTTP {exc.status_code}: {exc.message}" + (may_have_run if exc.status_code >= 500 else "")
     elif isinstance(exc, openai.APITimeoutError):
-        text = "the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
+        text = ("the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
+                + may_have_run)
     elif isinstance(exc, openai.APIConnectionError):
         text = f"cannot connect to the endpoint ({exc}); check the target and the endpoint id"
     return scrub(f"{type(exc).__name__}: {text}")[:500]

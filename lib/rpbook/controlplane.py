@@ -561,6 +561,14 @@ class RunpodClient:
         except _RetryableStatus as exc:
             raise error_from_response(exc.response, action, local=self._local) from None
         except httpx.TransportError as exc:
+            sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+            if not is_read and sent:
+                # The request left: Runpod may have done it even though no answer came back.
+                raise ControlPlaneError(scrub(
+                    f"Runpod REST API: {action} got no answer ({type(exc).__name__}: {exc}) after the request was "
+                    f"sent, so it may have been done on Runpod. Run the cell again: plans adopt resources by name "
+                    f"and never create a second one, so a re-run finds what was created and changes only what "
+                    f"still differs.")) from None
             raise ControlPlaneError(scrub(
                 f"Runpod REST API: {action} at {self.base_url} failed after {attempts} attempt(s): "
                 f"{type(exc).__name__}: {exc}. Check the network, and for the local target that localpod is "

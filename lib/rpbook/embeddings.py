@@ -92,7 +92,7 @@ def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like se
 
 
 def embeddings_client(settings: Settings, api_key: Secret | str, endpoint_id: str, *, timeout: float = 120.0,
-                      max_retries: int = 2) -> openai.OpenAI:
+                      max_retries: int = 0) -> openai.OpenAI:
     """An ``openai.OpenAI`` for the endpoint's OpenAI routes (``client.embeddings.create``)."""
     return openai_client(settings, api_key, endpoint_id, timeout=timeout, max_retries=max_retries)
 
@@ -109,7 +109,7 @@ def langchain_embeddings(settings: Settings, api_key: Secret | str, endpoint_id:
     kw.setdefault("check_embedding_ctx_length", False)
     kw.setdefault("chunk_size", 256)
     kw.setdefault("timeout", 120.0)
-    kw.setdefault("max_retries", 2)
+    kw.setdefault("max_retries", 0)  # as openai_client: a request that reached the worker is not repeated
     return OpenAIEmbeddings(model=model, base_url=settings.openai_base_url(endpoint_id),
                             api_key=SecretStr(reveal_api_key(api_key)), **kw)
 
