@@ -179,7 +179,23 @@ class EndpointRuntime:
         return removed
 
     def in_progress(self) -> int:
-        return sum(len(w.running) for w in self.workers.values())
+        return sum(len(w.running) + len(w.orphaned) for w in self.workers.values())
+
+    def expire(self, now: float) -> None:
+        """Delete jobs whose ``policy.ttl`` ran out, whatever their state: queued, running or done
+        (runpod/docs endpoint-configurations.mdx "Job TTL": the job is removed and status checks
+        return 404). A running job's handler is stopped."""
+        for job in [j for j in self.jobs.values() if now >= j.expires_at()]:
+            del self.jobs[job.id]
+            if job.status == J.IN_QUEUE:
+                try:
+                    self.queue.remove(job)
+                except ValueError:
+                    pass
+            if not job.is_final:
+                job.finish(J.CANCELLED, error=f"job expired: its ttl of {job.ttl_s:g} s ran out")
+                if job.task is not None:
+                    job.task.cancel()
 
     # -- scaling -------------------------------------------------------------------------------
 
@@ -195,11 +211,14 @@ class EndpointRuntime:
         current = [w for w in self.live_workers() if not w.stale]
         count = len(current)
         target = endpoint.workers_min
-        queued = len(self.queue)
+        # policy.lowPriority: "When true, job won't trigger worker scaling" (runpod/docs
+        # send-requests.mdx); such jobs wait for a worker that runs anyway. They queue behind the
+        # others, so the oldest job that may scale is the first of the queue.
+        queued = sum(1 for job in self.queue if not job.low_priority)
         if endpoint.scaler_type == "REQUEST_COUNT":
             per_worker = max(1.0, float(endpoint.scaler_value))
             target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
-        elif queued:
+        elif queued and not self.queue[0].low_priority:
             capacity = sum(w.concurrency - len(w.running) for w in current if w.status not in (UNHEALTHY,))
             if count == 0 or capacity <= 0:
                 waited = time.monotonic() - self.queue[0].submitted_at
@@ -241,6 +260,7 @@ class EndpointRuntime:
                 break
             fresh.remove(victim)
             await victim.stop()
+        self.expire(now)
         while self.finished and self.finished[0].finished_at is not None and \
                 now - self.finished[0].finished_at > self.finished[0].retention_s():
             job = self.finished.popleft()

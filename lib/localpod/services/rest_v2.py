@@ -8,6 +8,9 @@ would use ``https://api.runpod.io``. Each resource lives in its own module of
 
 from __future__ import annotations
 
+import re
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -15,6 +18,20 @@ from starlette.routing import BaseRoute
 from localpod.context import ServerContext
 from localpod.services.rest import billing, catalog_api, serverless, templates, volumes
 from localpod.services.rest.common import ALL_METHODS, ApiError, resource
+
+RouteT = TypeVar("RouteT", bound=BaseRoute)
+
+
+def any_character(route: RouteT) -> RouteT:
+    """``route`` with its path pattern matching every character, newlines included.
+
+    Starlette's ``path`` convertor is ``.*``, which stops at a newline, so a path such as
+    ``/v2/serverless/abc%0A`` (a pasted id with its line end) matched nothing and got Starlette's
+    ``text/plain`` 404; the real API answers any unknown path with a problem document."""
+    pattern = getattr(route, "path_regex", None)
+    if isinstance(pattern, re.Pattern):
+        route.path_regex = re.compile(pattern.pattern, pattern.flags | re.DOTALL)  # type: ignore[attr-defined]
+    return route
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
@@ -27,5 +44,5 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *volumes.routes(ctx),
         *catalog_api.routes(ctx),
         *billing.routes(ctx),
-        resource(ctx, "/v2/{rest:path}", {method: unknown for method in ALL_METHODS}),
+        any_character(resource(ctx, "/v2/{rest:path}", {method: unknown for method in ALL_METHODS})),
     ]

@@ -68,6 +68,23 @@ def worker_error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "worker_error", "code": None}}
 
 
+def as_worker_item(item: Any) -> Any:
+    """What worker-vllm v2.25.2 yields for one answer of ``vllm serve``: an HTTP error (status >= 400)
+    becomes ``worker_error("vLLM returned HTTP <status>: <vLLM's body>")`` (src/handler.py), which the
+    runpod SDK then turns into a FAILED job; anything else passes through unchanged."""
+    if not isinstance(item, dict):
+        return item
+    error = item.get("error")
+    if isinstance(error, dict) and error.get("type") != "worker_error":
+        status = error.get("code")
+    elif item.get("object") == "error":
+        status = item.get("code")
+    else:
+        return item
+    status = status if isinstance(status, int) and status >= 400 else HTTPStatus.INTERNAL_SERVER_ERROR
+    return worker_error(f"vLLM returned HTTP {int(status)}: {orjson.dumps(item).decode()}")
+
+
 def openai_error(message: str, err_type: str = "BadRequestError", status: int = HTTPStatus.BAD_REQUEST,
                  param: str | None = None) -> dict[str, Any]:
     """vLLM 0.2x's ``ErrorResponse``: ``{"error": {message, type, param, code}}``, ``code`` = HTTP status."""
@@ -124,8 +141,7 @@ class EmulatedVllmServer:
         known = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
         status = 405 if path in known else 404
         detail = "Method Not Allowed" if status == 405 else "Not Found"
-        yield worker_error(f"vLLM returned HTTP {status} for {method} {route}: "
-                           f"{orjson.dumps({'detail': detail}).decode()}")
+        yield worker_error(f"vLLM returned HTTP {status}: {orjson.dumps({'detail': detail}).decode()}")
 
     # -- /v1/models
 
@@ -431,12 +447,12 @@ class VllmWorker(WorkerBackend):
             return
         if self.proxy is not None:
             async for item in self.proxy.request(method, route, body):
-                yield item
+                yield as_worker_item(item)
             return
         if self.server is None:
             raise WorkerCrash("vLLM server process is not running")
         async for item in self.server.handle(method, route, body, ctx):
-            yield item
+            yield as_worker_item(item)
 
     async def close(self) -> None:
         if self.proxy is not None:
