@@ -22,8 +22,10 @@ import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from localpod import catalog, hubdata
-from localpod.http import dumps
+from localpod.http import JSON_OPTIONS, dumps
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
@@ -367,7 +369,9 @@ def _undeliverable(result: dict[str, Any]) -> str | None:
     localpod keeps numpy rows in embedding outputs (its encoder writes them directly; the real
     worker converts them with ``tolist()``), so numpy arrays count as serialisable."""
     try:
-        dumps({k: v for k, v in result.items() if k != "error_item"})
+        # orjson would write a dataclass as an object; json.dumps, which the SDK uses, refuses it
+        orjson.dumps({k: v for k, v in result.items() if k != "error_item"},
+                     option=JSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS)
         return None
     except TypeError:
         pass

@@ -53,7 +53,8 @@ def normalize_job_input(job_input: Any) -> tuple[str, str, dict[str, Any] | None
         return job_input["route"], method, body
     messages, prompt = job_input.get("messages"), job_input.get("prompt")
     if messages is None and prompt is None:
-        raise ValueError("Job input must contain openai_input, openai_route, route, prompt or messages")
+        raise ValueError("Job input must contain one of: openai_input (+openai_route), route (+body), or "
+                         "prompt/messages.")
     body = dict(job_input.get("sampling_params") or {})
     body["stream"] = bool(job_input.get("stream", False))
     if messages is not None:
