@@ -91,10 +91,17 @@ def test_stop_sequence_and_max_tokens(localpod, vllm_endpoint):
 
 
 def test_wrong_model_name_is_a_404(localpod, vllm_endpoint):
-    with pytest.raises(openai.NotFoundError) as info:
-        client_for(localpod, vllm_endpoint.id).chat.completions.create(
-            model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}])
-    assert "Mistral-7B-v0.1" in str(info.value)
+    """worker-vllm v2.25.2 reports vLLM's 404 as ``{"error": {"message": "vLLM returned HTTP 404:
+    ...", "type": "worker_error"}}``, a FAILED job; the route answers with that status and message."""
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as info:
+            client_for(localpod, vllm_endpoint.id).chat.completions.create(
+                model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}], stream=stream)
+        assert "Mistral-7B-v0.1" in str(info.value) and "vLLM returned HTTP 404" in str(info.value)
+        assert info.value.body["type"] == "worker_error" and info.value.body["code"] == 404
+    with pytest.raises(openai.BadRequestError) as bad:
+        client_for(localpod, vllm_endpoint.id).completions.create(model=MISTRAL, prompt="Hi", max_tokens=10**7)
+    assert "vLLM returned HTTP 400" in str(bad.value) and "max_tokens" in str(bad.value)
 
 
 def test_wrong_key_is_a_401(localpod, vllm_endpoint):
