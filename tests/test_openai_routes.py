@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -158,3 +159,18 @@ def test_sanity_request_through_curl(localpod, vllm_endpoint):
     reply = json.loads(out)
     assert reply["object"] == "chat.completion"
     assert reply["choices"][0]["message"]["content"]
+
+
+def test_infinity_errors_keep_their_shapes(localpod, infinity_endpoint):
+    """worker-infinity-embedding 1.1.4's handler is a plain function: its own errors are returned
+    outputs (``{"object": "error", ..., "code": 400}``, no ``error`` key, so the job COMPLETED and
+    the route answers 400), and an exception (``openai_input`` missing: it calls ``.get`` on None)
+    is runpod-python ``run_job``'s JSON error, a FAILED job, answered as a 500 without the traceback."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client_for(localpod, infinity_endpoint.id).embeddings.create(model="nope", input="x")
+    assert "nope" in str(info.value)
+    response = httpx.get(f"{localpod.openai_base(infinity_endpoint.id)}/embeddings",
+                         headers={"Authorization": f"Bearer {localpod.api_key}"})
+    assert response.status_code == 500
+    message = response.json()["error"]["message"]
+    assert message == "<class 'AttributeError'>: 'NoneType' object has no attribute 'get'"

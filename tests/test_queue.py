@@ -331,13 +331,19 @@ def post(localpod: LocalpodServer, endpoint_id: str, path: str, body: Any = None
 def test_execution_timeout_stops_the_worker(localpod, sdk, plant_endpoint):
     """runpod/docs serverless/endpoints/endpoint-configurations.mdx, Execution timeout: "When
     exceeded, the job fails and the worker stops"."""
-    endpoint = plant_endpoint(timeout_ms=300)
+    endpoint = plant_endpoint(timeout_ms=300, env={"RUNPOD_MAX_CONCURRENCY": "2"})
     job = sdk.Endpoint(endpoint.id).run({"mock_return": "never", "mock_delay": 30})
     worker_id = wait_for(lambda: status_of(localpod, endpoint.id, job.job_id).json().get("workerId"))
+    neighbour = post(localpod, endpoint.id, "run", {"input": {"mock_return": "slow", "mock_delay": 30},
+                                                    "policy": {"executionTimeout": 60_000}}).json()["id"]
+    wait_for(lambda: status_of(localpod, endpoint.id, neighbour).json().get("workerId") == worker_id)
     wait_for(lambda: job.status() == "TIMED_OUT", timeout=15)
     wait_for(lambda: worker_id not in [w["id"] for w in live(localpod, endpoint.id)["workers"]], timeout=5)
     session = next(s for s in localpod.ctx.store.sessions if s.worker_id == worker_id)
     assert session.stopped_at is not None  # its billing ended with it
+    # the other job on that worker is gone with it (Runpod does not document what it shows): FAILED, saying why
+    other = status_of(localpod, endpoint.id, neighbour).json()
+    assert other["status"] == "FAILED" and "execution timeout" in other["error"] and job.job_id in other["error"]
 
 
 def test_infinity_1_1_4_rerank_never_answers_and_bills_until_the_timeout(localpod, sdk, plant_endpoint):

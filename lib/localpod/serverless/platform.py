@@ -158,7 +158,7 @@ class EndpointRuntime:
         job.retries += 1
         job.submitted_at = time.monotonic()
         job.started_at = job.finished_at = job.first_output_at = None
-        job.output = job.error = job.worker_id = None
+        job.output = job.error = job.error_item = job.worker_id = None
         job.chunks.clear()
         job.stream_cursor = 0
         job.done.clear()

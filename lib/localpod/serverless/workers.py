@@ -292,7 +292,11 @@ class Worker:
             self.runtime.job_finished(job)
         if timed_out and self.status != STOPPED:
             # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
+            # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
             log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
+            for other in list(self.running) + list(self.orphaned):
+                other.finish(J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the "
+                                             "execution timeout")
             await self.stop()
             return
         if crashed is not None and self.status != STOPPED:

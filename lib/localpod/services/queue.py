@@ -9,6 +9,7 @@ workers, as Runpod does, so cold starts and queueing apply to them too.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any, AsyncIterator
 
@@ -275,7 +276,7 @@ def _failed_openai(job: J.Job) -> Response:
     item = job.error_item
     message = item.get("message") if isinstance(item, dict) else None
     if not isinstance(message, str):
-        message = job.error or "the worker failed to handle the request"
+        message = _sdk_error_message(job.error) or job.error or "the worker failed to handle the request"
     code = item.get("code") if isinstance(item, dict) else None
     if not (isinstance(code, int) and 400 <= code < 600):
         found = _HTTP_STATUS_IN_TEXT.search(message)
@@ -283,3 +284,15 @@ def _failed_openai(job: J.Job) -> Response:
     kind = item.get("type") if isinstance(item, dict) and isinstance(item.get("type"), str) else "worker_error"
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
                         status_code=code)
+
+
+def _sdk_error_message(error: str | None) -> str | None:
+    """``error_type: error_message`` from the runpod SDK's JSON error of a handler that raised
+    (``rp_job.run_job``), without its traceback; None for any other text."""
+    try:
+        parsed = json.loads(error or "")
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error_message"), str):
+        return f"{parsed.get('error_type', 'error')}: {parsed['error_message']}"
+    return None
