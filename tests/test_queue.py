@@ -426,4 +426,5 @@ def test_low_priority_jobs_do_not_start_workers(localpod, sdk, plant_endpoint):
         assert live(localpod, endpoint.id)["workers"] == [] and health(localpod, endpoint.id)["jobs"]["inQueue"] == 1
         normal = sdk.Endpoint(endpoint.id).run_sync({"mock_return": "normal"}, timeout=15)
         assert normal == "normal"  # a normal job starts a worker, which then takes the low-priority one too
-        wait_for(lambda: status_of(localpod, endpoint.id, low).json()["status"] == "COMPLETED", timeout=10)
+        wait_for(lambda eid=endpoint.id, job=low: status_of(localpod, eid, job).json()["status"] == "COMPLETED",
+                 timeout=10)

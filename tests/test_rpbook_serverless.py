@@ -145,11 +145,11 @@ def test_failed_job_error_is_scrubbed(key):
 
 @pytest.mark.parametrize("error, expected", [
     # runpod-python rp_job.handle_job: str() of worker-vllm v2.25.2's error dict (a Python repr)
-    ("{'message': 'vLLM returned HTTP 404: {\"error\":{\"message\":\"The model `x` does not exist.\",\"type\":"
-     "\"NotFoundError\",\"param\":\"model\",\"code\":404}}', 'type': 'worker_error', 'code': None}",
+    (("{'message': 'vLLM returned HTTP 404: {\"error\":{\"message\":\"The model `x` does not exist.\",\"type\":"
+      "\"NotFoundError\",\"param\":\"model\",\"code\":404}}', 'type': 'worker_error', 'code': None}"),
      "vLLM answered HTTP 404: The model `x` does not exist."),
-    ("{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages.',"
-     " 'type': 'worker_error', 'code': None}", "Job input must contain one of: openai_input"),
+    (("{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages.',"
+      " 'type': 'worker_error', 'code': None}"), "Job input must contain one of: openai_input"),
     # rp_job.run_job_generator: a generator handler that raised
     ("handler: CUDA error: out of memory \ntraceback: Traceback (most recent call last):\n  ...", "CUDA error: out of memory"),
     ("just a sentence", "just a sentence"),

@@ -312,7 +312,7 @@ class Worker:
         a dict with a truthy ``error`` ends the job as ``{"error": str(item["error"])}`` (a Python
         ``repr`` string when it is a dict), which the platform shows as a FAILED job."""
         items: list[Any] = []
-        generator = backend.handle(job.input, ctx)
+        generator: Any = backend.handle(job.input, ctx)  # an async generator: closed early on an error item
         try:
             async for item in generator:
                 if isinstance(item, dict) and item.get("error"):
@@ -321,7 +321,7 @@ class Worker:
                 job.add_chunk(item)
         except WorkerCrash:
             raise
-        except Exception as exc:  # run_job_generator yields this as the job's error
+        except Exception as exc:  # noqa: BLE001 - run_job_generator yields any exception as the job's error
             return {"error": f"handler: {exc} \ntraceback: {''.join(traceback.format_exception(exc))}"}
         finally:
             await generator.aclose()
