@@ -408,6 +408,7 @@ def test_ttl_deletes_jobs_whatever_their_state(localpod, sdk, plant_endpoint):
     wait_for(lambda: status_of(localpod, endpoint.id, running).json()["status"] == "IN_PROGRESS", timeout=10)
     default = post(localpod, endpoint.id, "run", {"input": {"mock_return": 2, "mock_delay": 30}}).json()["id"]
     runtime = localpod.ctx.platform.runtime(endpoint.id)
+    assert runtime.next_expiry <= time.monotonic() + 10  # the scaler tick expires it then
     call_in_server(localpod, lambda: runtime.expire(time.monotonic() + 10.5))  # 10.5 s later
     assert status_of(localpod, endpoint.id, running).status_code == 404
     assert status_of(localpod, endpoint.id, default).json()["status"] in ("IN_QUEUE", "IN_PROGRESS")

@@ -269,7 +269,9 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     Reranking on ``runpod/worker-infinity-embedding`` 1.0.0-1.1.4 never answers (``RERANK_DEFECT``):
     given that image (``worker_image``, a reference or a bare tag) the rerank check fails at once
     without sending a job, unless ``force_rerank``. Otherwise its job may wait ``rerank_wait_s``;
-    a job still running then is cancelled, so no worker keeps billing for it. With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
+    a job still running then is cancelled, so no worker keeps billing for it.
+
+    With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
     report is on ``error.report``)."""
     if isinstance(endpoint_id, NotCreated):
         return skip("check", endpoint_id)

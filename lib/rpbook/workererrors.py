@@ -23,13 +23,15 @@ import json
 import re
 from typing import Any
 
+_PARSE_LIMIT = 100_000
+"""Longer error texts are shown as they are (a worker's error is a few hundred characters)."""
 _VLLM_HTTP = re.compile(r"^vLLM returned HTTP (\d{3}): (.*)$", re.DOTALL)
 
 
 def _parse(text: str) -> Any:
     """``text`` as JSON, else as a Python literal (the SDK's ``str(dict)``), else None."""
     stripped = text.strip()
-    if not stripped or stripped[0] not in "{[":
+    if not stripped or stripped[0] not in "{[" or len(stripped) > _PARSE_LIMIT:
         return None
     try:
         return json.loads(stripped)

@@ -62,6 +62,8 @@ class EndpointRuntime:
         self.failed = 0
         self.retried = 0
         self.last_scale_up = 0.0
+        self.next_expiry = math.inf
+        """No job expires before this (a full scan of ``jobs`` is done only then)."""
         self.flashboot_until: dict[int, float] = {}
 
     # -- configuration -------------------------------------------------------------------------
@@ -103,6 +105,7 @@ class EndpointRuntime:
 
     def submit(self, job: J.Job) -> None:
         self.jobs[job.id] = job
+        self.next_expiry = min(self.next_expiry, job.expires_at())
         if job.low_priority:
             self.queue.append(job)
         else:
@@ -184,7 +187,9 @@ class EndpointRuntime:
     def expire(self, now: float) -> None:
         """Delete jobs whose ``policy.ttl`` ran out, whatever their state: queued, running or done
         (runpod/docs endpoint-configurations.mdx "Job TTL": the job is removed and status checks
-        return 404). A running job's handler is stopped."""
+        return 404). A running job's handler is stopped. Called by ``tick`` only once ``next_expiry``
+        is reached, so thousands of retained jobs are not scanned on every tick."""
+        self.next_expiry = min((j.expires_at() for j in self.jobs.values() if now < j.expires_at()), default=math.inf)
         for job in [j for j in self.jobs.values() if now >= j.expires_at()]:
             del self.jobs[job.id]
             if job.status == J.IN_QUEUE:
@@ -218,7 +223,7 @@ class EndpointRuntime:
         if endpoint.scaler_type == "REQUEST_COUNT":
             per_worker = max(1.0, float(endpoint.scaler_value))
             target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
-        elif queued and not self.queue[0].low_priority:
+        elif queued:
             capacity = sum(w.concurrency - len(w.running) for w in current if w.status not in (UNHEALTHY,))
             if count == 0 or capacity <= 0:
                 waited = time.monotonic() - self.queue[0].submitted_at
@@ -260,7 +265,8 @@ class EndpointRuntime:
                 break
             fresh.remove(victim)
             await victim.stop()
-        self.expire(now)
+        if now >= self.next_expiry:
+            self.expire(now)
         while self.finished and self.finished[0].finished_at is not None and \
                 now - self.finished[0].finished_at > self.finished[0].retention_s():
             job = self.finished.popleft()
