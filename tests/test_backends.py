@@ -196,13 +196,24 @@ def test_completion_stream_chunks_parse_as_completions(vllm: VllmWorker) -> None
                                                                             prefix=" ").text
 
 
+def vllm_body(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and vLLM body inside worker-vllm v2.25.2's error item (src/handler.py:
+    ``_error(f"vLLM returned HTTP {resp.status}: {detail}")``, type ``worker_error``, code None)."""
+    error = item["error"]
+    assert error["type"] == "worker_error" and error["code"] is None, item
+    head, _, detail = error["message"].partition(": ")
+    assert head.startswith("vLLM returned HTTP "), item
+    return int(head.removeprefix("vLLM returned HTTP ")), json.loads(detail)
+
+
 def test_wrong_model_gives_vllm_404_body(vllm: VllmWorker) -> None:
     job = chat("hi")
     job["openai_input"]["model"] = "gpt-4o"
     for stream in (False, True):
         job["openai_input"]["stream"] = stream
-        assert run_job(vllm, job) == [{"error": {"message": "The model `gpt-4o` does not exist.",
-                                                 "type": "NotFoundError", "param": "model", "code": 404}}]
+        [item] = run_job(vllm, job)
+        assert vllm_body(item) == (404, {"error": {"message": "The model `gpt-4o` does not exist.",
+                                                   "type": "NotFoundError", "param": "model", "code": 404}})
 
 
 def test_invalid_requests_give_400_bodies(vllm: VllmWorker) -> None:
@@ -210,7 +221,8 @@ def test_invalid_requests_give_400_bodies(vllm: VllmWorker) -> None:
              chat("hi", max_tokens=10**6), {"openai_route": "/v1/chat/completions", "openai_input": {"model": MODEL}}]
     for job in cases:
         [output] = run_job(vllm, job)
-        assert output["error"]["code"] == 400 and output["error"]["type"] == "BadRequestError", job
+        status, body = vllm_body(output)
+        assert status == 400 and body["error"]["type"] == "BadRequestError", job
 
 
 def test_served_name_override_and_models() -> None:
@@ -220,7 +232,7 @@ def test_served_name_override_and_models() -> None:
     [models] = run_job(worker, {"openai_route": "/v1/models"})
     card = Model.model_validate(models["data"][0])
     assert card.id == "smol" and models["data"][0]["root"] == MODEL and models["data"][0]["max_model_len"] == 2048
-    assert run_job(worker, chat("hi"))[0]["error"]["code"] == 404  # MODEL_NAME is no longer served
+    assert vllm_body(run_job(worker, chat("hi"))[0])[0] == 404  # MODEL_NAME is no longer served
     no_model = {"messages": [{"role": "user", "content": "hi"}], "sampling_params": {"max_tokens": 3}}
     assert ChatCompletion.model_validate(run_job(worker, no_model)[0]).model == "smol"
 
@@ -355,9 +367,11 @@ def test_proxy_passes_requests_and_sse_through(upstream: str) -> None:
     assert ChatCompletion.model_validate(plain[0]).choices[0].message.content == "Real upstream words."
     chunks = [ChatCompletionChunk.model_validate(p) for p in sse_payloads(streamed)]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Real upstream words."
-    assert wrong == [{"error": {"message": "The model `gpt-4o` does not exist.", "type": "NotFoundError",
-                                "param": "model", "code": 404}}]
-    assert broken[0]["error"]["code"] == 500 and "kaput" in broken[0]["error"]["message"]
+    assert [vllm_body(item) for item in wrong] == [(404, {"error": {"message": "The model `gpt-4o` does not exist.",
+                                                                    "type": "NotFoundError", "param": "model",
+                                                                    "code": 404}})]
+    status, body = vllm_body(broken[0])
+    assert status == 500 and "kaput" in body["error"]["message"]
 
 
 def test_proxy_connection_refused_is_a_worker_crash() -> None:

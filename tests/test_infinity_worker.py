@@ -9,6 +9,7 @@ client receives (the worker keeps vectors as numpy rows until then)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -24,17 +25,20 @@ from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
 from localpod.serverless.backends.batching import EmbedResult, EmbeddingBatcher, Submit
-from localpod.serverless.backends.infinity_worker import InfinityWorker, batch_sizes, capability, load_wordllama
+from localpod.serverless.backends.infinity_worker import (RERANK_UNSENDABLE_TAGS, InfinityWorker, RerankReturnType,
+                                                          batch_sizes, capability, load_wordllama, rerank_unsendable)
 from localpod.serverless.backends.model_process import decode_message, encode_error, encode_result, shared_model_process
 
 IMAGE = "runpod/worker-infinity-embedding:1.1.4"
+PATCHED_IMAGE = "example/worker-infinity-embedding:1.1.4-rerank-fix"
+"""A team's own build with the rerank fix: not a known release, so localpod reranks cleanly."""
 EMBED_MODEL = "BAAI/bge-small-en-v1.5"
 RERANK_MODEL = "BAAI/bge-reranker-base"
 DOCS = ["Paris is the capital of France.", "Bananas are rich in potassium.", "France's capital city is Paris."]
 
 
-def worker(env: dict[str, str]) -> InfinityWorker:
-    backend = InfinityWorker(WorkerSpec(endpoint_id="ep-test", image=IMAGE, env=env, profile=FAST))
+def worker(env: dict[str, str], image: str = IMAGE) -> InfinityWorker:
+    backend = InfinityWorker(WorkerSpec(endpoint_id="ep-test", image=image, env=env, profile=FAST))
     asyncio.run(backend.load())
     return backend
 
@@ -52,6 +56,11 @@ def run_job(backend: InfinityWorker, job_input: Any) -> Any:
 @pytest.fixture(scope="module")
 def infinity() -> InfinityWorker:
     return worker({"MODEL_NAMES": f"{EMBED_MODEL};BAAI/bge-base-en-v1.5;{RERANK_MODEL}"})
+
+
+@pytest.fixture(scope="module")
+def patched() -> InfinityWorker:
+    return worker({"MODEL_NAMES": f"{EMBED_MODEL};{RERANK_MODEL}"}, PATCHED_IMAGE)
 
 
 def embed(backend: InfinityWorker, texts: Any, model: str = EMBED_MODEL, **extra: Any) -> dict[str, Any]:
@@ -112,9 +121,9 @@ def test_encoding_format_is_ignored_as_by_worker_1_1_4(infinity: InfinityWorker)
     assert all(isinstance(d["embedding"], list) for d in asked_base64)
 
 
-def test_reranker_ranks_and_embedding_model_refuses(infinity: InfinityWorker) -> None:
+def test_reranker_ranks_and_embedding_model_refuses(infinity: InfinityWorker, patched: InfinityWorker) -> None:
     query = "What is the capital of France?"
-    ranked = run_job(infinity, {"model": RERANK_MODEL, "query": query, "docs": DOCS, "return_docs": True})
+    ranked = run_job(patched, {"model": RERANK_MODEL, "query": query, "docs": DOCS, "return_docs": True})
     order = [r["index"] for r in ranked["results"]]
     assert order[-1] == 1 and sorted(order) == [0, 1, 2]
     scores = [r["relevance_score"] for r in ranked["results"]]
@@ -122,7 +131,7 @@ def test_reranker_ranks_and_embedding_model_refuses(infinity: InfinityWorker) ->
     assert scores[0] > 0.5 > scores[-1]
     assert all(r["document"] == DOCS[r["index"]] for r in ranked["results"])
     assert ranked["usage"]["prompt_tokens"] > 3 * len(DOCS)
-    without_docs = run_job(infinity, {"model": RERANK_MODEL, "query": "q", "docs": DOCS})
+    without_docs = run_job(patched, {"model": RERANK_MODEL, "query": "q", "docs": DOCS})
     assert "document" not in without_docs["results"][0]
 
     refused = run_job(infinity, {"model": EMBED_MODEL, "query": query, "docs": DOCS})
@@ -130,6 +139,24 @@ def test_reranker_ranks_and_embedding_model_refuses(infinity: InfinityWorker) ->
     assert refused["message"] == "the loaded moded cannot fullyfill `rerank`. Options are {'embed'}."
     no_vectors = embed(infinity, "hello", model=RERANK_MODEL)
     assert no_vectors["message"] == "the loaded moded cannot fullyfill `embed`. Options are {'rerank'}."
+
+
+def test_released_workers_build_a_rerank_answer_nobody_can_send(infinity: InfinityWorker) -> None:
+    """worker-infinity-embedding 1.0.0-1.1.4 (infinity-emb 0.0.76): ``to_rerank_response`` puts
+    Infinity's ``RerankReturnType`` objects in ``relevance_score`` and the runpod SDK's
+    ``json.dumps`` refuses them (issues #29, #37); the platform side of this is in test_queue."""
+    assert all(rerank_unsendable(f"runpod/worker-infinity-embedding:{tag}") for tag in RERANK_UNSENDABLE_TAGS)
+    assert not rerank_unsendable(PATCHED_IMAGE) and not rerank_unsendable("runpod/worker-infinity-embedding")
+    assert not rerank_unsendable("runpod/worker-infinity-embedding@sha256:" + "0" * 64)
+    assert infinity.rerank_unsendable
+    [output] = asyncio.run(_collect(infinity, {"model": RERANK_MODEL, "query": "capital of France?", "docs": DOCS,
+                                               "return_docs": True}))
+    assert [r["index"] for r in output["results"]] == [0, 1, 2]  # numbered in Infinity's sorted order
+    assert all(isinstance(r["relevance_score"], RerankReturnType) for r in output["results"])
+    with pytest.raises(TypeError, match="Object of type RerankReturnType is not JSON serializable"):
+        json.dumps(output)
+    refused = run_job(infinity, {"model": EMBED_MODEL, "query": "q", "docs": DOCS})  # fails before the answer
+    assert refused["object"] == "error"
 
 
 def test_capability_comes_from_the_model_config() -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -91,10 +92,17 @@ def test_stop_sequence_and_max_tokens(localpod, vllm_endpoint):
 
 
 def test_wrong_model_name_is_a_404(localpod, vllm_endpoint):
-    with pytest.raises(openai.NotFoundError) as info:
-        client_for(localpod, vllm_endpoint.id).chat.completions.create(
-            model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}])
-    assert "Mistral-7B-v0.1" in str(info.value)
+    """worker-vllm v2.25.2 reports vLLM's 404 as ``{"error": {"message": "vLLM returned HTTP 404:
+    ...", "type": "worker_error"}}``, a FAILED job; the route answers with that status and message."""
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as info:
+            client_for(localpod, vllm_endpoint.id).chat.completions.create(
+                model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}], stream=stream)
+        assert "Mistral-7B-v0.1" in str(info.value) and "vLLM returned HTTP 404" in str(info.value)
+        assert info.value.body["type"] == "worker_error" and info.value.body["code"] == 404
+    with pytest.raises(openai.BadRequestError) as bad:
+        client_for(localpod, vllm_endpoint.id).completions.create(model=MISTRAL, prompt="Hi", max_tokens=10**7)
+    assert "vLLM returned HTTP 400" in str(bad.value) and "max_tokens" in str(bad.value)
 
 
 def test_wrong_key_is_a_401(localpod, vllm_endpoint):
@@ -151,3 +159,18 @@ def test_sanity_request_through_curl(localpod, vllm_endpoint):
     reply = json.loads(out)
     assert reply["object"] == "chat.completion"
     assert reply["choices"][0]["message"]["content"]
+
+
+def test_infinity_errors_keep_their_shapes(localpod, infinity_endpoint):
+    """worker-infinity-embedding 1.1.4's handler is a plain function: its own errors are returned
+    outputs (``{"object": "error", ..., "code": 400}``, no ``error`` key, so the job COMPLETED and
+    the route answers 400), and an exception (``openai_input`` missing: it calls ``.get`` on None)
+    is runpod-python ``run_job``'s JSON error, a FAILED job, answered as a 500 without the traceback."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client_for(localpod, infinity_endpoint.id).embeddings.create(model="nope", input="x")
+    assert "nope" in str(info.value)
+    response = httpx.get(f"{localpod.openai_base(infinity_endpoint.id)}/embeddings",
+                         headers={"Authorization": f"Bearer {localpod.api_key}"})
+    assert response.status_code == 500
+    message = response.json()["error"]["message"]
+    assert message == "<class 'AttributeError'>: 'NoneType' object has no attribute 'get'"

@@ -313,3 +313,119 @@ def test_runsync_results_expire_after_retention(localpod, sdk, plant_endpoint, m
     headers = {"Authorization": f"Bearer {localpod.api_key}"}
     assert requests.get(url, headers=headers).status_code == 200
     wait_for(lambda: requests.get(url, headers=headers).status_code == 404, timeout=5)
+
+
+# -- job semantics where a user would lose money -----------------------------------------------------
+
+
+def status_of(localpod: LocalpodServer, endpoint_id: str, job_id: str) -> requests.Response:
+    return requests.get(f"{localpod.queue_url}/{endpoint_id}/status/{job_id}",
+                        headers={"Authorization": f"Bearer {localpod.api_key}"})
+
+
+def post(localpod: LocalpodServer, endpoint_id: str, path: str, body: Any = None) -> requests.Response:
+    return requests.post(f"{localpod.queue_url}/{endpoint_id}/{path}",
+                         headers={"Authorization": f"Bearer {localpod.api_key}"}, json=body)
+
+
+def test_execution_timeout_stops_the_worker(localpod, sdk, plant_endpoint):
+    """runpod/docs serverless/endpoints/endpoint-configurations.mdx, Execution timeout: "When
+    exceeded, the job fails and the worker stops"."""
+    endpoint = plant_endpoint(timeout_ms=300, env={"RUNPOD_MAX_CONCURRENCY": "2"})
+    job = sdk.Endpoint(endpoint.id).run({"mock_return": "never", "mock_delay": 30})
+    worker_id = wait_for(lambda: status_of(localpod, endpoint.id, job.job_id).json().get("workerId"))
+    neighbour = post(localpod, endpoint.id, "run", {"input": {"mock_return": "slow", "mock_delay": 30},
+                                                    "policy": {"executionTimeout": 60_000}}).json()["id"]
+    wait_for(lambda: status_of(localpod, endpoint.id, neighbour).json().get("workerId") == worker_id)
+    wait_for(lambda: job.status() == "TIMED_OUT", timeout=15)
+    wait_for(lambda: worker_id not in [w["id"] for w in live(localpod, endpoint.id)["workers"]], timeout=5)
+    session = next(s for s in localpod.ctx.store.sessions if s.worker_id == worker_id)
+    assert session.stopped_at is not None  # its billing ended with it
+    # the other job on that worker is gone with it (Runpod does not document what it shows): FAILED, saying why
+    other = status_of(localpod, endpoint.id, neighbour).json()
+    assert other["status"] == "FAILED" and "execution timeout" in other["error"] and job.job_id in other["error"]
+
+
+def test_infinity_1_1_4_rerank_never_answers_and_bills_until_the_timeout(localpod, sdk, plant_endpoint):
+    """worker-infinity-embedding 1.1.4 (issues #29, #37): the rerank result holds Infinity 0.0.76's
+    ``RerankReturnType``, runpod-python 1.7's ``rp_http._handle_result`` cannot serialise it, logs
+    "Error while returning job result" and sends nothing (``rp_scale.handle_job`` still frees the
+    slot). For the platform the job stays IN_PROGRESS, its worker busy, until the execution
+    timeout; a cancel ends it at once."""
+    endpoint = plant_endpoint(image="runpod/worker-infinity-embedding:1.1.4", timeout_ms=2500,
+                              env={"MODEL_NAMES": "BAAI/bge-small-en-v1.5;BAAI/bge-reranker-base"})
+    client = sdk.Endpoint(endpoint.id)
+    rerank = {"model": "BAAI/bge-reranker-base", "query": "capital of France?", "docs": ["Paris.", "Bananas."]}
+    assert post(localpod, endpoint.id, "run", {"input": {"model": "BAAI/bge-small-en-v1.5", "input": "warm"}}).ok
+    wait_for(lambda: health(localpod, endpoint.id)["jobs"]["completed"] == 1, timeout=15)
+    hung = client.run(rerank)
+    cancelled = client.run(rerank)
+    time.sleep(0.5)  # a rerank takes milliseconds here
+    assert hung.status() == cancelled.status() == "IN_PROGRESS"
+    assert health(localpod, endpoint.id)["jobs"]["inProgress"] == 2
+    # The SDK freed the slots: the same worker still answers other jobs, and stays RUNNING (billed).
+    # (wrapped in "input": the SDK sends a dict with a truthy "input" key as the whole request body)
+    embedded = client.run_sync({"input": {"model": "BAAI/bge-small-en-v1.5", "input": "still serving"}}, timeout=10)
+    assert len(embedded["data"][0]["embedding"]) == 256
+    assert [w["status"] for w in live(localpod, endpoint.id)["workers"]] == ["RUNNING"]
+    assert post(localpod, endpoint.id, f"cancel/{cancelled.job_id}").json()["status"] == "CANCELLED"
+    wait_for(lambda: hung.status() == "TIMED_OUT", timeout=10)
+    body = status_of(localpod, endpoint.id, hung.job_id).json()
+    assert "output" not in body and body["executionTime"] >= 2400
+
+
+def test_worker_error_items_are_failed_jobs(localpod, sdk, plant_endpoint):
+    """worker-vllm v2.25.2 (src/handler.py) yields ``{"error": {...}}`` for an HTTP >= 400 from
+    vLLM; runpod-python 1.12.0 ``rp_job.handle_job`` ends the job with ``{"error":
+    str(output["error"])}``, which the queue shows as FAILED with that string (seen on Runpod:
+    runpod/serverless-workers issue #29)."""
+    endpoint = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
+                              env={"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+    wrong = {"openai_route": "/v1/chat/completions",
+             "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+    for stream in (False, True):
+        body = post(localpod, endpoint.id, "runsync",
+                    {"input": {**wrong, "openai_input": {**wrong["openai_input"], "stream": stream}}}).json()
+        assert body["status"] == "FAILED" and "output" not in body, body
+        assert body["error"].startswith("{'message': 'vLLM returned HTTP 404: ")
+        assert "The model `gpt-4o` does not exist." in body["error"] and "'type': 'worker_error'" in body["error"]
+    bad = post(localpod, endpoint.id, "runsync", {"input": {"foo": 1}}).json()
+    assert bad["status"] == "FAILED" and "must contain one of" in bad["error"]
+    assert health(localpod, endpoint.id)["jobs"]["failed"] == 3
+    assert post(localpod, endpoint.id, "retry/" + bad["id"]).json()["status"] == "IN_QUEUE"  # FAILED can retry
+
+
+def test_ttl_deletes_jobs_whatever_their_state(localpod, sdk, plant_endpoint):
+    """runpod/docs send-requests.mdx: ``policy.ttl`` (ms, default 24 h, min 10 s, max 7 days) is
+    the job's whole lifespan from submission; when it ends the job is deleted whatever its state
+    and status checks return 404."""
+    endpoint = plant_endpoint()
+    for ttl in (9999, 7 * 24 * 3600 * 1000 + 1, "60000", True):
+        refused = post(localpod, endpoint.id, "run", {"input": {}, "policy": {"ttl": ttl}})
+        assert refused.status_code == 400 and "policy.ttl" in refused.json()["error"]
+    running = post(localpod, endpoint.id, "run", {"input": {"mock_return": 1, "mock_delay": 30},
+                                                  "policy": {"ttl": 10_000}}).json()["id"]
+    wait_for(lambda: status_of(localpod, endpoint.id, running).json()["status"] == "IN_PROGRESS", timeout=10)
+    default = post(localpod, endpoint.id, "run", {"input": {"mock_return": 2, "mock_delay": 30}}).json()["id"]
+    runtime = localpod.ctx.platform.runtime(endpoint.id)
+    assert runtime.next_expiry <= time.monotonic() + 10  # the scaler tick expires it then
+    call_in_server(localpod, lambda: runtime.expire(time.monotonic() + 10.5))  # 10.5 s later
+    assert status_of(localpod, endpoint.id, running).status_code == 404
+    assert status_of(localpod, endpoint.id, default).json()["status"] in ("IN_QUEUE", "IN_PROGRESS")
+    wait_for(lambda: health(localpod, endpoint.id)["jobs"]["inProgress"] == 1)  # the expired one's handler stopped
+    call_in_server(localpod, lambda: runtime.expire(time.monotonic() + 24 * 3600 + 1))
+    assert status_of(localpod, endpoint.id, default).status_code == 404
+
+
+def test_low_priority_jobs_do_not_start_workers(localpod, sdk, plant_endpoint):
+    """runpod/docs send-requests.mdx: ``lowPriority``: "When true, job won't trigger worker scaling"."""
+    for scaler in ("QUEUE_DELAY", "REQUEST_COUNT"):
+        endpoint = plant_endpoint(scaler_type=scaler, scaler_value=1)
+        low = post(localpod, endpoint.id, "run", {"input": {"mock_return": "low"},
+                                                  "policy": {"lowPriority": True}}).json()["id"]
+        time.sleep(0.4)  # several scaler ticks and more than a cold start in the test profile
+        assert live(localpod, endpoint.id)["workers"] == [] and health(localpod, endpoint.id)["jobs"]["inQueue"] == 1
+        normal = sdk.Endpoint(endpoint.id).run_sync({"mock_return": "normal"}, timeout=15)
+        assert normal == "normal"  # a normal job starts a worker, which then takes the low-priority one too
+        wait_for(lambda eid=endpoint.id, job=low: status_of(localpod, eid, job).json()["status"] == "COMPLETED",
+                 timeout=10)

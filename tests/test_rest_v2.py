@@ -397,6 +397,17 @@ def test_unknown_endpoint_is_404_everywhere(api: SpecCheckedClient) -> None:
         assert "nope" in response.json()["detail"]
 
 
+def test_paths_with_a_newline_are_problem_404s(localpod: Any) -> None:
+    """A pasted id with its line end (``%0A``) matched no route, not even the catch-all (Starlette's
+    ``path`` convertor stops at a newline), and got Starlette's text/plain 404."""
+    headers = {"Authorization": f"Bearer {localpod.api_key}"}
+    for path in ("/v2/serverless/abc%0A", "/v2/serverless/abc%0A/workers", "/v2/no%0Awhere", "/v2/templates%0A"):
+        response = httpx.get(localpod.rest_url + path, headers=headers)
+        problem_errors(response, 404)
+    assert "'abc\\n'" in httpx.get(localpod.rest_url + "/v2/serverless/abc%0A", headers=headers).json()["detail"]
+    problem_errors(httpx.get(localpod.rest_url + "/v2/no%0Awhere"), 401)  # the key is still checked first
+
+
 def test_delete_endpoint(api: SpecCheckedClient, localpod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     deleted: list[str] = []
     original = localpod.ctx.platform.endpoint_deleted

@@ -46,8 +46,12 @@ def test_sanity_checks_pass_and_report_the_max_tokens_trap(localpod, settings, k
     assert figures["max_tokens_trap"] is True
     trap = next(c for c in report.checks if c.name == "max_tokens trap")
     assert trap.ok and "16" in trap.detail and "always pass max_tokens" in trap.detail.lower()
+    # an observation about vLLM's defaults, not a test of the endpoint: INFO, not counted as passed
+    assert trap.informational and trap.mark == "INFO" and trap not in report.passed and len(report.passed) == 4
     text = str(report)
     assert "PASS" in text and "FAIL" not in text and "ttft_s=" in text
+    assert "all 4 passed, 1 informational" in text and "  INFO  max_tokens trap" in text
+    assert ">INFO</td>" in report._repr_html_()
     assert "<table>" in report._repr_html_()
     assert localpod.api_key not in text + report._repr_html_()
 
@@ -121,3 +125,35 @@ def test_records_refuse_non_scalars_and_bad_names(tmp_path):
         record_figures("../escape", {"x": 1}, run_dir=tmp_path)
     assert not list(tmp_path.iterdir())
     assert records.figures_dir(tmp_path) == tmp_path
+
+
+def test_the_trap_check_fails_when_its_request_fails() -> None:
+    """Informational when vLLM answers; a failed /completions request is still a failed check."""
+    import httpx
+    import openai
+
+    from rpbook import chat
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "vLLM returned HTTP 500: {\"detail\": \"boom\"}",
+                                                   "type": "worker_error", "param": None, "code": 500}})
+
+    client = openai.OpenAI(base_url="http://fake.invalid/v1", api_key="sk-fake", max_retries=0,
+                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    result = chat._guard("max_tokens trap", lambda: chat._check_trap(client, MISTRAL, "hi"))
+    assert not result.ok and result.mark == "FAIL" and not result.informational
+    assert "HTTP 500: vLLM answered HTTP 500: boom" in result.detail
+    report = SanityReport(endpoint_id="abc", model=MISTRAL, checks=(result,))
+    assert not report.ok and "1 failed, 0 passed" in str(report)
+
+
+def test_wrong_model_error_names_vllms_message(settings, key, awake):
+    """worker-vllm v2.25.2 wraps vLLM's 404 as "vLLM returned HTTP 404: {json}"; the check's
+    message unwraps it to vLLM's own sentence."""
+    from rpbook.chat import client_error_detail
+
+    client = openai_client(settings, key, awake(), timeout=30)
+    with pytest.raises(Exception) as info:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert client_error_detail(info.value) == ("NotFoundError: HTTP 404: vLLM answered HTTP 404: "
+                                               "The model `gpt-4o` does not exist.")

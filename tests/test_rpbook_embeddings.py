@@ -18,6 +18,8 @@ from rpbook.serverless import wake
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
+PATCHED_IMAGE = "example/worker-infinity-embedding:1.1.4-rerank-fix"
+"""A team's own build with the rerank fix: localpod reranks cleanly on it (1.1.4 never answers)."""
 BGE = "BAAI/bge-small-en-v1.5"
 RERANKER = "BAAI/bge-reranker-base"
 LOCAL_DIMENSION = 256
@@ -33,8 +35,8 @@ def key(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def endpoint_id(settings, key, plant_endpoint) -> str:  # type: ignore[no-untyped-def]
     """A woken Infinity endpoint serving bge-small and a reranker (woken with the embeddings ping)."""
-    endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
-                                                         "RUNPOD_MAX_CONCURRENCY": "50"})
+    endpoint = plant_endpoint(image=PATCHED_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
+                                                        "RUNPOD_MAX_CONCURRENCY": "50"})
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
     return endpoint.id
 
@@ -101,6 +103,43 @@ def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, end
     [failed] = report.failed
     assert failed.name == "rerank" and "cannot fullyfill `rerank`" in failed.detail
     assert "BAAI/bge-reranker-base" in failed.detail and "MODEL_NAMES" in failed.detail and ".." not in failed.detail
+
+
+def test_rerank_on_released_workers_fails_fast_without_a_job(localpod, settings, key, endpoint_id):
+    """worker-infinity-embedding 1.0.0-1.1.4 never answer a rerank (issues #29, #37): knowing the
+    image, the check fails at once and sends nothing that could keep a worker billing."""
+    from rpbook.embeddings import rerank_broken
+
+    assert rerank_broken("1.1.4") and rerank_broken(INFINITY_IMAGE) and rerank_broken(" 1.0.0 ")
+    assert not rerank_broken(PATCHED_IMAGE) and not rerank_broken("other/image:1.1.4") and not rerank_broken(None)
+    assert not rerank_broken("runpod/worker-infinity-embedding@sha256:" + "0" * 64) and not rerank_broken("1.2.0")
+    runtime = localpod.ctx.platform.runtime(endpoint_id)
+    before = len(runtime.jobs)
+    for image in ("1.1.4", INFINITY_IMAGE):
+        report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
+                                  rerank_model=RERANKER, worker_image=image)
+        [failed] = report.failed
+        assert failed.name == "rerank" and failed.detail.startswith("not run: runpod/worker-infinity-embedding:1.1.4")
+        assert "issues #29 and #37" in failed.detail and "rerank_model empty" in failed.detail
+    assert len(runtime.jobs) == before  # no queue job was sent (the OpenAI-route jobs are not kept)
+
+
+def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant_endpoint):
+    """Asked anyway (``force_rerank``, or an image rpbook does not know), the check waits at most
+    ``rerank_wait_s`` and cancels the job, so no worker keeps billing for it until the execution
+    timeout (600 s here)."""
+    endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}"})
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    for options in ({"worker_image": "1.1.4", "force_rerank": True}, {}):
+        report = embedding_checks(settings, key, endpoint.id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
+                                  rerank_model=RERANKER, rerank_wait_s=1.0, **options)
+        [failed] = report.failed
+        assert failed.name == "rerank" and "had not answered after 1 s" in failed.detail
+        assert "cancelled it" in failed.detail and "issues #29 and #37" in failed.detail
+        job_id = failed.detail.split("rerank job ")[1].split()[0]
+        job = localpod.ctx.platform.runtime(endpoint.id).jobs[job_id]
+        assert job.status == "CANCELLED"
+    assert localpod.ctx.platform.runtime(endpoint.id).health()["jobs"]["inProgress"] == 0
 
 
 def test_wake_with_the_embeddings_ping(settings, key, plant_endpoint):

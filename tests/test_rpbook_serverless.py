@@ -143,6 +143,31 @@ def test_failed_job_error_is_scrubbed(key):
     assert secret not in text and "ValueError: bad header Bearer rpa_" in text
 
 
+@pytest.mark.parametrize("error, expected", [
+    # runpod-python rp_job.handle_job: str() of worker-vllm v2.25.2's error dict (a Python repr)
+    (("{'message': 'vLLM returned HTTP 404: {\"error\":{\"message\":\"The model `x` does not exist.\",\"type\":"
+      "\"NotFoundError\",\"param\":\"model\",\"code\":404}}', 'type': 'worker_error', 'code': None}"),
+     "vLLM answered HTTP 404: The model `x` does not exist."),
+    (("{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages.',"
+      " 'type': 'worker_error', 'code': None}"), "Job input must contain one of: openai_input"),
+    # rp_job.run_job_generator: a generator handler that raised
+    ("handler: CUDA error: out of memory \ntraceback: Traceback (most recent call last):\n  ...", "CUDA error: out of memory"),
+    ("just a sentence", "just a sentence"),
+])
+def test_failed_job_error_shapes_read_as_one_line(error, expected):
+    text = serverless._error_text({"status": "FAILED", "error": error})
+    assert text.startswith(expected) and "traceback" not in text.lower(), text
+
+
+def test_worker_error_items_fail_run_job_with_vllms_message(settings, key, vllm_endpoint):
+    endpoint = vllm_endpoint()
+    job = {"openai_route": "/v1/chat/completions",
+           "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+    with pytest.raises(EndpointNotReadyError) as info:
+        run_job(settings, key, endpoint.id, job, timeout_s=30, poll_s=0.02)
+    assert str(info.value).endswith("ended FAILED: vLLM answered HTTP 404: The model `gpt-4o` does not exist.")
+
+
 def test_bad_key_and_unknown_endpoint_are_config_errors(settings, plant_endpoint):
     endpoint = plant_endpoint()
     wrong = Secret("RUNPOD_API_KEY", "rpa_WRONG_KEY_FOR_TEST", "test")

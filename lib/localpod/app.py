@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await platform.stop()
 
     routes = [
-        Mount("/api.runpod.io", routes=rest_v2.routes(ctx) + graphql_api.routes(ctx)),
+        rest_v2.any_character(Mount("/api.runpod.io", routes=rest_v2.routes(ctx) + graphql_api.routes(ctx))),
         Mount("/api.runpod.ai", routes=queue.routes(ctx)),
         Mount("/huggingface.co", routes=hub.routes(ctx)),
         Mount("/_localpod", routes=control.routes(ctx)),

@@ -26,6 +26,7 @@ from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import SanityCheckError
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.settings import Settings
+from rpbook.workererrors import worker_error_text
 
 DEFAULT_PROMPT = "Hello, how are you?"
 VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -86,6 +87,13 @@ class CheckResult:
     ok: bool
     detail: str
     figures: dict[str, Figure] = field(default_factory=dict, hash=False)
+    informational: bool = False
+    """An observation, not a test (shown as INFO, not counted as passed); ``ok`` stays True."""
+
+    @property
+    def mark(self) -> str:
+        """The result column: PASS, FAIL or INFO."""
+        return "INFO" if self.informational and self.ok else ("PASS" if self.ok else "FAIL")
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,19 @@ class CheckReport:
         return tuple(check for check in self.checks if not check.ok)
 
     @property
+    def passed(self) -> tuple[CheckResult, ...]:
+        """Checks that tested something and passed (informational ones are not counted)."""
+        return tuple(check for check in self.checks if check.mark == "PASS")
+
+    def verdict(self) -> str:
+        """The headline's result: how many passed or failed, informational checks apart."""
+        info = sum(1 for check in self.checks if check.mark == "INFO")
+        extra = f", {info} informational" if info else ""
+        if self.ok:
+            return f"all {len(self.passed)} passed{extra}"
+        return f"{len(self.failed)} failed, {len(self.passed)} passed{extra}"
+
+    @property
     def figures(self) -> dict[str, Figure]:
         """Every check's figures in one dict."""
         out: dict[str, Figure] = {}
@@ -120,21 +141,20 @@ class CheckReport:
 
     def __str__(self) -> str:
         width = max([len(c.name) for c in self.checks] + [5])
-        lines = [f"{self.kind} of {self.subject()} on endpoint {self.endpoint_id}: "
-                 f"{'all passed' if self.ok else f'{len(self.failed)} failed'}"]
+        lines = [f"{self.kind} of {self.subject()} on endpoint {self.endpoint_id}: {self.verdict()}"]
         for check in self.checks:
-            lines.append(f"  {'PASS' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+            lines.append(f"  {check.mark}  {check.name:<{width}}  {check.detail}")
         if self.figures:
             lines.append("  figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.figures.items()))
         return scrub("\n".join(lines))
 
     def _repr_html_(self) -> str:
         table = html_table(["", "check", "result", "figures"],
-                           [("PASS" if c.ok else "FAIL", c.name, c.detail,
+                           [(c.mark, c.name, c.detail,
                              ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items())) for c in self.checks])
         return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
                      f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
-                     f"{'all passed' if self.ok else 'some failed'}{table}</div>")
+                     f"{html.escape(self.verdict())}{table}</div>")
 
 
 @dataclass(frozen=True)
@@ -154,7 +174,10 @@ def client_error_detail(exc: BaseException) -> str:
     may_have_run = ("; it reached the endpoint and may have run (and been billed), so it was not retried "
                     "automatically")
     if isinstance(exc, openai.APIStatusError):
-        text = f"HTTP {exc.status_code}: {exc.message}" + (may_have_run if exc.status_code >= 500 else "")
+        # the body is the OpenAI error object; a worker error inside it (worker-vllm's "vLLM
+        # returned HTTP 404: {...}") is unwrapped to vLLM's own message
+        detail = worker_error_text(exc.body) if exc.body else exc.message
+        text = f"HTTP {exc.status_code}: {detail}" + (may_have_run if exc.status_code >= 500 else "")
     elif isinstance(exc, openai.APITimeoutError):
         text = ("the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
                 + may_have_run)
@@ -289,7 +312,9 @@ def _check_trap(client: openai.OpenAI, model: str, prompt: str) -> CheckResult:
     else:
         detail = (f"/completions without max_tokens gave {tokens} tokens (finish_reason {finish!r}); still, always "
                   "pass max_tokens: vLLM's completions default is 16 tokens.")
-    return CheckResult("max_tokens trap", True, detail, figures)
+    # What vLLM does without max_tokens is an observation for the reader, not a property of a
+    # healthy endpoint: INFO, not PASS. A failed request still fails the check (through _guard).
+    return CheckResult("max_tokens trap", True, detail, figures, informational=True)
 
 
 def _check_langchain(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str, prompt: str,

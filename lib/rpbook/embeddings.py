@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from rpbook import hub
 from rpbook.chat import CheckReport, CheckResult, Figure, client_error_detail, openai_client
-from rpbook.errors import ConfigError, RpbookError, SanityCheckError
+from rpbook.errors import ConfigError, JobTimeoutError, RpbookError, SanityCheckError
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.serverless import run_job
@@ -54,6 +54,26 @@ RERANK_DOCS: tuple[str, ...] = (
 )
 RERANK_RELEVANT = 1
 """Index of the document that answers ``RERANK_QUERY`` (not the first, so order alone cannot pass)."""
+
+RERANK_WAIT_S = 60.0
+"""Longest the rerank check waits for its queue job. The endpoint is warm by then and a rerank
+takes well under a second; a job still IN_PROGRESS after this is a worker that will never answer."""
+
+RERANK_BROKEN_TAGS = frozenset({"1.0.0", "1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.4"})
+"""``runpod/worker-infinity-embedding`` releases that never return a rerank result.
+
+Every release tag of runpod-workers/worker-infinity-embedding (1.0.0 to 1.1.4, the newest) pins
+``infinity-emb==0.0.76`` and ``runpod~=1.7.0``; ``infinity_rerank`` hands Infinity's
+``RerankReturnType`` objects to ``to_rerank_response`` (src/embedding_service.py, src/utils.py),
+the runpod SDK cannot ``json.dumps`` them (``rp_http._handle_result`` logs "Error while returning
+job result" and sends nothing), and the job stays IN_PROGRESS until the execution timeout while
+the worker bills. Issues #29 and #37 of that repository, open; no release fixes it."""
+
+RERANK_DEFECT = ("worker-infinity-embedding issues #29 and #37: the worker's rerank result holds Infinity "
+                 "0.0.76's RerankReturnType objects, which the runpod SDK cannot serialise, so it never sends "
+                 "the result and the job stays IN_PROGRESS until the execution timeout while the worker bills")
+RERANK_REMEDY = ("Leave rerank_model empty (\"\") to skip reranking, or serve reranking from an image where it is "
+                 "fixed (your own build of the worker that returns plain floats) and check that one")
 
 BATCH_SIZE = 100
 SPOT_CHECKS = (0, 1, 37, 73, 99)
@@ -208,9 +228,33 @@ def expected_dimension(settings: Settings, token: Secret, model: str, override: 
 # -- checks ---------------------------------------------------------------------------------------
 
 
+def worker_image_tag(worker_image: str) -> str:
+    """The tag of ``worker_image``: a full reference (``runpod/worker-infinity-embedding:1.1.4``)
+    or the bare tag (``1.1.4``, as in the parameters); "" for a digest or no tag."""
+    image = worker_image.strip()
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return ""
+    if ":" in last:
+        return last.split(":", 1)[1]
+    return "" if "/" in image or "worker-infinity-embedding" in image else image
+
+
+def rerank_broken(worker_image: str | None) -> bool:
+    """True when ``worker_image`` is a ``runpod/worker-infinity-embedding`` release whose reranks
+    never answer (``RERANK_BROKEN_TAGS``). A bare tag counts as that image; other images, a
+    digest or no image are unknown (False)."""
+    if not worker_image:
+        return False
+    image = worker_image.strip()
+    named = ("/" not in image and ":" not in image) or "worker-infinity-embedding" in image.lower()
+    return named and worker_image_tag(image) in RERANK_BROKEN_TAGS
+
+
 def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, model: str,
                      expected_dimension: int, *, timeout: float = 120, strict: bool = True,
-                     rerank_model: str | None = None) -> EmbeddingReport | Skipped:
+                     rerank_model: str | None = None, worker_image: str | None = None,
+                     force_rerank: bool = False, rerank_wait_s: float = RERANK_WAIT_S) -> EmbeddingReport | Skipped:
     """Check the endpoint serves ``model`` with vectors of ``expected_dimension`` that behave.
 
     Checks, in order: ``/models`` lists the model; float embeddings of the expected dimension;
@@ -220,7 +264,14 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     when one is given (Infinity reranks only with a reranker, a cross-encoder such as
     ``BAAI/bge-reranker-base`` served beside ``model`` in ``MODEL_NAMES``; an embedding model
     refuses). When the model is not served the other checks are skipped (they would all fail the
-    same way). With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
+    same way).
+
+    Reranking on ``runpod/worker-infinity-embedding`` 1.0.0-1.1.4 never answers (``RERANK_DEFECT``):
+    given that image (``worker_image``, a reference or a bare tag) the rerank check fails at once
+    without sending a job, unless ``force_rerank``. Otherwise its job may wait ``rerank_wait_s``;
+    a job still running then is cancelled, so no worker keeps billing for it.
+
+    With ``strict`` a failed check raises ``SanityCheckError`` after the checks ran (the
     report is on ``error.report``)."""
     if isinstance(endpoint_id, NotCreated):
         return skip("check", endpoint_id)
@@ -241,9 +292,14 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
         checks.append(_guard("batch order", lambda: _check_batch(client, model)))
         checks.append(_guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, model, dimension,
                                                                     timeout, state)))
-        if rerank_model:
+        if rerank_model and rerank_broken(worker_image) and not force_rerank:
+            checks.append(CheckResult(
+                "rerank", False,
+                f"not run: runpod/worker-infinity-embedding:{worker_image_tag(worker_image or '')} never returns "
+                f"rerank results ({RERANK_DEFECT}). {RERANK_REMEDY}."))
+        elif rerank_model:
             checks.append(_guard("rerank", lambda: _check_rerank(settings, api_key, endpoint_id, rerank_model,
-                                                                  timeout)))
+                                                                  min(timeout, rerank_wait_s))))
     report = EmbeddingReport(endpoint_id=endpoint_id, model=model, expected_dimension=dimension,
                              checks=tuple(checks))
     if strict and not report.ok:
@@ -441,7 +497,17 @@ def _check_rerank(settings: Settings, api_key: Secret | str, endpoint_id: str, m
     job = {"model": model, "query": RERANK_QUERY, "docs": list(RERANK_DOCS), "return_docs": True}
     poll = 0.05 if settings.target == "local" else 0.25
     started = time.monotonic()
-    result = run_job(settings, api_key, endpoint_id, job, timeout_s=timeout, poll_s=poll)
+    try:
+        result = run_job(settings, api_key, endpoint_id, job, timeout_s=timeout, poll_s=poll)
+    except JobTimeoutError as exc:
+        if exc.status != "IN_PROGRESS":
+            raise
+        return CheckResult(
+            "rerank", False,
+            f"a worker took the rerank job {exc.job_id} but had not answered after {timeout:g} s; rpbook cancelled it "
+            f"so no worker keeps billing for it. A worker that never answers a rerank is most likely "
+            f"runpod/worker-infinity-embedding 1.0.0-1.1.4 ({RERANK_DEFECT}). {RERANK_REMEDY}.",
+            {"rerank_latency_s": round(time.monotonic() - started, 3)})
     elapsed = time.monotonic() - started
     figures: dict[str, Figure] = {"rerank_latency_s": round(elapsed, 3)}
     output = result.output[0] if isinstance(result.output, list) and len(result.output) == 1 else result.output

@@ -55,5 +55,15 @@ class EndpointNotReadyError(RpbookError):
     """An endpoint did not serve a job in time."""
 
 
+class JobTimeoutError(EndpointNotReadyError):
+    """A job was not final in time; rpbook cancelled it. ``status`` is the state it was left in
+    (``IN_QUEUE``: no worker took it; ``IN_PROGRESS``: a worker took it and never answered)."""
+
+    def __init__(self, message: str, job_id: str, status: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
 class SanityCheckError(RpbookError):
     """An endpoint answered, but not as it should."""

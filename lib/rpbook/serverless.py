@@ -27,9 +27,10 @@ import runpod
 
 from rpbook.display import html_table, progress_bar
 from rpbook.pending import NotCreated, Skipped, skip
-from rpbook.errors import ConfigError, EndpointNotReadyError, RpbookError
+from rpbook.errors import ConfigError, EndpointNotReadyError, JobTimeoutError, RpbookError
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
+from rpbook.workererrors import worker_error_text
 
 # Importing the runpod SDK runs logging.basicConfig(level=INFO) (runpod/serverless/utils/rp_upload.py),
 # after which the HTTP client logs a line for every request the openai client makes into the
@@ -225,18 +226,12 @@ def _cancel(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> None:
 
 
 def _error_text(body: Mapping[str, Any]) -> str:
-    """A failed job's ``error``: the worker SDK's JSON (``error_type``/``error_message``) or a string."""
+    """A failed job's ``error`` as one line: the worker SDK's JSON, a generator's traceback text or
+    worker-vllm's error dict (see ``rpbook.workererrors``), scrubbed."""
     raw = body.get("error")
     if raw is None:
         raw = body.get("output")
-    text = raw if isinstance(raw, str) else json.dumps(raw)
-    try:
-        parsed = json.loads(text)
-    except (TypeError, ValueError):
-        parsed = None
-    if isinstance(parsed, dict) and "error_message" in parsed:
-        text = f"{parsed.get('error_type', 'error')}: {parsed['error_message']}"
-    return scrub(str(text))[:800]
+    return scrub(worker_error_text(raw))[:800]
 
 
 # -- single jobs ----------------------------------------------------------------------------------
@@ -264,7 +259,8 @@ def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_inp
 
     ``/run`` + polling rather than ``/runsync`` because runsync answers after 90 s with a non-final
     state on a cold start, and the timeout here should be ours. Raises ``EndpointNotReadyError`` on
-    timeout (the job is cancelled) or when the job FAILED / TIMED_OUT / was CANCELLED."""
+    timeout (``JobTimeoutError``; the job is cancelled, so it starts no worker later and no worker
+    keeps billing for it) or when the job FAILED / TIMED_OUT / was CANCELLED."""
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
     job = _call("submit job", endpoint_id, lambda: endpoint.run({"input": dict(job_input)}))
     deadline = time.monotonic() + timeout_s
@@ -275,8 +271,8 @@ def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_inp
             break
         if time.monotonic() >= deadline:
             _cancel(endpoint, endpoint_id, job.job_id)
-            raise EndpointNotReadyError(f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
-                                        "Wake the endpoint first (rpbook.serverless.wake) to see why.")
+            raise JobTimeoutError(f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
+                                  "Wake the endpoint first (rpbook.serverless.wake) to see why.", job.job_id, status)
         time.sleep(poll_s)
     if status != "COMPLETED":
         raise EndpointNotReadyError(f"job {job.job_id} ended {status}: {_error_text(body)}")

@@ -21,6 +21,9 @@ RUN_RETENTION_S = 30 * 60
 """Results of ``/run`` jobs stay readable for 30 minutes after they finish."""
 RUNSYNC_RETENTION_S = 60
 """Results of ``/runsync`` jobs stay readable for 1 minute."""
+DEFAULT_TTL_S = 24 * 3600.0
+"""``policy.ttl`` default: a job's whole lifespan, from submission (runpod/docs
+serverless/endpoints/send-requests.mdx, "ttl": 86400000 ms, min 10 s, max 7 days)."""
 
 
 def new_job_id(sync: bool) -> str:
@@ -38,6 +41,8 @@ class Job:
     execution_timeout_s: float
     webhook: str | None = None
     low_priority: bool = False
+    ttl_s: float = DEFAULT_TTL_S
+    """Total lifespan from submission; when it ends the job is deleted whatever its state."""
     status: str = IN_QUEUE
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -45,6 +50,9 @@ class Job:
     first_output_at: float | None = None
     output: Any = None
     error: str | None = None
+    error_item: Any = None
+    """The worker's own error value (e.g. worker-vllm's ``{"message", "type", "code"}``) before
+    the worker SDK turned it into the ``error`` string; the OpenAI routes answer from it."""
     worker_id: str | None = None
     retries: int = 0
     stream_cursor: int = 0
@@ -57,6 +65,10 @@ class Job:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
+
+    def expires_at(self) -> float:
+        """When the ``ttl`` policy deletes this job (retries restart the clock with a new submit)."""
+        return self.submitted_at + self.ttl_s
 
     def retention_s(self) -> float:
         return RUNSYNC_RETENTION_S if self.sync else RUN_RETENTION_S

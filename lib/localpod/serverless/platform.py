@@ -63,6 +63,8 @@ class EndpointRuntime:
         self.failed = 0
         self.retried = 0
         self.last_scale_up = 0.0
+        self.next_expiry = math.inf
+        """No job expires before this (a full scan of ``jobs`` is done only then)."""
         self.flashboot_until: dict[int, float] = {}
 
     # -- configuration -------------------------------------------------------------------------
@@ -104,6 +106,7 @@ class EndpointRuntime:
 
     def submit(self, job: J.Job) -> None:
         self.jobs[job.id] = job
+        self.next_expiry = min(self.next_expiry, job.expires_at())
         if job.low_priority:
             self.queue.append(job)
         else:
@@ -159,7 +162,7 @@ class EndpointRuntime:
         job.retries += 1
         job.submitted_at = time.monotonic()
         job.started_at = job.finished_at = job.first_output_at = None
-        job.output = job.error = job.worker_id = None
+        job.output = job.error = job.error_item = job.worker_id = None
         job.chunks.clear()
         job.stream_cursor = 0
         job.done.clear()
@@ -180,7 +183,25 @@ class EndpointRuntime:
         return removed
 
     def in_progress(self) -> int:
-        return sum(len(w.running) for w in self.workers.values())
+        return sum(len(w.running) + len(w.orphaned) for w in self.workers.values())
+
+    def expire(self, now: float) -> None:
+        """Delete jobs whose ``policy.ttl`` ran out, whatever their state: queued, running or done
+        (runpod/docs endpoint-configurations.mdx "Job TTL": the job is removed and status checks
+        return 404). A running job's handler is stopped. Called by ``tick`` only once ``next_expiry``
+        is reached, so thousands of retained jobs are not scanned on every tick."""
+        self.next_expiry = min((j.expires_at() for j in self.jobs.values() if now < j.expires_at()), default=math.inf)
+        for job in [j for j in self.jobs.values() if now >= j.expires_at()]:
+            del self.jobs[job.id]
+            if job.status == J.IN_QUEUE:
+                try:
+                    self.queue.remove(job)
+                except ValueError:
+                    pass
+            if not job.is_final:
+                job.finish(J.CANCELLED, error=f"job expired: its ttl of {job.ttl_s:g} s ran out")
+                if job.task is not None:
+                    job.task.cancel()
 
     # -- scaling -------------------------------------------------------------------------------
 
@@ -196,7 +217,10 @@ class EndpointRuntime:
         current = [w for w in self.live_workers() if not w.stale]
         count = len(current)
         target = endpoint.workers_min
-        queued = len(self.queue)
+        # policy.lowPriority: "When true, job won't trigger worker scaling" (runpod/docs
+        # send-requests.mdx); such jobs wait for a worker that runs anyway. They queue behind the
+        # others, so the oldest job that may scale is the first of the queue.
+        queued = sum(1 for job in self.queue if not job.low_priority)
         if endpoint.scaler_type == "REQUEST_COUNT":
             per_worker = max(1.0, float(endpoint.scaler_value))
             target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
@@ -242,6 +266,8 @@ class EndpointRuntime:
                 break
             fresh.remove(victim)
             await victim.stop()
+        if now >= self.next_expiry:
+            self.expire(now)
         while self.finished and self.finished[0].finished_at is not None and \
                 now - self.finished[0].finished_at > self.finished[0].retention_s():
             job = self.finished.popleft()

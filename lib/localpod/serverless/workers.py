@@ -22,7 +22,10 @@ import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from localpod import catalog, hubdata
+from localpod.http import JSON_OPTIONS, dumps
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
@@ -81,6 +84,8 @@ class Worker:
         self.ready_at: float | None = None
         self.idle_since = time.monotonic()
         self.running: set[J.Job] = set()
+        self.orphaned: set[J.Job] = set()
+        """Jobs whose result the SDK could not send: still IN_PROGRESS for the platform, no slot used."""
         self.backend: WorkerBackend | None = None
         self.session: WorkerSession | None = None
         self.plan: ColdStartPlan | None = None
@@ -236,7 +241,7 @@ class Worker:
         current = asyncio.current_task()
         if self.task is not None and self.task is not current:
             self.task.cancel()
-        for job in list(self.running):
+        for job in list(self.running) + list(self.orphaned):
             if job.task is not None:
                 job.task.cancel()
         if self.backend is not None:
@@ -260,31 +265,41 @@ class Worker:
         job.started_at = time.monotonic()
         job.worker_id = self.id
         self.running.add(job)
-        if len(self.running) == 1:
+        if self.status != RUNNING:
             self._set(RUNNING)
         self.output.job_started(job.id)
         job.task = asyncio.get_running_loop().create_task(self._execute(job))
 
     async def _execute(self, job: J.Job) -> None:
+        """Run one job as the runpod SDK's worker loop does (runpod-python ``rp_job.handle_job``,
+        ``run_job``, ``run_job_generator`` and ``rp_http._handle_result``), with the platform's
+        execution timeout around it."""
         backend = self.backend
         assert backend is not None
         ctx = JobContext(job_id=job.id, profile=self.runtime.profile)
         crashed: WorkerCrash | None = None
+        timed_out = False
         try:
             async with asyncio.timeout(job.execution_timeout_s if job.execution_timeout_s > 0 else None):
-                items: list[Any] = []
-                async for item in backend.handle(job.input, ctx):
-                    items.append(item)
-                    if backend.generator:
-                        job.add_chunk(item)
-            if backend.generator:
-                output = items
-            else:
-                output = items[0] if items else None
-                job.add_chunk(output)
-            job.finish(J.COMPLETED, output=output)
+                if backend.generator:
+                    result = await self._run_generator(backend, job, ctx)
+                else:
+                    result = await self._run_plain(backend, job, ctx)
+                undeliverable = _undeliverable(result)
+                if undeliverable is not None:
+                    # rp_http._handle_result: json.dumps raises, the SDK logs it and sends nothing,
+                    # then frees its slot. The platform never hears back: the job stays IN_PROGRESS
+                    # (and the worker busy, billed) until the execution timeout.
+                    log.error("worker %s job %s: Error while returning job result. | %s", self.id, job.id,
+                              undeliverable)
+                    self.running.discard(job)
+                    self.orphaned.add(job)
+                    self.runtime.dispatch()
+                    await asyncio.Event().wait()
+                self._deliver(job, result)
         except TimeoutError:
             ctx.cancelled.set()
+            timed_out = True
             job.finish(J.TIMED_OUT, error=f"Job timed out after {job.execution_timeout_s:g} s (execution timeout).")
         except asyncio.CancelledError:
             ctx.cancelled.set()
@@ -298,10 +313,20 @@ class Worker:
         finally:
             self.output.job_finished(job.id, failed=job.status == J.FAILED)
             self.running.discard(job)
-            if not self.running and self.status == RUNNING:
+            self.orphaned.discard(job)
+            if not self.running and not self.orphaned and self.status == RUNNING:
                 self.idle_since = time.monotonic()
                 self._set(IDLE)
             self.runtime.job_finished(job)
+        if timed_out and self.status != STOPPED:
+            # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
+            # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
+            log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
+            for other in list(self.running) + list(self.orphaned):
+                other.finish(J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the "
+                                             "execution timeout")
+            await self.stop()
+            return
         if crashed is not None and self.status != STOPPED:
             log.info("worker %s crashed: %s; restarting", self.id, crashed)
             self.backend = None
@@ -309,6 +334,50 @@ class Worker:
                 if other.task is not None:
                     other.task.cancel()
             self.task = asyncio.get_running_loop().create_task(self._restart(), name=f"worker-{self.id}-restart")
+
+    async def _run_generator(self, backend: WorkerBackend, job: J.Job, ctx: JobContext) -> dict[str, Any]:
+        """``handle_job`` for a generator handler: items stream as they come; the first item that is
+        a dict with a truthy ``error`` ends the job as ``{"error": str(item["error"])}`` (a Python
+        ``repr`` string when it is a dict), which the platform shows as a FAILED job."""
+        items: list[Any] = []
+        generator: Any = backend.handle(job.input, ctx)  # an async generator: closed early on an error item
+        try:
+            async for item in generator:
+                if isinstance(item, dict) and item.get("error"):
+                    return {"error": str(item["error"]), "error_item": item["error"]}
+                items.append(item)
+                job.add_chunk(item)
+        except WorkerCrash:
+            raise
+        except Exception as exc:  # noqa: BLE001 - run_job_generator yields any exception as the job's error
+            return {"error": f"handler: {exc} \ntraceback: {''.join(traceback.format_exception(exc))}"}
+        finally:
+            await generator.aclose()
+        return {"output": items}
+
+    async def _run_plain(self, backend: WorkerBackend, job: J.Job, ctx: JobContext) -> dict[str, Any]:
+        """``run_job`` for a plain handler: an exception becomes the SDK's JSON error; a dict output
+        loses its ``error`` key to the job's error (the job then FAILED)."""
+        items = [item async for item in backend.handle(job.input, ctx)]
+        output = items[0] if items else None
+        if isinstance(output, dict) and "error" in output:
+            output = dict(output)
+            error = output.pop("error")
+            if error:
+                return {"output": output, "error": error if isinstance(error, str) else dumps(error).decode(),
+                        "error_item": error}
+        return {"output": output}
+
+    def _deliver(self, job: J.Job, result: dict[str, Any]) -> None:
+        """What the platform does with the result the worker sent: ``error`` makes the job FAILED."""
+        if "error" in result:
+            job.error_item = result.get("error_item")
+            job.finish(J.FAILED, error=result["error"])
+            return
+        output = result.get("output")
+        if not self.backend or not self.backend.generator:
+            job.add_chunk(output)
+        job.finish(J.COMPLETED, output=output)
 
     async def _restart(self) -> None:
         while not await self._boot():
@@ -324,3 +393,28 @@ class Worker:
             "worker_id": self.id,
             "runpod_version": RUNPOD_SDK_VERSION,
         })
+
+
+def _undeliverable(result: dict[str, Any]) -> str | None:
+    """Why the SDK could not send ``result`` (``json.dumps`` raises), or None when it can.
+
+    localpod keeps numpy rows in embedding outputs (its encoder writes them directly; the real
+    worker converts them with ``tolist()``), so numpy arrays count as serialisable."""
+    try:
+        # orjson would write a dataclass as an object; json.dumps, which the SDK uses, refuses it
+        orjson.dumps({k: v for k, v in result.items() if k != "error_item"},
+                     option=JSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS)
+        return None
+    except TypeError:
+        pass
+
+    def default(value: Any) -> Any:
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    try:
+        json.dumps(result.get("output"), default=default)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None

@@ -9,6 +9,8 @@ workers, as Runpod does, so cold starts and queueing apply to them too.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
@@ -24,6 +26,8 @@ RUN_MAX_BYTES = 10 * 1024 * 1024
 RUNSYNC_MAX_BYTES = 20 * 1024 * 1024
 RUNSYNC_DEFAULT_WAIT_MS = 90_000
 OPENAI_WAIT_S = 3600.0
+TTL_MIN_MS, TTL_MAX_MS = 10_000, 7 * 24 * 3600 * 1000
+"""``policy.ttl`` bounds (runpod/docs serverless/endpoints/send-requests.mdx: min 10 s, max 7 days)."""
 
 
 class QueueError(Exception):
@@ -86,9 +90,13 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         timeout_ms = policy.get("executionTimeout", runtime.endpoint.timeout_ms)
         if not isinstance(timeout_ms, int) or timeout_ms < 0:
             raise QueueError(400, "policy.executionTimeout must be a whole number of milliseconds")
+        ttl_ms = policy.get("ttl", int(J.DEFAULT_TTL_S * 1000))
+        if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or not TTL_MIN_MS <= ttl_ms <= TTL_MAX_MS:
+            raise QueueError(400, f"policy.ttl must be a whole number of milliseconds from {TTL_MIN_MS} (10 s) to "
+                                  f"{TTL_MAX_MS} (7 days), got {ttl_ms!r}")
         job = J.Job(id=J.new_job_id(sync), endpoint_id=runtime.endpoint_id, input=body["input"], sync=sync,
                     execution_timeout_s=timeout_ms / 1000, webhook=body.get("webhook"),
-                    low_priority=bool(policy.get("lowPriority", False)))
+                    low_priority=bool(policy.get("lowPriority", False)), ttl_s=ttl_ms / 1000)
         runtime.submit(job)
         return job
 
@@ -240,7 +248,7 @@ def _openai_result(job: J.Job) -> Response:
     if job.status == J.TIMED_OUT:
         return _openai_error(504, job.error or "execution timeout", "TimeoutError")
     if job.status == J.FAILED:
-        return _openai_error(500, "the worker failed to handle the request", "InternalServerError")
+        return _failed_openai(job)
     output = job.output
     item = output[0] if isinstance(output, list) and output else output
     status = 200
@@ -252,3 +260,39 @@ def _openai_result(job: J.Job) -> Response:
                 code = item["code"]
             status = code if isinstance(code, int) and 400 <= code < 600 else 400
     return JSONResponse(item, status_code=status)
+
+
+_HTTP_STATUS_IN_TEXT = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def _failed_openai(job: J.Job) -> Response:
+    """A FAILED job on an OpenAI route: the worker's error as an OpenAI error body.
+
+    worker-vllm v2.25.2 (src/handler.py) yields ``{"error": {"message": "vLLM returned HTTP 404:
+    <vLLM's body>", "type": "worker_error", "code": null}}`` and the runpod SDK turns it into a
+    FAILED job. How Runpod's OpenAI route answers such a job is not documented; localpod answers with
+    the HTTP status the worker reports (an int ``code``, else the ``HTTP nnn`` in its message, else
+    500) and the worker's message, so OpenAI clients raise the matching error class."""
+    item = job.error_item
+    message = item.get("message") if isinstance(item, dict) else None
+    if not isinstance(message, str):
+        message = _sdk_error_message(job.error) or job.error or "the worker failed to handle the request"
+    code = item.get("code") if isinstance(item, dict) else None
+    if not (isinstance(code, int) and 400 <= code < 600):
+        found = _HTTP_STATUS_IN_TEXT.search(message)
+        code = int(found.group(1)) if found and 400 <= int(found.group(1)) < 600 else 500
+    kind = item.get("type") if isinstance(item, dict) and isinstance(item.get("type"), str) else "worker_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
+                        status_code=code)
+
+
+def _sdk_error_message(error: str | None) -> str | None:
+    """``error_type: error_message`` from the runpod SDK's JSON error of a handler that raised
+    (``rp_job.run_job``), without its traceback; None for any other text."""
+    try:
+        parsed = json.loads(error or "")
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error_message"), str):
+        return f"{parsed.get('error_type', 'error')}: {parsed['error_message']}"
+    return None

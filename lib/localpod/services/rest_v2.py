@@ -8,6 +8,9 @@ would use ``https://api.runpod.io``. Each resource lives in its own module of
 
 from __future__ import annotations
 
+import re
+from typing import TypeVar
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -16,12 +19,30 @@ from localpod.context import ServerContext
 from localpod.services.rest import billing, catalog_api, serverless, templates, volumes, worker_logs_api
 from localpod.services.rest.common import ALL_METHODS, ApiError, resource
 
+RouteT = TypeVar("RouteT", bound=BaseRoute)
+
+
+def any_character(route: RouteT) -> RouteT:
+    """``route`` with its path pattern matching every character, newlines included, and only
+    whole paths.
+
+    Starlette's ``path`` convertor is ``.*``, which stops at a newline, so a path such as
+    ``/v2/serverless/abc%0A`` (a pasted id with its line end) matched nothing and got Starlette's
+    ``text/plain`` 404; the real API answers any unknown path with a problem document. And its
+    patterns end in ``$``, which also matches before a final newline: ``/v2/templates%0A`` listed
+    the templates."""
+    pattern = getattr(route, "path_regex", None)
+    if isinstance(pattern, re.Pattern):
+        text = pattern.pattern[:-1] + r"\Z" if pattern.pattern.endswith("$") else pattern.pattern
+        route.path_regex = re.compile(text, pattern.flags | re.DOTALL)  # type: ignore[attr-defined]
+    return route
+
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
     async def unknown(request: Request) -> Response:
         raise ApiError(404, f"no REST v2 route for {request.method} /v2/{request.path_params['rest']}")
 
-    return [
+    routes_ = [
         *serverless.routes(ctx),
         *worker_logs_api.routes(ctx),
         *templates.routes(ctx),
@@ -30,3 +51,4 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *billing.routes(ctx),
         resource(ctx, "/v2/{rest:path}", {method: unknown for method in ALL_METHODS}),
     ]
+    return [any_character(route) for route in routes_]

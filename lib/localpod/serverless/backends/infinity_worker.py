@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
@@ -40,8 +41,43 @@ RERANK_LOGIT_SCALE, RERANK_LOGIT_SHIFT = 10.0, 0.5
 """A reranker's score is the sigmoid of a logit (Infinity's default ``raw_scores=False``); the
 stand-in logit is ``scale * (cosine - shift)``, so related pairs land near 1 and unrelated near 0."""
 
+RERANK_UNSENDABLE_TAGS = frozenset({"1.0.0", "1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.4"})
+"""Releases of ``runpod/worker-infinity-embedding`` whose rerank answer never reaches the caller.
+
+Every release tag of the repository (1.0.0 to 1.1.4, the newest) pins ``infinity-emb==0.0.76``
+and ``runpod~=1.7.0`` with the same ``infinity_rerank``: Infinity 0.0.76's ``engine.rerank``
+returns ``RerankReturnType`` dataclasses (infinity_emb/primitives.py), ``to_rerank_response``
+(src/utils.py) puts each one in ``relevance_score``, and runpod-python 1.7's
+``rp_http._handle_result`` cannot ``json.dumps`` it: it logs "Error while returning job result. |
+Object of type RerankReturnType is not JSON serializable" and sends nothing, so the job stays
+IN_PROGRESS until the execution timeout (worker-infinity-embedding issues #29 and #37, open). No
+release fixes it; other tags and images (a patched build) rerank cleanly here."""
+
 _model: Any = None
 _model_lock = threading.Lock()
+
+
+@dataclass(kw_only=True)
+class RerankReturnType:
+    """Stand-in for Infinity 0.0.76's ``infinity_emb.primitives.RerankReturnType`` (a plain
+    dataclass, so ``json.dumps`` refuses it)."""
+
+    relevance_score: float
+    document: str | None
+    index: int
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (``repo/name:tag``), None for a digest or no tag."""
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last or ":" not in last:
+        return None
+    return last.split(":", 1)[1]
+
+
+def rerank_unsendable(image: str) -> bool:
+    """True for the worker releases whose rerank results cannot be sent (see ``RERANK_UNSENDABLE_TAGS``)."""
+    return "worker-infinity-embedding" in image.lower() and image_tag(image) in RERANK_UNSENDABLE_TAGS
 
 
 def load_wordllama() -> Any:
@@ -141,6 +177,7 @@ class InfinityWorker(WorkerBackend):
         self.batchers: dict[str, EmbeddingBatcher] = {}
         self.capabilities: dict[str, str] = {}
         self.created = int(time.time())
+        self.rerank_unsendable = rerank_unsendable(spec.image)
 
     @property
     def model_repos(self) -> list[str]:
@@ -246,6 +283,15 @@ class InfinityWorker(WorkerBackend):
         # each (query, document) pair is one cross-encoder input: [CLS] query [SEP] document [SEP]
         usage = int(tokens[1:].sum()) + (int(tokens[0]) + 3) * len(docs)
         order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        if self.rerank_unsendable:
+            # What worker 1.1.4 builds (src/utils.py to_rerank_response): Infinity's sorted
+            # RerankReturnType objects as relevance_score, numbered in that order. The platform
+            # cannot send this; see RERANK_UNSENDABLE_TAGS.
+            ranked = [RerankReturnType(relevance_score=float(scores[i]), document=docs[i], index=i) for i in order]
+            shown: list[Any] = docs if return_docs else [None] * len(docs)
+            unsent = [{"relevance_score": rank, "index": count, **({"document": doc} if return_docs else {})}
+                      for count, (rank, doc) in enumerate(zip(ranked, shown))]
+            return {"model": model_name, "results": unsent, "usage": {"prompt_tokens": usage, "total_tokens": usage}}
         results = []
         for i in order:
             item: dict[str, Any] = {"relevance_score": float(scores[i]), "index": i}

@@ -53,7 +53,8 @@ def normalize_job_input(job_input: Any) -> tuple[str, str, dict[str, Any] | None
         return job_input["route"], method, body
     messages, prompt = job_input.get("messages"), job_input.get("prompt")
     if messages is None and prompt is None:
-        raise ValueError("Job input must contain openai_input, openai_route, route, prompt or messages")
+        raise ValueError("Job input must contain one of: openai_input (+openai_route), route (+body), or "
+                         "prompt/messages.")
     body = dict(job_input.get("sampling_params") or {})
     body["stream"] = bool(job_input.get("stream", False))
     if messages is not None:
@@ -66,6 +67,23 @@ def normalize_job_input(job_input: Any) -> tuple[str, str, dict[str, Any] | None
 def worker_error(message: str) -> dict[str, Any]:
     """The error item worker-vllm ≥ v2.24 yields for problems of its own (not vLLM's)."""
     return {"error": {"message": message, "type": "worker_error", "code": None}}
+
+
+def as_worker_item(item: Any) -> Any:
+    """What worker-vllm v2.25.2 yields for one answer of ``vllm serve``: an HTTP error (status >= 400)
+    becomes ``worker_error("vLLM returned HTTP <status>: <vLLM's body>")`` (src/handler.py), which the
+    runpod SDK then turns into a FAILED job; anything else passes through unchanged."""
+    if not isinstance(item, dict):
+        return item
+    error = item.get("error")
+    if isinstance(error, dict) and error.get("type") != "worker_error":
+        status = error.get("code")
+    elif item.get("object") == "error":
+        status = item.get("code")
+    else:
+        return item
+    status = status if isinstance(status, int) and status >= 400 else HTTPStatus.INTERNAL_SERVER_ERROR
+    return worker_error(f"vLLM returned HTTP {int(status)}: {orjson.dumps(item).decode()}")
 
 
 def openai_error(message: str, err_type: str = "BadRequestError", status: int = HTTPStatus.BAD_REQUEST,
@@ -124,8 +142,7 @@ class EmulatedVllmServer:
         known = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
         status = 405 if path in known else 404
         detail = "Method Not Allowed" if status == 405 else "Not Found"
-        yield worker_error(f"vLLM returned HTTP {status} for {method} {route}: "
-                           f"{orjson.dumps({'detail': detail}).decode()}")
+        yield worker_error(f"vLLM returned HTTP {status}: {orjson.dumps({'detail': detail}).decode()}")
 
     # -- /v1/models
 
@@ -431,12 +448,12 @@ class VllmWorker(WorkerBackend):
             return
         if self.proxy is not None:
             async for item in self.proxy.request(method, route, body):
-                yield item
+                yield as_worker_item(item)
             return
         if self.server is None:
             raise WorkerCrash("vLLM server process is not running")
         async for item in self.server.handle(method, route, body, ctx):
-            yield item
+            yield as_worker_item(item)
 
     async def close(self) -> None:
         if self.proxy is not None:
