@@ -106,6 +106,43 @@ def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, k
     assert health(settings, key, endpoint.id).in_queue == 0
 
 
+def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, settings, key, vllm_endpoint):
+    """Crash-looping workers bill until someone scales to zero (worker-vllm#29): say so, with $/h."""
+    endpoint = vllm_endpoint(hf_token="hf_localpod_no_licence", workers_max=2)
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
+    message = str(info.value)
+    assert "still running:" in message and "/h" in message and "scale_to_zero_on_failure" in message
+    assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 2  # only reported, nothing changed
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, scale_to_zero_on_failure=True,
+             **FAST)
+    assert "scaled to zero (workers were 0-2)" in str(info.value)
+    assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 0
+    deadline = time.monotonic() + 10
+    while health(settings, key, endpoint.id).billing_workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health(settings, key, endpoint.id).billing_workers == 0
+
+
+def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpoint, monkeypatch):
+    """A cell timeout interrupts the kernel (KeyboardInterrupt): the wake-up job must not stay queued."""
+    endpoint = vllm_endpoint()
+    polls = []
+
+    def interrupt(seconds: float) -> None:
+        polls.append(seconds)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serverless.time, "sleep", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        wake(settings, key, endpoint.id, timeout_s=30, **FAST)
+    monkeypatch.undo()
+    assert polls
+    now = health(settings, key, endpoint.id)  # without the cancel the job would still be queued
+    assert now.in_queue == 0 and now.in_progress == 0, now
+
+
 def test_default_grace_is_short_in_local_mode_and_longer_on_runpod(settings, tmp_path):
     assert serverless._default_grace(settings) <= 3
     assert serverless._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20

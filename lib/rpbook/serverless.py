@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import requests
 import runpod
 
+from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import ConfigError, EndpointNotReadyError, JobTimeoutError, RpbookError
@@ -114,6 +115,11 @@ class Health:
     @property
     def workers_total(self) -> int:
         return self.initializing + max(self.ready, self.idle + self.running) + self.throttled + self.unhealthy
+
+    @property
+    def billing_workers(self) -> int:
+        """Workers that bill now: every state but throttled (no GPU yet)."""
+        return self.workers_total - self.throttled
 
     @property
     def stage(self) -> str:
@@ -335,14 +341,16 @@ def _default_grace(settings: Settings) -> float:
 
 def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, *, timeout_s: float = 600,
          poll_s: float = 0.5, progress: bool = True, job_input: Mapping[str, Any] | None = None,
-         unhealthy_grace_s: float | None = None) -> WakeReport | Skipped:
+         unhealthy_grace_s: float | None = None, scale_to_zero_on_failure: bool = False) -> WakeReport | Skipped:
     """Send a tiny job and follow the endpoint until it answers; return the timeline.
 
     ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
     Infinity: ``{"model": ..., "input": "ping"}``). Raises ``EndpointNotReadyError`` when workers
     stay unhealthy for ``unhealthy_grace_s`` (3 s local, 30 s on Runpod), on timeout (with what the
-    health looked like), or when the job fails; the job is cancelled in those cases.
-    A dry run's ``NotCreated`` gives one ``Skipped`` line."""
+    health looked like), or when the job fails; the job is cancelled in those cases, and in any
+    interruption (a cell timeout, Ctrl-C). A failure's message ends with what still runs and
+    costs per hour, or, with ``scale_to_zero_on_failure``, scales the endpoint to zero
+    (``rpbook.billing_now``). A dry run's ``NotCreated`` gives one ``Skipped`` line."""
     if isinstance(endpoint_id, NotCreated):
         return skip("wake", endpoint_id)
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
@@ -365,6 +373,7 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
         bar.refresh()
 
     job_id = ""
+    status = ""
     try:
         job = _call("submit wake-up job", endpoint_id, lambda: endpoint.run({"input": payload}))
         job_id = job.job_id
@@ -415,6 +424,18 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
         show("first token (awake)")
         bar.n = 4
         bar.refresh()
+    except EndpointNotReadyError as exc:
+        after = describe_after_failure(settings, api_key, endpoint_id, _health(endpoint, endpoint_id).billing_workers,
+                                       scale_to_zero_on_failure)
+        raise EndpointNotReadyError(f"{exc}\n{after}") from None
+    except BaseException:
+        # A cell timeout or Ctrl-C interrupts the wait: the wake-up job must not stay queued.
+        if job_id and status not in FINAL_STATES:
+            try:
+                _cancel(endpoint, endpoint_id, job_id)
+            except RpbookError:
+                pass
+        raise
     finally:
         bar.close()
     total = time.monotonic() - started
