@@ -15,7 +15,7 @@ setup: $(PY)
 test: setup
 	$(PY) -m pytest
 
-## make demo: runbooks 00-03 headless against localpod (started in the background, reused later)
+## make demo: every runbook headless against localpod (started in the background, reused later)
 demo: setup
 	$(VENV)/bin/rpbook run -f params/local.yaml
 
