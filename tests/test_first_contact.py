@@ -138,6 +138,7 @@ def _text(output: dict) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_dry_run_exits_0_shows_every_plan_and_creates_nothing(isolated, tmp_path):
     box = isolated
     dry = tmp_path / "dry.yaml"
@@ -250,6 +251,7 @@ def test_notebook_dir_is_found_from_the_working_folder(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_non_editable_install_runs_from_the_project_folder(tmp_path):
     """``pip install .`` puts rpbook in site-packages, away from notebooks/: it must look where it runs."""
     target = tmp_path / "site"

@@ -21,7 +21,7 @@ from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # whole runbooks; the machine may be shared
 
 EXPECTED = {"templates": 2, "endpoints": 2, "volumes": 1}
 
