@@ -13,7 +13,8 @@ from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback
 from localpod.profiles import PROFILES, get_profile
 
-EXIT_STATE_IN_USE = 3
+EXIT_STATE_IN_USE = 75
+"""EX_TEMPFAIL: not 3, which uvicorn exits with when it cannot start (a port in use)."""
 _STATE_LOCK: IO[str] | None = None
 """Held for the life of the process (see :mod:`localpod.statelock`)."""
 

@@ -55,7 +55,8 @@ SERVER_LOCK_FILE = STATE_FILE + ".lock"
 LOCK_FILE = "lock"
 HF_SECRET_NAME = "hf_token"
 """The Runpod secret local mode defines for the HF token: ``{{ RUNPOD_SECRET_hf_token }}``."""
-EXIT_STATE_IN_USE = 3
+EXIT_STATE_IN_USE = 75
+"""EX_TEMPFAIL: not 3, which uvicorn exits with when it cannot start (a port in use)."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
