@@ -302,7 +302,7 @@ def test_vllm_n_is_bounded_like_vllm_and_answers_fast(localpod, plant_endpoint):
                                                       "n": 200_000})
     assert time.monotonic() - start < 2
     assert response.status_code == 400
-    assert response.json()["error"]["message"].startswith("n must be at most 16384, got 200000.")
+    assert "n must be at most 16384, got 200000." in response.json()["error"]["message"]
 
 
 def test_state_lock_refuses_a_second_holder(tmp_path):
