@@ -357,3 +357,15 @@ def test_many_choices_leave_the_event_loop_turns():
 
     items = asyncio.run(main())
     assert len(items[0]["choices"]) == 256  # type: ignore[index]
+
+
+def test_redaction_reads_names_and_token_shapes():
+    from localpod.services.control import REDACTED, redact_env
+
+    env = {"HF_TOKEN": "x", "HUGGING_FACE_HUB_TOKEN": "x", "OPENAI_API_KEY": "x", "DB_PASSWORD": "x",
+           "MAX_NUM_BATCHED_TOKENS": "8192", "KEY_PREFIX": "a", "ODD_NAME": "hf_abcdefghijklmnopqrstuvwxyz",
+           "KNOWN": "shh-known-value", "REF": "{{ RUNPOD_SECRET_hf_token }}", "EMPTY_TOKEN": ""}
+    assert redact_env(env, {"shh-known-value"}) == {
+        "HF_TOKEN": REDACTED, "HUGGING_FACE_HUB_TOKEN": REDACTED, "OPENAI_API_KEY": REDACTED, "DB_PASSWORD": REDACTED,
+        "MAX_NUM_BATCHED_TOKENS": "8192", "KEY_PREFIX": "a", "ODD_NAME": REDACTED, "KNOWN": REDACTED,
+        "REF": "{{ RUNPOD_SECRET_hf_token }}", "EMPTY_TOKEN": ""}

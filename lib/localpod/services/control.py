@@ -32,7 +32,10 @@ from localpod.http import JSONResponse, bearer_key, json_body, problem
 from localpod.profiles import Profile, get_profile
 
 REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH", re.I)
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
+_KEY_QUALIFIERS = frozenset({"API", "ACCESS", "PRIVATE", "SECRET", "AUTH", "SIGNING"})
+_TOKEN_VALUE = re.compile(r"^(hf_|rpa_|rps_|sk-)[A-Za-z0-9_\-]{16,}$")
+"""Hugging Face, Runpod and OpenAI-style token shapes: redacted under any name."""
 _REFERENCE = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z_][A-Za-z0-9_.\-/]*\s*\}\}$")
 
 MAX_DURATION_S = 7 * 24 * 3600.0
@@ -43,18 +46,26 @@ MAX_BYTES_PER_S = 1e15
 
 
 def redact_env(env: Mapping[str, str], known_secrets: set[str]) -> dict[str, str]:
-    """An env map for display: values of secret-looking names (``HF_TOKEN``, ``*_API_KEY``...) and
-    values equal to a key or secret localpod holds become ``<redacted>``; ``{{ RUNPOD_SECRET_x }}``
-    references are kept, since they are only names."""
+    """An env map for display: values of secret-looking names (``HF_TOKEN``, ``*_API_KEY``...),
+    token-shaped values and values equal to a key or secret localpod holds become ``<redacted>``;
+    ``{{ RUNPOD_SECRET_x }}`` references are kept, since they are only names."""
     out: dict[str, str] = {}
     for key, value in env.items():
         if isinstance(value, str) and _REFERENCE.match(value.strip()):
             out[key] = value
-        elif value and (_SECRET_KEY.search(key) or value in known_secrets):
+        elif value and (_secret_name(key) or value in known_secrets or _TOKEN_VALUE.match(value.strip())):
             out[key] = REDACTED
         else:
             out[key] = value
     return out
+
+
+def _secret_name(key: str) -> bool:
+    """``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``, ``OPENAI_API_KEY``, ``DB_PASSWORD``: yes;
+    ``MAX_NUM_BATCHED_TOKENS``, ``KEY_PREFIX``: no."""
+    words = key.upper().replace("-", "_").split("_")
+    return any(word in _SECRET_WORDS or (word == "KEY" and index > 0 and words[index - 1] in _KEY_QUALIFIERS)
+               for index, word in enumerate(words))
 
 
 def validate_overrides(profile: Profile, overrides: Any) -> Profile:
