@@ -275,7 +275,9 @@ def test_valid_policy_and_loopback_webhook_are_accepted(localpod, plant_endpoint
     ({"BIG": "x" * 200_000}, "MAX_ARG_STRLEN"),
 ])
 def test_env_is_bounded_in_rest_and_graphql(localpod, env, fragment):
-    rest = httpx.Client(base_url=localpod.rest_url, headers={"Authorization": f"Bearer {localpod.api_key}"})
+    from spec import SpecCheckedClient
+
+    rest = SpecCheckedClient(localpod.rest_url, localpod.api_key)  # the 400 problem bodies match the spec
     for path, body in (("/v2/templates", {"name": "t", "image": "runpod/mock-worker:latest", "env": env}),
                        ("/v2/serverless", {"name": "e", "type": "QUEUE", "image": "runpod/mock-worker:latest",
                                            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}, "env": env})):
@@ -286,7 +288,8 @@ def test_env_is_bounded_in_rest_and_graphql(localpod, env, fragment):
     env_items = ", ".join(f'{{key: "{k}", value: "{v}"}}' for k, v in env.items())
     query = (f'mutation {{ saveTemplate(input: {{name: "g", imageName: "img", containerDiskInGb: 5, volumeInGb: 0, '
              f'dockerArgs: "", env: [{env_items}]}}) {{ id }} }}')
-    response = rest.post("/graphql", json={"query": query})
+    response = httpx.post(f"{localpod.rest_url}/graphql", json={"query": query},
+                          headers={"Authorization": f"Bearer {localpod.api_key}"})
     assert fragment in str(response.json().get("errors")), response.text[:300]
     assert not localpod.ctx.store.templates and not localpod.ctx.store.endpoints
 

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping
 
 from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def parse_secrets(specs: list[str], environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+def parse_secrets(specs: list[str], environ: Mapping[str, str]) -> dict[str, str]:
     """``NAME=ENVVAR`` options -> {name: value}; raises ``ValueError`` saying what to fix."""
     out: dict[str, str] = {}
     for spec in specs:
