@@ -71,7 +71,7 @@ def parse_secrets(specs: list[str], environ: Mapping[str, str]) -> dict[str, str
 
 
 def serve(args: argparse.Namespace) -> int:
-    global _STATE_LOCK
+    global _STATE_LOCK  # noqa: PLW0603 - the state lock must outlive this function: held until exit
     import uvicorn
 
     if not is_loopback(args.host) and not args.allow_remote:

@@ -71,7 +71,7 @@ def webhook_error(url: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"webhook must be an http:// or https:// URL with a host, got {url[:100]!r}"
     try:
-        parts.port
+        _ = parts.port  # raises on a port that is not a number in range
     except ValueError:
         return f"webhook URL has an invalid port: {url[:100]!r}"
     host = parts.hostname.rstrip(".").lower()

@@ -48,7 +48,7 @@ def acquire(state_file: Path, url: str, wait_s: float = 1.0) -> IO[str]:
     Retries for ``wait_s``: a status probe (rpbook's) may hold the lock for a moment."""
     path = lock_path(state_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 - the lock lives as long as this handle stays open
     deadline = time.monotonic() + wait_s
     while True:
         try:

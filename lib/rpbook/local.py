@@ -139,7 +139,7 @@ def running_localpod(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[int | None, s
     None when no localpod serves it. Honest even when the pid file is gone or belongs to another start."""
     path = Path(state_dir).expanduser().absolute() / SERVER_LOCK_FILE
     try:
-        handle = open(path)
+        handle = open(path)  # noqa: SIM115 - closed by the `with` below, after the OSError check
     except OSError:
         return None
     with handle:
