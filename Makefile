@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo lab serve stop bench clean
+.PHONY: setup test demo lab serve stop status bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ serve: setup
 ## make stop: stop the localpod that the runbooks started in the background
 stop: setup
 	$(PY) -c "from rpbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
+
+## make status: the localpod serving .localpod/ (pid and URL from its state lock), or "not running"
+status: setup
+	$(PY) -c "from rpbook.local import running_localpod; r = running_localpod(); print(f'running: pid {r[0]} at {r[1]}' if r else 'not running')"
 
 ## make bench: print the benchmark figures
 bench: setup

@@ -78,7 +78,8 @@ def corpus(size: int = 640) -> list[str]:
 def warm_endpoint(base: str) -> str:
     """Template + endpoint through REST v2 (workers min 1), rate limits off, one worker ready."""
     http = httpx.Client(base_url=f"{base}/api.runpod.io", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-    httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}, timeout=10).raise_for_status()
+    httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}, headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10).raise_for_status()
     template = http.post("/v2/templates", json={
         "name": "bench-infinity", "image": IMAGE, "serverless": True,
         "env": {"MODEL_NAMES": MODEL, "RUNPOD_MAX_CONCURRENCY": "50"}})

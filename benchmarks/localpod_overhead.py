@@ -182,7 +182,8 @@ def main() -> int:
     proc = start_localpod(port, {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN})
     try:
         api = Api(base)
-        config = httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}).json()
+        config = httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False},
+                             headers={"Authorization": f"Bearer {KEY}"}).json()
         endpoint_id = api.endpoint("bench-warm", "runpod/mock-worker:latest", {"RUNPOD_MAX_CONCURRENCY": "1000"},
                                    workers={"min": 1, "max": 1, "idleTimeout": 600})
         api.wait_ready(endpoint_id)

@@ -60,7 +60,8 @@ class LocalpodServer:
         return f"{self.queue_url}/{endpoint_id}/openai/v1"
 
     def control(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        response = httpx.request(method, f"{self.base_url}/_localpod/{path}", timeout=30, **kwargs)
+        response = httpx.request(method, f"{self.base_url}/_localpod/{path}", timeout=30,
+                                 headers={"Authorization": f"Bearer {self.api_key}"}, **kwargs)
         response.raise_for_status()
         return response
 
@@ -166,7 +167,13 @@ class Isolated:
         return env
 
     def resources(self) -> dict[str, list[str]]:
-        state = httpx.get(f"{self.url}/_localpod/state", timeout=10).json()
+        """Resource ids in this localpod, read with the key rpbook started it with (local default)."""
+        from localpod import DEFAULT_API_KEY
+
+        key = os.environ.get("RUNPOD_API_KEY") or DEFAULT_API_KEY
+        response = httpx.get(f"{self.url}/_localpod/state", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        response.raise_for_status()
+        state = response.json()
         return {kind: sorted(item["id"] for item in state[kind]) for kind in ("templates", "endpoints", "volumes")}
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import free_port
 from rpbook import hub
 from rpbook.errors import ConfigError, RpbookError
-from rpbook.local import LocalpodStatus, ensure_localpod, localpod_running, stop_localpod
+from rpbook.local import LocalpodStatus, ensure_localpod, localpod_running, running_localpod, stop_localpod
 from rpbook.secrets import Secret
 from rpbook.settings import load_settings
 
@@ -173,3 +173,48 @@ def test_start_failure_reports_the_log_tail(env, state_dir):
     assert "localpod.log" in message and "exited" in message and "address already in use" in message.lower()
     assert KEY not in message and HF not in message
     assert not (state_dir / "localpod.pid").exists()
+
+
+@pytest.mark.slow
+def test_one_state_folder_one_server(env, state_dir):
+    """LOCALPOD_URL pointed at another port must not start a second localpod on the same folder: the
+    error names the running one, whose pid file, log and resources stay as they were."""
+    port = free_port()
+    first = ensure_localpod(local_settings(env, port), state_dir=state_dir)
+    assert first.started
+    created = httpx.post(f"http://127.0.0.1:{port}/api.runpod.io/v2/network-volumes",
+                         headers={"Authorization": f"Bearer {KEY}"},
+                         json={"name": "w", "size": 10, "dataCenter": "EU-RO-1"}, timeout=10)
+    assert created.status_code == 201, created.text
+    pid_file, log_file = state_dir / "localpod.pid", state_dir / "localpod.log"
+    pid_before, log_before = pid_file.read_text(), log_file.read_bytes()
+
+    other = local_settings(env, free_port())
+    with pytest.raises(ConfigError) as info:
+        ensure_localpod(other, state_dir=state_dir)
+    message = str(info.value)
+    assert f"http://127.0.0.1:{port}" in message and str(first.pid) in message and "LOCALPOD_URL" in message
+    assert KEY not in message and HF not in message
+    assert not localpod_running(other)
+    assert pid_file.read_text() == pid_before
+    assert log_file.read_bytes()[:len(log_before)] == log_before
+    assert running_localpod(state_dir) == (first.pid, f"http://127.0.0.1:{port}")
+
+    # `make stop` is honest even when the pid file is gone: the state lock names the server.
+    pid_file.unlink()
+    assert stop_localpod(state_dir) is True
+    assert running_localpod(state_dir) is None
+    assert not localpod_running(local_settings(env, port))
+    assert stop_localpod(state_dir) is False
+
+
+@pytest.mark.slow
+def test_local_mode_defines_the_hf_token_secret(env, state_dir):
+    """Local templates reference ``{{ RUNPOD_SECRET_hf_token }}`` as production ones do: rpbook starts
+    localpod with that secret set to the HF token it found."""
+    status = ensure_localpod(local_settings(env, free_port()), state_dir=state_dir)
+    environ = Path(f"/proc/{status.pid}/environ")
+    if not environ.exists():
+        pytest.skip("no /proc on this system")
+    names = [item.split(b"=", 1)[0] for item in environ.read_bytes().split(b"\0")]
+    assert b"LOCALPOD_SECRET_hf_token" in names

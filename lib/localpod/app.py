@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from localpod.config import Settings
 from localpod.context import ServerContext
+from localpod.guard import HostOriginGuard
 from localpod.serverless.platform import Platform
 from localpod.services import control, graphql_api, hub, queue, rest_v2
 from localpod.store import Store
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(HostOriginGuard, settings=settings)  # every route, before any handler runs
     if settings.log_requests:
         app.add_middleware(RequestLogMiddleware)
     return app

@@ -8,15 +8,26 @@ own session (``start_new_session=True``), outlives the kernel that started it, l
 ``<state_dir>/localpod.pid`` for ``stop_localpod``. An ``fcntl`` lock on ``<state_dir>/lock`` keeps
 two notebooks started at the same moment from both spawning one.
 
+One state folder, one server: localpod itself holds ``state.json.lock`` for its whole life and
+writes its pid and URL into it. A second localpod on the same folder (``LOCALPOD_URL`` pointed at
+another port) would keep its own copy of the resources and overwrite the first one's file, so
+``ensure_localpod`` refuses to start one and names the running server instead, and
+``stop_localpod`` / ``running_localpod`` find the server through that lock even when the pid file is
+gone. A start that fails writes only ``localpod.start.log``: localpod opens ``localpod.log`` once it
+holds the lock, so it never touches the running server's log or pid file.
+
 It is started with ``LOCALPOD_API_KEY`` / ``LOCALPOD_HF_TOKEN`` set to the ``RUNPOD_API_KEY`` /
 ``HF_TOKEN`` rpbook finds (environment, then env file, then the documented local defaults), so the
-keys the notebooks use are the keys localpod accepts. rpbook never imports localpod: it runs
-``python -m localpod serve`` and talks to it over HTTP.
+keys the notebooks use are the keys localpod accepts, and with the Runpod secret ``hf_token`` set to
+that HF token (``LOCALPOD_SECRET_hf_token``), so local templates reference
+``{{ RUNPOD_SECRET_hf_token }}`` exactly as production ones do. rpbook never imports localpod: it
+runs ``python -m localpod serve`` and talks to it over HTTP.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -37,8 +48,15 @@ from rpbook.settings import Settings
 DEFAULT_STATE_DIR = Path(".localpod")
 PID_FILE = "localpod.pid"
 LOG_FILE = "localpod.log"
+START_LOG_FILE = "localpod.start.log"
 STATE_FILE = "state.json"
+SERVER_LOCK_FILE = STATE_FILE + ".lock"
+"""Held by the localpod serving ``state.json`` for its life; holds ``{"pid": ..., "url": ...}``."""
 LOCK_FILE = "lock"
+HF_SECRET_NAME = "hf_token"
+"""The Runpod secret local mode defines for the HF token: ``{{ RUNPOD_SECRET_hf_token }}``."""
+EXIT_STATE_IN_USE = 75
+"""EX_TEMPFAIL: not 3, which uvicorn exits with when it cannot start (a port in use)."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -80,30 +98,32 @@ def ensure_localpod(settings: Settings, *, state_dir: Path = DEFAULT_STATE_DIR, 
         if _health(url):  # another notebook started it while we waited for the lock
             _verify_key(settings, url, state_dir)
             return LocalpodStatus(url=url, started=False, pid=_recorded_pid(state_dir), log_file=log_file)
+        holder = running_localpod(state_dir)
+        if holder is not None:
+            raise _state_in_use(state_dir, url, holder)
         proc = _spawn(settings, host, port, profile, state_dir)
-        (state_dir / PID_FILE).write_text(f"{proc.pid}\n")
         try:
             _wait_healthy(url, proc, log_file, timeout_s)
         except BaseException:
             _terminate(proc.pid)
-            (state_dir / PID_FILE).unlink(missing_ok=True)
             raise
         if proc.poll() is not None:
             # It exited, yet something healthy answers: another localpod took the port first.
             _CHILDREN.pop(proc.pid, None)
-            (state_dir / PID_FILE).unlink(missing_ok=True)
             _verify_key(settings, url, state_dir)
             return LocalpodStatus(url=url, started=False, pid=None, log_file=log_file)
+        (state_dir / PID_FILE).write_text(f"{proc.pid}\n")
     _verify_key(settings, url, state_dir)
     return LocalpodStatus(url=url, started=True, pid=proc.pid, log_file=log_file)
 
 
 def stop_localpod(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 10) -> bool:
-    """Stop the localpod recorded in ``state_dir`` (SIGTERM, then SIGKILL after ``timeout_s``).
-    True if a running localpod was stopped; the pid file is removed either way."""
+    """Stop the localpod that serves ``state_dir`` (SIGTERM, then SIGKILL after ``timeout_s``): the one
+    holding its state lock, else the one in its pid file. True if a running localpod was stopped; the
+    pid file is removed either way."""
     state_dir = Path(state_dir).expanduser().absolute()
     pid_file = state_dir / PID_FILE
-    if not pid_file.exists():
+    if not pid_file.exists() and not (state_dir / SERVER_LOCK_FILE).exists():
         return False
     with _state_lock(state_dir):
         pid = _recorded_pid(state_dir)
@@ -112,6 +132,29 @@ def stop_localpod(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 10) ->
             stopped = _terminate(pid, timeout_s)
         pid_file.unlink(missing_ok=True)
     return stopped
+
+
+def running_localpod(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[int | None, str | None] | None:
+    """``(pid, url)`` of the localpod serving ``state_dir`` (the process holding its state lock), or
+    None when no localpod serves it. Honest even when the pid file is gone or belongs to another start."""
+    path = Path(state_dir).expanduser().absolute() / SERVER_LOCK_FILE
+    try:
+        handle = open(path)  # noqa: SIM115 - closed by the `with` below, after the OSError check
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                data = json.loads(handle.read() or "{}")
+            except ValueError:
+                data = {}
+            pid = data.get("pid") if isinstance(data, dict) else None
+            url = data.get("url") if isinstance(data, dict) else None
+            return (pid if isinstance(pid, int) else None, url if isinstance(url, str) else None)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 def localpod_running(settings: Settings) -> bool:
@@ -154,6 +197,20 @@ def _verify_key(settings: Settings, url: str, state_dir: Path) -> None:
             f"(its LOCALPOD_API_KEY), or point LOCALPOD_URL at another port.")
 
 
+def _state_in_use(state_dir: Path, url: str, holder: tuple[int | None, str | None]) -> RpbookError:
+    pid, running_url = holder
+    if running_url and running_url.rstrip("/") != url:
+        return ConfigError(
+            f"The localpod state folder {state_dir} is already served by the localpod at {running_url} (pid "
+            f"{pid or '?'}), and one folder takes one server (a second would lose the first one's resources). "
+            f"Either set LOCALPOD_URL={running_url} to use it, or stop it (`make stop`, or "
+            f"rpbook.local.stop_localpod(Path({str(state_dir)!r}))) and run again to start one at {url}, or use "
+            f"another state folder (RPBOOK_LOCALPOD_DIR).")
+    return RpbookError(
+        f"The localpod serving {state_dir} (pid {pid or '?'}, {running_url or url}) holds its state lock but does not "
+        f"answer its health check. Look at {state_dir / LOG_FILE}; stop it (`make stop`) and run again.")
+
+
 def _loopback_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS:
@@ -182,12 +239,15 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
 
 
 def _spawn(settings: Settings, host: str, port: int, profile: str, state_dir: Path) -> subprocess.Popen[bytes]:
+    hf_token = settings.hf_token().reveal()
     env = {**os.environ,
            "LOCALPOD_API_KEY": settings.runpod_api_key().reveal(),
-           "LOCALPOD_HF_TOKEN": settings.hf_token().reveal()}
+           "LOCALPOD_HF_TOKEN": hf_token,
+           f"LOCALPOD_SECRET_{HF_SECRET_NAME}": hf_token}
     command = [sys.executable, "-m", "localpod", "serve", "--host", host, "--port", str(port),
-               "--profile", profile, "--state", str(state_dir / STATE_FILE)]
-    with open(state_dir / LOG_FILE, "wb") as log:
+               "--profile", profile, "--state", str(state_dir / STATE_FILE), "--log-file", str(state_dir / LOG_FILE)]
+    # Until it holds the state lock, localpod writes only here; then it switches to localpod.log.
+    with open(state_dir / START_LOG_FILE, "wb") as log:
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
     _CHILDREN[proc.pid] = proc
@@ -203,7 +263,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeo
         if code is not None:
             if _health(url, timeout_s=0.5):
                 return  # exited because another localpod holds the port: the caller checks that one
-
+            if code == EXIT_STATE_IN_USE:
+                raise ConfigError(_log_tail(log_file.with_name(START_LOG_FILE), lines=5))
             tail = _log_tail(log_file)
             hint = ""
             if "address already in use" in tail.lower():
@@ -218,14 +279,24 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeo
 
 
 def _log_tail(log_file: Path, lines: int = 20) -> str:
-    try:
-        text = log_file.read_text(errors="replace")
-    except OSError:
+    """The last lines of ``log_file`` (for ``localpod.log``: after what the start wrote before it)."""
+    texts: list[str] = []
+    start_log = log_file.with_name(START_LOG_FILE)
+    for path in ([start_log] if log_file.name == LOG_FILE else []) + [log_file]:
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except OSError:
+            continue
+    if not texts:
         return "(no log)"
-    return scrub("\n".join(text.splitlines()[-lines:])) or "(empty log)"
+    return scrub("\n".join("\n".join(texts).splitlines()[-lines:])) or "(empty log)"
 
 
 def _recorded_pid(state_dir: Path) -> int | None:
+    """The pid of the server holding the state lock, else the pid file's (if that process lives)."""
+    holder = running_localpod(state_dir)
+    if holder is not None and holder[0] is not None:
+        return holder[0]
     try:
         pid = int((state_dir / PID_FILE).read_text().strip())
     except (OSError, ValueError):

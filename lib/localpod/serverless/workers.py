@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import traceback
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
+from localpod.runpod_secrets import resolve_env
 from localpod.serverless.imagecuda import image_min_cuda
 from localpod.serverless.worker_output import WorkerOutput
 from localpod.store import WorkerSession, new_id
@@ -47,14 +47,6 @@ UNHEALTHY = "UNHEALTHY"
 STOPPED = "STOPPED"  # internal: gone from every listing
 
 RUNPOD_SDK_VERSION = "1.12.0"
-_SECRET_REF = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z0-9_\-]+\s*\}\}$")
-
-
-def container_env(env: dict[str, str], secret_value: str) -> dict[str, str]:
-    """The env the worker's process sees: Runpod substitutes ``{{ RUNPOD_SECRET_name }}`` before the
-    container starts; localpod resolves every secret to its configured HF token."""
-    return {key: secret_value if isinstance(value, str) and _SECRET_REF.match(value.strip()) else value
-            for key, value in env.items()}
 
 
 def hub_token(env: dict[str, str]) -> str | None:
@@ -169,7 +161,9 @@ class Worker:
         runtime = self.runtime
         endpoint = runtime.endpoint
         settings = runtime.platform.settings
-        spec = WorkerSpec(endpoint_id=endpoint.id, image=endpoint.image, env=dict(endpoint.env),
+        # Runpod substitutes {{ RUNPOD_SECRET_name }} when the container starts (localpod.runpod_secrets).
+        env, missing = resolve_env(endpoint.env, settings.secret)
+        spec = WorkerSpec(endpoint_id=endpoint.id, image=endpoint.image, env=env,
                           profile=runtime.profile, proxy_url=settings.proxy_url, proxy_api_key=settings.proxy_api_key)
         backend = create_backend(spec)
         repos = backend.model_repos
@@ -178,11 +172,15 @@ class Worker:
         plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
-        env = container_env(dict(endpoint.env), settings.hf_token)
         self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
         self.output.system(f"container started: {endpoint.image}")
         self.output.container_started()
-        denial = self._cuda_denial(endpoint.image) or self._download_denial(env, plan)
+        if missing:  # Runpod docs: a template using a deleted secret makes its deployments fail
+            denial: str | None = (f"the env references Runpod secret(s) {', '.join(missing)} that this account does "
+                                  "not have (localpod: define them with `localpod serve --secret NAME=ENVVAR` or "
+                                  "LOCALPOD_SECRET_<NAME>)")
+        else:
+            denial = self._cuda_denial(endpoint.image) or self._download_denial(env, plan)
         if denial is not None:
             self.unhealthy_reason = denial
             self.output.start_failed(denial)

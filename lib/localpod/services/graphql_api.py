@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from localpod import catalog
+from localpod import limits
 from localpod.context import ServerContext
 from localpod.graphql_schema import ENDPOINT_TYPES, OBJECT_TYPES, TYPE_DEFS, ctx_of
 from localpod.http import JSONResponse, bearer_key, json_body
@@ -96,6 +97,9 @@ def _parse_env(items: list[dict] | None) -> dict[str, str]:
         if not key:
             fail("Environment variable keys must not be empty")
         env[key] = item.get("value") or ""
+    errors = limits.env_errors(env)
+    if errors:
+        fail("; ".join(errors))
     return env
 
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from localpod import limits
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, bearer_key, json_body
 from localpod.serverless import jobs as J
@@ -26,8 +27,6 @@ RUN_MAX_BYTES = 10 * 1024 * 1024
 RUNSYNC_MAX_BYTES = 20 * 1024 * 1024
 RUNSYNC_DEFAULT_WAIT_MS = 90_000
 OPENAI_WAIT_S = 3600.0
-TTL_MIN_MS, TTL_MAX_MS = 10_000, 7 * 24 * 3600 * 1000
-"""``policy.ttl`` bounds (runpod/docs serverless/endpoints/send-requests.mdx: min 10 s, max 7 days)."""
 
 
 class QueueError(Exception):
@@ -84,19 +83,17 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             raise QueueError(400, str(exc)) from None
         if not isinstance(body, dict) or "input" not in body:
             raise QueueError(400, 'request body must be a JSON object with an "input" field')
-        policy = body.get("policy") or {}
-        if not isinstance(policy, dict):
-            raise QueueError(400, '"policy" must be an object')
-        timeout_ms = policy.get("executionTimeout", runtime.endpoint.timeout_ms)
-        if not isinstance(timeout_ms, int) or timeout_ms < 0:
-            raise QueueError(400, "policy.executionTimeout must be a whole number of milliseconds")
-        ttl_ms = policy.get("ttl", int(J.DEFAULT_TTL_S * 1000))
-        if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or not TTL_MIN_MS <= ttl_ms <= TTL_MAX_MS:
-            raise QueueError(400, f"policy.ttl must be a whole number of milliseconds from {TTL_MIN_MS} (10 s) to "
-                                  f"{TTL_MAX_MS} (7 days), got {ttl_ms!r}")
+        try:  # bounds and types of policy and webhook: localpod.limits
+            timeout_ms, low_priority, ttl_ms = limits.job_policy(body.get("policy"), runtime.endpoint.timeout_ms,
+                                                                 int(J.DEFAULT_TTL_S * 1000))
+        except ValueError as exc:
+            raise QueueError(400, str(exc)) from None
+        webhook_problem = limits.webhook_error(body["webhook"]) if body.get("webhook") is not None else None
+        if webhook_problem is not None:
+            raise QueueError(400, webhook_problem)
         job = J.Job(id=J.new_job_id(sync), endpoint_id=runtime.endpoint_id, input=body["input"], sync=sync,
                     execution_timeout_s=timeout_ms / 1000, webhook=body.get("webhook"),
-                    low_priority=bool(policy.get("lowPriority", False)), ttl_s=ttl_ms / 1000)
+                    low_priority=low_priority, ttl_s=ttl_ms / 1000)
         runtime.submit(job)
         return job
 

@@ -11,6 +11,7 @@ OpenAI-compatible server instead (:mod:`proxy`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from http import HTTPStatus
@@ -27,6 +28,9 @@ DEFAULT_MAX_MODEL_LEN = 32768
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 """vLLM's ``CompletionRequest.max_tokens`` default: the reason worker-vllm users get 16 tokens."""
 
+
+DEFAULT_MAX_N_SEQUENCES = 16384
+"""vLLM's ``envs.VLLM_MAX_N_SEQUENCES`` default: the largest ``n`` (choices per request) it accepts."""
 
 # -- job input -> HTTP request (the worker's own logic) --------------------------------------------
 
@@ -113,10 +117,12 @@ SSE_DONE = "data: [DONE]\n\n"
 class EmulatedVllmServer:
     """Answers OpenAI routes like ``vllm serve`` 0.2x, generating text with the stand-in model."""
 
-    def __init__(self, model_path: str, served_name: str, max_model_len: int) -> None:
+    def __init__(self, model_path: str, served_name: str, max_model_len: int,
+                 max_n: int = DEFAULT_MAX_N_SEQUENCES) -> None:
         self.model_path = model_path
         self.served_name = served_name
         self.max_model_len = max_model_len
+        self.max_n = max_n
         self.created = int(time.time())
 
     async def handle(self, method: str, route: str, body: Any, ctx: JobContext) -> AsyncIterator[Any]:
@@ -211,6 +217,9 @@ class EmulatedVllmServer:
             n = 1
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise _RequestError(f"n must be at least 1, got {n}.", "n")
+        if n > self.max_n:  # vllm/sampling_params.py SamplingParams._verify_args, same text
+            raise _RequestError(f"n must be at most {self.max_n}, got {n}. To increase this limit, set the "
+                                "VLLM_MAX_N_SEQUENCES environment variable.", "n")
         temperature = body.get("temperature")
         if temperature is not None and (not isinstance(temperature, (int, float)) or temperature < 0):
             raise _RequestError(f"temperature must be non-negative, got {temperature}.", "temperature")
@@ -254,6 +263,17 @@ class EmulatedVllmServer:
 
     # -- /v1/chat/completions
 
+    async def _generate_all(self, prompts: list[tuple[str, int, str]],
+                            params: Mapping[str, Any]) -> list[textmodel.Generation]:
+        """Every choice, giving the event loop a turn every 32 of them: a large ``n`` (vLLM allows
+        16384) must not stall every other request localpod serves meanwhile."""
+        outputs: list[textmodel.Generation] = []
+        for index, (text, choice, prefix) in enumerate(prompts):
+            outputs.append(self._generate(text, params, choice, prefix=prefix))
+            if index % 32 == 31:
+                await asyncio.sleep(0)
+        return outputs
+
     async def _chat(self, body: dict[str, Any], ctx: JobContext) -> AsyncIterator[Any]:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
@@ -266,7 +286,7 @@ class EmulatedVllmServer:
         prompt_tokens = textmodel.chat_prompt_tokens(messages)
         params = self._sampling(body, prompt_tokens, default_max=None)
         user_text = textmodel.last_user_text(messages)
-        outputs = [self._generate(user_text, params, i) for i in range(params["n"])]
+        outputs = await self._generate_all([(user_text, i, "") for i in range(params["n"])], params)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         completion_tokens = sum(len(o.tokens) for o in outputs)
@@ -336,7 +356,7 @@ class EmulatedVllmServer:
         self._check_model(body)
         prompt_counts = [textmodel.count_tokens(p) + 1 for p in prompts]  # + BOS
         params = self._sampling(body, max(prompt_counts), default_max=COMPLETIONS_DEFAULT_MAX_TOKENS)
-        outputs = [self._generate(p, params, i, prefix=" ") for p in prompts for i in range(params["n"])]
+        outputs = await self._generate_all([(p, i, " ") for p in prompts for i in range(params["n"])], params)
         prompt_tokens = sum(prompt_counts)
         completion_tokens = sum(len(o.tokens) for o in outputs)
         request_id = f"cmpl-{uuid.uuid4().hex}"
@@ -435,7 +455,11 @@ class VllmWorker(WorkerBackend):
             raise WorkerCrash(f"vllm serve: invalid --max-model-len {raw_len!r}") from None
         if max_model_len < 1:
             raise WorkerCrash(f"vllm serve: invalid --max-model-len {raw_len!r}")
-        self.server = EmulatedVllmServer(self.model_name, self.served_name, max_model_len)
+        try:
+            max_n = int(self.spec.env.get("VLLM_MAX_N_SEQUENCES") or DEFAULT_MAX_N_SEQUENCES)
+        except ValueError:
+            raise WorkerCrash("vllm serve: VLLM_MAX_N_SEQUENCES must be an integer") from None
+        self.server = EmulatedVllmServer(self.model_name, self.served_name, max_model_len, max_n)
 
     async def handle(self, job_input: Any, ctx: JobContext) -> AsyncIterator[Any]:
         try:

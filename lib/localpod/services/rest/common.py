@@ -107,6 +107,10 @@ class RequestBody(BaseModel):
     def schema_errors(self) -> list[str]:
         return []
 
+    def rule_errors(self) -> list[str]:
+        """Bounds the schema does not state but Runpod (or the container runtime) enforces: 400."""
+        return []
+
     def given(self, field: str) -> bool:
         """Whether the client sent this field (PATCH: only sent fields change)."""
         return field in self.model_fields_set
@@ -130,6 +134,9 @@ async def parse_body(request: Request, model: type[M], hints: Mapping[str, str] 
     errors = body.schema_errors() if isinstance(body, RequestBody) else []
     if errors:
         raise unprocessable(errors)
+    rules = body.rule_errors() if isinstance(body, RequestBody) else []
+    if rules:
+        raise bad_request(rules)
     return body
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from localpod import limits
 from localpod.services.rest.common import RequestBody
 
 
@@ -51,6 +52,9 @@ class ContainerConfig(Body):
     env: dict[str, str] = absent()
     ports: list[str] = absent()
     registry: str | None = absent()
+
+    def rule_errors(self) -> list[str]:
+        return limits.env_errors(self.env)
 
 
 # -- serverless endpoints ------------------------------------------------------------------
