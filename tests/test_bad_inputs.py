@@ -294,3 +294,22 @@ def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) 
     with pytest.raises(ControlPlaneError, match="failed after 4 attempt"):
         client.list_templates()
     assert sent == ["GET"] * 4  # a read is retried (MAX_ATTEMPTS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(isolated: Any, tmp_path: Path) -> None:
+    """End to end: runbook 02 with a worst case above the spend limit stops in its check cell, before
+    the template (its first write) exists; exit 1 names the notebook, the cell and what to set."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workers_max: 10000\n")
+    done = subprocess.run([sys.executable, "-m", "rpbook", "run", str(root / "notebooks" / "02_vllm_endpoint.ipynb"),
+                           "-f", str(root / "params" / "local.yaml"), "-f", str(bad), "--out", str(tmp_path / "run")],
+                          env=isolated.process_env(), cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr and "lower workers_max" in done.stderr
+    assert isolated.resources() == {"templates": [], "endpoints": [], "volumes": []}
