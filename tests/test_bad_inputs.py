@@ -126,6 +126,9 @@ STACK_ROWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str]
      {"max_model_len": 32768}, "holds one sequence"),
     ("gpu_count 100", {}, {"gpu_count": 100}, {}, "gives a worker more than"),
     ("workers_max 10000", {}, {"workers_max": 10_000}, {}, "spend limit"),
+    ("worst case above max_hourly_usd", {}, {}, {"max_hourly_usd": 3}, "lower workers_max to 2"),
+    ("max_hourly_usd below one worker", {}, {}, {"max_hourly_usd": 0.5}, "choose a cheaper GPU pool"),
+    ("max_hourly_usd not positive", {}, {}, {"max_hourly_usd": 0}, "positive number"),
     ("unknown GPU pool", {}, {"gpu_pools": ["VOODOO_24"]}, {}, "unknown serverless GPU pool"),
     ("unknown data center", {}, {"data_center": "ZZ-XX-9"}, {}, "data center"),
     ("data center without the pools", {}, {"data_center": "EU-SE-1", "gpu_pools": ["ADA_80_PRO"]}, {},
@@ -298,18 +301,23 @@ def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(isolated: Any, tmp_path: Path) -> None:
-    """End to end: runbook 02 with a worst case above the spend limit stops in its check cell, before
-    the template (its first write) exists; exit 1 names the notebook, the cell and what to set."""
+@pytest.mark.parametrize("setting, message", [("workers_max: 10000", "lower workers_max"),
+                                              ("max_hourly_usd: 3", "above max_hourly_usd $3.00: lower workers_max "
+                                                                    "to 2")])
+def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(isolated: Any, tmp_path: Path, setting: str,
+                                                                      message: str) -> None:
+    """End to end: runbook 02 with a worst case above the spend limit or the team's ``max_hourly_usd``
+    (issue 13's budget guard) stops in its check cell, before the template (its first write)
+    exists; exit 1 names the notebook, the cell and what to set."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     bad = tmp_path / "bad.yaml"
-    bad.write_text("workers_max: 10000\n")
+    bad.write_text(setting + "\n")
     done = subprocess.run([sys.executable, "-m", "rpbook", "run", str(root / "notebooks" / "02_vllm_endpoint.ipynb"),
                            "-f", str(root / "params" / "local.yaml"), "-f", str(bad), "--out", str(tmp_path / "run")],
                           env=isolated.process_env(), cwd=root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr and "lower workers_max" in done.stderr
+    assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr and message in done.stderr
     assert isolated.resources() == {"templates": [], "endpoints": [], "volumes": []}

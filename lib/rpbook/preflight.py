@@ -19,11 +19,11 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rpbook import hub
+from rpbook.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.controlplane import GpuType, RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, GatedModelError, HubError
@@ -52,6 +52,7 @@ class StackCheck:
     plans: tuple[Plan, ...] = ()
     kv_cache: KvCacheFit | None = None
     warnings: tuple[str, ...] = field(default=())
+    worst_case: WorstCase | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,9 @@ class StackCheck:
         out: dict[str, int | bool] = {"preflight_ok": self.ok}
         if self.kv_cache is not None and self.kv_cache.fits:
             out["kv_cache_sequences"] = min(count for _, _, count in self.kv_cache.fits)
+        if self.worst_case is not None:
+            out["worst_case_usd_per_hour"] = round(self.worst_case.usd_per_hour, 4)
+            out["floor_usd_per_month"] = round(self.worst_case.floor_usd_per_month, 2)
         return out
 
     def raise_for_problems(self) -> None:
@@ -134,8 +138,7 @@ def _max_count(gpu: GpuType) -> int:
     return max(values, default=0)
 
 
-def _catalog(spec: EndpointSpec, gpus: Sequence[GpuType], limit_usd_per_hour: float,
-             checks: list[Check]) -> None:
+def _catalog(spec: EndpointSpec, gpus: Sequence[GpuType], checks: list[Check]) -> None:
     in_pools = [g for g in gpus if g.pool in spec.gpu_pools]
     max_counts = [_max_count(g) for g in in_pools]
     most = max(max_counts, default=0)
@@ -146,27 +149,36 @@ def _catalog(spec: EndpointSpec, gpus: Sequence[GpuType], limit_usd_per_hour: fl
     else:
         checks.append(Check("gpu_count", True, f"{spec.gpu_count} per worker (pool cards allow up to "
                             f"{most or '?'})"))
-    prices = [g.serverless_price_hr for g in in_pools if g.serverless_price_hr is not None]
-    if not prices:
-        return
-    worst = spec.workers_max * spec.gpu_count * max(prices)
-    detail = (f"every worker busy at once: {spec.workers_max} workers × {spec.gpu_count} GPU × "
-              f"${max(prices):.2f}/h = ${worst:,.2f}/h")
-    if worst > limit_usd_per_hour:
-        fit = max(1, math.floor(limit_usd_per_hour / (spec.gpu_count * max(prices))))
-        checks.append(Check("worst case", False, f"{detail}, above the account's spend limit of "
-                            f"${limit_usd_per_hour:,.0f}/h (Runpod's default); lower workers_max to {fit} or less"))
-    else:
-        checks.append(Check("worst case", True, f"{detail} (account limit ${limit_usd_per_hour:,.0f}/h)"))
+
+
+def _budget(spec: EndpointSpec, gpus: Sequence[GpuType], max_hourly_usd: float | None, account_limit: float,
+            checks: list[Check]) -> WorstCase | None:
+    """The worst case against the team's ``max_hourly_usd`` and the account's spend limit."""
+    worst = _guarded("worst case", checks, lambda: worst_case(spec, gpus))
+    if worst is None:
+        return None
+    problem = worst.within(max_hourly_usd) if max_hourly_usd is not None else None
+    problem = problem or worst.within(account_limit, ceiling="the account's spend limit (Runpod's default)",
+                                      or_else="or ask Runpod support to raise the account's limit")
+    if problem is not None:
+        checks.append(Check("worst case", False, problem))
+        return worst
+    checks.append(Check("worst case", True, f"{worst.describe()} (max_hourly_usd "
+                        f"{'$' + format(max_hourly_usd, ',.2f') if max_hourly_usd is not None else 'not set'})"))
+    return worst
 
 
 def check_stack(settings: Settings, client: RunpodClient, token: Secret, template_spec: TemplateSpec,
                 endpoint_spec: EndpointSpec, *, models: Sequence[str], max_model_len: int | None = None,
                 gpu_memory_utilization: float = 0.9, max_concurrency: int | None = None,
+                max_hourly_usd: float | None = None,
                 spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
                 raise_for_problems: bool = True) -> StackCheck:
     """Every check of the module docstring for one template + endpoint, writing nothing. With
-    ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too."""
+    ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too;
+    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.budget``)."""
+    if max_hourly_usd is not None:
+        max_hourly_usd = check_max_hourly(max_hourly_usd)
     checks: list[Check] = []
     warnings: list[str] = []
     _hub_access(settings, token, models, checks)
@@ -196,7 +208,8 @@ def check_stack(settings: Settings, client: RunpodClient, token: Secret, templat
                     checks.append(Check("KV cache", True, ", ".join(f"{pool}: {count} full-length sequences"
                                                                       for pool, _, count in kv.fits)))
                     warnings += list(kv.warnings)
-    _catalog(endpoint_spec, gpus, spend_limit_usd_per_hour, checks)
+    _catalog(endpoint_spec, gpus, checks)
+    worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
     plans: list[Plan] = []
     template_plan = _guarded("template plan", checks, lambda: plan_template(client, template_spec))
     endpoint_plan = _guarded("endpoint plan", checks,
@@ -209,7 +222,7 @@ def check_stack(settings: Settings, client: RunpodClient, token: Secret, templat
         real = [b for b in plan.blocked if "does not exist yet" not in b]
         checks.append(Check(f"{plan.kind} plan", not real, "; ".join(real) if real else
                             f"{plan.action} ({len(plan.changes)} field(s))"))
-    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings))
+    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)
     if raise_for_problems:
         result.raise_for_problems()
     return result
