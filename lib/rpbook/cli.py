@@ -2,6 +2,7 @@
 
     rpbook run [NOTEBOOK ...] -f params/local.yaml [-f more.yaml] [--out DIR]
     rpbook params [NOTEBOOK ...]
+    rpbook receipt RUN_DIR
 
 Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
 or bad parameters (nothing ran).
@@ -32,11 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
     params = sub.add_parser("params", help="list the parameters each runbook declares")
     params.add_argument("notebooks", nargs="*", type=Path)
+    receipt = sub.add_parser("receipt", help="what a run cost, from Runpod's billing (again, once it is final)")
+    receipt.add_argument("run_dir", type=Path, help="the folder `rpbook run` wrote (runs/<UTC time>/)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "receipt":
+        return _receipt(args.run_dir)
     try:
         notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
     except RpbookError as exc:
@@ -64,9 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(summary)
     print(f"executed notebooks and summary.json in {summary.run_dir}")
+    if summary.receipt:
+        print(summary.receipt["line"])
     if not summary.ok:
         failed = next(r for r in summary.results if r.status == "failed")
         where = f"cell {failed.failed_cell}" if failed.failed_cell is not None else "execution"
         print(f"rpbook: {failed.notebook} failed in {where}: {failed.error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _receipt(run_dir: Path) -> int:
+    from rpbook.receipt import receipt_for_run_dir
+
+    try:
+        receipt = receipt_for_run_dir(run_dir)
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(receipt.line())
     return 0

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from rpbook.errors import ConfigError
+from rpbook.errors import ConfigError, RpbookError
 from rpbook.secrets import scrub
 
 NOTEBOOK_FOLDER = "notebooks"
@@ -55,6 +55,10 @@ class RunSummary:
     run_dir: str
     parameters: dict[str, Any]
     results: list[NotebookResult] = field(default_factory=list)
+    started_at: str = ""
+    ended_at: str = ""
+    receipt: dict[str, Any] | None = None
+    """What the run cost (``rpbook.receipt``), or why it could not be read."""
 
     @property
     def ok(self) -> bool:
@@ -62,6 +66,7 @@ class RunSummary:
 
     def to_json(self) -> str:
         return json.dumps({"run_dir": self.run_dir, "ok": self.ok, "parameters": self.parameters,
+                           "started_at": self.started_at, "ended_at": self.ended_at, "receipt": self.receipt,
                            "results": [asdict(r) for r in self.results]}, indent=2)
 
     def __str__(self) -> str:
@@ -239,7 +244,7 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
 
 def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, out_dir: Path | None = None,
                   kernel_name: str = "python3", execution_timeout: int | None = None,
-                  log_output: bool = False) -> RunSummary:
+                  log_output: bool = False, receipt: bool = True) -> RunSummary:
     """Run ``notebooks`` in order with papermill; stop at the first failure. Never raises for a
     failing notebook: the summary says which cell failed and why (scrubbed of secrets)."""
     import papermill
@@ -248,7 +253,8 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, o
     per_notebook = check_parameters(parameters, notebooks)
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters))
+    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters),
+                         started_at=datetime.now(timezone.utc).isoformat())
     previous = os.environ.get("RPBOOK_RUN_DIR")
     os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
     try:
@@ -281,5 +287,32 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, o
             os.environ.pop("RPBOOK_RUN_DIR", None)
         else:
             os.environ["RPBOOK_RUN_DIR"] = previous
+    summary.ended_at = datetime.now(timezone.utc).isoformat()
+    if receipt:
+        summary.receipt = _take_receipt(summary, run_dir)
     (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
     return summary
+
+
+def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
+    """The run's cost from Runpod's billing; never fails the run (a failure is said instead), and is
+    appended to the last executed notebook as its final cell, where a reader of the record looks."""
+    from rpbook.receipt import make_receipt, write_receipt
+    from rpbook.session import resolve_env_file
+    from rpbook.settings import load_settings
+
+    try:
+        settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
+        receipt = make_receipt(settings, settings.runpod_api_key(), run_dir,
+                               datetime.fromisoformat(summary.started_at), datetime.fromisoformat(summary.ended_at))
+    except RpbookError as exc:
+        return {"line": scrub(f"cost receipt unavailable ({exc}); run `rpbook receipt {run_dir}` later")}
+    write_receipt(receipt)
+    executed = [Path(r.output) for r in summary.results if r.status != "skipped" and Path(r.output).exists()]
+    if executed:
+        import nbformat
+
+        notebook = nbformat.read(executed[-1], as_version=4)
+        notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Cost receipt.** {receipt.line()}"))
+        nbformat.write(notebook, executed[-1])
+    return receipt.to_dict()
