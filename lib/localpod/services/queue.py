@@ -168,8 +168,10 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             if not isinstance(body, dict):
                 return _openai_error(400, "request body must be a JSON object")
             job_input = {"openai_route": route, "openai_input": body}
+        # Not journaled (durable=False): its id never reaches the client and its HTTP request dies
+        # with the process, so there is nobody to hand it back to after a crash.
         job = J.Job(id=J.new_job_id(sync=True), endpoint_id=runtime.endpoint_id, input=job_input, sync=True,
-                    execution_timeout_s=runtime.endpoint.timeout_ms / 1000)
+                    execution_timeout_s=runtime.endpoint.timeout_ms / 1000, durable=False)
         runtime.submit(job)
         if isinstance(body, dict) and body.get("stream"):
             return await _stream_openai(job, request)
