@@ -226,13 +226,15 @@ class JobJournal:
         self.records += 1
 
     def submitted(self, job: J.Job) -> None:
-        self._append(job_record(job))
+        if self._fd is not None:
+            self._append(job_record(job))
 
     def started(self, job: J.Job) -> None:
         self._append({"t": "start", "id": job.id, "w": job.worker_id, "at": _wall(job.started_at, _wall_offset())})
 
     def finished(self, job: J.Job) -> None:
-        self._append({"t": "end", "id": job.id, **_end_fields(job, _wall_offset())})
+        if self._fd is not None:
+            self._append({"t": "end", "id": job.id, **_end_fields(job, _wall_offset())})
 
     def retried(self, job: J.Job) -> None:
         self._append({"t": "retry", "id": job.id, "r": job.retries, "sub": _wall(job.submitted_at, _wall_offset())})

@@ -113,9 +113,10 @@ class EndpointRuntime:
 
     def submit(self, job: J.Job) -> None:
         """Accept a new job: journaled (if durable) before its id can reach the client."""
-        if job.durable:
-            job.journal = self.platform.journal
-            self.platform.journal.submitted(job)
+        journal = self.platform.journal
+        if job.durable and journal.enabled:
+            job.journal = journal
+            journal.submitted(job)
         self._enqueue(job)
 
     def _enqueue(self, job: J.Job, wake: bool = True) -> None:
@@ -192,7 +193,6 @@ class EndpointRuntime:
 
     def restore(self, job: J.Job) -> None:
         """Take back a job the journal kept across a restart (see :meth:`Platform.restore_jobs`)."""
-        job.journal = self.platform.journal
         if job.is_final:
             self.jobs[job.id] = job
             self.next_expiry = min(self.next_expiry, job.expires_at())
@@ -214,99 +214,6 @@ class EndpointRuntime:
             job.chunks.clear()
             self.retried += 1
         self._enqueue(job, wake=False)
-
-    def dispatch(self) -> None:
-        """Hand queued jobs to ready workers with free slots, least busy first."""
-        while self.queue:
-            best: Worker | None = None
-            for worker in self.workers.values():
-                free = worker.free_slots
-                if free > 0 and (best is None or len(worker.running) < len(best.running)):
-                    best = worker
-            if best is None:
-                return
-            best.assign(self.queue.popleft())
-
-    def job_finished(self, job: J.Job) -> None:
-        if job.status == J.COMPLETED:
-            self.completed += 1
-        elif job.status in (J.FAILED, J.TIMED_OUT):
-            self.failed += 1
-        self.finished.append(job)
-        if job.webhook:
-            self.platform.send_webhook(job)
-        self.dispatch()
-
-    def worker_ready(self, worker: Worker) -> None:
-        self.dispatch()
-
-    def cancel(self, job: J.Job) -> None:
-        if job.is_final:
-            return
-        if job.status == J.IN_QUEUE:
-            try:
-                self.queue.remove(job)
-            except ValueError:
-                pass
-            job.finish(J.CANCELLED)
-            self.finished.append(job)
-        elif job.task is not None:
-            job.finish(J.CANCELLED)
-            job.task.cancel()
-
-    def retry(self, job: J.Job) -> None:
-        job.status = J.IN_QUEUE
-        job.retries += 1
-        job.submitted_at = time.monotonic()
-        job.started_at = job.finished_at = job.first_output_at = None
-        job.output = job.error = job.error_item = job.worker_id = None
-        job.chunks.clear()
-        job.stream_cursor = 0
-        job.done.clear()
-        self.retried += 1
-        try:
-            self.finished.remove(job)
-        except ValueError:
-            pass
-        if job.journal is not None:
-            job.journal.retried(job)
-        self._enqueue(job)
-
-    def restore(self, job: J.Job) -> None:
-        """Take back a job the journal kept across a restart (see :meth:`Platform.restore_jobs`)."""
-        job.journal = self.platform.journal
-        if job.is_final:
-            self.jobs[job.id] = job
-            self.next_expiry = min(self.next_expiry, job.expires_at())
-            self.finished.append(job)
-            return
-        if job.status == J.IN_PROGRESS:
-            # Its worker died with localpod. Runpod's workers report the jobs they hold in every
-            # heartbeat (runpod-python 1.12.0 runpod/serverless/modules/rp_ping.py sends
-            # ``job_id`` with each ping), and queue-based endpoints retry automatically
-            # (runpod/docs serverless/load-balancing/overview.mdx, "Error handling: Automatic
-            # retries"); a retry keeps the job id and input and drops the previous output
-            # (operation-reference.mdx, /retry). The job is requeued as such a retry: counted in
-            # ``retried``, its ttl still running from the original submission. Its handler runs
-            # again (at-least-once).
-            job.status = J.IN_QUEUE
-            job.retries += 1
-            job.started_at = job.first_output_at = None
-            job.output = job.error = job.error_item = job.worker_id = None
-            job.chunks.clear()
-            self.retried += 1
-        self._enqueue(job, wake=False)
-
-    def _enqueue_restored(self, job: J.Job) -> None:
-        self.jobs[job.id] = job
-        self.next_expiry = min(self.next_expiry, job.expires_at())
-        if job.low_priority:
-            self.queue.append(job)
-        else:
-            index = len(self.queue)
-            while index > 0 and self.queue[index - 1].low_priority:
-                index -= 1
-            self.queue.insert(index, job)
 
     def purge(self) -> int:
         removed = 0
@@ -494,6 +401,9 @@ class Platform:
             self.runtimes[job.endpoint_id].restore(job)
             restored += 1
         self.journal.open(self.durable_jobs())
+        if self.journal.enabled:
+            for job in self.durable_jobs():
+                job.journal = self.journal
         for runtime in self.runtimes.values():
             runtime.scale()
             runtime.dispatch()
