@@ -270,3 +270,50 @@ def test_without_a_heartbeat_the_state_commit_time_ends_open_sessions(tmp_path: 
     store.commit()
     os.utime(state, (started + 5, started + 5))
     assert Store(state).sessions[0].stopped_at == pytest.approx(started + 5)
+
+
+def test_a_job_that_cannot_be_recorded_is_refused_and_later_changes_are_only_logged(tmp_path: Path, caplog):
+    from localpod.serverless.journal import JournalError
+
+    journal = JobJournal(tmp_path / "s.jobs")
+    journal.open([])
+    job = make_job()
+    journal.submitted(job)
+    os.close(journal._fd)
+    journal._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails, as on a full disk
+    with pytest.raises(JournalError, match="free disk space"):
+        journal.submitted(make_job())
+    job.journal = journal
+    job.start("w")
+    job.finish(J.COMPLETED, output=1)  # the change stands in memory; the failure is logged
+    assert job.status == J.COMPLETED and "cannot write the job journal" in caplog.text
+    journal.close()
+
+
+def test_the_journal_is_compacted_while_running_once_it_outgrows_its_live_jobs(tmp_path: Path, monkeypatch):
+    from localpod.serverless import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "COMPACT_MIN_BYTES", 2000)
+    state = tmp_path / "state.json"
+
+    async def run() -> None:
+        platform = _platform(state)
+        endpoint = _endpoint(platform.store)
+        await platform.start()
+        runtime = platform.runtime(endpoint.id)
+        kept = make_job(endpoint.id)
+        runtime.submit(kept)
+        runtime.queue.remove(kept)
+        kept.start("w")
+        kept.finish(J.COMPLETED, output={"kept": True})  # a retained result: purge leaves it
+        for _ in range(40):  # submitted and purged: nothing of them is live
+            runtime.submit(make_job(endpoint.id))
+            assert runtime.purge() == 1
+        assert platform.journal.needs_compaction()
+        platform._last_beat = 0.0
+        platform.beat()
+        assert not platform.journal.needs_compaction()
+        assert [(r["id"], r["out"]) for r in platform.journal.load()] == [(kept.id, {"kept": True})]
+        platform._loop_task.cancel()
+
+    asyncio.run(run())

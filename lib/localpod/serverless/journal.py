@@ -46,6 +46,10 @@ COMPACT_GROWTH = 4
 """...and the file is this many times the size of its last compacted content."""
 
 
+class JournalError(Exception):
+    """A new job could not be recorded: it must not be acknowledged."""
+
+
 def _wall_offset() -> float:
     """Add to a ``time.monotonic()`` reading to get wall-clock seconds (jobs time with monotonic)."""
     return time.time() - time.monotonic()
@@ -216,12 +220,23 @@ class JobJournal:
     # -- writes --------------------------------------------------------------------------------
 
     def _append(self, record: dict[str, Any]) -> None:
+        """Write one record. A failed write of a new job raises :class:`JournalError` (the job is
+        then refused, never acknowledged); a failed write of a change is logged and the queue goes
+        on, since the change already happened in memory."""
         if self._fd is None:
             return
         line = orjson.dumps(record, option=JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, default=_encode_fallback)
-        written = os.write(self._fd, line)
-        while written < len(line):  # a regular file takes it in one call; be exact anyway
-            written += os.write(self._fd, line[written:])
+        try:
+            written = os.write(self._fd, line)
+            while written < len(line):  # a regular file takes it in one call; be exact anyway
+                written += os.write(self._fd, line[written:])
+        except OSError as exc:
+            message = (f"cannot write the job journal {self.path}: {exc.strerror or exc}; free disk space or fix the "
+                       f"folder's permissions (jobs changed meanwhile are lost if localpod crashes)")
+            if record.get("t") == "job":
+                raise JournalError(message) from exc
+            log.error("%s", message)
+            return
         self.appended += len(line)
         self.records += 1
 

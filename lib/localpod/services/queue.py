@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, bearer_key, json_body
 from localpod.serverless import jobs as J
+from localpod.serverless.journal import JournalError
 from localpod.serverless.platform import EndpointGone, EndpointRuntime
 
 RUN_MAX_BYTES = 10 * 1024 * 1024
@@ -97,7 +98,10 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         job = J.Job(id=J.new_job_id(sync), endpoint_id=runtime.endpoint_id, input=body["input"], sync=sync,
                     execution_timeout_s=timeout_ms / 1000, webhook=body.get("webhook"),
                     low_priority=bool(policy.get("lowPriority", False)), ttl_s=ttl_ms / 1000)
-        runtime.submit(job)
+        try:
+            runtime.submit(job)
+        except JournalError as exc:
+            raise QueueError(503, f"job not accepted: {exc}") from None
         return job
 
     async def run(request: Request, runtime: EndpointRuntime) -> Response:
