@@ -60,7 +60,7 @@ def _mono(wall: float | None, offset: float) -> float | None:
 
 
 def _wall(mono: float | None, offset: float) -> float | None:
-    return None if mono is None else round(mono + offset, 6)
+    return None if mono is None else mono + offset
 
 
 def _encode_fallback(value: Any) -> Any:
