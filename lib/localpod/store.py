@@ -3,8 +3,14 @@
 Resources are plain dataclasses shared by every API that shows them (REST v2, GraphQL, the
 serverless queue); each API module serialises them into its own shape. When a state file is
 configured, every change is written atomically (temporary file + ``os.replace``) before the
-request that made it returns, so a crash never loses a resource. Jobs and live workers are not
-stored here: like Runpod's queue they are transient.
+request that made it returns, so a crash never loses a resource. Live workers are not stored
+here; serverless jobs are kept by the job journal beside the state file
+(:mod:`localpod.serverless.journal`).
+
+Billing across a crash: a running localpod writes the time into ``<state>.alive`` a few times a
+second (:meth:`Store.heartbeat`). Worker sessions still open when the state is loaded died with the
+process; they end at its last sign of life (that time, or the state file's last commit), not at the
+restart, so the outage is not billed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 STATE_FORMAT = 1
+ALIVE_SUFFIX = ".alive"
+_ALIVE_WIDTH = 24
+"""The heartbeat is a fixed-width number rewritten in place: one small ``pwrite``, never torn."""
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -170,6 +179,7 @@ class Store:
         self.endpoints: dict[str, Endpoint] = {}
         self.volumes: dict[str, NetworkVolume] = {}
         self.sessions: list[WorkerSession] = []
+        self._alive_fd: int | None = None
         if path is not None and path.exists():
             self._load(path)
 
@@ -184,11 +194,45 @@ class Store:
         self.endpoints = {e["id"]: _from_dict(Endpoint, e) for e in data.get("endpoints", [])}
         self.volumes = {v["id"]: _from_dict(NetworkVolume, v) for v in data.get("volumes", [])}
         self.sessions = [_from_dict(WorkerSession, s) for s in data.get("sessions", [])]
-        now = time.time()
-        for session in self.sessions:
-            # A worker that was running when the server stopped stopped with it.
-            if session.stopped_at is None:
-                session.stopped_at = now
+        open_sessions = [s for s in self.sessions if s.stopped_at is None]
+        if open_sessions:
+            # A worker that was running when the server died died with it, at its last sign of life.
+            last_alive = self.last_alive()
+            for session in open_sessions:
+                session.stopped_at = max(session.started_at, last_alive)
+            # Written now: this process's own heartbeats must never move these ends.
+            self.commit()
+
+    @property
+    def alive_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name + ALIVE_SUFFIX)
+
+    def last_alive(self) -> float:
+        """When the process that wrote the state was last known alive: its last heartbeat or the
+        state file's last commit, whichever is later (now, when neither can be read)."""
+        times: list[float] = []
+        for candidate in (self.alive_path, self.path):
+            if candidate is None:
+                continue
+            try:
+                if candidate == self.alive_path:
+                    times.append(float(candidate.read_text(encoding="ascii").strip()))
+                else:
+                    times.append(candidate.stat().st_mtime)
+            except (OSError, ValueError):
+                continue
+        return max(times) if times else time.time()
+
+    def heartbeat(self, now: float | None = None) -> None:
+        """Note that this process is alive (called a few times a second by the platform)."""
+        alive = self.alive_path
+        if alive is None:
+            return
+        if self._alive_fd is None:
+            alive.parent.mkdir(parents=True, exist_ok=True)
+            self._alive_fd = os.open(alive, os.O_WRONLY | os.O_CREAT, 0o600)
+        stamp = f"{time.time() if now is None else now:.6f}".rjust(_ALIVE_WIDTH).encode("ascii")
+        os.pwrite(self._alive_fd, stamp, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -61,6 +61,11 @@ class Job:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever a chunk is added or the job finishes; waiters clear it after reading."""
     task: asyncio.Task[None] | None = None
+    durable: bool = True
+    """Kept across a crash: every job whose id a client gets. OpenAI-route jobs are not (their id
+    never leaves the server, and their HTTP request dies with the process)."""
+    journal: Any = None
+    """The :class:`~localpod.serverless.journal.JobJournal` recording this job's changes, once submitted."""
 
     @property
     def is_final(self) -> bool:
@@ -89,6 +94,14 @@ class Job:
         self.chunks.append(chunk)
         self.changed.set()
 
+    def start(self, worker_id: str) -> None:
+        """A worker took the job (journaled before anyone can see it IN_PROGRESS)."""
+        self.status = IN_PROGRESS
+        self.started_at = time.monotonic()
+        self.worker_id = worker_id
+        if self.journal is not None:
+            self.journal.started(self)
+
     def finish(self, status: str, *, output: Any = None, error: str | None = None) -> None:
         self.status = status
         self.finished_at = time.monotonic()
@@ -96,6 +109,9 @@ class Job:
             self.output = output
         if error is not None:
             self.error = error
+        if self.journal is not None:
+            # Written before the waiters wake, so no client sees a result the journal lacks.
+            self.journal.finished(self)
         self.done.set()
         self.changed.set()
 

@@ -23,11 +23,18 @@ from localpod.http import dumps
 from localpod.profiles import Profile
 from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
+from localpod.serverless.journal import JobJournal, job_from_record
 from localpod.serverless.worker_logs import WorkerLogBook
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
 from localpod.store import Endpoint, NetworkVolume, Store
 
 log = logging.getLogger("localpod.platform")
+
+HEARTBEAT_S = 0.25
+"""How often a running localpod notes that it is alive (``Store.heartbeat``): worker sessions open
+at a crash are billed up to the last note, so a ``kill -9`` bills at most this much too little and
+the outage nothing. The job journal is ``fsync``-ed on the same beat, at most once a second."""
+SYNC_S = 1.0
 
 
 @dataclass
@@ -105,6 +112,14 @@ class EndpointRuntime:
     # -- jobs ----------------------------------------------------------------------------------
 
     def submit(self, job: J.Job) -> None:
+        """Accept a new job: journaled (if durable) before its id can reach the client."""
+        journal = self.platform.journal
+        if job.durable and journal.enabled:
+            job.journal = journal
+            journal.submitted(job)
+        self._enqueue(job)
+
+    def _enqueue(self, job: J.Job, wake: bool = True) -> None:
         self.jobs[job.id] = job
         self.next_expiry = min(self.next_expiry, job.expires_at())
         if job.low_priority:
@@ -115,8 +130,9 @@ class EndpointRuntime:
             while index > 0 and self.queue[index - 1].low_priority:
                 index -= 1
             self.queue.insert(index, job)
-        self.dispatch()
-        self.scale()
+        if wake:
+            self.dispatch()
+            self.scale()
 
     def dispatch(self) -> None:
         """Hand queued jobs to ready workers with free slots, least busy first."""
@@ -171,7 +187,33 @@ class EndpointRuntime:
             self.finished.remove(job)
         except ValueError:
             pass
-        self.submit(job)
+        if job.journal is not None:
+            job.journal.retried(job)
+        self._enqueue(job)
+
+    def restore(self, job: J.Job) -> None:
+        """Take back a job the journal kept across a restart (see :meth:`Platform.restore_jobs`)."""
+        if job.is_final:
+            self.jobs[job.id] = job
+            self.next_expiry = min(self.next_expiry, job.expires_at())
+            self.finished.append(job)
+            return
+        if job.status == J.IN_PROGRESS:
+            # Its worker died with localpod. Runpod's workers report the jobs they hold in every
+            # heartbeat (runpod-python 1.12.0 runpod/serverless/modules/rp_ping.py sends
+            # ``job_id`` with each ping), and queue-based endpoints retry automatically
+            # (runpod/docs serverless/load-balancing/overview.mdx, "Error handling: Automatic
+            # retries"); a retry keeps the job id and input and drops the previous output
+            # (operation-reference.mdx, /retry). The job is requeued as such a retry: counted in
+            # ``retried``, its ttl still running from the original submission. Its handler runs
+            # again (at-least-once).
+            job.status = J.IN_QUEUE
+            job.retries += 1
+            job.started_at = job.first_output_at = None
+            job.output = job.error = job.error_item = job.worker_id = None
+            job.chunks.clear()
+            self.retried += 1
+        self._enqueue(job, wake=False)
 
     def purge(self) -> int:
         removed = 0
@@ -179,6 +221,8 @@ class EndpointRuntime:
             job = self.queue.popleft()
             self.jobs.pop(job.id, None)
             job.finish(J.CANCELLED)
+            if job.journal is not None:
+                job.journal.dropped(job)
             removed += 1
         return removed
 
@@ -202,6 +246,8 @@ class EndpointRuntime:
                 job.finish(J.CANCELLED, error=f"job expired: its ttl of {job.ttl_s:g} s ran out")
                 if job.task is not None:
                     job.task.cancel()
+            if job.journal is not None:
+                job.journal.dropped(job)
 
     # -- scaling -------------------------------------------------------------------------------
 
@@ -311,6 +357,11 @@ class Platform:
         self.rate_limiter = RateLimiter()
         self.worker_logs = WorkerLogBook()
         """Recent workers' logs (memory only), for ``GET /v2/serverless/{id}/workers/{workerId}/logs``."""
+        self.journal = JobJournal.beside(store.path)
+        """Durable jobs' changes, next to the ``--state`` file (nothing is kept without one)."""
+        self._last_beat = 0.0
+        self._last_sync = 0.0
+        self._syncing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Import the worker kinds now: a first import during a worker's boot (httpx, numpy) would
@@ -319,11 +370,56 @@ class Platform:
 
         for endpoint in self.store.endpoints.values():
             self.runtime(endpoint.id)
+        self.restore_jobs()
+        self.store.heartbeat()
         self._loop_task = asyncio.get_running_loop().create_task(self._scaler_loop(), name="localpod-scaler")
+
+    def restore_jobs(self) -> int:
+        """Take back the jobs the journal kept: finished ones within their retention and ttl (their
+        results readable as before), queued ones queued again in their order, in-progress ones
+        requeued (:meth:`EndpointRuntime.restore`); then compact the journal to them. Jobs of
+        deleted endpoints, past their ttl or past their retention are dropped."""
+        now = time.time()
+        restored = 0
+        records = sorted(self.journal.load(), key=lambda r: float(r.get("sub") or 0.0))
+        finals: list[J.Job] = []
+        for record in records:
+            runtime = self.runtimes.get(record.get("ep", ""))
+            if runtime is None:
+                continue
+            if now >= float(record.get("sub") or 0.0) + float(record.get("ttl", J.DEFAULT_TTL_S)):
+                continue
+            job = job_from_record(record)
+            if job.is_final:
+                if job.finished_at is None or time.monotonic() - job.finished_at > job.retention_s():
+                    continue
+                finals.append(job)
+                continue
+            runtime.restore(job)
+            restored += 1
+        for job in sorted(finals, key=lambda j: j.finished_at or 0.0):  # retention pops the oldest first
+            self.runtimes[job.endpoint_id].restore(job)
+            restored += 1
+        self.journal.open(self.durable_jobs())
+        if self.journal.enabled:
+            for job in self.durable_jobs():
+                job.journal = self.journal
+        for runtime in self.runtimes.values():
+            runtime.scale()
+            runtime.dispatch()
+        if restored:
+            log.info("restored %d job(s) from %s", restored, self.journal.path)
+        return restored
+
+    def durable_jobs(self) -> list[J.Job]:
+        return [job for runtime in self.runtimes.values() for job in runtime.jobs.values() if job.durable]
 
     async def stop(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
+        # Stop journaling first: what is still queued or running is not cancelled for the next
+        # start, which takes it back as after a crash.
+        self.journal.close()
         for runtime in list(self.runtimes.values()):
             await runtime.shutdown("localpod stopped")
         self.store.commit()
@@ -336,6 +432,24 @@ class Platform:
                     await runtime.tick()
                 except Exception:  # pragma: no cover - keep scaling the other endpoints
                     log.exception("scaler tick failed for %s", runtime.endpoint_id)
+            try:
+                self.beat()
+            except Exception:  # pragma: no cover - a full disk must not stop the queue
+                log.exception("heartbeat or journal upkeep failed")
+
+    def beat(self) -> None:
+        """Note that localpod is alive; ``fsync`` and compact the journal when due."""
+        now = time.monotonic()
+        if now - self._last_beat < HEARTBEAT_S:
+            return
+        self._last_beat = now
+        self.store.heartbeat()
+        if self.journal.needs_compaction():
+            self.journal.compact(self.durable_jobs())
+        elif now - self._last_sync >= SYNC_S and self.journal.enabled and \
+                (self._syncing is None or self._syncing.done()):
+            self._last_sync = now
+            self._syncing = asyncio.get_running_loop().create_task(asyncio.to_thread(self.journal.sync))
 
     def runtime(self, endpoint_id: str) -> EndpointRuntime:
         """The runtime of an existing endpoint; raises ``EndpointGone`` for an unknown id."""
@@ -374,6 +488,8 @@ class Platform:
         for runtime in list(self.runtimes.values()):
             await runtime.shutdown("localpod reset")
         self.runtimes.clear()
+        if self.journal.enabled:
+            self.journal.compact([])
         self.rate_limiter.clear()
         self.worker_logs.clear()
 

@@ -259,9 +259,7 @@ class Worker:
 
     def assign(self, job: J.Job) -> None:
         """Start a job on this worker (the platform checked ``free_slots``)."""
-        job.status = J.IN_PROGRESS
-        job.started_at = time.monotonic()
-        job.worker_id = self.id
+        job.start(self.id)
         self.running.add(job)
         if self.status != RUNNING:
             self._set(RUNNING)

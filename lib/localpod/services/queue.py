@@ -21,6 +21,7 @@ from localpod import limits
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, bearer_key, json_body
 from localpod.serverless import jobs as J
+from localpod.serverless.journal import JournalError
 from localpod.serverless.platform import EndpointGone, EndpointRuntime
 
 RUN_MAX_BYTES = 10 * 1024 * 1024
@@ -94,7 +95,10 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         job = J.Job(id=J.new_job_id(sync), endpoint_id=runtime.endpoint_id, input=body["input"], sync=sync,
                     execution_timeout_s=timeout_ms / 1000, webhook=body.get("webhook"),
                     low_priority=low_priority, ttl_s=ttl_ms / 1000)
-        runtime.submit(job)
+        try:
+            runtime.submit(job)
+        except JournalError as exc:
+            raise QueueError(503, f"job not accepted: {exc}") from None
         return job
 
     async def run(request: Request, runtime: EndpointRuntime) -> Response:
@@ -165,8 +169,10 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             if not isinstance(body, dict):
                 return _openai_error(400, "request body must be a JSON object")
             job_input = {"openai_route": route, "openai_input": body}
+        # Not journaled (durable=False): its id never reaches the client and its HTTP request dies
+        # with the process, so there is nobody to hand it back to after a crash.
         job = J.Job(id=J.new_job_id(sync=True), endpoint_id=runtime.endpoint_id, input=job_input, sync=True,
-                    execution_timeout_s=runtime.endpoint.timeout_ms / 1000)
+                    execution_timeout_s=runtime.endpoint.timeout_ms / 1000, durable=False)
         runtime.submit(job)
         if isinstance(body, dict) and body.get("stream"):
             return await _stream_openai(job, request)
