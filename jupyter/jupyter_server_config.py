@@ -3,7 +3,8 @@
 Used through ``JUPYTER_CONFIG_DIR=<project>/jupyter`` (``make lab``, the browser tests), so the
 user's own ``~/.jupyter`` is never read nor written. ``labconfig/page_config.json`` beside this file
 turns off JupyterLab's announcements plugin (the "Get notified about Jupyter news?" pop-up and its
-update check, which would only fail offline anyway).
+update check, which would only fail offline anyway); ``lab-settings/overrides.json`` sets this
+project's default settings.
 """
 
 import os
@@ -19,6 +20,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 c.ServerApp.root_dir = str(PROJECT)
 c.ServerApp.ip = "127.0.0.1"
 c.ServerApp.default_url = "/lab/tree/notebooks/README.md"
+# Default settings for this project (lab-settings/overrides.json): Markdown files, the start page
+# first, open rendered; news and update checks off. A person's own changes still go to user settings.
+c.LabApp.app_settings_dir = str(PROJECT / "jupyter" / "lab-settings")
 # A runbook run from Lab records its figures under runs/lab/ (`make demo` writes runs/<UTC time>/).
 os.environ.setdefault("RPBOOK_RUN_DIR", str(PROJECT / "runs" / "lab"))
 
