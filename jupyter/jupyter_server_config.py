@@ -19,7 +19,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 # At the project root, so the executed runs under runs/ can be opened beside the runbooks.
 c.ServerApp.root_dir = str(PROJECT)
 c.ServerApp.ip = "127.0.0.1"
-c.ServerApp.default_url = "/lab/tree/notebooks/README.md"
+# `jupyter lab` takes its front page from LabApp (ServerApp.default_url is overridden by it).
+c.LabApp.default_url = "/lab/tree/notebooks/README.md"
 # Default settings for this project (lab-settings/overrides.json): Markdown files, the start page
 # first, open rendered; news and update checks off. A person's own changes still go to user settings.
 c.LabApp.app_settings_dir = str(PROJECT / "jupyter" / "lab-settings")

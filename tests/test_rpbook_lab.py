@@ -100,7 +100,11 @@ def test_project_config_roots_lab_at_the_project_and_sets_the_hooks(monkeypatch:
     assert config.ServerApp.ip == "127.0.0.1"
     assert config.ServerApp.contents_manager_class is RunbookContentsManager
     assert config.ContentsManager.pre_save_hook is strip_outputs
-    assert config.ServerApp.default_url == "/lab/tree/notebooks/README.md"
+    assert config.LabApp.default_url == "/lab/tree/notebooks/README.md"
+    assert config.LabApp.app_settings_dir == str(ROOT / "jupyter" / "lab-settings")
+    overrides = json.loads((ROOT / "jupyter" / "lab-settings" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["markdown"] == "Markdown Preview"
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
     assert (ROOT / "notebooks" / "README.md").is_file()
     import os
     assert os.environ["RPBOOK_RUN_DIR"] == "kept"
