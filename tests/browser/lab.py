@@ -10,7 +10,10 @@ Selectors were read in the real page of JupyterLab 4.6: menu items carry ``data-
 (``runmenu:run-all``), the kernel indicator in the status bar carries ``data-status``
 (``idle``/``busy``), prompts read ``[ ]:``, ``[*]:`` or ``[7]:``, stderr and errors render with
 ``data-mime-type="application/vnd.jupyter.stderr"``, an ``input()`` shows ``.jp-Stdin``, and a tab
-with unsaved changes has ``jp-mod-dirty``.
+with unsaved changes has ``jp-mod-dirty``. The indicator already says ``idle`` before any kernel
+exists, so readiness also waits for "Python 3 … | Idle" in the status bar. Cells out of view are
+not rendered (CSS content-visibility), so their ``innerText`` is empty: the page is read with
+``textContent``.
 """
 
 from __future__ import annotations
@@ -183,6 +186,8 @@ class PageReport:
     stdin_prompts: int
     tables: int
     images: int
+    right_prose: list[str]
+    """Table cells of more than 20 characters (prose, not a number) that the page right-aligns."""
     text: str
     dirty: bool
 
@@ -197,12 +202,15 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         stdin: panel.querySelectorAll('.jp-Stdin').length,
         tables: outputs.querySelectorAll('.jp-OutputArea-output table').length,
         images: outputs.querySelectorAll('.jp-OutputArea-output img').length,
+        right_prose: [...outputs.querySelectorAll('.jp-OutputArea-output td')]
+          .filter(e => getComputedStyle(e).textAlign === 'right' && e.textContent.trim().length > 20)
+          .map(e => e.textContent.trim()),
         text: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
       }};
     }}""")
     return PageReport(prompts=data["prompts"], stderr=data["stderr"], stdin_prompts=data["stdin"],
-                      tables=data["tables"], images=data["images"], text=data["text"], dirty=data["dirty"])
+                      tables=data["tables"], images=data["images"], right_prose=data["right_prose"], text=data["text"], dirty=data["dirty"])
 
 
 def full_page_screenshot(page, path: Path) -> Path:  # type: ignore[no-untyped-def]

@@ -1,11 +1,13 @@
 """Every runbook as a new team member meets it: JupyterLab in Chromium, Run > Run All Cells, in order.
 
 Asserted on the page itself: no error and nothing on stderr, no prompt (local mode never asks), the
-rich outputs each runbook promises (plans and reports as tables, plots as images, the wake
+rich outputs each runbook promises (plans and reports as tables with prose left-aligned, plots as images, the wake
 progress bar in its final state), no news pop-up, the tab not marked dirty on open. After a clean
 run a full-page PNG goes to ``<artifacts>/screenshots/`` (``make screenshots`` writes them to
 ``docs/screenshots/``); on a failure one goes to ``<artifacts>/failures/`` and its path is in the
-failure message. Run alone: ``pytest -m browser``.
+failure message. Run alone: ``pytest -m browser``. The runbooks run in their numbered order and
+build on each other, as on a first day (02 needs 01's volume): select them with ``-k`` as a prefix
+of that order, not one from the middle.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def check_page(report: PageReport, expect: Expect) -> None:
     assert report.stdin_prompts == 0, "the page asks for input; local mode must not prompt"
     assert report.tables >= expect.tables, f"{report.tables} tables on the page, expected at least {expect.tables}"
     assert report.images >= expect.images, f"{report.images} plots on the page, expected at least {expect.images}"
+    assert report.right_prose == [], f"prose right-aligned in a table: {report.right_prose[:3]}"
     missing = [text for text in expect.texts if text not in report.text]
     assert missing == [], f"not on the page: {missing}"
     assert "Jupyter news" not in report.text
@@ -123,10 +126,10 @@ def test_start_page_opens_rendered_and_no_news_pop_up(page, lab: Lab):
     ``defaultViewers`` override), and Jupyter's news question never appears."""
     with screenshot_on_failure(page, "start_page"):
         page.goto(f"{lab.url}/?token={lab.token}")
-        heading = page.locator(".jp-RenderedMarkdown h1").first
+        heading = page.locator(".jp-MarkdownViewer .jp-RenderedMarkdown h1").first
         heading.wait_for(timeout=90_000)
         assert "Start here" in heading.inner_text()
-        assert "00_huggingface_token.ipynb" in page.inner_text(".jp-RenderedMarkdown")
+        assert "00_huggingface_token.ipynb" in page.inner_text(".jp-MarkdownViewer .jp-RenderedMarkdown")
         page.wait_for_timeout(3000)  # the news question used to pop up a moment after the page loaded
         assert "Jupyter news" not in page.inner_text("body")
         assert page.locator(".Toastify__toast").count() == 0
