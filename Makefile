@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo lab serve stop status bench clean
+.PHONY: setup test demo lab screenshots serve stop status bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -19,9 +19,17 @@ test: setup
 demo: setup
 	$(VENV)/bin/rpbook run -f params/local.yaml
 
-## make lab: JupyterLab on the runbooks
+## make lab: JupyterLab at the project root, opening on the start page (notebooks/README.md), with the
+## project's own Jupyter config (jupyter/: runbooks saved without outputs, no news pop-up; ~/.jupyter unused)
+LAB_ENV := JUPYTER_CONFIG_DIR=$(CURDIR)/jupyter JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter-lab/user-settings \
+	JUPYTERLAB_WORKSPACES_DIR=$(CURDIR)/.jupyter-lab/workspaces
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	$(LAB_ENV) $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+
+## make screenshots: one full-page PNG per runbook after a clean Run All Cells in Chromium, in docs/screenshots/
+## (needs Debian's chromium and fonts-noto-color-emoji, as .ci/run installs them)
+screenshots: setup
+	RPBOOK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -m browser -q -p no:cacheprovider -k runs_clean tests/browser
 
 ## make serve: localpod in the foreground on 127.0.0.1:8765
 serve: setup
@@ -42,4 +50,4 @@ bench: setup
 	$(PY) benchmarks/embeddings_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .jupyter-lab

@@ -22,6 +22,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from rpbook.display import html_table
+from rpbook.plots import latency_bars_html
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import SanityCheckError
 from rpbook.secrets import Secret, reveal_api_key, scrub
@@ -154,7 +155,19 @@ class CheckReport:
                              ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items())) for c in self.checks])
         return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
                      f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
-                     f"{html.escape(self.verdict())}{table}</div>")
+                     f"{html.escape(self.verdict())}{table}{self._latency_plot()}</div>")
+
+    def latencies(self) -> list[tuple[str, float]]:
+        """Each check's request time in seconds (its ``*_latency_s`` figure; ``ttft_s`` for the stream)."""
+        out: list[tuple[str, float]] = []
+        for check in self.checks:
+            for key, value in check.figures.items():
+                if isinstance(value, float) and (key.endswith("_latency_s") or key == "ttft_s"):
+                    out.append((check.name if key.endswith("_latency_s") else f"{check.name} (first token)", value))
+        return out
+
+    def _latency_plot(self) -> str:
+        return latency_bars_html(self.latencies(), f"{self.kind}: time per request")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import runpod
 
 from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
+from rpbook.plots import timeline_html
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import ConfigError, EndpointNotReadyError, JobTimeoutError, RpbookError
 from rpbook.secrets import Secret, scrub
@@ -329,8 +330,9 @@ class WakeReport:
         kind = "cold start" if self.cold else "warm (a worker was ready)"
         table = html_table(["stage", "since submit"],
                            [(stage, f"{seconds:.2f} s") for stage, seconds in self.timeline.items()], right={1})
+        plot = timeline_html(self.timeline, self.total_s, f"wake-up of {self.endpoint_id} ({kind})")
         return (f"<div><b>endpoint {html.escape(self.endpoint_id)}</b>: {kind}, answered in "
-                f"{self.total_s:.2f} s{table}<small>{html.escape(self.health_at_end.summary())}</small></div>")
+                f"{self.total_s:.2f} s{table}{plot}<small>{html.escape(self.health_at_end.summary())}</small></div>")
 
 
 def _default_grace(settings: Settings) -> float:

@@ -1,0 +1,94 @@
+"""Small plots inside rpbook's HTML reports, where a timeline or a comparison says more than numbers.
+
+Each report draws at most one figure, with matplotlib's object API on the Agg canvas (no pyplot,
+so no global figure is left open and nothing is shown twice), and embeds it as a PNG in the
+report's own HTML: one output per report, which JupyterLab, papermill's executed notebooks and
+the screenshots all show. matplotlib is imported only when a report is displayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
+
+WIDTH_IN, DPI = 6.4, 100
+BAR = "#4c72b0"
+WAIT = "#c7cedb"
+
+
+@contextmanager
+def _quiet_matplotlib() -> Iterator[None]:
+    """matplotlib's first import on a machine builds its font cache and logs every font it cannot
+    read (e.g. "Failed to extract font properties from NotoColorEmoji.ttf") and "generated new
+    fontManager"; the runpod SDK routes INFO logs to stderr, so a newcomer's first plot would come
+    with red lines. Only errors get through while rpbook draws."""
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _png_img(fig: object, alt: str) -> str:  # fig: matplotlib.figure.Figure
+    buffer = io.BytesIO()
+    with _quiet_matplotlib():
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # type: ignore[attr-defined]
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="display:block;max-width:100%">'
+
+
+def timeline_html(timeline: Mapping[str, float], total_s: float, title: str) -> str:
+    """A wake-up as one horizontal lane per stage: the wait before it (light) and the moment it was
+    reached (a mark), in seconds since the job was submitted; empty for fewer than two stages."""
+    if len(timeline) < 2:
+        return ""
+    with _quiet_matplotlib():
+        from matplotlib.figure import Figure
+
+    stages = list(timeline)
+    end = max(total_s, *timeline.values(), 1e-3)
+    fig = Figure(figsize=(WIDTH_IN, 0.35 * len(stages) + 0.8))
+    ax = fig.add_subplot()
+    previous = 0.0
+    for row, stage in enumerate(stages):
+        at = timeline[stage]
+        ax.barh(row, max(at - previous, end * 0.004), left=previous, color=WAIT, height=0.55)
+        ax.plot([at], [row], marker="|", markersize=14, color=BAR, mew=2)
+        ax.annotate(f"{at:.2f} s", (at, row), xytext=(6, -4), textcoords="offset points", fontsize=8)
+        previous = max(previous, at)
+    ax.set_yticks(range(len(stages)), stages, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, end * 1.18)
+    ax.set_xlabel("seconds since the job was submitted", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png_img(fig, f"{title}: " + ", ".join(f"{s} {t:.2f} s" for s, t in timeline.items()))
+
+
+def latency_bars_html(latencies: Sequence[tuple[str, float]], title: str) -> str:
+    """One bar per request kind (seconds), longest visible at a glance; empty for fewer than two."""
+    if len(latencies) < 2:
+        return ""
+    with _quiet_matplotlib():
+        from matplotlib.figure import Figure
+
+    names = [name for name, _ in latencies]
+    values = [seconds for _, seconds in latencies]
+    fig = Figure(figsize=(WIDTH_IN, 0.32 * len(names) + 0.8))
+    ax = fig.add_subplot()
+    ax.barh(range(len(names)), values, color=BAR, height=0.6)
+    for row, seconds in enumerate(values):
+        ax.annotate(f"{seconds:.3f} s", (seconds, row), xytext=(4, -3), textcoords="offset points", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(values + [1e-3]) * 1.25)
+    ax.set_xlabel("seconds", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png_img(fig, f"{title}: " + ", ".join(f"{n} {v:.3f} s" for n, v in latencies))

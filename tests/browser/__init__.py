@@ -1,0 +1,1 @@
+"""The browser suite: JupyterLab driven by Chromium (run alone with `pytest -m browser`)."""
