@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/localpod_overhead.py
 	$(PY) benchmarks/runbook_walltime.py
 	$(PY) benchmarks/embeddings_throughput.py
+	$(PY) benchmarks/localpod_durability.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .jupyter-lab
