@@ -7,16 +7,25 @@ variables ``rpbook.session`` honours, so nothing touches a developer's real ``.e
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
+
+import httpx
 import pytest
 
 from conftest import Isolated
+from rpbook.billing_now import scale_to_zero
 from rpbook.envfile import read_env_file
+from rpbook.receipt import receipt_for_run_dir
 from rpbook.records import load_figures
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
+from rpbook.serverless import health
+from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"
@@ -76,6 +85,33 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     assert load_figures(isolated.root / "run2" / "03_wake_and_sanity_chat.figures.json")["cold"] is False
     embeddings = load_figures(isolated.root / "run2" / "04_embeddings_endpoint.figures.json")
     assert embeddings["template_action"] == "none" and embeddings["endpoint_action"] == "none"
+
+    # The cost receipt: every run ends with one, from localpod's REST v2 billing, and it equals the
+    # workers' own accounting (billed seconds, rounded up per session, x price) in the same window.
+    summary = json.loads((isolated.root / "run1" / "summary.json").read_text())
+    assert summary["receipt"]["line"].startswith("this run: $")
+    assert "**Cost receipt.** this run: $" in (isolated.root / "run1" / "04_embeddings_endpoint.ipynb").read_text()
+    settings = load_settings("local", env_file=isolated.env_file)
+    key = settings.runpod_api_key()
+    endpoint_ids = sorted(summary["receipt"]["endpoints_usd"])
+    assert len(endpoint_ids) == 2
+    for endpoint_id in endpoint_ids:  # stop every worker so that no session is still growing
+        scale_to_zero(settings, key, endpoint_id)
+    deadline = time.monotonic() + 60
+    while any(health(settings, key, e).billing_workers for e in endpoint_ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    final = receipt_for_run_dir(isolated.root / "run1")
+    assert not final.provisional, final.why_provisional
+    state = httpx.get(f"{isolated.url}/_localpod/state", timeout=10,
+                      headers={"Authorization": f"Bearer {key.reveal()}"}).json()
+    start = datetime.fromisoformat(final.window_start.replace("Z", "+00:00")).timestamp()
+    end = datetime.fromisoformat(final.window_end.replace("Z", "+00:00")).timestamp()
+    for endpoint_id in endpoint_ids:
+        sessions = [x for x in state["sessions"] if x["endpoint_id"] == endpoint_id]
+        assert sessions
+        own = sum(max(0.0, min(x["started_at"] + math.ceil(round(x["stopped_at"] - x["started_at"], 6)), end)
+                           - max(x["started_at"], start)) * x["price_per_gpu_s"] * x["gpu_count"] for x in sessions)
+        assert final.endpoints_usd[endpoint_id] == pytest.approx(own, abs=2e-6), endpoint_id
 
 
 CANARY_KEY = "rpa_CANARY_runpod_key_do_not_leak_4f1c"

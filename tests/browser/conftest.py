@@ -20,7 +20,7 @@ from rpbook.local import stop_localpod
 from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> str:
     path = chromium_path()
     if path is None:
@@ -32,7 +32,7 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isolated, Path]]:
     home = tmp_path_factory.mktemp("lab")
     box = Isolated(home)
@@ -45,7 +45,7 @@ def lab_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isolated
         stop_localpod(box.state_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(chromium: str, lab_box: tuple[Isolated, Path]) -> Iterator[Lab]:
     box, project = lab_box
     env = box.process_env()
@@ -59,7 +59,7 @@ def lab(chromium: str, lab_box: tuple[Isolated, Path]) -> Iterator[Lab]:
         stop_lab(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium: str):  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
