@@ -209,3 +209,30 @@ def test_wrapped_openai_client_counts_turns_and_langchain_callbacks_too(settings
         mark = ka._last_turn
         llm.invoke("hi")
         assert ka._last_turn > mark and ka._in_flight == 0
+
+
+def test_scaled_idle_timeout_plays_two_minute_pauses_in_seconds(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
+    """localpod's ``idle_timeout_scale`` (a profile override) shortens every idle timeout; the
+    conversation and its keep-alive scale their pauses and ping times by the same factor."""
+    from rpbook.local import set_profile_overrides
+
+    ep = plant_endpoint(image=VLLM_IMAGE, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token},
+                        idle_timeout=120, gpu_pools=["ADA_24"], workers_max=2)
+    previous = set_profile_overrides(settings, key, {"idle_timeout_scale": 0.01})
+    assert previous == {"idle_timeout_scale": 1.0}
+    wake(settings, key, ep.id, poll_s=0.02, progress=False)
+    off = run_conversation(settings, key, ep.id, MISTRAL, strategy="off", pause_s=150, prompts=PROMPTS[:2],
+                           max_tokens=4, time_scale=0.01)
+    assert [t.cold for t in off.turns] == [False, True]
+    ping = run_conversation(settings, key, ep.id, MISTRAL, strategy="ping", pause_s=150, prompts=PROMPTS[:2],
+                            max_tokens=4, time_scale=0.01)
+    assert [t.cold for t in ping.turns] == [False, False] and len(ping.keepalive.pings) >= 1
+    set_profile_overrides(settings, key, previous)
+
+
+def test_profile_overrides_are_local_only(tmp_path, key):  # type: ignore[no-untyped-def]
+    from rpbook.local import set_profile_overrides
+    from rpbook.settings import load_settings
+
+    with pytest.raises(ConfigError, match="localpod"):
+        set_profile_overrides(load_settings("runpod", env_file=tmp_path / ".env"), key, {"idle_timeout_scale": 0.1})

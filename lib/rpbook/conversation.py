@@ -75,9 +75,12 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
                      strategy: Strategy = "off", pause_s: float = 150.0, prompts: Sequence[str] = DEFAULT_PROMPTS,
                      max_tokens: int = 32, conversation_idle_s: float | None = None,
                      max_session_s: float = 3600.0, cost_cap_usd: float | None = None,
-                     margin_s: float | None = None) -> ConversationReport:
+                     margin_s: float | None = None, time_scale: float = 1.0) -> ConversationReport:
     """Play ``prompts`` as one conversation with ``pause_s`` between turns, with keep-alive
-    ``strategy`` (``off``, ``ping`` or ``pin``); the keep-alive ends with the conversation."""
+    ``strategy`` (``off``, ``ping`` or ``pin``); the keep-alive ends with the conversation.
+    ``time_scale`` multiplies ``pause_s`` and the endpoint's idle timeout (localpod's
+    ``idle_timeout_scale``: a runbook plays two-minute pauses in seconds)."""
+    pause_s = pause_s * time_scale
     secret = _as_secret(api_key)
     report = ConversationReport(strategy=strategy, pause_s=pause_s)
     client = openai_client(settings, secret, endpoint_id)
@@ -85,7 +88,8 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
     if strategy != "off":
         keepalive = KeepAlive(settings, secret, endpoint_id, strategy=strategy, model=model,
                               conversation_idle_s=conversation_idle_s or max(pause_s * 2, 1.0),
-                              max_session_s=max_session_s, cost_cap_usd=cost_cap_usd, margin_s=margin_s)
+                              max_session_s=max_session_s, cost_cap_usd=cost_cap_usd, margin_s=margin_s,
+                              time_scale=time_scale)
         print(keepalive.estimate)
         keepalive.start()
         chat_client: Any = keepalive.wrap(client)

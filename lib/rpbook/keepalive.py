@@ -237,7 +237,8 @@ class KeepAlive:
                  conversation_idle_s: float = 600.0, max_session_s: float = 3600.0,
                  cost_cap_usd: float | None = None, model: str = "", margin_s: float | None = None,
                  pin_workers: int = 1, job_input: Mapping[str, Any] | None = None,
-                 leases: Path | None = None, install_signal_handlers: bool = True) -> None:
+                 leases: Path | None = None, install_signal_handlers: bool = True,
+                 time_scale: float = 1.0) -> None:
         if strategy not in STRATEGIES:
             raise ConfigError(f"keep-alive strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         for name, value in (("conversation_idle_s", conversation_idle_s), ("max_session_s", max_session_s)):
@@ -258,7 +259,8 @@ class KeepAlive:
         with RunpodClient(settings, self.api_key) as client:
             endpoint = client.get_endpoint(endpoint_id)
             hourly = price_per_worker_hour(client, endpoint)
-        self.idle_timeout_s = float(endpoint.idle_timeout_s or 5)
+        # time_scale: localpod's idle_timeout_scale, when a runbook plays a conversation faster
+        self.idle_timeout_s = float(endpoint.idle_timeout_s or 5) * time_scale
         self.price_per_s = None if hourly is None else hourly / 3600
         self.margin_s = float(margin_s) if margin_s is not None else min(10.0, self.idle_timeout_s / 4)
         if not 0 < self.margin_s < self.idle_timeout_s:
