@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rpbook.chat import openai_client
 from rpbook.display import html_table
@@ -19,6 +19,9 @@ from rpbook.keepalive import KeepAlive, KeepAliveReport, Strategy
 from rpbook.secrets import Secret
 from rpbook.serverless import _as_secret, health
 from rpbook.settings import Settings
+
+if TYPE_CHECKING:
+    from rpbook.pending import NotCreated, Skipped
 
 DEFAULT_PROMPTS = ("Hello! Can you help me plan a trip?", "What should I pack for three days?",
                    "And what about the weather there?", "Thanks, one last tip?")
@@ -141,7 +144,96 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     ax.set_yscale("log")
     ax.set_title("TTFT per turn (hatched: cold start)")
     ax.legend()
-    cost_ax.bar([r.strategy for r in reports], [r.usd for r in reports], color="gray")
+    labels = [f"{r.strategy}\n{len(r.keepalive.pings) if r.keepalive else 0} pings" for r in reports]
+    cost_ax.bar(labels, [r.usd for r in reports], color="gray")
     cost_ax.set_title("keep-alive cost (USD, at most)")
     fig.tight_layout()
     return fig
+
+
+@dataclass
+class Comparison:
+    """The same conversation under each keep-alive strategy."""
+
+    reports: list[ConversationReport]
+
+    @property
+    def figures(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {}
+        for report in self.reports:
+            out.update(report.figures)
+        return out
+
+    def plot(self) -> Any:
+        return compare_plot(self.reports)
+
+    def __str__(self) -> str:
+        return "\n".join(str(r) for r in self.reports)
+
+    def _repr_html_(self) -> str:
+        return "".join(f"<h4>{r.strategy}</h4>{r._repr_html_()}" for r in self.reports)
+
+
+def compare_strategies(settings: Settings, api_key: Secret | str, endpoint_id: "str | NotCreated", model: str, *,
+                       strategies: Sequence[str] = ("off", "ping", "pin"), **kwargs: Any) -> "Comparison | Skipped":
+    """Run :func:`run_conversation` once per strategy (same prompts and pauses); in a dry run whose
+    plan would have created the endpoint, skip."""
+    from rpbook.errors import ConfigError
+    from rpbook.keepalive import STRATEGIES
+    from rpbook.pending import NotCreated, skip
+
+    if isinstance(endpoint_id, NotCreated):
+        return skip("converse with", endpoint_id)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"unknown keep-alive strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    return Comparison([run_conversation(settings, api_key, endpoint_id, model, strategy=s,  # type: ignore[arg-type]
+                                        **kwargs) for s in strategies])
+
+
+def plot(comparison: "Comparison | Skipped") -> Any:
+    """The comparison's figure, or nothing (with its line) when the step was skipped."""
+    if not isinstance(comparison, Comparison):
+        print(comparison)
+        return None
+    return comparison.plot()
+
+
+@dataclass
+class Timings:
+    """How fast this runbook's clock runs: 1.0 on Runpod; on localpod the idle timeout is scaled
+    (localpod's ``idle_timeout_scale``) and TTFT / inter-token times are injected, until ``restore``."""
+
+    time_scale: float
+    previous: dict[str, float]
+    settings: Settings | None = None
+    api_key: Secret | None = None
+
+    def restore(self) -> None:
+        if self.previous and self.settings is not None and self.api_key is not None:
+            from rpbook.local import set_profile_overrides
+
+            set_profile_overrides(self.settings, self.api_key, self.previous)
+            self.previous = {}
+
+    def __str__(self) -> str:
+        if self.time_scale == 1.0:
+            return "timings: real (no scaling)"
+        return (f"timings: localpod plays idle timeouts and pauses {1 / self.time_scale:g}x faster "
+                f"(idle_timeout_scale {self.time_scale:g}); durations and costs below are of the scaled run")
+
+
+def local_timings(settings: Settings, api_key: Secret | str, *, time_scale: float, ttft_s: float,
+                  itl_s: float) -> Timings:
+    """On localpod: scale idle timeouts by ``time_scale`` and inject TTFT / inter-token times
+    (restored by ``Timings.restore``); on Runpod: nothing changes."""
+    if settings.target != "local":
+        return Timings(1.0, {})
+    from rpbook.local import set_profile_overrides
+
+    secret = _as_secret(api_key)
+    previous = set_profile_overrides(settings, secret, {"idle_timeout_scale": time_scale,
+                                                        "time_to_first_token_s": ttft_s, "inter_token_s": itl_s})
+    timings = Timings(time_scale, previous, settings, secret)
+    print(timings)
+    return timings

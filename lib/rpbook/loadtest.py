@@ -45,8 +45,10 @@ import httpx
 import numpy as np
 
 from rpbook import __version__
+from rpbook import serverless as _quiet  # noqa: F401 - quiets httpx's per-request INFO lines in notebooks
 from rpbook.display import html_table, progress_bar
 from rpbook.errors import ConfigError
+from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key
 from rpbook.settings import Settings
 
@@ -512,14 +514,17 @@ def _versions(settings: Settings, api_key: Secret, endpoint_id: str) -> dict[str
     return out
 
 
-def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str, *,
+def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, model: str, *,
                   route: Route = "chat", shape: LoadShape | None = None, slo: SLO | None = None,
                   max_tokens: int = 64, prompt: str = "Write a short story about a lighthouse.",
                   timeout_s: float = 600.0, health_interval_s: float = 0.5, poll_s: float = 0.2,
-                  progress: bool = True, out_dir: str | Path | None = None, name: str = "loadtest") -> LoadTestResult:
+                  progress: bool = True, out_dir: str | Path | None = None,
+                  name: str = "loadtest") -> LoadTestResult | Skipped:
     """Run one load test and return every request and the summary; with ``out_dir`` also write
     ``<name>.json`` and ``<name>.csv`` there. Safe to call from a notebook (runs its own event loop
     in a thread)."""
+    if isinstance(endpoint_id, NotCreated):
+        return skip("load-test", endpoint_id)
     if route not in ROUTES:
         raise ConfigError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
     shape = shape or LoadShape()
@@ -539,11 +544,16 @@ def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str, m
 # -- plots --------------------------------------------------------------------------------------
 
 
-def plot(result: LoadTestResult, pings_s: list[float] | None = None) -> Any:
+def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -> Any:
     """Latency CDFs, requests in flight against workers over time (``/health`` samples), and TTFT
     against the concurrency each request met. ``pings_s`` (keep-alive pings, seconds since the
-    run started) are drawn as markers so they are told apart from real traffic."""
+    run started) are drawn as markers so they are told apart from real traffic. A skipped run
+    prints its line and draws nothing."""
     import matplotlib.pyplot as plt
+
+    if not isinstance(result, LoadTestResult):
+        print(result)
+        return None
 
     ok = [r for r in result.measured if not r.error]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
