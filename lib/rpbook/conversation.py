@@ -148,6 +148,7 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
     cost_ax.set_title("keep-alive cost (USD, at most)")
     fig.tight_layout()
+    plt.close(fig)  # shown once, as this cell's result, not again by the inline backend
     return fig
 
 

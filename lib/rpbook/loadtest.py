@@ -598,4 +598,5 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("TTFT vs concurrency")
     fig.tight_layout()
+    plt.close(fig)  # shown once, as this cell's result, not again by the inline backend
     return fig
