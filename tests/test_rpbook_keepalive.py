@@ -236,3 +236,41 @@ def test_profile_overrides_are_local_only(tmp_path, key):  # type: ignore[no-unt
 
     with pytest.raises(ConfigError, match="localpod"):
         set_profile_overrides(load_settings("runpod", env_file=tmp_path / ".env"), key, {"idle_timeout_scale": 0.1})
+
+
+def test_async_context_manager_and_async_openai_client(settings, key, endpoint):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import openai
+
+    async def converse() -> K.KeepAlive:
+        ka = K.KeepAlive(settings, key, endpoint.id, strategy="ping", conversation_idle_s=60,
+                         install_signal_handlers=False)
+        async with ka:
+            client = ka.wrap(openai.AsyncOpenAI(base_url=settings.openai_base_url(endpoint.id),
+                                                api_key=key.reveal(), max_retries=0))
+            for _ in range(2):
+                stream = await client.chat.completions.create(model=MISTRAL, max_tokens=3, stream=True,
+                                                              messages=[{"role": "user", "content": "hi"}])
+                assert ka._in_flight == 1  # the turn lasts as long as its stream
+                async for _chunk in stream:
+                    pass
+                assert ka._in_flight == 0
+                await asyncio.sleep(PAUSE_S)
+            assert health(settings, key, endpoint.id).has_ready_worker
+        return ka
+
+    ka = asyncio.run(converse())
+    assert ka.report.stop_reason == "conversation closed" and len(ka.report.pings) >= 1
+
+
+def test_ping_inputs_are_the_smallest_jobs_each_worker_accepts(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
+    """worker-vllm: one token; worker-infinity-embedding (src/handler.py: ``input`` + ``model``): one word."""
+    from rpbook.serverless import run_job
+
+    assert K.ping_input(VLLM_IMAGE, MISTRAL) == {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
+    image = "runpod/worker-infinity-embedding:1.1.4"
+    model = "BAAI/bge-small-en-v1.5"
+    ep = plant_endpoint(image=image, env={"MODEL_NAMES": model}, gpu_pools=["AMPERE_16"])
+    result = run_job(settings, key, ep.id, K.ping_input(image, model), timeout_s=60, poll_s=0.05)
+    assert result.status == "COMPLETED"

@@ -566,33 +566,38 @@ class _Proxy:
 
 
 def _turn_call(fn: Callable[..., Any], keepalive: KeepAlive) -> Callable[..., Any]:
+    """``fn`` as a user turn: started at the call, ended when its answer (or its stream) is done.
+    Works for ``AsyncOpenAI`` too, whose methods return awaitables without being coroutine
+    functions themselves (the openai SDK wraps them)."""
     import inspect
 
-    if inspect.iscoroutinefunction(fn):
-        async def acall(*args: Any, **kwargs: Any) -> Any:
-            keepalive.turn_started()
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException:
-                keepalive.turn_ended()
-                raise
-            if hasattr(result, "__aiter__"):
-                return _AsyncStream(result, keepalive)
+    def finish(result: Any, streaming: bool) -> Any:
+        if streaming and hasattr(result, "__aiter__"):
+            return _AsyncStream(result, keepalive)
+        if streaming and hasattr(result, "__iter__"):
+            return _Stream(result, keepalive)
+        keepalive.turn_ended()
+        return result
+
+    async def settle(awaitable: Any, streaming: bool) -> Any:
+        try:
+            result = await awaitable
+        except BaseException:
             keepalive.turn_ended()
-            return result
-        return acall
+            raise
+        return finish(result, streaming)
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        streaming = bool(kwargs.get("stream"))
         keepalive.turn_started()
         try:
             result = fn(*args, **kwargs)
         except BaseException:
             keepalive.turn_ended()
             raise
-        if hasattr(result, "__iter__") and hasattr(result, "response") and kwargs.get("stream"):
-            return _Stream(result, keepalive)
-        keepalive.turn_ended()
-        return result
+        if inspect.isawaitable(result):
+            return settle(result, streaming)
+        return finish(result, streaming)
     return call
 
 
