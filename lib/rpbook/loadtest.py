@@ -1,14 +1,15 @@
 """Load test of one endpoint: its OpenAI routes (streamed chat or completions) or its queue route.
 
-Metrics follow ``vllm bench serve`` (vllm-project/vllm ``vllm/benchmarks/serve.py`` and
-``benchmarks/backend_request_func.py``):
+Metrics follow ``vllm bench serve`` (read in vllm-project/vllm ``benchmarks/backend_request_func.py``,
+``async_request_openai_completions`` / ``async_request_openai_chat_completions``, and
+``benchmarks/benchmark_serving.py`` ``calculate_metrics``):
 
 - **TTFT**: from sending the request to the first streamed chunk that carries text;
 - **ITL** (inter-token latency): the gaps between successive text-carrying chunks after the first;
 - **TPOT** (time per output token): ``(E2EL - TTFT) / (output tokens - 1)``, per request, for
-  requests with more than one output token;
-- **E2EL**: from sending the request to its last chunk (or, on the queue route, to the ``/status``
-  poll that saw it final);
+  requests with more than one output token (output tokens from the stream's ``usage``);
+- **E2EL**: from sending the request to the stream's ``[DONE]`` (or, on the queue route, to the
+  ``/status`` poll that saw the job final);
 - **queue delay**: Runpod's ``delayTime`` of the job (queue route only; the OpenAI route does not
   expose it);
 - **goodput**: requests that met every SLO given (TTFT, TPOT, E2EL, in ms) per second of the run;
@@ -166,8 +167,8 @@ class LoadTestResult:
     requests: list[RequestRecord]
     health: list[HealthSample]
     transport_overhead_s: float
-    """p50 round trip of a bare ``GET /health`` before the run: what the network and the HTTP
-    stack add to every figure."""
+    """p50 round trip of a request that generates nothing through the same route (see
+    ``_Runner._transport_overhead``): what network, queue and worker hand-off add to every TTFT."""
     versions: dict[str, str]
     started_wall: float
     files: dict[str, str] = field(default_factory=dict)
@@ -290,13 +291,13 @@ class _Runner:
         async with httpx.AsyncClient(headers=self.headers, limits=limits,
                                      timeout=httpx.Timeout(self.timeout_s, connect=30)) as client:
             self.client = client
-            overhead = await self._transport_overhead()
             self.t0 = time.monotonic()
             await self._sample_health()
             sampler = asyncio.create_task(self._health_loop())
             try:
                 if self.shape.warmup_requests:
                     await self._closed(self.shape.warmup_requests, warmup=True, deadline=None)
+                overhead = await self._transport_overhead()
                 bar = progress_bar(self.shape.num_requests, "load test", enabled=self.progress,
                                    bar_format="{desc}: {n_fmt}/{total_fmt} requests [{elapsed}, {rate_fmt}]")
                 self.bar = bar
@@ -313,15 +314,21 @@ class _Runner:
                 await self._sample_health()
         return self.records, self.health, overhead
 
-    async def _transport_overhead(self, n: int = 5) -> float:
+    async def _transport_overhead(self, n: int = 7) -> float:
+        """p50 round trip of a request that takes the same path as a generation but generates
+        nothing: ``GET /openai/v1/models`` (a job the worker answers from vLLM's model list) on the
+        OpenAI routes, ``GET /health`` on the queue route. Measured after the warm-up, so on a warm
+        worker when there is one."""
+        path = "/health" if self.route == "queue" else "/openai/v1/models"
         times = []
         for _ in range(n):
             start = time.perf_counter()
             try:
-                await self.client.get(f"{self.base}/health")
+                response = await self.client.get(f"{self.base}{path}")
             except httpx.HTTPError:
                 continue
-            times.append(time.perf_counter() - start)
+            if response.status_code < 400:
+                times.append(time.perf_counter() - start)
         return float(np.median(times)) if times else 0.0
 
     async def _health_loop(self) -> None:
@@ -411,6 +418,7 @@ class _Runner:
         body.update(model=self.model, max_tokens=self.max_tokens, stream=True, ignore_eos=True,
                     stream_options={"include_usage": True})
         last: float | None = None
+        done: float | None = None
         chunks = 0
         usage_tokens: int | None = None
         async with self.client.stream("POST", url, json=body) as response:
@@ -422,6 +430,7 @@ class _Runner:
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    done = time.perf_counter()
                     break
                 now = time.perf_counter()
                 try:
@@ -446,8 +455,7 @@ class _Runner:
                 else:
                     record.itl_s.append(now - last)
                 last = now
-        end = time.perf_counter()
-        record.e2el_s = (last if last is not None else end) - start
+        record.e2el_s = (done if done is not None else time.perf_counter()) - start
         record.output_tokens = usage_tokens if usage_tokens is not None else chunks
         if record.ttft_s is not None and record.output_tokens > 1:
             record.tpot_s = (record.e2el_s - record.ttft_s) / (record.output_tokens - 1)
