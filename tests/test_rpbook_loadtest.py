@@ -107,8 +107,8 @@ def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type
     assert saved["shape"]["concurrency"] == 4 and saved["versions"]["image"] == VLLM_IMAGE
     assert len(saved["requests"]) == 28 and sum(r["warmup"] for r in saved["requests"]) == 4
     assert (tmp_path / "loadtest.csv").read_text().count("\n") == 29
-    fig = plot(result, pings_s=[0.5])
-    assert len(fig.axes) == 3
+    chart = plot(result, pings_s=[0.5])
+    assert len(chart.figure.axes) == 3 and chart._repr_png_().startswith(b"\x89PNG")
 
 
 def test_queue_route_reads_delay_and_execution_times_and_sees_the_cold_start(localpod, settings, key,  # type: ignore[no-untyped-def]

@@ -131,9 +131,9 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
 
 def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     """Per-turn TTFT of each strategy side by side (cold turns hatched), and the keep-alive cost."""
-    import matplotlib.pyplot as plt
+    from rpbook.loadtest import new_figure
 
-    fig, (ax, cost_ax) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (ax, cost_ax) = new_figure(10, 3.6, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / max(len(reports), 1)
     for i, report in enumerate(reports):
         xs = [t.index + i * width for t in report.turns]
@@ -151,8 +151,9 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
     cost_ax.set_title("keep-alive cost (USD, at most)")
     fig.tight_layout()
-    plt.close(fig)  # shown once, as this cell's result, not again by the inline backend
-    return fig
+    from rpbook.loadtest import Chart
+
+    return Chart(fig)
 
 
 @dataclass

@@ -552,19 +552,49 @@ def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str | 
 # -- plots --------------------------------------------------------------------------------------
 
 
+class Chart:
+    """A matplotlib figure drawn with the object API (no pyplot: no global figure left open, nothing
+    shown twice) that a notebook shows as one PNG, its cell's result."""
+
+    def __init__(self, figure: Any) -> None:
+        self.figure = figure
+
+    def png(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
+    def __repr__(self) -> str:
+        return f"<chart: {len(self.figure.axes)} plot(s)>"
+
+
+def new_figure(width_in: float, height_in: float, columns: int, **kw: Any) -> tuple[Any, Any]:
+    """A figure with ``columns`` side-by-side axes, matplotlib's INFO logs (font cache) kept quiet."""
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in))
+    return figure, figure.subplots(1, columns, **kw)
+
+
 def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -> Any:
     """Latency CDFs, requests in flight against workers over time (``/health`` samples), and TTFT
     against the concurrency each request met. ``pings_s`` (keep-alive pings, seconds since the
     run started) are drawn as markers so they are told apart from real traffic. A skipped run
     prints its line and draws nothing."""
-    import matplotlib.pyplot as plt
-
     if not isinstance(result, LoadTestResult):
         print(result)
         return None
 
     ok = [r for r in result.measured if not r.error]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = new_figure(14, 3.8, 3)
     ax = axes[0]
     for label, values in (("TTFT", [r.ttft_s for r in ok]), ("ITL", [x for r in ok for x in r.itl_s]),
                           ("E2EL", [r.e2el_s for r in ok]), ("queue delay", [r.queue_delay_s for r in ok])):
@@ -606,5 +636,4 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("TTFT vs concurrency")
     fig.tight_layout()
-    plt.close(fig)  # shown once, as this cell's result, not again by the inline backend
-    return fig
+    return Chart(fig)
