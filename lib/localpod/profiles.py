@@ -39,6 +39,9 @@ class Profile:
     """Decode latency per generated token."""
     scaler_tick_s: float
     """How often the autoscaler looks at the queue."""
+    idle_timeout_scale: float = 1.0
+    """Factor on every endpoint's idle timeout, so a runbook can play a conversation whose pauses
+    outlast a 120 s idle timeout in seconds (0.01: 120 s become 1.2 s). Not a Runpod setting."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

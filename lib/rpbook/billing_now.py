@@ -45,7 +45,9 @@ def _client(settings: Settings, api_key: Secret | str) -> RunpodClient:
     return RunpodClient(settings, secret)
 
 
-def _price_per_worker_hour(client: RunpodClient, endpoint: Endpoint) -> float | None:
+def price_per_worker_hour(client: RunpodClient, endpoint: Endpoint) -> float | None:
+    """USD per hour one worker of the endpoint bills at most: the catalog's serverless price of its
+    dearest pool times its GPUs per worker; None when the catalog has no price for its pools."""
     prices = [g.serverless_price_hr for g in client.gpu_types(serverless_availability=False)
               if g.pool in endpoint.gpu_pools and g.serverless_price_hr is not None]
     return max(prices) * endpoint.gpu_count if prices else None
@@ -55,7 +57,7 @@ def still_running(settings: Settings, api_key: Secret | str, endpoint_id: str, b
     """What ``billing_workers`` workers of the endpoint cost per hour at most (the dearest pool)."""
     with _client(settings, api_key) as client:
         endpoint = client.get_endpoint(endpoint_id)
-        price = _price_per_worker_hour(client, endpoint)
+        price = price_per_worker_hour(client, endpoint)
     return StillRunning(endpoint_id=endpoint_id, billing_workers=billing_workers,
                         usd_per_hour=price * billing_workers if price is not None else None,
                         workers_max=endpoint.workers_max, idle_timeout_s=endpoint.idle_timeout_s)

@@ -44,7 +44,23 @@ def start(target: str = "local", env_file: str = "", *, localpod_profile: str = 
         print(describe(settings, status))
     else:
         print(f"target runpod: REST {settings.rest_url}, queue {settings.queue_url}; env file {path}")
+    _recover_pins(settings)
     return settings
+
+
+def _recover_pins(settings: Settings) -> None:
+    """A keep-alive pin whose holder died (``kill -9``) or expired is restored by the next runbook."""
+    from rpbook.keepalive import lease_dir, read_leases, recover_stale_pins
+
+    if not read_leases(lease_dir(settings)):
+        return
+    try:
+        api_key = settings.runpod_api_key()
+    except ConfigError as exc:
+        print(f"keep-alive leases in {lease_dir(settings)} may need restoring, but: {exc}")
+        return
+    for message in recover_stale_pins(settings, api_key):
+        print(message)
 
 
 def describe(settings: Settings, status: LocalpodStatus) -> str:

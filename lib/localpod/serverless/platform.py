@@ -303,7 +303,8 @@ class EndpointRuntime:
                 await worker.stop()
                 continue
             if worker.status == IDLE and not worker.running and not self.queue:
-                if now - worker.idle_since >= endpoint.idle_timeout and len(fresh) > endpoint.workers_min:
+                idle_timeout = endpoint.idle_timeout * self.profile.idle_timeout_scale
+                if now - worker.idle_since >= idle_timeout and len(fresh) > endpoint.workers_min:
                     fresh.remove(worker)
                     await worker.stop()
         while len(fresh) > endpoint.workers_max:
