@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from rpbook.billing_now import price_per_worker_hour
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError
 from rpbook.secrets import Secret
@@ -83,11 +84,6 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _price_per_worker_hour(client: RunpodClient, endpoint_id: str, prices: dict[str, float]) -> float:
-    endpoint = client.get_endpoint(endpoint_id)
-    return max((prices[p] for p in endpoint.gpu_pools if p in prices), default=0.0) * endpoint.gpu_count
-
-
 def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: datetime, ended: datetime, *,
                  now: datetime | None = None) -> Receipt:
     """The receipt of the run in ``run_dir`` that ran from ``started`` to ``ended`` (UTC)."""
@@ -113,13 +109,12 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
                                         "startTime": receipt.window_start, "endTime": receipt.window_end})
             total = ((data.get("metadata") or {}).get("totals") or {}).get("totalAmount") or 0.0
             receipt.volumes_usd[volume_id] = round(float(total), 6)
-        prices = {g.pool: g.serverless_price_hr for g in client.gpu_types(serverless_availability=False)
-                  if g.pool and g.serverless_price_hr is not None}
         cold = 0.0
         for data in figures:
             endpoint_id = data.get("endpoint_id")
             if data.get("cold") is True and endpoint_id in endpoint_ids and isinstance(data.get("ready_s"), (int, float)):
-                cold += float(data["ready_s"]) / 3600 * _price_per_worker_hour(client, str(endpoint_id), prices)
+                price = price_per_worker_hour(client, client.get_endpoint(str(endpoint_id))) or 0.0
+                cold += float(data["ready_s"]) / 3600 * price
         receipt.cold_start_usd = round(cold, 6)
     from rpbook.serverless import health  # the queue client; imported here to keep this module light
 
