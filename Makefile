@@ -49,6 +49,7 @@ bench: setup
 	$(PY) benchmarks/runbook_walltime.py
 	$(PY) benchmarks/embeddings_throughput.py
 	$(PY) benchmarks/localpod_durability.py
+	$(PY) benchmarks/loadtest_capacity.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .jupyter-lab
