@@ -24,7 +24,7 @@ from rpbook.plans import ensure_endpoint, ensure_template, ensure_volume, plan_e
 from rpbook.serverless import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, VolumeSpec, vllm_template
-from rpbook.teardown import apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 NAMES = {"endpoints": ["mistral-7b-vllm"], "templates": ["vllm-mistral-7b"], "volumes": ["llm-weights"]}
@@ -168,7 +168,7 @@ def test_teardown_order_keeps_volumes_and_second_run_plans_nothing(localpod: Any
         writes = [c for c in recording.calls if c[0] != "GET"]
         assert writes == [("PATCH", f"/v2/serverless/{endpoint_id}"), ("DELETE", f"/v2/serverless/{endpoint_id}"),
                           ("DELETE", f"/v2/templates/{template_id}")]
-        assert report.figures()["kept_volumes"] == 1
+        assert report.figures["kept_volumes"] == 1
         second = plan_teardown(rp, **NAMES)
         assert second.nothing_to_do and "nothing to do" in str(second)
     store = localpod.ctx.store
@@ -232,7 +232,7 @@ def test_busy_endpoint_is_drained_and_billing_stays_flat(localpod: Any, settings
         report = apply_teardown(rp, key, plan_teardown(rp, **NAMES), poll_s=0.05, drain_timeout_s=60)
         assert report.deleted_endpoint_ids == [endpoint_id]
         proof = prove_nothing_bills(rp, report, interval_s=1.2)
-    assert proof.ok, str(proof)
+    assert isinstance(proof, Proof) and proof.ok, str(proof)
     assert proof.billed_before_usd > 0 and proof.billing_delta_usd == 0
     assert all(s.stopped_at is not None for s in localpod.ctx.store.sessions)
     assert "nothing left billing" in str(proof)
@@ -250,8 +250,24 @@ def test_the_proof_fails_while_a_worker_still_bills(localpod: Any, settings: Set
                                                          timeout=30)
         step = Step("endpoint", "mistral-7b-vllm", endpoint_id, "delete", "name")
         fake = TeardownReport(TeardownPlan("local", settings.rest_url, (step,)), deleted=[step])
-        proof = prove_nothing_bills(rp, fake, interval_s=1.5)  # the idle worker waits 60 s: it bills
+        proof = prove_nothing_bills(rp, fake, interval_s=1.5, raise_if_billing=False)  # the idle worker waits 60 s: it bills
     assert not proof.ok
     assert f"serverless endpoint mistral-7b-vllm ({endpoint_id})" in proof.leftover
     assert proof.billing_delta_usd > 0
     assert "STILL BILLING" in str(proof)
+    with RunpodClient(settings, key) as rp, pytest.raises(TeardownError, match="STILL BILLING"):
+        prove_nothing_bills(rp, fake, interval_s=0.2)
+
+
+def test_teardown_false_changes_nothing(localpod: Any, settings: Settings) -> None:
+    key = settings.runpod_api_key()
+    with RunpodClient(settings, key) as rp:
+        build_stack(rp)
+        plan = plan_teardown(rp, **NAMES)
+        report = apply_teardown(rp, key, plan, enabled=False)
+        proof = prove_nothing_bills(rp, report, interval_s=0)
+    assert not report.applied and "nothing deleted: teardown is False" in str(report)
+    assert "nothing to prove" in str(proof)
+    store = localpod.ctx.store
+    assert (len(store.volumes), len(store.templates), len(store.endpoints)) == (1, 1, 1)
+    assert [r[3] for r in rows(settings)] == ["created"] * 3

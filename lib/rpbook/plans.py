@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, Mapping, Sequence
 
 from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
@@ -705,8 +706,7 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
         create = {"volume": client.create_network_volume, "template": client.create_template,
                   "endpoint": client.create_endpoint}[plan.kind]
         # Written down before the POST leaves (rpbook.ledger): teardown must find it even after a crash.
-        return record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request),
-                             lambda resource: resource.id)
+        return record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request), attrgetter("id"))
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
     if plan.action == "update":

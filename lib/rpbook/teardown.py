@@ -31,12 +31,13 @@ import html
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ControlPlaneError, RpbookError
 from rpbook.ledger import Ledger, LedgerEntry
+from rpbook.pending import Skipped
 from rpbook.secrets import Secret
 from rpbook.serverless import Health, _call, health, sdk_endpoint
 from rpbook.settings import Settings
@@ -79,12 +80,17 @@ class TeardownPlan:
         return [s for s in self.steps if s.action == "delete"]
 
     @property
+    def figures(self) -> dict[str, int | bool]:
+        return {"planned_deletes": len(self.deletes), "planned_kept": len(self.steps) - len(self.deletes),
+                "stale_ledger_rows": len(self.stale), "nothing_to_do": self.nothing_to_do}
+
+    @property
     def nothing_to_do(self) -> bool:
         """True when applying would change nothing (kept volumes are not work)."""
         return not self.deletes and not self.stale
 
     def rows(self) -> list[tuple[str, ...]]:
-        rows = [(str(i), s.action.upper(), _LABEL[s.kind], s.name, s.resource_id, s.found_by, s.note)
+        rows: list[tuple[str, ...]] = [(str(i), s.action.upper(), _LABEL[s.kind], s.name, s.resource_id, s.found_by, s.note)
                 for i, s in enumerate(self.steps, 1)]
         rows += [("-", "CLOSE", _LABEL.get(e.kind, e.kind), e.name, e.resource_id or "(no id)", "ledger",
                   f"ledger row {e.seq} ({e.status}, run {e.run_dir or 'interactive'}): not on the account")
@@ -134,7 +140,7 @@ def plan_teardown(client: RunpodClient, *, endpoints: Iterable[str] = (), templa
     entries = ledger.entries()
     given: dict[Kind, set[str]] = {"endpoint": _names(endpoints), "template": _names(templates),
                                    "volume": _names(volumes)}
-    listed = {"endpoint": client.list_endpoints(), "template": client.list_templates(),
+    listed: dict[str, list[Any]] = {"endpoint": client.list_endpoints(), "template": client.list_templates(),
               "volume": client.list_network_volumes()}
     steps: list[Step] = []
     matched: set[int] = set()
@@ -177,6 +183,7 @@ class TeardownReport:
     """What :func:`apply_teardown` did."""
 
     plan: TeardownPlan
+    applied: bool = True
     deleted: list[Step] = field(default_factory=list)
     already_gone: list[Step] = field(default_factory=list)
     kept: list[Step] = field(default_factory=list)
@@ -188,8 +195,9 @@ class TeardownReport:
     def deleted_endpoint_ids(self) -> list[str]:
         return [s.resource_id for s in self.deleted + self.already_gone if s.kind == "endpoint"]
 
-    def figures(self) -> dict[str, int | float]:
-        return {"deleted_endpoints": sum(s.kind == "endpoint" for s in self.deleted),
+    @property
+    def figures(self) -> dict[str, int | float | bool]:
+        return {"teardown_applied": self.applied, "deleted_endpoints": sum(s.kind == "endpoint" for s in self.deleted),
                 "deleted_templates": sum(s.kind == "template" for s in self.deleted),
                 "deleted_volumes": sum(s.kind == "volume" for s in self.deleted),
                 "kept_volumes": sum(s.kind == "volume" for s in self.kept),
@@ -253,13 +261,21 @@ def _delete(client: RunpodClient, step: Step) -> bool:
     return True
 
 
-def apply_teardown(client: RunpodClient, api_key: Secret, plan: TeardownPlan, *, drain_timeout_s: float = 300,
-                   poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> TeardownReport:
+def apply_teardown(client: RunpodClient, api_key: Secret, plan: TeardownPlan, *, enabled: bool = True,
+                   drain_timeout_s: float = 300, poll_s: float = 1.0,
+                   sleep: Callable[[float], None] = time.sleep) -> TeardownReport:
     """Execute ``plan``: scale endpoints to zero, purge and drain, delete endpoints, templates, then
-    volumes (only those the plan deletes), and close the ledger's rows."""
+    volumes (only those the plan deletes), and close the ledger's rows. ``enabled`` False (runbook
+    99's default) changes nothing and says so."""
+    if not enabled:
+        line = ("nothing deleted: teardown is False (the plan above is what teardown = True would do)"
+                if not plan.nothing_to_do else "nothing to do")
+        return TeardownReport(plan, applied=False, log=[line])
     settings = client.settings
     ledger = Ledger.for_settings(settings)
     report = TeardownReport(plan)
+    if plan.nothing_to_do:
+        report.log.append("nothing to do")
     endpoints = [s for s in plan.deletes if s.kind == "endpoint"]
     present: list[Step] = []
     for step in endpoints:
@@ -325,6 +341,7 @@ class Proof:
     def ok(self) -> bool:
         return not self.leftover and self.billing_delta_usd <= 0
 
+    @property
     def figures(self) -> dict[str, float | int | bool]:
         return {"leftover": len(self.leftover), "billed_before_usd": self.billed_before_usd,
                 "billed_after_usd": self.billed_after_usd, "billing_delta_usd": self.billing_delta_usd,
@@ -333,9 +350,12 @@ class Proof:
     def __str__(self) -> str:
         lines = [("nothing left billing" if self.ok else "STILL BILLING OR LEFT OVER") + ":"]
         lines.append(f"  left on the account: {', '.join(self.leftover) or 'none of the runbooks’ endpoints or templates'}")
-        lines.append(f"  serverless billing of the {len(self.endpoint_ids)} deleted endpoint(s): "
-                     f"${self.billed_before_usd:.6f}, then ${self.billed_after_usd:.6f} {self.interval_s:g} s later "
-                     f"(change ${self.billing_delta_usd:.6f})")
+        if self.endpoint_ids:
+            lines.append(f"  serverless billing of the {len(self.endpoint_ids)} deleted endpoint(s): "
+                         f"${self.billed_before_usd:.6f}, then ${self.billed_after_usd:.6f} {self.interval_s:g} s "
+                         f"later (change ${self.billing_delta_usd:.6f})")
+        else:
+            lines.append("  no endpoint was deleted, so there is no billing to watch")
         if self.kept:
             lines.append(f"  kept on purpose (storage still bills): {', '.join(self.kept)}")
         return "\n".join(lines)
@@ -351,12 +371,18 @@ def _billed(client: RunpodClient, endpoint_ids: Sequence[str], start: str) -> fl
 
 
 def prove_nothing_bills(client: RunpodClient, report: TeardownReport, *, interval_s: float = 10,
-                        sleep: Callable[[float], None] = time.sleep) -> Proof:
+                        raise_if_billing: bool = True, sleep: Callable[[float], None] = time.sleep
+                        ) -> Proof | Skipped:
     """Plan the teardown again (it must find nothing to delete) and read serverless billing of the
-    deleted endpoints twice, ``interval_s`` apart: a worker still running would add to it.
+    deleted endpoints twice, ``interval_s`` apart: a worker still running would add to it. Raises
+    ``TeardownError`` with the figures when something is left or billing grew (``raise_if_billing``).
+    A teardown that was not applied has nothing to prove (:class:`Skipped`).
 
     Runpod's billing API may report with a delay; a flat figure here is necessary, and the console's
     billing page the final word. localpod bills from worker sessions up to now, so there it is exact."""
+    if not report.applied:
+        return Skipped("nothing to prove: teardown is False, nothing was deleted",
+                       figures={"skipped": True, "nothing_bills": "not checked"})
     plan = report.plan
     again = plan_teardown(client, endpoints=[s.name for s in plan.steps if s.kind == "endpoint"],
                           templates=[s.name for s in plan.steps if s.kind == "template"],
@@ -367,6 +393,11 @@ def prove_nothing_bills(client: RunpodClient, report: TeardownReport, *, interva
     ids = tuple(report.deleted_endpoint_ids)
     start = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")
     before = _billed(client, ids, start)
-    sleep(interval_s)
+    if ids:
+        sleep(interval_s)
     after = _billed(client, ids, start)
-    return Proof(leftover, ids, before, after, interval_s, kept)
+    proof = Proof(leftover, ids, before, after, interval_s, kept)
+    if raise_if_billing and not proof.ok:
+        raise TeardownError(f"{proof}\nRun the teardown again; if billing still grows, scale the endpoint to zero "
+                            "or delete it in the Runpod console and check the billing page.")
+    return proof
