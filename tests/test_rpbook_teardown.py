@@ -271,3 +271,22 @@ def test_teardown_false_changes_nothing(localpod: Any, settings: Settings) -> No
     store = localpod.ctx.store
     assert (len(store.volumes), len(store.templates), len(store.endpoints)) == (1, 1, 1)
     assert [r[3] for r in rows(settings)] == ["created"] * 3
+
+
+def test_a_ledger_row_whose_resource_is_gone_is_closed_not_deleted(localpod: Any, settings: Settings) -> None:
+    """The ledger drifted from the account (deleted in the console): the plan says so, applying
+    closes the row, and nothing is deleted for it."""
+    key = settings.runpod_api_key()
+    recording = Recording()
+    with RunpodClient(settings, key, transport=recording) as rp:
+        _, template_id, endpoint_id = build_stack(rp)
+        rp.delete_endpoint(endpoint_id)  # "in the console"
+        plan = plan_teardown(rp)
+        assert [e.name for e in plan.stale] == ["mistral-7b-vllm"] and "CLOSE" in str(plan)
+        assert [s.resource_id for s in plan.deletes] == [template_id]
+        recording.calls.clear()
+        report = apply_teardown(rp, key, plan, poll_s=0.05)
+        assert [c for c in recording.calls if c[0] != "GET"] == [("DELETE", f"/v2/templates/{template_id}")]
+        assert report.figures["stale_ledger_rows_closed"] == 1
+        assert plan_teardown(rp).nothing_to_do
+    assert [r[3] for r in rows(settings)] == ["created", "deleted", "gone"]
