@@ -202,7 +202,7 @@ class TeardownReport:
                 "deleted_volumes": sum(s.kind == "volume" for s in self.deleted),
                 "kept_volumes": sum(s.kind == "volume" for s in self.kept),
                 "already_gone": len(self.already_gone), "purged_jobs": self.purged_jobs,
-                "drain_s": round(self.drain_s, 2), "stale_ledger_rows_closed": len(self.plan.stale)}
+                "drain_s": round(self.drain_s, 2), "stale_ledger_rows_closed": len(self.plan.stale) if self.applied else 0}
 
     def __str__(self) -> str:
         return "\n".join(self.log) or "nothing done"
