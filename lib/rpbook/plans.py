@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, Mapping, Sequence
 
 from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
                                  Template, by_name, display_env_value)
 from rpbook.cuda import CudaRequirement, image_cuda_requirement
 from rpbook.display import html_table
+from rpbook.ledger import record_create
 from rpbook.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.errors import ConfigError, PlanConflictError
 from rpbook.secrets import Secret, scrub
@@ -703,7 +705,8 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
     if plan.action == "create":
         create = {"volume": client.create_network_volume, "template": client.create_template,
                   "endpoint": client.create_endpoint}[plan.kind]
-        return create(plan.request)
+        # Written down before the POST leaves (rpbook.ledger): teardown must find it even after a crash.
+        return record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request), attrgetter("id"))
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
     if plan.action == "update":
