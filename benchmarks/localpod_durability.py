@@ -27,7 +27,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from localpod_process import free_port
+from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_KEY_NOT_REAL"
 HF_TOKEN = "hf_bench_token_not_real"
@@ -43,22 +42,8 @@ HF_TOKEN = "hf_bench_token_not_real"
 
 def serve(port: int, state: Path | None) -> subprocess.Popen[bytes]:
     """A quiet ``localpod serve`` on ``port`` (with ``--state`` when given), once it answers."""
-    args = [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet"]
-    if state is not None:
-        args += ["--state", str(state)]
-    proc = subprocess.Popen(args, env={**os.environ, "LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"localpod exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_localpod/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("localpod did not start within 60 s")
+    return start_localpod(port, {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN}, timeout_s=60,
+                          args=["--state", str(state)] if state is not None else [])
 
 
 def headers() -> dict[str, str]:

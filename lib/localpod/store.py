@@ -164,6 +164,22 @@ class WorkerSession:
 T = TypeVar("T")
 
 
+def write_atomically(path: Path, payload: bytes, prefix: str) -> None:
+    """Replace ``path`` with ``payload`` so that a crash leaves the old file or the new one, never a
+    mix: a temporary file (mode 0600) in the same folder, fsynced, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in data.items() if k in known})
@@ -248,18 +264,7 @@ class Store:
         """Write the state file atomically, if one is configured. Call after every change."""
         if self.path is None:
             return
-        payload = json.dumps(self.to_dict(), indent=1, sort_keys=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".localpod-state-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True).encode(), ".localpod-state-")
 
     def reset(self) -> None:
         self.account = Account()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +34,7 @@ import orjson
 
 from localpod.http import JSON_OPTIONS
 from localpod.serverless import jobs as J
+from localpod.store import write_atomically
 
 log = logging.getLogger("localpod.journal")
 
@@ -270,17 +270,7 @@ class JobJournal:
         payload = b"".join(orjson.dumps(job_record(job, offset), option=JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE,
                                         default=_encode_fallback)
                            for job in live if job.durable)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".localpod-jobs-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, payload, ".localpod-jobs-")
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.compacted_size = len(payload)
