@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import nbformat
 import pytest
 
 from conftest import Isolated
@@ -72,8 +73,10 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
         text = path.read_text()
         for residue in ("application/vnd.jupyter.widget-view+json", " 0%|", "PosixPath(", "\\r", "submitting"):
             assert residue not in text, (path.name, residue)
-    wake_lines = [line for line in (isolated.root / "run1" / "03_wake_and_sanity_chat.ipynb").read_text().splitlines()
-                  if "4/4" in line]
+    executed = nbformat.read(isolated.root / "run1" / "03_wake_and_sanity_chat.ipynb", as_version=4)
+    streams = [o["text"] for c in executed.cells if c.cell_type == "code" for o in c.outputs
+               if o["output_type"] == "stream"]
+    wake_lines = [line for text in streams for line in text.splitlines() if "4/4" in line]
     assert len(wake_lines) == 1 and "first token (awake)" in wake_lines[0]
 
     second = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run2")
