@@ -21,7 +21,7 @@ from spec import SpecCheckedClient, load_spec, validate_log_event
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
-CANARY = "hf_CANARYcanaryCANARYcanaryNotARealToken"
+CANARY = "hf_CANARY_canary_not_a_real_token"
 
 
 @pytest.fixture
