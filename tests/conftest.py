@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -24,6 +24,17 @@ TEST_API_KEY = "rpa_TEST_KEY_NOT_REAL"
 TEST_HF_TOKEN = "hf_test_token_not_real"
 TEST_PROFILE = {"container_start_s": 0.05, "engine_init_s": 0.05, "download_bytes_per_s": 200e9,
                 "volume_read_bytes_per_s": 400e9}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
 
 
 def free_port() -> int:

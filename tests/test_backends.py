@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 from typing import Any, AsyncIterator, Iterator
 
-import numpy as np
 import pytest
 import uvicorn
 from openai.types import Completion, Model

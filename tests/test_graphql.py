@@ -4,7 +4,6 @@ the SDK has no function): the SDK must not be able to tell localpod from ``api.r
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Iterator
 

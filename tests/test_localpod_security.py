@@ -12,25 +12,16 @@ default 16384).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from conftest import LocalpodServer
+from conftest import LocalpodServer, wait_for
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def route_families(localpod: LocalpodServer, endpoint_id: str) -> dict[str, tuple[str, str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ import pytest
 import requests
 import runpod
 
-from conftest import LocalpodServer, call_in_server, free_port
+from conftest import LocalpodServer, call_in_server, free_port, wait_for
 
 
 @pytest.fixture
@@ -25,15 +25,6 @@ def sdk(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
     yield runpod
     runpod.api_key, runpod.endpoint_url_base = saved
 
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def health(localpod: LocalpodServer, endpoint_id: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from conftest import free_port
 from rpbook import hub
 from rpbook.errors import ConfigError, RpbookError
 from rpbook.local import LocalpodStatus, ensure_localpod, localpod_running, running_localpod, stop_localpod
-from rpbook.secrets import Secret
 from rpbook.settings import load_settings
 
 KEY = "rpa_LOCAL_MODE_TEST_KEY"

@@ -15,21 +15,12 @@ from typing import Any
 
 import httpx
 
-from conftest import LocalpodServer
+from conftest import LocalpodServer, wait_for
 
 VLLM = "runpod/worker-v1-vllm:v2.25.2"
 ENV = {"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # public, in localpod's Hub data
 POOLS = ["AMPERE_24", "ADA_24"]
 
-
-def wait_for(predicate, timeout: float = 10.0) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def workers(localpod: LocalpodServer, endpoint_id: str) -> list[dict[str, Any]]:
