@@ -85,7 +85,10 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     assert load_figures(isolated.root / "run2" / "01_network_volume.figures.json")["action"] == "none"
     endpoint = load_figures(isolated.root / "run2" / "02_vllm_endpoint.figures.json")
     assert endpoint["template_action"] == "none" and endpoint["endpoint_action"] == "none"
-    assert load_figures(isolated.root / "run2" / "03_wake_and_sanity_chat.figures.json")["cold"] is False
+    # Runbook 05 plays localpod's idle timeouts 100x faster, so by run 2 the endpoint may have gone
+    # cold again: the wake says which, and run 2 still woke it and chatted.
+    again = load_figures(isolated.root / "run2" / "03_wake_and_sanity_chat.figures.json")
+    assert isinstance(again["cold"], bool) and again["chat_completion_tokens"] > 0
     embeddings = load_figures(isolated.root / "run2" / "04_embeddings_endpoint.figures.json")
     assert embeddings["template_action"] == "none" and embeddings["endpoint_action"] == "none"
 
