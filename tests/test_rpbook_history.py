@@ -155,3 +155,25 @@ def test_rpbook_run_appends_to_the_history_beside_the_run(tmp_path, capsys):
     assert "appended to the history" in capsys.readouterr().out
     assert main(["run", str(book), "--out", str(tmp_path / "runs" / "two"), "--no-history"]) == 0
     assert len(load_history(tmp_path / "runs" / "history.sqlite")) == 1
+
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_health_history.ipynb"
+
+
+def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tmp_path):
+    from rpbook.runner import run_notebooks
+
+    empty = run_notebooks([NOTEBOOK], {"history_file": str(tmp_path / "none.sqlite")}, out_dir=tmp_path / "a",
+                          receipt=False)
+    assert empty.ok, str(empty)
+    assert "not enough runs yet" in (tmp_path / "a" / NOTEBOOK.name).read_text()
+    assert not (tmp_path / "none.sqlite").exists()  # reading never creates a history
+    bad = history_of(tmp_path / "h", [{}] * 4 + [{"wake_total_s": 200.0}])
+    shown = run_notebooks([NOTEBOOK], {"history_file": str(bad)}, out_dir=tmp_path / "b", receipt=False)
+    assert shown.ok, str(shown)
+    text = (tmp_path / "b" / NOTEBOOK.name).read_text()
+    assert "REGRESSION in the newest run" in text and "image/png" in text
+    failing = run_notebooks([NOTEBOOK], {"history_file": str(bad), "fail_on_regression": True},
+                            out_dir=tmp_path / "c", receipt=False)
+    assert not failing.ok and "RegressionError: REGRESSION in the newest run: wake_total_s 200" in \
+        str(failing.results[0].error)

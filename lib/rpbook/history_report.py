@@ -8,14 +8,20 @@ reader sees at once whether a flag is a step (an image bump) or a one-off.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from rpbook.display import html_table
-from rpbook.history import (DEFAULT_THRESHOLDS, Flag, HistoryRun, Threshold, find_regressions,
-                            latest_regressions)
+from rpbook.errors import RpbookError
+from rpbook.history import (DEFAULT_HISTORY, DEFAULT_THRESHOLDS, Flag, HistoryRun, Threshold, find_regressions,
+                            latest_regressions, load_history, parse_thresholds)
 from rpbook.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 
 FLAG_COLOR = "#c44e52"
+
+
+class RegressionError(RpbookError):
+    """The newest scheduled check regressed; raised on request so that papermill (and cron) exit 1."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class HistoryReport:
         if self.regressed:
             return "REGRESSION in the newest run: " + "; ".join(f.detail for f in self.latest_flags)
         return f"the newest of {len(self.runs)} runs is in line with the recent median"
+
+    def raise_if_regressed(self) -> None:
+        """Fail the notebook (papermill then exits 1) when the newest run regressed."""
+        if self.regressed:
+            raise RegressionError(self.headline() + " (see the table and plot above; a deliberate change such "
+                                  "as a bigger model makes a new normal after `window` runs)")
 
     def __str__(self) -> str:
         lines = [self.headline()]
@@ -87,6 +99,29 @@ def history_report(runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int
     flags = find_regressions(runs, window=window, min_runs=min_runs, thresholds=limits)
     shown = tuple(name for name in limits if any(r.figure(name) is not None for r in runs))
     return HistoryReport(list(runs), flags, shown, min_runs)
+
+
+def resolve_history_file(history_file: str = "") -> Path:
+    """The history file a notebook means: the given path, else ``runs/history.sqlite`` of the
+    project (the notebook runs in ``notebooks/``, ``rpbook run`` in the project folder)."""
+    if history_file:
+        return Path(history_file).expanduser()
+    from rpbook.runner import notebook_dir
+
+    try:
+        return notebook_dir().parent / DEFAULT_HISTORY
+    except RpbookError:
+        return DEFAULT_HISTORY
+
+
+def report_for(history_file: str = "", *, target: str = "", window: int = 7, min_runs: int = 3,
+               thresholds: Mapping[str, Any] | None = None) -> HistoryReport:
+    """The report of a history file (absent: an empty history), for one target or all of them;
+    ``thresholds`` changes some default factors (``{"ttft_s": 2.0}``)."""
+    runs = load_history(resolve_history_file(history_file))
+    if target:
+        runs = [r for r in runs if r.target == target]
+    return history_report(runs, window=window, min_runs=min_runs, thresholds=parse_thresholds(thresholds or {}))
 
 
 def plot_html(report: HistoryReport) -> str:
