@@ -106,11 +106,13 @@ def _receipt(run_dir: Path) -> int:
 
 def _append_history(history_file: Path, run_dir: str) -> None:
     """Append the run to the history; a history problem is said, never turned into a failed run."""
+    import sqlite3
+
     from rpbook.history import append_run
 
     try:
         append_run(history_file, run_dir)
-    except (RpbookError, OSError) as exc:
+    except (RpbookError, OSError, sqlite3.Error) as exc:
         print(f"rpbook: this run was not added to the history {history_file}: {scrub(str(exc))}", file=sys.stderr)
         return
     print(f"appended to the history {history_file} (`rpbook history --check {history_file}` looks for regressions)")

@@ -110,7 +110,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 
 
 def _run_figures(run_dir: Path) -> list[tuple[str, str, float | None, str | None]]:
-    rows = []
+    rows: list[tuple[str, str, float | None, str | None]] = []
     for path in sorted(run_dir.glob("*.figures.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
