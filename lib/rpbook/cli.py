@@ -3,9 +3,10 @@
     rpbook run [NOTEBOOK ...] -f params/local.yaml [-f more.yaml] [--out DIR]
     rpbook params [NOTEBOOK ...]
     rpbook receipt RUN_DIR
+    rpbook history [--check] [FILE]
 
 Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
-or bad parameters (nothing ran).
+or bad parameters (nothing ran). ``rpbook history --check`` exits 1 when the newest run regressed.
 """
 
 from __future__ import annotations
@@ -31,10 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<UTC timestamp>/)")
     run.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
     run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+    run.add_argument("--history", type=Path, default=None,
+                     help="SQLite history the run's figures are appended to (default: history.sqlite beside the "
+                          "run folder, i.e. runs/history.sqlite)")
+    run.add_argument("--no-history", action="store_true", help="do not append this run to a history")
     params = sub.add_parser("params", help="list the parameters each runbook declares")
     params.add_argument("notebooks", nargs="*", type=Path)
     receipt = sub.add_parser("receipt", help="what a run cost, from Runpod's billing (again, once it is final)")
     receipt.add_argument("run_dir", type=Path, help="the folder `rpbook run` wrote (runs/<UTC time>/)")
+    history = sub.add_parser("history", help="regressions of the newest run against the recent median")
+    history.add_argument("file", nargs="?", type=Path, default=None, help="history file (default: runs/history.sqlite)")
+    history.add_argument("--check", action="store_true", help="exit 1 when the newest run regressed (cron, CI)")
+    history.add_argument("--window", type=int, default=7, help="how many earlier runs make the median (default 7)")
     return parser
 
 
@@ -42,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "receipt":
         return _receipt(args.run_dir)
+    if args.command == "history":
+        return _history(args.file, args.check, args.window)
     try:
         notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
     except RpbookError as exc:
@@ -71,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"executed notebooks and summary.json in {summary.run_dir}")
     if summary.receipt:
         print(summary.receipt["line"])
+    if not args.no_history:
+        _append_history(args.history or Path(summary.run_dir).parent / "history.sqlite", summary.run_dir)
     if not summary.ok:
         failed = next(r for r in summary.results if r.status == "failed")
         where = f"cell {failed.failed_cell}" if failed.failed_cell is not None else "execution"
@@ -89,3 +102,34 @@ def _receipt(run_dir: Path) -> int:
         return 2
     print(receipt.line())
     return 0
+
+
+def _append_history(history_file: Path, run_dir: str) -> None:
+    """Append the run to the history; a history problem is said, never turned into a failed run."""
+    import sqlite3
+
+    from rpbook.history import append_run
+
+    try:
+        append_run(history_file, run_dir)
+    except (RpbookError, OSError, sqlite3.Error) as exc:
+        print(f"rpbook: this run was not added to the history {history_file}: {scrub(str(exc))}", file=sys.stderr)
+        return
+    print(f"appended to the history {history_file} (`rpbook history --check {history_file}` looks for regressions)")
+
+
+def _history(history_file: Path | None, check: bool, window: int) -> int:
+    from rpbook.history import DEFAULT_HISTORY, load_history
+    from rpbook.history_report import history_report
+
+    path = history_file or DEFAULT_HISTORY
+    if history_file is not None and not path.exists():
+        print(f"rpbook: no history at {path}: `rpbook run` writes one (see --history)", file=sys.stderr)
+        return 2
+    try:
+        report = history_report(load_history(path), window=window)
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(report)
+    return 1 if check and report.regressed else 0
