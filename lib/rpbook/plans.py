@@ -683,7 +683,9 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
         notes.append(f"changing gpu_pools clears the excluded GPU types ({', '.join(endpoint.gpu_excluded_types)})")
     if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):
         notes.append("image/env come from the template: the update re-applies it (templateId), replacing the "
-                     "endpoint's env; workers restart on the new release")
+                     "endpoint's env")
+        notes.append("a new release: running workers finish their jobs and are replaced (rolling update); "
+                     "rpbook.rollout.after_apply follows it")
     body = _update_body(changed, spec, template_id, wanted) if changes else {}
     # An update is blocked only by what its body needs: a template to re-apply, a volume to attach.
     needed = [b for b in blocked if (b.startswith("template") and "templateId" in body)
