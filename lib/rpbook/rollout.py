@@ -139,6 +139,10 @@ def rolls_workers(result: EnsureResult) -> list[str]:
     return [f for f in plan.changed_fields if f in RELEASE_FIELDS or f.startswith("env.")]
 
 
+_NO_ROLLOUT: dict[str, bool | str] = {"rollout": "none"}
+"""The figures of a skipped follow: recorded as no rollout, not as a skipped runbook step."""
+
+
 def after_apply(settings: Settings, client: RunpodClient, result: EnsureResult, *, timeout_s: float = 900,
                 poll_s: float | None = None) -> RolloutReport | Skipped:
     """After ``ensure_endpoint``: follow the rolling update when the apply made a new release.
@@ -148,11 +152,13 @@ def after_apply(settings: Settings, client: RunpodClient, result: EnsureResult, 
     if result.plan.kind != "endpoint":
         raise ConfigError(f"after_apply takes the result of ensure_endpoint, got one for a {result.plan.kind}")
     if not result.applied:
-        return Skipped(f"endpoint `{result.plan.name}`: not applied (apply=False): no rolling update to follow")
+        return Skipped(f"endpoint `{result.plan.name}`: not applied (apply=False): no rolling update to follow",
+                       figures=_NO_ROLLOUT)
     if result.plan.action == "create":
-        return Skipped(f"endpoint `{result.plan.name}` was just created: no old workers to replace")
+        return Skipped(f"endpoint `{result.plan.name}` was just created: no old workers to replace",
+                       figures=_NO_ROLLOUT)
     changed = rolls_workers(result)
     if not changed or result.resource is None:
         return Skipped(f"endpoint `{result.plan.name}`: the apply made no new release (image, env, GPUs unchanged): "
-                       "workers keep running")
+                       "workers keep running", figures=_NO_ROLLOUT)
     return follow_rollout(settings, client, result.resource.id, timeout_s=timeout_s, poll_s=poll_s)
