@@ -42,6 +42,12 @@ class Profile:
     idle_timeout_scale: float = 1.0
     """Factor on every endpoint's idle timeout, so a runbook can play a conversation whose pauses
     outlast a 120 s idle timeout in seconds (0.01: 120 s become 1.2 s). Not a Runpod setting."""
+    parking_step1_s: float = 3 * 86400.0
+    """Idle parking, step 1: an endpoint without requests this long gets max workers lowered to 2
+    (Runpod docs, serverless/endpoints/endpoint-configurations "Idle endpoint scale-down": 3 days).
+    Tests scale it to seconds through ``/_localpod/config`` overrides."""
+    parking_step2_s: float = 7 * 86400.0
+    """Idle parking, step 2: max workers set to 0 (same docs page: 7 days); stays until raised."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -109,6 +109,12 @@ class Endpoint:
     flashboot: str = "OFF"
     version: int = 1
     created_at: str = field(default_factory=utc_now_iso)
+    last_request_at: float = field(default_factory=time.time)
+    """Wall-clock time of the last job submitted (any route); idle parking counts from here. Not
+    in any API response: Runpod does not expose it either."""
+    parked_step: int = 0
+    """Idle-parking steps already applied since the last request (0, 1 or 2), so that raising max
+    workers by hand after a step is not undone by the next scaler tick."""
 
     def release(self) -> tuple[Any, ...]:
         """What workers run with; compare two of these to know whether a change is a new release."""

@@ -15,6 +15,7 @@ from rpbook.display import html_table
 from rpbook.errors import RpbookError
 from rpbook.history import (DEFAULT_HISTORY, DEFAULT_THRESHOLDS, Flag, HistoryRun, Threshold, find_regressions,
                             latest_regressions, load_history, parse_thresholds)
+from rpbook.parking import ParkingStatus, parking_from_history
 from rpbook.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 
 FLAG_COLOR = "#c44e52"
@@ -30,6 +31,8 @@ class HistoryReport:
     flags: list[Flag] = field(hash=False)
     figures: tuple[str, ...]
     min_runs: int
+    parking: list[ParkingStatus] = field(default_factory=list, hash=False)
+    """Days left before Runpod's idle parking, per endpoint the runs woke (``rpbook.parking``)."""
 
     @property
     def enough(self) -> bool:
@@ -66,6 +69,9 @@ class HistoryReport:
         if self.flags:
             lines.append(f"{len(self.flags)} flag(s) in the history:")
             lines += [f"  {f.started_at[:19]}  {f.detail}  ({f.run_dir})" for f in self.flags]
+        if self.parking:
+            lines.append("idle parking (Runpod: 3 days without requests -> max workers 2, 7 days -> 0):")
+            lines += [f"  {status}" for status in self.parking]
         return "\n".join(lines)
 
     def table_rows(self) -> list[list[str]]:
@@ -89,6 +95,12 @@ class HistoryReport:
             right = set(range(2, 2 + len(self.figures)))
             parts.append(html_table(header, self.table_rows()[-20:], right=right))
             parts.append(plot_html(self))
+        if self.parking:
+            parts.append("<p><b>Idle parking</b> (Runpod: 3 days without requests: max workers 2; 7 days: 0)</p>")
+            parts.append(html_table(["endpoint", "last request (UTC)", "days to max 2", "days to max 0", "warning"],
+                                    [[p.endpoint, f"{p.last_request_at:%Y-%m-%d %H:%M}",
+                                      *(f"{left:.1f}" for _, left in p.days_left()), p.warning or ""]
+                                     for p in self.parking], right={2, 3}))
         return "".join(parts)
 
 
@@ -98,7 +110,7 @@ def history_report(runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int
     limits = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     flags = find_regressions(runs, window=window, min_runs=min_runs, thresholds=limits)
     shown = tuple(name for name in limits if any(r.figure(name) is not None for r in runs))
-    return HistoryReport(list(runs), flags, shown, min_runs)
+    return HistoryReport(list(runs), flags, shown, min_runs, parking_from_history(runs))
 
 
 def resolve_history_file(history_file: str = "") -> Path:

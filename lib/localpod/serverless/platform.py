@@ -117,6 +117,9 @@ class EndpointRuntime:
         if job.durable and journal.enabled:
             job.journal = journal
             journal.submitted(job)
+        endpoint = self.endpoint
+        endpoint.last_request_at = time.time()
+        endpoint.parked_step = 0
         self._enqueue(job)
 
     def _enqueue(self, job: J.Job, wake: bool = True) -> None:
@@ -287,12 +290,33 @@ class EndpointRuntime:
             self.last_scale_up = time.monotonic()
             count += 1
 
+    def park_if_idle(self, endpoint: Endpoint, now: float | None = None) -> int:
+        """Runpod's idle parking (docs serverless/endpoints/endpoint-configurations, "Idle endpoint
+        scale-down"): no requests for 3 days -> max workers lowered to 2, for 7 days -> 0, and it
+        stays so until raised. Each step applies once per idle spell, so a PATCH raising max workers
+        holds; the next request starts a new spell. Returns the step now applied (0, 1 or 2)."""
+        idle = (time.time() if now is None else now) - endpoint.last_request_at
+        profile = self.profile
+        step = 2 if idle >= profile.parking_step2_s else 1 if idle >= profile.parking_step1_s else 0
+        if step <= endpoint.parked_step:
+            return endpoint.parked_step
+        cap = 0 if step == 2 else 2
+        endpoint.workers_max = min(endpoint.workers_max, cap)
+        # Max below min is refused by the API; the docs speak of max only, min follows it down.
+        endpoint.workers_min = min(endpoint.workers_min, endpoint.workers_max)
+        endpoint.parked_step = step
+        log.info("endpoint %s idle for %.0f s: parked (step %d), max workers now %d",
+                 endpoint.id, idle, step, endpoint.workers_max)
+        self.platform.store.commit()
+        return step
+
     async def tick(self) -> None:
         """Periodic housekeeping: idle timeouts, stale recycling, retention, scaling."""
         try:
             endpoint = self.endpoint
         except EndpointGone:
             return
+        self.park_if_idle(endpoint)
         now = time.monotonic()
         fresh = [w for w in self.live_workers() if not w.stale]
         for worker in list(self.workers.values()):

@@ -93,7 +93,13 @@ def validate_overrides(profile: Profile, overrides: Any) -> Profile:
             errors.append(f"overrides.{key}: must be between 0 and {MAX_DURATION_S:g} seconds, got {value!r}")
     if errors:
         raise _ConfigErrors(errors)
-    return profile.with_overrides(overrides)
+    result = profile.with_overrides(overrides)
+    if result.parking_step2_s < result.parking_step1_s:
+        # Idle parking lowers max workers to 2 first, then to 0 (Runpod endpoint-configurations).
+        raise _ConfigErrors([f"overrides.parking_step2_s ({result.parking_step2_s:g}) must not be below "
+                             f"parking_step1_s ({result.parking_step1_s:g}): step 2 (max workers 0) "
+                             "follows step 1 (max workers 2)"])
+    return result
 
 
 class _ConfigErrors(ValueError):
