@@ -96,7 +96,8 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     # workers' own accounting (billed seconds, rounded up per session, x price) in the same window.
     summary = json.loads((isolated.root / "run1" / "summary.json").read_text())
     assert summary["receipt"]["line"].startswith("this run: $")
-    assert "**Cost receipt.** this run: $" in (isolated.root / "run1" / "04_embeddings_endpoint.ipynb").read_text()
+    last = [r["output"] for r in summary["results"] if r["status"] == "ok"][-1]
+    assert "**Cost receipt.** this run: $" in Path(last).read_text()
     settings = load_settings("local", env_file=isolated.env_file)
     key = settings.runpod_api_key()
     endpoint_ids = sorted(summary["receipt"]["endpoints_usd"])
