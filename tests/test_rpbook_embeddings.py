@@ -10,6 +10,7 @@ import base64
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from rpbook.embeddings import (EMBEDDINGS_PING, EmbeddingReport, batch_texts, decode_base64_embedding,
                                embedding_checks, embeddings_client, langchain_embeddings)
 from rpbook.errors import ConfigError, SanityCheckError
@@ -139,7 +140,9 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
         job_id = failed.detail.split("rerank job ")[1].split()[0]
         job = localpod.ctx.platform.runtime(endpoint.id).jobs[job_id]
         assert job.status == "CANCELLED"
-    assert localpod.ctx.platform.runtime(endpoint.id).health()["jobs"]["inProgress"] == 0
+    # The cancelled handler task unwinds on localpod's loop (another thread): wait for it, as a
+    # status poll on Runpod would.
+    wait_for(lambda: localpod.ctx.platform.runtime(endpoint.id).health()["jobs"]["inProgress"] == 0, timeout=5)
 
 
 def test_wake_with_the_embeddings_ping(settings, key, plant_endpoint):
