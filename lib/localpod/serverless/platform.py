@@ -24,9 +24,9 @@ from localpod.profiles import Profile
 from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
 from localpod.serverless.journal import JobJournal, job_from_record
-from localpod.serverless.worker_logs import WorkerLogBook
+from localpod.serverless.worker_logs import WorkerLog, WorkerLogBook
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
-from localpod.store import Endpoint, NetworkVolume, Store
+from localpod.store import Endpoint, NetworkVolume, Store, WorkerSession
 
 log = logging.getLogger("localpod.platform")
 
@@ -57,7 +57,8 @@ class EndpointGone(Exception):
 
 
 class EndpointRuntime:
-    """Queue, jobs and workers of one endpoint."""
+    """Queue, jobs and workers of one endpoint; the :class:`~localpod.serverless.worker_host.WorkerHost`
+    of its workers (the only way they reach the platform's settings, store and logs)."""
 
     def __init__(self, platform: "Platform", endpoint_id: str) -> None:
         self.platform = platform
@@ -87,6 +88,10 @@ class EndpointRuntime:
     def profile(self) -> Profile:
         return self.platform.settings.profile
 
+    @property
+    def settings(self) -> Settings:
+        return self.platform.settings
+
     def volume(self) -> NetworkVolume | None:
         for volume_id in self.endpoint.network_volume_ids:
             volume = self.platform.store.volumes.get(volume_id)
@@ -108,6 +113,18 @@ class EndpointRuntime:
     def remember_flashboot(self, version: int) -> None:
         if self.endpoint.flashboot != "OFF":
             self.flashboot_until[version] = time.monotonic() + self.profile.flashboot_window_s
+
+    # -- what workers write -----------------------------------------------------------------------
+
+    def open_log(self, worker_id: str) -> WorkerLog:
+        return self.platform.worker_logs.open(self.endpoint_id, worker_id)
+
+    def add_session(self, session: WorkerSession) -> None:
+        self.platform.store.sessions.append(session)
+        self.platform.store.commit()
+
+    def commit(self) -> None:
+        self.platform.store.commit()
 
     # -- jobs ----------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from localpod.serverless.worker_output import WorkerOutput
 from localpod.store import WorkerSession, new_id
 
 if TYPE_CHECKING:
-    from localpod.serverless.platform import EndpointRuntime
+    from localpod.serverless.worker_host import WorkerHost
 
 log = logging.getLogger("localpod.workers")
 
@@ -58,11 +58,12 @@ def hub_token(env: dict[str, str]) -> str | None:
 
 
 class Worker:
-    """A worker's life, driven by its own asyncio task (``run``)."""
+    """A worker's life, driven by its own asyncio task (``run``). Everything it needs from its
+    endpoint and the server comes through ``host`` (:class:`~localpod.serverless.worker_host.WorkerHost`)."""
 
-    def __init__(self, runtime: "EndpointRuntime") -> None:
-        endpoint = runtime.endpoint
-        self.runtime = runtime
+    def __init__(self, host: "WorkerHost") -> None:
+        endpoint = host.endpoint
+        self.host = host
         self.id = new_id(14)
         self.version = endpoint.version
         self.image = endpoint.image
@@ -84,7 +85,7 @@ class Worker:
         self.unhealthy_reason: str | None = None
         self.events: list[tuple[float, str]] = []
         self.task: asyncio.Task[None] | None = None
-        self.log = runtime.platform.worker_logs.open(endpoint.id, self.id)
+        self.log = host.open_log(self.id)
         self.output = WorkerOutput(self.log, backend_kind(endpoint.image), {})
         self._set(THROTTLED)
 
@@ -102,7 +103,7 @@ class Worker:
 
     @property
     def stale(self) -> bool:
-        return self.version != self.runtime.endpoint.version
+        return self.version != self.host.endpoint.version
 
     def uptime_s(self) -> int | None:
         return None if self.started_wall is None else int(time.time() - self.started_wall)
@@ -128,7 +129,7 @@ class Worker:
                 if await self._boot():
                     return
                 # The handler could not start: crash loop until the endpoint changes or we are stopped.
-                await asyncio.sleep(max(self.runtime.profile.container_start_s, 0.05))
+                await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a bug here must not kill the platform
@@ -136,14 +137,14 @@ class Worker:
             self._set(UNHEALTHY)
 
     async def _place(self) -> None:
-        endpoint = self.runtime.endpoint
+        endpoint = self.host.endpoint
         while True:
             placement = catalog.place_worker(endpoint.gpu_pools, endpoint.gpu_excluded_types,
-                                             self.runtime.allowed_data_centers(),
+                                             self.host.allowed_data_centers(),
                                              endpoint.allowed_cuda_versions, endpoint.min_cuda_version)
             if placement is not None:
                 break
-            await asyncio.sleep(max(self.runtime.profile.scaler_tick_s, 0.05))
+            await asyncio.sleep(max(self.host.profile.scaler_tick_s, 0.05))
         self.gpu_type_id = placement.gpu_type_id
         self.data_center_id = placement.data_center_id
         self.host_cuda = placement.cuda_version
@@ -152,24 +153,23 @@ class Worker:
         self.session = WorkerSession(endpoint_id=endpoint.id, worker_id=self.id, gpu_type_id=placement.gpu_type_id,
                                      gpu_count=self.gpu_count, price_per_gpu_s=placement.price_per_gpu_s,
                                      started_at=self.started_wall)
-        self.runtime.platform.store.sessions.append(self.session)
-        self.runtime.platform.store.commit()
+        self.host.add_session(self.session)
 
     async def _boot(self) -> bool:
         """Start the container and load the model. True once the worker is IDLE."""
         self._set(INITIALIZING)
-        runtime = self.runtime
-        endpoint = runtime.endpoint
-        settings = runtime.platform.settings
+        host = self.host
+        endpoint = host.endpoint
+        settings = host.settings
         # Runpod substitutes {{ RUNPOD_SECRET_name }} when the container starts (localpod.runpod_secrets).
         env, missing = resolve_env(endpoint.env, settings.secret)
         spec = WorkerSpec(endpoint_id=endpoint.id, image=endpoint.image, env=env,
-                          profile=runtime.profile, proxy_url=settings.proxy_url, proxy_api_key=settings.proxy_api_key)
+                          profile=host.profile, proxy_url=settings.proxy_url, proxy_api_key=settings.proxy_api_key)
         backend = create_backend(spec)
         repos = backend.model_repos
-        volume = runtime.volume()
+        volume = host.volume()
         cached = set(volume.cached_models) if volume is not None else None
-        plan = plan_cold_start(runtime.profile, repos, cached, runtime.flashboot_ready(self.version))
+        plan = plan_cold_start(host.profile, repos, cached, host.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
         self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
@@ -199,14 +199,14 @@ class Worker:
             for repo in plan.downloaded:
                 if repo not in volume.cached_models:
                     volume.cached_models.append(repo)
-            runtime.platform.store.commit()
+            host.commit()
         self.backend = backend
         self.unhealthy_reason = None
         self.ready_at = time.monotonic()
         self.idle_since = self.ready_at
         self.output.ready()
         self._set(IDLE)
-        runtime.worker_ready(self)
+        host.worker_ready(self)
         return True
 
     def _cuda_denial(self, image: str) -> str | None:
@@ -224,7 +224,7 @@ class Worker:
         """What the Hub would refuse this worker, for the repos it downloads in this start, with
         the token huggingface_hub finds in the container's (secret-resolved) env."""
         token = hub_token(env)
-        default_token = self.runtime.platform.settings.hf_token
+        default_token = self.host.settings.hf_token
         for repo in plan.downloaded:
             reason = hubdata.download_denial(repo, token, default_token)
             if reason is not None:
@@ -249,9 +249,9 @@ class Worker:
                 log.exception("closing backend of worker %s", self.id)
         if self.session is not None and self.session.stopped_at is None:
             self.session.stopped_at = time.time()
-            self.runtime.platform.store.commit()
+            self.host.commit()
         if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
-            self.runtime.remember_flashboot(self.version)
+            self.host.remember_flashboot(self.version)
         self.output.system(f"worker {self.id} stopped")
         self.log.close()
 
@@ -272,7 +272,7 @@ class Worker:
         execution timeout around it."""
         backend = self.backend
         assert backend is not None
-        ctx = JobContext(job_id=job.id, profile=self.runtime.profile)
+        ctx = JobContext(job_id=job.id, profile=self.host.profile)
         crashed: WorkerCrash | None = None
         timed_out = False
         try:
@@ -290,7 +290,7 @@ class Worker:
                               undeliverable)
                     self.running.discard(job)
                     self.orphaned.add(job)
-                    self.runtime.dispatch()
+                    self.host.dispatch()
                     await asyncio.Event().wait()
                 self._deliver(job, result)
         except TimeoutError:
@@ -313,7 +313,7 @@ class Worker:
             if not self.running and not self.orphaned and self.status == RUNNING:
                 self.idle_since = time.monotonic()
                 self._set(IDLE)
-            self.runtime.job_finished(job)
+            self.host.job_finished(job)
         if timed_out and self.status != STOPPED:
             # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
             # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
@@ -377,7 +377,7 @@ class Worker:
 
     async def _restart(self) -> None:
         while not await self._boot():
-            await asyncio.sleep(max(self.runtime.profile.container_start_s, 0.05))
+            await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
 
     def _error_text(self, exc: BaseException) -> str:
         """The ``error`` field as the runpod SDK's worker reports a handler exception."""
