@@ -25,8 +25,9 @@ from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
 from localpod.serverless.backends.batching import EmbedResult, EmbeddingBatcher, Submit
+from localpod.serverless.backends.embedding_model import load_wordllama
 from localpod.serverless.backends.infinity_worker import (RERANK_UNSENDABLE_TAGS, InfinityWorker, RerankReturnType,
-                                                          batch_sizes, capability, load_wordllama, rerank_unsendable)
+                                                          batch_sizes, capability, rerank_unsendable)
 from localpod.serverless.backends.model_process import decode_message, encode_error, encode_result, shared_model_process
 
 IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -351,3 +352,18 @@ def test_a_killed_model_process_fails_its_batches_and_restarts(infinity: Infinit
     assert answers[-1]["object"] == "list" and len(answers[-1]["data"][0]["embedding"]) == 256
     assert all("embedding model process" in a["message"] for a in answers[:-1])
     assert model.pid not in (None, first_pid)
+
+
+def test_the_model_process_needs_only_the_model_not_the_worker() -> None:
+    """The child process loads :mod:`embedding_model`; importing the worker (the handler) there
+    would tie the model's process to the request handling it serves."""
+    import ast
+    import inspect
+
+    from localpod.serverless.backends import model_process
+
+    tree = ast.parse(inspect.getsource(model_process))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "localpod.serverless.backends.embedding_model" in imported
+    assert not {name for name in imported if name and name.endswith("infinity_worker")}

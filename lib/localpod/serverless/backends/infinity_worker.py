@@ -1,29 +1,25 @@
 """Emulation of ``runpod/worker-infinity-embedding`` 1.1.4 with real embeddings.
 
 The real worker serves Hugging Face models through Infinity. Here every model name in
-``MODEL_NAMES`` is served by WordLlama, a small static-embedding model whose weights ship inside
-the ``wordllama`` wheel: it loads offline in well under a second and gives genuine semantic
-vectors (similar texts score higher than unrelated ones), which is what retrieval code built on
-the endpoint needs to behave sensibly. What a model can do follows its config as in Infinity: an
-embedding model (bge-small) embeds and refuses to rerank, a cross-encoder (bge-reranker-base)
-reranks (a sigmoid of the stand-in similarity) and refuses to embed. Concurrent requests share
-model calls of at most ``BATCH_SIZES`` texts (:mod:`.batching`), as Infinity's batch handler does,
-computed in a model process of their own (:mod:`.model_process`). Request routing, response
-shapes and error dicts follow the worker's ``handler.py``/``embedding_service.py``/``utils.py``,
-including that worker 1.1.4 never reads ``encoding_format``: vectors are floats even when a caller
-asks for base64 (the openai client passes float lists through when it chose base64 itself, so its
-default path works).
+``MODEL_NAMES`` is served by WordLlama (:mod:`.embedding_model`), a small static-embedding model
+whose weights ship inside the ``wordllama`` wheel: it loads offline in well under a second and
+gives genuine semantic vectors (similar texts score higher than unrelated ones), which is what
+retrieval code built on the endpoint needs to behave sensibly. What a model can do follows its
+config as in Infinity: an embedding model (bge-small) embeds and refuses to rerank, a cross-encoder
+(bge-reranker-base) reranks (a sigmoid of the stand-in similarity) and refuses to embed. Concurrent
+requests share model calls of at most ``BATCH_SIZES`` texts (:mod:`.batching`), as Infinity's batch
+handler does, computed in a model process of their own (:mod:`.model_process`). Request routing,
+response shapes and error dicts follow the worker's
+``handler.py``/``embedding_service.py``/``utils.py``, including that worker 1.1.4 never reads
+``encoding_format``: vectors are floats even when a caller asks for base64 (the openai client
+passes float lists through when it chose base64 itself, so its default path works).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
 import numpy as np
@@ -53,10 +49,6 @@ Object of type RerankReturnType is not JSON serializable" and sends nothing, so 
 IN_PROGRESS until the execution timeout (worker-infinity-embedding issues #29 and #37, open). No
 release fixes it; other tags and images (a patched build) rerank cleanly here."""
 
-_model: Any = None
-_model_lock = threading.Lock()
-
-
 @dataclass(kw_only=True)
 class RerankReturnType:
     """Stand-in for Infinity 0.0.76's ``infinity_emb.primitives.RerankReturnType`` (a plain
@@ -80,59 +72,9 @@ def rerank_unsendable(image: str) -> bool:
     return "worker-infinity-embedding" in image.lower() and image_tag(image) in RERANK_UNSENDABLE_TAGS
 
 
-def load_wordllama() -> Any:
-    """The process-wide WordLlama model (256-d), loaded once from the weights in its wheel.
-
-    ``wordllama`` calls ``logging.basicConfig`` on import; a temporary handler on the root logger
-    makes that call a no-op so importing it does not change how the server logs."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            # The model process runs the model on one thread, as the worker's one GPU; the
-            # tokenizer's own thread pool would compete with the server and its clients for the
-            # same cores (measured: about a quarter fewer embeddings/s through localpod with it).
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            root = logging.getLogger()
-            guard = logging.NullHandler()
-            root.addHandler(guard)
-            try:
-                import wordllama
-                from wordllama import WordLlama
-            finally:
-                root.removeHandler(guard)
-            package_dir = Path(wordllama.__file__).parent
-            _model = WordLlama.load(cache_dir=package_dir, disable_download=True)
-        return _model
-
-
 def error_response(message: str) -> dict[str, Any]:
     """The worker's ``create_error_response(...).model_dump()``."""
     return {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
-
-
-def embed_texts(model: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-length float32 vectors for ``texts`` (bge models return normalised embeddings) and
-    each text's token count (without special tokens).
-
-    This is WordLlama's ``embed`` (token lookup, mean pooling over the attention mask) written out
-    so that the texts are tokenised once: the tokenizer is most of the model's cost, and the usage
-    count needs the same attention mask. Texts without any known token get a fixed unit vector
-    instead of the NaN an average over zero tokens would give."""
-    dimension = model.embedding.shape[1]
-    if not texts:
-        return np.zeros((0, dimension), dtype=np.float32), np.zeros(0, dtype=np.int64)
-    encoded = model.tokenize(texts)
-    ids = np.array([enc.ids for enc in encoded], dtype=np.int32)
-    mask = np.array([enc.attention_mask for enc in encoded], dtype=np.float32)
-    np.clip(ids, 0, model.embedding.shape[0] - 1, out=ids)
-    vectors = model.avg_pool(model.embedding[ids], mask)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)
-    if bad.any():
-        vectors[bad] = 1.0
-        norms[bad] = np.sqrt(dimension)
-    vectors = (vectors / norms).astype(np.float32, copy=False)
-    return vectors, mask.sum(axis=1).astype(np.int64)
 
 
 def batch_sizes(env: Mapping[str, str], model_count: int) -> list[int]:

@@ -66,7 +66,7 @@ def decode_message(raw: bytes, dimension: int) -> tuple[int, EmbedResult | None,
 
 def _serve(conn: Connection) -> None:
     """Child process main loop: ``(batch_id, texts)`` in, one result message per batch out."""
-    from localpod.serverless.backends.infinity_worker import embed_texts, load_wordllama
+    from localpod.serverless.backends.embedding_model import embed_texts, load_wordllama
 
     model = load_wordllama()
     conn.send_bytes(_HEADER.pack(READY_ID, int(model.embedding.shape[1])))
