@@ -27,6 +27,7 @@ from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerC
 from localpod.serverless.backends.infinity_worker import InfinityWorker
 from localpod.serverless.backends.mock_worker import MockWorker
 from localpod.serverless.backends.proxy import join_route, safe_url, sse_events
+from localpod.serverless.backends.vllm_server import EmulatedVllmServer, HttpError
 from localpod.serverless.backends.vllm_worker import VllmWorker
 
 INSTANT = replace(FAST, time_to_first_token_s=0.0, inter_token_s=0.0)
@@ -245,6 +246,21 @@ def test_job_input_shapes_and_worker_errors(vllm: VllmWorker) -> None:
         [output] = run_job(vllm, bad)
         assert output["error"]["type"] == "worker_error" and output["error"]["code"] is None
         assert message in output["error"]["message"]
+
+
+def test_unknown_routes_and_methods_are_the_http_layers_404_and_405(vllm: VllmWorker) -> None:
+    """vLLM's FastAPI app answers an unknown route 404 and a known route with the wrong method 405,
+    bodies ``{"detail": ...}``; the server gives them as :class:`HttpError` and the worker wraps them
+    as every HTTP error (worker-vllm v2.25.2 src/handler.py, ``vLLM returned HTTP <status>``)."""
+    server = EmulatedVllmServer(MODEL, MODEL, 2048)
+
+    async def answer(method: str, route: str) -> list[Any]:
+        return [item async for item in server.handle(method, route, None, ctx_for())]
+
+    assert asyncio.run(answer("GET", "/v1/embeddings")) == [HttpError(404, {"detail": "Not Found"})]
+    assert asyncio.run(answer("GET", "/v1/chat/completions")) == [HttpError(405, {"detail": "Method Not Allowed"})]
+    assert vllm_body(run_job(vllm, {"openai_route": "/v1/embeddings"})[0]) == (404, {"detail": "Not Found"})
+    assert vllm_body(run_job(vllm, {"openai_route": "/v1/chat/completions"})[0]) == (405, {"detail": "Method Not Allowed"})
 
 
 def test_missing_model_name_crashes_the_worker() -> None:
