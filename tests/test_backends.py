@@ -260,7 +260,8 @@ def test_unknown_routes_and_methods_are_the_http_layers_404_and_405(vllm: VllmWo
     assert asyncio.run(answer("GET", "/v1/embeddings")) == [HttpError(404, {"detail": "Not Found"})]
     assert asyncio.run(answer("GET", "/v1/chat/completions")) == [HttpError(405, {"detail": "Method Not Allowed"})]
     assert vllm_body(run_job(vllm, {"openai_route": "/v1/embeddings"})[0]) == (404, {"detail": "Not Found"})
-    assert vllm_body(run_job(vllm, {"openai_route": "/v1/chat/completions"})[0]) == (405, {"detail": "Method Not Allowed"})
+    wrong_method = run_job(vllm, {"openai_route": "/v1/chat/completions"})[0]
+    assert vllm_body(wrong_method) == (405, {"detail": "Method Not Allowed"})
 
 
 def test_missing_model_name_crashes_the_worker() -> None:
@@ -286,9 +287,36 @@ def test_streaming_follows_the_profile_timing_and_cancellation() -> None:
         return stamps, count
 
     stamps, count = asyncio.run(timed())
-    assert stamps[0] < 0.04  # the role chunk comes before prefill
+    assert stamps[0] >= 0.05  # the role chunk comes with the first token (see the next test)
     assert stamps[1] >= 0.05 and stamps[-1] >= 0.05 + 5 * 0.01
     assert count == 3  # stopped at cancellation, no [DONE]
+
+
+def test_the_role_chunk_comes_with_the_first_token_not_before_prefill() -> None:
+    """vLLM's ``chat_completion_stream_generator`` sends the role chunks inside ``async for res in
+    result_generator`` on its first iteration (vllm/entrypoints/openai/serving_chat.py, later
+    chat_completion/serving.py), so they arrive with the first token and right before its content;
+    a job cancelled during the prefill sends nothing."""
+    profile = replace(FAST, time_to_first_token_s=0.05, inter_token_s=0.3)
+    worker = loaded(VllmWorker(spec(VLLM_IMAGE, {"MODEL_NAME": MODEL}, profile=profile)))
+
+    async def timed() -> tuple[list[tuple[float, str]], list[Any]]:
+        start = time.monotonic()
+        stamped = [(time.monotonic() - start, item) async for item in
+                   worker.handle(chat("Tell me about rivers.", max_tokens=2, n=2, stream=True), ctx_for(profile))]
+        cancelled = ctx_for(profile)
+        cancelled.cancelled.set()
+        during_prefill = [item async for item in worker.handle(chat("Hi", stream=True), cancelled)]
+        return stamped, during_prefill
+
+    stamped, during_prefill = asyncio.run(timed())
+    deltas = [payload["choices"][0]["delta"] if payload["choices"] else None
+              for payload in sse_payloads([item for _, item in stamped])]
+    assert deltas[:2] == [{"role": "assistant", "content": ""}] * 2  # one per choice ...
+    assert all(stamp >= 0.05 for stamp, _ in stamped[:3])  # ... after the prefill,
+    assert stamped[2][0] < 0.05 + 0.3  # right before the first token's content, not an inter-token later
+    assert "role" not in deltas[2] and deltas[2]["content"]
+    assert during_prefill == []
 
 
 # -- proxy to a real OpenAI-compatible server ----------------------------------------------------

@@ -271,10 +271,17 @@ class EmulatedVllmServer:
                 payload["usage"] = usage
             return sse(payload)
 
-        for i in range(len(outputs)):
-            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                          "finish_reason": None}])
+        first = True
         async for i, delta, final in textmodel.paced(ctx, _steps(outputs)):
+            if first:
+                # vLLM sends each choice's role chunk on the first output of the engine, i.e. with
+                # the first token, not before the prefill (vllm/entrypoints/openai/serving_chat.py,
+                # later chat_completion/serving.py: ``if first_iteration:`` inside ``async for res
+                # in result_generator``).
+                first = False
+                for index in range(len(outputs)):
+                    yield chunk([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                  "finish_reason": None}])
             choice: dict[str, Any] = {"index": i, "delta": {"content": delta}, "logprobs": None,
                                       "finish_reason": None}
             if final:
