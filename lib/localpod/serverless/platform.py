@@ -114,7 +114,7 @@ class EndpointRuntime:
         if self.endpoint.flashboot != "OFF":
             self.flashboot_until[version] = time.monotonic() + self.profile.flashboot_window_s
 
-    # -- what workers write -----------------------------------------------------------------------
+    # -- what workers write ------------------------------------------------------------------------
 
     def open_log(self, worker_id: str) -> WorkerLog:
         return self.platform.worker_logs.open(self.endpoint_id, worker_id)
