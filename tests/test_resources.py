@@ -100,7 +100,7 @@ def test_a_cuda_floor_or_set_in_the_request_stops_the_template_seeding(store: St
 
 def test_defaults_are_copied_not_shared(store: Store, listener: Listener) -> None:
     endpoints = api(store, listener).endpoints
-    defaults = {"env": {}, "ports": []}
+    defaults: dict[str, Any] = {"env": {}, "ports": []}
     first, second = (endpoints.create(fields(), defaults=defaults) for _ in range(2))
     first.env["X"] = "1"
     assert second.env == {} and defaults["env"] == {}
@@ -263,16 +263,17 @@ def test_a_template_in_use_cannot_be_deleted(store: Store, listener: Listener) -
 
 def test_graphql_template_names_are_unique_and_looked_up_by_name(store: Store, listener: Listener) -> None:
     rest, graphql = api(store, listener).templates, api(store, listener, "graphql").templates
-    first = graphql.create(Template(id="t1", name="same", image="i"))
-    rest.create(Template(id="t2", name="same", image="i"))  # REST v2 allows twins
+    first = graphql.create({"name": "same", "image": "i"})
+    twin = rest.create({"name": "same", "image": "i"})  # REST v2 allows twins
+    assert twin.id != first.id and twin.id in store.templates
     with pytest.raises(ResourceError, match="already taken"):
-        graphql.create(Template(id="t3", name="same", image="i"))
+        graphql.create({"name": "same", "image": "i"})
     with pytest.raises(ResourceError) as twins:
         graphql.by_name("same")
     assert twins.value.message == '2 templates are named "same"; delete them by id through the REST API'
     with pytest.raises(ResourceError, match='Template "other" not found'):
         graphql.by_name("other")
-    rest.delete("t2")
+    rest.delete(twin.id)
     assert graphql.update(first.id, {"name": "same", "image": "j"}) is first  # its own name is no clash
     assert first.image == "j"
 

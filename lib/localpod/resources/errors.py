@@ -56,6 +56,6 @@ class Wording:
     api: str
     texts: Mapping[str, tuple[str, str]]
 
-    def error(self, rule: str, kind: Kind = "invalid", **values: object) -> ResourceError:
+    def error(self, rule: str, kind: Kind = "invalid", /, **values: object) -> ResourceError:
         field, message = self.texts[rule]
         return ResourceError(field.format(**values), message.format(**values), kind)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from localpod.resources.common import EndpointListener, copy_into
-from localpod.resources.errors import ResourceError, Wording
+from localpod.resources.errors import Wording
 from localpod.store import Endpoint, Store, Template
 
 CONTAINER_FIELDS = ("image", "args", "disk", "ports", "registry")
@@ -120,7 +120,9 @@ class Templates:
                                          for t in self.store.templates.values()):
             raise self.api.wording.error("name_taken", name=name)
 
-    def create(self, template: Template) -> Template:
+    def create(self, fields: Mapping[str, Any]) -> Template:
+        """A new template from ``Template`` field values (the id is the store's to give)."""
+        template = Template(id=self.store.new_template_id(), **fields)
         self._check_name(template.name, None)
         self.store.templates[template.id] = template
         self.store.commit()

@@ -257,7 +257,7 @@ def root_fields(ctx: ServerContext) -> dict[str, Callable[..., Any]]:
         fields = template_fields(input)
         if template_id:
             return templates.update(template_id, fields)
-        return templates.create(Template(id=store.new_template_id(), **fields))
+        return templates.create(fields)
 
     def delete_template(info: GraphQLResolveInfo, templateName: str) -> None:
         templates.delete(templates.by_name(templateName).id)
@@ -287,7 +287,7 @@ def root_fields(ctx: ServerContext) -> dict[str, Callable[..., Any]]:
             store.commit()
         return store.account
 
-    fields = {
+    fields: dict[str, Callable[..., Any]] = {
         "myself": myself, "gpuTypes": gpu_types, "serverlessGpuPools": serverless_gpu_pools,
         "saveTemplate": save_template, "deleteTemplate": delete_template, "saveEndpoint": save_endpoint,
         "deleteEndpoint": delete_endpoint, "updateEndpointTemplate": update_endpoint_template,

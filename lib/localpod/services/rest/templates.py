@@ -81,16 +81,16 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     async def create_template(request: Request) -> Response:
         body = await parse_body(request, CreateTemplateRequest)
-        template = Template(
-            id=ctx.store.new_template_id(), name=body.name, image=body.image, args=body.args or "",
+        fields = dict(
+            name=body.name, image=body.image, args=body.args or "",
             disk=body.disk if body.disk is not None else DEFAULT_DISK_GB, env=dict(body.env or {}),
             ports=list(body.ports or []), registry=body.registry, serverless=body.serverless,
             public=body.public, category=body.category, start_ssh=body.start_ssh,
             start_jupyter=body.start_jupyter, allowed_cuda_versions=list(body.allowed_cuda_versions or []),
             volume_in_gb=0)
         if body.mounts is not None:
-            template = Template(**{**vars(template), **_mount_fields(body.mounts)})
-        return JSONResponse(template_json(templates.create(template)), status_code=201)
+            fields.update(_mount_fields(body.mounts))
+        return JSONResponse(template_json(templates.create(fields)), status_code=201)
 
     async def get_one(request: Request) -> Response:
         return JSONResponse(template_json(templates.get(request.path_params["id"])))
