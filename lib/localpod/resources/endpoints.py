@@ -35,15 +35,16 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from localpod import catalog
+from localpod import catalog, limits
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import ResourceError, Wording
 from localpod.resources.templates import Templates, linked_container
 from localpod.store import Endpoint, Store, Template
 
-MIN_TIMEOUT_MS = 5_000
-MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
-"""Execution timeout bounds from Runpod's endpoint settings docs (5 s to 7 days)."""
+MIN_TIMEOUT_MS = limits.MIN_EXECUTION_TIMEOUT_MS
+MAX_TIMEOUT_MS = limits.MAX_EXECUTION_TIMEOUT_MS
+"""An endpoint's execution timeout bounds, 5 s to 7 days (Runpod's endpoint settings docs): the
+same as a job's ``policy.executionTimeout``, so declared once, in :mod:`localpod.limits`."""
 
 
 @dataclass(frozen=True)
