@@ -12,18 +12,22 @@ the endpoint as it would be stored, stores it and tells the platform. Rules, wit
   upstream: the workers simply stay THROTTLED;
 - an exact CUDA set and a CUDA floor are mutually exclusive when both are non-empty; when neither
   is sent on create, the template's ``allowedCudaVersions`` is inherited (REST v2 spec: "inherit
-  the template's constraint when creating from ``templateId``");
+  the template's constraint when creating from ``templateId``"). A version no host reports is
+  accepted, as upstream (the spec: "yields a capacity error rather than a fallback"): the workers
+  stay THROTTLED. Without either, a worker may land on a host too old for its image and
+  crash-loop (:mod:`localpod.serverless.imagecuda`);
 - the execution timeout is 5 s to 7 days (Runpod's endpoint settings docs); GraphQL's
   ``executionTimeoutMs`` also takes 0 for no limit;
 - ``version`` is the release workers run: bumped when something a worker runs with changes
-  (:data:`localpod.store.RELEASE_FIELDS`), not for name, scaling or worker counts;
+  (:data:`localpod.store.RELEASE_FIELDS`), not for name, scaling or worker counts, so REST v2's
+  ``/workers`` can flag stale workers;
 - deleting: REST v2 ``DELETE /v2/serverless/{id}`` needs no scale-down ("all workers are
   terminated and any queued or in-progress jobs are cancelled", openapi-v2.json), while GraphQL
   ``deleteEndpoint`` is refused until ``workersMin`` and ``workersMax`` are both 0 (runpod-api.md,
   from Runpod's ``sdks/graphql/manage-endpoints.mdx``). The spec also says a REST delete removes
   the endpoint's "bound template"; localpod keeps the template (which templates Runpod counts as
   bound, a user's template or only one it made for the endpoint, is not stated), so deleting it
-  stays a separate call, and that call is refused while another endpoint uses it.
+  stays a separate call, refused while an endpoint still uses the template.
 
 ``LOAD_BALANCER`` endpoints are refused in both APIs: localpod does not emulate them.
 """
