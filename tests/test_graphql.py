@@ -353,7 +353,7 @@ def test_endpoint_created_via_graphql_is_visible_via_rest(sdk, volume):
     response = httpx.get(f"{sdk.rest_url}/v2/serverless/{endpoint['id']}",
                          headers={"Authorization": f"Bearer {sdk.api_key}"})
     if _rest_route_missing(response):
-        pytest.skip("REST v2 GET /v2/serverless/{id} is not served yet (services/rest_v2.py)")
+        pytest.skip("REST v2 GET /v2/serverless/{id} is not served yet (services/rest)")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == endpoint["id"] and body["name"] == "shared"
@@ -370,7 +370,7 @@ def test_endpoint_created_via_rest_is_visible_via_graphql(sdk):
     response = httpx.post(f"{sdk.rest_url}/v2/serverless", json=body,
                           headers={"Authorization": f"Bearer {sdk.api_key}"})
     if _rest_route_missing(response):
-        pytest.skip("REST v2 POST /v2/serverless is not served yet (services/rest_v2.py)")
+        pytest.skip("REST v2 POST /v2/serverless is not served yet (services/rest)")
     assert response.status_code == 201, response.text
     [listed] = runpod.get_endpoints()
     assert listed["id"] == response.json()["id"] and listed["name"] == "from-rest"

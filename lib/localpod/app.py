@@ -16,7 +16,7 @@ from localpod.config import Settings
 from localpod.context import ServerContext
 from localpod.guard import HostOriginGuard
 from localpod.serverless.platform import Platform
-from localpod.services import control, graphql_api, hub, queue, rest_v2
+from localpod.services import control, graphql_api, hub, queue, rest
 from localpod.store import Store
 
 log = logging.getLogger("localpod.requests")
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await platform.stop()
 
     routes = [
-        rest_v2.any_character(Mount("/api.runpod.io", routes=rest_v2.routes(ctx) + graphql_api.routes(ctx))),
+        rest.any_character(Mount("/api.runpod.io", routes=rest.routes(ctx) + graphql_api.routes(ctx))),
         Mount("/api.runpod.ai", routes=queue.routes(ctx)),
         Mount("/huggingface.co", routes=hub.routes(ctx)),
         Mount("/_localpod", routes=control.routes(ctx)),

@@ -48,38 +48,22 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
     """Routes relative to the ``/huggingface.co`` mount; repo ids are ``namespace/name`` as on the Hub."""
-    hub = _HubRoutes(ctx)
-    repo = "{namespace}/{name}"
-    return [
-        Route("/api/whoami-v2", hub.whoami, methods=["GET"]),
-        Route(f"/api/models/{repo}", hub.model_info, methods=["GET"]),
-        Route(f"/api/models/{repo}/revision/{{revision}}", hub.model_info, methods=["GET"]),
-        Route(f"/api/models/{repo}/auth-check", hub.auth_check, methods=["GET"]),
-        Route(f"/api/models/{repo}/tree/{{revision}}", hub.tree, methods=["GET"]),
-        Route(f"/api/models/{repo}/tree/{{revision}}/{{path:path}}", hub.tree, methods=["GET"]),
-        Route(f"/{repo}/resolve/{{revision}}/{{path:path}}", hub.resolve, methods=["GET", "HEAD"]),
-    ]
 
-
-class _HubRoutes:
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-
-    def caller(self, request: Request) -> Caller:
+    def caller_of(request: Request) -> Caller:
         """The token is read per request against the live settings (``hf_token`` may change)."""
-        return Caller(_bearer_token(request), self.ctx.settings.hf_token)
+        return Caller(_bearer_token(request), ctx.settings.hf_token)
 
-    async def whoami(self, request: Request) -> Response:
-        caller = self.caller(request)
+    async def whoami(request: Request) -> Response:
+        caller = caller_of(request)
         denial = hubdata.whoami_denial(caller)
         if denial is not None:
             return _api_error(denial)
         assert caller.grant is not None
         return JSONResponse(caller.grant.whoami())
 
-    async def model_info(self, request: Request) -> Response:
+    async def model_info(request: Request) -> Response:
         repo_id = _repo_id(request)
-        denial = hubdata.metadata_denial(repo_id, self.caller(request))
+        denial = hubdata.metadata_denial(repo_id, caller_of(request))
         if denial is not None:
             return _api_error(denial)
         repo = hubdata.repos()[repo_id]
@@ -102,15 +86,15 @@ class _HubRoutes:
             info = {"_id": info["_id"], "id": info["id"], **{k: info[k] for k in expand if k in info}}
         return JSONResponse(info)
 
-    async def auth_check(self, request: Request) -> Response:
-        denial = hubdata.content_denial(_repo_id(request), self.caller(request))
+    async def auth_check(request: Request) -> Response:
+        denial = hubdata.content_denial(_repo_id(request), caller_of(request))
         if denial is not None:
             return _api_error(denial)
         return Response(b"OK", media_type="text/plain; charset=utf-8")
 
-    async def tree(self, request: Request) -> Response:
+    async def tree(request: Request) -> Response:
         repo_id = _repo_id(request)
-        denial = hubdata.metadata_denial(repo_id, self.caller(request))
+        denial = hubdata.metadata_denial(repo_id, caller_of(request))
         if denial is not None:
             return _api_error(denial)
         repo = hubdata.repos()[repo_id]
@@ -125,11 +109,11 @@ class _HubRoutes:
                                      "unknown path"))
         return JSONResponse(entries)
 
-    async def resolve(self, request: Request) -> Response:
+    async def resolve(request: Request) -> Response:
         repo_id = _repo_id(request)
         head = request.method == "HEAD"
         path = request.path_params["path"]
-        denial = hubdata.content_denial(repo_id, self.caller(request), path)
+        denial = hubdata.content_denial(repo_id, caller_of(request), path)
         if denial is not None:
             return _text_error(denial, head)
         repo = hubdata.repos()[repo_id]
@@ -140,6 +124,17 @@ class _HubRoutes:
             return _text_error(Denial(404, "EntryNotFound", "Entry not found", "unknown file"), head,
                                {"X-Repo-Commit": repo.sha})
         return _serve_file(repo, file, request.headers.get("range"), head)
+
+    repo = "{namespace}/{name}"
+    return [
+        Route("/api/whoami-v2", whoami, methods=["GET"]),
+        Route(f"/api/models/{repo}", model_info, methods=["GET"]),
+        Route(f"/api/models/{repo}/revision/{{revision}}", model_info, methods=["GET"]),
+        Route(f"/api/models/{repo}/auth-check", auth_check, methods=["GET"]),
+        Route(f"/api/models/{repo}/tree/{{revision}}", tree, methods=["GET"]),
+        Route(f"/api/models/{repo}/tree/{{revision}}/{{path:path}}", tree, methods=["GET"]),
+        Route(f"/{repo}/resolve/{{revision}}/{{path:path}}", resolve, methods=["GET", "HEAD"]),
+    ]
 
 
 def _repo_id(request: Request) -> str:

@@ -187,7 +187,7 @@ def serverless_billing(sessions: Iterable[WorkerSession], window: Window, now: f
         rate = session.price_per_gpu_s * session.gpu_count
         items.append((session.endpoint_id, billed_interval(session, now), lambda s, r=rate: s * r))
     buckets = window.buckets()
-    records = []
+    records: list[dict[str, Any]] = []
     for (index, endpoint_id), amount in sorted(_bucketed(window, items).items()):
         gpu = _money(amount)
         if gpu <= 0:
@@ -230,7 +230,7 @@ def volume_billing(volumes: Iterable[NetworkVolume], window: Window, now: float,
         rate = volume_monthly_cost(volume) / SECONDS_PER_MONTH
         items.append((volume.id, (created, now), lambda s, r=rate: s * r))
     buckets = window.buckets()
-    records = []
+    records: list[dict[str, Any]] = []
     for (index, vid), amount in sorted(_bucketed(window, items).items()):
         total = _money(amount)
         if total <= 0:

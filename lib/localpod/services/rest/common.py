@@ -4,8 +4,9 @@ Runpod's REST API v2 answers every failure with an RFC 9457 problem document, ch
 before anything else (401), and separates three kinds of bad request: a body that is not JSON (400),
 a body that breaks the schema (422, one ``errors`` entry per field) and a body that is well-formed but
 breaks a rule the schema cannot express, such as ``workers.max`` below ``workers.min`` (400). Handlers
-here raise :class:`ApiError` and :func:`resource` turns it into that problem document, so each
-resource module only describes its own rules.
+here raise :class:`ApiError`, the resource backends (:mod:`localpod.resources`) raise
+:class:`~localpod.resources.errors.ResourceError`, and :func:`resource` turns either into that
+problem document (:func:`from_resource_error`), so handlers only parse and serialise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from starlette.routing import Route
 
 from localpod.context import ServerContext
 from localpod.http import bearer_key, json_body, problem
+from localpod.resources import Backends, backends
+from localpod.resources.errors import ResourceError
 
 Handler = Callable[[Request], Awaitable[Response]]
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -48,6 +51,23 @@ def unprocessable(errors: list[str], detail: str = "Request validation failed.")
     return ApiError(422, detail, errors)
 
 
+def rest_backends(ctx: ServerContext) -> Backends:
+    """The resource backends as REST v2 words its refusals and applies its rules."""
+    return backends(ctx.store, ctx.platform, "rest")
+
+
+def from_resource_error(exc: ResourceError) -> ApiError:
+    """A backend's refusal as REST v2 answers it: a missing resource is a 404 and a state conflict
+    a 400, each one sentence; broken rules are a 400 listing ``field: message`` for every problem;
+    what localpod or the resource cannot take at all is a 422, listed the same way."""
+    if exc.kind == "not_found":
+        return ApiError(404, exc.message)
+    if exc.kind == "conflict":
+        return ApiError(400, exc.message)
+    lines = [str(error) for error in exc.all]
+    return unprocessable(lines) if exc.kind == "unsupported" else bad_request(lines)
+
+
 def resource(ctx: ServerContext, path: str, handlers: Mapping[str, Handler]) -> Route:
     """One route for a path: API-key check first, then the method's handler, else a 405 problem.
 
@@ -67,8 +87,11 @@ def resource(ctx: ServerContext, path: str, handlers: Mapping[str, Handler]) -> 
             return problem(405, "The requested method is not allowed for this path.", headers={"Allow": allow})
         try:
             return await handler(request)
-        except ApiError as exc:
-            return problem(exc.status, exc.detail, errors=exc.errors)
+        except ResourceError as refusal:
+            exc = from_resource_error(refusal)
+        except ApiError as error:
+            exc = error
+        return problem(exc.status, exc.detail, errors=exc.errors)
 
     return Route(path, endpoint, methods=list(ALL_METHODS))
 

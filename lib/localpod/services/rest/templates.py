@@ -1,9 +1,10 @@
 """``/v2/templates``: reusable container configurations (create, list, get, patch, delete).
 
-A template is a snapshot applied when an endpoint is created from it, so editing it changes no
-endpoint. Deleting one that an endpoint was created from (``Endpoint.template_id``) is refused with a
-400, as the spec says for templates bound to an endpoint. Names need not be unique: creating twice
-gives two templates, so a runbook that wants idempotency must look its template up by name first.
+Parsing and serialising only; the rules are the templates backend's
+(:mod:`localpod.resources.templates`). In REST v2 a template is a snapshot applied when an endpoint
+is created from it, so editing it changes no endpoint; deleting one an endpoint was created from is
+refused with a 400. Names need not be unique: creating twice gives two templates, so a runbook that
+wants idempotency must look its template up by name first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
 from localpod.http import JSONResponse
-from localpod.services.rest.common import ApiError, not_found, parse_body, resource
+from localpod.services.rest.common import parse_body, resource, rest_backends
 from localpod.services.rest.models import CreateTemplateRequest, TemplateMounts, UpdateTemplateRequest
 from localpod.store import Template
 
@@ -48,72 +49,59 @@ def template_json(template: Template) -> dict[str, Any]:
     }
 
 
-def _apply_mounts(template: Template, mounts: TemplateMounts) -> None:
+def _mount_fields(mounts: TemplateMounts) -> dict[str, Any]:
     """``mounts: {}`` leaves the mount unchanged; ``persistent`` sets it (store keeps both views)."""
-    if mounts.persistent is not None:
-        template.volume_in_gb = mounts.persistent.size
-        template.volume_mount_path = mounts.persistent.path
-        template.mounts = {"persistent": {"size": mounts.persistent.size, "path": mounts.persistent.path}}
+    if mounts.persistent is None:
+        return {}
+    size, path = mounts.persistent.size, mounts.persistent.path
+    return {"volume_in_gb": size, "volume_mount_path": path, "mounts": {"persistent": {"size": size, "path": path}}}
 
 
 _SIMPLE_FIELDS = ("name", "image", "args", "disk", "ports", "registry", "category", "public", "serverless",
                   "start_ssh", "start_jupyter")
 
 
-def routes(ctx: ServerContext) -> list[BaseRoute]:
-    store = ctx.store
+def update_fields(body: UpdateTemplateRequest) -> dict[str, Any]:
+    """The fields a PATCH body changes, as ``Template`` fields."""
+    changes = {name: getattr(body, name) for name in _SIMPLE_FIELDS if body.given(name)}
+    if body.env is not None:
+        changes["env"] = dict(body.env)
+    if body.allowed_cuda_versions is not None:
+        changes["allowed_cuda_versions"] = list(body.allowed_cuda_versions)
+    if body.mounts is not None:
+        changes.update(_mount_fields(body.mounts))
+    return changes
 
-    def get_template(request: Request) -> Template:
-        template_id = request.path_params["id"]
-        template = store.templates.get(template_id)
-        if template is None:
-            raise not_found("template", template_id)
-        return template
+
+def routes(ctx: ServerContext) -> list[BaseRoute]:
+    templates = rest_backends(ctx).templates
 
     async def list_templates(request: Request) -> Response:
-        return JSONResponse({"templates": [template_json(t) for t in store.templates.values()]})
+        return JSONResponse({"templates": [template_json(t) for t in templates.all()]})
 
     async def create_template(request: Request) -> Response:
         body = await parse_body(request, CreateTemplateRequest)
-        template = Template(
-            id=store.new_template_id(), name=body.name, image=body.image, args=body.args or "",
+        fields = dict(
+            name=body.name, image=body.image, args=body.args or "",
             disk=body.disk if body.disk is not None else DEFAULT_DISK_GB, env=dict(body.env or {}),
             ports=list(body.ports or []), registry=body.registry, serverless=body.serverless,
             public=body.public, category=body.category, start_ssh=body.start_ssh,
             start_jupyter=body.start_jupyter, allowed_cuda_versions=list(body.allowed_cuda_versions or []),
             volume_in_gb=0)
         if body.mounts is not None:
-            _apply_mounts(template, body.mounts)
-        store.templates[template.id] = template
-        store.commit()
-        return JSONResponse(template_json(template), status_code=201)
+            fields.update(_mount_fields(body.mounts))
+        return JSONResponse(template_json(templates.create(fields)), status_code=201)
 
     async def get_one(request: Request) -> Response:
-        return JSONResponse(template_json(get_template(request)))
+        return JSONResponse(template_json(templates.get(request.path_params["id"])))
 
     async def update_template(request: Request) -> Response:
         body = await parse_body(request, UpdateTemplateRequest)
-        template = get_template(request)
-        for name in _SIMPLE_FIELDS:
-            if body.given(name):
-                setattr(template, name, getattr(body, name))
-        if body.env is not None:
-            template.env = dict(body.env)
-        if body.allowed_cuda_versions is not None:
-            template.allowed_cuda_versions = list(body.allowed_cuda_versions)
-        if body.mounts is not None:
-            _apply_mounts(template, body.mounts)
-        store.commit()
-        return JSONResponse(template_json(template))
+        template = templates.get(request.path_params["id"])
+        return JSONResponse(template_json(templates.update(template.id, update_fields(body))))
 
     async def delete_template(request: Request) -> Response:
-        template = get_template(request)
-        users = sorted(e.id for e in store.endpoints.values() if e.template_id == template.id)
-        if users:
-            raise ApiError(400, f"template {template.id!r} is bound to serverless endpoint(s) {', '.join(users)}; "
-                                "delete them (or PATCH them onto another template) first")
-        del store.templates[template.id]
-        store.commit()
+        templates.delete(request.path_params["id"])
         return Response(status_code=204)
 
     return [

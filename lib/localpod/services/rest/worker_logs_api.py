@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 from localpod.context import ServerContext
 from localpod.http import dumps
 from localpod.serverless.worker_logs import SOURCES, LogLine, WorkerLog, parse_cursor
-from localpod.services.rest.common import ApiError, not_found, resource
+from localpod.services.rest.common import ApiError, resource, rest_backends
 
 MAX_TAIL = 5000
 DEFAULT_TAIL = 100
@@ -69,11 +69,12 @@ async def follow(log: WorkerLog, backfill: list[LogLine], source: str | None, se
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
+    endpoints = rest_backends(ctx).endpoints
+
     async def worker_logs(request: Request) -> Response:
         endpoint_id = request.path_params["id"]
         worker_id = request.path_params["workerId"]
-        if endpoint_id not in ctx.store.endpoints:
-            raise not_found("serverless endpoint", endpoint_id)
+        endpoints.get(endpoint_id)  # 404 for an unknown endpoint
         log = ctx.platform.worker_logs.get(endpoint_id, worker_id)
         if log is None:
             raise ApiError(404, f"worker {worker_id!r} not found on serverless endpoint {endpoint_id!r} (ids come "
