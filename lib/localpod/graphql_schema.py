@@ -10,7 +10,7 @@ core counts, spot prices) are declared so queries validate, and resolve to ``nul
 Besides the SDL, this module says how stored objects *look* in GraphQL (the read side): the
 ariadne bindings that turn :mod:`localpod.store` dataclasses and :mod:`localpod.catalog` GPU
 types into ``Endpoint``, ``PodTemplate``, ``User``... fields. The operations that change state
-(and their validation) are in :mod:`localpod.services.graphql_api`.
+are parsed in :mod:`localpod.services.graphql_api`; their rules live in :mod:`localpod.resources`.
 """
 
 from __future__ import annotations
