@@ -107,7 +107,7 @@ def test_simulator_matches_localpod_on_a_scaled_down_event(pod):  # type: ignore
     template.raise_for_status()
     created = rest.post("/v2/serverless", json={
         "name": "cap", "type": "QUEUE", "templateId": template.json()["id"], "gpu": {"pools": ["ADA_24"]},
-        "flashboot": False, "workers": {"min": SCALING.workers_min, "max": SCALING.workers_max,
+        "flashboot": "OFF", "workers": {"min": SCALING.workers_min, "max": SCALING.workers_max,
                                         "idleTimeout": int(SCALING.idle_timeout_s)},
         "scaling": {"type": "QUEUE_DELAY", "queueDelay": SCALING.scaler_value}})
     created.raise_for_status()
@@ -140,5 +140,6 @@ def test_simulator_matches_localpod_on_a_scaled_down_event(pod):  # type: ignore
         "billed worker-s": (float(sim.flex_worker_s + sim.active_worker_s), float(billed), 0.0),
     }
     report = ", ".join(f"{k}: simulated {s:.3f} vs localpod {m:.3f}" for k, (s, m, _) in figures.items())
+    print(report)
     assert sim.flashboot_starts == 0, report  # FlashBoot is off on both sides
     assert all(_close(s, m, floor=f) for s, m, f in figures.values()), report
