@@ -370,10 +370,12 @@ class EventPlans:
     during: Plan
     restore: Plan
     restore_file: Path | None = None
+    saved: dict[str, Any] = field(default_factory=dict)
+    """What :func:`apply_event` writes to ``restore_file`` before it changes the endpoint."""
 
     def _repr_html_(self) -> str:
-        where = (f"<p>restore plan saved to <code>{html.escape(str(self.restore_file))}</code></p>"
-                 if self.restore_file else "")
+        where = (f"<p>the restore plan is saved to <code>{html.escape(str(self.restore_file))}</code> when the event "
+                 "plan is applied</p>" if self.restore_file else "")
         return ("<p><b>During the event</b></p>" + self.during._repr_html_() + "<p><b>After the event</b></p>"
                 + self.restore._repr_html_() + where)
 
@@ -384,21 +386,36 @@ class EventPlans:
 def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: str | Path | None = None
                 ) -> EventPlans:
     """The chosen settings as a plan for the event, and the endpoint's current settings as the
-    restore plan (what runbook 02 also sets back on its next run). The restore plan is written to
-    ``restore_file`` (JSON) when given, so a later kernel can apply it (:func:`restore_saved`)."""
+    restore plan (what runbook 02 also sets back on its next run). With ``restore_file``, pre-event
+    settings saved there by an applied, not yet restored event plan stay the ones to restore;
+    :func:`apply_event` writes the file, :func:`restore_saved` applies and removes it."""
     wanted = {"workers_min": int(chosen["workers_min"]), "workers_max": int(chosen["workers_max"]),
               "idle_timeout_s": int(round(float(chosen["idle_timeout_s"]))), "scaler": chosen["scaler_type"],
               "scaler_value": float(chosen["scaler_value"])}
     during = settings_plan(endpoint, wanted, "settings chosen by runbook 06 for the event window")
     restore_values = _actual(endpoint)
+    path = Path(restore_file) if restore_file is not None else None
+    kept = _saved_restore(path, endpoint.id) if path is not None else None
+    if kept is not None:
+        # An event plan was applied and not restored yet: the endpoint's settings now are the
+        # event's, so the pre-event ones saved then stay the ones to restore.
+        restore_values = kept
     after = _restore_plan(endpoint, {**_actual(endpoint), **wanted}, restore_values)
-    path = None
-    if restore_file is not None:
-        path = Path(restore_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"endpoint_id": endpoint.id, "endpoint_name": endpoint.name,
-                                    "restore": restore_values}, indent=1))
-    return EventPlans(during, after, path)
+    if kept is not None:
+        after = replace(after, notes=[*after.notes, f"pre-event settings kept from {path} (not restored yet)"])
+    return EventPlans(during, after, path, {"endpoint_id": endpoint.id, "endpoint_name": endpoint.name,
+                                            "restore": restore_values})
+
+
+def _saved_restore(path: Path, endpoint_id: str) -> dict[str, Any] | None:
+    """The pre-event settings saved for this endpoint and not restored yet, else None."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("endpoint_id") != endpoint_id or not isinstance(saved.get("restore"), dict):
+        return None
+    return dict(saved["restore"])
 
 
 def _restore_plan(endpoint: Endpoint, during_values: Mapping[str, Any], restore_values: Mapping[str, Any]) -> Plan:
@@ -417,6 +434,9 @@ def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool) -> s
         return "the endpoint already has the chosen settings: nothing to apply"
     if not do_apply:
         return "not applied (apply is false): read the plan, then rerun with apply = True before the event"
+    if plans.restore_file is not None:  # written before the change, so no crash can lose it
+        plans.restore_file.parent.mkdir(parents=True, exist_ok=True)
+        plans.restore_file.write_text(json.dumps(plans.saved, indent=1))
     apply_plan(client, plans.during)
     where = f" (saved in {plans.restore_file})" if plans.restore_file else ""
     return (f"applied: endpoint {plans.during.name} now has the event's settings. After the event apply the restore "
@@ -437,10 +457,12 @@ def restore_saved(client: RunpodClient, restore_file: str | Path, *, do_apply: b
         raise ConfigError(f"{path} is not a restore plan written by runbook 06 ({exc})") from None
     restore = settings_plan(endpoint, values, "restores the settings the endpoint had before the event")
     if restore.action == "none":
+        path.unlink(missing_ok=True)
         return restore, "nothing to restore: the endpoint has its pre-event settings"
     if not do_apply:
         return restore, "not applied (apply is false)"
     apply_plan(client, restore)
+    path.unlink(missing_ok=True)  # restored: the next event saves the settings of its own time
     return restore, f"restored endpoint {endpoint.name} to its pre-event settings"
 
 
@@ -527,3 +549,10 @@ def local_profile(settings: Any, api_key: Any) -> dict[str, float] | None:
         raise ConfigError(f"could not read localpod's profile at {settings.localpod_url}: {type(exc).__name__}") \
             from None
     return {k: float(v) for k, v in profile.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def restore_file_for(settings: Any, endpoint_name: str) -> Path:
+    """Where the restore plan of ``endpoint_name`` is kept: beside the env file (as keep-alive pin
+    leases are), so the run after the event finds it whatever its run folder."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in endpoint_name) or "endpoint"
+    return Path(settings.env_file).parent / ".rpbook" / "events" / f"{safe}.restore.json"
