@@ -117,6 +117,12 @@ def pareto_html(rows: Sequence[Mapping[str, object]], front: Sequence[Mapping[st
                 (cx, cy), xytext=(8, 8), textcoords="offset points", fontsize=8)
     ax.axhline(slo_p95_ttft_s, color="#c44e52", linestyle="--", linewidth=1, label=f"SLO p95 TTFT {slo_p95_ttft_s:g} s")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, 2, 30 rather than 2×10⁻¹
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("cost of the event (USD)", fontsize=9)
     ax.set_ylabel("p95 time to first token (s)", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
