@@ -421,7 +421,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
     def stop(w: int, t: float) -> None:
         nonlocal n_live, flash_until
         active = w < wmin
-        sessions.append((throttle_t[w], place_t[w], ready_t[w], t, active))
+        sessions.append((throttle_t[w], place_t[w], ready_t[w], math.inf if active and t == end else t, active))
         if state[w] == _READY_ST and not flashed[w]:
             flash_until = t + flash_window
         state[w] = _FREE
@@ -429,21 +429,24 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
         gen[w] += 1
         n_live -= 1
 
-    def need_tick(t: float) -> None:
-        """Schedule the next scaler tick when one can start a worker; otherwise ticks are skipped."""
+    def need_tick(t: float, after_tick: bool = False) -> None:
+        """Schedule the next scaler tick when one can start a worker; otherwise ticks are skipped.
+        Events at a tick's instant are handled before the tick, so the next tick may be now,
+        unless this is the tick itself (``after_tick``)."""
         nonlocal tick_at, seq
         due = math.inf
+        soonest = next_tick_after(t) if after_tick else tick_at_or_after(t)
         if n_live < wmin:
-            due = next_tick_after(t)
+            due = soonest
         elif n_live < wmax:
             if request_count:
                 if math.ceil((len(queue) + in_prog) / per_worker) > n_live:
-                    due = next_tick_after(t)
+                    due = soonest
             elif queue and (n_live == 0 or n_live * conc - in_prog <= 0):
                 if n_live == 0:
-                    due = next_tick_after(t)
+                    due = soonest
                 else:
-                    due = max(tick_at_or_after(max(arr[queue[0]] + sval, last_up + sval)), next_tick_after(t))
+                    due = max(tick_at_or_after(max(arr[queue[0]] + sval, last_up + sval)), soonest)
         if due < tick_at:
             tick_at = due
             seq += 1
@@ -451,6 +454,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
 
     i = 0
     t = 0.0
+    end = math.nan  # set once the run is over: active workers run on past it
     while True:
         if heap and (i >= n or heap[0][0] <= arr[i]):
             t, kind, _, w, g, r = pop(heap)
@@ -514,7 +518,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 if t == tick_at:
                     tick_at = math.inf
                 scale(t)
-                need_tick(t)
+                need_tick(t, True)
                 continue
             if kind == _READY:
                 if g != gen[w]:
