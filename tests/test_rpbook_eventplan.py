@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from rpbook import capacity, eventplan, eventtraffic, servicetimes
 from rpbook.controlplane import GpuType, RunpodClient
 from rpbook.errors import ConfigError

@@ -32,7 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence, cast
 
 from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep
 from rpbook.controlplane import Endpoint, GpuType, RunpodClient
@@ -242,17 +242,17 @@ class EventPlan:
                         f"{r['worker_hours']:.1f}", f"${r['cost_usd']:,.2f}", mark.strip()])
         return out
 
-    HEADER = ["max", "active", "idle s", "scaler", "TTFT p50", "p95", "p99", "wait p50", "p95", "p99", "cold",
-              "throttled", "worker-h", "cost", ""]
+    HEADER: ClassVar[tuple[str, ...]] = ("max", "active", "idle s", "scaler", "TTFT p50", "p95", "p99", "wait p50",
+                                         "p95", "p99", "cold", "throttled", "worker-h", "cost", "")
 
     def _repr_html_(self) -> str:
-        shown = sorted(self.front + ([self.chosen] if self.chosen not in self.front else []),
-                       key=lambda r: r["cost_usd"])
+        on_front = any(r is self.chosen for r in self.front)
+        shown = sorted([*self.front, *([] if on_front else [self.chosen])], key=lambda r: r["cost_usd"])
         parts = [f"<p><b>{html.escape(self.headline())}</b></p>",
-                 f"<p>{self.requests:,} requests · traffic: {html.escape(self.traffic)}<br>service: "
-                 f"{html.escape(self.service)}<br>prices: {html.escape(self.prices)}</p>",
-                 f"<p>The Pareto front of {len(self.rows)} simulated settings (seconds; no other setting is both cheaper "
-                 "and faster at p95):</p>",
+                 (f"<p>{self.requests:,} requests · traffic: {html.escape(self.traffic)}<br>service: "
+                  f"{html.escape(self.service)}<br>prices: {html.escape(self.prices)}</p>"),
+                 (f"<p>The Pareto front of {len(self.rows)} simulated settings (seconds; no other setting is both "
+                  "cheaper and faster at p95):</p>"),
                  html_table(self.HEADER, self.table_rows(shown), right=tuple(range(14)))]
         return "".join(parts)
 
@@ -304,7 +304,7 @@ def plan(requests: Requests, candidates: Sequence[Scaling], cold: ColdStart, pri
     scaling = scaling_of(chosen, candidates[0])
     replay = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed,
                       timeline_step_s=timeline_step_s)
-    return EventPlan(rows=rows, chosen=chosen, meets_slo=ok, slo=slo, scaling=scaling, requests=len(requests.arrival_s),
+    return EventPlan(rows=rows, chosen=cast(dict[str, Any], chosen), meets_slo=ok, slo=slo, scaling=scaling, requests=len(requests.arrival_s),
                      traffic=traffic, service=service, prices=price_note, timeline=replay.timeline,
                      front=pareto_front(rows))
 
@@ -348,7 +348,7 @@ def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> P
     if "workers_max" in changed:
         workers["max"] = int(wanted["workers_max"])
     if "idle_timeout_s" in changed:
-        workers["idleTimeout"] = int(round(wanted["idle_timeout_s"]))
+        workers["idleTimeout"] = round(wanted["idle_timeout_s"])
     if workers:
         body["workers"] = workers
     if changed & {"scaler", "scaler_value"}:
@@ -390,7 +390,7 @@ def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: 
     settings saved there by an applied, not yet restored event plan stay the ones to restore;
     :func:`apply_event` writes the file, :func:`restore_saved` applies and removes it."""
     wanted = {"workers_min": int(chosen["workers_min"]), "workers_max": int(chosen["workers_max"]),
-              "idle_timeout_s": int(round(float(chosen["idle_timeout_s"]))), "scaler": chosen["scaler_type"],
+              "idle_timeout_s": round(float(chosen["idle_timeout_s"])), "scaler": chosen["scaler_type"],
               "scaler_value": float(chosen["scaler_value"])}
     during = settings_plan(endpoint, wanted, "settings chosen by runbook 06 for the event window")
     restore_values = _actual(endpoint)
