@@ -32,7 +32,8 @@ Cold starts are not service times; :func:`cold_start` gives the engine's ``ColdS
 localpod's timing profile (local target: exactly what localpod will do) or from localpod's
 ``realistic`` profile figures (Runpod: container 20 s, weights read from a volume at 0.8 GB/s,
 engine 25 s, FlashBoot 3 s: localpod's stated range of what users see; runpod-workers/worker-vllm
-issue #111 reports one to two minutes), which are assumptions until runbook 03 measures a wake.
+issue #111, as summarised in /work/shared/reference/serverless-llm-peers.md section 3, reports one to
+two minutes), which are assumptions until runbook 03 measures a wake.
 """
 
 from __future__ import annotations
