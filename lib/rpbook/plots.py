@@ -92,3 +92,68 @@ def latency_bars_html(latencies: Sequence[tuple[str, float]], title: str) -> str
     ax.set_title(title, fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     return _png_img(fig, f"{title}: " + ", ".join(f"{n} {v:.3f} s" for n, v in latencies))
+
+
+def pareto_html(rows: Sequence[Mapping[str, object]], front: Sequence[Mapping[str, object]],
+                chosen: Mapping[str, object], slo_p95_ttft_s: float, title: str) -> str:
+    """Runbook 06: cost against p95 TTFT of every simulated setting (grey), the Pareto front (a
+    line: no setting is both cheaper and faster), the SLO (dashed) and the chosen setting (ringed);
+    empty for no rows."""
+    if not rows:
+        return ""
+    with _quiet_matplotlib():
+        from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_IN, 3.6))
+    ax = fig.add_subplot()
+    ax.scatter([float(r["cost_usd"]) for r in rows], [float(r["ttft_p95_s"]) for r in rows],  # type: ignore[arg-type]
+               s=14, color=WAIT, label="simulated setting")
+    fx = [float(r["cost_usd"]) for r in front]  # type: ignore[arg-type]
+    fy = [float(r["ttft_p95_s"]) for r in front]  # type: ignore[arg-type]
+    ax.plot(fx, fy, marker="o", markersize=4, color=BAR, label="Pareto front")
+    cx, cy = float(chosen["cost_usd"]), float(chosen["ttft_p95_s"])  # type: ignore[arg-type]
+    ax.scatter([cx], [cy], s=140, facecolors="none", edgecolors="#c44e52", linewidths=2, label="chosen", zorder=5)
+    ax.annotate(f"max {chosen['workers_max']}, active {chosen['workers_min']}, idle {chosen['idle_timeout_s']:g} s",
+                (cx, cy), xytext=(8, 8), textcoords="offset points", fontsize=8)
+    ax.axhline(slo_p95_ttft_s, color="#c44e52", linestyle="--", linewidth=1, label=f"SLO p95 TTFT {slo_p95_ttft_s:g} s")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, 2, 30 rather than 2×10⁻¹
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel("cost of the event (USD)", fontsize=9)
+    ax.set_ylabel("p95 time to first token (s)", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png_img(fig, f"{title}: {len(rows)} settings; chosen ${cx:,.2f} at p95 TTFT {cy:.2f} s")
+
+
+def event_timeline_html(t_s: Sequence[float], queued: Sequence[float], running: Sequence[float],
+                        starting: Sequence[float], cost_usd: Sequence[float], title: str) -> str:
+    """Runbook 06: requests waiting, workers running and starting (top) and the money spent so far
+    (bottom) over the event, for the chosen setting; empty for fewer than two samples."""
+    if len(t_s) < 2:
+        return ""
+    with _quiet_matplotlib():
+        from matplotlib.figure import Figure
+
+    minutes = [t / 60 for t in t_s]
+    fig = Figure(figsize=(WIDTH_IN, 4.2))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top.step(minutes, queued, where="post", color="#c44e52", label="requests waiting")
+    top.step(minutes, running, where="post", color=BAR, label="workers running")
+    top.step(minutes, starting, where="post", color="#dd8452", linestyle="--", label="workers starting")
+    top.set_ylabel("count", fontsize=9)
+    top.set_title(title, fontsize=10, loc="left")
+    top.legend(fontsize=8)
+    bottom.plot(minutes, cost_usd, color="#55a868")
+    bottom.set_ylabel("USD so far", fontsize=9)
+    bottom.set_xlabel("minutes since the event started", fontsize=9)
+    for ax in (top, bottom):
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _png_img(fig, f"{title}: peak {max(queued):.0f} waiting, {max(running):.0f} workers, "
+                         f"${cost_usd[-1]:,.2f} in all")

@@ -43,6 +43,7 @@ EXPECTED = {
                                             texts=("4/4", "first token (awake)", "all 4 passed, 1 informational")),
     "04_embeddings_endpoint.ipynb": Expect(tables=4, images=2, texts=("4/4", "EMBEDDINGS_API_URL", "all 6 passed")),
     "05_conversation_and_load.ipynb": Expect(tables=1, images=2, texts=("figures recorded in",)),
+    "06_plan_an_event.ipynb": Expect(tables=1, images=2, texts=("Pareto front", "figures recorded in")),
     "07_health_history.ipynb": Expect(texts=("not enough runs yet",)),
     "99_teardown.ipynb": Expect(tables=1, texts=("nothing deleted: teardown is False",)),
 }

@@ -1,0 +1,696 @@
+"""Capacity planner: a discrete-event simulation of one Runpod serverless endpoint.
+
+What a planner must answer before an event ("300 people for two hours: which settings, what will it
+cost, what will they wait?") depends on how the platform queues, scales, cold-starts and bills, so
+the simulation plays the same rules localpod emulates, each traced to its source:
+
+- **Queue and dispatch.** One FIFO queue; a job goes to the ready worker with the fewest running
+  jobs, up to the worker's concurrency (``MAX_CONCURRENCY`` / ``RUNPOD_MAX_CONCURRENCY``), as
+  ``localpod.serverless.platform.EndpointRuntime.dispatch`` does. Ties go to the lowest worker slot
+  (active workers hold the lowest slots; localpod prefers the oldest worker).
+- **Scaler** (``EndpointRuntime.scale``, evaluated on every submit and on every scaler tick, ticks
+  at ``k * scaler_tick_s`` from the event start): target = ``workers_min``; with ``REQUEST_COUNT``
+  at least ``ceil((queued + in progress) / max(1, scaler_value))``; with ``QUEUE_DELAY`` and jobs
+  queued, one worker when none exists, else one more when every live worker's slots are taken
+  (starting and throttled workers count as free slots), the oldest job has waited ``scaler_value``
+  seconds and the last scale-up is ``scaler_value`` seconds old; capped at ``workers_max``. The
+  scaler never stops workers. Semantics: Runpod docs ``serverless/endpoints/endpoint-configurations``
+  ("Queue delay", "Request count"), /work/shared/reference/runpod-api.md ("Scalers: QUEUE_DELAY
+  default 4 s; REQUEST_COUNT workers = ceil((inQueue + inProgress) / scalerValue)").
+- **Throttling** (``localpod.serverless.workers.Worker._place``): a starting worker that finds no
+  GPU stays ``THROTTLED``, unbilled, and retries every ``max(scaler_tick_s, 0.05)`` seconds; it
+  counts as a live worker (so it holds the scaler back) and never idles out. Here each attempt
+  finds no GPU with probability ``p_throttle``.
+- **Cold start** (``localpod.serverless.coldstart.plan_cold_start``): container start + model load
+  (download or volume read) + engine init; with FlashBoot on, a start within
+  ``flashboot_window_s`` after a cold-started worker stopped restores its snapshot in
+  ``flashboot_start_s`` instead (``EndpointRuntime.remember_flashboot`` is called only when a
+  worker that had cold-started and become ready stops, so a FlashBoot-restored worker stopping
+  does not extend the window).
+- **Idle timeout** (``EndpointRuntime.tick``): a flex worker with no job, when the queue is empty,
+  stops at the first scaler tick at least ``idle_timeout_s`` after it became idle, while more than
+  ``workers_min`` workers are live.
+- **Execution timeout** (``Worker._execute``, Runpod docs endpoint-configurations.mdx: "When
+  exceeded, the job fails and the worker stops"): a job running longer than
+  ``execution_timeout_s`` is cut (``timed_out``), the other jobs on that worker fail (``failed``)
+  and the worker stops; the scaler replaces it on its next tick or submit.
+- **Billing.** Flex workers bill per second, from placement (container start) until fully stopped,
+  rounded up per worker session, cold start and idle timeout included (Runpod docs
+  ``serverless/pricing.mdx`` via /work/shared/reference/runpod-api.md "Pricing / limits";
+  localpod's ``graphql_schema`` rounds each ``WorkerSession`` up the same way). Throttled time is
+  not billed (localpod opens the session only once placed). Active workers (``workers_min``) are
+  "always on", billed as soon as they are enabled, at the active price (runpod/docs PR #224,
+  ``docs/glossary.md`` "Active (Min) Workers"): here they are ready at the event start (the plan
+  applies them ahead of it) and billed for the whole horizon.
+
+Service times come per request (``Requests``), so the engine does not care whether they were
+measured by runbook 05's load test or drawn from priors. The hot loop is plain Python over lists
+with ``heapq``; scaler ticks are scheduled only when one can change something (a queued job that
+may trigger ``QUEUE_DELAY``, a worker to replace), idle timeouts as one event per idle spell.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import shared_memory
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+__all__ = ["ColdStart", "Prices", "Requests", "Scaling", "SimResult", "Timeline", "quantile", "simulate", "sweep"]
+
+ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
+
+THROTTLE_RETRY_MIN_S = 0.05
+"""A throttled worker retries placement every ``max(scaler_tick_s, 0.05)`` s (localpod ``Worker._place``)."""
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """One candidate setting of the endpoint (the fields Runpod's endpoint settings name)."""
+
+    workers_min: int = 0
+    workers_max: int = 3
+    idle_timeout_s: float = 5.0
+    scaler_type: ScalerType = "QUEUE_DELAY"
+    scaler_value: float = 4.0
+    concurrency: int = 1
+    execution_timeout_s: float = 600.0
+    flashboot: bool = True
+
+    def check(self) -> None:
+        """Raise ValueError naming the field to fix when the setting is one Runpod would refuse."""
+        if self.workers_min < 0 or self.workers_max < 0:
+            raise ValueError(f"workers_min and workers_max must be >= 0, got {self.workers_min} and {self.workers_max}")
+        if self.workers_min > self.workers_max:
+            raise ValueError(f"workers_min ({self.workers_min}) is above workers_max ({self.workers_max}); "
+                             "raise workers_max or lower workers_min")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.idle_timeout_s < 0:
+            raise ValueError(f"idle_timeout_s must be >= 0, got {self.idle_timeout_s}")
+        if self.scaler_type not in ("QUEUE_DELAY", "REQUEST_COUNT"):
+            raise ValueError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaler_type!r}")
+        if not self.scaler_value > 0:
+            raise ValueError(f"scaler_value must be > 0 (seconds for QUEUE_DELAY, requests per worker for "
+                             f"REQUEST_COUNT), got {self.scaler_value}")
+        if self.execution_timeout_s < 0:
+            raise ValueError(f"execution_timeout_s must be >= 0 (0 = no limit), got {self.execution_timeout_s}")
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Start-up durations in seconds; the fields mirror ``localpod.profiles.Profile``."""
+
+    container_start_s: float
+    model_load_s: float
+    engine_init_s: float
+    flashboot_start_s: float
+    flashboot_window_s: float
+    scaler_tick_s: float = 0.5
+
+    @property
+    def cold_s(self) -> float:
+        """A full cold start: container + model load + engine init."""
+        return self.container_start_s + self.model_load_s + self.engine_init_s
+
+    def check(self) -> None:
+        for name, value in asdict(self).items():
+            if not value >= 0:
+                raise ValueError(f"ColdStart.{name} must be >= 0 seconds, got {value}")
+        if not self.scaler_tick_s > 0:
+            raise ValueError(f"ColdStart.scaler_tick_s must be > 0, got {self.scaler_tick_s}")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Dollars per worker-second, flex and active (Runpod lists both per GPU pool)."""
+
+    flex_usd_per_s: float
+    active_usd_per_s: float
+
+
+@dataclass(frozen=True)
+class Requests:
+    """One event's requests, sorted by arrival; service times as a free worker slot would serve them."""
+
+    arrival_s: np.ndarray
+    ttft_s: np.ndarray
+    duration_s: np.ndarray
+
+    def __post_init__(self) -> None:
+        arrival = np.ascontiguousarray(self.arrival_s, dtype=np.float64)
+        ttft = np.ascontiguousarray(self.ttft_s, dtype=np.float64)
+        duration = np.ascontiguousarray(self.duration_s, dtype=np.float64)
+        if not (arrival.ndim == ttft.ndim == duration.ndim == 1):
+            raise ValueError("Requests: arrival_s, ttft_s and duration_s must be 1-D arrays")
+        if not (len(arrival) == len(ttft) == len(duration)):
+            raise ValueError(f"Requests: arrays differ in length (arrival {len(arrival)}, ttft {len(ttft)}, "
+                             f"duration {len(duration)})")
+        if len(arrival):
+            if not np.all(np.isfinite(arrival)) or arrival[0] < 0 or np.any(np.diff(arrival) < 0):
+                raise ValueError("Requests.arrival_s must be finite, >= 0 and sorted (non-decreasing); sort the trace")
+            if np.any(ttft < 0) or not np.all(np.isfinite(duration)) or np.any(duration < ttft):
+                raise ValueError("Requests: need 0 <= ttft_s <= duration_s (finite) for every request")
+        object.__setattr__(self, "arrival_s", arrival)
+        object.__setattr__(self, "ttft_s", ttft)
+        object.__setattr__(self, "duration_s", duration)
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+@dataclass
+class Timeline:
+    """The endpoint sampled every ``timeline_step_s``: queue, workers and money so far."""
+
+    t: np.ndarray
+    queued: np.ndarray
+    workers_running: np.ndarray
+    """Ready workers (idle or busy), active ones included."""
+    workers_starting: np.ndarray
+    """Placed workers in their cold start or FlashBoot restore (billed)."""
+    workers_throttled: np.ndarray
+    """Workers waiting for a GPU (not billed)."""
+    cost_so_far: np.ndarray
+
+
+@dataclass
+class SimResult:
+    """What one simulated event cost and what its users waited."""
+
+    queue_wait_s: np.ndarray
+    """Per request: submit -> start on a worker slot (inf when it never started)."""
+    ttft_s: np.ndarray
+    """Per request: queue wait + service TTFT (inf when no first token came: never started, or cut first)."""
+    timed_out: int
+    cold_starts: int
+    flashboot_starts: int
+    throttled: int
+    """Worker starts whose first placement found no GPU."""
+    flex_worker_s: float
+    active_worker_s: float
+    cost_usd: float
+    timeline: Timeline | None = None
+    failed: int = 0
+    """Jobs that failed because another job on their worker hit the execution timeout."""
+    unserved: int = 0
+    """Requests that never reached a worker (e.g. every start throttled)."""
+    horizon_s: float = 0.0
+    end_s: float = 0.0
+    """When the last flex worker stopped (or the last request ended)."""
+
+    def summary(self) -> dict[str, float]:
+        """Percentiles of TTFT and queue wait, counts, worker-hours and cost, as one flat row."""
+        wait, ttft = self.queue_wait_s, self.ttft_s
+        out: dict[str, float] = {"requests": float(len(wait))}
+        for name, values in (("ttft", ttft), ("wait", wait)):
+            for q in (50, 95, 99):
+                out[f"{name}_p{q}_s"] = quantile(values, q / 100)
+            finite = values[np.isfinite(values)]
+            out[f"{name}_mean_s"] = float(finite.mean()) if len(finite) else math.inf
+        out["p_wait"] = float(np.mean(wait > 0)) if len(wait) else 0.0
+        out.update(timed_out=float(self.timed_out), failed=float(self.failed), unserved=float(self.unserved),
+                   cold_starts=float(self.cold_starts), flashboot_starts=float(self.flashboot_starts),
+                   throttled=float(self.throttled), flex_worker_h=self.flex_worker_s / 3600,
+                   active_worker_h=self.active_worker_s / 3600,
+                   worker_h=(self.flex_worker_s + self.active_worker_s) / 3600, cost_usd=self.cost_usd)
+        return out
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+    """Linear-interpolated quantile that stays honest with ``inf`` (unserved) values: inf when the
+    rank falls among them, instead of numpy's nan."""
+    n = len(values)
+    if n == 0:
+        return math.nan
+    ordered = np.sort(values)
+    pos = q * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    a, b = float(ordered[lo]), float(ordered[hi])
+    if math.isinf(b):
+        return math.inf if (pos > lo or math.isinf(a)) else a
+    return a + (b - a) * (pos - lo)
+
+
+# Event kinds, in the order they are handled at the same instant: jobs end and workers become
+# ready first, then idle stops, then the scaler tick (localpod's tick stops idle workers before
+# it scales), then throttle retries.
+_DONE, _CUT, _READY, _IDLE, _TICK, _RETRY = 0, 1, 2, 3, 4, 5
+_FREE, _THROTTLED, _BOOTING, _READY_ST = 0, 1, 2, 3
+
+
+def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, *,
+             p_throttle: float = 0.0, seed: int = 0, horizon_s: float | None = None,
+             timeline_step_s: float | None = None) -> SimResult:
+    """Play ``requests`` against one endpoint with ``scaling`` and return waits, counts and cost.
+
+    ``horizon_s`` is the event window: active workers bill for it (default: until the last request
+    ends); the simulation itself runs until every request has ended and every flex worker has
+    stopped. ``seed`` drives the throttling draws (nothing else is random: arrivals and service
+    times are given), so the same inputs and seed give the same result.
+    """
+    scaling.check()
+    cold.check()
+    if not 0.0 <= p_throttle <= 1.0:
+        raise ValueError(f"p_throttle is a probability in [0, 1], got {p_throttle}")
+    if horizon_s is not None and horizon_s < 0:
+        raise ValueError(f"horizon_s must be >= 0, got {horizon_s}")
+    if timeline_step_s is not None and not timeline_step_s > 0:
+        raise ValueError(f"timeline_step_s must be > 0, got {timeline_step_s}")
+    core = _run(requests.arrival_s.tolist(), requests.ttft_s.tolist(), requests.duration_s.tolist(),
+                scaling, cold, p_throttle, seed)
+    n = len(requests)
+    wait = np.asarray(core["wait"], dtype=np.float64) if n else np.zeros(0)
+    got_token = np.asarray(core["got_token"], dtype=bool) if n else np.zeros(0, dtype=bool)
+    ttft = np.where(got_token & np.isfinite(wait), wait + requests.ttft_s, np.inf)
+    last_end = core["last_end"]
+    if horizon_s is None:
+        horizon_s = max(last_end, float(requests.arrival_s[-1]) if n else 0.0)
+    sessions: list[tuple[float, float, float, float, bool]] = core["sessions"]
+    flex_s = sum(_billed(place, stop) for _, place, _, stop, active in sessions
+                 if not active and not math.isnan(place))
+    active_s = scaling.workers_min * float(horizon_s)
+    cost = flex_s * prices.flex_usd_per_s + active_s * prices.active_usd_per_s
+    result = SimResult(queue_wait_s=wait, ttft_s=ttft, timed_out=core["timed_out"], cold_starts=core["cold"],
+                       flashboot_starts=core["flash"], throttled=core["throttled"], flex_worker_s=float(flex_s),
+                       active_worker_s=active_s, cost_usd=float(cost), failed=core["failed"],
+                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=core["end"])
+    if timeline_step_s is not None:
+        result.timeline = _timeline(requests.arrival_s, wait, sessions, scaling.workers_min, float(horizon_s),
+                                    max(core["end"], float(horizon_s)), timeline_step_s, prices)
+    return result
+
+
+def _billed(place: float, stop: float) -> int:
+    """Billed seconds of one flex session: rounded up per second (a hair of float noise forgiven)."""
+    return max(0, math.ceil(stop - place - 1e-9))
+
+
+def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling, cold: ColdStart,
+         p_throttle: float, seed: int) -> dict[str, Any]:
+    """The event loop. Returns per-request waits and the worker sessions; kept free of numpy
+    scalars (Python floats in lists are several times faster to touch one by one)."""
+    n = len(arr)
+    wmin, wmax, conc = scaling.workers_min, scaling.workers_max, scaling.concurrency
+    request_count = scaling.scaler_type == "REQUEST_COUNT"
+    sval = float(scaling.scaler_value)
+    per_worker = max(1.0, sval)
+    idle_to = float(scaling.idle_timeout_s)
+    exec_to = float(scaling.execution_timeout_s) if scaling.execution_timeout_s > 0 else math.inf
+    tick = float(cold.scaler_tick_s)
+    retry_s = max(tick, THROTTLE_RETRY_MIN_S)
+    cold_s = cold.cold_s
+    flash_s = float(cold.flashboot_start_s)
+    flash_window = float(cold.flashboot_window_s)
+    flashboot = scaling.flashboot
+    may_cut = n > 0 and max(dur) > exec_to
+    rng = np.random.default_rng(seed)
+    draws: list[float] = []
+
+    nslots = max(wmax, 1)
+    big = conc + 1 << 20  # load of a slot that cannot take a job
+    state = [_FREE] * nslots
+    load = [big] * nslots
+    gen = [0] * nslots
+    idle_since = [0.0] * nslots
+    place_t = [0.0] * nslots
+    ready_t = [math.nan] * nslots
+    throttle_t = [math.nan] * nslots
+    flashed = [False] * nslots
+    jobs_on: list[set[int]] = [set() for _ in range(nslots)] if may_cut else []
+    started = [0.0] * n if may_cut else []
+
+    wait = [math.inf] * n
+    got_token = [True] * n
+    sessions: list[tuple[float, float, float, float, bool]] = []  # (throttled since, placed, ready, stopped, active)
+    heap: list[tuple[float, int, int, int, int, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    queue: deque[int] = deque()
+    qappend, qpopleft = queue.append, queue.popleft
+    seq = 0
+    counters = {"cold": 0, "flash": 0, "throttled": 0, "timed_out": 0, "failed": 0}
+    flash_until = -math.inf
+    last_up = -math.inf
+    n_live = 0
+    in_prog = 0
+    tick_at = math.inf  # the earliest scaler tick already scheduled
+    last_end = 0.0
+
+    # Active workers: ready at the event start, never idle out.
+    for w in range(wmin):
+        state[w] = _READY_ST
+        load[w] = 0
+        place_t[w] = ready_t[w] = 0.0
+        n_live += 1
+
+    def next_tick_after(t: float) -> float:
+        k = math.floor(t / tick) + 1
+        at = k * tick
+        return at if at > t else (k + 1) * tick
+
+    def tick_at_or_after(t: float) -> float:
+        k = math.ceil(t / tick)
+        at = k * tick
+        return at if at >= t else (k + 1) * tick
+
+    def place(w: int, t: float) -> None:
+        nonlocal seq, flash_until
+        place_t[w] = t
+        if flashboot and flash_until > t:
+            flashed[w] = True
+            counters["flash"] += 1
+            boot = flash_s
+        else:
+            flashed[w] = False
+            counters["cold"] += 1
+            boot = cold_s
+        state[w] = _BOOTING
+        seq += 1
+        push(heap, (t + boot, _READY, seq, w, gen[w], 0))
+
+    def throttled_now() -> bool:
+        if p_throttle <= 0.0:
+            return False
+        if p_throttle >= 1.0:
+            return True
+        if not draws:
+            draws.extend(rng.random(4096).tolist())
+            draws.reverse()
+        return draws.pop() < p_throttle
+
+    def start_worker(t: float) -> None:
+        nonlocal seq
+        w = state.index(_FREE)
+        gen[w] += 1
+        load[w] = big
+        place_t[w] = ready_t[w] = throttle_t[w] = math.nan
+        if throttled_now():
+            counters["throttled"] += 1
+            state[w] = _THROTTLED
+            throttle_t[w] = t
+            if p_throttle < 1.0:
+                seq += 1
+                push(heap, (t + retry_s, _RETRY, seq, w, gen[w], 0))
+            return
+        place(w, t)
+
+    def scale(t: float) -> None:
+        """localpod ``EndpointRuntime.scale``."""
+        nonlocal n_live, last_up
+        target = wmin
+        if request_count:
+            target = max(target, math.ceil((len(queue) + in_prog) / per_worker))
+        elif queue:
+            if n_live == 0:
+                target = max(target, 1)
+            elif n_live * conc - in_prog <= 0 and t - arr[queue[0]] >= sval and t - last_up >= sval:
+                target = max(target, n_live + 1)
+        if target > wmax:
+            target = wmax
+        while n_live < target:
+            start_worker(t)
+            last_up = t
+            n_live += 1
+
+    def stop(w: int, t: float) -> None:
+        nonlocal n_live, flash_until
+        active = w < wmin
+        sessions.append((throttle_t[w], place_t[w], ready_t[w], math.inf if active and t == end else t, active))
+        if state[w] == _READY_ST and not flashed[w]:
+            flash_until = t + flash_window
+        state[w] = _FREE
+        load[w] = big
+        gen[w] += 1
+        n_live -= 1
+
+    def need_tick(t: float, after_tick: bool = False) -> None:
+        """Schedule the next scaler tick when one can start a worker; otherwise ticks are skipped.
+        Events at a tick's instant are handled before the tick, so the next tick may be now,
+        unless this is the tick itself (``after_tick``)."""
+        nonlocal tick_at, seq
+        due = math.inf
+        soonest = next_tick_after(t) if after_tick else tick_at_or_after(t)
+        if n_live < wmin:
+            due = soonest
+        elif n_live < wmax:
+            if request_count:
+                if math.ceil((len(queue) + in_prog) / per_worker) > n_live:
+                    due = soonest
+            elif queue and (n_live == 0 or n_live * conc - in_prog <= 0):
+                if n_live == 0:
+                    due = soonest
+                else:
+                    due = max(tick_at_or_after(max(arr[queue[0]] + sval, last_up + sval)), soonest)
+        if due < tick_at:
+            tick_at = due
+            seq += 1
+            push(heap, (due, _TICK, seq, 0, 0, 0))
+
+    i = 0
+    t = 0.0
+    end = math.nan  # set once the run is over: active workers run on past it
+    while True:
+        if heap and (i >= n or heap[0][0] <= arr[i]):
+            t, kind, _, w, g, r = pop(heap)
+            if kind == _DONE:
+                if g != gen[w]:
+                    continue
+                in_prog -= 1
+                last_end = t
+                if may_cut:
+                    jobs_on[w].discard(r)
+                if queue:
+                    # dispatch: least-busy ready worker (this one has a free slot now)
+                    load[w] -= 1
+                    m = min(load)
+                    while m < conc:
+                        v = load.index(m)
+                        j = qpopleft()
+                        wait[j] = t - arr[j]
+                        load[v] = m + 1
+                        in_prog += 1
+                        d = dur[j]
+                        seq += 1
+                        if d > exec_to:
+                            push(heap, (t + exec_to, _CUT, seq, v, gen[v], j))
+                        else:
+                            push(heap, (t + d, _DONE, seq, v, gen[v], j))
+                        if may_cut:
+                            jobs_on[v].add(j)
+                            started[j] = t
+                        if not queue:
+                            break
+                        m = min(load)
+                    if load[w] == 0:
+                        idle_since[w] = t
+                        if w >= wmin:
+                            seq += 1
+                            push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
+                    if queue and not request_count:
+                        need_tick(t)
+                else:
+                    lw = load[w] - 1
+                    load[w] = lw
+                    if lw == 0:
+                        idle_since[w] = t
+                        if w >= wmin:
+                            seq += 1
+                            push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
+                continue
+            if kind == _IDLE:
+                if g != gen[w] or load[w] != 0 or queue or t - idle_since[w] < idle_to - 1e-9:
+                    continue
+                if n_live <= wmin:  # localpod keeps it while only workers_min are live; look again next tick
+                    seq += 1
+                    push(heap, (next_tick_after(t), _IDLE, seq, w, g, 0))
+                    continue
+                stop(w, t)
+                scale(t)
+                need_tick(t)
+                continue
+            if kind == _TICK:
+                if t == tick_at:
+                    tick_at = math.inf
+                scale(t)
+                need_tick(t, True)
+                continue
+            if kind == _READY:
+                if g != gen[w]:
+                    continue
+                state[w] = _READY_ST
+                ready_t[w] = t
+                load[w] = 0
+                idle_since[w] = t
+                m = 0
+                while queue:
+                    m = min(load)
+                    if m >= conc:
+                        break
+                    v = load.index(m)
+                    j = qpopleft()
+                    wait[j] = t - arr[j]
+                    load[v] = m + 1
+                    in_prog += 1
+                    d = dur[j]
+                    seq += 1
+                    if d > exec_to:
+                        push(heap, (t + exec_to, _CUT, seq, v, gen[v], j))
+                    else:
+                        push(heap, (t + d, _DONE, seq, v, gen[v], j))
+                    if may_cut:
+                        jobs_on[v].add(j)
+                        started[j] = t
+                if load[w] == 0 and w >= wmin:
+                    seq += 1
+                    push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
+                need_tick(t)
+                continue
+            if kind == _CUT:
+                if g != gen[w]:
+                    continue
+                counters["timed_out"] += 1
+                last_end = t
+                if ttft[r] >= exec_to:
+                    got_token[r] = False
+                others = jobs_on[w]
+                others.discard(r)
+                for j in others:
+                    counters["failed"] += 1
+                    if t - started[j] <= ttft[j]:
+                        got_token[j] = False
+                in_prog -= 1 + len(others)
+                others.clear()
+                stop(w, t)
+                need_tick(t)
+                continue
+            # _RETRY: a throttled worker tries to get a GPU again
+            if g != gen[w] or state[w] != _THROTTLED:
+                continue
+            if throttled_now():
+                seq += 1
+                push(heap, (t + retry_s, _RETRY, seq, w, g, 0))
+            else:
+                place(w, t)
+            continue
+        if i >= n:
+            break
+        # arrival of request i
+        t = arr[i]
+        if not queue:
+            m = min(load)
+            if m < conc:
+                v = load.index(m)
+                wait[i] = 0.0
+                load[v] = m + 1
+                in_prog += 1
+                d = dur[i]
+                seq += 1
+                if d > exec_to:
+                    push(heap, (t + exec_to, _CUT, seq, v, gen[v], i))
+                else:
+                    push(heap, (t + d, _DONE, seq, v, gen[v], i))
+                if may_cut:
+                    jobs_on[v].add(i)
+                    started[i] = t
+                i += 1
+                if request_count or n_live < wmin:
+                    scale(t)
+                continue
+        qappend(i)
+        i += 1
+        scale(t)
+        need_tick(t)
+
+    end = t
+    for w in range(nslots):
+        if state[w] != _FREE:
+            stop(w, end)
+    return {"wait": wait, "got_token": got_token, "sessions": sessions, "last_end": last_end, "end": end,
+            **counters}
+
+
+def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float, float, float, float, bool]],
+              workers_min: int, horizon_s: float, end_s: float, step: float, prices: Prices) -> Timeline:
+    """Sample the run every ``step`` seconds from its records (nothing is recorded in the hot loop)."""
+    t = np.arange(0.0, end_s + step, step)
+    start = np.sort(arrival + wait)  # inf for never started: never counted as started
+    queued = np.searchsorted(arrival, t, side="right") - np.searchsorted(start, t, side="right")
+    if sessions:
+        thr, placed, ready, stopped, active = (np.array(c, dtype=np.float64) for c in zip(*sessions))
+        active = active.astype(bool)
+    else:
+        thr = placed = ready = stopped = np.zeros(0)
+        active = np.zeros(0, dtype=bool)
+    tt = t[:, None]
+    running = np.sum((ready <= tt) & (tt < stopped), axis=1)
+    starting = np.sum((placed <= tt) & (tt < np.where(np.isnan(ready), stopped, ready)), axis=1)
+    throttled = np.sum((thr <= tt) & (tt < np.where(np.isnan(placed), stopped, placed)), axis=1)
+    flex = ~active
+    billed_final = np.ceil(np.maximum(stopped - placed - 1e-9, 0.0))
+    so_far = np.where(tt >= stopped, billed_final, np.clip(tt - placed, 0.0, None))
+    so_far = np.where(np.isnan(placed), 0.0, so_far)
+    flex_s = np.sum(np.where(flex, so_far, 0.0), axis=1)
+    cost = flex_s * prices.flex_usd_per_s + workers_min * np.minimum(t, horizon_s) * prices.active_usd_per_s
+    return Timeline(t=t, queued=queued, workers_running=running, workers_starting=starting,
+                    workers_throttled=throttled, cost_so_far=cost)
+
+
+# -- sweeps ---------------------------------------------------------------------------------------
+
+_SHARED: dict[str, Any] = {}
+
+
+def _attach(names: tuple[str, str, str], n: int) -> None:
+    """Pool initializer: map the parent's request arrays (shared memory, no copy, no pickling)."""
+    blocks = [shared_memory.SharedMemory(name=name) for name in names]
+    arrays = [np.ndarray((n,), dtype=np.float64, buffer=b.buf) for b in blocks]
+    _SHARED["blocks"] = blocks
+    _SHARED["requests"] = Requests(*arrays)
+
+
+def _row(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float,
+         seed: int) -> dict[str, float | int | str]:
+    result = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed)
+    row: dict[str, float | int | str] = dict(asdict(scaling))
+    row["flashboot"] = int(scaling.flashboot)
+    row.update(result.summary())
+    return row
+
+
+def _row_shared(scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int) \
+        -> dict[str, float | int | str]:
+    return _row(_SHARED["requests"], scaling, cold, prices, p_throttle, seed)
+
+
+def sweep(requests: Requests, grid: Sequence[Scaling], cold: ColdStart, prices: Prices, *,
+          p_throttle: float = 0.0, seed: int = 0, processes: int = 2) -> list[dict[str, float | int | str]]:
+    """One summary row per setting of ``grid`` (in order), the setting's fields first.
+
+    With ``processes`` > 1 the settings run in that many processes; the request arrays are placed
+    once in shared memory and mapped by each process, so a million requests are not pickled per
+    setting. Every setting uses the same ``seed``, so settings are compared on the same draws.
+    """
+    for scaling in grid:
+        scaling.check()
+    if processes <= 1 or len(grid) <= 1:
+        return [_row(requests, s, cold, prices, p_throttle, seed) for s in grid]
+    arrays = (requests.arrival_s, requests.ttft_s, requests.duration_s)
+    n = len(requests)
+    blocks = [shared_memory.SharedMemory(create=True, size=max(1, a.nbytes)) for a in arrays]
+    try:
+        for block, array in zip(blocks, arrays):
+            np.ndarray((n,), dtype=np.float64, buffer=block.buf)[:] = array
+        with ProcessPoolExecutor(max_workers=min(processes, len(grid)), initializer=_attach,
+                                 initargs=(tuple(b.name for b in blocks), n)) as pool:
+            futures = [pool.submit(_row_shared, s, cold, prices, p_throttle, seed) for s in grid]
+            return [f.result() for f in futures]
+    finally:
+        for block in blocks:
+            block.close()
+            block.unlink()

@@ -1,0 +1,144 @@
+"""The planner against localpod: a scaled-down event played for real, the simulator within 10 %.
+
+A workshop's shape (ramp up, plateau, ramp down: ``rpbook.eventtraffic.from_event``) shrunk to
+40 s is sent to a real localpod (a process of its own, so the client's GIL does not slow the
+server) as ``runpod/mock-worker`` jobs whose ``mock_delay`` is each request's service time
+(localpod lib/localpod/serverless/backends/mock_worker.py). The endpoint has the same scaling
+settings and the profile the same cold-start durations as the simulation
+(``rpbook.capacity.simulate``) of the *same* requests. Compared, each within 10 %:
+
+- p50 and p95 queue wait: localpod's ``delayTime`` of each job (submit -> start on a worker,
+  lib/localpod/serverless/jobs.py ``delay_ms``), against the simulator's ``queue_wait_s``;
+- cold starts: localpod's worker sessions (one per worker start, lib/localpod/serverless/workers.py
+  ``_place``); FlashBoot is off, so every start is a cold start;
+- billed worker-seconds: each session from start to full stop rounded up to a whole second, as
+  localpod's billing does (lib/localpod/services/rest/billing.py ``billed_interval``).
+
+Queue waits near zero are compared with an absolute floor of 50 ms besides the 10 %: the HTTP
+round trip and localpod's scaler tick (50 ms here) are below what the simulator models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from conftest import free_port
+from rpbook import capacity, eventtraffic, servicetimes
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+KEY = "rpa_CAPACITY_CHECK_NOT_REAL"
+SEED = 7
+PROFILE = {"container_start_s": 0.4, "engine_init_s": 0.4, "flashboot_start_s": 0.05, "flashboot_window_s": 900.0,
+           "scaler_tick_s": 0.05, "idle_timeout_scale": 1.0}
+SCALING = capacity.Scaling(workers_min=0, workers_max=2, idle_timeout_s=3.0, scaler_type="QUEUE_DELAY",
+                           scaler_value=1.0, concurrency=1, execution_timeout_s=600.0, flashboot=False)
+EVENT = eventtraffic.EventShape(attendees=40, duration_s=40.0, peak_share=0.5, ramp_up_s=10.0, ramp_down_s=10.0,
+                                turns=4, think_time_s=3.0, answer_s=0.5, prompt_tokens=64, answer_tokens=100)
+SERVICE = servicetimes.ServiceModel(
+    (servicetimes.Level(1, np.array([0.05]), np.array([0.0025]), measured=False),),
+    "test: TTFT 50 ms, TPOT 2.5 ms (lognormal)")
+
+
+def _close(simulated: float, measured: float, *, floor: float = 0.0) -> bool:
+    return abs(simulated - measured) <= max(0.10 * abs(measured), floor)
+
+
+@pytest.fixture(scope="module")
+def pod():  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet",
+                             "--profile", "fast"], env={**os.environ, "LOCALPOD_API_KEY": KEY},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/_localpod/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "localpod did not start"
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> list[float]:
+    """Send each request at its arrival time (``/runsync``) and return its ``delayTime`` in seconds."""
+    url = f"{base}/api.runpod.ai/v2/{endpoint_id}/runsync"
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits) as client:
+        t0 = time.monotonic()
+
+        async def one(at: float, seconds: float) -> float:
+            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+            response = await client.post(url, json={"input": {"mock_delay": round(seconds, 4), "mock_return": "ok"}})
+            body = response.json()
+            while body.get("status") not in ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"):
+                await asyncio.sleep(0.1)
+                body = (await client.get(f"{base}/api.runpod.ai/v2/{endpoint_id}/status/{body['id']}")).json()
+            assert body["status"] == "COMPLETED", body
+            return float(body["delayTime"]) / 1000
+
+        return list(await asyncio.gather(*(one(float(a), float(d))
+                                           for a, d in zip(requests.arrival_s, requests.duration_s))))
+
+
+def test_simulator_matches_localpod_on_a_scaled_down_event(pod):  # type: ignore[no-untyped-def]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    httpx.patch(f"{pod}/_localpod/config", headers=auth, timeout=10,
+                json={"profile": "fast", "overrides": PROFILE, "rate_limits": False}).raise_for_status()
+    rest = httpx.Client(base_url=f"{pod}/api.runpod.io", headers=auth, timeout=30)
+    template = rest.post("/v2/templates", json={"name": "cap", "image": "runpod/mock-worker:latest",
+                                                "serverless": True, "env": {"RUNPOD_MAX_CONCURRENCY": "1"}})
+    template.raise_for_status()
+    created = rest.post("/v2/serverless", json={
+        "name": "cap", "type": "QUEUE", "templateId": template.json()["id"], "gpu": {"pools": ["ADA_24"]},
+        "flashboot": "OFF", "workers": {"min": SCALING.workers_min, "max": SCALING.workers_max,
+                                        "idleTimeout": int(SCALING.idle_timeout_s)},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": SCALING.scaler_value}})
+    created.raise_for_status()
+    endpoint_id = str(created.json()["id"])
+
+    arrivals = eventtraffic.from_event(EVENT, seed=SEED)
+    requests = SERVICE.draw(arrivals, SCALING.concurrency, seed=SEED)
+    assert 100 <= len(arrivals) <= 400, arrivals.describe()  # enough requests, still a short test
+
+    measured_wait = np.array(asyncio.run(_play(pod, endpoint_id, requests)))
+    # Every worker stops after its idle timeout; billing is final only then.
+    deadline = time.monotonic() + 60
+    while True:
+        state = httpx.get(f"{pod}/_localpod/state", headers=auth, timeout=10).json()
+        sessions = [s for s in state["sessions"] if s["endpoint_id"] == endpoint_id]
+        if sessions and all(s["stopped_at"] is not None for s in sessions):
+            break
+        assert time.monotonic() < deadline, "localpod's workers did not stop after their idle timeout"
+        time.sleep(0.2)
+    billed = sum(math.ceil(round(s["stopped_at"] - s["started_at"], 6)) for s in sessions)
+
+    cold = servicetimes.cold_start({**PROFILE, "volume_read_bytes_per_s": 1.0}, weights_bytes=0.0)
+    prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
+    sim = capacity.simulate(requests, SCALING, cold, prices, seed=SEED)
+
+    figures = {
+        "p50 wait": (float(np.percentile(sim.queue_wait_s, 50)), float(np.percentile(measured_wait, 50)), 0.05),
+        "p95 wait": (float(np.percentile(sim.queue_wait_s, 95)), float(np.percentile(measured_wait, 95)), 0.05),
+        "cold starts": (float(sim.cold_starts + sim.flashboot_starts), float(len(sessions)), 0.0),
+        "billed worker-s": (float(sim.flex_worker_s + sim.active_worker_s), float(billed), 0.0),
+    }
+    report = ", ".join(f"{k}: simulated {s:.3f} vs localpod {m:.3f}" for k, (s, m, _) in figures.items())
+    print(report)
+    assert sim.flashboot_starts == 0, report  # FlashBoot is off on both sides
+    assert all(_close(s, m, floor=f) for s, m, f in figures.values()), report
