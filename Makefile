@@ -21,11 +21,11 @@ $(VENV)/.installed-%: pyproject.toml | $(PY)
 ## make setup: the virtualenv with everything the tests need (localpod, JupyterLab, the linters)
 setup: $(VENV)/.installed-test
 
-## make lint: ruff's lint and format check, and mypy over lib/ (settings in pyproject.toml)
+## make lint: ruff's lint and format check, and mypy over lib/ (settings in pyproject.toml); all three
+## run and report, and lint fails if any of them found something
+LINTERS := "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VENV)/bin/mypy"
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	@status=0; for check in $(LINTERS); do echo "$$check"; $$check || status=1; done; exit $$status
 
 ## make test: lint, then the whole test suite, notebooks included (the command CI runs)
 test: lint
