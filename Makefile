@@ -1,50 +1,66 @@
-# Each target sets itself up on a fresh machine (a virtualenv in .venv with the project installed).
+# Each target sets itself up on a fresh machine: a virtualenv in $(VENV) with the project installed
+# (editable) with the extras that target needs. An install is remembered by a stamp file in the
+# virtualenv, one per set of extras, newer than pyproject.toml: nothing is reinstalled until
+# pyproject.toml changes (or the virtualenv is deleted).
 VENV ?= .venv
+PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo lab screenshots serve stop status bench clean
+.PHONY: setup lint test demo lab screenshots serve stop status bench clean
 
 $(PY):
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-setup: $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+# $(VENV)/.installed-EXTRAS: `pip install -e ".[EXTRAS]"` succeeded after pyproject.toml last changed
+# (EXTRAS: test, localpod, "localpod,lab", bench, or core for the client library alone)
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".$(if $(filter core,$*),,[$*])"
+	touch $@
 
-## make test: the whole test suite, notebooks included (the command CI runs)
-test: setup
+## make setup: the virtualenv with everything the tests need (localpod, JupyterLab, the linters)
+setup: $(VENV)/.installed-test
+
+## make lint: ruff's lint and format check, and mypy over lib/ (settings in pyproject.toml); all three
+## run and report, and lint fails if any of them found something
+LINTERS := "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VENV)/bin/mypy"
+lint: $(VENV)/.installed-test
+	@status=0; for check in $(LINTERS); do echo "$$check"; $$check || status=1; done; exit $$status
+
+## make test: lint, then the whole test suite, notebooks included (the command CI runs)
+test: lint
 	$(PY) -m pytest
 
 ## make demo: every runbook headless against localpod (started in the background, reused later)
-demo: setup
+demo: $(VENV)/.installed-localpod
 	$(VENV)/bin/rpbook run -f params/local.yaml
 
 ## make lab: JupyterLab at the project root, opening on the start page (notebooks/README.md), with the
 ## project's own Jupyter config (jupyter/: runbooks saved without outputs, no news pop-up; ~/.jupyter unused)
 LAB_ENV := JUPYTER_CONFIG_DIR=$(CURDIR)/jupyter JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter-lab/user-settings \
 	JUPYTERLAB_WORKSPACES_DIR=$(CURDIR)/.jupyter-lab/workspaces
-lab: setup
+lab: $(VENV)/.installed-localpod,lab
 	$(LAB_ENV) $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## make screenshots: one full-page PNG per runbook after a clean Run All Cells in Chromium, in docs/screenshots/
 ## (needs Debian's chromium and fonts-noto-color-emoji, as .ci/run installs them)
-screenshots: setup
+screenshots: $(VENV)/.installed-test
 	RPBOOK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -m browser -q -p no:cacheprovider -k runs_clean tests/browser
 
 ## make serve: localpod in the foreground on 127.0.0.1:8765
-serve: setup
+serve: $(VENV)/.installed-localpod
 	$(VENV)/bin/localpod serve
 
 ## make stop: stop the localpod that the runbooks started in the background
-stop: setup
+stop: $(VENV)/.installed-core
 	$(PY) -c "from rpbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
 
 ## make status: the localpod serving .localpod/ (pid and URL from its state lock), or "not running"
-status: setup
+status: $(VENV)/.installed-core
 	$(PY) -c "from rpbook.local import running_localpod; r = running_localpod(); print(f'running: pid {r[0]} at {r[1]}' if r else 'not running')"
 
 ## make bench: print the benchmark figures
-bench: setup
+bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/localpod_overhead.py
 	$(PY) benchmarks/runbook_walltime.py
 	$(PY) benchmarks/embeddings_throughput.py
@@ -52,4 +68,4 @@ bench: setup
 	$(PY) benchmarks/loadtest_capacity.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .jupyter-lab
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .jupyter-lab

@@ -8,7 +8,15 @@ prefix on one port, so clients only change their base URL:
 - ``/huggingface.co`` -> the Hub API subset
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
+# pyproject.toml's ``version`` is the only place the version is written; ``GET /_localpod/health``
+# and ``localpod --version`` report it.
+try:
+    __version__ = _distribution_version("runpod-runbooks")
+except PackageNotFoundError:  # a source tree that was never installed (``PYTHONPATH=lib``)
+    __version__ = "0+unknown"
 
 DEFAULT_API_KEY = "rpa_LOCALPOD_DEV_KEY"
 """Runpod API key accepted when ``LOCALPOD_API_KEY`` is not set (obviously fake on purpose)."""
