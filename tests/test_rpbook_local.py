@@ -217,3 +217,20 @@ def test_local_mode_defines_the_hf_token_secret(env, state_dir):
         pytest.skip("no /proc on this system")
     names = [item.split(b"=", 1)[0] for item in environ.read_bytes().split(b"\0")]
     assert b"LOCALPOD_SECRET_hf_token" in names
+
+
+@pytest.mark.slow
+def test_a_core_only_install_is_told_to_install_the_emulator(env, state_dir, monkeypatch):
+    """rpbook installs without the emulator's server stack (pyproject's ``[localpod]`` extra); local
+    mode then fails at localpod's first import, and the error says which extra to install. A package
+    on PYTHONPATH that fails as a missing one would stands in for the absent ``ariadne``."""
+    shadow = env / "shadow" / "ariadne"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ariadne'\", name='ariadne')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shadow.parent),
+                                                                   os.environ.get("PYTHONPATH", "")])))
+    with pytest.raises(RpbookError) as info:
+        ensure_localpod(local_settings(env, free_port()), state_dir=state_dir, timeout_s=20)
+    message = str(info.value)
+    assert "exited" in message and "pip install 'runpod-runbooks[localpod]'" in message
+    assert KEY not in message and HF not in message

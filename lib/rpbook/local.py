@@ -270,6 +270,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeo
             if "address already in use" in tail.lower():
                 hint = (f" Port {urlsplit(url).port} is taken by another program: free it, or set LOCALPOD_URL "
                         "to http://127.0.0.1:<free port>.")
+            elif "ModuleNotFoundError" in tail:
+                # rpbook installs without the emulator's server stack (pyproject's [localpod] extra).
+                hint = " The emulator's packages are missing: pip install 'runpod-runbooks[localpod]' (or make demo)."
             raise RpbookError(f"localpod exited (code {code}) before answering at {url}.{hint} Last lines of "
                               f"{log_file}:\n{tail}")
         if time.monotonic() > deadline:
