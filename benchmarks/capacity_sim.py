@@ -102,7 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1_000_000, help="requests in the event (default 1,000,000)")
     parser.add_argument("--sweep-requests", type=int, default=100_000, help="requests per sweep setting (default 100,000)")
-    parser.add_argument("--fixed-workers", type=int, default=30, help="always-on workers in the simpy comparison")
+    parser.add_argument("--fixed-workers", type=int, default=24,
+                        help="always-on workers in the simpy comparison (default 24: the peaks queue)")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--no-simpy", action="store_true", help="skip the simpy comparison")
     parser.add_argument("--no-sweep", action="store_true", help="skip the grid sweep")
@@ -152,11 +153,15 @@ def main() -> int:
     if not args.no_sweep:
         small = make_event(args.sweep_requests, args.seed)
         grid = grid_50()
-        serial, serial_wall, _ = timed(sweep, small, grid, COLD, PRICES, seed=args.seed, processes=1)
+        serial, serial_wall, serial_cpu = timed(sweep, small, grid, COLD, PRICES, seed=args.seed, processes=1)
+        before = os.times()
         parallel, parallel_wall, _ = timed(sweep, small, grid, COLD, PRICES, seed=args.seed, processes=2)
+        after = os.times()
+        child_cpu = after.children_user + after.children_system - before.children_user - before.children_system
         same = serial == parallel
         print(f"\n3. sweep of {len(grid)} settings x {len(small):,} requests")
-        print(f"   serial {serial_wall:.2f} s, processes=2 {parallel_wall:.2f} s: ratio x{serial_wall / parallel_wall:.2f} "
+        print(f"   serial {serial_wall:.2f} s wall ({serial_cpu:.2f} s CPU); processes=2 {parallel_wall:.2f} s wall "
+              f"({child_cpu:.2f} s CPU in the two processes): ratio x{serial_wall / parallel_wall:.2f} "
               f"(load average now {os.getloadavg()[0]:.1f}); rows identical: {same}")
         ok = ok and same
     return 0 if ok else 1

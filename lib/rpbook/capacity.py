@@ -134,7 +134,7 @@ class Prices:
     active_usd_per_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare them with numpy, not ==
 class Requests:
     """One event's requests, sorted by arrival; service times as a free worker slot would serve them."""
 
@@ -164,7 +164,7 @@ class Requests:
         return len(self.arrival_s)
 
 
-@dataclass
+@dataclass(eq=False)
 class Timeline:
     """The endpoint sampled every ``timeline_step_s``: queue, workers and money so far."""
 
@@ -179,7 +179,7 @@ class Timeline:
     cost_so_far: np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)
 class SimResult:
     """What one simulated event cost and what its users waited."""
 
@@ -202,7 +202,7 @@ class SimResult:
     """Requests that never reached a worker (e.g. every start throttled)."""
     horizon_s: float = 0.0
     end_s: float = 0.0
-    """When the last flex worker stopped (or the last request ended)."""
+    """When the simulation ended: the last flex worker stopped (or the last event happened)."""
 
     def summary(self) -> dict[str, float]:
         """Percentiles of TTFT and queue wait, counts, worker-hours and cost, as one flat row."""
@@ -245,7 +245,7 @@ def _sorted_quantile(ordered: np.ndarray, q: float) -> float:
 # Event kinds, in the order they are handled at the same instant: jobs end and workers become
 # ready first, then idle stops, then the scaler tick (localpod's tick stops idle workers before
 # it scales), then throttle retries.
-_DONE, _CUT, _READY, _IDLE, _TICK, _RETRY = 0, 1, 2, 3, 4, 5
+_DONE, _CUT, _READY, _IDLE, _TICK, _RETRY, _END = 0, 1, 2, 3, 4, 5, 6
 _FREE, _THROTTLED, _BOOTING, _READY_ST = 0, 1, 2, 3
 
 
@@ -267,17 +267,21 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
         raise ValueError(f"horizon_s must be >= 0, got {horizon_s}")
     if timeline_step_s is not None and not timeline_step_s > 0:
         raise ValueError(f"timeline_step_s must be > 0, got {timeline_step_s}")
+    if not (prices.flex_usd_per_s >= 0 and prices.active_usd_per_s >= 0):
+        raise ValueError(f"prices must be >= 0 dollars per second, got {prices}")
     core = _run(requests.arrival_s.tolist(), requests.ttft_s.tolist(), requests.duration_s.tolist(),
                 scaling, cold, p_throttle, seed)
     n = len(requests)
     wait = np.asarray(core["wait"], dtype=np.float64) if n else np.zeros(0)
     got_token = np.asarray(core["got_token"], dtype=bool) if n else np.zeros(0, dtype=bool)
     ttft = np.where(got_token & np.isfinite(wait), wait + requests.ttft_s, np.inf)
+    ends = requests.arrival_s + wait + np.minimum(requests.duration_s, scaling.execution_timeout_s or np.inf)
+    finite = np.isfinite(ends)
+    last_end = max(float(ends[finite].max()) if finite.any() else 0.0, float(requests.arrival_s[-1]) if n else 0.0)
     if horizon_s is None:
-        ends = requests.arrival_s + wait + np.minimum(requests.duration_s, scaling.execution_timeout_s or np.inf)
-        last_end = float(ends[np.isfinite(ends)].max()) if np.isfinite(ends).any() else 0.0
-        horizon_s = max(last_end, float(requests.arrival_s[-1]) if n else 0.0)
+        horizon_s = last_end
     sessions: list[tuple[float, float, float, float, bool]] = core["sessions"]
+    end_s = max([last_end] + [stop for _, _, _, stop, _ in sessions if stop < math.inf])
     flex_s = sum(_billed(place, stop) for _, place, _, stop, active in sessions
                  if not active and not math.isnan(place))
     active_s = scaling.workers_min * float(horizon_s)
@@ -285,10 +289,10 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
     result = SimResult(queue_wait_s=wait, ttft_s=ttft, timed_out=core["timed_out"], cold_starts=core["cold"],
                        flashboot_starts=core["flash"], throttled=core["throttled"], flex_worker_s=float(flex_s),
                        active_worker_s=active_s, cost_usd=float(cost), failed=core["failed"],
-                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=core["end"])
+                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=end_s)
     if timeline_step_s is not None:
         result.timeline = _timeline(requests.arrival_s, wait, sessions, scaling.workers_min, float(horizon_s),
-                                    max(core["end"], float(horizon_s)), timeline_step_s, prices)
+                                    max(end_s, float(horizon_s)), timeline_step_s, prices)
     return result
 
 
@@ -354,7 +358,6 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
     in_prog = 0
     ready_slots = 0  # slots of ready workers: a job waits only when in_prog fills them
     tick_at = inf  # the earliest scaler tick already scheduled
-    end = math.nan  # set once the run is over: active workers run on past it
 
     # Active workers: ready at the event start, never idle out.
     for w in range(wmin):
@@ -437,7 +440,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
     def stop(w: int, t: float) -> None:
         nonlocal n_live, flash_until, ready_slots
         active = w < wmin
-        sessions.append((throttle_t[w], place_t[w], ready_t[w], inf if active and t == end else t, active))
+        sessions.append((throttle_t[w], place_t[w], ready_t[w], t, active))
         if state[w] == _READY_ST:
             ready_slots -= conc
             if not flashed[w]:
@@ -494,14 +497,16 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
 
     i = 0
     t = 0.0
-    nxt = arr[0] if n else inf
+    arrivals = arr + [inf]  # sentinels: no test for the end in the hot loop
+    push(heap, (inf, _END, 0, 0, 0))
+    nxt = arrivals[0]
     while True:
-        if heap and heap[0][0] <= nxt:
+        if heap[0][0] <= nxt:
             t, kind, w, g, r = pop(heap)
             if kind == _DONE:
-                if g != gen[w]:
-                    continue
-                if may_cut:
+                if may_cut:  # only a cut stops a worker with jobs on it, leaving them stale
+                    if g != gen[w]:
+                        continue
                     jobs_on[w].discard(r)
                 if queue:
                     # Jobs wait only while every ready worker is full, so the slot just freed is
@@ -583,6 +588,8 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 stop(w, t)
                 need_tick(t)
                 continue
+            if kind == _END:
+                break
             # _RETRY: a throttled worker tries to get a GPU again
             if g != gen[w] or state[w] != _THROTTLED:
                 continue
@@ -591,13 +598,11 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
             else:
                 place(w, t)
             continue
-        if i >= n:
-            break
         # arrival of request i
         t = nxt
         j = i
         i += 1
-        nxt = arr[i] if i < n else inf
+        nxt = arrivals[i]
         if not queue:
             if in_prog < ready_slots:
                 m = min(load)
@@ -632,11 +637,11 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 scale(t)
                 need_tick(t)
 
-    end = t
+    # Nothing is pending: what still lives are active workers and workers throttled for good.
     for w in range(nslots):
         if state[w] != _FREE:
-            stop(w, end)
-    return {"wait": wait, "got_token": got_token, "sessions": sessions, "end": end, **counters}
+            stop(w, inf)
+    return {"wait": wait, "got_token": got_token, "sessions": sessions, **counters}
 
 
 def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float, float, float, float, bool]],
