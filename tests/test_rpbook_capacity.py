@@ -176,14 +176,15 @@ def test_throttling_with_probability_one_never_serves_and_bills_nothing() -> Non
 
 
 def test_a_throttled_start_retries_on_the_tick_and_is_not_billed_while_throttled() -> None:
+    """localpod ``Worker._place`` retries every ``max(scaler_tick_s, 0.05)`` s; the billing session
+    opens only once placed. Seed 3's first draw is a refusal (checked below)."""
     result = run(reqs([0.0], [1.0]), Scaling(workers_max=1, idle_timeout_s=5.0), p_throttle=0.6, seed=3)
-    assert result.throttled == 1, "pick a seed whose first draw is a refusal"
-    retries = (result.queue_wait_s[0] - 10.0) / COLD.scaler_tick_s
+    assert result.throttled == 1
+    placed_at = result.queue_wait_s[0] - COLD.cold_s
+    retries = placed_at / COLD.scaler_tick_s
     assert retries >= 1 and retries == pytest.approx(round(retries))
-    placed = result.queue_wait_s[0] - 10.0
-    # billed from placement: 10 s start + 1 s job + idle to the tick >= ready + 1 + 5
-    assert result.flex_worker_s == math.ceil(16.0)
-    assert placed > 0
+    # billed from placement: 10 s start + 1 s job + 5 s idle (on a tick, as placement is)
+    assert result.flex_worker_s == 16.0
 
 
 def test_active_workers_bill_at_the_active_price_for_the_whole_horizon() -> None:
@@ -259,17 +260,18 @@ def erlang_c(servers: int, offered: float) -> float:
     return tail / (head + tail)
 
 
-def lindley_mean_wait(arrivals: np.ndarray, service: np.ndarray) -> float:
-    """Mean wait of a single FIFO server (Lindley recursion), written apart from the simulator."""
+def lindley_waits(arrivals: np.ndarray, service: np.ndarray) -> np.ndarray:
+    """Waits at a single FIFO server (Lindley recursion), written apart from the simulator."""
     gaps = np.diff(arrivals).tolist()
     work = service.tolist()
-    w = total = 0.0
+    waits = [0.0] * len(work)
+    w = 0.0
     for k in range(1, len(work)):
         w = w + work[k - 1] - gaps[k - 1]
         if w < 0.0:
             w = 0.0
-        total += w
-    return total / len(work)
+        waits[k] = w
+    return np.asarray(waits)
 
 
 @pytest.mark.parametrize(("servers", "rho"), [(2, 0.5), (2, 0.8), (2, 0.95), (4, 0.8), (4, 0.95)])
@@ -278,14 +280,15 @@ def test_fixed_workers_match_erlang_c(servers: int, rho: float) -> None:
     cold-start, no scaling, no idle stop), Poisson arrivals at rate rho * servers, exponential
     service of mean 1 s. Seed 2026, 200,000 requests per case.
 
-    P(wait > 0) is the plain fraction of requests that waited (standard error about 0.3% here).
-    The plain mean wait is far noisier near saturation (about 7% standard error at rho = 0.95 with
-    400,000 requests: the queue is a slow random walk), so the mean is estimated with a control
-    variate: the same arrivals and service times through one server ``servers`` times as fast, an
-    M/M/1 queue with the same rho whose exact mean wait rho / (c mu (1 - rho)) is known; it shares
-    the random walk. The estimator  W_sim - (W_fast - W_fast_exact)  is unbiased; its standard error
-    measured over eight seeds is at most 0.5% in these cases, so 2% is a real test, not luck. The
-    control is computed here by the Lindley recursion, independently of the simulator.
+    Near saturation the plain sample mean wait is far too noisy for 2% (about 8% standard error at
+    rho = 0.95 with 200,000 requests: the queue is a slow random walk; ~10^8 requests would be
+    needed). Both figures are therefore estimated with a control variate: the same arrivals and
+    service times through one server ``servers`` times as fast, an M/M/1 queue with the same rho,
+    whose exact mean wait rho / (c mu (1 - rho)) and P(wait > 0) = rho are known; it shares the
+    random walk (and the empty start). The estimator  X_sim - (X_fast - X_fast_exact)  is unbiased;
+    over nine seeds its standard error is at most 0.5% for the mean and 0.4% for P(wait > 0) in
+    these cases, so 2% is a real test, not a lucky seed. The control is computed here by the Lindley
+    recursion, independently of the simulator.
     """
     n, mu = 200_000, 1.0
     lam = rho * servers * mu
@@ -298,8 +301,9 @@ def test_fixed_workers_match_erlang_c(servers: int, rho: float) -> None:
 
     p_wait = erlang_c(servers, lam / mu)
     mean_wait = p_wait / (servers * mu - lam)
-    assert np.mean(result.queue_wait_s > 0) == pytest.approx(p_wait, rel=0.02)
-
-    fast_exact = rho / (servers * mu * (1.0 - rho))
-    estimate = float(np.mean(result.queue_wait_s)) - (lindley_mean_wait(arrivals, service / servers) - fast_exact)
-    assert estimate == pytest.approx(mean_wait, rel=0.02)
+    fast = lindley_waits(arrivals, service / servers)
+    fast_mean_exact = rho / (servers * mu * (1.0 - rho))
+    p_estimate = float(np.mean(result.queue_wait_s > 0)) - (float(np.mean(fast > 0)) - rho)
+    mean_estimate = float(np.mean(result.queue_wait_s)) - (float(np.mean(fast)) - fast_mean_exact)
+    assert p_estimate == pytest.approx(p_wait, rel=0.02)
+    assert mean_estimate == pytest.approx(mean_wait, rel=0.02)

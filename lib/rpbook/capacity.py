@@ -134,7 +134,7 @@ class Prices:
     active_usd_per_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare them with numpy, not ==
 class Requests:
     """One event's requests, sorted by arrival; service times as a free worker slot would serve them."""
 
@@ -164,7 +164,7 @@ class Requests:
         return len(self.arrival_s)
 
 
-@dataclass
+@dataclass(eq=False)
 class Timeline:
     """The endpoint sampled every ``timeline_step_s``: queue, workers and money so far."""
 
@@ -179,7 +179,7 @@ class Timeline:
     cost_so_far: np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)
 class SimResult:
     """What one simulated event cost and what its users waited."""
 
@@ -202,16 +202,17 @@ class SimResult:
     """Requests that never reached a worker (e.g. every start throttled)."""
     horizon_s: float = 0.0
     end_s: float = 0.0
-    """When the last flex worker stopped (or the last request ended)."""
+    """When the simulation ended: the last flex worker stopped (or the last event happened)."""
 
     def summary(self) -> dict[str, float]:
         """Percentiles of TTFT and queue wait, counts, worker-hours and cost, as one flat row."""
         wait, ttft = self.queue_wait_s, self.ttft_s
         out: dict[str, float] = {"requests": float(len(wait))}
         for name, values in (("ttft", ttft), ("wait", wait)):
+            ordered = np.sort(values)
             for q in (50, 95, 99):
-                out[f"{name}_p{q}_s"] = quantile(values, q / 100)
-            finite = values[np.isfinite(values)]
+                out[f"{name}_p{q}_s"] = _sorted_quantile(ordered, q / 100)
+            finite = ordered[np.isfinite(ordered)]
             out[f"{name}_mean_s"] = float(finite.mean()) if len(finite) else math.inf
         out["p_wait"] = float(np.mean(wait > 0)) if len(wait) else 0.0
         out.update(timed_out=float(self.timed_out), failed=float(self.failed), unserved=float(self.unserved),
@@ -225,10 +226,13 @@ class SimResult:
 def quantile(values: np.ndarray, q: float) -> float:
     """Linear-interpolated quantile that stays honest with ``inf`` (unserved) values: inf when the
     rank falls among them, instead of numpy's nan."""
-    n = len(values)
+    return _sorted_quantile(np.sort(values), q)
+
+
+def _sorted_quantile(ordered: np.ndarray, q: float) -> float:
+    n = len(ordered)
     if n == 0:
         return math.nan
-    ordered = np.sort(values)
     pos = q * (n - 1)
     lo = int(math.floor(pos))
     hi = min(lo + 1, n - 1)
@@ -241,7 +245,7 @@ def quantile(values: np.ndarray, q: float) -> float:
 # Event kinds, in the order they are handled at the same instant: jobs end and workers become
 # ready first, then idle stops, then the scaler tick (localpod's tick stops idle workers before
 # it scales), then throttle retries.
-_DONE, _CUT, _READY, _IDLE, _TICK, _RETRY = 0, 1, 2, 3, 4, 5
+_DONE, _CUT, _READY, _IDLE, _TICK, _RETRY, _END = 0, 1, 2, 3, 4, 5, 6
 _FREE, _THROTTLED, _BOOTING, _READY_ST = 0, 1, 2, 3
 
 
@@ -263,16 +267,21 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
         raise ValueError(f"horizon_s must be >= 0, got {horizon_s}")
     if timeline_step_s is not None and not timeline_step_s > 0:
         raise ValueError(f"timeline_step_s must be > 0, got {timeline_step_s}")
+    if not (prices.flex_usd_per_s >= 0 and prices.active_usd_per_s >= 0):
+        raise ValueError(f"prices must be >= 0 dollars per second, got {prices}")
     core = _run(requests.arrival_s.tolist(), requests.ttft_s.tolist(), requests.duration_s.tolist(),
                 scaling, cold, p_throttle, seed)
     n = len(requests)
     wait = np.asarray(core["wait"], dtype=np.float64) if n else np.zeros(0)
     got_token = np.asarray(core["got_token"], dtype=bool) if n else np.zeros(0, dtype=bool)
     ttft = np.where(got_token & np.isfinite(wait), wait + requests.ttft_s, np.inf)
-    last_end = core["last_end"]
+    ends = requests.arrival_s + wait + np.minimum(requests.duration_s, scaling.execution_timeout_s or np.inf)
+    finite = np.isfinite(ends)
+    last_end = max(float(ends[finite].max()) if finite.any() else 0.0, float(requests.arrival_s[-1]) if n else 0.0)
     if horizon_s is None:
-        horizon_s = max(last_end, float(requests.arrival_s[-1]) if n else 0.0)
+        horizon_s = last_end
     sessions: list[tuple[float, float, float, float, bool]] = core["sessions"]
+    end_s = max([last_end] + [stop for _, _, _, stop, _ in sessions if stop < math.inf])
     flex_s = sum(_billed(place, stop) for _, place, _, stop, active in sessions
                  if not active and not math.isnan(place))
     active_s = scaling.workers_min * float(horizon_s)
@@ -280,10 +289,10 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
     result = SimResult(queue_wait_s=wait, ttft_s=ttft, timed_out=core["timed_out"], cold_starts=core["cold"],
                        flashboot_starts=core["flash"], throttled=core["throttled"], flex_worker_s=float(flex_s),
                        active_worker_s=active_s, cost_usd=float(cost), failed=core["failed"],
-                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=core["end"])
+                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=end_s)
     if timeline_step_s is not None:
         result.timeline = _timeline(requests.arrival_s, wait, sessions, scaling.workers_min, float(horizon_s),
-                                    max(core["end"], float(horizon_s)), timeline_step_s, prices)
+                                    max(end_s, float(horizon_s)), timeline_step_s, prices)
     return result
 
 
@@ -294,8 +303,14 @@ def _billed(place: float, stop: float) -> int:
 
 def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling, cold: ColdStart,
          p_throttle: float, seed: int) -> dict[str, Any]:
-    """The event loop. Returns per-request waits and the worker sessions; kept free of numpy
-    scalars (Python floats in lists are several times faster to touch one by one)."""
+    """The event loop. Returns per-request waits and the worker sessions.
+
+    Kept fast on purpose (a 1,000,000-request event in a few seconds): Python floats in lists
+    (several times faster to touch one by one than numpy scalars), ``heapq`` of plain tuples
+    ``(time, kind, slot, generation, request)`` (a stopped worker's events go stale by generation),
+    the common paths (arrival, job end) inline, the rare ones (scaling, starts, stops) in closures.
+    Scaler ticks are scheduled only when one can start a worker; idle timeouts as at most one
+    pending event per worker, re-armed when it fires early."""
     n = len(arr)
     wmin, wmax, conc = scaling.workers_min, scaling.workers_max, scaling.concurrency
     request_count = scaling.scaler_type == "REQUEST_COUNT"
@@ -312,35 +327,37 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
     may_cut = n > 0 and max(dur) > exec_to
     rng = np.random.default_rng(seed)
     draws: list[float] = []
+    inf = math.inf
+    ceil = math.ceil
 
     nslots = max(wmax, 1)
-    big = conc + 1 << 20  # load of a slot that cannot take a job
+    big = (conc + 1) << 20  # the load of a slot that cannot take a job, so min(load) skips it
     state = [_FREE] * nslots
     load = [big] * nslots
     gen = [0] * nslots
     idle_since = [0.0] * nslots
-    place_t = [0.0] * nslots
+    idle_ev = [inf] * nslots  # time of the worker's pending idle check
+    place_t = [math.nan] * nslots
     ready_t = [math.nan] * nslots
     throttle_t = [math.nan] * nslots
     flashed = [False] * nslots
     jobs_on: list[set[int]] = [set() for _ in range(nslots)] if may_cut else []
     started = [0.0] * n if may_cut else []
 
-    wait = [math.inf] * n
+    wait = [inf] * n
     got_token = [True] * n
     sessions: list[tuple[float, float, float, float, bool]] = []  # (throttled since, placed, ready, stopped, active)
-    heap: list[tuple[float, int, int, int, int, int]] = []
+    heap: list[tuple[float, int, int, int, int]] = []
     push, pop = heapq.heappush, heapq.heappop
     queue: deque[int] = deque()
     qappend, qpopleft = queue.append, queue.popleft
-    seq = 0
     counters = {"cold": 0, "flash": 0, "throttled": 0, "timed_out": 0, "failed": 0}
-    flash_until = -math.inf
-    last_up = -math.inf
+    flash_until = -inf
+    last_up = -inf
     n_live = 0
     in_prog = 0
-    tick_at = math.inf  # the earliest scaler tick already scheduled
-    last_end = 0.0
+    ready_slots = 0  # slots of ready workers: a job waits only when in_prog fills them
+    tick_at = inf  # the earliest scaler tick already scheduled
 
     # Active workers: ready at the event start, never idle out.
     for w in range(wmin):
@@ -348,6 +365,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
         load[w] = 0
         place_t[w] = ready_t[w] = 0.0
         n_live += 1
+        ready_slots += conc
 
     def next_tick_after(t: float) -> float:
         k = math.floor(t / tick) + 1
@@ -355,12 +373,15 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
         return at if at > t else (k + 1) * tick
 
     def tick_at_or_after(t: float) -> float:
-        k = math.ceil(t / tick)
+        k = ceil(t / tick)
         at = k * tick
         return at if at >= t else (k + 1) * tick
 
+    def arm_idle(w: int, at: float) -> None:
+        idle_ev[w] = at
+        push(heap, (at, _IDLE, w, gen[w], 0))
+
     def place(w: int, t: float) -> None:
-        nonlocal seq, flash_until
         place_t[w] = t
         if flashboot and flash_until > t:
             flashed[w] = True
@@ -371,8 +392,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
             counters["cold"] += 1
             boot = cold_s
         state[w] = _BOOTING
-        seq += 1
-        push(heap, (t + boot, _READY, seq, w, gen[w], 0))
+        push(heap, (t + boot, _READY, w, gen[w], 0))
 
     def throttled_now() -> bool:
         if p_throttle <= 0.0:
@@ -385,18 +405,17 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
         return draws.pop() < p_throttle
 
     def start_worker(t: float) -> None:
-        nonlocal seq
         w = state.index(_FREE)
         gen[w] += 1
         load[w] = big
+        idle_ev[w] = inf
         place_t[w] = ready_t[w] = throttle_t[w] = math.nan
         if throttled_now():
             counters["throttled"] += 1
             state[w] = _THROTTLED
             throttle_t[w] = t
             if p_throttle < 1.0:
-                seq += 1
-                push(heap, (t + retry_s, _RETRY, seq, w, gen[w], 0))
+                push(heap, (t + retry_s, _RETRY, w, gen[w], 0))
             return
         place(w, t)
 
@@ -405,7 +424,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
         nonlocal n_live, last_up
         target = wmin
         if request_count:
-            target = max(target, math.ceil((len(queue) + in_prog) / per_worker))
+            target = max(target, ceil((len(queue) + in_prog) / per_worker))
         elif queue:
             if n_live == 0:
                 target = max(target, 1)
@@ -419,28 +438,31 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
             n_live += 1
 
     def stop(w: int, t: float) -> None:
-        nonlocal n_live, flash_until
+        nonlocal n_live, flash_until, ready_slots
         active = w < wmin
-        sessions.append((throttle_t[w], place_t[w], ready_t[w], math.inf if active and t == end else t, active))
-        if state[w] == _READY_ST and not flashed[w]:
-            flash_until = t + flash_window
+        sessions.append((throttle_t[w], place_t[w], ready_t[w], t, active))
+        if state[w] == _READY_ST:
+            ready_slots -= conc
+            if not flashed[w]:
+                flash_until = t + flash_window
         state[w] = _FREE
         load[w] = big
         gen[w] += 1
+        idle_ev[w] = inf
         n_live -= 1
 
     def need_tick(t: float, after_tick: bool = False) -> None:
         """Schedule the next scaler tick when one can start a worker; otherwise ticks are skipped.
         Events at a tick's instant are handled before the tick, so the next tick may be now,
         unless this is the tick itself (``after_tick``)."""
-        nonlocal tick_at, seq
-        due = math.inf
+        nonlocal tick_at
+        due = inf
         soonest = next_tick_after(t) if after_tick else tick_at_or_after(t)
         if n_live < wmin:
             due = soonest
         elif n_live < wmax:
             if request_count:
-                if math.ceil((len(queue) + in_prog) / per_worker) > n_live:
+                if ceil((len(queue) + in_prog) / per_worker) > n_live:
                     due = soonest
             elif queue and (n_live == 0 or n_live * conc - in_prog <= 0):
                 if n_live == 0:
@@ -449,66 +471,82 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                     due = max(tick_at_or_after(max(arr[queue[0]] + sval, last_up + sval)), soonest)
         if due < tick_at:
             tick_at = due
-            seq += 1
-            push(heap, (due, _TICK, seq, 0, 0, 0))
+            push(heap, (due, _TICK, 0, 0, 0))
+
+    def dispatch(t: float) -> int:
+        """Hand queued jobs to free slots, least busy worker first; returns jobs in progress."""
+        ip = in_prog
+        while queue:
+            m = min(load)
+            if m >= conc:
+                break
+            v = load.index(m)
+            j = qpopleft()
+            wait[j] = t - arr[j]
+            load[v] = m + 1
+            ip += 1
+            d = dur[j]
+            if d > exec_to:
+                push(heap, (t + exec_to, _CUT, v, gen[v], j))
+            else:
+                push(heap, (t + d, _DONE, v, gen[v], j))
+            if may_cut:
+                jobs_on[v].add(j)
+                started[j] = t
+        return ip
 
     i = 0
     t = 0.0
-    end = math.nan  # set once the run is over: active workers run on past it
+    arrivals = arr + [inf]  # sentinels: no test for the end in the hot loop
+    push(heap, (inf, _END, 0, 0, 0))
+    nxt = arrivals[0]
     while True:
-        if heap and (i >= n or heap[0][0] <= arr[i]):
-            t, kind, _, w, g, r = pop(heap)
+        if heap[0][0] <= nxt:
+            t, kind, w, g, r = pop(heap)
             if kind == _DONE:
-                if g != gen[w]:
-                    continue
-                in_prog -= 1
-                last_end = t
-                if may_cut:
+                if may_cut:  # only a cut stops a worker with jobs on it, leaving them stale
+                    if g != gen[w]:
+                        continue
                     jobs_on[w].discard(r)
                 if queue:
-                    # dispatch: least-busy ready worker (this one has a free slot now)
-                    load[w] -= 1
-                    m = min(load)
-                    while m < conc:
-                        v = load.index(m)
-                        j = qpopleft()
-                        wait[j] = t - arr[j]
-                        load[v] = m + 1
-                        in_prog += 1
-                        d = dur[j]
-                        seq += 1
-                        if d > exec_to:
-                            push(heap, (t + exec_to, _CUT, seq, v, gen[v], j))
-                        else:
-                            push(heap, (t + d, _DONE, seq, v, gen[v], j))
-                        if may_cut:
-                            jobs_on[v].add(j)
-                            started[j] = t
-                        if not queue:
-                            break
-                        m = min(load)
-                    if load[w] == 0:
-                        idle_since[w] = t
-                        if w >= wmin:
-                            seq += 1
-                            push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
-                    if queue and not request_count:
-                        need_tick(t)
-                else:
-                    lw = load[w] - 1
-                    load[w] = lw
-                    if lw == 0:
-                        idle_since[w] = t
-                        if w >= wmin:
-                            seq += 1
-                            push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
+                    # Jobs wait only while every ready worker is full, so the slot just freed is
+                    # the only free one: the oldest queued job takes it.
+                    j = qpopleft()
+                    wait[j] = t - arr[j]
+                    d = dur[j]
+                    if d > exec_to:
+                        push(heap, (t + exec_to, _CUT, w, g, j))
+                    else:
+                        push(heap, (t + d, _DONE, w, g, j))
+                    if may_cut:
+                        jobs_on[w].add(j)
+                        started[j] = t
+                    continue
+                in_prog -= 1
+                lw = load[w] - 1
+                load[w] = lw
+                if lw:
+                    continue
+                idle_since[w] = t
+                if w >= wmin and idle_ev[w] == inf:
+                    x = t + idle_to
+                    at = ceil(x / tick) * tick
+                    if at < x:
+                        at += tick
+                    idle_ev[w] = at
+                    push(heap, (at, _IDLE, w, g, 0))
                 continue
             if kind == _IDLE:
-                if g != gen[w] or load[w] != 0 or queue or t - idle_since[w] < idle_to - 1e-9:
+                if g != gen[w]:
+                    continue
+                idle_ev[w] = inf
+                if load[w] != 0:
+                    continue  # busy again; armed anew when it next goes idle
+                if t - idle_since[w] < idle_to - 1e-9:
+                    arm_idle(w, tick_at_or_after(idle_since[w] + idle_to))
                     continue
                 if n_live <= wmin:  # localpod keeps it while only workers_min are live; look again next tick
-                    seq += 1
-                    push(heap, (next_tick_after(t), _IDLE, seq, w, g, 0))
+                    arm_idle(w, next_tick_after(t))
                     continue
                 stop(w, t)
                 scale(t)
@@ -516,7 +554,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 continue
             if kind == _TICK:
                 if t == tick_at:
-                    tick_at = math.inf
+                    tick_at = inf
                 scale(t)
                 need_tick(t, True)
                 continue
@@ -526,36 +564,17 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 state[w] = _READY_ST
                 ready_t[w] = t
                 load[w] = 0
+                ready_slots += conc
                 idle_since[w] = t
-                m = 0
-                while queue:
-                    m = min(load)
-                    if m >= conc:
-                        break
-                    v = load.index(m)
-                    j = qpopleft()
-                    wait[j] = t - arr[j]
-                    load[v] = m + 1
-                    in_prog += 1
-                    d = dur[j]
-                    seq += 1
-                    if d > exec_to:
-                        push(heap, (t + exec_to, _CUT, seq, v, gen[v], j))
-                    else:
-                        push(heap, (t + d, _DONE, seq, v, gen[v], j))
-                    if may_cut:
-                        jobs_on[v].add(j)
-                        started[j] = t
+                in_prog = dispatch(t)
                 if load[w] == 0 and w >= wmin:
-                    seq += 1
-                    push(heap, (tick_at_or_after(t + idle_to), _IDLE, seq, w, g, 0))
+                    arm_idle(w, tick_at_or_after(t + idle_to))
                 need_tick(t)
                 continue
             if kind == _CUT:
                 if g != gen[w]:
                     continue
                 counters["timed_out"] += 1
-                last_end = t
                 if ttft[r] >= exec_to:
                     got_token[r] = False
                 others = jobs_on[w]
@@ -569,50 +588,60 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
                 stop(w, t)
                 need_tick(t)
                 continue
+            if kind == _END:
+                break
             # _RETRY: a throttled worker tries to get a GPU again
             if g != gen[w] or state[w] != _THROTTLED:
                 continue
             if throttled_now():
-                seq += 1
-                push(heap, (t + retry_s, _RETRY, seq, w, g, 0))
+                push(heap, (t + retry_s, _RETRY, w, g, 0))
             else:
                 place(w, t)
             continue
-        if i >= n:
-            break
         # arrival of request i
-        t = arr[i]
+        t = nxt
+        j = i
+        i += 1
+        nxt = arrivals[i]
         if not queue:
-            m = min(load)
-            if m < conc:
+            if in_prog < ready_slots:
+                m = min(load)
                 v = load.index(m)
-                wait[i] = 0.0
+                wait[j] = 0.0
                 load[v] = m + 1
                 in_prog += 1
-                d = dur[i]
-                seq += 1
+                d = dur[j]
                 if d > exec_to:
-                    push(heap, (t + exec_to, _CUT, seq, v, gen[v], i))
+                    push(heap, (t + exec_to, _CUT, v, gen[v], j))
                 else:
-                    push(heap, (t + d, _DONE, seq, v, gen[v], i))
+                    push(heap, (t + d, _DONE, v, gen[v], j))
                 if may_cut:
-                    jobs_on[v].add(i)
-                    started[i] = t
-                i += 1
-                if request_count or n_live < wmin:
+                    jobs_on[v].add(j)
+                    started[j] = t
+                if request_count:
+                    if n_live < wmax and in_prog > n_live * per_worker:
+                        scale(t)
+                elif n_live < wmin:
                     scale(t)
                 continue
-        qappend(i)
-        i += 1
-        scale(t)
-        need_tick(t)
+            qappend(j)
+            scale(t)  # a new oldest job
+            need_tick(t)
+            continue
+        qappend(j)
+        if n_live < wmax:  # the scaler on submit; nothing else changed what it would decide
+            if request_count:
+                if len(queue) + in_prog > n_live * per_worker:
+                    scale(t)
+            elif n_live == 0 or (n_live * conc <= in_prog and t - arr[queue[0]] >= sval and t - last_up >= sval):
+                scale(t)
+                need_tick(t)
 
-    end = t
+    # Nothing is pending: what still lives are active workers and workers throttled for good.
     for w in range(nslots):
         if state[w] != _FREE:
-            stop(w, end)
-    return {"wait": wait, "got_token": got_token, "sessions": sessions, "last_end": last_end, "end": end,
-            **counters}
+            stop(w, inf)
+    return {"wait": wait, "got_token": got_token, "sessions": sessions, **counters}
 
 
 def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float, float, float, float, bool]],
