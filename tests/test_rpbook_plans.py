@@ -7,7 +7,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from rpbook.controlplane import Endpoint, NetworkVolume, RunpodClient, Template
+from rpbook.controlplane import RunpodClient
+from rpbook.resources import Endpoint, NetworkVolume, Template
 from rpbook.errors import ConfigError, PlanConflictError
 from rpbook.plans import (EnsureResult, FieldChange, apply, check_data_center, ensure_endpoint, ensure_template,
                           ensure_volume, pick_data_center, plan_endpoint, plan_template, plan_volume,

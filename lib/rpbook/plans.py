@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal, Mapping, Sequence
 
-from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
-                                 Template, by_name, display_env_value)
+from rpbook.controlplane import RunpodClient
+from rpbook.resources import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, Template,
+                              by_name)
 from rpbook.cuda import CudaRequirement, image_cuda_requirement
 from rpbook.display import html_table
 from rpbook.ledger import record_create
 from rpbook.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.errors import ConfigError, PlanConflictError
-from rpbook.secrets import Secret, scrub
+from rpbook.secrets import Secret, display_env_value, scrub
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, check_pools
 
 Kind = Literal["volume", "template", "endpoint"]

@@ -24,11 +24,12 @@ from typing import Any, Sequence
 
 from rpbook import hub
 from rpbook.budget import WorstCase, check_max_hourly, worst_case
-from rpbook.controlplane import GpuType, RunpodClient
+from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, GatedModelError, HubError
 from rpbook.plans import Plan, plan_endpoint, plan_template
 from rpbook.readiness import KvCacheFit, kv_cache_fit
+from rpbook.resources import GpuType
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec

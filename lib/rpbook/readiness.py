@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rpbook import hub
-from rpbook.controlplane import GpuType
+from rpbook.resources import GpuType
 from rpbook.display import html_table
 from rpbook.errors import GatedModelError, HubError
 from rpbook.secrets import Secret
