@@ -220,7 +220,7 @@ def check_stack(settings: Settings, client: RunpodClient, token: Secret, templat
             continue
         plans.append(plan)
         # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
-        real = [b for b in plan.blocked if "does not exist yet" not in b]
+        real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
         checks.append(Check(f"{plan.kind} plan", not real, "; ".join(real) if real else
                             f"{plan.action} ({len(plan.changes)} field(s))"))
     result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)

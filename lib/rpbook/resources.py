@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from rpbook.errors import PlanConflictError
 from rpbook.secrets import redact_env, register_env_secrets
 
 def _env_repr(env: Mapping[str, Any]) -> str:
@@ -335,3 +336,17 @@ class ServerlessBilling:
 def by_name(resources: Iterable[Any], name: str) -> list[Any]:
     """Resources whose ``name`` is exactly ``name`` (Runpod names need not be unique)."""
     return [r for r in resources if getattr(r, "name", None) == name]
+
+
+def one_by_name(resources: Iterable[Any], name: str, label: str) -> Any | None:
+    """The one resource named ``name`` (None when there is none). rpbook adopts resources by name,
+    so two or more with that name are a ``PlanConflictError`` listing their ids: it never guesses
+    which one was meant, nor creates another. ``label`` names the kind (``network volume``)."""
+    matches = by_name(resources, name)
+    if len(matches) > 1:
+        ids = ", ".join(m.id for m in matches)
+        raise PlanConflictError(
+            f"{len(matches)} {label}s are named {name!r} ({ids}); rpbook adopts resources by name "
+            "and will not guess which one you mean, nor create another. Delete or rename all but one in the "
+            "Runpod console, or choose another name.")
+    return matches[0] if matches else None
