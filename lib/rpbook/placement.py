@@ -38,7 +38,7 @@ def _pool_stock(gpus: Sequence[GpuType], pools: Sequence[str]) -> dict[str, dict
     """data center id -> pool -> best serverless stock level of the pool's GPU types there."""
     stock: dict[str, dict[str, str]] = {}
     for gpu in gpus:
-        if gpu.pool not in pools:
+        if gpu.pool is None or gpu.pool not in pools:
             continue
         for dc in gpu.data_centers:
             if dc.availability == "NONE":

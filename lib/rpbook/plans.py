@@ -28,7 +28,7 @@ import html
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from rpbook.controlplane import RunpodClient
 from rpbook.cuda import CudaRequirement
@@ -596,12 +596,13 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
     if plan.action == "update":
-        update = {"volume": client.update_network_volume, "template": client.update_template,
-                  "endpoint": client.update_endpoint}[plan.kind]
-        return update(plan.resource_id, plan.request)
-    get = {"volume": client.get_network_volume, "template": client.get_template,
-           "endpoint": client.get_endpoint}[plan.kind]
-    return get(plan.resource_id)
+        updates: dict[Kind, Callable[[str, Mapping[str, Any]], Resource]] = {
+            "volume": client.update_network_volume, "template": client.update_template,
+            "endpoint": client.update_endpoint}
+        return updates[plan.kind](plan.resource_id, plan.request)
+    gets: dict[Kind, Callable[[str], Resource]] = {"volume": client.get_network_volume,
+                                                   "template": client.get_template, "endpoint": client.get_endpoint}
+    return gets[plan.kind](plan.resource_id)
 
 
 def _ensure(client: RunpodClient, plan: Plan, do_apply: bool) -> EnsureResult:
