@@ -12,11 +12,12 @@ import pytest
 
 from rpbook import hub, secrets, session
 from rpbook.cli import main
-from rpbook.controlplane import GpuType, RunpodClient
+from rpbook.controlplane import RunpodClient
 from rpbook.display import FinalStateBar, html_table
 from rpbook.errors import ConfigError, ControlPlaneError
 from rpbook.pending import NotCreated, Skipped, pending, record_pending
 from rpbook.readiness import kv_cache_fit
+from rpbook.resources import GpuType
 from rpbook.runner import check_parameters, discover_notebooks, load_parameters, notebook_dir
 from rpbook.secrets import Secret
 from rpbook.settings import LOCAL_DEFAULT_API_KEY, load_settings

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from localpod.store import WorkerSession
-from rpbook.controlplane import (DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient, Template,
-                                 WorkerSummary, redact_env)
+from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError
-from rpbook.secrets import Secret
+from rpbook.resources import DataCenter, Endpoint, GpuType, NetworkVolume, Template, WorkerSummary
+from rpbook.secrets import Secret, redact_env
 from rpbook.settings import Settings, load_settings
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
@@ -274,6 +274,39 @@ def test_get_retries_429_and_503_then_succeeds(settings: Settings) -> None:
     assert calls[0].headers["authorization"] == f"Bearer {settings.runpod_api_key().reveal()}"
 
 
+def test_every_back_off_is_announced_on_stdout(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell that backs off says so (in the cell's output) instead of looking hung: one line per
+    retry with the wait, the reason and the attempt, like huggingface_hub's ``http_backoff``."""
+    handler, _ = scripted([429, 503, 200], {"templates": []})
+    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
+                      backoff_s=0.25, sleep=lambda s: None) as rp:
+        assert rp.list_templates() == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["GET /v2/templates: retrying in 0.25 s after HTTP 429 Too Many Requests (attempt 1 of 4)",
+                     "GET /v2/templates: retrying in 0.5 s after HTTP 503 Service Unavailable (attempt 2 of 4)"]
+
+
+def test_a_refused_connection_is_announced_and_a_write_answer_is_not(settings: Settings,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A write is retried (and announced) only when the connection never opened; a POST's 503 is
+    neither retried nor announced."""
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(503, json={"title": "busy", "status": 503})
+
+    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
+                      sleep=lambda s: None) as rp, pytest.raises(ControlPlaneError):
+        rp.create_template({"name": "t", "image": "i"})
+    assert attempts == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "POST /v2/templates: retrying in 0.5 s after ConnectError: connection refused (attempt 1 of 4)"]
+
+
 def test_get_honours_retry_after(settings: Settings) -> None:
     handler, calls = scripted([429, 200], {"templates": []}, headers={"Retry-After": "3"})
     sleeps: list[float] = []
@@ -352,7 +385,7 @@ def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
 
 def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoint: Any) -> None:
     """GET /v2/serverless/{id}/workers/{workerId}/logs streams SSE and stays open: the helper reads the backfill."""
-    from rpbook.controlplane import WorkerLogLine
+    from rpbook.resources import WorkerLogLine
     from rpbook.errors import ConfigError
 
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_min=1, workers_max=1)

@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from localpod.hubdata import FINEGRAINED_NO_GATED_TOKEN, NO_LICENCE_TOKEN, WRITE_TOKEN
-from rpbook import hub
+from rpbook import hub, modelsize
 from rpbook.errors import ConfigError, GatedModelError, HubError
 from rpbook.secrets import Secret
 from rpbook.settings import load_settings
@@ -221,15 +221,15 @@ def test_min_gpu_memory_mistral(settings, localpod, tmp_path, max_model_len):
     weights = hub.estimate_weights(settings, settings.hf_token(), MISTRAL)
     assert (estimate.num_hidden_layers, estimate.num_key_value_heads, estimate.head_dim) == (layers, kv_heads, head_dim)
     assert estimate.dtype_bytes == 2 and estimate.kv_bytes_per_token == per_token
-    assert estimate.kv_cache_bytes == per_token * max_model_len == max_model_len // 8192 * hub.GIB
+    assert estimate.kv_cache_bytes == per_token * max_model_len == max_model_len // 8192 * modelsize.GIB
     assert estimate.weights_bytes == weights.total_bytes
-    assert estimate.total_bytes == weights.total_bytes + estimate.kv_cache_bytes + int(1.5 * hub.GIB)
+    assert estimate.total_bytes == weights.total_bytes + estimate.kv_cache_bytes + int(1.5 * modelsize.GIB)
     assert estimate.required_bytes == math.ceil(estimate.total_bytes / 0.9)
-    assert estimate.memory_gb == estimate.required_bytes / hub.GIB
-    expected_gb = (weights.total_bytes / hub.GIB + max_model_len / 8192 + 1.5) / 0.9
+    assert estimate.memory_gb == estimate.required_bytes / modelsize.GIB
+    expected_gb = (weights.total_bytes / modelsize.GIB + max_model_len / 8192 + 1.5) / 0.9
     assert estimate.memory_gb == pytest.approx(expected_gb)
     assert 17 < estimate.memory_gb < 22  # 13.5 GiB weights + 1 or 4 GiB KV + 1.5 GiB, / 0.9
-    assert hub.smallest_fitting_pool(estimate.memory_gb, POOLS) == "AMPERE_24"
+    assert modelsize.smallest_fitting_pool(estimate.memory_gb, POOLS) == "AMPERE_24"
     assert set(estimate.breakdown_gb) == {"weights", "kv_cache", "overhead", "total", "required"}
 
 
@@ -239,7 +239,7 @@ def test_min_gpu_memory_lower_utilization_needs_more(settings):
     high = hub.min_gpu_memory_gb(settings, token, MISTRAL, 8192, 0.95, weights=weights)
     low = hub.min_gpu_memory_gb(settings, token, MISTRAL, 8192, 0.5, weights=weights)
     assert low.total_bytes == high.total_bytes and low.memory_gb > high.memory_gb
-    assert hub.smallest_fitting_pool(low.memory_gb, POOLS) == "AMPERE_48"
+    assert modelsize.smallest_fitting_pool(low.memory_gb, POOLS) == "AMPERE_48"
 
 
 def test_min_gpu_memory_float32_checkpoint_is_served_in_float16(settings, localpod, tmp_path):
@@ -263,13 +263,13 @@ def test_min_gpu_memory_gated_without_access_and_bad_arguments(settings):
 
 
 def test_smallest_fitting_pool():
-    assert hub.smallest_fitting_pool(10, POOLS) == "AMPERE_16"
-    assert hub.smallest_fitting_pool(16, POOLS) == "AMPERE_16"
-    assert hub.smallest_fitting_pool(16.01, POOLS) == "AMPERE_24"  # first of the 24 GB pools as given
-    assert hub.smallest_fitting_pool(16.01, {"ADA_24": 24, "AMPERE_24": 24}) == "ADA_24"
-    assert hub.smallest_fitting_pool(33, POOLS) == "AMPERE_48"
-    assert hub.smallest_fitting_pool(81, POOLS) is None
-    assert hub.smallest_fitting_pool(1, {}) is None
+    assert modelsize.smallest_fitting_pool(10, POOLS) == "AMPERE_16"
+    assert modelsize.smallest_fitting_pool(16, POOLS) == "AMPERE_16"
+    assert modelsize.smallest_fitting_pool(16.01, POOLS) == "AMPERE_24"  # first of the 24 GB pools as given
+    assert modelsize.smallest_fitting_pool(16.01, {"ADA_24": 24, "AMPERE_24": 24}) == "ADA_24"
+    assert modelsize.smallest_fitting_pool(33, POOLS) == "AMPERE_48"
+    assert modelsize.smallest_fitting_pool(81, POOLS) is None
+    assert modelsize.smallest_fitting_pool(1, {}) is None
 
 
 def test_missing_repo_file_is_a_hub_error(settings):
@@ -282,3 +282,80 @@ def test_embedding_dimension_from_config(settings):  # type: ignore[no-untyped-d
     assert hub.embedding_dimension(settings, settings.hf_token(), BGE) == 384
     with pytest.raises(HubError):
         hub.embedding_dimension(settings, settings.hf_token(), UNKNOWN)
+
+
+# ------------------------------------------------------------------- errors by type, not by text
+
+def hub_error(status: int, *, code: str | None = None, message: str = "",
+              url: str = f"https://huggingface.co/api/models/{MISTRAL}/auth-check") -> Exception:
+    """The exception huggingface_hub itself raises for such an answer: the response goes through
+    its ``hf_raise_for_status`` (``utils/_http.py``), which picks the type from ``X-Error-Code``
+    and the status code."""
+    import httpx2
+    from huggingface_hub.utils import hf_raise_for_status
+
+    headers = {"X-Error-Message": message} if message else {}
+    if code:
+        headers["X-Error-Code"] = code
+    response = httpx2.Response(status, headers=headers, request=httpx2.Request("GET", url))
+    try:
+        hf_raise_for_status(response)
+    except Exception as exc:  # noqa: BLE001  # the exception is what the test looks at
+        return exc
+    raise AssertionError(f"hf_raise_for_status accepted HTTP {status}")
+
+
+def mapped(settings, exc: Exception) -> Exception:  # type: ignore[no-untyped-def]
+    with pytest.raises(HubError) as info, hub._hub_errors(settings, secret("hf_error_mapping_check"), MISTRAL):
+        raise exc
+    return info.value
+
+
+def test_a_403_without_error_code_is_the_gated_read_permission_whatever_its_wording(settings):
+    """The fine-grained refusal is told by its type and status (a plain HfHubHTTPError, 403), not by
+    the Hub's sentence: a reworded message still gets rpbook's advice."""
+    err = mapped(settings, hub_error(403, message="Some future wording of the refusal"))
+    assert isinstance(err, GatedModelError) and hub.GATED_READ_SETTING in str(err)
+
+
+def test_a_gated_repo_error_is_pending_only_when_the_hub_says_so(settings):
+    pending = mapped(settings, hub_error(403, code="GatedRepo",
+                                         message=f"Your request to access model {MISTRAL} is awaiting a review "
+                                                 "from the repo authors."))
+    assert isinstance(pending, GatedModelError) and "awaiting review by the model's authors" in str(pending)
+    refused = mapped(settings, hub_error(403, code="GatedRepo", message="Access restricted, wording changed"))
+    assert isinstance(refused, GatedModelError) and "has not accepted the model's licence" in str(refused)
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (401, "RepoNotFound", "was rejected by the Hub"),
+    (404, "RepoNotFound", "was not found on the Hub"),
+    (429, None, "rate-limiting"),
+    (503, None, "answered HTTP 503"),
+])
+def test_other_hub_errors_by_type_and_status(settings, status, code, expected):
+    err = mapped(settings, hub_error(status, code=code, message="server text"))
+    assert not isinstance(err, GatedModelError) and expected in str(err)
+    assert_no_secret(str(err), "hf_error_mapping_check")
+
+
+# ------------------------------------------------------------------------------ sizing arithmetic
+
+def test_gpu_memory_estimate_is_arithmetic_on_the_config():
+    """No Hub needed: the formula of ``modelsize.gpu_memory_estimate`` redone from its inputs."""
+    config = {"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096,
+              "torch_dtype": "bfloat16"}
+    weights = 14_483_464_192
+    estimate = modelsize.gpu_memory_estimate("org/model", config, weights, "BF16", 8192, 0.9)
+    per_token = 2 * 32 * 8 * (4096 // 32) * 2
+    assert estimate.kv_bytes_per_token == per_token
+    assert estimate.total_bytes == weights + per_token * 8192 + modelsize.OVERHEAD_BYTES
+    assert estimate.required_bytes == math.ceil(estimate.total_bytes / 0.9)
+    nested = modelsize.gpu_memory_estimate("org/model", {"text_config": config}, weights, "BF16", 8192, 0.9)
+    assert nested == estimate
+    as_f32 = modelsize.gpu_memory_estimate("org/model", config | {"torch_dtype": "float32"}, weights, None, 8192)
+    assert as_f32.weights_bytes == weights // 2 and as_f32.dtype == "float16"
+    with pytest.raises(HubError, match="lacks num_hidden_layers"):
+        modelsize.gpu_memory_estimate("org/model", {"hidden_size": 8}, weights, None, 8192)
+    with pytest.raises(ConfigError):
+        modelsize.gpu_memory_estimate("org/model", config, weights, None, 0)

@@ -7,11 +7,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from rpbook.controlplane import Endpoint, NetworkVolume, RunpodClient, Template
+from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError, PlanConflictError
-from rpbook.plans import (EnsureResult, FieldChange, apply, check_data_center, ensure_endpoint, ensure_template,
-                          ensure_volume, pick_data_center, plan_endpoint, plan_template, plan_volume,
-                          volume_monthly_cost_usd)
+from rpbook.placement import check_data_center, pick_data_center, volume_data_center
+from rpbook.plans import (Blocker, BlockerKind, EnsureResult, FieldChange, apply, ensure_endpoint, ensure_template,
+                          ensure_volume, plan_endpoint, plan_template, plan_volume, volume_monthly_cost_usd)
+from rpbook.resources import Endpoint, NetworkVolume, Template
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
@@ -189,7 +190,9 @@ def test_dry_run_creates_nothing_and_endpoint_plan_is_blocked(client: RunpodClie
     assert counts(localpod) == (0, 0, 0)
     fields = endpoint.plan.changed_fields
     assert {"image", "gpu_pools", "workers_max", "network_volume", "env.MODEL_NAME"} <= set(fields)
-    assert len(endpoint.plan.blocked) == 2
+    assert [b.kind for b in endpoint.plan.blocked] == [BlockerKind.TEMPLATE_MISSING, BlockerKind.VOLUME_MISSING]
+    assert all(isinstance(b, Blocker) and b.kind.awaits_prerequisite for b in endpoint.plan.blocked)
+    assert "blocked: template 'vllm-mistral-7b' does not exist yet: run ensure_template first" in str(endpoint.plan)
     with pytest.raises(ConfigError, match="ensure_template first"):
         apply(client, endpoint.plan)
     assert counts(localpod) == (0, 0, 0)
@@ -385,8 +388,6 @@ def test_pick_data_center(client: RunpodClient) -> None:
 
 
 def test_volume_data_center_follows_an_existing_volume(client: RunpodClient) -> None:
-    from rpbook.plans import volume_data_center
-
     # No volume yet: picked like pick_data_center.
     assert volume_data_center(client, "weights", "AMPERE_24").id == pick_data_center(client, "AMPERE_24").id
     ensure_volume(client, VolumeSpec("weights", 20, "EU-CZ-1"), apply=True)
@@ -533,8 +534,6 @@ def test_unknown_image_cuda_is_left_alone_with_a_note(client: RunpodClient) -> N
 
 def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -> None:
     from rpbook.cuda import image_cuda_requirement
-    from rpbook.plans import volume_data_center
-
     cuda = image_cuda_requirement("runpod/worker-v1-vllm:v2.25.2")
     # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
     assert pick_data_center(client, "AMPERE_48").id == "EU-SE-1"

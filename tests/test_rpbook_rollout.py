@@ -107,7 +107,7 @@ def test_after_apply_skips_when_there_is_no_new_release(settings: Settings, clie
 
 
 def test_a_worker_on_another_version_counts_as_old_even_without_the_flag() -> None:
-    from rpbook.controlplane import WorkerSummary
+    from rpbook.resources import WorkerSummary
     from rpbook.rollout import is_old
 
     summary = WorkerSummary.from_api({"endpointVersion": 4, "summary": {}, "workers": [

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rpbook.controlplane import Endpoint, RunpodClient
+from rpbook.controlplane import RunpodClient
 from rpbook.errors import RpbookError
+from rpbook.resources import Endpoint
 from rpbook.secrets import Secret, reveal_api_key
 from rpbook.settings import Settings
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from rpbook.controlplane import GpuType
+from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
 from rpbook.specs import EndpointSpec
 

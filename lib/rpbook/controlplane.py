@@ -1,36 +1,39 @@
-"""Runpod's control plane through its REST API v2: endpoints, templates, network volumes, catalog, billing.
+"""Runpod's control plane through its REST API v2: the client and its retry policy.
 
 Why REST v2 and not the SDK's GraphQL: see ``rpbook.settings``. Why a hand-written client: the
 runbooks need few calls, typed answers and errors that say what to fix, and the API is small and
-has an official OpenAPI spec (``openapi-v2.json``) that these dataclasses follow field by field.
+has an official OpenAPI spec (``openapi-v2.json``). The typed answers are in ``rpbook.resources``;
+the rules for secrets in env maps in ``rpbook.secrets``.
 
 Retries: reads (GET) are idempotent, so a 429, a 5xx or a dropped connection is retried with
 exponential backoff (``Retry-After`` wins when the server sends one), at most ``max_attempts``
 times. Writes are never retried on an HTTP answer: a POST that timed out or got a 502 may still
 have created the resource, and creating it twice is exactly what the ``ensure_*`` plans exist to
 prevent. A write is retried only when the connection could not even be opened (nothing was sent).
+Every back-off is announced by :func:`announce_retry` before the wait, so a notebook cell that
+waits for Runpod says so instead of looking hung.
 
 Secrets: the API key is revealed only into the ``Authorization`` header; ``Secret`` values inside
-request bodies (an HF token in a template's env) are revealed only while the body is encoded. Env
-values read back that look secret are registered with ``rpbook.secrets`` so that ``scrub`` masks
-them from then on, and every repr and ``.raw`` of these dataclasses shows them masked.
+request bodies (an HF token in a template's env) are revealed only while the body is encoded.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import re
+import logging
+import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from rpbook import __version__
 from rpbook.errors import ConfigError, ControlPlaneError
-from rpbook.secrets import Secret, mask, scrub
+from rpbook.resources import (DataCenter, Endpoint, GpuType, NetworkVolume, ServerlessBilling, Template,
+                              WorkerLogLine, WorkerSummary)
+from rpbook.secrets import Secret, reveal_secrets, scrub
 from rpbook.settings import Settings
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -41,377 +44,8 @@ MAX_BACKOFF_S = 8.0
 MAX_RETRY_AFTER_S = 60.0
 """A ``Retry-After`` longer than this is capped: a runbook cell should fail rather than hang."""
 
-_SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL)",
-                         re.IGNORECASE)
-_SECRET_REFERENCE = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z_][A-Za-z0-9_.\-/]*\s*\}\}$")
 
-
-# -- secrets in env maps -----------------------------------------------------------------------
-
-
-def is_secret_env_key(key: str) -> bool:
-    """Whether an env var's value should be treated as a secret (``HF_TOKEN``, ``*_API_KEY``, ...)."""
-    return bool(_SECRET_KEY.search(key))
-
-
-def is_secret_reference(value: str) -> bool:
-    """``{{ RUNPOD_SECRET_name }}``: Runpod substitutes the secret at boot; the string itself is safe."""
-    return bool(_SECRET_REFERENCE.match(value.strip()))
-
-
-def display_env_value(key: str, value: Any) -> str:
-    """How an env value may be shown: secrets masked, references and ordinary values as they are."""
-    if isinstance(value, Secret):
-        return value.masked
-    text = "" if value is None else str(value)
-    if text and is_secret_env_key(key) and not is_secret_reference(text):
-        return mask(text)
-    return scrub(text)
-
-
-def redact_env(env: Mapping[str, Any]) -> dict[str, str]:
-    """A copy of an env map that is safe to print."""
-    return {key: display_env_value(key, value) for key, value in env.items()}
-
-
-def _register_env_secrets(env: Mapping[str, str], source: str) -> None:
-    """Make ``scrub`` mask secret-looking env values read from the API (e.g. a literal HF token)."""
-    for key, value in env.items():
-        if isinstance(value, str) and value and is_secret_env_key(key) and not is_secret_reference(value):
-            Secret(key, value, source)
-
-
-def _redact_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The API's JSON with env values masked, for display."""
-    out = dict(raw)
-    env = out.get("env")
-    if isinstance(env, Mapping):
-        out["env"] = redact_env(env)
-    return out
-
-
-def reveal_secrets(value: Any) -> Any:
-    """A JSON-ready copy of a request body with every ``Secret`` revealed (the HTTP boundary only)."""
-    if isinstance(value, Secret):
-        return value.reveal()
-    if isinstance(value, Mapping):
-        return {key: reveal_secrets(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [reveal_secrets(item) for item in value]
-    return value
-
-
-# -- typed resources ---------------------------------------------------------------------------
-
-
-def _env_repr(env: Mapping[str, Any]) -> str:
-    return repr(redact_env(env))
-
-
-@dataclass(frozen=True, repr=False)
-class Endpoint:
-    """A serverless endpoint (``Endpoint`` in the spec). REST v2 does not say which template it was
-    created from: the template's container settings (image, env, disk) were copied into it."""
-
-    id: str
-    name: str
-    image: str
-    env: Mapping[str, str]
-    gpu_pools: tuple[str, ...]
-    gpu_count: int
-    workers_min: int
-    workers_max: int
-    idle_timeout_s: int | None
-    """None for a queue endpoint scaling on REQUEST_COUNT (the API omits it then)."""
-    scaler_type: str
-    scaler_value: float
-    data_center_ids: tuple[str, ...]
-    network_volume_ids: tuple[str, ...]
-    timeout_ms: int
-    flashboot: str
-    """``OFF``, ``FLASHBOOT`` or ``PRIORITY_FLASHBOOT``."""
-    request_urls: Mapping[str, str]
-    type: str = "QUEUE"
-    disk_gb: int | None = None
-    gpu_excluded_types: tuple[str, ...] = ()
-    created_at: str | None = None
-    allowed_cuda_versions: tuple[str, ...] = ()
-    """Host CUDA versions workers may be placed on (``gpu.allowedCudaVersions``); empty: any."""
-    min_cuda_version: str | None = None
-    """Lowest host CUDA version for workers (``gpu.minCudaVersion``); None: no floor."""
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    """The API's JSON for display, with secret env values masked."""
-
-    @property
-    def flashboot_enabled(self) -> bool:
-        return self.flashboot in ("FLASHBOOT", "PRIORITY_FLASHBOOT")
-
-    @property
-    def execution_timeout_s(self) -> float:
-        return self.timeout_ms / 1000
-
-    def __repr__(self) -> str:
-        return (f"Endpoint(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
-                f"gpu_pools={self.gpu_pools!r}, gpu_count={self.gpu_count}, workers={self.workers_min}-"
-                f"{self.workers_max}, idle_timeout_s={self.idle_timeout_s}, scaler={self.scaler_type}:"
-                f"{self.scaler_value:g}, data_center_ids={self.data_center_ids!r}, "
-                f"network_volume_ids={self.network_volume_ids!r}, timeout_ms={self.timeout_ms}, "
-                f"flashboot={self.flashboot!r})")
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Endpoint:
-        env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
-        _register_env_secrets(env, f"endpoint {data.get('id')}")
-        gpu = data.get("gpu") or {}
-        workers = data.get("workers") or {}
-        scaling = data.get("scaling") or {}
-        scaler_type = scaling.get("type", "QUEUE_DELAY")
-        value = scaling.get("requestCount") if scaler_type == "REQUEST_COUNT" else scaling.get("queueDelay")
-        return cls(
-            id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""), env=env,
-            gpu_pools=tuple(gpu.get("pools") or ()), gpu_count=int(gpu.get("count") or 1),
-            workers_min=int(workers.get("min") or 0), workers_max=int(workers.get("max") or 0),
-            idle_timeout_s=workers.get("idleTimeout"), scaler_type=str(scaler_type),
-            scaler_value=float(value) if value is not None else 0.0,
-            data_center_ids=tuple(data.get("dataCenterIds") or ()),
-            network_volume_ids=tuple(data.get("networkVolumes") or ()),
-            timeout_ms=int(data.get("timeout") or 0), flashboot=str(data.get("flashboot") or "OFF"),
-            request_urls=dict(data.get("requestUrls") or {}), type=str(data.get("type") or "QUEUE"),
-            disk_gb=data.get("disk"), gpu_excluded_types=tuple(gpu.get("excludedTypes") or ()),
-            created_at=data.get("createdAt"), allowed_cuda_versions=tuple(gpu.get("allowedCudaVersions") or ()),
-            min_cuda_version=gpu.get("minCudaVersion") or None, raw=_redact_raw(data))
-
-
-@dataclass(frozen=True, repr=False)
-class Template:
-    """A template (``Template`` in the spec): container settings an endpoint copies when created."""
-
-    id: str
-    name: str
-    image: str
-    env: Mapping[str, str]
-    disk_gb: int
-    serverless: bool
-    args: str = ""
-    ports: tuple[str, ...] = ()
-    category: str = "NVIDIA"
-    allowed_cuda_versions: tuple[str, ...] = ()
-    """Host CUDA versions for containers from this template; empty: any."""
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
-
-    def __repr__(self) -> str:
-        return (f"Template(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
-                f"disk_gb={self.disk_gb}, serverless={self.serverless})")
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Template:
-        env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
-        _register_env_secrets(env, f"template {data.get('id')}")
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""),
-                   env=env, disk_gb=int(data.get("disk") or 0), serverless=bool(data.get("serverless")),
-                   args=str(data.get("args") or ""), ports=tuple(data.get("ports") or ()),
-                   category=str(data.get("category") or "NVIDIA"),
-                   allowed_cuda_versions=tuple(data.get("allowedCudaVersions") or ()), raw=_redact_raw(data))
-
-
-@dataclass(frozen=True)
-class NetworkVolume:
-    """A network volume (``NetworkVolume`` in the spec); its data center and tier are immutable."""
-
-    id: str
-    name: str
-    size_gb: int
-    data_center: str
-    type: str = "STANDARD"
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> NetworkVolume:
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), size_gb=int(data.get("size") or 0),
-                   data_center=str(data.get("dataCenter") or ""), type=str(data.get("type") or "STANDARD"),
-                   raw=dict(data))
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Stock of one thing (a GPU type in a data center, or a data center for a GPU type)."""
-
-    id: str
-    name: str
-    availability: str
-    """``NONE``, ``LOW``, ``MEDIUM`` or ``HIGH``."""
-
-
-AVAILABILITY_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
-
-
-@dataclass(frozen=True)
-class GpuType:
-    """A GPU type of the catalog; ``pool`` is the serverless pool id endpoints take (None: not serverless)."""
-
-    id: str
-    name: str
-    pool: str | None
-    memory_gb: int
-    serverless_price_hr: float | None
-    """USD per GPU per hour on serverless (the pool's list price); None when not in a serverless pool."""
-    availability: str | None = None
-    """Overall serverless stock, when asked for (``serverless_availability=True``)."""
-    data_centers: tuple[Availability, ...] = ()
-    """Data centers stocking this type for serverless, when asked for (with a CUDA filter: only
-    those with hosts on a matching CUDA version)."""
-    cuda_versions: tuple[str, ...] = ()
-    """CUDA versions hosts of this type report (``cudaVersions``), when availability was asked for."""
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def serverless_price_per_s(self) -> float | None:
-        return None if self.serverless_price_hr is None else self.serverless_price_hr / 3600
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> GpuType:
-        price = (data.get("price") or {}).get("serverless")
-        centers = tuple(Availability(str(dc["id"]), str(dc.get("name", "")), str(dc.get("availability", "NONE")))
-                        for dc in data.get("dataCenters") or ())
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), pool=data.get("pool"),
-                   memory_gb=int(data.get("memory") or 0),
-                   serverless_price_hr=float(price) if price is not None else None,
-                   availability=data.get("availability"), data_centers=centers,
-                   cuda_versions=tuple(str(c["version"]) for c in data.get("cudaVersions") or ()), raw=dict(data))
-
-
-@dataclass(frozen=True)
-class DataCenter:
-    """A data center of the catalog: where it is, which volume tiers and GPU types it offers."""
-
-    id: str
-    name: str
-    region: str
-    volume_types: tuple[str, ...]
-    gpu_availability: tuple[Availability, ...] = ()
-    """GPU types this data center offers, when asked for (``gpu_availability=True``)."""
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def offers_standard_volumes(self) -> bool:
-        return "STANDARD" in self.volume_types
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> DataCenter:
-        stock = tuple(Availability(str(g["id"]), str(g.get("name", "")), str(g.get("availability", "NONE")))
-                      for g in data.get("gpuAvailability") or ())
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), region=str(data.get("region", "UNKNOWN")),
-                   volume_types=tuple(data.get("networkVolumeTypes") or ()), gpu_availability=stock,
-                   raw=dict(data))
-
-
-@dataclass(frozen=True)
-class Worker:
-    """One worker of an endpoint (``Worker`` in the spec)."""
-
-    id: str
-    status: str
-    is_stale: bool
-    gpu_count: int
-    version: int | None = None
-    image: str | None = None
-    uptime_seconds: int | None = None
-    gpu_type_id: str | None = None
-    data_center_id: str | None = None
-    started_at: str | None = None
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Worker:
-        return cls(id=str(data["id"]), status=str(data.get("status", "")), is_stale=bool(data.get("isStale")),
-                   gpu_count=int(data.get("gpuCount") or 0), version=data.get("version"), image=data.get("image"),
-                   uptime_seconds=data.get("uptimeSeconds"), gpu_type_id=data.get("gpuTypeId"),
-                   data_center_id=data.get("dataCenterId"), started_at=data.get("startedAt"))
-
-
-@dataclass(frozen=True)
-class WorkerLogLine:
-    """One line of a worker's log (an event of ``GET /v2/serverless/{id}/workers/{workerId}/logs``).
-
-    ``line`` passed through ``scrub``: a secret rpbook knows (an HF token it read) shows masked
-    even when a worker printed it."""
-
-    worker_id: str
-    ts: str
-    source: str
-    line: str
-    event_id: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.ts} {self.worker_id} [{self.source}] {self.line}"
-
-
-@dataclass(frozen=True)
-class WorkerSummary:
-    """``GET /v2/serverless/{id}/workers``: counts by state, and the workers themselves."""
-
-    running: int
-    idle: int
-    initializing: int
-    throttled: int
-    unhealthy: int
-    total: int
-    endpoint_version: int | None = None
-    workers: tuple[Worker, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> WorkerSummary:
-        summary = data.get("summary") or {}
-        return cls(running=int(summary.get("running", 0)), idle=int(summary.get("idle", 0)),
-                   initializing=int(summary.get("initializing", 0)), throttled=int(summary.get("throttled", 0)),
-                   unhealthy=int(summary.get("unhealthy", 0)), total=int(summary.get("total", 0)),
-                   endpoint_version=data.get("endpointVersion"),
-                   workers=tuple(Worker.from_api(w) for w in data.get("workers") or ()), raw=dict(data))
-
-
-@dataclass(frozen=True)
-class BillingRecord:
-    """Serverless spend of one endpoint in one time bucket (USD)."""
-
-    start: str
-    end: str
-    endpoint_id: str
-    total_usd: float
-    gpu_usd: float
-
-
-@dataclass(frozen=True)
-class ServerlessBilling:
-    """``GET /v2/billing/serverless``: bucketed records and the window's totals (USD)."""
-
-    records: tuple[BillingRecord, ...]
-    total_usd: float
-    gpu_usd: float
-    start: str | None
-    end: str | None
-    bucket_size: str | None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> ServerlessBilling:
-        meta = data.get("metadata") or {}
-        totals = meta.get("totals") or {}
-        query = meta.get("query") or {}
-        records = tuple(BillingRecord(start=str(r.get("startTime")), end=str(r.get("endTime")),
-                                      endpoint_id=str(r.get("serverlessId")),
-                                      total_usd=float(r.get("totalAmount") or 0.0),
-                                      gpu_usd=float(r.get("gpuAmount") or 0.0))
-                        for r in data.get("records") or ())
-        return cls(records=records, total_usd=float(totals.get("totalAmount") or 0.0),
-                   gpu_usd=float(totals.get("gpuAmount") or 0.0), start=query.get("startTime"),
-                   end=query.get("endTime"), bucket_size=query.get("bucketSize"), raw=dict(data))
-
-
-# -- errors and retries ------------------------------------------------------------------------
+# -- errors -------------------------------------------------------------------------------
 
 _HINTS = {
     401: "Check RUNPOD_API_KEY (environment or env file): it is missing, mistyped, revoked or for another "
@@ -429,6 +63,35 @@ _LOCAL_HINTS = {
 }
 """Local mode's own advice: a Runpod console key means nothing to localpod."""
 _SERVER_HINT = "Runpod had a server-side problem: run the cell again in a minute (see https://uptime.runpod.io)."
+
+
+def error_from_response(response: httpx.Response, action: str, *, local: bool = False) -> ControlPlaneError:
+    """A ``ControlPlaneError`` from an RFC 9457 problem document (or whatever body came back)."""
+    status = response.status_code
+    title, detail, errors = response.reason_phrase or "Error", "", []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        title = str(body.get("title") or title)
+        detail = str(body.get("detail") or "")
+        errors = [scrub(str(e)) for e in body.get("errors") or [] if e is not None]
+    elif response.text:
+        detail = response.text.strip()[:500]
+    message = f"Runpod REST API: {action} failed with {status} {title}"
+    if detail:
+        message += f": {detail}"
+    extra = [e for e in errors if e not in detail]
+    if extra:
+        message += "\n" + "\n".join(f"  - {e}" for e in extra)
+    hint = (local and _LOCAL_HINTS.get(status)) or _HINTS.get(status) or (_SERVER_HINT if status >= 500 else "")
+    if hint:
+        message += f"\n{hint}"
+    return ControlPlaneError(scrub(message), status, errors)
+
+
+# -- retries -----------------------------------------------------------------------------------
 
 
 class _RetryableStatus(Exception):
@@ -458,30 +121,43 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_from_response(response: httpx.Response, action: str, *, local: bool = False) -> ControlPlaneError:
-    """A ``ControlPlaneError`` from an RFC 9457 problem document (or whatever body came back)."""
-    status = response.status_code
-    title, detail, errors = response.reason_phrase or "Error", "", []
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping):
-        title = str(body.get("title") or title)
-        detail = str(body.get("detail") or "")
-        errors = [scrub(str(e)) for e in body.get("errors") or [] if e is not None]
-    elif response.text:
-        detail = response.text.strip()[:500]
-    message = f"Runpod REST API: {action} failed with {status} {title}"
-    if detail:
-        message += f": {detail}"
-    extra = [e for e in errors if e not in detail]
-    if extra:
-        message += "\n" + "\n".join(f"  - {e}" for e in extra)
-    hint = (local and _LOCAL_HINTS.get(status)) or _HINTS.get(status) or (_SERVER_HINT if status >= 500 else "")
-    if hint:
-        message += f"\n{hint}"
-    return ControlPlaneError(scrub(message), status, errors)
+class _CurrentStdout(logging.Handler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted (a notebook cell's output,
+    a captured test stream), not the stream of the moment the handler was made."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stdout, flush=True)
+        except Exception:  # noqa: BLE001  # logging must never break the call it reports on
+            self.handleError(record)
+
+
+retry_log = logging.getLogger("rpbook.retry")
+"""Where every back-off is reported, at INFO, to stdout: in a notebook the line appears in the
+cell that waits. Its own handler (``propagate`` off) so that a root logger some library set up
+(the runpod SDK calls ``logging.basicConfig``) neither repeats it on stderr nor hides it;
+``retry_log.setLevel(logging.WARNING)`` silences it."""
+if not retry_log.handlers:
+    retry_log.addHandler(_CurrentStdout())
+    retry_log.setLevel(logging.INFO)
+    retry_log.propagate = False
+
+
+def announce_retry(action: str, reason: str, wait_s: float, attempt: int, max_attempts: int) -> None:
+    """The one place a retry is reported, before its back-off (as huggingface_hub's
+    ``http_backoff`` logs "Retrying in Ns [Retry k/n]" in ``utils/_http.py``): ``attempt`` is the
+    attempt that just failed, ``reason`` why (an HTTP status, a connection error)."""
+    retry_log.info(scrub(f"{action}: retrying in {round(wait_s, 2):g} s after {reason} "
+                         f"(attempt {attempt} of {max_attempts})"))
+
+
+def _retry_reason(exc: BaseException | None) -> str:
+    if isinstance(exc, _RetryableStatus):
+        response = exc.response
+        return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    if exc is None:
+        return "no answer"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -554,8 +230,14 @@ class RunpodClient:
             # A write is repeated only when the connection never opened: nothing reached the server.
             return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
 
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            announce_retry(action, _retry_reason(exc), state.upcoming_sleep, state.attempt_number,
+                           self.max_attempts)
+
         retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
-                            retry=retry_if_exception(retryable), sleep=self._sleep, reraise=True)
+                            retry=retry_if_exception(retryable), sleep=self._sleep, before_sleep=before_sleep,
+                            reraise=True)
         try:
             response = retrying(attempt)
         except _RetryableStatus as exc:
@@ -751,8 +433,3 @@ class RunpodClient:
         if end is not None:
             params["endTime"] = end
         return ServerlessBilling.from_api(self._json("GET", "/v2/billing/serverless", params=params))
-
-
-def by_name(resources: Iterable[Any], name: str) -> list[Any]:
-    """Resources whose ``name`` is exactly ``name`` (Runpod names need not be unique)."""
-    return [r for r in resources if getattr(r, "name", None) == name]

@@ -7,6 +7,11 @@ error of ``huggingface_hub`` is turned into ``HubError`` / ``GatedModelError`` w
 says what to do, passed through ``scrub()`` and raised ``from None`` (the original exception holds
 the HTTP request, whose headers carry the token, and would add a second, less useful traceback).
 
+The arithmetic on what these queries return (KV cache, GPU memory, which pool fits) is in
+``rpbook.modelsize``. Errors are told apart by huggingface_hub's exception types and HTTP status
+codes (``errors.py``; ``hf_raise_for_status`` in ``utils/_http.py`` picks the type from the Hub's
+``X-Error-Code``), never by the text of the exception.
+
 Links meant for people (model pages, token settings) always point at the real Hub,
 https://huggingface.co, even in local mode: that is where a licence is accepted or a token created.
 """
@@ -19,7 +24,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import errors as hf_errors
@@ -27,6 +32,7 @@ from tqdm.auto import tqdm
 
 from rpbook import __version__
 from rpbook.errors import ConfigError, GatedModelError, HubError
+from rpbook.modelsize import GpuMemoryEstimate, check_sequence_arguments, gpu_memory_estimate
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import HUB_URL, Settings
 
@@ -111,55 +117,6 @@ class WeightsEstimate:
         return self.total_bytes + self.skipped_bytes
 
 
-@dataclass(frozen=True)
-class GpuMemoryEstimate:
-    """GPU memory vLLM needs to serve one sequence of ``max_model_len`` tokens (see
-    ``min_gpu_memory_gb`` for the formula). Byte fields are exact; ``*_gb`` are GiB (2**30), the unit
-    GPU memory is sold in (a "24 GB" card has 24 GiB)."""
-
-    repo: str
-    max_model_len: int
-    gpu_memory_utilization: float
-    weights_bytes: int
-    kv_cache_bytes: int
-    kv_bytes_per_token: int
-    overhead_bytes: int
-    total_bytes: int
-    """weights + KV cache + overhead: what must fit in the fraction vLLM may use."""
-    required_bytes: int
-    """``total_bytes / gpu_memory_utilization``: the card size needed."""
-    num_hidden_layers: int
-    num_key_value_heads: int
-    head_dim: int
-    dtype: str
-    dtype_bytes: int
-
-    @property
-    def memory_gb(self) -> float:
-        """Minimum GPU memory in GiB; compare with a pool's nominal VRAM."""
-        return self.required_bytes / GIB
-
-    def full_length_sequences(self, vram_gib: float) -> int:
-        """How many sequences of ``max_model_len`` tokens fit in the KV cache of one GPU with
-        ``vram_gib``: what vLLM's share of the card holds after weights and overhead, divided by
-        one full sequence's KV cache. Shorter requests share the rest, so a worker can run more
-        requests than this at once, but this many long ones fill it and the rest wait."""
-        free = vram_gib * GIB * self.gpu_memory_utilization - self.weights_bytes - self.overhead_bytes
-        return max(0, int(free // self.kv_cache_bytes)) if self.kv_cache_bytes else 0
-
-    @property
-    def breakdown_gb(self) -> dict[str, float]:
-        """Each part in GiB, rounded for display."""
-        return {"weights": round(self.weights_bytes / GIB, 2), "kv_cache": round(self.kv_cache_bytes / GIB, 2),
-                "overhead": round(self.overhead_bytes / GIB, 2), "total": round(self.total_bytes / GIB, 2),
-                "required": round(self.required_bytes / GIB, 2)}
-
-
-GIB = 1 << 30
-OVERHEAD_BYTES = int(1.5 * GIB)
-"""Activations, CUDA context/graphs and allocator slack of a single-GPU vLLM server (a rough,
-deliberately round figure)."""
-
 VOLUME_MIN_GB = 10
 VOLUME_MAX_GB = 4096
 """Runpod's network-volume size limits (REST v2 ``CreateNetworkVolumeRequest.size``)."""
@@ -239,12 +196,24 @@ def _gated_message(repo_id: str, problem: AccessProblem, gated: Gated | None, se
     return text
 
 
-def _problem_from_gated_error(err: BaseException) -> AccessProblem:
-    return "request_pending" if "awaiting a review" in str(err) else "licence_not_accepted"
+def _problem_from_gated_error(err: hf_errors.GatedRepoError) -> AccessProblem:
+    """Licence not accepted, or access requested and still under review?
+
+    huggingface_hub raises ``GatedRepoError`` alike for both (``hf_raise_for_status`` in its
+    ``utils/_http.py`` maps ``X-Error-Code: GatedRepo`` to it; both are HTTP 403). The Hub tells
+    them apart only in its ``X-Error-Message`` ("Your request to access model ... is awaiting a
+    review from the repo authors."), which huggingface_hub keeps as ``server_message``: that field,
+    not the formatted exception text, is read here, and nowhere else."""
+    server = (err.server_message or "").lower()
+    return "request_pending" if "awaiting a review" in server else "licence_not_accepted"
 
 
-def _is_fine_grained_refusal(err: BaseException) -> bool:
-    return _status(err) == 403 and "gated repositories" in str(err)
+def _is_gated_read_refusal(err: BaseException) -> bool:
+    """A fine-grained token without the gated-read permission: the Hub refuses with HTTP 403 and no
+    ``X-Error-Code``, so ``hf_raise_for_status`` raises a plain ``HfHubHTTPError`` (no subclass:
+    not ``GatedRepoError``, ``RepositoryNotFoundError`` nor ``DisabledRepoError``), even when the
+    licence was accepted."""
+    return type(err) is hf_errors.HfHubHTTPError and _status(err) == 403
 
 
 @contextmanager
@@ -271,7 +240,7 @@ def _hub_errors(settings: Settings, token: Secret, repo_id: str | None = None,
         raise HubError(f"{repo_id} has no such file on the Hub: {_server_message(err)}") from None
     except hf_errors.HfHubHTTPError as err:
         status = _status(err)
-        if _is_fine_grained_refusal(err):
+        if _is_gated_read_refusal(err):
             raise GatedModelError(_fine_grained_message(repo_id)) from None
         if status == 401:
             raise HubError(_token_rejected(settings, token)) from None
@@ -345,7 +314,7 @@ def check_model_access(settings: Settings, token: Secret, repo_id: str) -> Model
         except hf_errors.GatedRepoError as err:
             problem, server = _problem_from_gated_error(err), _server_message(err)
         except hf_errors.HfHubHTTPError as err:
-            if not _is_fine_grained_refusal(err):
+            if not _is_gated_read_refusal(err):
                 raise
             problem = "token_cannot_read_gated"
     if problem is not None:
@@ -494,67 +463,16 @@ def recommend_volume_gb(weights_bytes: int) -> int:
 
 # ------------------------------------------------------------------------------------- GPU memory
 
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp32": 4, "fp16": 2, "bf16": 2, "half": 2,
-                "float": 4}
-
-
 def min_gpu_memory_gb(settings: Settings, token: Secret, repo_id: str, max_model_len: int,
                       gpu_memory_utilization: float = 0.9, *,
                       weights: WeightsEstimate | None = None) -> GpuMemoryEstimate:
     """Estimate the smallest GPU that serves ``repo_id`` with vLLM for ONE sequence of
-    ``max_model_len`` tokens (vLLM refuses to start when even one does not fit in the KV cache)::
-
-        kv_bytes_per_token = 2 (K and V) × num_hidden_layers × num_key_value_heads × head_dim × dtype_bytes
-        total              = weights_bytes + kv_bytes_per_token × max_model_len + 1.5 GiB overhead
-        required           = total / gpu_memory_utilization
-
-    Values come from the repo's ``config.json`` (``head_dim`` defaults to hidden_size /
-    num_attention_heads, ``num_key_value_heads`` to num_attention_heads). The dtype is vLLM's
-    ``--dtype auto``: the config's ``torch_dtype``, except that float32 checkpoints are served in
-    float16 (their weights then take half their file size). It is an **estimate**: sliding windows,
-    quantized KV caches, tensor parallelism and vLLM's CUDA-graph and sampler memory are not modelled;
-    more concurrent sequences need proportionally more KV cache. ``weights`` reuses an
+    ``max_model_len`` tokens, from the repo's weights and ``config.json`` read from the Hub (the
+    arithmetic and its limits: :func:`rpbook.modelsize.gpu_memory_estimate`). ``weights`` reuses an
     ``estimate_weights`` result."""
-    if max_model_len <= 0:
-        raise ConfigError(f"max_model_len must be a positive number of tokens, got {max_model_len}")
-    if not 0 < gpu_memory_utilization <= 1:
-        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    check_sequence_arguments(max_model_len, gpu_memory_utilization)
     if weights is None:
         weights = estimate_weights(settings, token, repo_id)
     config = _download_json(settings, token, repo_id, "config.json")
-    config = config.get("text_config", config) if "num_hidden_layers" not in config else config
-    try:
-        layers = int(config["num_hidden_layers"])
-        heads = int(config["num_attention_heads"])
-        kv_heads = int(config.get("num_key_value_heads") or heads)
-        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
-    except (KeyError, TypeError, ValueError):
-        raise HubError(f"config.json of {repo_id} lacks num_hidden_layers / num_attention_heads / hidden_size; "
-                       "cannot estimate its KV cache.") from None
-    checkpoint_dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").lower()
-    dtype = "float16" if checkpoint_dtype in ("float32", "fp32", "float") else checkpoint_dtype
-    dtype_bytes = _DTYPE_BYTES.get(dtype, 2)
-    weights_bytes = weights.total_bytes
-    if checkpoint_dtype in ("float32", "fp32", "float") and (weights.dtype in (None, "F32")):
-        weights_bytes //= 2
-    per_token = 2 * layers * kv_heads * head_dim * dtype_bytes
-    kv_bytes = per_token * max_model_len
-    total = weights_bytes + kv_bytes + OVERHEAD_BYTES
-    return GpuMemoryEstimate(repo=repo_id, max_model_len=max_model_len,
-                             gpu_memory_utilization=gpu_memory_utilization, weights_bytes=weights_bytes,
-                             kv_cache_bytes=kv_bytes, kv_bytes_per_token=per_token, overhead_bytes=OVERHEAD_BYTES,
-                             total_bytes=total, required_bytes=int(math.ceil(total / gpu_memory_utilization)),
-                             num_hidden_layers=layers, num_key_value_heads=kv_heads, head_dim=head_dim,
-                             dtype=dtype, dtype_bytes=dtype_bytes)
-
-
-def smallest_fitting_pool(memory_gb: float, pools: Mapping[str, int]) -> str | None:
-    """The serverless GPU pool with the least VRAM that is still >= ``memory_gb`` (GiB, as
-    ``GpuMemoryEstimate.memory_gb``); among pools with the same VRAM the first in ``pools`` wins, so
-    pass them cheapest first. None when no pool is big enough (use several GPUs or a smaller
-    ``max_model_len``). ``pools`` maps pool id → VRAM GB, e.g. from the control plane's catalog."""
-    best: tuple[int, int, str] | None = None
-    for order, (pool, vram) in enumerate(pools.items()):
-        if vram >= memory_gb and (best is None or (vram, order) < best[:2]):
-            best = (vram, order, pool)
-    return None if best is None else best[2]
+    return gpu_memory_estimate(repo_id, config, weights.total_bytes, weights.dtype, max_model_len,
+                               gpu_memory_utilization)

@@ -13,34 +13,33 @@ A ``Plan`` prints as a "wanted vs actual" table (text, and HTML in JupyterLab) w
 ``apply`` executes it: POST for create, PATCH with only the changed fields for update, GET for none.
 
 Runpod rules the plans know: a network volume can grow but never shrink, and its data center is
-fixed at creation; an endpoint's workers can only mount a volume in their own data center, and that
-data center must stock the endpoint's GPU pool or the workers stay THROTTLED forever; REST v2
-endpoints copy the template's image and env at creation (no link is kept), so a changed template
-reaches an existing endpoint only by a PATCH with ``templateId``.
+fixed at creation; REST v2 endpoints copy the template's image and env at creation (no link is
+kept), so a changed template reaches an existing endpoint only by a PATCH with ``templateId``.
+Where an endpoint's workers may run (data center, GPU pools, host CUDA version) is checked by
+:mod:`rpbook.placement` before a plan is shown.
 
-CUDA: an image built for CUDA 13.0 (``runpod/worker-v1-vllm`` v2.19.0+) crash-loops, billed, on an
-older host, so the endpoint carries its image's requirement (``gpu.allowedCudaVersions`` or
-``minCudaVersion``, from :mod:`rpbook.cuda` unless the spec sets it), the plan shows it, and before
-anything is created the catalog must show hosts with it for the pools in the data center (pinned or
-the volume's); otherwise ``ConfigError`` names the pools and data centers that do offer it.
+An endpoint plan whose template or volume does not exist yet is ``blocked`` (a typed
+:class:`Blocker`): it can be shown, not applied.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from enum import Enum
 from operator import attrgetter
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping
 
-from rpbook.controlplane import (AVAILABILITY_LEVELS, DataCenter, Endpoint, GpuType, NetworkVolume, RunpodClient,
-                                 Template, by_name, display_env_value)
-from rpbook.cuda import CudaRequirement, image_cuda_requirement
+from rpbook.controlplane import RunpodClient
+from rpbook.cuda import CudaRequirement
 from rpbook.display import html_table
+from rpbook.errors import ConfigError, PlanConflictError
 from rpbook.ledger import record_create
 from rpbook.pending import NotCreated, clear_pending, pending, record_pending
-from rpbook.errors import ConfigError, PlanConflictError
-from rpbook.secrets import Secret, scrub
-from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, check_pools
+from rpbook.placement import cuda_placement_notes, endpoint_cuda, endpoint_data_center
+from rpbook.resources import Endpoint, NetworkVolume, Template, one_by_name
+from rpbook.secrets import Secret, display_env_value, scrub
+from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec
 
 Kind = Literal["volume", "template", "endpoint"]
 Action = Literal["create", "update", "none"]
@@ -107,6 +106,31 @@ class FieldChange:
     __str__ = __repr__
 
 
+class BlockerKind(Enum):
+    """Why a plan cannot be applied yet."""
+
+    TEMPLATE_MISSING = "template missing"
+    """The endpoint's template does not exist yet (``ensure_template`` creates it)."""
+    VOLUME_MISSING = "volume missing"
+    """The endpoint's network volume does not exist yet (``ensure_volume`` creates it)."""
+
+    @property
+    def awaits_prerequisite(self) -> bool:
+        """A resource that an earlier step of the same run creates: the block lifts when its turn comes."""
+        return self in (BlockerKind.TEMPLATE_MISSING, BlockerKind.VOLUME_MISSING)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a plan cannot be applied yet; ``message`` says what to run first."""
+
+    kind: BlockerKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True, repr=False)
 class Plan:
     """What ``apply`` would do to one resource, and why."""
@@ -119,7 +143,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     request: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The body ``apply`` sends (create: whole; update: only changed fields). Secrets stay ``Secret``."""
-    blocked: list[str] = field(default_factory=list)
+    blocked: list[Blocker] = field(default_factory=list)
     """Why it cannot be applied yet (a template or volume it needs does not exist)."""
     current: Resource | None = field(default=None, compare=False)
     """The resource as it is now (None when it is to be created)."""
@@ -167,7 +191,7 @@ class Plan:
         if self.notes or self.blocked:
             parts.append("<ul>")
             parts += [f"<li>{esc(n)}</li>" for n in self.notes]
-            parts += [f"<li><b>blocked:</b> {esc(b)}</li>" for b in self.blocked]
+            parts += [f"<li><b>blocked:</b> {esc(str(b))}</li>" for b in self.blocked]
             parts.append("</ul>")
         parts.append("</div>")
         return scrub("".join(parts))
@@ -197,14 +221,9 @@ class EnsureResult:
         return self.plan._repr_html_() + f"<div><i>{html.escape(state)}</i></div>"
 
 
-def _single(kind: Kind, name: str, matches: Sequence[Any]) -> Any | None:
-    if len(matches) > 1:
-        ids = ", ".join(m.id for m in matches)
-        raise PlanConflictError(
-            f"{len(matches)} {_KIND_LABEL[kind]}s are named {name!r} ({ids}); rpbook adopts resources by name "
-            "and will not guess which one you mean, nor create another. Delete or rename all but one in the "
-            "Runpod console, or choose another name.")
-    return matches[0] if matches else None
+def _named(kind: Kind, resources: Iterable[Any], name: str) -> Any | None:
+    """The one resource of ``kind`` named ``name`` (``resources.one_by_name``)."""
+    return one_by_name(resources, name, _KIND_LABEL[kind])
 
 
 def _env_value(value: Any) -> Any:
@@ -230,7 +249,7 @@ def _compare(wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> list[Field
 
 def plan_volume(client: RunpodClient, spec: VolumeSpec) -> Plan:
     """Create the volume, grow it, or leave it; never shrink it, never move it."""
-    volume: NetworkVolume | None = _single("volume", spec.name, by_name(client.list_network_volumes(), spec.name))
+    volume: NetworkVolume | None = _named("volume", client.list_network_volumes(), spec.name)
     cost = f"about ${volume_monthly_cost_usd(spec.size_gb):.2f}/month for {spec.size_gb} GB while it exists"
     if volume is None:
         body = {"name": spec.name, "size": spec.size_gb, "dataCenter": spec.data_center, "type": VOLUME_TYPE}
@@ -274,7 +293,7 @@ _TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverle
 
 def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
     """Create the template or PATCH the fields (and env keys) that differ."""
-    template: Template | None = _single("template", spec.name, by_name(client.list_templates(), spec.name))
+    template: Template | None = _named("template", client.list_templates(), spec.name)
     wanted = _template_wanted(spec)
     if template is None:
         changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ("", ())]
@@ -305,116 +324,13 @@ def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
                 current=template)
 
 
-# -- data centers ------------------------------------------------------------------------------
-
-
-def _pools(pool: str | Sequence[str]) -> tuple[str, ...]:
-    pools = (pool,) if isinstance(pool, str) else tuple(pool)
-    if not pools or not all(isinstance(p, str) and p for p in pools):
-        raise ConfigError(f"pool: give a serverless GPU pool id such as 'AMPERE_24' (or a list), got {pool!r}")
-    return pools
-
-
-def _pool_stock(gpus: Sequence[GpuType], pools: Sequence[str]) -> dict[str, dict[str, str]]:
-    """data center id -> pool -> best serverless stock level of the pool's GPU types there."""
-    stock: dict[str, dict[str, str]] = {}
-    for gpu in gpus:
-        if gpu.pool not in pools:
-            continue
-        for dc in gpu.data_centers:
-            if dc.availability == "NONE":
-                continue
-            levels = stock.setdefault(dc.id, {})
-            old = levels.get(gpu.pool, "NONE")
-            levels[gpu.pool] = max(old, dc.availability, key=_level)
-    return stock
-
-
-def _level(value: str) -> int:
-    return AVAILABILITY_LEVELS.index(value) if value in AVAILABILITY_LEVELS else 0
-
-
-def _cuda_gpus(client: RunpodClient, cuda: CudaRequirement | None) -> list[GpuType]:
-    """The serverless catalog, its availability scoped to hosts meeting ``cuda`` when constrained."""
-    params = cuda.catalog_params() if cuda is not None and cuda.constrained else None
-    return client.gpu_types(serverless_availability=True, cuda=params)
-
-
-def _qualifying(client: RunpodClient, pools: Sequence[str], cuda: CudaRequirement | None = None
-                ) -> tuple[list[DataCenter], list[DataCenter], dict[str, dict[str, str]]]:
-    gpus = _cuda_gpus(client, cuda)
-    check_pools("pool", pools, gpus)
-    centers = client.data_centers(gpu_availability=False)
-    stock = _pool_stock(gpus, pools)
-    good = [dc for dc in centers if dc.offers_standard_volumes and stock.get(dc.id)]
-    return centers, good, stock
-
-
-def _offering(good: Sequence[DataCenter], pools: Sequence[str], cuda: CudaRequirement | None = None) -> str:
-    names = ", ".join(dc.id for dc in good)
-    with_cuda = f" on hosts with {cuda.describe()}" if cuda is not None and cuda.constrained else ""
-    return (f"data centers that offer {'/'.join(pools)} for serverless{with_cuda} and STANDARD network volumes: "
-            f"{names or 'none; try other GPU pools'}")
-
-
-def check_data_center(client: RunpodClient, data_center: str, pool: str | Sequence[str], *,
-                      cuda: CudaRequirement | None = None) -> DataCenter:
-    """The data center, if it stocks (one of) the GPU pool(s) for serverless and offers STANDARD
-    network volumes; otherwise ``ConfigError`` naming the data centers that do. A volume pins the
-    endpoint to its data center, so one without the pool means workers that never start. With
-    ``cuda`` (what the image needs, e.g. ``image_cuda_requirement(template_spec.image)``) the pool's
-    hosts there must also offer that CUDA version."""
-    pools = _pools(pool)
-    centers, good, stock = _qualifying(client, pools, cuda)
-    dc = next((c for c in centers if c.id == data_center), None)
-    if dc is None:
-        raise ConfigError(f"data_center {data_center!r} is not in Runpod's catalog; {_offering(good, pools, cuda)}")
-    if not dc.offers_standard_volumes:
-        raise ConfigError(f"data_center {data_center!r} offers no STANDARD network volumes; "
-                          f"{_offering(good, pools, cuda)}")
-    if not stock.get(dc.id):
-        if cuda is not None and cuda.constrained:
-            raise ConfigError(f"data_center {data_center!r} has no {'/'.join(pools)} hosts with {cuda.describe()} "
-                              "(what the worker image needs) for serverless, so workers would stay THROTTLED or, "
-                              f"without the constraint, crash-loop; {_offering(good, pools, cuda)}")
-        raise ConfigError(f"data_center {data_center!r} has no {'/'.join(pools)} GPUs for serverless, so workers "
-                          f"would stay THROTTLED; {_offering(good, pools)}")
-    return dc
-
-
-def pick_data_center(client: RunpodClient, pool: str | Sequence[str], preferred: str | None = None, *,
-                     cuda: CudaRequirement | None = None) -> DataCenter:
-    """``preferred`` if it qualifies (else ``ConfigError`` naming ones that do); without one, the data
-    center with the best serverless stock of the first pool (then the next ...), in catalog order.
-    With ``cuda`` only hosts offering that CUDA version count (see ``check_data_center``)."""
-    pools = _pools(pool)
-    if preferred:
-        return check_data_center(client, preferred, pools, cuda=cuda)
-    centers, good, stock = _qualifying(client, pools, cuda)
-    if not good:
-        with_cuda = f" on hosts with {cuda.describe()}" if cuda is not None and cuda.constrained else ""
-        raise ConfigError(f"no data center offers {'/'.join(pools)} for serverless{with_cuda} together with STANDARD "
-                          "network volumes; choose other GPU pools")
-    order = {dc.id: i for i, dc in enumerate(centers)}
-    return min(good, key=lambda dc: (tuple(-_level(stock[dc.id].get(p, "NONE")) for p in pools), order[dc.id]))
-
-
-def volume_data_center(client: RunpodClient, volume_name: str, pool: str | Sequence[str],
-                       preferred: str | None = None, *, cuda: CudaRequirement | None = None) -> DataCenter:
-    """Where the volume named ``volume_name`` lives or should live. An existing volume cannot move,
-    so its data center wins when none is asked for (and must still offer the pools, on hosts with
-    ``cuda`` when given); a different ``preferred`` one is a conflict the plan reports. Without a
-    volume: ``pick_data_center``."""
-    existing = _single("volume", volume_name, by_name(client.list_network_volumes(), volume_name))
-    if existing is not None and not preferred:
-        return check_data_center(client, existing.data_center, pool, cuda=cuda)
-    return pick_data_center(client, pool, preferred, cuda=cuda)
+# -- lookups by name ---------------------------------------------------------------------------
 
 
 def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
     """The id of the endpoint named ``name``, printed with it; in a dry run whose plan would have
     created it, a :class:`NotCreated` the next steps skip on (see ``rpbook.pending``)."""
-    endpoint = _single("endpoint", name, by_name(client.list_endpoints(), name))
+    endpoint = _named("endpoint", client.list_endpoints(), name)
     if endpoint is not None:
         print(f"endpoint {endpoint.name}: {endpoint.id}")
         return endpoint.id
@@ -429,7 +345,7 @@ def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
 def find_endpoint(client: RunpodClient, name: str) -> Endpoint:
     """The one endpoint named ``name`` (how runbooks after 02 find it); a clear error when there is
     none (run runbook 02 with ``apply = True``) or more than one."""
-    endpoint = _single("endpoint", name, by_name(client.list_endpoints(), name))
+    endpoint = _named("endpoint", client.list_endpoints(), name)
     if endpoint is None:
         raise ConfigError(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
                           "or set endpoint_name to an existing one")
@@ -457,7 +373,7 @@ def _resolve_template(client: RunpodClient, spec: EndpointSpec, template_id: str
     if template_id is not None:
         template = client.get_template(template_id)
     else:
-        template = _single("template", spec.template_name, by_name(client.list_templates(), spec.template_name))
+        template = _named("template", client.list_templates(), spec.template_name)
     if template_spec is not None:
         container = _Container(template_spec.image, template_spec.env, template_spec.disk_gb)
     elif template is not None:
@@ -472,8 +388,7 @@ def _resolve_volume(client: RunpodClient, spec: EndpointSpec, volume_id: str | N
         return client.get_network_volume(volume_id)
     if spec.network_volume_name is None:
         return None
-    return _single("volume", spec.network_volume_name,
-                   by_name(client.list_network_volumes(), spec.network_volume_name))
+    return _named("volume", client.list_network_volumes(), spec.network_volume_name)
 
 
 def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
@@ -492,10 +407,122 @@ def _scaling(spec: EndpointSpec) -> dict[str, Any]:
     return {"type": "QUEUE_DELAY", "queueDelay": spec.scaler_value}
 
 
+def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | None = None,
+                  volume_id: str | None = None, *, template_spec: TemplateSpec | None = None) -> Plan:
+    """Create the endpoint or PATCH what differs.
+
+    ``template_id``/``volume_id`` are the ids from ``ensure_template``/``ensure_volume``; when None
+    they are looked up by ``spec.template_name``/``spec.network_volume_name`` (a plan can then be
+    shown before they exist, but not applied). The endpoint's image and env are compared with
+    ``template_spec`` when given (exact for a dry run where the template is still to be changed),
+    else with the template as it is on Runpod.
+    """
+    gpus = client.gpu_types(serverless_availability=True)
+    spec.check_pools(gpus)
+    template_id, container = _resolve_template(client, spec, template_id, template_spec)
+    volume = _resolve_volume(client, spec, volume_id)
+    blocked = _missing_prerequisites(spec, template_id, volume)
+    data_center, notes = endpoint_data_center(spec, volume, gpus)
+    image = container.image if container is not None else None
+    cuda = endpoint_cuda(spec, image)
+    notes += cuda_placement_notes(client, spec, cuda, image, data_center)
+    wanted = _endpoint_wanted(spec, container, volume, data_center, cuda)
+
+    endpoint: Endpoint | None = _named("endpoint", client.list_endpoints(), spec.name)
+    if endpoint is None:
+        changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ((), None)]
+        if volume is None and spec.network_volume_name is not None:
+            changes.append(FieldChange("network_volume", f"{spec.network_volume_name} (to be created)", None))
+        if container is not None:
+            changes += _env_changes(container.env, None)
+        body = _create_body(spec, template_id, volume, data_center, cuda)
+        return Plan("endpoint", spec.name, "create", changes, None, notes, body, blocked)
+
+    if "network_volume" not in wanted:  # the volume is still to be created: it will be a change
+        wanted["network_volume"] = f"{spec.network_volume_name} (to be created)"
+    changes = _compare(wanted, _endpoint_actual(endpoint))
+    if container is not None:
+        changes += _env_changes(container.env, endpoint.env)
+    changed = {c.field for c in changes}
+    notes += _update_notes(spec, endpoint, changed)
+    body = _update_body(changed, spec, template_id, wanted) if changes else {}
+    # An update is blocked only by what its body needs: a template to re-apply, a volume to attach.
+    needed = [b for b in blocked if _update_needs(b, body, changed)]
+    notes += [f"{b} (image and env were not compared)" for b in blocked if b not in needed]
+    return Plan("endpoint", spec.name, "update" if changes else "none", changes, endpoint.id, notes, body,
+                needed, current=endpoint)
+
+
+def _missing_prerequisites(spec: EndpointSpec, template_id: str | None, volume: NetworkVolume | None
+                           ) -> list[Blocker]:
+    """What must be created before this endpoint plan can be applied."""
+    blocked: list[Blocker] = []
+    if template_id is None:
+        blocked.append(Blocker(BlockerKind.TEMPLATE_MISSING, f"template {spec.template_name!r} does not exist "
+                                                             "yet: run ensure_template first"))
+    if volume is None and spec.network_volume_name is not None:
+        blocked.append(Blocker(BlockerKind.VOLUME_MISSING, f"network volume {spec.network_volume_name!r} does "
+                                                           "not exist yet: run ensure_volume first"))
+    return blocked
+
+
+def _update_needs(blocker: Blocker, body: Mapping[str, Any], changed: set[str]) -> bool:
+    """Whether an update's body needs what ``blocker`` says is missing."""
+    if blocker.kind is BlockerKind.TEMPLATE_MISSING:
+        return "templateId" in body
+    if blocker.kind is BlockerKind.VOLUME_MISSING:
+        return "network_volume" in changed
+    return True
+
+
+def _endpoint_wanted(spec: EndpointSpec, container: _Container | None, volume: NetworkVolume | None,
+                     data_center: str | None, cuda: CudaRequirement | None) -> dict[str, Any]:
+    """The endpoint as the plan wants it, in the fields of ``_endpoint_actual`` (those it has an
+    opinion on: no image without a known template, no volume before it is known)."""
+    wanted: dict[str, Any] = {}
+    if container is not None:
+        wanted.update(image=container.image, disk_gb=container.disk_gb)
+    wanted.update(gpu_pools=tuple(spec.gpu_pools), gpu_count=spec.gpu_count, workers_min=spec.workers_min,
+                  workers_max=spec.workers_max)
+    if spec.scaler == "QUEUE_DELAY":
+        wanted["idle_timeout_s"] = spec.idle_timeout_s  # not applicable to REQUEST_COUNT (the API refuses it)
+    wanted.update(scaler=spec.scaler, scaler_value=spec.scaler_value, execution_timeout_s=spec.execution_timeout_s,
+                  flashboot=spec.flashboot)
+    if volume is not None:
+        wanted["network_volume"] = (volume.id,)
+    elif spec.network_volume_name is None:
+        wanted["network_volume"] = ()
+    if data_center is not None:
+        wanted["data_center"] = (data_center,)
+    if cuda is not None:
+        wanted.update(allowed_cuda_versions=cuda.allowed, min_cuda_version=cuda.minimum)
+    return wanted
+
+
+def _create_body(spec: EndpointSpec, template_id: str | None, volume: NetworkVolume | None,
+                 data_center: str | None, cuda: CudaRequirement | None) -> dict[str, Any]:
+    """``CreateEndpointRequest``: the image, env and disk come from the template (``templateId``)."""
+    body: dict[str, Any] = {"name": spec.name, "type": "QUEUE", "templateId": template_id,
+                            "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
+                            "workers": {"min": spec.workers_min, "max": spec.workers_max},
+                            "scaling": _scaling(spec), "timeout": spec.timeout_ms,
+                            "flashboot": spec.flashboot_mode}
+    if spec.scaler == "QUEUE_DELAY":
+        body["workers"]["idleTimeout"] = spec.idle_timeout_s
+    if volume is not None:
+        body["networkVolumes"] = [volume.id]
+    if data_center is not None:
+        body["dataCenterIds"] = [data_center]
+    if cuda is not None:  # an explicit [] states "no constraint" (else a template's would be inherited)
+        body["gpu"].update(cuda.endpoint_gpu_fields() or {"allowedCudaVersions": []})
+    return body
+
+
 def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None, wanted: Mapping[str, Any]
                  ) -> dict[str, Any]:
+    """``UpdateEndpointRequest`` with only the ``changed`` fields (a PATCH changes what it sends)."""
     body: dict[str, Any] = {}
-    if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):
+    if _reapplies_template(changed):
         body["templateId"] = template_id  # re-applies the template's image, disk and env (env replaced)
     gpu: dict[str, Any] = {}
     if "gpu_pools" in changed:
@@ -531,169 +558,26 @@ def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None,
     return body
 
 
-def endpoint_cuda(spec: EndpointSpec, image: str | None) -> CudaRequirement | None:
-    """The endpoint's CUDA constraint: the spec's own, else what its image needs (``rpbook.cuda``),
-    else None (not known: the endpoint's CUDA fields are left as they are)."""
-    if spec.cuda is not None:
-        return spec.cuda
-    return image_cuda_requirement(image) if image else None
-
-
-def _check_cuda(client: RunpodClient, spec: EndpointSpec, cuda: CudaRequirement, image: str | None,
-                data_center: str | None) -> list[str]:
-    """Refuse (``ConfigError``) when no host offers ``cuda`` for the pools where workers may run (the
-    pinned data center, else anywhere); notes for pools that lack it there. Read from the catalog's
-    CUDA-scoped availability, which lists only data centers with hosts on a matching version."""
-    gpus = _cuda_gpus(client, cuda)
-    stock = _pool_stock(gpus, spec.gpu_pools)
-    pools = ", ".join(spec.gpu_pools)
-    source = f"{image} needs it ({cuda.source})" if spec.cuda is None and image else "EndpointSpec asks for it"
-    why = f"{source}; a worker on another host never starts (crash loop, billed) or waits THROTTLED"
-    offering = "; ".join(f"{dc} ({', '.join(sorted(levels))})" for dc, levels in sorted(stock.items()) if levels)
-
-    def pools_offering(where: str | None) -> str:
-        found = sorted({g.pool for g in gpus if g.pool and any(where in (None, d.id) for d in g.data_centers
-                                                                if d.availability != "NONE")})
-        return ", ".join(found) or "none"
-
-    if data_center is not None:
-        here = stock.get(data_center, {})
-        if not here:
-            raise ConfigError(
-                f"data center {data_center} has no host with {cuda.describe()} for the GPU pools {pools}: {why}. "
-                f"Data centers whose hosts offer it for these pools: {offering or 'none'}; pools that offer it in "
-                f"{data_center}: {pools_offering(data_center)}. Change the data center (and so the volume), "
-                "gpu_pools or the image tag.")
-        missing = [p for p in spec.gpu_pools if p not in here]
-        if missing:
-            usable = ", ".join(p for p in spec.gpu_pools if p in here)
-            lacking = ", ".join(missing)
-            return [f"{data_center} has no {lacking} host with {cuda.describe()}; workers will use {usable} only"]
-        return []
-    if not stock:
-        raise ConfigError(f"no data center has hosts with {cuda.describe()} for the GPU pools {pools}: {why}. "
-                          f"Pools that offer it: {pools_offering(None)}. Change gpu_pools or the image tag.")
-    return []
-
-
-def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | None = None,
-                  volume_id: str | None = None, *, template_spec: TemplateSpec | None = None) -> Plan:
-    """Create the endpoint or PATCH what differs.
-
-    ``template_id``/``volume_id`` are the ids from ``ensure_template``/``ensure_volume``; when None
-    they are looked up by ``spec.template_name``/``spec.network_volume_name`` (a plan can then be
-    shown before they exist, but not applied). The endpoint's image and env are compared with
-    ``template_spec`` when given (exact for a dry run where the template is still to be changed),
-    else with the template as it is on Runpod.
-    """
-    gpus = client.gpu_types(serverless_availability=True)
-    spec.check_pools(gpus)
-    template_id, container = _resolve_template(client, spec, template_id, template_spec)
-    volume = _resolve_volume(client, spec, volume_id)
+def _update_notes(spec: EndpointSpec, endpoint: Endpoint, changed: set[str]) -> list[str]:
+    """What a person should know about an update of ``changed`` fields before applying it."""
     notes: list[str] = []
-    blocked: list[str] = []
-    if template_id is None:
-        blocked.append(f"template {spec.template_name!r} does not exist yet: run ensure_template first")
-    if volume is None and spec.network_volume_name is not None:
-        blocked.append(f"network volume {spec.network_volume_name!r} does not exist yet: run ensure_volume first")
-
-    data_center = spec.data_center
-    if volume is not None:
-        if data_center is not None and volume.data_center != data_center:
-            raise ConfigError(
-                f"EndpointSpec.data_center is {data_center!r} but network volume {volume.name!r} ({volume.id}) is "
-                f"in {volume.data_center}: workers can only mount a volume in their own data center. Set "
-                f"data_center to {volume.data_center!r} or use a volume in {data_center}.")
-        data_center = volume.data_center
-    if data_center is not None:
-        stock = _pool_stock(gpus, spec.gpu_pools).get(data_center, {})
-        if not stock:
-            good = sorted(dc for dc, levels in _pool_stock(gpus, spec.gpu_pools).items() if levels)
-            raise ConfigError(
-                f"data center {data_center} has none of the GPU pools {', '.join(spec.gpu_pools)} for serverless, "
-                f"so the endpoint's workers would stay THROTTLED; data centers that have them: "
-                f"{', '.join(good) or 'none'}. Change gpu_pools or the data center (and so the volume).")
-        missing = [p for p in spec.gpu_pools if p not in stock]
-        if missing:
-            notes.append(f"{data_center} has no {', '.join(missing)} for serverless; workers will use "
-                         f"{', '.join(p for p in spec.gpu_pools if p in stock)} only")
-    image = container.image if container is not None else None
-    cuda = endpoint_cuda(spec, image)
-    if cuda is not None and cuda.constrained:
-        notes += _check_cuda(client, spec, cuda, image, data_center)
-        if spec.cuda is None:
-            notes.append(f"{cuda.describe()}: what {image} needs ({cuda.source})")
-    elif cuda is None and image:
-        notes.append(f"no CUDA requirement is known for {image}: workers may land on any host; if the image needs "
-                     "one, set EndpointSpec.allowed_cuda_versions or min_cuda_version")
-
-    wanted: dict[str, Any] = {}
-    if container is not None:
-        wanted.update(image=container.image, disk_gb=container.disk_gb)
-    wanted.update(gpu_pools=tuple(spec.gpu_pools), gpu_count=spec.gpu_count, workers_min=spec.workers_min,
-                  workers_max=spec.workers_max)
-    if spec.scaler == "QUEUE_DELAY":
-        wanted["idle_timeout_s"] = spec.idle_timeout_s  # not applicable to REQUEST_COUNT (the API refuses it)
-    wanted.update(scaler=spec.scaler, scaler_value=spec.scaler_value, execution_timeout_s=spec.execution_timeout_s,
-                  flashboot=spec.flashboot)
-    if volume is not None:
-        wanted["network_volume"] = (volume.id,)
-    elif spec.network_volume_name is None:
-        wanted["network_volume"] = ()
-    if data_center is not None:
-        wanted["data_center"] = (data_center,)
-    if cuda is not None:
-        wanted.update(allowed_cuda_versions=cuda.allowed, min_cuda_version=cuda.minimum)
-
-    matches = by_name(client.list_endpoints(), spec.name)
-    endpoint: Endpoint | None = _single("endpoint", spec.name, matches)
-    if endpoint is None:
-        changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ((), None)]
-        if volume is None and spec.network_volume_name is not None:
-            changes.append(FieldChange("network_volume", f"{spec.network_volume_name} (to be created)", None))
-        if container is not None:
-            changes += _env_changes(container.env, None)
-        body: dict[str, Any] = {"name": spec.name, "type": "QUEUE", "templateId": template_id,
-                                "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
-                                "workers": {"min": spec.workers_min, "max": spec.workers_max},
-                                "scaling": _scaling(spec), "timeout": spec.timeout_ms,
-                                "flashboot": spec.flashboot_mode}
-        if spec.scaler == "QUEUE_DELAY":
-            body["workers"]["idleTimeout"] = spec.idle_timeout_s
-        if volume is not None:
-            body["networkVolumes"] = [volume.id]
-        if data_center is not None:
-            body["dataCenterIds"] = [data_center]
-        if cuda is not None:  # an explicit [] states "no constraint" (else a template's would be inherited)
-            body["gpu"].update(cuda.endpoint_gpu_fields() or {"allowedCudaVersions": []})
-        return Plan("endpoint", spec.name, "create", changes, None, notes, body, blocked)
-
-    actual = _endpoint_actual(endpoint)
-    if "network_volume" not in wanted:  # the volume is still to be created: it will be a change
-        wanted["network_volume"] = f"{spec.network_volume_name} (to be created)"
-    changes = _compare(wanted, actual)
-    if container is not None:
-        changes += _env_changes(container.env, endpoint.env)
-    changed = {c.field for c in changes}
     if "flashboot" not in changed and spec.flashboot and endpoint.flashboot == "PRIORITY_FLASHBOOT":
         notes.append("FlashBoot is on with priority capacity (PRIORITY_FLASHBOOT); left as it is")
     if changed & {"allowed_cuda_versions", "min_cuda_version"}:
         notes.append("the CUDA constraint takes effect as workers are replaced (running ones finish first)")
     if "gpu_pools" in changed and endpoint.gpu_excluded_types:
         notes.append(f"changing gpu_pools clears the excluded GPU types ({', '.join(endpoint.gpu_excluded_types)})")
-    if changed & {"image", "disk_gb"} or any(f.startswith("env.") for f in changed):
+    if _reapplies_template(changed):
         notes.append("image/env come from the template: the update re-applies it (templateId), replacing the "
                      "endpoint's env")
         notes.append("a new release: running workers finish their jobs and are replaced (rolling update); "
                      "rpbook.rollout.after_apply follows it")
-    body = _update_body(changed, spec, template_id, wanted) if changes else {}
-    # An update is blocked only by what its body needs: a template to re-apply, a volume to attach.
-    needed = [b for b in blocked if (b.startswith("template") and "templateId" in body)
-              or (b.startswith("network volume") and "network_volume" in changed)]
-    notes += [f"{b} (image and env were not compared)" for b in blocked if b not in needed]
-    blocked = needed
-    return Plan("endpoint", spec.name, "update" if changes else "none", changes, endpoint.id, notes, body,
-                blocked, current=endpoint)
+    return notes
+
+
+def _reapplies_template(changed: set[str]) -> bool:
+    """Image, disk and env reach an endpoint only by re-applying its template."""
+    return bool(changed & {"image", "disk_gb"}) or any(f.startswith("env.") for f in changed)
 
 
 # -- apply and ensure --------------------------------------------------------------------------
@@ -703,7 +587,7 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
     """Execute a plan: create -> POST, update -> PATCH (only the changed fields), none -> GET."""
     if plan.blocked and plan.action != "none":
         raise ConfigError(f"cannot apply the plan for {_KIND_LABEL[plan.kind]} {plan.name!r}: "
-                          + "; ".join(plan.blocked))
+                          + "; ".join(str(b) for b in plan.blocked))
     if plan.action == "create":
         create = {"volume": client.create_network_volume, "template": client.create_template,
                   "endpoint": client.create_endpoint}[plan.kind]
@@ -712,12 +596,13 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
     if plan.action == "update":
-        update = {"volume": client.update_network_volume, "template": client.update_template,
-                  "endpoint": client.update_endpoint}[plan.kind]
-        return update(plan.resource_id, plan.request)
-    get = {"volume": client.get_network_volume, "template": client.get_template,
-           "endpoint": client.get_endpoint}[plan.kind]
-    return get(plan.resource_id)
+        updates: dict[Kind, Callable[[str, Mapping[str, Any]], Resource]] = {
+            "volume": client.update_network_volume, "template": client.update_template,
+            "endpoint": client.update_endpoint}
+        return updates[plan.kind](plan.resource_id, plan.request)
+    gets: dict[Kind, Callable[[str], Resource]] = {"volume": client.get_network_volume,
+                                                   "template": client.get_template, "endpoint": client.get_endpoint}
+    return gets[plan.kind](plan.resource_id)
 
 
 def _ensure(client: RunpodClient, plan: Plan, do_apply: bool) -> EnsureResult:

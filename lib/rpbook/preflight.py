@@ -24,11 +24,12 @@ from typing import Any, Sequence
 
 from rpbook import hub
 from rpbook.budget import WorstCase, check_max_hourly, worst_case
-from rpbook.controlplane import GpuType, RunpodClient
+from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, GatedModelError, HubError
 from rpbook.plans import Plan, plan_endpoint, plan_template
 from rpbook.readiness import KvCacheFit, kv_cache_fit
+from rpbook.resources import GpuType
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec
@@ -219,7 +220,7 @@ def check_stack(settings: Settings, client: RunpodClient, token: Secret, templat
             continue
         plans.append(plan)
         # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
-        real = [b for b in plan.blocked if "does not exist yet" not in b]
+        real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
         checks.append(Check(f"{plan.kind} plan", not real, "; ".join(real) if real else
                             f"{plan.action} ({len(plan.changes)} field(s))"))
     result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)

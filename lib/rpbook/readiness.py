@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rpbook import hub
-from rpbook.controlplane import GpuType
 from rpbook.display import html_table
 from rpbook.errors import GatedModelError, HubError
+from rpbook.modelsize import GpuMemoryEstimate
+from rpbook.resources import GpuType
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
 
@@ -27,7 +28,7 @@ class ModelReadiness:
     weights: hub.WeightsEstimate
     volume_gb: int
     """Recommended network volume size (sized for what vLLM downloads)."""
-    gpu: hub.GpuMemoryEstimate | None
+    gpu: GpuMemoryEstimate | None
     """None when the model's config could not be read (licence not accepted yet)."""
     problems: tuple[str, ...] = field(default=())
 
@@ -118,7 +119,7 @@ class KvCacheFit:
     """For each GPU pool the endpoint may use, how many full-length sequences its KV cache holds,
     against the worker's ``MAX_CONCURRENCY``."""
 
-    estimate: hub.GpuMemoryEstimate
+    estimate: GpuMemoryEstimate
     max_concurrency: int
     fits: tuple[tuple[str, int, int], ...]
     """(pool, VRAM GB, full-length sequences that fit), in the endpoint's order of preference."""
@@ -157,7 +158,7 @@ class KvCacheFit:
         return head + table + warnings + "</div>"
 
 
-def kv_cache_fit(estimate: hub.GpuMemoryEstimate, gpu_types: Sequence[GpuType], pools: Sequence[str],
+def kv_cache_fit(estimate: GpuMemoryEstimate, gpu_types: Sequence[GpuType], pools: Sequence[str],
                  max_concurrency: int) -> KvCacheFit:
     """Full-length sequences per worker on each of ``pools`` (VRAM from the catalog's GPU types; a
     pool's smallest card counts). Pools the catalog does not list are left out (the plan refuses them)."""

@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rpbook.controlplane import RunpodClient, Worker, WorkerSummary
+from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError, RpbookError
 from rpbook.pending import Skipped
 from rpbook.plans import EnsureResult
+from rpbook.resources import Worker, WorkerSummary
 from rpbook.settings import Settings
 
 RELEASE_FIELDS = frozenset({"image", "disk_gb", "gpu_pools", "gpu_count", "allowed_cuda_versions",

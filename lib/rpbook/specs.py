@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from rpbook.controlplane import is_secret_env_key, is_secret_reference
 from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.errors import ConfigError
-from rpbook.secrets import Secret
+from rpbook.secrets import Secret, is_secret_env_key, is_secret_reference
 
 MIN_VOLUME_GB = 10
 MAX_VOLUME_GB = 4096
