@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 from rpbook import capacity, eventplan, eventtraffic, servicetimes
-from rpbook.controlplane import GpuType, RunpodClient
+from rpbook.controlplane import RunpodClient
+from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
 from rpbook.loadtest import SLO as LoadSLO
 from rpbook.loadtest import LoadShape, LoadTestResult, RequestRecord

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence, cast
 
 from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep
-from rpbook.controlplane import Endpoint, GpuType, RunpodClient
+from rpbook.controlplane import RunpodClient
+from rpbook.resources import Endpoint, GpuType
 from rpbook.display import html_table
 from rpbook.errors import ConfigError
 from rpbook.plans import FieldChange, Plan
