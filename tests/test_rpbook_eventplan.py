@@ -251,3 +251,13 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(localpo
         missing = eventplan.endpoint_facts(client, "no-such-endpoint", gpu_pools=["AMPERE_24"], gpu_count=2,
                                            max_concurrency=3, execution_timeout_s=600, flashboot=True)
         assert missing.endpoint is None and missing.gpu_count == 2 and missing.concurrency == 3
+
+
+def test_a_phase_typo_is_refused_before_any_call():
+    """Runbook 06 checks ``phase`` in its first cell: "evnet" must not fall through to a plan-only run
+    that looks like success, nor reach the endpoint."""
+    from rpbook.eventplan import PHASES, check_phase
+
+    assert [check_phase(p) for p in PHASES] == list(PHASES)
+    with pytest.raises(ConfigError, match="phase must be one of 'plan', 'event', 'restore', got 'evnet'"):
+        check_phase("evnet")

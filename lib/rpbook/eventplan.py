@@ -429,6 +429,18 @@ def _restore_plan(endpoint: Endpoint, during_values: Mapping[str, Any], restore_
     return replace(plan_, current=endpoint)
 
 
+PHASES = ("plan", "event", "restore")
+"""Runbook 06's ``phase``: show the plans; set the event's settings; set the saved ones back."""
+
+
+def check_phase(phase: str) -> str:
+    """``phase`` if it is one of :data:`PHASES`; checked in the runbook's first cell, before any call."""
+    if phase not in PHASES:
+        raise ConfigError(f"phase must be one of {', '.join(repr(p) for p in PHASES)}, got {phase!r}: "
+                          '"plan" shows the plans, "event" sets the event\'s settings, "restore" sets them back')
+    return phase
+
+
 def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool) -> str:
     """Apply the event plan when ``do_apply``; say what happened and how to restore."""
     if plans.during.action == "none":
