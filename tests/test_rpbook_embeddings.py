@@ -71,7 +71,8 @@ def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpo
 def test_wrong_dimension_fails_naming_both_numbers(settings, key, endpoint_id):
     with pytest.raises(SanityCheckError) as info:
         embedding_checks(settings, key, endpoint_id, BGE, 384, timeout=30)
-    report = info.value.report  # type: ignore[attr-defined]
+    report = info.value.report
+    assert report is not None
     assert [c.name for c in report.failed] == ["float embeddings"]  # one failure for one cause
     detail = report.failed[0].detail
     assert "256-dim" in detail and "384" in detail and "MODEL_NAMES" in detail
@@ -87,7 +88,7 @@ def test_unknown_model_fails_and_skips_the_rest(localpod, settings, key, endpoin
     assert "bge-large-en-v1.5" in detail and BGE in detail and "MODEL_NAMES" in detail
     with pytest.raises(SanityCheckError) as info:
         embedding_checks(settings, key, endpoint_id, "BAAI/bge-large-en-v1.5", 1024)
-    assert info.value.report.checks[0].name == "served model"  # type: ignore[attr-defined]
+    assert info.value.report is not None and info.value.report.checks[0].name == "served model"
     assert localpod.api_key not in str(info.value)
 
 
@@ -96,6 +97,8 @@ def test_rerank_with_a_model_the_worker_does_not_serve(settings, key, endpoint_i
                               rerank_model="BAAI/bge-reranker-large")
     assert [c.name for c in report.failed] == ["rerank"]
     assert "error" in report.failed[0].detail and "bge-reranker-large" in report.failed[0].detail
+    # told apart from "served but not a reranker" by /models, not by the worker's message text
+    assert "not among the served models" in report.failed[0].detail and "refused" not in report.failed[0].detail
 
 
 def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, endpoint_id):
@@ -103,6 +106,7 @@ def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, end
     report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False, rerank_model=BGE)
     [failed] = report.failed
     assert failed.name == "rerank" and "cannot fullyfill `rerank`" in failed.detail
+    assert "is served but refused" in failed.detail
     assert "BAAI/bge-reranker-base" in failed.detail and "MODEL_NAMES" in failed.detail and ".." not in failed.detail
 
 
@@ -299,6 +303,6 @@ def test_rerank_answers(monkeypatch, settings, key, output, ok, words):
     from rpbook.serverless import JobResult
 
     monkeypatch.setattr(embeddings, "run_job", lambda *a, **k: JobResult("job-1", "COMPLETED", output, 1, 1))
-    result = embeddings._check_rerank(settings, key, "abc", BGE, 5)
+    result = embeddings._check_rerank(settings, key, "abc", BGE, 5, [BGE])
     assert result.ok is ok
     assert all(word in result.detail for word in words), result.detail

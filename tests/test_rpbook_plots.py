@@ -6,7 +6,8 @@ import base64
 import logging
 import re
 
-from rpbook.chat import CheckResult, SanityReport
+from rpbook.chat import SanityReport
+from rpbook.checks import CheckResult
 from rpbook.plots import latency_bars_html, timeline_html
 from rpbook.serverless import Health, WakeReport
 

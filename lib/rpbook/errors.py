@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import traceback
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rpbook.checks import CheckReport
 
 
 class RpbookError(Exception):
@@ -66,4 +70,9 @@ class JobTimeoutError(EndpointNotReadyError):
 
 
 class SanityCheckError(RpbookError):
-    """An endpoint answered, but not as it should."""
+    """An endpoint answered, but not as it should. ``report`` holds every check (the failed ones and
+    the rest), so a caller that catches the error can still read and record the figures."""
+
+    def __init__(self, message: str, report: CheckReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
