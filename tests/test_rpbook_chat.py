@@ -13,7 +13,7 @@ from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_clien
 from rpbook.checks import guard
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.records import load_figures, record_figures
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

@@ -15,7 +15,7 @@ from rpbook.embeddings import (EMBEDDINGS_PING, EmbeddingReport, batch_texts, de
                                embedding_checks, embeddings_client, langchain_embeddings)
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.secrets import Secret
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -300,7 +300,7 @@ def test_base64_check_with_a_server_that_answers_base64(byteorder, ok):
 ])
 def test_rerank_answers(monkeypatch, settings, key, output, ok, words):
     from rpbook import embeddings
-    from rpbook.serverless import JobResult
+    from rpbook.jobqueue import JobResult
 
     monkeypatch.setattr(embeddings, "run_job", lambda *a, **k: JobResult("job-1", "COMPLETED", output, 1, 1))
     result = embeddings._check_rerank(settings, key, "abc", BGE, 5, [BGE])

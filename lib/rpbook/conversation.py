@@ -17,7 +17,7 @@ from rpbook.chat import openai_client
 from rpbook.display import html_table
 from rpbook.keepalive import KeepAlive, KeepAliveReport, Strategy
 from rpbook.secrets import Secret
-from rpbook.serverless import _as_secret, health
+from rpbook.jobqueue import _as_secret, health
 from rpbook.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ strings it gets back, passing float lists through untouched. Worker 1.1.4 never 
 ``encoding_format`` and always answers float lists, so the default path works, but code that asks
 for base64 itself and decodes every answer breaks; the check reports which one the endpoint does.
 
-Run ``rpbook.serverless.wake(..., job_input=EMBEDDINGS_PING(model))`` first: on a cold endpoint
+Run ``rpbook.jobqueue.wake(..., job_input=EMBEDDINGS_PING(model))`` first: on a cold endpoint
 every call here waits for the cold start.
 """
 
@@ -37,7 +37,7 @@ from rpbook.checks import (CheckFailed, CheckReport, CheckResult, Figure, check_
 from rpbook.errors import ConfigError, JobTimeoutError
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key, scrub
-from rpbook.serverless import run_job
+from rpbook.jobqueue import run_job
 from rpbook.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 
 SIMILARITY_TRIPLES: tuple[tuple[str, str, str], ...] = (
@@ -99,9 +99,9 @@ def batch_texts(count: int = BATCH_SIZE) -> list[str]:
     return [f"{_SUBJECTS[i % 10]} {_ACTIONS[(i // 10 + i) % 10]} in story {i}." for i in range(count)]
 
 
-def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like serverless.DEFAULT_VLLM_PING
+def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like jobqueue.DEFAULT_VLLM_PING
     """The smallest job the Infinity worker answers (one embedding of "ping"), for
-    ``serverless.wake(job_input=...)``.
+    ``jobqueue.wake(job_input=...)``.
 
     It is the job Runpod makes of ``POST /openai/v1/embeddings`` (``openai_route`` +
     ``openai_input``), not the shorter ``{"model": ..., "input": "ping"}``: the ``runpod`` SDK's

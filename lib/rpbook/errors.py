@@ -59,6 +59,11 @@ class EndpointNotReadyError(RpbookError):
     """An endpoint did not serve a job in time."""
 
 
+class EndpointNotFound(RpbookError):
+    """The queue does not know the endpoint id (HTTP 404): deleted since, another target, or a typo.
+    Not a ``ConfigError``: the settings may be right and the endpoint gone at run time."""
+
+
 class JobTimeoutError(EndpointNotReadyError):
     """A job was not final in time; rpbook cancelled it. ``status`` is the state it was left in
     (``IN_QUEUE``: no worker took it; ``IN_PROGRESS``: a worker took it and never answered)."""

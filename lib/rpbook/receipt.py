@@ -26,7 +26,7 @@ from typing import Any
 
 from rpbook.billing_now import price_per_worker_hour
 from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError
+from rpbook.errors import ConfigError, EndpointNotFound
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
 
@@ -116,13 +116,13 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
                 price = price_per_worker_hour(client, client.get_endpoint(str(endpoint_id))) or 0.0
                 cold += float(data["ready_s"]) / 3600 * price
         receipt.cold_start_usd = round(cold, 6)
-    from rpbook.serverless import health  # the queue client; imported here to keep this module light
+    from rpbook.jobqueue import health  # the queue client; imported here to keep this module light
 
     for endpoint_id in endpoint_ids:
         try:
             if health(settings, api_key, endpoint_id).billing_workers:
                 still_running.append(endpoint_id)
-        except ConfigError:
+        except (ConfigError, EndpointNotFound):  # a rejected key or a deleted endpoint: nothing to ask
             continue
     reasons = []
     if still_running:
