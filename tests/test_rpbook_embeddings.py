@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.embeddings import (EMBEDDINGS_PING, EmbeddingReport, batch_texts, decode_base64_embedding,
+from rpbook.embeddings import (embeddings_ping, EmbeddingReport, batch_texts, decode_base64_embedding,
                                embedding_checks, embeddings_client, langchain_embeddings)
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.secrets import Secret
@@ -38,7 +38,7 @@ def endpoint_id(settings, key, plant_endpoint) -> str:  # type: ignore[no-untype
     """A woken Infinity endpoint serving bge-small and a reranker (woken with the embeddings ping)."""
     endpoint = plant_endpoint(image=PATCHED_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
                                                         "RUNPOD_MAX_CONCURRENCY": "50"})
-    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     return endpoint.id
 
 
@@ -134,7 +134,7 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
     ``rerank_wait_s`` and cancels the job, so no worker keeps billing for it until the execution
     timeout (600 s here)."""
     endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}"})
-    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     for options in ({"worker_image": "1.1.4", "force_rerank": True}, {}):
         report = embedding_checks(settings, key, endpoint.id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
                                   rerank_model=RERANKER, rerank_wait_s=1.0, **options)
@@ -150,15 +150,15 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
 
 
 def test_wake_with_the_embeddings_ping(settings, key, plant_endpoint):
-    ping = EMBEDDINGS_PING(BGE)
+    ping = embeddings_ping(BGE)
     assert "input" not in ping  # the runpod SDK would take it for the whole request body
     assert ping == {"openai_route": "/v1/embeddings", "openai_input": {"model": BGE, "input": "ping"}}
     with pytest.raises(ConfigError):
-        EMBEDDINGS_PING("")
+        embeddings_ping("")
     endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": BGE})
-    woken = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    woken = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     assert woken.cold and "first token" in woken.timeline and '"embedding"' in woken.output_preview
-    again = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    again = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     assert not again.cold
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -235,3 +236,28 @@ def test_run_job_returns_output_and_times(settings, key, plant_endpoint):
     result = run_job(settings, key, endpoint.id, {"mock_return": {"answer": 42}}, timeout_s=10, poll_s=0.02)
     assert result.status == "COMPLETED" and result.output == {"answer": 42}
     assert result.delay_time_ms is not None and result.execution_time_ms is not None
+
+
+def test_importing_rpbook_leaves_logging_alone_and_session_start_quiets_http_logs():
+    """Importing a module must not change third-party log levels: the runpod SDK (whose import runs
+    logging.basicConfig(level=INFO), runpod/serverless/utils/rp_upload.py) is imported on first use,
+    and the HTTP clients are quieted by rpbook.session.start, the runbooks' first call."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, logging, pkgutil, sys\n"
+        "import rpbook\n"
+        "for m in pkgutil.iter_modules(rpbook.__path__):\n"
+        "    if m.name != '__main__':\n"
+        "        importlib.import_module('rpbook.' + m.name)\n"
+        "from rpbook.session import QUIET_LOGGERS, quiet_http_logs\n"
+        "root = logging.getLogger()\n"
+        "print(root.level, len(root.handlers), 'runpod' in sys.modules,\n"
+        "      [logging.getLogger(n).level for n in QUIET_LOGGERS])\n"
+        "quiet_http_logs()\n"
+        "print([logging.getLogger(n).level for n in QUIET_LOGGERS])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    imported, quieted = out.stdout.splitlines()
+    assert imported == f"{logging.WARNING} 0 False [0, 0, 0, 0]", out.stderr
+    assert quieted == str([logging.WARNING] * 4)

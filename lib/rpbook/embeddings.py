@@ -13,7 +13,7 @@ strings it gets back, passing float lists through untouched. Worker 1.1.4 never 
 ``encoding_format`` and always answers float lists, so the default path works, but code that asks
 for base64 itself and decodes every answer breaks; the check reports which one the endpoint does.
 
-Run ``rpbook.jobqueue.wake(..., job_input=EMBEDDINGS_PING(model))`` first: on a cold endpoint
+Run ``rpbook.jobqueue.wake(..., job_input=embeddings_ping(model))`` first: on a cold endpoint
 every call here waits for the cold start.
 """
 
@@ -99,7 +99,7 @@ def batch_texts(count: int = BATCH_SIZE) -> list[str]:
     return [f"{_SUBJECTS[i % 10]} {_ACTIONS[(i // 10 + i) % 10]} in story {i}." for i in range(count)]
 
 
-def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like jobqueue.DEFAULT_VLLM_PING
+def embeddings_ping(model: str) -> dict[str, Any]:
     """The smallest job the Infinity worker answers (one embedding of "ping"), for
     ``jobqueue.wake(job_input=...)``.
 
@@ -109,7 +109,7 @@ def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like jo
     sends only ``"ping"`` to the worker, which answers "Invalid input". The model must be one of
     the worker's ``MODEL_NAMES``, or the job completes with an error output instead of a vector."""
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError(f"EMBEDDINGS_PING needs the served model name (one of MODEL_NAMES), got {model!r}")
+        raise ConfigError(f"embeddings_ping needs the served model name (one of MODEL_NAMES), got {model!r}")
     return {"openai_route": "/v1/embeddings", "openai_input": {"model": model, "input": "ping"}}
 
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import requests
-import runpod
 
 from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
@@ -34,12 +32,8 @@ from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.workererrors import worker_error_text
 
-# Importing the runpod SDK runs logging.basicConfig(level=INFO) (runpod/serverless/utils/rp_upload.py),
-# after which the HTTP client logs a line for every request the openai client makes into the
-# notebook's output: httpx for older openai releases, httpx2 (its successor) for openai 3.
-QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
-for _name in QUIET_LOGGERS:
-    logging.getLogger(_name).setLevel(logging.WARNING)
+if TYPE_CHECKING:
+    import runpod
 
 DEFAULT_VLLM_PING: dict[str, Any] = {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
 """The smallest job a vLLM worker answers: one token of completion."""
@@ -172,6 +166,11 @@ def sdk_endpoint(settings: Settings, api_key: Secret | str, endpoint_id: str) ->
     if not endpoint_id or "/" in endpoint_id:
         raise ConfigError(f"endpoint id {endpoint_id!r} is not valid: use the id shown by the endpoint step "
                           "(RUNPOD_ENDPOINT_ID in the env file)")
+    # Imported here, not with this module: importing the runpod SDK runs logging.basicConfig(level=INFO)
+    # (runpod/serverless/utils/rp_upload.py), and importing rpbook must leave logging as it was
+    # (rpbook.session.start quiets the HTTP client's per-request lines for the runbooks).
+    import runpod
+
     secret = _as_secret(api_key)
     with _SDK_LOCK:
         saved = runpod.endpoint_url_base
@@ -359,7 +358,7 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
     """Send a tiny job and follow the endpoint until it answers; return the timeline.
 
     ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
-    Infinity: ``{"model": ..., "input": "ping"}``). Raises ``EndpointNotReadyError`` when workers
+    Infinity: ``rpbook.embeddings.embeddings_ping(model)``). Raises ``EndpointNotReadyError`` when workers
     stay unhealthy for ``unhealthy_grace_s`` (3 s local, 30 s on Runpod), on timeout (with what the
     health looked like), or when the job fails; the job is cancelled in those cases, and in any
     interruption (a cell timeout, Ctrl-C). A failure's message ends with what still runs and
