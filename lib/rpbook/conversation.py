@@ -88,7 +88,7 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
     report = ConversationReport(strategy=strategy, pause_s=pause_s)
     client = openai_client(settings, secret, endpoint_id)
     # The first streamed call of a new openai client pays its own one-off setup (imports, the
-    # connection), measured at about 0.4 s here: paid before turn 1 so that no strategy carries it.
+    # connection): paid before turn 1 so that no strategy carries it.
     client.models.list()
     keepalive: KeepAlive | None = None
     if strategy != "off":

@@ -58,8 +58,8 @@ RERANK_RELEVANT = 1
 """Index of the document that answers ``RERANK_QUERY`` (not the first, so order alone cannot pass)."""
 
 RERANK_WAIT_S = 60.0
-"""Longest the rerank check waits for its queue job. The endpoint is warm by then and a rerank
-takes well under a second; a job still IN_PROGRESS after this is a worker that will never answer."""
+"""Longest the rerank check waits for its queue job. The endpoint is warm by then and the job is
+three short documents; a job still IN_PROGRESS after this is a worker that will never answer."""
 
 RERANK_BROKEN_TAGS = frozenset({"1.0.0", "1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.4"})
 """``runpod/worker-infinity-embedding`` releases that never return a rerank result.

@@ -1,8 +1,8 @@
-"""The serverless queue of one endpoint, through the ``runpod`` SDK: health, wake-up, single jobs.
+"""The job queue of one endpoint (Runpod's serverless queue), through the ``runpod`` SDK: health, wake-up, single jobs.
 
 Why a wake-up step: a queue endpoint with ``workers.min = 0`` scales to zero, and the first request
 after that waits for a cold start (GPU placement, container start, weights download or volume read,
-engine init), about two minutes for a 7B vLLM model. A chat client that hits a cold endpoint just
+engine init), minutes for a 7B vLLM model. A chat client that hits a cold endpoint just
 hangs with no hint why. ``wake`` sends a one-token job and follows ``/health`` and the job's status,
 so a person sees which stage the endpoint is in, how long each took, and, when it cannot get
 ready (unhealthy workers, no GPU capacity, no worker allowed), an error that says what to fix.

@@ -70,7 +70,7 @@ def record_figures(name: str, figures: Mapping[str, float | int | str | bool], *
     """Merge ``figures`` into ``<run dir>/<name>.figures.json`` (atomically) and return its path."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"record name {name!r} is not valid: use letters, digits, '.', '_' or '-' "
-                          "(e.g. the notebook's stem, '04-wake-and-chat')")
+                          "(e.g. the notebook's stem, '03_wake_and_sanity_chat')")
     clean: dict[str, Scalar] = {}
     for key, value in figures.items():
         if not isinstance(key, str) or not key:

@@ -4,8 +4,8 @@ Notebooks run in their own folder (papermill and nbmake use the notebook's direc
 working directory), so a relative ``.env`` would land in ``notebooks/``. The env file is therefore
 resolved once, here: an explicit parameter, else ``RPBOOK_ENV_FILE``, else the ``.env`` of the
 project (the nearest folder upwards holding a ``.env`` or a ``pyproject.toml``). localpod's state
-lives beside it in ``.localpod/`` (or ``RPBOOK_LOCALPOD_DIR``), so notebooks 00 to 03, each in its
-own kernel, share one localpod and one set of resources.
+lives beside it in ``.localpod/`` (or ``RPBOOK_LOCALPOD_DIR``), so every runbook, each in its own
+kernel, shares one localpod and one set of resources.
 """
 
 from __future__ import annotations
