@@ -99,11 +99,11 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
             total = ((data.get("metadata") or {}).get("totals") or {}).get("totalAmount") or 0.0
             receipt.volumes_usd[volume_id] = round(float(total), 6)
         cold = 0.0
-        for data in figures:
-            endpoint_id = data.get("endpoint_id")
-            if data.get("cold") is True and endpoint_id in endpoint_ids and isinstance(data.get("ready_s"), (int, float)):
-                price = price_per_worker_hour(client, client.get_endpoint(str(endpoint_id))) or 0.0
-                cold += float(data["ready_s"]) / 3600 * price
+        for recorded in figures:
+            woken, ready_s = recorded.get("endpoint_id"), recorded.get("ready_s")
+            if recorded.get("cold") is True and woken in endpoint_ids and isinstance(ready_s, (int, float)):
+                price = price_per_worker_hour(client, client.get_endpoint(str(woken))) or 0.0
+                cold += float(ready_s) / 3600 * price
         receipt.cold_start_usd = round(cold, 6)
     from rpbook.jobqueue import health  # the queue client; imported here to keep this module light
 
