@@ -287,7 +287,7 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
         checks.append(guard("similarity", lambda: _check_similarity(state)))
         checks.append(guard("batch order", lambda: _check_batch(client, model)))
         checks.append(guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, model, dimension,
-                                                                    timeout, state)))
+                                                                   timeout, state)))
         if rerank_model and rerank_broken(worker_image) and not force_rerank:
             checks.append(CheckResult(
                 "rerank", False,

@@ -1,4 +1,4 @@
-"""The job queue of one endpoint (Runpod's serverless queue), through the ``runpod`` SDK: health, wake-up, single jobs.
+"""The job queue of one endpoint (Runpod's serverless queue) through the ``runpod`` SDK: health, wake-up, jobs.
 
 Why a wake-up step: a queue endpoint with ``workers.min = 0`` scales to zero, and the first request
 after that waits for a cold start (GPU placement, container start, weights download or volume read,
