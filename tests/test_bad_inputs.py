@@ -241,7 +241,8 @@ def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_r
 
     import openai
 
-    from rpbook.chat import client_error_detail, openai_client
+    from rpbook.chat import openai_client
+    from rpbook.checks import client_error_detail
 
     hits: list[str] = []
 

@@ -19,7 +19,7 @@ import pytest
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
 from rpbook.plans import ensure_endpoint, ensure_template
-from rpbook.serverless import health, wake
+from rpbook.jobqueue import health, wake
 from rpbook.settings import load_settings
 from rpbook.specs import EndpointSpec, vllm_template
 

@@ -20,7 +20,7 @@ from rpbook.errors import ConfigError
 from rpbook.plans import (FieldChange, apply, ensure_endpoint, ensure_template, ensure_volume, plan_endpoint,
                           plan_template)
 from rpbook.secrets import Secret
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
 from spec import SpecCheckedClient, load_spec

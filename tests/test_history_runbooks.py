@@ -25,7 +25,7 @@ from rpbook.history_report import history_report, plot_html
 from rpbook.local import set_profile_overrides
 from rpbook.plans import find_endpoint_id
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.serverless import health
+from rpbook.jobqueue import health
 from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,10 @@ import pytest
 
 from rpbook import records
 from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
+from rpbook.checks import guard
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.records import load_figures, record_figures
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -62,6 +63,11 @@ def test_served_name_override_and_wrong_expected_model(settings, key, awake):
         sanity_checks(settings, key, endpoint_id, MISTRAL)
     message = str(info.value)
     assert "mistral-7b" in message and "OPENAI_SERVED_MODEL_NAME_OVERRIDE" in message and "MODEL_NAME" in message
+    # the same contract as the embedding checks: not served fails the first check and skips the rest
+    assert info.value.report is not None and [c.name for c in info.value.report.checks] == ["served model"]
+    lenient = sanity_checks(settings, key, endpoint_id, MISTRAL, strict=False)
+    assert not lenient.ok and [c.name for c in lenient.checks] == ["served model"]
+    assert "Other checks skipped" in lenient.checks[0].detail
     assert sanity_checks(settings, key, endpoint_id, "mistral-7b", max_tokens=16).ok
 
 
@@ -70,7 +76,8 @@ def test_failed_check_raises_with_the_report_or_returns_it(settings, key, awake)
     # max_tokens beyond the context makes the chat, stream and LangChain checks fail with a 400.
     with pytest.raises(SanityCheckError) as info:
         sanity_checks(settings, key, endpoint_id, MISTRAL, max_tokens=10**6)
-    report = info.value.report  # type: ignore[attr-defined]
+    report = info.value.report
+    assert report is not None
     assert not report.ok and {c.name for c in report.failed} == {"chat completion", "streamed chat", "langchain"}
     assert "HTTP 400" in next(c for c in report.failed if c.name == "chat completion").detail
     lenient = sanity_checks(settings, key, endpoint_id, MISTRAL, max_tokens=10**6, strict=False)
@@ -140,7 +147,7 @@ def test_the_trap_check_fails_when_its_request_fails() -> None:
 
     client = openai.OpenAI(base_url="http://fake.invalid/v1", api_key="sk-fake", max_retries=0,
                            http_client=httpx.Client(transport=httpx.MockTransport(handler)))
-    result = chat._guard("max_tokens trap", lambda: chat._check_trap(client, MISTRAL, "hi"))
+    result = guard("max_tokens trap", lambda: chat._check_trap(client, MISTRAL, "hi"))
     assert not result.ok and result.mark == "FAIL" and not result.informational
     assert "HTTP 500: vLLM answered HTTP 500: boom" in result.detail
     report = SanityReport(endpoint_id="abc", model=MISTRAL, checks=(result,))
@@ -150,7 +157,7 @@ def test_the_trap_check_fails_when_its_request_fails() -> None:
 def test_wrong_model_error_names_vllms_message(settings, key, awake):
     """worker-vllm v2.25.2 wraps vLLM's 404 as "vLLM returned HTTP 404: {json}"; the check's
     message unwraps it to vLLM's own sentence."""
-    from rpbook.chat import client_error_detail
+    from rpbook.checks import client_error_detail
 
     client = openai_client(settings, key, awake(), timeout=30)
     with pytest.raises(Exception) as info:

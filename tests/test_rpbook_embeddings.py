@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.embeddings import (EMBEDDINGS_PING, EmbeddingReport, batch_texts, decode_base64_embedding,
+from rpbook.embeddings import (embeddings_ping, EmbeddingReport, batch_texts, decode_base64_embedding,
                                embedding_checks, embeddings_client, langchain_embeddings)
 from rpbook.errors import ConfigError, SanityCheckError
 from rpbook.secrets import Secret
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -38,7 +38,7 @@ def endpoint_id(settings, key, plant_endpoint) -> str:  # type: ignore[no-untype
     """A woken Infinity endpoint serving bge-small and a reranker (woken with the embeddings ping)."""
     endpoint = plant_endpoint(image=PATCHED_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
                                                         "RUNPOD_MAX_CONCURRENCY": "50"})
-    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     return endpoint.id
 
 
@@ -71,7 +71,8 @@ def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpo
 def test_wrong_dimension_fails_naming_both_numbers(settings, key, endpoint_id):
     with pytest.raises(SanityCheckError) as info:
         embedding_checks(settings, key, endpoint_id, BGE, 384, timeout=30)
-    report = info.value.report  # type: ignore[attr-defined]
+    report = info.value.report
+    assert report is not None
     assert [c.name for c in report.failed] == ["float embeddings"]  # one failure for one cause
     detail = report.failed[0].detail
     assert "256-dim" in detail and "384" in detail and "MODEL_NAMES" in detail
@@ -87,7 +88,7 @@ def test_unknown_model_fails_and_skips_the_rest(localpod, settings, key, endpoin
     assert "bge-large-en-v1.5" in detail and BGE in detail and "MODEL_NAMES" in detail
     with pytest.raises(SanityCheckError) as info:
         embedding_checks(settings, key, endpoint_id, "BAAI/bge-large-en-v1.5", 1024)
-    assert info.value.report.checks[0].name == "served model"  # type: ignore[attr-defined]
+    assert info.value.report is not None and info.value.report.checks[0].name == "served model"
     assert localpod.api_key not in str(info.value)
 
 
@@ -96,6 +97,8 @@ def test_rerank_with_a_model_the_worker_does_not_serve(settings, key, endpoint_i
                               rerank_model="BAAI/bge-reranker-large")
     assert [c.name for c in report.failed] == ["rerank"]
     assert "error" in report.failed[0].detail and "bge-reranker-large" in report.failed[0].detail
+    # told apart from "served but not a reranker" by /models, not by the worker's message text
+    assert "not among the served models" in report.failed[0].detail and "refused" not in report.failed[0].detail
 
 
 def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, endpoint_id):
@@ -103,6 +106,7 @@ def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, end
     report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False, rerank_model=BGE)
     [failed] = report.failed
     assert failed.name == "rerank" and "cannot fullyfill `rerank`" in failed.detail
+    assert "is served but refused" in failed.detail
     assert "BAAI/bge-reranker-base" in failed.detail and "MODEL_NAMES" in failed.detail and ".." not in failed.detail
 
 
@@ -130,7 +134,7 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
     ``rerank_wait_s`` and cancels the job, so no worker keeps billing for it until the execution
     timeout (600 s here)."""
     endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}"})
-    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     for options in ({"worker_image": "1.1.4", "force_rerank": True}, {}):
         report = embedding_checks(settings, key, endpoint.id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
                                   rerank_model=RERANKER, rerank_wait_s=1.0, **options)
@@ -146,15 +150,15 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
 
 
 def test_wake_with_the_embeddings_ping(settings, key, plant_endpoint):
-    ping = EMBEDDINGS_PING(BGE)
+    ping = embeddings_ping(BGE)
     assert "input" not in ping  # the runpod SDK would take it for the whole request body
     assert ping == {"openai_route": "/v1/embeddings", "openai_input": {"model": BGE, "input": "ping"}}
     with pytest.raises(ConfigError):
-        EMBEDDINGS_PING("")
+        embeddings_ping("")
     endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": BGE})
-    woken = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    woken = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     assert woken.cold and "first token" in woken.timeline and '"embedding"' in woken.output_preview
-    again = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=EMBEDDINGS_PING(BGE))
+    again = wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     assert not again.cold
 
 
@@ -296,9 +300,9 @@ def test_base64_check_with_a_server_that_answers_base64(byteorder, ok):
 ])
 def test_rerank_answers(monkeypatch, settings, key, output, ok, words):
     from rpbook import embeddings
-    from rpbook.serverless import JobResult
+    from rpbook.jobqueue import JobResult
 
     monkeypatch.setattr(embeddings, "run_job", lambda *a, **k: JobResult("job-1", "COMPLETED", output, 1, 1))
-    result = embeddings._check_rerank(settings, key, "abc", BGE, 5)
+    result = embeddings._check_rerank(settings, key, "abc", BGE, 5, [BGE])
     assert result.ok is ok
     assert all(word in result.detail for word in words), result.detail

@@ -177,3 +177,35 @@ def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tm
                             out_dir=tmp_path / "c", receipt=False)
     assert not failing.ok and "RegressionError: REGRESSION in the newest run: wake_total_s 200" in \
         str(failing.results[0].error)
+
+
+def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path):
+    """rpbook.runfolder reads what rpbook run leaves: a figures file asked for by name must be valid,
+    a folder's figures skip a damaged file (it loses its own figures, not the run), and the summary
+    gives the run's times."""
+    from datetime import datetime
+
+    from rpbook import receipt, records, runfolder
+
+    run = fake_run(tmp_path, 1)
+    (run / "05_broken.figures.json").write_text("{not json")
+    (run / "06_list.figures.json").write_text("[1, 2]")
+    assert list(runfolder.run_figures(run)) == [NB]
+    assert records.load_figures is runfolder.load_figures
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        runfolder.load_figures(run / "05_broken.figures.json")
+    with pytest.raises(ConfigError, match="not a|JSON object"):
+        runfolder.load_figures(run / "06_list.figures.json")
+    assert records.record_figures("07_new", {"x": 1}, run_dir=run) == runfolder.figures_path(run.resolve(), "07_new")
+    assert runfolder.run_figures(run)["07_new"] == {"x": 1}
+    summary = runfolder.read_summary(run)
+    assert runfolder.run_times(run, summary) == (datetime.fromisoformat("2026-11-01T06:00:00+00:00"),
+                                                 datetime.fromisoformat("2026-11-01T06:01:00+00:00"))
+    with pytest.raises(ConfigError, match="with its times"):
+        runfolder.run_times(run, {"started_at": "yesterday"})
+    with pytest.raises(ConfigError, match="no summary.json"):
+        receipt.receipt_for_run_dir(tmp_path / "empty")
+    # the history keeps what the folder's figures hold, the damaged files left out
+    stored = append_run(tmp_path / "h.sqlite", run)
+    assert stored.figures[f"{NB}/ttft_s"] == 0.2 and stored.figures["07_new/x"] == 1.0
+    assert not any(key.startswith(("05_broken/", "06_list/")) for key in stored.figures)

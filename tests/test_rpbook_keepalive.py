@@ -21,7 +21,7 @@ from rpbook import keepalive as K
 from rpbook.controlplane import RunpodClient
 from rpbook.conversation import run_conversation
 from rpbook.errors import ConfigError
-from rpbook.serverless import health, wake
+from rpbook.jobqueue import health, wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -266,7 +266,7 @@ def test_async_context_manager_and_async_openai_client(settings, key, endpoint):
 
 def test_ping_inputs_are_the_smallest_jobs_each_worker_accepts(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
     """worker-vllm: one token; worker-infinity-embedding (src/handler.py: ``input`` + ``model``): one word."""
-    from rpbook.serverless import run_job
+    from rpbook.jobqueue import run_job
 
     assert K.ping_input(VLLM_IMAGE, MISTRAL) == {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
     image = "runpod/worker-infinity-embedding:1.1.4"

@@ -16,7 +16,7 @@ import pytest
 
 from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
 from rpbook.errors import ConfigError
-from rpbook.serverless import wake
+from rpbook.jobqueue import wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

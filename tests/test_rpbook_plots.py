@@ -6,9 +6,10 @@ import base64
 import logging
 import re
 
-from rpbook.chat import CheckResult, SanityReport
+from rpbook.chat import SanityReport
+from rpbook.checks import CheckResult
 from rpbook.plots import latency_bars_html, timeline_html
-from rpbook.serverless import Health, WakeReport
+from rpbook.jobqueue import Health, WakeReport
 
 PNG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

@@ -18,7 +18,7 @@ from rpbook.controlplane import RunpodClient
 from rpbook.pending import Skipped
 from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
-from rpbook.serverless import sdk_endpoint
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec
 

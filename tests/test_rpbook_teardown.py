@@ -21,7 +21,7 @@ from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError
 from rpbook.ledger import Ledger, LedgerError, ledger_path
 from rpbook.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
-from rpbook.serverless import sdk_endpoint
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, VolumeSpec, vllm_template
 from rpbook.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills

@@ -5,35 +5,33 @@ as the bearer token, so the stock ``openai`` and ``langchain-openai`` clients wo
 URL points there. ``sanity_checks`` goes one step further than "it answered": it checks the served
 model name (the one clients must send), times a streamed answer (time to first token, tokens/s),
 and shows vLLM's classic surprise, the 16-token default of ``/completions`` without ``max_tokens``.
-Run ``rpbook.serverless.wake`` first: a cold endpoint makes these calls wait for the cold start.
+Run ``rpbook.jobqueue.wake`` first: a cold endpoint makes these calls wait for the cold start.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import shlex
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import openai
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from rpbook.display import html_table
-from rpbook.plots import latency_bars_html
+from rpbook.checks import CheckReport, CheckResult, Figure, check_served_model, guard, raise_if_failed
 from rpbook.pending import NotCreated, Skipped, skip
-from rpbook.errors import SanityCheckError
 from rpbook.secrets import Secret, reveal_api_key, scrub
 from rpbook.settings import Settings
-from rpbook.workererrors import worker_error_text
 
 DEFAULT_PROMPT = "Hello, how are you?"
 VLLM_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 """vLLM's ``max_tokens`` when a ``/completions`` request does not set one."""
 
-Figure = float | int | str | bool
+SERVED_NAME_FIX = ("Clients must send the served name: vLLM serves MODEL_NAME (the HF repo id) unless "
+                   "OPENAI_SERVED_MODEL_NAME_OVERRIDE is set in the template env, in which case that name is the "
+                   "one to use. Fix the expected model parameter, or the template env and let workers restart.")
 
 
 # -- clients --------------------------------------------------------------------------------------
@@ -46,7 +44,7 @@ def openai_client(settings: Settings, api_key: Secret | str, endpoint_id: str, *
 
     No automatic retries by default (the SDK's default is 2): a generation that reached the worker
     and failed with a 5xx or timed out may have run and been billed, and retrying it silently ran
-    each check up to three times. A failed check says so instead (:func:`client_error_detail`)."""
+    each check up to three times. A failed check says so instead (``rpbook.checks.client_error_detail``)."""
     return openai.OpenAI(base_url=settings.openai_base_url(endpoint_id), api_key=reveal_api_key(api_key),
                          timeout=timeout, max_retries=max_retries)
 
@@ -81,122 +79,10 @@ def curl_example(settings: Settings, endpoint_id: str | NotCreated, model: str, 
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """One check: did it pass, what was seen, and its measurements."""
-
-    name: str
-    ok: bool
-    detail: str
-    figures: dict[str, Figure] = field(default_factory=dict, hash=False)
-    informational: bool = False
-    """An observation, not a test (shown as INFO, not counted as passed); ``ok`` stays True."""
-
-    @property
-    def mark(self) -> str:
-        """The result column: PASS, FAIL or INFO."""
-        return "INFO" if self.informational and self.ok else ("PASS" if self.ok else "FAIL")
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Checks of one endpoint and model, shown as a PASS/FAIL table (text and HTML), scrubbed."""
-
-    endpoint_id: str
-    model: str
-    checks: tuple[CheckResult, ...]
-
-    kind = "checks"
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failed(self) -> tuple[CheckResult, ...]:
-        return tuple(check for check in self.checks if not check.ok)
-
-    @property
-    def passed(self) -> tuple[CheckResult, ...]:
-        """Checks that tested something and passed (informational ones are not counted)."""
-        return tuple(check for check in self.checks if check.mark == "PASS")
-
-    def verdict(self) -> str:
-        """The headline's result: how many passed or failed, informational checks apart."""
-        info = sum(1 for check in self.checks if check.mark == "INFO")
-        extra = f", {info} informational" if info else ""
-        if self.ok:
-            return f"all {len(self.passed)} passed{extra}"
-        return f"{len(self.failed)} failed, {len(self.passed)} passed{extra}"
-
-    @property
-    def figures(self) -> dict[str, Figure]:
-        """Every check's figures in one dict."""
-        out: dict[str, Figure] = {}
-        for check in self.checks:
-            out.update(check.figures)
-        return out
-
-    def subject(self) -> str:
-        """What was checked, for the headline (subclasses add details such as a dimension)."""
-        return self.model
-
-    def __str__(self) -> str:
-        width = max([len(c.name) for c in self.checks] + [5])
-        lines = [f"{self.kind} of {self.subject()} on endpoint {self.endpoint_id}: {self.verdict()}"]
-        for check in self.checks:
-            lines.append(f"  {check.mark}  {check.name:<{width}}  {check.detail}")
-        if self.figures:
-            lines.append("  figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.figures.items()))
-        return scrub("\n".join(lines))
-
-    def _repr_html_(self) -> str:
-        table = html_table(["", "check", "result", "figures"],
-                           [(c.mark, c.name, c.detail,
-                             ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items())) for c in self.checks])
-        return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
-                     f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
-                     f"{html.escape(self.verdict())}{table}{self._latency_plot()}</div>")
-
-    def latencies(self) -> list[tuple[str, float]]:
-        """Each check's request time in seconds (its ``*_latency_s`` figure; ``ttft_s`` for the stream)."""
-        out: list[tuple[str, float]] = []
-        for check in self.checks:
-            for key, value in check.figures.items():
-                if isinstance(value, float) and (key.endswith("_latency_s") or key == "ttft_s"):
-                    out.append((check.name if key.endswith("_latency_s") else f"{check.name} (first token)", value))
-        return out
-
-    def _latency_plot(self) -> str:
-        return latency_bars_html(self.latencies(), f"{self.kind}: time per request")
-
-
-@dataclass(frozen=True)
 class SanityReport(CheckReport):
     """All sanity checks of one chat endpoint and model (figures: ttft_s, tokens_per_s, …)."""
 
     kind = "sanity checks"
-
-
-def _fmt(value: Figure) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def client_error_detail(exc: BaseException) -> str:
-    """An exception from the openai client (or any other), as one scrubbed line that says what to do."""
-    text = str(exc)
-    may_have_run = ("; it reached the endpoint and may have run (and been billed), so it was not retried "
-                    "automatically")
-    if isinstance(exc, openai.APIStatusError):
-        # the body is the OpenAI error object; a worker error inside it (worker-vllm's "vLLM
-        # returned HTTP 404: {...}") is unwrapped to vLLM's own message
-        detail = worker_error_text(exc.body) if exc.body else exc.message
-        text = f"HTTP {exc.status_code}: {detail}" + (may_have_run if exc.status_code >= 500 else "")
-    elif isinstance(exc, openai.APITimeoutError):
-        text = ("the request timed out: wake the endpoint first (rpbook.serverless.wake) or raise the timeout"
-                + may_have_run)
-    elif isinstance(exc, openai.APIConnectionError):
-        text = f"cannot connect to the endpoint ({exc}); check the target and the endpoint id"
-    return scrub(f"{type(exc).__name__}: {text}")[:500]
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -206,49 +92,25 @@ def sanity_checks(settings: Settings, api_key: Secret | str, endpoint_id: str | 
                   *, prompt: str = DEFAULT_PROMPT, max_tokens: int = 128, timeout: float = 120.0,
                   strict: bool = True) -> SanityReport | Skipped:
     """Check the endpoint serves ``expected_model`` and answers plain, streamed, completion and
-    LangChain requests. ``/models`` not listing the model raises ``SanityCheckError`` at once (every
-    other check would fail with it). With ``strict`` a failed check raises ``SanityCheckError`` after
-    all checks ran (the report is on ``error.report``); otherwise read ``report.ok``."""
+    LangChain requests. When ``/models`` does not list the model the other checks are not run
+    (every one would fail with it). With ``strict`` a failed check raises ``SanityCheckError``
+    after the checks ran (the report is on ``error.report``); otherwise read ``report.ok``."""
     if isinstance(endpoint_id, NotCreated):
         return skip("check", endpoint_id)
     client = openai_client(settings, api_key, endpoint_id, timeout=timeout)
-    checks: list[CheckResult] = [_check_models(client, endpoint_id, expected_model)]
-    messages = [{"role": "user", "content": prompt}]
-    checks.append(_guard("chat completion", lambda: _check_chat(client, expected_model, messages, max_tokens)))
-    checks.append(_guard("streamed chat", lambda: _check_stream(client, expected_model, messages, max_tokens)))
-    checks.append(_guard("max_tokens trap", lambda: _check_trap(client, expected_model, prompt)))
-    checks.append(_guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, expected_model,
-                                                                prompt, max_tokens, timeout)))
+    served, _ = check_served_model(client, endpoint_id, expected_model, SERVED_NAME_FIX)
+    checks: list[CheckResult] = [served]
+    if served.ok:
+        messages = [{"role": "user", "content": prompt}]
+        checks.append(guard("chat completion", lambda: _check_chat(client, expected_model, messages, max_tokens)))
+        checks.append(guard("streamed chat", lambda: _check_stream(client, expected_model, messages, max_tokens)))
+        checks.append(guard("max_tokens trap", lambda: _check_trap(client, expected_model, prompt)))
+        checks.append(guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, expected_model,
+                                                                   prompt, max_tokens, timeout)))
     report = SanityReport(endpoint_id=endpoint_id, model=expected_model, checks=tuple(checks))
-    if strict and not report.ok:
-        error = SanityCheckError(scrub(f"endpoint {endpoint_id} answered, but not as it should:\n{report}"))
-        error.report = report  # type: ignore[attr-defined]
-        raise error
+    if strict:
+        raise_if_failed(report, "endpoint")
     return report
-
-
-def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
-    try:
-        return check()
-    except Exception as exc:  # noqa: BLE001 - a failed request is a failed check, reported in the table
-        return CheckResult(name, False, client_error_detail(exc))
-
-
-def _check_models(client: openai.OpenAI, endpoint_id: str, expected: str) -> CheckResult:
-    started = time.monotonic()
-    try:
-        served = [model.id for model in client.models.list()]
-    except Exception as exc:  # noqa: BLE001
-        raise SanityCheckError(f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}") from None
-    elapsed = time.monotonic() - started
-    if expected not in served:
-        raise SanityCheckError(
-            f"endpoint {endpoint_id} does not serve {expected!r}; it serves {served or 'nothing'}. Clients must "
-            "send the served name: vLLM serves MODEL_NAME (the HF repo id) unless "
-            "OPENAI_SERVED_MODEL_NAME_OVERRIDE is set in the template env, in which case that name is the "
-            "one to use. Fix the expected model parameter, or the template env and let workers restart.")
-    return CheckResult("served model", True, f"/models lists {expected}",
-                       {"models_latency_s": round(elapsed, 3)})
 
 
 def _check_chat(client: openai.OpenAI, model: str, messages: list[dict[str, str]], max_tokens: int) -> CheckResult:
@@ -326,7 +188,7 @@ def _check_trap(client: openai.OpenAI, model: str, prompt: str) -> CheckResult:
         detail = (f"/completions without max_tokens gave {tokens} tokens (finish_reason {finish!r}); still, always "
                   "pass max_tokens: vLLM's completions default is 16 tokens.")
     # What vLLM does without max_tokens is an observation for the reader, not a property of a
-    # healthy endpoint: INFO, not PASS. A failed request still fails the check (through _guard).
+    # healthy endpoint: INFO, not PASS. A failed request still fails the check (through guard).
     return CheckResult("max_tokens trap", True, detail, figures, informational=True)
 
 

@@ -17,7 +17,7 @@ from rpbook.chat import openai_client
 from rpbook.display import html_table
 from rpbook.keepalive import KeepAlive, KeepAliveReport, Strategy
 from rpbook.secrets import Secret
-from rpbook.serverless import _as_secret, health
+from rpbook.jobqueue import _as_secret, health
 from rpbook.settings import Settings
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
     report = ConversationReport(strategy=strategy, pause_s=pause_s)
     client = openai_client(settings, secret, endpoint_id)
     # The first streamed call of a new openai client pays its own one-off setup (imports, the
-    # connection), measured at about 0.4 s here: paid before turn 1 so that no strategy carries it.
+    # connection): paid before turn 1 so that no strategy carries it.
     client.models.list()
     keepalive: KeepAlive | None = None
     if strategy != "off":

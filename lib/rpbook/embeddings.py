@@ -13,7 +13,7 @@ strings it gets back, passing float lists through untouched. Worker 1.1.4 never 
 ``encoding_format`` and always answers float lists, so the default path works, but code that asks
 for base64 itself and decodes every answer breaks; the check reports which one the endpoint does.
 
-Run ``rpbook.serverless.wake(..., job_input=EMBEDDINGS_PING(model))`` first: on a cold endpoint
+Run ``rpbook.jobqueue.wake(..., job_input=embeddings_ping(model))`` first: on a cold endpoint
 every call here waits for the cold start.
 """
 
@@ -23,7 +23,7 @@ import base64
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import openai
@@ -31,11 +31,13 @@ from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
 from rpbook import hub
-from rpbook.chat import CheckReport, CheckResult, Figure, client_error_detail, openai_client
-from rpbook.errors import ConfigError, JobTimeoutError, RpbookError, SanityCheckError
+from rpbook.chat import openai_client
+from rpbook.checks import (CheckFailed, CheckReport, CheckResult, Figure, check_served_model, guard,
+                           raise_if_failed)
+from rpbook.errors import ConfigError, JobTimeoutError
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key, scrub
-from rpbook.serverless import run_job
+from rpbook.jobqueue import run_job
 from rpbook.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 
 SIMILARITY_TRIPLES: tuple[tuple[str, str, str], ...] = (
@@ -56,8 +58,8 @@ RERANK_RELEVANT = 1
 """Index of the document that answers ``RERANK_QUERY`` (not the first, so order alone cannot pass)."""
 
 RERANK_WAIT_S = 60.0
-"""Longest the rerank check waits for its queue job. The endpoint is warm by then and a rerank
-takes well under a second; a job still IN_PROGRESS after this is a worker that will never answer."""
+"""Longest the rerank check waits for its queue job. The endpoint is warm by then and the job is
+three short documents; a job still IN_PROGRESS after this is a worker that will never answer."""
 
 RERANK_BROKEN_TAGS = frozenset({"1.0.0", "1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.4"})
 """``runpod/worker-infinity-embedding`` releases that never return a rerank result.
@@ -74,6 +76,9 @@ RERANK_DEFECT = ("worker-infinity-embedding issues #29 and #37: the worker's rer
                  "the result and the job stays IN_PROGRESS until the execution timeout while the worker bills")
 RERANK_REMEDY = ("Leave rerank_model empty (\"\") to skip reranking, or serve reranking from an image where it is "
                  "fixed (your own build of the worker that returns plain floats) and check that one")
+
+SERVED_NAME_FIX = ("The Infinity worker serves exactly the ids in MODEL_NAMES (';'-separated): send one of those, "
+                   "or fix MODEL_NAMES in the template and let the workers restart.")
 
 BATCH_SIZE = 100
 SPOT_CHECKS = (0, 1, 37, 73, 99)
@@ -94,9 +99,9 @@ def batch_texts(count: int = BATCH_SIZE) -> list[str]:
     return [f"{_SUBJECTS[i % 10]} {_ACTIONS[(i // 10 + i) % 10]} in story {i}." for i in range(count)]
 
 
-def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like serverless.DEFAULT_VLLM_PING
+def embeddings_ping(model: str) -> dict[str, Any]:
     """The smallest job the Infinity worker answers (one embedding of "ping"), for
-    ``serverless.wake(job_input=...)``.
+    ``jobqueue.wake(job_input=...)``.
 
     It is the job Runpod makes of ``POST /openai/v1/embeddings`` (``openai_route`` +
     ``openai_input``), not the shorter ``{"model": ..., "input": "ping"}``: the ``runpod`` SDK's
@@ -104,7 +109,7 @@ def EMBEDDINGS_PING(model: str) -> dict[str, Any]:  # noqa: N802 - named like se
     sends only ``"ping"`` to the worker, which answers "Invalid input". The model must be one of
     the worker's ``MODEL_NAMES``, or the job completes with an error output instead of a vector."""
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError(f"EMBEDDINGS_PING needs the served model name (one of MODEL_NAMES), got {model!r}")
+        raise ConfigError(f"embeddings_ping needs the served model name (one of MODEL_NAMES), got {model!r}")
     return {"openai_route": "/v1/embeddings", "openai_input": {"model": model, "input": "ping"}}
 
 
@@ -149,17 +154,8 @@ class EmbeddingReport(CheckReport):
         return f"{self.model} ({self.expected_dimension} dimensions expected)"
 
 
-class _BadVectors(RpbookError):
-    """An answer that is not a list of float vectors (turned into a failed check)."""
-
-
-def _guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
-    try:
-        return check()
-    except _BadVectors as exc:
-        return CheckResult(name, False, scrub(str(exc)))
-    except Exception as exc:  # noqa: BLE001 - a failed request is a failed check, reported in the table
-        return CheckResult(name, False, client_error_detail(exc))
+class _BadVectors(CheckFailed):
+    """An answer that is not a list of float vectors (turned into a failed check by ``guard``)."""
 
 
 # -- vector helpers -------------------------------------------------------------------------------
@@ -282,51 +278,29 @@ def embedding_checks(settings: Settings, api_key: Secret | str, endpoint_id: str
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"model must be the served model name (one of MODEL_NAMES), got {model!r}")
     client = embeddings_client(settings, api_key, endpoint_id, timeout=timeout)
-    served = _check_models(client, endpoint_id, model)
+    served, served_names = check_served_model(client, endpoint_id, model, SERVED_NAME_FIX)
     checks: list[CheckResult] = [served]
     if served.ok:
         state: dict[str, Any] = {}
-        checks.append(_guard("float embeddings", lambda: _check_float(client, model, dimension, state)))
-        checks.append(_guard("base64 embeddings", lambda: _check_base64(client, model, state)))
-        checks.append(_guard("similarity", lambda: _check_similarity(state)))
-        checks.append(_guard("batch order", lambda: _check_batch(client, model)))
-        checks.append(_guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, model, dimension,
-                                                                    timeout, state)))
+        checks.append(guard("float embeddings", lambda: _check_float(client, model, dimension, state)))
+        checks.append(guard("base64 embeddings", lambda: _check_base64(client, model, state)))
+        checks.append(guard("similarity", lambda: _check_similarity(state)))
+        checks.append(guard("batch order", lambda: _check_batch(client, model)))
+        checks.append(guard("langchain", lambda: _check_langchain(settings, api_key, endpoint_id, model, dimension,
+                                                                   timeout, state)))
         if rerank_model and rerank_broken(worker_image) and not force_rerank:
             checks.append(CheckResult(
                 "rerank", False,
                 f"not run: runpod/worker-infinity-embedding:{worker_image_tag(worker_image or '')} never returns "
                 f"rerank results ({RERANK_DEFECT}). {RERANK_REMEDY}."))
         elif rerank_model:
-            checks.append(_guard("rerank", lambda: _check_rerank(settings, api_key, endpoint_id, rerank_model,
-                                                                  min(timeout, rerank_wait_s))))
+            checks.append(guard("rerank", lambda: _check_rerank(settings, api_key, endpoint_id, rerank_model,
+                                                                 min(timeout, rerank_wait_s), served_names)))
     report = EmbeddingReport(endpoint_id=endpoint_id, model=model, expected_dimension=dimension,
                              checks=tuple(checks))
-    if strict and not report.ok:
-        error = SanityCheckError(scrub(f"embeddings endpoint {endpoint_id} answered, but not as it should:\n"
-                                       f"{report}"))
-        error.report = report  # type: ignore[attr-defined]
-        raise error
+    if strict:
+        raise_if_failed(report, "embeddings endpoint")
     return report
-
-
-def _check_models(client: openai.OpenAI, endpoint_id: str, model: str) -> CheckResult:
-    started = time.monotonic()
-    try:
-        served = [entry.id for entry in client.models.list()]
-    except Exception as exc:  # noqa: BLE001
-        return CheckResult("served model", False,
-                           f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}")
-    elapsed = time.monotonic() - started
-    figures: dict[str, Figure] = {"models_latency_s": round(elapsed, 3)}
-    if model not in served:
-        return CheckResult(
-            "served model", False,
-            scrub(f"endpoint {endpoint_id} does not serve {model!r}; it serves {served or 'nothing'}. The Infinity "
-                  "worker serves exactly the ids in MODEL_NAMES (';'-separated): send one of those, or fix "
-                  "MODEL_NAMES in the template and let the workers restart. Other checks skipped."),
-            figures)
-    return CheckResult("served model", True, f"/models lists {model}", figures)
 
 
 def _check_float(client: openai.OpenAI, model: str, dimension: int, state: dict[str, Any]) -> CheckResult:
@@ -493,7 +467,7 @@ def _check_langchain(settings: Settings, api_key: Secret | str, endpoint_id: str
 
 
 def _check_rerank(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str,
-                  timeout: float) -> CheckResult:
+                  timeout: float, served: Sequence[str]) -> CheckResult:
     job = {"model": model, "query": RERANK_QUERY, "docs": list(RERANK_DOCS), "return_docs": True}
     poll = 0.05 if settings.target == "local" else 0.25
     started = time.monotonic()
@@ -513,10 +487,17 @@ def _check_rerank(settings: Settings, api_key: Secret | str, endpoint_id: str, m
     output = result.output[0] if isinstance(result.output, list) and len(result.output) == 1 else result.output
     if isinstance(output, dict) and output.get("object") == "error":
         message = scrub(str(output.get("message", output)))[:300].rstrip(".")
-        hint = ""
-        if "rerank" in message and ("fullyfill" in message or "fulfill" in message or "capab" in message):
-            hint = (f" {model!r} is an embedding model, and Infinity reranks only with a reranker (cross-encoder) "
-                    "such as BAAI/bge-reranker-base: add one to MODEL_NAMES and set rerank_model to it.")
+        # The worker flattens every exception into one BadRequestError text (create_error_response in
+        # worker-infinity-embedding 1.1.4 src/handler.py), so the cause is read from what we know
+        # instead: a model /models lists but that cannot rerank is not a reranker (Infinity 0.0.76
+        # raises ModelNotDeployedError when "rerank" is not among a model's capabilities).
+        if model in served:
+            hint = (f" {model!r} is served but refused a well-formed rerank: most likely it is an embedding model, and "
+                    "Infinity reranks only with a reranker (cross-encoder) such as BAAI/bge-reranker-base. Add one "
+                    "to MODEL_NAMES and set rerank_model to it.")
+        else:
+            hint = (f" {model!r} is not among the served models {list(served)}: add it to MODEL_NAMES, or set "
+                    "rerank_model to a reranker that is.")
         return CheckResult("rerank", False, f"the worker answered an error: {message}.{hint}", figures)
     results = output.get("results") if isinstance(output, dict) else None
     if not isinstance(results, list) or not results or not all(

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import traceback
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rpbook.checks import CheckReport
 
 
 class RpbookError(Exception):
@@ -55,6 +59,11 @@ class EndpointNotReadyError(RpbookError):
     """An endpoint did not serve a job in time."""
 
 
+class EndpointNotFound(RpbookError):
+    """The queue does not know the endpoint id (HTTP 404): deleted since, another target, or a typo.
+    Not a ``ConfigError``: the settings may be right and the endpoint gone at run time."""
+
+
 class JobTimeoutError(EndpointNotReadyError):
     """A job was not final in time; rpbook cancelled it. ``status`` is the state it was left in
     (``IN_QUEUE``: no worker took it; ``IN_PROGRESS``: a worker took it and never answered)."""
@@ -66,4 +75,9 @@ class JobTimeoutError(EndpointNotReadyError):
 
 
 class SanityCheckError(RpbookError):
-    """An endpoint answered, but not as it should."""
+    """An endpoint answered, but not as it should. ``report`` holds every check (the failed ones and
+    the rest), so a caller that catches the error can still read and record the figures."""
+
+    def __init__(self, message: str, report: CheckReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rpbook.errors import ConfigError
+from rpbook.runfolder import read_summary, run_figures
 
 DEFAULT_HISTORY = Path("runs") / "history.sqlite"
 
@@ -96,29 +97,10 @@ def connect(history_file: str | Path) -> sqlite3.Connection:
     return db
 
 
-def _summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no summary.json in {run_dir}: give a folder that `rpbook run` wrote") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} does not hold a run summary")
-    return data
-
-
 def _run_figures(run_dir: Path) -> list[tuple[str, str, float | None, str | None]]:
+    """The run's figures as (notebook, name, number, text) rows; other values are not kept."""
     rows: list[tuple[str, str, float | None, str | None]] = []
-    for path in sorted(run_dir.glob("*.figures.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a broken figures file loses its figures, not the run
-        if not isinstance(data, dict):
-            continue
-        notebook = path.name.removesuffix(".figures.json")
+    for notebook, data in run_figures(run_dir).items():
         for name, value in data.items():
             if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
                 rows.append((notebook, str(name), float(value), None))
@@ -131,7 +113,7 @@ def append_run(history_file: str | Path, run_dir: str | Path) -> HistoryRun:
     """Add the run in ``run_dir`` (its ``summary.json`` and figures) to the history, replacing an
     earlier copy of the same run (``rpbook receipt`` then append again updates its cost)."""
     folder = Path(run_dir)
-    summary = _summary(folder)
+    summary = read_summary(folder)
     parameters = summary.get("parameters") or {}
     receipt = summary.get("receipt") or {}
     cost = receipt.get("total_usd") if isinstance(receipt, dict) else None

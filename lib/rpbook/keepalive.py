@@ -44,7 +44,7 @@ from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, RpbookError
 from rpbook.secrets import Secret
-from rpbook.serverless import _as_secret, run_job
+from rpbook.jobqueue import _as_secret, run_job
 from rpbook.settings import Settings
 
 Strategy = Literal["off", "ping", "pin"]

@@ -46,7 +46,6 @@ import httpx
 import numpy as np
 
 from rpbook import __version__
-from rpbook import serverless as _quiet  # noqa: F401 - quiets httpx's per-request INFO lines in notebooks
 from rpbook.display import html_table, progress_bar
 from rpbook.errors import ConfigError
 from rpbook.pending import NotCreated, Skipped, skip

@@ -1,8 +1,8 @@
 """Local mode: make sure localpod, the local Runpod + HF Hub emulator, is running at
 ``settings.localpod_url``, starting it when it is not and reusing it when it is.
 
-Why a detached process: notebooks 00→03 run in separate kernels, one after the other, and share one
-localpod (the endpoint notebook 01 creates must still exist for notebook 02). So localpod runs in its
+Why a detached process: the runbooks run in separate kernels, one after the other, and share one
+localpod (the endpoint runbook 02 creates must still exist for runbook 03). So localpod runs in its
 own session (``start_new_session=True``), outlives the kernel that started it, logs to
 ``<state_dir>/localpod.log``, keeps its resources in ``<state_dir>/state.json`` and leaves its pid in
 ``<state_dir>/localpod.pid`` for ``stop_localpod``. An ``fcntl`` lock on ``<state_dir>/lock`` keeps

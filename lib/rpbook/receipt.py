@@ -26,7 +26,8 @@ from typing import Any
 
 from rpbook.billing_now import price_per_worker_hour
 from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError
+from rpbook.errors import ConfigError, EndpointNotFound
+from rpbook.runfolder import read_summary, run_figures, run_times
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
 
@@ -64,18 +65,6 @@ class Receipt:
         return {**asdict(self), "total_usd": self.total_usd, "line": self.line()}
 
 
-def _figures(run_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(run_dir.glob("*.figures.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            out.append(data)
-    return out
-
-
 def _hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
@@ -88,7 +77,7 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
                  now: datetime | None = None) -> Receipt:
     """The receipt of the run in ``run_dir`` that ran from ``started`` to ``ended`` (UTC)."""
     now = now or datetime.now(timezone.utc)
-    figures = _figures(run_dir)
+    figures = list(run_figures(run_dir).values())
     endpoint_ids = sorted({str(f["endpoint_id"]) for f in figures if f.get("endpoint_id")})
     volume_ids = sorted({str(f["volume_id"]) for f in figures if f.get("volume_id")})
     start = _hour_floor(started)
@@ -110,19 +99,19 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
             total = ((data.get("metadata") or {}).get("totals") or {}).get("totalAmount") or 0.0
             receipt.volumes_usd[volume_id] = round(float(total), 6)
         cold = 0.0
-        for data in figures:
-            endpoint_id = data.get("endpoint_id")
-            if data.get("cold") is True and endpoint_id in endpoint_ids and isinstance(data.get("ready_s"), (int, float)):
-                price = price_per_worker_hour(client, client.get_endpoint(str(endpoint_id))) or 0.0
-                cold += float(data["ready_s"]) / 3600 * price
+        for recorded in figures:
+            woken, ready_s = recorded.get("endpoint_id"), recorded.get("ready_s")
+            if recorded.get("cold") is True and woken in endpoint_ids and isinstance(ready_s, (int, float)):
+                price = price_per_worker_hour(client, client.get_endpoint(str(woken))) or 0.0
+                cold += float(ready_s) / 3600 * price
         receipt.cold_start_usd = round(cold, 6)
-    from rpbook.serverless import health  # the queue client; imported here to keep this module light
+    from rpbook.jobqueue import health  # the queue client; imported here to keep this module light
 
     for endpoint_id in endpoint_ids:
         try:
             if health(settings, api_key, endpoint_id).billing_workers:
                 still_running.append(endpoint_id)
-        except ConfigError:
+        except (ConfigError, EndpointNotFound):  # a rejected key or a deleted endpoint: nothing to ask
             continue
     reasons = []
     if still_running:
@@ -145,14 +134,8 @@ def receipt_for_run_dir(run_dir: Path) -> Receipt:
     from rpbook.session import resolve_env_file
     from rpbook.settings import load_settings
 
-    summary_path = run_dir / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        started = datetime.fromisoformat(summary["started_at"])
-        ended = datetime.fromisoformat(summary["ended_at"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{summary_path} is not the summary of an rpbook run with its times ({exc}); give the "
-                          "folder `rpbook run` wrote (runs/<time>/)") from None
+    summary = read_summary(run_dir)
+    started, ended = run_times(run_dir, summary)
     target = (summary.get("parameters") or {}).get("target", "local")
     settings = load_settings(target, env_file=resolve_env_file(""))
     receipt = make_receipt(settings, settings.runpod_api_key(), run_dir, started, ended)

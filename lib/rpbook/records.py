@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rpbook.errors import ConfigError
+from rpbook.runfolder import Scalar, figures_path, load_figures
 from rpbook.secrets import mask, scrub
 
 RUN_DIR_ENV = "RPBOOK_RUN_DIR"
 DEFAULT_RUN_DIR = Path("runs") / "latest"
 
-Scalar = float | int | str | bool | None
+__all__ = ["DEFAULT_RUN_DIR", "RUN_DIR_ENV", "Scalar", "clean_text", "figures_dir", "load_figures", "record_figures"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOKEN_SHAPED = re.compile(r"\b(?:hf|rpa|rps)_[A-Za-z0-9_]{8,}")
@@ -70,7 +71,7 @@ def record_figures(name: str, figures: Mapping[str, float | int | str | bool], *
     """Merge ``figures`` into ``<run dir>/<name>.figures.json`` (atomically) and return its path."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"record name {name!r} is not valid: use letters, digits, '.', '_' or '-' "
-                          "(e.g. the notebook's stem, '04-wake-and-chat')")
+                          "(e.g. the notebook's stem, '03_wake_and_sanity_chat')")
     clean: dict[str, Scalar] = {}
     for key, value in figures.items():
         if not isinstance(key, str) or not key:
@@ -78,7 +79,7 @@ def record_figures(name: str, figures: Mapping[str, float | int | str | bool], *
         clean[clean_text(key)] = _clean_value(key, value)
     directory = _resolve_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.figures.json"
+    path = figures_path(directory, name)
     merged = load_figures(path) if path.exists() else {}
     merged.update(clean)
     text = json.dumps(merged, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
@@ -101,17 +102,3 @@ def record_figures(name: str, figures: Mapping[str, float | int | str | bool], *
 
 def _resolve_dir(value: str | os.PathLike[str] | None) -> Path:
     return figures_dir(value).resolve()
-
-
-def load_figures(path: str | os.PathLike[str]) -> dict[str, Scalar]:
-    """Read a figures file written by ``record_figures``."""
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no figures file at {file}: run the notebook that records it first") from None
-    except ValueError as exc:
-        raise ConfigError(f"{file} is not valid JSON ({exc}); delete it and run the notebook again") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file} does not hold a JSON object of figures; delete it and run again")
-    return data

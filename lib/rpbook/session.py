@@ -4,18 +4,24 @@ Notebooks run in their own folder (papermill and nbmake use the notebook's direc
 working directory), so a relative ``.env`` would land in ``notebooks/``. The env file is therefore
 resolved once, here: an explicit parameter, else ``RPBOOK_ENV_FILE``, else the ``.env`` of the
 project (the nearest folder upwards holding a ``.env`` or a ``pyproject.toml``). localpod's state
-lives beside it in ``.localpod/`` (or ``RPBOOK_LOCALPOD_DIR``), so notebooks 00 to 03, each in its
-own kernel, share one localpod and one set of resources.
+lives beside it in ``.localpod/`` (or ``RPBOOK_LOCALPOD_DIR``), so every runbook, each in its own
+kernel, shares one localpod and one set of resources.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from rpbook.errors import ConfigError
 from rpbook.local import LocalpodStatus, ensure_localpod
 from rpbook.settings import Settings, load_settings
+
+QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
+"""HTTP clients that log one INFO line per request: httpx for older openai releases, httpx2 (its
+successor) for openai 3. Once the runpod SDK has run ``logging.basicConfig(level=INFO)`` (on its
+import, runpod/serverless/utils/rp_upload.py) every chat request would print one into the notebook."""
 
 
 def resolve_env_file(env_file: str = "") -> Path:
@@ -36,7 +42,11 @@ def localpod_state_dir(env_file: Path) -> Path:
 
 
 def start(target: str = "local", env_file: str = "", *, localpod_profile: str = "fast") -> Settings:
-    """Settings for ``target``; for ``local``, localpod is started (or reused) before returning."""
+    """Settings for ``target``; for ``local``, localpod is started (or reused) before returning.
+
+    Also quiets the HTTP clients' per-request log lines (``QUIET_LOGGERS``) for the runbook's
+    kernel: a runbook's first call, never a side effect of importing an rpbook module."""
+    quiet_http_logs()
     path = resolve_env_file(env_file)
     settings = load_settings(target, env_file=path)
     if settings.target == "local":
@@ -46,6 +56,12 @@ def start(target: str = "local", env_file: str = "", *, localpod_profile: str = 
         print(f"target runpod: REST {settings.rest_url}, queue {settings.queue_url}; env file {path}")
     _recover_pins(settings)
     return settings
+
+
+def quiet_http_logs() -> None:
+    """Raise ``QUIET_LOGGERS`` to WARNING, so a notebook shows answers, not one line per request."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _recover_pins(settings: Settings) -> None:

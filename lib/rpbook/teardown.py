@@ -39,7 +39,7 @@ from rpbook.errors import ControlPlaneError, RpbookError
 from rpbook.ledger import Ledger, LedgerEntry
 from rpbook.pending import Skipped
 from rpbook.secrets import Secret
-from rpbook.serverless import Health, _call, health, sdk_endpoint
+from rpbook.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.settings import Settings
 
 Kind = Literal["endpoint", "template", "volume"]

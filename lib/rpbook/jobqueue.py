@@ -1,8 +1,8 @@
-"""The serverless queue of one endpoint, through the ``runpod`` SDK: health, wake-up, single jobs.
+"""The job queue of one endpoint (Runpod's serverless queue) through the ``runpod`` SDK: health, wake-up, jobs.
 
 Why a wake-up step: a queue endpoint with ``workers.min = 0`` scales to zero, and the first request
 after that waits for a cold start (GPU placement, container start, weights download or volume read,
-engine init), about two minutes for a 7B vLLM model. A chat client that hits a cold endpoint just
+engine init), minutes for a 7B vLLM model. A chat client that hits a cold endpoint just
 hangs with no hint why. ``wake`` sends a one-token job and follows ``/health`` and the job's status,
 so a person sees which stage the endpoint is in, how long each took, and, when it cannot get
 ready (unhealthy workers, no GPU capacity, no worker allowed), an error that says what to fix.
@@ -16,30 +16,24 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import requests
-import runpod
 
 from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
 from rpbook.plots import timeline_html
 from rpbook.pending import NotCreated, Skipped, skip
-from rpbook.errors import ConfigError, EndpointNotReadyError, JobTimeoutError, RpbookError
+from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.workererrors import worker_error_text
 
-# Importing the runpod SDK runs logging.basicConfig(level=INFO) (runpod/serverless/utils/rp_upload.py),
-# after which the HTTP client logs a line for every request the openai client makes into the
-# notebook's output: httpx for older openai releases, httpx2 (its successor) for openai 3.
-QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
-for _name in QUIET_LOGGERS:
-    logging.getLogger(_name).setLevel(logging.WARNING)
+if TYPE_CHECKING:
+    import runpod
 
 DEFAULT_VLLM_PING: dict[str, Any] = {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
 """The smallest job a vLLM worker answers: one token of completion."""
@@ -172,6 +166,11 @@ def sdk_endpoint(settings: Settings, api_key: Secret | str, endpoint_id: str) ->
     if not endpoint_id or "/" in endpoint_id:
         raise ConfigError(f"endpoint id {endpoint_id!r} is not valid: use the id shown by the endpoint step "
                           "(RUNPOD_ENDPOINT_ID in the env file)")
+    # Imported here, not with this module: importing the runpod SDK runs logging.basicConfig(level=INFO)
+    # (runpod/serverless/utils/rp_upload.py), and importing rpbook must leave logging as it was
+    # (rpbook.session.start quiets the HTTP client's per-request lines for the runbooks).
+    import runpod
+
     secret = _as_secret(api_key)
     with _SDK_LOCK:
         saved = runpod.endpoint_url_base
@@ -180,33 +179,45 @@ def sdk_endpoint(settings: Settings, api_key: Secret | str, endpoint_id: str) ->
             endpoint = runpod.Endpoint(endpoint_id, api_key=secret.reveal())
         finally:
             runpod.endpoint_url_base = saved
+    endpoint.rp_client.rp_session.hooks["response"].append(_unauthorized_as_http_error)
     return endpoint
 
 
+def _unauthorized_as_http_error(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A 401 as the ``requests.HTTPError`` it is, status code and all.
+
+    runpod 1.12's ``RunPodClient._request`` (runpod/endpoint/runner.py) turns a 401 into a bare
+    ``RuntimeError`` with only a message, before its own ``raise_for_status``; this session hook
+    runs first, so ``_call`` tells a rejected key apart by the status code, not by message text."""
+    if response.status_code == 401:
+        response.raise_for_status()
+    return response
+
+
 def _call(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
-    """Run one SDK request and turn its errors into rpbook's, scrubbed."""
+    """Run one SDK request and turn its errors into rpbook's, scrubbed, by status code."""
     try:
         return fn()
     except RpbookError:
         raise
-    except RuntimeError as exc:  # the SDK raises RuntimeError on 401
-        if "401" in str(exc):
-            raise ConfigError(f"{what}: the queue API rejected RUNPOD_API_KEY (401 Unauthorized). Check the "
-                              "key in the environment or the env file; for target 'runpod' it needs access "
-                              "to Serverless (read/write key).") from None
-        raise EndpointNotReadyError(f"{what}: {scrub(str(exc))}") from None
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         body = scrub(exc.response.text[:300]) if exc.response is not None else ""
+        if status == 401:
+            raise ConfigError(f"{what}: the queue API rejected RUNPOD_API_KEY (401 Unauthorized). Check the "
+                              "key in the environment or the env file; for target 'runpod' it needs access "
+                              "to Serverless (read/write key).") from None
         if status == 404:
-            raise ConfigError(f"{what}: endpoint {endpoint_id} not found (404). Check the endpoint id (it is "
-                              "in the env file as RUNPOD_ENDPOINT_ID after the endpoint step) and the target "
-                              f"(local or runpod). Answer: {body}") from None
+            raise EndpointNotFound(f"{what}: endpoint {endpoint_id} not found (404). Check the endpoint id (it is "
+                                   "in the env file as RUNPOD_ENDPOINT_ID after the endpoint step) and the target "
+                                   f"(local or runpod). Answer: {body}") from None
         raise EndpointNotReadyError(f"{what}: the queue API answered HTTP {status}: {body}") from None
     except requests.RequestException as exc:
         raise EndpointNotReadyError(f"{what}: cannot reach the queue API ({type(exc).__name__}: "
                                     f"{scrub(str(exc))[:300]}). Is the target right, and for 'local' is "
                                     "localpod running?") from None
+    except RuntimeError as exc:  # any other SDK failure (a 401 arrives as HTTPError, see above)
+        raise EndpointNotReadyError(f"{what}: {scrub(str(exc))}") from None
 
 
 def health(settings: Settings, api_key: Secret | str, endpoint_id: str) -> Health:
@@ -279,7 +290,7 @@ def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_inp
         if time.monotonic() >= deadline:
             _cancel(endpoint, endpoint_id, job.job_id)
             raise JobTimeoutError(f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
-                                  "Wake the endpoint first (rpbook.serverless.wake) to see why.", job.job_id, status)
+                                  "Wake the endpoint first (rpbook.jobqueue.wake) to see why.", job.job_id, status)
         time.sleep(poll_s)
     if status != "COMPLETED":
         raise EndpointNotReadyError(f"job {job.job_id} ended {status}: {_error_text(body)}")
@@ -347,7 +358,7 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
     """Send a tiny job and follow the endpoint until it answers; return the timeline.
 
     ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
-    Infinity: ``{"model": ..., "input": "ping"}``). Raises ``EndpointNotReadyError`` when workers
+    Infinity: ``rpbook.embeddings.embeddings_ping(model)``). Raises ``EndpointNotReadyError`` when workers
     stay unhealthy for ``unhealthy_grace_s`` (3 s local, 30 s on Runpod), on timeout (with what the
     health looked like), or when the job fails; the job is cancelled in those cases, and in any
     interruption (a cell timeout, Ctrl-C). A failure's message ends with what still runs and

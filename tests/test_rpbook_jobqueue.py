@@ -1,19 +1,20 @@
-"""rpbook.serverless against localpod: health, wake-up (cold, warm, unhealthy, throttled, no worker), jobs."""
+"""rpbook.jobqueue against localpod: health, wake-up (cold, warm, unhealthy, throttled, no worker), jobs."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
 import runpod
 
 from localpod import hubdata
-from rpbook import serverless
-from rpbook.errors import ConfigError, EndpointNotReadyError
+from rpbook import jobqueue
+from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
 from rpbook.secrets import Secret
 from rpbook.settings import load_settings
-from rpbook.serverless import Health, WakeReport, health, run_job, wake
+from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -57,7 +58,7 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
     report = wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     assert isinstance(report, WakeReport) and report.cold
     timeline = report.timeline
-    assert list(timeline) == [s for s in serverless.STAGES if s in timeline]
+    assert list(timeline) == [s for s in jobqueue.STAGES if s in timeline]
     assert {"queued", "initializing", "ready", "first token"} <= set(timeline)
     assert timeline["queued"] <= timeline["initializing"] <= timeline["ready"] <= timeline["first token"]
     expected = expected_cold_start_s(localpod)
@@ -134,7 +135,7 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
         polls.append(seconds)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serverless.time, "sleep", interrupt)
+    monkeypatch.setattr(jobqueue.time, "sleep", interrupt)
     with pytest.raises(KeyboardInterrupt):
         wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     monkeypatch.undo()
@@ -144,8 +145,8 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
 
 
 def test_default_grace_is_short_in_local_mode_and_longer_on_runpod(settings, tmp_path):
-    assert serverless._default_grace(settings) <= 3
-    assert serverless._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
+    assert jobqueue._default_grace(settings) <= 3
+    assert jobqueue._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
 
 
 def test_throttled_only_says_gpu_capacity(settings, key, vllm_endpoint):
@@ -176,7 +177,7 @@ def test_failed_job_error_is_scrubbed(key):
     secret = key.reveal()
     body = {"status": "FAILED", "error": json.dumps({"error_type": "ValueError",
                                                      "error_message": f"bad header Bearer {secret}"})}
-    text = serverless._error_text(body)
+    text = jobqueue._error_text(body)
     assert secret not in text and "ValueError: bad header Bearer rpa_" in text
 
 
@@ -192,7 +193,7 @@ def test_failed_job_error_is_scrubbed(key):
     ("just a sentence", "just a sentence"),
 ])
 def test_failed_job_error_shapes_read_as_one_line(error, expected):
-    text = serverless._error_text({"status": "FAILED", "error": error})
+    text = jobqueue._error_text({"status": "FAILED", "error": error})
     assert text.startswith(expected) and "traceback" not in text.lower(), text
 
 
@@ -205,14 +206,29 @@ def test_worker_error_items_fail_run_job_with_vllms_message(settings, key, vllm_
     assert str(info.value).endswith("ended FAILED: vLLM answered HTTP 404: The model `gpt-4o` does not exist.")
 
 
-def test_bad_key_and_unknown_endpoint_are_config_errors(settings, plant_endpoint):
+def test_bad_key_is_a_config_error_and_an_unknown_endpoint_its_own(settings, plant_endpoint):
+    """runpod 1.12 raises a bare RuntimeError on 401 (runpod/endpoint/runner.py, RunPodClient._request);
+    rpbook tells it apart by the status code (a session hook), and a 404 is EndpointNotFound."""
     endpoint = plant_endpoint()
     wrong = Secret("RUNPOD_API_KEY", "rpa_WRONG_KEY_FOR_TEST", "test")
     with pytest.raises(ConfigError, match="401") as info:
         health(settings, wrong, endpoint.id)
     assert "rpa_WRONG_KEY_FOR_TEST" not in str(info.value)
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="401"):
+        run_job(settings, wrong, endpoint.id, {"mock_return": 1}, timeout_s=5, poll_s=0.02)
+    with pytest.raises(EndpointNotFound, match="not found") as missing:
         health(settings, settings.runpod_api_key(), "nosuchendpoint0")
+    assert not isinstance(missing.value, ConfigError)
+
+
+def test_a_runtime_error_saying_401_is_not_taken_for_a_rejected_key():
+    """Only the status code decides: an SDK RuntimeError whose text mentions 401 stays a queue failure."""
+    def sdk_failure() -> None:
+        raise RuntimeError("401 Unauthorized | Make sure Runpod API key is set and valid.")
+
+    with pytest.raises(EndpointNotReadyError) as info:
+        jobqueue._call("health check", "abc", sdk_failure)
+    assert not isinstance(info.value, ConfigError)
 
 
 def test_run_job_returns_output_and_times(settings, key, plant_endpoint):
@@ -220,3 +236,28 @@ def test_run_job_returns_output_and_times(settings, key, plant_endpoint):
     result = run_job(settings, key, endpoint.id, {"mock_return": {"answer": 42}}, timeout_s=10, poll_s=0.02)
     assert result.status == "COMPLETED" and result.output == {"answer": 42}
     assert result.delay_time_ms is not None and result.execution_time_ms is not None
+
+
+def test_importing_rpbook_leaves_logging_alone_and_session_start_quiets_http_logs():
+    """Importing a module must not change third-party log levels: the runpod SDK (whose import runs
+    logging.basicConfig(level=INFO), runpod/serverless/utils/rp_upload.py) is imported on first use,
+    and the HTTP clients are quieted by rpbook.session.start, the runbooks' first call."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, logging, pkgutil, sys\n"
+        "import rpbook\n"
+        "for m in pkgutil.iter_modules(rpbook.__path__):\n"
+        "    if m.name != '__main__':\n"
+        "        importlib.import_module('rpbook.' + m.name)\n"
+        "from rpbook.session import QUIET_LOGGERS, quiet_http_logs\n"
+        "root = logging.getLogger()\n"
+        "print(root.level, len(root.handlers), 'runpod' in sys.modules,\n"
+        "      [logging.getLogger(n).level for n in QUIET_LOGGERS])\n"
+        "quiet_http_logs()\n"
+        "print([logging.getLogger(n).level for n in QUIET_LOGGERS])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    imported, quieted = out.stdout.splitlines()
+    assert imported == f"{logging.WARNING} 0 False [0, 0, 0, 0]", out.stderr
+    assert quieted == str([logging.WARNING] * 4)
