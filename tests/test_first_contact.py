@@ -14,7 +14,7 @@ from rpbook import hub, secrets, session
 from rpbook.cli import main
 from rpbook.controlplane import RunpodClient
 from rpbook.display import FinalStateBar, html_table
-from rpbook.errors import ConfigError, ControlPlaneError
+from rpbook.errors import ConfigError, ControlPlaneError, EndpointNotFound
 from rpbook.pending import NotCreated, Skipped, pending, record_pending
 from rpbook.readiness import kv_cache_fit
 from rpbook.resources import GpuType
@@ -120,7 +120,7 @@ def test_find_endpoint_id_fails_when_nothing_planned_it(settings, localpod, tmp_
 
     monkeypatch.setenv("RPBOOK_RUN_DIR", str(tmp_path))
     with RunpodClient(settings, settings.runpod_api_key()) as client:
-        with pytest.raises(ConfigError, match="no serverless endpoint is named 'gone'"):
+        with pytest.raises(EndpointNotFound, match="no serverless endpoint is named 'gone'"):
             find_endpoint_id(client, "gone")
         record_pending("endpoint", "gone")
         assert isinstance(find_endpoint_id(client, "gone"), NotCreated)

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError, PlanConflictError
+from rpbook.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.placement import check_data_center, pick_data_center, volume_data_center
 from rpbook.plans import (Blocker, BlockerKind, EnsureResult, FieldChange, apply, ensure_endpoint, ensure_template,
                           ensure_volume, plan_endpoint, plan_template, plan_volume, volume_monthly_cost_usd)
@@ -400,7 +400,7 @@ def test_volume_data_center_follows_an_existing_volume(client: RunpodClient) -> 
 def test_find_endpoint_by_name(client: RunpodClient, localpod) -> None:  # type: ignore[no-untyped-def]
     from rpbook.plans import find_endpoint
 
-    with pytest.raises(ConfigError, match="runbook 02"):
+    with pytest.raises(EndpointNotFound, match="runbook 02"):  # gone at run time: not a configuration error
         find_endpoint(client, "nope")
     template = client.create_template({"name": "t", "image": "runpod/mock-worker:1", "serverless": True})
     body = {"name": "twin", "type": "QUEUE", "templateId": template.id, "gpu": {"pools": ["AMPERE_24"]},

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 from rpbook.controlplane import RunpodClient
 from rpbook.cuda import CudaRequirement
 from rpbook.display import html_table
-from rpbook.errors import ConfigError, PlanConflictError
+from rpbook.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.ledger import record_create
 from rpbook.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.placement import cuda_placement_notes, endpoint_cuda, endpoint_data_center
@@ -336,8 +336,8 @@ def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
         return endpoint.id
     missing = pending("endpoint", name)
     if missing is None:
-        raise ConfigError(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
-                          "or set endpoint_name to an existing one")
+        raise EndpointNotFound(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+                               "or set endpoint_name to an existing one")
     print(f"{missing}: nothing to wake or check")
     return missing
 
@@ -347,8 +347,8 @@ def find_endpoint(client: RunpodClient, name: str) -> Endpoint:
     none (run runbook 02 with ``apply = True``) or more than one."""
     endpoint = _named("endpoint", client.list_endpoints(), name)
     if endpoint is None:
-        raise ConfigError(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
-                          "or set endpoint_name to an existing one")
+        raise EndpointNotFound(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+                               "or set endpoint_name to an existing one")
     return endpoint
 
 
