@@ -183,20 +183,20 @@ def test_estimate_weights_bge_small_prefers_root_safetensors(settings, localpod)
 def test_recommend_volume_gb_for_mistral_and_bge(settings):
     mistral = hub.estimate_weights(settings, settings.hf_token(), MISTRAL)
     bge = hub.estimate_weights(settings, settings.hf_token(), BGE)
-    assert hub.recommend_volume_gb(mistral.total_bytes) == 25  # 14.5 × 1.3 + 5 = 23.8 → 25
-    assert hub.recommend_volume_gb(bge.total_bytes) == 10  # Runpod's minimum
+    assert modelsize.recommend_volume_gb(mistral.total_bytes) == 25  # 14.5 × 1.3 + 5 = 23.8 → 25
+    assert modelsize.recommend_volume_gb(bge.total_bytes) == 10  # Runpod's minimum
 
 
 def test_recommend_volume_gb_rule():
     for weights_gb in (0, 0.1, 3, 14.5, 15.38, 60, 140, 700):
-        size = hub.recommend_volume_gb(int(weights_gb * 1e9))
+        size = modelsize.recommend_volume_gb(int(weights_gb * 1e9))
         assert size % 5 == 0 and 10 <= size <= 4096
         needed = weights_gb * 1.3 + 5
         assert size >= needed and (size - 5 < needed or size == 10)
-    assert hub.recommend_volume_gb(int(1.3 * 1e9)) == 10
-    assert hub.recommend_volume_gb(int(10e12)) == 4096
+    assert modelsize.recommend_volume_gb(int(1.3 * 1e9)) == 10
+    assert modelsize.recommend_volume_gb(int(10e12)) == 4096
     with pytest.raises(ConfigError):
-        hub.recommend_volume_gb(-1)
+        modelsize.recommend_volume_gb(-1)
 
 
 # ------------------------------------------------------------------------------------- GPU memory

@@ -19,7 +19,6 @@ https://huggingface.co, even in local mode: that is where a licence is accepted 
 from __future__ import annotations
 
 import json
-import math
 import re
 import tempfile
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from huggingface_hub import errors as hf_errors
 from tqdm.auto import tqdm
 
 from rpbook import __version__
-from rpbook.errors import ConfigError, GatedModelError, HubError
+from rpbook.errors import GatedModelError, HubError
 from rpbook.modelsize import GpuMemoryEstimate, check_sequence_arguments, gpu_memory_estimate
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import HUB_URL, Settings
@@ -115,11 +114,6 @@ class WeightsEstimate:
     def download_bytes(self) -> int:
         """What vLLM's default loader downloads (every root weight file): size volumes for this."""
         return self.total_bytes + self.skipped_bytes
-
-
-VOLUME_MIN_GB = 10
-VOLUME_MAX_GB = 4096
-"""Runpod's network-volume size limits (REST v2 ``CreateNetworkVolumeRequest.size``)."""
 
 
 # ----------------------------------------------------------------------------------------- client
@@ -444,21 +438,6 @@ def embedding_dimension(settings: Settings, token: Secret, repo_id: str) -> int:
     if not isinstance(size, int) or size <= 0:
         raise HubError(f"config.json of {repo_id} has no hidden_size; set embedding_dimension explicitly.")
     return size
-
-
-def recommend_volume_gb(weights_bytes: int) -> int:
-    """Network-volume size for a model cache: weights + 30 % + 5 GB, rounded up to a multiple of 5 GB,
-    clamped to Runpod's 10–4096 GB.
-
-    Why: the HF cache on the volume also holds the tokenizer, configs and a partially downloaded
-    file while a download runs; 30 % covers extra files and a revision update, the fixed 5 GB covers
-    small models whose tokenizer and temp files are large relative to the weights. Volumes can grow
-    later but never shrink, so erring a little large is cheap (≈$0.07/GB/month)."""
-    if weights_bytes < 0:
-        raise ConfigError(f"weights_bytes must be >= 0, got {weights_bytes}")
-    needed_gb = weights_bytes / 1e9 * 1.3 + 5
-    rounded = int(math.ceil(needed_gb / 5 - 1e-9)) * 5
-    return max(VOLUME_MIN_GB, min(VOLUME_MAX_GB, rounded))
 
 
 # ------------------------------------------------------------------------------------- GPU memory

@@ -128,3 +128,23 @@ def smallest_fitting_pool(memory_gb: float, pools: Mapping[str, int]) -> str | N
         if vram >= memory_gb and (best is None or (vram, order) < best[:2]):
             best = (vram, order, pool)
     return None if best is None else best[2]
+
+
+VOLUME_MIN_GB = 10
+VOLUME_MAX_GB = 4096
+"""Runpod's network-volume size limits (REST v2 ``CreateNetworkVolumeRequest.size``)."""
+
+
+def recommend_volume_gb(weights_bytes: int) -> int:
+    """Network-volume size for a model cache: weights + 30 % + 5 GB, rounded up to a multiple of 5 GB,
+    clamped to Runpod's 10–4096 GB.
+
+    Why: the HF cache on the volume also holds the tokenizer, configs and a partially downloaded
+    file while a download runs; 30 % covers extra files and a revision update, the fixed 5 GB covers
+    small models whose tokenizer and temp files are large relative to the weights. Volumes can grow
+    later but never shrink, so erring a little large is cheap (≈$0.07/GB/month)."""
+    if weights_bytes < 0:
+        raise ConfigError(f"weights_bytes must be >= 0, got {weights_bytes}")
+    needed_gb = weights_bytes / 1e9 * 1.3 + 5
+    rounded = int(math.ceil(needed_gb / 5 - 1e-9)) * 5
+    return max(VOLUME_MIN_GB, min(VOLUME_MAX_GB, rounded))

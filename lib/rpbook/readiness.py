@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rpbook import hub
+from rpbook import hub, modelsize
 from rpbook.display import html_table
 from rpbook.errors import GatedModelError, HubError
 from rpbook.modelsize import GpuMemoryEstimate
@@ -106,7 +106,7 @@ def check_model_readiness(settings: Settings, token: Secret, repo_id: str, *, ma
             raise
         problems.append(f"GPU memory not estimated until the model's config.json is readable ({exc})")
     return ModelReadiness(repo=repo_id, token=token_info, access=access, weights=weights,
-                          volume_gb=hub.recommend_volume_gb(weights.download_bytes), gpu=gpu,
+                          volume_gb=modelsize.recommend_volume_gb(weights.download_bytes), gpu=gpu,
                           problems=tuple(dict.fromkeys(problems)))
 
 
