@@ -38,8 +38,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated):
     parameters = load_parameters([LOCAL_PARAMS])
     books = {p.name[:2]: p for p in discover_notebooks()}
-    setup = run_notebooks([books["00"], books["01"], books["02"]], parameters, out_dir=isolated.root / "setup",
-                          receipt=False)
+    setup = run_notebooks(
+        [books["00"], books["01"], books["02"]], parameters, out_dir=isolated.root / "setup", receipt=False
+    )
     assert setup.ok, str(setup)
     settings = load_settings("local", env_file=isolated.env_file)
     key = settings.runpod_api_key()
@@ -49,8 +50,11 @@ def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated)
     history_file = isolated.root / "runs" / "history.sqlite"
     run_dirs = []
     for index in range(RUNS):
-        previous = (set_profile_overrides(settings, key, {"flashboot_start_s": 10.0, "engine_init_s": 10.0})
-                    if index == SLOW else None)
+        previous = (
+            set_profile_overrides(settings, key, {"flashboot_start_s": 10.0, "engine_init_s": 10.0})
+            if index == SLOW
+            else None
+        )
         scale_to_zero(settings, key, endpoint_id)
         deadline = time.monotonic() + 60
         while health(settings, key, endpoint_id).billing_workers and time.monotonic() < deadline:
@@ -58,8 +62,9 @@ def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated)
         with RunpodClient(settings, key) as client:
             client.update_endpoint(endpoint_id, {"workers": {"min": 0, "max": workers_max}})
         try:
-            summary = run_notebooks([books["03"]], parameters, out_dir=isolated.root / "runs" / f"run{index:02d}",
-                                    receipt=False)
+            summary = run_notebooks(
+                [books["03"]], parameters, out_dir=isolated.root / "runs" / f"run{index:02d}", receipt=False
+            )
         finally:
             if previous is not None:
                 set_profile_overrides(settings, key, previous)

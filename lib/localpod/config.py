@@ -36,7 +36,7 @@ def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith(SECRET_ENV_PREFIX) and value:
-            name = key[len(SECRET_ENV_PREFIX):]
+            name = key[len(SECRET_ENV_PREFIX) :]
             if SECRET_NAME.match(name):
                 out[name] = value
     return out

@@ -28,8 +28,14 @@ class JSONResponse(Response):
         return dumps(content)
 
 
-def problem(status: int, detail: str, *, title: str | None = None, errors: list[str] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """An RFC 9457 problem document, the error shape of Runpod's REST API v2."""
     body: dict[str, Any] = {"title": title or _TITLES.get(status, "Error"), "status": status, "detail": detail}
     if errors:

@@ -74,9 +74,23 @@ class Template:
     created_at: str = field(default_factory=utc_now_iso)
 
 
-RELEASE_FIELDS = ("image", "args", "disk", "env", "ports", "registry", "gpu_pools", "gpu_excluded_types",
-                  "gpu_count", "allowed_cuda_versions", "min_cuda_version", "timeout_ms", "flashboot",
-                  "network_volume_ids", "data_center_ids")
+RELEASE_FIELDS = (
+    "image",
+    "args",
+    "disk",
+    "env",
+    "ports",
+    "registry",
+    "gpu_pools",
+    "gpu_excluded_types",
+    "gpu_count",
+    "allowed_cuda_versions",
+    "min_cuda_version",
+    "timeout_ms",
+    "flashboot",
+    "network_volume_ids",
+    "data_center_ids",
+)
 """Endpoint fields workers run with: changing any of them is a new release (``version`` + 1), in
 every API; name, scaling and worker counts are not part of a release."""
 

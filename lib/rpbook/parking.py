@@ -54,13 +54,17 @@ class ParkingStatus:
     def warning(self) -> str | None:
         """Why a human should look, or None."""
         if self.parked_to is not None:
-            return (f"{self.endpoint}: no request for {self.idle_days:.1f} days, so Runpod has lowered max workers "
-                    f"to {self.parked_to}; raise it again (PATCH workers.max) before the next check or it will "
-                    "wait in the queue")
+            return (
+                f"{self.endpoint}: no request for {self.idle_days:.1f} days, so Runpod has lowered max workers "
+                f"to {self.parked_to}; raise it again (PATCH workers.max) before the next check or it will "
+                "wait in the queue"
+            )
         if self.only_scheduled:
-            return (f"{self.endpoint}: only the scheduled check's own pings keep it out of idle parking (no other "
-                    "request in the last 3 days is known; 3 days -> max workers 2, 7 days -> 0); if nobody else "
-                    "uses it, consider deleting it instead of paying for daily wake-ups")
+            return (
+                f"{self.endpoint}: only the scheduled check's own pings keep it out of idle parking (no other "
+                "request in the last 3 days is known; 3 days -> max workers 2, 7 days -> 0); if nobody else "
+                "uses it, consider deleting it instead of paying for daily wake-ups"
+            )
         return None
 
     def __str__(self) -> str:
@@ -74,8 +78,9 @@ def _utc(moment: datetime | str) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def parking_status(endpoint: str, last_request_at: datetime | str, *, now: datetime | None = None,
-                   only_scheduled: bool = False) -> ParkingStatus:
+def parking_status(
+    endpoint: str, last_request_at: datetime | str, *, now: datetime | None = None, only_scheduled: bool = False
+) -> ParkingStatus:
     """Days left before each parking step from a known last-request time (naive times are UTC)."""
     return ParkingStatus(endpoint, _utc(last_request_at), _utc(now or datetime.now(timezone.utc)), only_scheduled)
 
@@ -88,8 +93,9 @@ def _endpoint_of(run: HistoryRun) -> str:
     return run.target
 
 
-def parking_from_history(runs: Sequence[HistoryRun], *, now: datetime | None = None,
-                         other_requests: dict[str, datetime | str] | None = None) -> list[ParkingStatus]:
+def parking_from_history(
+    runs: Sequence[HistoryRun], *, now: datetime | None = None, other_requests: dict[str, datetime | str] | None = None
+) -> list[ParkingStatus]:
     """One status per endpoint the newest run of each target woke, the newest run's start that woke
     it as its last request (older endpoint ids were torn down or replaced and are left out).
 

@@ -100,8 +100,14 @@ class WorkerLog:
         while not self.closed and (not self.lines or self.lines[-1].seq <= after_seq):
             await self._changed.wait()
 
-    def select(self, *, source: str | None = None, tail: int = 100, since: float | None = None,
-               after: tuple[float, int | None] | None = None) -> list[LogLine]:
+    def select(
+        self,
+        *,
+        source: str | None = None,
+        tail: int = 100,
+        since: float | None = None,
+        after: tuple[float, int | None] | None = None,
+    ) -> list[LogLine]:
         """The backfill: lines after the ``after`` cursor (Last-Event-ID), else from ``since``, else
         the last ``tail`` lines; only ``source``'s lines when given. Precedence as the spec's
         ``LogLastEventID``, ``LogSince`` and ``LogTail`` parameters describe."""
