@@ -44,12 +44,14 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import httpx
 import orjson
+
 from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_EMBEDDINGS_KEY_NOT_REAL"

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from localpod_process import free_port, start_localpod
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+
 from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_KEY_NOT_REAL"

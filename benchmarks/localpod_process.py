@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from localpod_process import free_port
 
+from localpod_process import free_port
 from rpbook.local import stop_localpod
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
 

@@ -39,7 +39,7 @@ from referencing.jsonschema import DRAFT202012
 SPEC_URI = "urn:runpod:openapi-v2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ValidationError", "load_spec", "validate_response", "validate_log_event", "match_path", "SpecCheckedClient"]
+__all__ = ["SpecCheckedClient", "ValidationError", "load_spec", "match_path", "validate_log_event", "validate_response"]
 
 
 @functools.cache

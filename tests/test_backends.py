@@ -9,8 +9,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import uvicorn

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -182,9 +183,8 @@ def test_stack_rows_create_nothing(
         "max_model_len": 8192,
         "max_concurrency": 8,
     } | cover
-    with RunpodClient(settings, settings.runpod_api_key()) as client:
-        with pytest.raises(RpbookError) as info:
-            check_stack(settings, client, token, vllm(**tover), endpoint(**eover), **kwargs)
+    with RunpodClient(settings, settings.runpod_api_key()) as client, pytest.raises(RpbookError) as info:
+        check_stack(settings, client, token, vllm(**tover), endpoint(**eover), **kwargs)
     assert message in str(info.value), (case, str(info.value))
     assert "nothing was created" in str(info.value) or isinstance(info.value, ConfigError)
     assert _state(localpod) == before

@@ -30,6 +30,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+
 from conftest import free_port
 from rpbook import capacity, eventtraffic, servicetimes
 

@@ -11,15 +11,16 @@ heard), so the server's state is real in every row.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
-from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.jobqueue import health, wake
+from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.settings import load_settings
 from rpbook.specs import EndpointSpec, vllm_template
 

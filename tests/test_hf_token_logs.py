@@ -10,13 +10,14 @@ of every worker's log, with a negative control proving the emulated start line w
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from conftest import LocalpodServer
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError
+from rpbook.jobqueue import wake
 from rpbook.plans import (
     FieldChange,
     apply,
@@ -27,7 +28,6 @@ from rpbook.plans import (
     plan_template,
 )
 from rpbook.secrets import Secret
-from rpbook.jobqueue import wake
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
 from spec import SpecCheckedClient, load_spec

@@ -22,10 +22,10 @@ from rpbook.cli import main
 from rpbook.controlplane import RunpodClient
 from rpbook.history import append_run, load_history
 from rpbook.history_report import history_report, plot_html
+from rpbook.jobqueue import health
 from rpbook.local import set_profile_overrides
 from rpbook.plans import find_endpoint_id
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.jobqueue import health
 from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,9 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -24,7 +25,7 @@ from openai.types import CreateEmbeddingResponse
 from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
-from localpod.serverless.backends.batching import EmbedResult, EmbeddingBatcher, Submit
+from localpod.serverless.backends.batching import EmbeddingBatcher, EmbedResult, Submit
 from localpod.serverless.backends.embedding_model import load_wordllama
 from localpod.serverless.backends.infinity_worker import (
     RERANK_UNSENDABLE_TAGS,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -624,7 +625,7 @@ def test_catalog_data_centers(api: SpecCheckedClient) -> None:
 
 # -- billing -------------------------------------------------------------------------------
 
-DAY = datetime(2026, 3, 2, tzinfo=timezone.utc)
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def at(hours: float, seconds: float = 0) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rpbook.budget import HOURS_PER_MONTH, check_max_hourly, worst_case
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
+from rpbook.resources import GpuType
 from rpbook.specs import EndpointSpec
 
 GPUS = [

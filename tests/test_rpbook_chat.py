@@ -12,8 +12,8 @@ from rpbook import records
 from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
 from rpbook.checks import guard
 from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.records import load_figures, record_figures
 from rpbook.jobqueue import wake
+from rpbook.records import load_figures, record_figures
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -440,8 +441,8 @@ def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
 
 def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoint: Any) -> None:
     """GET /v2/serverless/{id}/workers/{workerId}/logs streams SSE and stays open: the helper reads the backfill."""
-    from rpbook.resources import WorkerLogLine
     from rpbook.errors import ConfigError
+    from rpbook.resources import WorkerLogLine
 
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_min=1, workers_max=1)
     deadline = time.monotonic() + 10

@@ -12,17 +12,17 @@ import pytest
 
 from conftest import wait_for
 from rpbook.embeddings import (
-    embeddings_ping,
     EmbeddingReport,
     batch_texts,
     decode_base64_embedding,
     embedding_checks,
     embeddings_client,
+    embeddings_ping,
     langchain_embeddings,
 )
 from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.secrets import Secret
 from rpbook.jobqueue import wake
+from rpbook.secrets import Secret
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -300,9 +300,9 @@ def test_infinity_template_validation(kwargs, match):
 
 def _fake_openai(byteorder: str = "<"):  # type: ignore[no-untyped-def]
     """An OpenAI client whose server honours ``encoding_format`` (as Infinity's own server does)."""
-    import httpx
     import json
 
+    import httpx
     import openai
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -10,12 +10,13 @@ import json
 
 import numpy as np
 import pytest
+
 from rpbook import capacity, eventplan, eventtraffic, servicetimes
 from rpbook.controlplane import RunpodClient
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
 from rpbook.loadtest import SLO as LoadSLO
 from rpbook.loadtest import LoadShape, LoadTestResult, RequestRecord
+from rpbook.resources import GpuType
 
 SMALL = eventtraffic.EventShape(
     attendees=60,

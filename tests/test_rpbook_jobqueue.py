@@ -12,9 +12,9 @@ import runpod
 from localpod import hubdata
 from rpbook import jobqueue
 from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
+from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
 from rpbook.secrets import Secret
 from rpbook.settings import load_settings
-from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

@@ -126,17 +126,15 @@ def test_cost_cap_stops_pings(settings, key, endpoint):  # type: ignore[no-untyp
 
 
 def test_a_pin_is_restored_on_an_exception(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    with pytest.raises(RuntimeError):
-        with K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
-            assert workers_min(settings, key, endpoint.id) == 1
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
+        assert workers_min(settings, key, endpoint.id) == 1
+        raise RuntimeError("boom")
     assert workers_min(settings, key, endpoint.id) == 0
 
 
 def test_a_second_pin_on_the_same_endpoint_is_refused(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    with K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
-        with pytest.raises(Exception, match="already pinned"):
-            K.KeepAlive(settings, key, endpoint.id, strategy="pin").start()
+    with K.KeepAlive(settings, key, endpoint.id, strategy="pin"), pytest.raises(Exception, match="already pinned"):
+        K.KeepAlive(settings, key, endpoint.id, strategy="pin").start()
     assert workers_min(settings, key, endpoint.id) == 0
 
 

@@ -14,9 +14,9 @@ import random
 
 import pytest
 
-from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
 from rpbook.errors import ConfigError
 from rpbook.jobqueue import wake
+from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

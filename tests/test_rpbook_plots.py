@@ -8,8 +8,8 @@ import re
 
 from rpbook.chat import SanityReport
 from rpbook.checks import CheckResult
-from rpbook.plots import latency_bars_html, timeline_html
 from rpbook.jobqueue import Health, WakeReport
+from rpbook.plots import latency_bars_html, timeline_html
 
 PNG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

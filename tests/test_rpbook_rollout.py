@@ -9,16 +9,17 @@ workers finishing their jobs and recycling (localpod/serverless/platform.py, ``t
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from conftest import wait_for
 from rpbook.controlplane import RunpodClient
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.pending import Skipped
 from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
-from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec
 

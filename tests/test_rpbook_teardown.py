@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.ledger import Ledger, LedgerError, ledger_path
 from rpbook.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
-from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, VolumeSpec, vllm_template
 from rpbook.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills

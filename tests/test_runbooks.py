@@ -22,10 +22,10 @@ import pytest
 from conftest import Isolated
 from rpbook.billing_now import scale_to_zero
 from rpbook.envfile import read_env_file
+from rpbook.jobqueue import health
 from rpbook.receipt import receipt_for_run_dir
 from rpbook.records import load_figures
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.jobqueue import health
 from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,9 +34,9 @@ results are reproducible run to run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ _PRO6000, _H200, _B200, _MI300X, _V100 = (
 
 
 def _stock(high: Sequence[str] = (), medium: Sequence[str] = (), low: Sequence[str] = ()) -> Mapping[str, str]:
-    stock = {gpu: "HIGH" for gpu in high} | {gpu: "MEDIUM" for gpu in medium} | {gpu: "LOW" for gpu in low}
+    stock = dict.fromkeys(high, "HIGH") | dict.fromkeys(medium, "MEDIUM") | dict.fromkeys(low, "LOW")
     return MappingProxyType(stock)
 
 

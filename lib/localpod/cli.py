@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback

@@ -8,7 +8,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 """Job outputs may hold numpy arrays (the Infinity worker's vectors); on Runpod a worker's output
 is JSON by the time anyone sees it, so every path that sends an output encodes it with these."""

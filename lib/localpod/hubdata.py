@@ -31,10 +31,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 

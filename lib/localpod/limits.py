@@ -19,7 +19,8 @@ Sources:
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 MIN_EXECUTION_TIMEOUT_MS = 5_000

@@ -52,7 +52,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Profile":
+    def with_overrides(self, overrides: dict[str, Any]) -> Profile:
         """Return a copy with some durations replaced; unknown names are an error."""
         known = {f.name for f in fields(self)} - {"name"}
         unknown = sorted(set(overrides) - known)

@@ -17,11 +17,11 @@ setting that drives it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
+from rpbook.resources import GpuType
 from rpbook.specs import EndpointSpec
 
 HOURS_PER_MONTH = 730.0

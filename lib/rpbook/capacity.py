@@ -54,10 +54,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import shared_memory
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 

@@ -10,14 +10,15 @@ worker stop unless something keeps it warm.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rpbook.chat import openai_client
 from rpbook.display import html_table
+from rpbook.jobqueue import _as_secret, health
 from rpbook.keepalive import KeepAlive, KeepAliveReport, Strategy
 from rpbook.secrets import Secret
-from rpbook.jobqueue import _as_secret, health
 from rpbook.settings import Settings
 
 if TYPE_CHECKING:
@@ -222,12 +223,12 @@ class Comparison:
 def compare_strategies(
     settings: Settings,
     api_key: Secret | str,
-    endpoint_id: "str | NotCreated",
+    endpoint_id: str | NotCreated,
     model: str,
     *,
     strategies: Sequence[str] = ("off", "ping", "pin"),
     **kwargs: Any,
-) -> "Comparison | Skipped":
+) -> Comparison | Skipped:
     """Run :func:`run_conversation` once per strategy (same prompts and pauses); in a dry run whose
     plan would have created the endpoint, skip."""
     from rpbook.errors import ConfigError
@@ -254,7 +255,7 @@ def compare_strategies(
     )
 
 
-def plot(comparison: "Comparison | Skipped") -> Any:
+def plot(comparison: Comparison | Skipped) -> Any:
     """The comparison's figure, or nothing (with its line) when the step was skipped."""
     if not isinstance(comparison, Comparison):
         print(comparison)

@@ -26,8 +26,9 @@ Other images and other tags have no known requirement: rpbook does not guess (se
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from rpbook.errors import ConfigError
 

@@ -15,7 +15,8 @@ import html
 import os
 import sys
 import time
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 

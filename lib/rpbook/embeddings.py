@@ -22,8 +22,9 @@ from __future__ import annotations
 import base64
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import openai
@@ -34,9 +35,9 @@ from rpbook import hub
 from rpbook.chat import openai_client
 from rpbook.checks import CheckFailed, CheckReport, CheckResult, Figure, check_served_model, guard, raise_if_failed
 from rpbook.errors import ConfigError, JobTimeoutError
+from rpbook.jobqueue import run_job
 from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.secrets import Secret, reveal_api_key, scrub
-from rpbook.jobqueue import run_job
 from rpbook.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 
 SIMILARITY_TRIPLES: tuple[tuple[str, str, str], ...] = (

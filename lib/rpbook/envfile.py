@@ -19,9 +19,9 @@ import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from dotenv import dotenv_values, set_key
 

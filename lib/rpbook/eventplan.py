@@ -29,18 +29,19 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, cast
+from typing import Any, ClassVar, cast
 
 from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep
 from rpbook.controlplane import RunpodClient
-from rpbook.resources import Endpoint, GpuType
 from rpbook.display import html_table
 from rpbook.errors import ConfigError
 from rpbook.plans import FieldChange, Plan
 from rpbook.plans import apply as apply_plan
+from rpbook.resources import Endpoint, GpuType
 
 SETTING_KEYS = ("workers_min", "workers_max", "idle_timeout_s", "scaler_type", "scaler_value")
 METRIC_KEYS = (
@@ -352,7 +353,7 @@ class EventPlan:
         ]
         return "".join(parts)
 
-    def pareto_plot(self) -> "Figure":
+    def pareto_plot(self) -> Figure:
         """Cost against p95 TTFT: every setting, the Pareto front, the SLO, the choice."""
         from rpbook.plots import pareto_html
 
@@ -360,7 +361,7 @@ class EventPlan:
             pareto_html(self.rows, self.front, self.chosen, self.slo.p95_ttft_s, "cost vs p95 time to first token")
         )
 
-    def timeline_plot(self) -> "Figure":
+    def timeline_plot(self) -> Figure:
         """Queue, workers and cost over the event for the chosen setting."""
         from rpbook.plots import event_timeline_html
 

@@ -18,10 +18,11 @@ import json
 import math
 import sqlite3
 import statistics
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rpbook.errors import ConfigError
 from rpbook.runfolder import read_summary, run_figures

@@ -7,9 +7,10 @@ reader sees at once whether a flag is a step (an image bump) or a one-off.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rpbook.display import html_table
 from rpbook.errors import RpbookError

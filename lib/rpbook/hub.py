@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import errors as hf_errors

@@ -18,16 +18,17 @@ import html
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
-from rpbook.plots import timeline_html
-from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
+from rpbook.pending import NotCreated, Skipped, skip
+from rpbook.plots import timeline_html
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.workererrors import worker_error_text
@@ -85,7 +86,7 @@ class Health:
     unhealthy: int = 0
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> "Health":
+    def from_json(cls, body: Mapping[str, Any]) -> Health:
         """Parse the queue's answer; unknown keys are ignored and missing ones count 0, because
         Runpod's documented example carries fewer worker keys than live responses."""
         jobs = body.get("jobs") or {}

@@ -35,16 +35,17 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 from rpbook.billing_now import price_per_worker_hour
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, RpbookError
-from rpbook.secrets import Secret
 from rpbook.jobqueue import _as_secret, run_job
+from rpbook.secrets import Secret
 from rpbook.settings import Settings
 
 Strategy = Literal["off", "ping", "pin"]
@@ -376,7 +377,7 @@ class KeepAlive:
 
     # -- lifecycle
 
-    def start(self) -> "KeepAlive":
+    def start(self) -> KeepAlive:
         if self._thread is not None:
             raise RpbookError("this keep-alive was already started; create a new one per conversation")
         for message in recover_stale_pins(self.settings, self.api_key, self.leases):
@@ -536,7 +537,7 @@ class KeepAlive:
 
     # -- context managers
 
-    def __enter__(self) -> "KeepAlive":
+    def __enter__(self) -> KeepAlive:
         print(self.estimate)
         return self.start()
 
@@ -544,7 +545,7 @@ class KeepAlive:
         reason = "conversation closed" if exc_type is None else f"conversation ended by {exc_type.__name__}"
         self.stop(reason)
 
-    async def __aenter__(self) -> "KeepAlive":
+    async def __aenter__(self) -> KeepAlive:
         import asyncio
 
         print(self.estimate)
@@ -677,7 +678,7 @@ class _Stream:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
-    def __enter__(self) -> "_Stream":
+    def __enter__(self) -> _Stream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

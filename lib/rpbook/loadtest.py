@@ -109,7 +109,7 @@ class SLO:
     tpot_ms: float | None = None
     e2el_ms: float | None = None
 
-    def met(self, r: "RequestRecord") -> bool:
+    def met(self, r: RequestRecord) -> bool:
         if r.error:
             return False
         checks = [(self.ttft_ms, r.ttft_s), (self.tpot_ms, r.tpot_s), (self.e2el_ms, r.e2el_s)]

@@ -9,8 +9,9 @@ whatever has the numbers (readiness, preflight, budget). Byte fields are exact; 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from rpbook.errors import ConfigError, HubError
 

@@ -14,9 +14,9 @@ an unused endpoint alive; the report warns about that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from rpbook.history import HistoryRun
 
@@ -75,14 +75,14 @@ class ParkingStatus:
 
 def _utc(moment: datetime | str) -> datetime:
     value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def parking_status(
     endpoint: str, last_request_at: datetime | str, *, now: datetime | None = None, only_scheduled: bool = False
 ) -> ParkingStatus:
     """Days left before each parking step from a known last-request time (naive times are UTC)."""
-    return ParkingStatus(endpoint, _utc(last_request_at), _utc(now or datetime.now(timezone.utc)), only_scheduled)
+    return ParkingStatus(endpoint, _utc(last_request_at), _utc(now or datetime.now(UTC)), only_scheduled)
 
 
 def _endpoint_of(run: HistoryRun) -> str:
@@ -120,7 +120,7 @@ def parking_from_history(
         other = others.get(endpoint)
         latest = max(pinged, other) if other is not None else pinged
         # The check is what keeps it alive when, without its pings, the endpoint would be parked.
-        reference = now or datetime.now(timezone.utc)
+        reference = now or datetime.now(UTC)
         kept_by_check = other is None or (_utc(reference) - other).total_seconds() >= PARKING_STEPS[0][0] * DAY_S
         statuses.append(parking_status(endpoint, latest, now=now, only_scheduled=kept_by_check))
     return statuses

@@ -18,7 +18,7 @@ scoped to a CUDA version when asked; ``GET /v2/catalog/datacenters``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rpbook.controlplane import RunpodClient
 from rpbook.cuda import CudaRequirement, image_cuda_requirement

@@ -25,10 +25,11 @@ An endpoint plan whose template or volume does not exist yet is ``blocked`` (a t
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from rpbook.controlplane import RunpodClient
 from rpbook.cuda import CudaRequirement

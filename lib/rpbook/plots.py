@@ -12,8 +12,8 @@ import base64
 import html
 import io
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
 
 WIDTH_IN, DPI = 6.4, 100
 BAR = "#4c72b0"

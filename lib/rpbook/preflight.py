@@ -19,8 +19,9 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from rpbook import hub
 from rpbook.budget import WorstCase, check_max_hourly, worst_case

@@ -8,8 +8,8 @@ refusal, so a single run lists every problem with its fix instead of stopping at
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rpbook import hub, modelsize
 from rpbook.display import html_table

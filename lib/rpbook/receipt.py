@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_receipt(
@@ -85,7 +85,7 @@ def make_receipt(
     now: datetime | None = None,
 ) -> Receipt:
     """The receipt of the run in ``run_dir`` that ran from ``started`` to ``ended`` (UTC)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     figures = list(run_figures(run_dir).values())
     endpoint_ids = sorted({str(f["endpoint_id"]) for f in figures if f.get("endpoint_id")})
     volume_ids = sorted({str(f["volume_id"]) for f in figures if f.get("volume_id")})

@@ -15,8 +15,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rpbook.errors import ConfigError
 from rpbook.runfolder import Scalar, figures_path, load_figures

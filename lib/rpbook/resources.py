@@ -11,8 +11,9 @@ Secrets: env values read back that look secret are registered with ``rpbook.secr
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rpbook.errors import PlanConflictError
 from rpbook.secrets import redact_env, register_env_secrets

@@ -17,8 +17,8 @@ which workers still run an old release, and is what localpod serves.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError, RpbookError

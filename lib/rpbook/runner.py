@@ -15,10 +15,11 @@ import math
 import os
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -257,7 +258,7 @@ def _ipc_kernel_manager() -> type:
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = root / stamp
     suffix = 1
     while run_dir.exists():
@@ -285,9 +286,7 @@ def run_notebooks(
     per_notebook = check_parameters(parameters, notebooks)
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = RunSummary(
-        run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(timezone.utc).isoformat()
-    )
+    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
     previous = os.environ.get("RPBOOK_RUN_DIR")
     os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
     try:
@@ -339,7 +338,7 @@ def run_notebooks(
             os.environ.pop("RPBOOK_RUN_DIR", None)
         else:
             os.environ["RPBOOK_RUN_DIR"] = previous
-    summary.ended_at = datetime.now(timezone.utc).isoformat()
+    summary.ended_at = datetime.now(UTC).isoformat()
     if receipt:
         summary.receipt = _take_receipt(summary, run_dir)
     (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.errors import ConfigError

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Literal, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ControlPlaneError, RpbookError
+from rpbook.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.ledger import Ledger, LedgerEntry
 from rpbook.pending import Skipped
 from rpbook.secrets import Secret
-from rpbook.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.settings import Settings
 
 Kind = Literal["endpoint", "template", "volume"]
@@ -494,7 +495,7 @@ def prove_nothing_bills(
     leftover = tuple(f"{_LABEL[s.kind]} {s.name} ({s.resource_id})" for s in again.deletes)
     kept = tuple(f"{_LABEL[s.kind]} {s.name} ({s.resource_id})" for s in again.steps if s.action == "keep")
     ids = tuple(report.deleted_endpoint_ids)
-    start = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")
+    start = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")
     before = _billed(client, ids, start)
     if ids:
         sleep(interval_s)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 from conftest import Isolated, free_port
 from rpbook.local import stop_localpod
-
-from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 
 
 @pytest.fixture(scope="package")

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from localpod import catalog, limits
 from localpod.resources.common import EndpointListener, copy_into

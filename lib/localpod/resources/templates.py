@@ -13,8 +13,9 @@ Rules, with the API that states them:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import Wording

@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -209,7 +210,7 @@ class JobJournal:
         self.records = 0
 
     @classmethod
-    def beside(cls, state_file: Path | None) -> "JobJournal":
+    def beside(cls, state_file: Path | None) -> JobJournal:
         return cls(None if state_file is None else state_file.with_name(state_file.name + JOURNAL_SUFFIX))
 
     @property

@@ -60,7 +60,7 @@ class EndpointRuntime:
     """Queue, jobs and workers of one endpoint; the :class:`~localpod.serverless.worker_host.WorkerHost`
     of its workers (the only way they reach the platform's settings, store and logs)."""
 
-    def __init__(self, platform: "Platform", endpoint_id: str) -> None:
+    def __init__(self, platform: Platform, endpoint_id: str) -> None:
         self.platform = platform
         self.endpoint_id = endpoint_id
         self.queue: collections.deque[J.Job] = collections.deque()

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 CONTAINER = "container"
 SYSTEM = "system"
@@ -32,7 +32,7 @@ RETAINED_WORKERS = 20
 
 def iso_utc(ts: float) -> str:
     """RFC 3339 in UTC with milliseconds (``2026-06-01T12:05:04.123Z``)."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_cursor(value: str) -> tuple[float, int | None]:
@@ -44,7 +44,7 @@ def parse_cursor(value: str) -> tuple[float, int | None]:
     except ValueError:
         raise ValueError(f"{value!r} is not an RFC 3339 timestamp (like 2026-06-01T12:05:04Z) or a log event id")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     if seq and not seq.isdigit():
         raise ValueError(f"{value!r}: the part after '/' must be the event's sequence number")
     return moment.timestamp(), int(seq) if seq else None

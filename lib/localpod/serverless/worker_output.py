@@ -34,8 +34,8 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from datetime import datetime, timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from localpod.serverless.worker_logs import CONTAINER, SYSTEM, WorkerLog
 
@@ -187,7 +187,7 @@ def vllm_start_command(env: Mapping[str, str]) -> list[str]:
 
 def python_log(ts: float, fmt_name_first: bool, name: str, level: str, message: str) -> str:
     """A stdlib ``logging`` line with its default ``asctime`` (``2026-06-01 12:05:04,123``)."""
-    moment = datetime.fromtimestamp(ts, timezone.utc)
+    moment = datetime.fromtimestamp(ts, UTC)
     asctime = f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d}"
     if fmt_name_first:  # Infinity: "%(asctime)s %(name)s %(levelname)s: %(message)s"
         return f"{asctime} {name} {level}: {message}"

@@ -18,18 +18,18 @@ import json
 import logging
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from localpod import catalog, hubdata
 from localpod.http import JSON_OPTIONS, dumps
+from localpod.runpod_secrets import resolve_env
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
-from localpod.runpod_secrets import resolve_env
 from localpod.serverless.imagecuda import image_min_cuda
 from localpod.serverless.worker_output import WorkerOutput
 from localpod.store import WorkerSession, new_id
@@ -61,7 +61,7 @@ class Worker:
     """A worker's life, driven by its own asyncio task (``run``). Everything it needs from its
     endpoint and the server comes through ``host`` (:class:`~localpod.serverless.worker_host.WorkerHost`)."""
 
-    def __init__(self, host: "WorkerHost") -> None:
+    def __init__(self, host: WorkerHost) -> None:
         endpoint = host.endpoint
         self.host = host
         self.id = new_id(14)
@@ -111,7 +111,7 @@ class Worker:
     def started_iso(self) -> str | None:
         if self.started_wall is None:
             return None
-        return datetime.fromtimestamp(self.started_wall, timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(self.started_wall, UTC).isoformat().replace("+00:00", "Z")
 
     def _set(self, status: str) -> None:
         self.status = status

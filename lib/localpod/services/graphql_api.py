@@ -28,7 +28,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from ariadne import graphql, make_executable_schema
 from ariadne.utils import unwrap_graphql_error
@@ -37,8 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from localpod import catalog
-from localpod import limits
+from localpod import catalog, limits
 from localpod.context import ServerContext
 from localpod.graphql_schema import ENDPOINT_TYPES, OBJECT_TYPES, TYPE_DEFS
 from localpod.http import JSONResponse, bearer_key, json_body

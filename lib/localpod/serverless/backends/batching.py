@@ -17,9 +17,9 @@ import collections
 import functools
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

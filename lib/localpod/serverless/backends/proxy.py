@@ -9,7 +9,8 @@ one complete SSE event per yielded item for a stream.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx

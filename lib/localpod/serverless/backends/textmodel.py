@@ -15,8 +15,9 @@ import asyncio
 import hashlib
 import random
 import re
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from localpod.serverless.backends.base import JobContext
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 

@@ -10,8 +10,9 @@ module is the handler: :func:`normalize_job_input` is the worker's job -> reques
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 

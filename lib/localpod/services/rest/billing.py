@@ -20,9 +20,10 @@ micro-dollars. Buckets are UTC; weeks start on Monday.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,7 +63,7 @@ class Window:
 
 def floor_bucket(moment: datetime, size: str) -> datetime:
     """Start of the UTC bucket containing ``moment``."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     if size == "hour":
         return moment.replace(minute=0, second=0, microsecond=0)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -96,7 +97,7 @@ def previous_bucket(start: datetime, size: str) -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(name: str, raw: str, errors: list[str]) -> datetime | None:
@@ -105,7 +106,7 @@ def _parse_time(name: str, raw: str, errors: list[str]) -> datetime | None:
     except ValueError:
         errors.append(f"{name}: {raw!r} is not an RFC 3339 date-time")
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_window(request: Request, now: datetime) -> Window:
@@ -287,7 +288,7 @@ def volume_billing(
 def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     async def serverless(request: Request) -> Response:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = parse_window(request, now)
         body = serverless_billing(
             list(ctx.store.sessions), window, now.timestamp(), request.query_params.get("serverlessId") or None
@@ -295,7 +296,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         return JSONResponse(body)
 
     async def network_volumes(request: Request) -> Response:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = parse_window(request, now)
         body = volume_billing(
             list(ctx.store.volumes.values()),

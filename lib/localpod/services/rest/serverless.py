@@ -226,7 +226,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     async def list_workers(request: Request) -> Response:
         endpoint = endpoints.get(request.path_params["id"])
         workers = ctx.platform.list_workers(endpoint.id)
-        summary = {status: 0 for status in ("running", "idle", "initializing", "throttled", "unhealthy")}
+        summary = dict.fromkeys(("running", "idle", "initializing", "throttled", "unhealthy"), 0)
         items = []
         for worker in workers:
             key = worker.status.lower()

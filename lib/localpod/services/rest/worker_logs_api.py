@@ -13,7 +13,7 @@ the worker id may be one no longer listed by ``/workers`` while its log is kept
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
