@@ -187,7 +187,8 @@ def main() -> int:
             f"mean wait {simpy_mean:.4f} s"
         )
         print(
-            f"   speed-up x{simpy_wall / our_wall:.1f} wall, x{simpy_cpu / our_cpu:.1f} CPU; mean waits differ by {rel:.3%} "
+            f"   speed-up x{simpy_wall / our_wall:.1f} wall, x{simpy_cpu / our_cpu:.1f} CPU; "
+            f"mean waits differ by {rel:.3%} "
             f"({'within' if ok else 'NOT within'} 2%)"
         )
 

@@ -400,8 +400,10 @@ def main() -> int:
                 asyncio.run(localpod_rate(base, endpoint_id, texts, batch, args.seconds, args.clients, args.client))
                 spy.wait(timeout=60)
                 profile = summarize_py_spy(raw) if raw.exists() else ["  py-spy wrote no profile (ptrace allowed?)"]
-            ratios = [r / d for r, d in zip(served_runs, one_thread)]  # each localpod round against the
-            threaded_ratios = [r / d for r, d in zip(served_runs, threaded)]  # direct rounds just before it
+            ratios = [r / d for r, d in zip(served_runs, one_thread, strict=True)]  # each localpod round against the
+            threaded_ratios = [
+                r / d for r, d in zip(served_runs, threaded, strict=True)
+            ]  # direct rounds just before it
             rows.append(
                 {
                     "batch": batch,

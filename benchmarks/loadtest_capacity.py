@@ -138,7 +138,8 @@ def main() -> int:
             if ok:
                 best = concurrency
             print(
-                f"{concurrency:>8} {s.get('p50_itl_ms', float('nan')):>11.1f} {s.get('p99_itl_ms', float('nan')):>11.1f} "
+                f"{concurrency:>8} {s.get('p50_itl_ms', float('nan')):>11.1f} "
+                f"{s.get('p99_itl_ms', float('nan')):>11.1f} "
                 f"{s.get('p50_ttft_ms', float('nan')):>12.1f} {errors:>7} {client_cpu:>10.0%} {server_cpu:>10.0%}  "
                 f"{'yes' if ok else 'NO'}"
             )

@@ -140,7 +140,9 @@ def crash(args: argparse.Namespace, workdir: Path) -> None:
     seen_counts: dict[str, int] = {}
     for _, body in seen:
         seen_counts[body.get("status", "?")] = seen_counts.get(body.get("status", "?"), 0) + 1
-    completed_before = {job_id: body for job_id, (_, body) in zip(ids, seen) if body.get("status") == "COMPLETED"}
+    completed_before = {
+        job_id: body for job_id, (_, body) in zip(ids, seen, strict=True) if body.get("status") == "COMPLETED"
+    }
 
     time.sleep(args.outage)
     restarted_at = time.time()
@@ -174,7 +176,7 @@ def crash(args: argparse.Namespace, workdir: Path) -> None:
     lost = max(missing, wrong)
     run_twice = sum(
         1
-        for job_id, (_, body) in zip(ids, final)
+        for job_id, (_, body) in zip(ids, final, strict=True)
         if job_id in completed_before
         and (body.get("output"), body.get("workerId"))
         != (completed_before[job_id].get("output"), completed_before[job_id].get("workerId"))
@@ -243,7 +245,7 @@ def cost(args: argparse.Namespace, workdir: Path) -> None:
         servers[name] = (proc, port, endpoint_id, [])
     try:
         for _ in range(args.rounds):
-            for name, (_, port, endpoint_id, rates) in servers.items():
+            for _name, (_, port, endpoint_id, rates) in servers.items():
                 rates.append(asyncio.run(throughput(port, endpoint_id, args.seconds, 32)))
     finally:
         for proc, *_ in servers.values():

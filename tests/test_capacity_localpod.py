@@ -122,7 +122,9 @@ async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> lis
             return float(body["delayTime"]) / 1000
 
         return list(
-            await asyncio.gather(*(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s)))
+            await asyncio.gather(
+                *(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s, strict=True))
+            )
         )
 
 

@@ -129,9 +129,11 @@ def test_control_plane_faults_end_clearly_and_never_duplicate(
 def test_unreachable_localpod_is_a_clear_error(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rpa_test_key_not_real")
     settings = load_settings("local", env_file=tmp_path / ".env", localpod_url="http://127.0.0.1:9")
-    with RunpodClient(settings, settings.runpod_api_key(), sleep=lambda s: None) as client:
-        with pytest.raises(ControlPlaneError, match="that localpod is running"):
-            client.list_endpoints()
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), sleep=lambda s: None) as client,
+        pytest.raises(ControlPlaneError, match="that localpod is running"),
+    ):
+        client.list_endpoints()
 
 
 def test_slow_cold_start_gives_up_clearly_and_says_what_bills(

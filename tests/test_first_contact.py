@@ -66,9 +66,11 @@ def test_session_says_which_keys_local_mode_uses(tmp_path, monkeypatch):
 
 
 def test_a_refused_key_gets_localpods_advice_not_the_consoles(settings, localpod):
-    with RunpodClient(settings, Secret("RUNPOD_API_KEY", "rpa_wrong_key_for_localpod", "test")) as client:
-        with pytest.raises(ControlPlaneError) as info:
-            client.list_endpoints()
+    with (
+        RunpodClient(settings, Secret("RUNPOD_API_KEY", "rpa_wrong_key_for_localpod", "test")) as client,
+        pytest.raises(ControlPlaneError) as info,
+    ):
+        client.list_endpoints()
     assert info.value.status == 401
     assert "localpod refuses this key" in str(info.value) and "console.runpod.io" not in str(info.value)
 
@@ -264,7 +266,7 @@ def test_null_only_where_declared_optional_and_declared_names_are_not_secrets(bo
     assert check_parameters({"apply": None, "save_token": True}, book)[book[0]] == {"apply": None, "save_token": True}
     with pytest.raises(ConfigError, match="count: expected int, got null"):
         check_parameters({"count": None}, book)
-    with pytest.raises(ConfigError, match="count: expected a finite number|count: expected int"):
+    with pytest.raises(ConfigError, match=r"count: expected a finite number|count: expected int"):
         check_parameters({"count": float("nan")}, book)
     with pytest.raises(ConfigError, match="hf_token: looks like a secret"):
         check_parameters({"hf_token": "x"}, book)

@@ -134,7 +134,7 @@ def test_get_gpus_and_get_gpu_come_from_the_catalog(sdk):
     too_many = runpod.get_gpu(known.id, gpu_quantity=detail["maxGpuCount"] + 1)
     assert too_many["lowestPrice"]["uninterruptablePrice"] is None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="No GPU found with the specified ID"):
         runpod.get_gpu("NVIDIA Imaginary 9000")
 
 

@@ -5,8 +5,9 @@ Each run is made cold the way a daily check finds the endpoint (no worker up): s
 wait until no worker bills, then give the workers back. After the first run the workers
 start from a FlashBoot snapshot (localpod keeps it for its FlashBoot window, as Runpod does); the
 slow run's worker start takes 10 s, FlashBoot restore or full start alike, through localpod's
-profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without a cost receipt: billing is
-bucketed by the hour, so receipts of runs minutes apart overlap (see ``rpbook.receipt``).
+profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without
+a cost receipt: billing is bucketed by the hour, so receipts of runs minutes apart overlap (see
+``rpbook.receipt``).
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def test_concurrent_jobs_share_model_calls() -> None:
     outputs = [orjson.loads(dumps(out[0])) for out in asyncio.run(scenario())]
     assert sum(calls) == 60 and max(calls) <= 16 and len(calls) < 12
     model = load_wordllama()
-    for texts, output in zip(jobs, outputs):
+    for texts, output in zip(jobs, outputs, strict=True):
         assert np.allclose([d["embedding"] for d in output["data"]], model.embed(texts, norm=True), atol=1e-6)
     asyncio.run(backend.close())
 
@@ -315,7 +315,7 @@ def test_batcher_skips_cancelled_requests_and_uses_one_model_thread() -> None:
     batcher.close()
     with pytest.raises(RuntimeError, match="shut down"):
         asyncio.run(batcher.embed_texts(["late"]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch size must be at least 1, got 0"):
         EmbeddingBatcher(inline(embed), batch_size=0, dimension=2)
 
 

@@ -81,7 +81,7 @@ def test_a_retry_clears_the_previous_run():
 
 def test_a_torn_last_line_is_skipped_not_fatal():
     job = make_job()
-    raw = lines(job_record(job)) + [b'{"t": "end", "id": "' + job.id.encode() + b'", "st": "COMPL']
+    raw = [*lines(job_record(job)), b'{"t": "end", "id": "' + job.id.encode() + b'", "st": "COMPL']
     merged = merge_records(raw)
     assert merged[job.id]["st"] == J.IN_QUEUE
 

@@ -11,6 +11,7 @@ default 16384).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -373,7 +374,7 @@ def test_state_lock_refuses_a_second_holder(tmp_path):
     state = tmp_path / "state.json"
     held = statelock.acquire(state, "http://127.0.0.1:1111")
     try:
-        with pytest.raises(statelock.StateInUse, match="http://127.0.0.1:1111") as info:
+        with pytest.raises(statelock.StateInUse, match=re.escape("http://127.0.0.1:1111")) as info:
             statelock.acquire(state, "http://127.0.0.1:2222", wait_s=0.1)
         assert info.value.holder["url"] == "http://127.0.0.1:1111"
     finally:

@@ -232,7 +232,7 @@ def test_timeline_ends_at_the_cost_and_drains_the_queue() -> None:
 
 
 def test_bad_settings_say_what_to_fix() -> None:
-    with pytest.raises(ValueError, match="workers_min .* above workers_max"):
+    with pytest.raises(ValueError, match=r"workers_min .* above workers_max"):
         run(reqs([0.0], [1.0]), Scaling(workers_min=3, workers_max=2))
     with pytest.raises(ValueError, match="sorted"):
         reqs([2.0, 1.0], [1.0, 1.0])

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import openai
 import pytest
 
 from rpbook import records
@@ -182,7 +183,7 @@ def test_wrong_model_error_names_vllms_message(settings, key, awake):
     from rpbook.checks import client_error_detail
 
     client = openai_client(settings, key, awake(), timeout=30)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     assert client_error_detail(info.value) == (
         "NotFoundError: HTTP 404: vLLM answered HTTP 404: The model `gpt-4o` does not exist."

@@ -260,9 +260,11 @@ def test_error_bodies_are_scrubbed(settings: Settings) -> None:
             },
         )
 
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler)) as rp:
-        with pytest.raises(ControlPlaneError) as caught:
-            rp.create_template({"name": "x", "image": "y"})
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler)) as rp,
+        pytest.raises(ControlPlaneError) as caught,
+    ):
+        rp.create_template({"name": "x", "image": "y"})
     assert leaked.reveal() not in str(caught.value)
     assert all(leaked.reveal() not in e for e in caught.value.errors)
     assert "hf_…(" in str(caught.value)

@@ -215,7 +215,7 @@ def test_helpers():
     assert len(texts) == 100 and len(set(texts)) == 100
     values = np.array([0.5, -1.25, 3.0], dtype="<f4")
     assert decode_base64_embedding(base64.b64encode(values.tobytes()).decode()) == [0.5, -1.25, 3.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="decodes to 5 bytes, not a whole number of float32"):
         decode_base64_embedding(base64.b64encode(b"12345").decode())
 
 

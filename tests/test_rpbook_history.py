@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_append_stores_run_and_figures_and_is_idempotent(tmp_path):
 
 
 def test_append_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(ConfigError, match="no summary.json"):
+    with pytest.raises(ConfigError, match=re.escape("no summary.json")):
         append_run(tmp_path / "h.sqlite", tmp_path)
     (tmp_path / "not.sqlite").write_text("plain text, not a database " * 20)
     with pytest.raises(ConfigError, match="not an rpbook history"):
@@ -212,7 +213,7 @@ def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path
     assert records.load_figures is runfolder.load_figures
     with pytest.raises(ConfigError, match="not valid JSON"):
         runfolder.load_figures(run / "05_broken.figures.json")
-    with pytest.raises(ConfigError, match="not a|JSON object"):
+    with pytest.raises(ConfigError, match=r"not a|JSON object"):
         runfolder.load_figures(run / "06_list.figures.json")
     assert records.record_figures("07_new", {"x": 1}, run_dir=run) == runfolder.figures_path(run.resolve(), "07_new")
     assert runfolder.run_figures(run)["07_new"] == {"x": 1}
@@ -223,7 +224,7 @@ def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path
     )
     with pytest.raises(ConfigError, match="with its times"):
         runfolder.run_times(run, {"started_at": "yesterday"})
-    with pytest.raises(ConfigError, match="no summary.json"):
+    with pytest.raises(ConfigError, match=re.escape("no summary.json")):
         receipt.receipt_for_run_dir(tmp_path / "empty")
     # the history keeps what the folder's figures hold, the damaged files left out
     stored = append_run(tmp_path / "h.sqlite", run)

@@ -200,8 +200,8 @@ def test_failed_job_error_is_scrubbed(key):
         ),
         (
             (
-                "{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages.',"
-                " 'type': 'worker_error', 'code': None}"
+                "{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), "
+                "or prompt/messages.', 'type': 'worker_error', 'code': None}"
             ),
             "Job input must contain one of: openai_input",
         ),

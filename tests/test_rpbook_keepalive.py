@@ -126,9 +126,14 @@ def test_cost_cap_stops_pings(settings, key, endpoint):  # type: ignore[no-untyp
 
 
 def test_a_pin_is_restored_on_an_exception(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    with pytest.raises(RuntimeError), K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
-        assert workers_min(settings, key, endpoint.id) == 1
-        raise RuntimeError("boom")
+
+    def fail_while_pinned() -> None:
+        with K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
+            assert workers_min(settings, key, endpoint.id) == 1
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_while_pinned()
     assert workers_min(settings, key, endpoint.id) == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -601,7 +602,7 @@ def test_a_volume_data_center_with_cuda_13_only_for_some_pools(client: RunpodCli
     partial = plan_endpoint(client, endpoint_spec(data_center=None))
     assert partial.action == "create"
     assert any("US-TX-3 has no AMPERE_24 host with CUDA 13.0" in n for n in partial.notes)
-    with pytest.raises(ConfigError, match="pools that offer it in US-TX-3: .*ADA_24"):
+    with pytest.raises(ConfigError, match=r"pools that offer it in US-TX-3: .*ADA_24"):
         plan_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_24"], data_center=None))
     assert counts(localpod) == (1, 1, 0)
 
@@ -620,12 +621,12 @@ def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -
     # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
     assert pick_data_center(client, "AMPERE_48").id == "EU-SE-1"
     assert pick_data_center(client, "AMPERE_48", cuda=cuda).id == "EU-RO-1"
-    with pytest.raises(ConfigError, match="CUDA 13.0") as caught:
+    with pytest.raises(ConfigError, match=re.escape("CUDA 13.0")) as caught:
         pick_data_center(client, "AMPERE_24", preferred="US-IL-1", cuda=cuda)
     assert "EU-RO-1" in str(caught.value) and "US-IL-1," not in str(caught.value).split("volumes:")[-1]
     ensure_volume(client, VolumeSpec("weights", 20, "US-TX-3"), apply=True)
     assert volume_data_center(client, "weights", "AMPERE_24").id == "US-TX-3"
-    with pytest.raises(ConfigError, match="US-TX-3.*CUDA 13.0"):
+    with pytest.raises(ConfigError, match=r"US-TX-3.*CUDA 13\.0"):
         volume_data_center(client, "weights", "AMPERE_24", cuda=cuda)
     assert volume_data_center(client, "weights", ["AMPERE_24", "ADA_24"], cuda=cuda).id == "US-TX-3"
 

@@ -108,9 +108,11 @@ def test_the_intent_row_is_committed_before_the_post_and_survives_a_lost_answer(
             return response
 
     tspec = vllm_template("vllm-mistral-7b", MODEL, "v2.25.2", "{{ RUNPOD_SECRET_hf_token }}", 8192, 0.9, 8)
-    with RunpodClient(settings, settings.runpod_api_key(), transport=ForwardThenDrop()) as rp:
-        with pytest.raises(ControlPlaneError, match="may have been done"):
-            ensure_template(rp, tspec, apply=True)
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), transport=ForwardThenDrop()) as rp,
+        pytest.raises(ControlPlaneError, match="may have been done"),
+    ):
+        ensure_template(rp, tspec, apply=True)
     assert seen_at_post == [[("template", "vllm-mistral-7b", None, "creating")]]
     assert rows(settings) == [("template", "vllm-mistral-7b", None, "creating")]
     assert len(localpod.ctx.store.templates) == 1  # it does exist on the account

@@ -152,7 +152,7 @@ CANARY_TOKEN = "hf_CANARY_token_do_not_leak_9b2e"
 
 
 def test_no_secret_reaches_outputs_logs_or_errors(isolated: Isolated):
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ)
     env.update(isolated.environ(), RUNPOD_API_KEY=CANARY_KEY, HF_TOKEN=CANARY_TOKEN)
     rpbook = [sys.executable, "-m", "rpbook"]
     good = subprocess.run(

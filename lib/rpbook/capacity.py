@@ -248,7 +248,7 @@ def _sorted_quantile(ordered: np.ndarray, q: float) -> float:
     if n == 0:
         return math.nan
     pos = q * (n - 1)
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
     a, b = float(ordered[lo]), float(ordered[hi])
     if math.isinf(b):
@@ -551,7 +551,7 @@ def _run(
 
     i = 0
     t = 0.0
-    arrivals = arr + [inf]  # sentinels: no test for the end in the hot loop
+    arrivals = [*arr, inf]  # sentinels: no test for the end in the hot loop
     push(heap, (inf, _END, 0, 0, 0))
     nxt = arrivals[0]
     while True:
@@ -713,7 +713,7 @@ def _timeline(
     start = np.sort(arrival + wait)  # inf for never started: never counted as started
     queued = np.searchsorted(arrival, t, side="right") - np.searchsorted(start, t, side="right")
     if sessions:
-        thr, placed, ready, stopped, active = (np.array(c, dtype=np.float64) for c in zip(*sessions))
+        thr, placed, ready, stopped, active = (np.array(c, dtype=np.float64) for c in zip(*sessions, strict=True))
         active = active.astype(bool)
     else:
         thr = placed = ready = stopped = np.zeros(0)
@@ -791,7 +791,7 @@ def sweep(
     n = len(requests)
     blocks = [shared_memory.SharedMemory(create=True, size=max(1, a.nbytes)) for a in arrays]
     try:
-        for block, array in zip(blocks, arrays):
+        for block, array in zip(blocks, arrays, strict=True):
             np.ndarray((n,), dtype=np.float64, buffer=block.buf)[:] = array
         with ProcessPoolExecutor(
             max_workers=min(processes, len(grid)), initializer=_attach, initargs=(tuple(b.name for b in blocks), n)

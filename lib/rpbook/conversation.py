@@ -177,7 +177,7 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     for i, report in enumerate(reports):
         xs = [t.index + i * width for t in report.turns]
         bars = ax.bar(xs, [t.ttft_s * 1000 for t in report.turns], width, label=report.strategy)
-        for bar, turn in zip(bars, report.turns):
+        for bar, turn in zip(bars, report.turns, strict=True):
             if turn.cold:
                 bar.set_hatch("//")
     ax.set_xticks(

@@ -483,7 +483,7 @@ def _check_similarity(state: dict[str, Any]) -> CheckResult:
         "similar_score": round(sum(similar) / len(similar), 4),
         "unrelated_score": round(sum(unrelated) / len(unrelated), 4),
     }
-    figures["similarity_margin"] = round(min(s - u for s, u in zip(similar, unrelated)), 4)
+    figures["similarity_margin"] = round(min(s - u for s, u in zip(similar, unrelated, strict=True)), 4)
     if wrong:
         return CheckResult(
             "similarity",
@@ -536,7 +536,7 @@ def _check_batch(client: openai.OpenAI, model: str) -> CheckResult:
     figures["batch_min_agreement"] = round(float(agreement.min()), 6)
     bad = [
         f"input {i} (cosine {c:.4f} with its single embedding, closest batch item {j})"
-        for i, c, j in zip(SPOT_CHECKS, agreement, nearest)
+        for i, c, j in zip(SPOT_CHECKS, agreement, nearest, strict=True)
         if c < SAME_VECTOR_COSINE or j != i
     ]
     if bad:

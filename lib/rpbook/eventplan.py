@@ -421,7 +421,7 @@ def plan(
         raise ConfigError("no candidate settings: give at least one workers_max")
     raw = sweep(requests, list(candidates), cold, prices, p_throttle=p_throttle, seed=seed, processes=processes)
     rows = []
-    for setting, row in zip(candidates, raw):
+    for setting, row in zip(candidates, raw, strict=True):
         merged = {**{k: getattr(setting, k) for k in SETTING_KEYS}, **row}
         rows.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, **normalise(merged)})
     chosen, ok = choose(rows, slo)

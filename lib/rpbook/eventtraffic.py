@@ -234,7 +234,7 @@ def from_loadtest(path: str | Path, *, repeat_to_s: float | None = None) -> Arri
     span = max(max(ends) - min(float(r["sent_s"]) for r in rows), float(sent[-1]), 1e-3)
     source = f"load test {Path(path).name}: {len(rows)} requests in {span:.1f} s"
     if repeat_to_s and repeat_to_s > span:
-        copies = int(math.ceil(repeat_to_s / span))
+        copies = math.ceil(repeat_to_s / span)
         sent = np.concatenate([sent + k * span for k in range(copies)])
         answers = np.tile(answers, copies)
         keep = sent < repeat_to_s

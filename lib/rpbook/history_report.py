@@ -179,7 +179,7 @@ def plot_html(report: HistoryReport) -> str:
     fig = Figure(figsize=(WIDTH_IN, 1.5 * len(names) + 0.4))
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     flagged = {(f.run_dir, f.figure) for f in report.flags}
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         points = [(i, r.figure(name), (r.run_dir, name) in flagged) for i, r in enumerate(report.runs)]
         points = [(i, v, bad) for i, v, bad in points if v is not None]
         ax.plot([i for i, _, _ in points], [v for _, v, _ in points], marker="o", markersize=4, color=BAR, lw=1)

@@ -755,7 +755,7 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ax = axes[2]
     pairs = [(r.concurrency_at_send, r.ttft_s * 1000) for r in ok if r.ttft_s is not None]
     if pairs:
-        ax.scatter(*zip(*pairs), s=8, alpha=0.6)
+        ax.scatter(*zip(*pairs, strict=True), s=8, alpha=0.6)
     ax.set_xlabel("requests in flight at send")
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("TTFT vs concurrency")

@@ -131,7 +131,7 @@ def gpu_memory_estimate(
         kv_bytes_per_token=per_token,
         overhead_bytes=OVERHEAD_BYTES,
         total_bytes=total,
-        required_bytes=int(math.ceil(total / gpu_memory_utilization)),
+        required_bytes=math.ceil(total / gpu_memory_utilization),
         num_hidden_layers=layers,
         num_key_value_heads=kv_heads,
         head_dim=head_dim,
@@ -168,5 +168,5 @@ def recommend_volume_gb(weights_bytes: int) -> int:
     if weights_bytes < 0:
         raise ConfigError(f"weights_bytes must be >= 0, got {weights_bytes}")
     needed_gb = weights_bytes / 1e9 * 1.3 + 5
-    rounded = int(math.ceil(needed_gb / 5 - 1e-9)) * 5
+    rounded = math.ceil(needed_gb / 5 - 1e-9) * 5
     return max(VOLUME_MIN_GB, min(VOLUME_MAX_GB, rounded))

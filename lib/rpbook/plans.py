@@ -168,7 +168,7 @@ class Plan:
         if rows:
             header = ("field", "wanted", "actual")
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-            fmt = "  {:<%d}  {:<%d}  {}" % (widths[0], widths[1])
+            fmt = f"  {{:<{widths[0]}}}  {{:<{widths[1]}}}  {{}}"
             lines.append(fmt.format(*header))
             lines.append(fmt.format("-" * widths[0], "-" * widths[1], "-" * widths[2]))
             lines += [fmt.format(*row) for row in rows]

@@ -87,7 +87,7 @@ def latency_bars_html(latencies: Sequence[tuple[str, float]], title: str) -> str
         ax.annotate(f"{seconds:.3f} s", (seconds, row), xytext=(4, -3), textcoords="offset points", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlim(0, max(values + [1e-3]) * 1.25)
+    ax.set_xlim(0, max([*values, 1e-3]) * 1.25)
     ax.set_xlabel("seconds", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)

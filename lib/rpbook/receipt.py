@@ -58,7 +58,8 @@ class Receipt:
             f"cold starts ≈ ${self.cold_start_usd:.4f}"
         )
         if self.provisional:
-            text += f"; provisional ({self.why_provisional}): run `rpbook receipt {self.run_dir}` later for the final figure"
+            text += f"; provisional ({self.why_provisional}): run `rpbook receipt {self.run_dir}` later"
+            text += " for the final figure"
         return text
 
     __str__ = line

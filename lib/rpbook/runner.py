@@ -322,7 +322,7 @@ def run_notebooks(
                         error=scrub(f"{exc.ename}: {exc.evalue}"),
                     )
                 )
-            except Exception as exc:  # kernel died, timeout, missing kernel: still a failed notebook
+            except Exception as exc:  # noqa: BLE001 - kernel died, timeout, missing kernel: still a failed notebook
                 failed = True
                 summary.results.append(
                     NotebookResult(

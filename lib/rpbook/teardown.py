@@ -133,7 +133,7 @@ class TeardownPlan:
         if not rows:
             return self.headline
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        fmt = "  ".join("{:<%d}" % w for w in widths)
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         return "\n".join([self.headline, fmt.format(*header), *(fmt.format(*r).rstrip() for r in rows)])
 
     __repr__ = __str__

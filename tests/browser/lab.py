@@ -233,7 +233,8 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         right_prose: [...outputs.querySelectorAll('.jp-OutputArea-output td')]
           .filter(e => getComputedStyle(e).textAlign === 'right' && e.textContent.trim().length > 20)
           .map(e => e.textContent.trim()),
-        text: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
+        text: [...panel.querySelectorAll('.jp-OutputArea-output')]
+          .map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
       }};
     }}""")
@@ -287,8 +288,8 @@ def screenshot_on_failure(page, name: str) -> Iterator[None]:  # type: ignore[no
             full_page_screenshot(page, shot)
         except Exception as shot_error:  # noqa: BLE001 - the original failure matters more
             print(f"(no screenshot: {shot_error})")
-            raise exc
-        print(f"screenshot of the failure: {shot}")
-        if isinstance(exc, AssertionError):
-            raise AssertionError(f"{exc}\nscreenshot of the failure: {shot}") from exc
+        else:
+            print(f"screenshot of the failure: {shot}")
+            if isinstance(exc, AssertionError):
+                raise AssertionError(f"{exc}\nscreenshot of the failure: {shot}") from exc
         raise

@@ -109,10 +109,15 @@ def test_a_broken_runbook_fails_with_a_screenshot(page, lab: Lab):
     (lab.root / "broken" / "00_broken.ipynb").write_text(json.dumps(source))
     shot = artifacts_dir() / "failures" / "00_broken.png"
     shot.unlink(missing_ok=True)
-    with pytest.raises(AssertionError) as failure, screenshot_on_failure(page, "00_broken"):
-        open_notebook(page, lab, "broken/00_broken.ipynb")
-        run_all_cells(page)
-        check_page(read_page(page), EXPECTED["00_huggingface_token.ipynb"])
+
+    def run_the_broken_notebook() -> None:
+        with screenshot_on_failure(page, "00_broken"):
+            open_notebook(page, lab, "broken/00_broken.ipynb")
+            run_all_cells(page)
+            check_page(read_page(page), EXPECTED["00_huggingface_token.ipynb"])
+
+    with pytest.raises(AssertionError) as failure:
+        run_the_broken_notebook()
     assert "injected by the browser test" in str(failure.value)
     assert f"screenshot of the failure: {shot}" in str(failure.value)
     assert shot.stat().st_size > 10_000

@@ -77,7 +77,11 @@ def _chunks_mark(job: J.Job) -> Any:
     chunks, output = job.chunks, job.output
     if not chunks:
         return None
-    if isinstance(output, list) and len(output) == len(chunks) and all(a is b for a, b in zip(output, chunks)):
+    if (
+        isinstance(output, list)
+        and len(output) == len(chunks)
+        and all(a is b for a, b in zip(output, chunks, strict=True))
+    ):
         return "out"
     if len(chunks) == 1 and chunks[0] is output:
         return "one"

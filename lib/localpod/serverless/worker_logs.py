@@ -42,7 +42,9 @@ def parse_cursor(value: str) -> tuple[float, int | None]:
     try:
         moment = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{value!r} is not an RFC 3339 timestamp (like 2026-06-01T12:05:04Z) or a log event id")
+        raise ValueError(
+            f"{value!r} is not an RFC 3339 timestamp (like 2026-06-01T12:05:04Z) or a log event id"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if seq and not seq.isdigit():

@@ -324,7 +324,7 @@ class Worker:
         except WorkerCrash as exc:
             crashed = exc
             job.finish(J.FAILED, error=self._error_text(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as rp_job.run_job: any handler error fails the job, not the worker
             job.finish(J.FAILED, error=self._error_text(exc))
         finally:
             self.output.job_finished(job.id, failed=job.status == J.FAILED)
@@ -400,7 +400,7 @@ class Worker:
         job.finish(J.COMPLETED, output=output)
 
     async def _restart(self) -> None:
-        while not await self._boot():
+        while not await self._boot():  # noqa: ASYNC110 - boots again after a pause: a retry, no event to wait for
             await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
 
     def _error_text(self, exc: BaseException) -> str:

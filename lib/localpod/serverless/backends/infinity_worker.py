@@ -142,7 +142,8 @@ class InfinityWorker(WorkerBackend):
         except ModelProcessError as exc:
             raise WorkerCrash(str(exc)) from None
         self.batchers = {
-            name: EmbeddingBatcher(model.submit, size, dimension) for name, size in zip(self.model_names, sizes)
+            name: EmbeddingBatcher(model.submit, size, dimension)
+            for name, size in zip(self.model_names, sizes, strict=True)
         }
         self.capabilities = {name: capability(name) for name in self.model_names}
         self.created = int(time.time())
@@ -251,7 +252,7 @@ class InfinityWorker(WorkerBackend):
             shown: list[Any] = docs if return_docs else [None] * len(docs)
             unsent = [
                 {"relevance_score": rank, "index": count, **({"document": doc} if return_docs else {})}
-                for count, (rank, doc) in enumerate(zip(ranked, shown))
+                for count, (rank, doc) in enumerate(zip(ranked, shown, strict=True))
             ]
             return {"model": model_name, "results": unsent, "usage": {"prompt_tokens": usage, "total_tokens": usage}}
         results = []

@@ -242,8 +242,7 @@ def _continuations(plan: _Plan, user_text: str, seed: int) -> Iterator[str]:
         rng.shuffle(order)
         if order[0] == previous and len(order) > 1:
             order[0], order[-1] = order[-1], order[0]
-        for sentence in order:
-            yield sentence
+        yield from order
         previous = order[-1]
 
 

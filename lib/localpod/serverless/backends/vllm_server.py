@@ -91,10 +91,7 @@ class EmulatedVllmServer:
                 yield openai_error("Expected a JSON object as the request body")
                 return
             try:
-                if path == "/v1/chat/completions":
-                    generator = self._chat(body, ctx)
-                else:
-                    generator = self._completions(body, ctx)
+                generator = self._chat(body, ctx) if path == "/v1/chat/completions" else self._completions(body, ctx)
                 async for item in generator:
                     yield item
             except _RequestError as exc:
