@@ -58,7 +58,9 @@ class Profile:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown profile field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        clean = {k: float(v) for k, v in overrides.items()}
+        # every field but `name` (refused above) is a duration in seconds; Any, because mypy pairs a
+        # dict[str, float] with every field of Profile, `name: str` included
+        clean: dict[str, Any] = {k: float(v) for k, v in overrides.items()}
         for key, value in clean.items():
             if value < 0:
                 raise ValueError(f"profile field {key} must be >= 0, got {value}")

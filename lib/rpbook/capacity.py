@@ -713,8 +713,10 @@ def _timeline(
     start = np.sort(arrival + wait)  # inf for never started: never counted as started
     queued = np.searchsorted(arrival, t, side="right") - np.searchsorted(start, t, side="right")
     if sessions:
-        thr, placed, ready, stopped, active = (np.array(c, dtype=np.float64) for c in zip(*sessions, strict=True))
-        active = active.astype(bool)
+        thr, placed, ready, stopped, active_column = (
+            np.array(c, dtype=np.float64) for c in zip(*sessions, strict=True)
+        )
+        active = active_column.astype(bool)
     else:
         thr = placed = ready = stopped = np.zeros(0)
         active = np.zeros(0, dtype=bool)
@@ -743,7 +745,7 @@ def _timeline(
 _SHARED: dict[str, Any] = {}
 
 
-def _attach(names: tuple[str, str, str], n: int) -> None:
+def _attach(names: tuple[str, ...], n: int) -> None:
     """Pool initializer: map the parent's request arrays (shared memory, no copy, no pickling)."""
     blocks = [shared_memory.SharedMemory(name=name) for name in names]
     arrays = [np.ndarray((n,), dtype=np.float64, buffer=b.buf) for b in blocks]

@@ -18,6 +18,7 @@ from typing import Any
 
 import openai
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
 from rpbook.checks import CheckReport, CheckResult, Figure, check_served_model, guard, raise_if_failed
@@ -126,7 +127,7 @@ def sanity_checks(
     served, _ = check_served_model(client, endpoint_id, expected_model, SERVED_NAME_FIX)
     checks: list[CheckResult] = [served]
     if served.ok:
-        messages = [{"role": "user", "content": prompt}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": prompt}]
         checks.append(guard("chat completion", lambda: _check_chat(client, expected_model, messages, max_tokens)))
         checks.append(guard("streamed chat", lambda: _check_stream(client, expected_model, messages, max_tokens)))
         checks.append(guard("max_tokens trap", lambda: _check_trap(client, expected_model, prompt)))
@@ -142,11 +143,13 @@ def sanity_checks(
     return report
 
 
-def _check_chat(client: openai.OpenAI, model: str, messages: list[dict[str, str]], max_tokens: int) -> CheckResult:
+def _check_chat(
+    client: openai.OpenAI, model: str, messages: list[ChatCompletionMessageParam], max_tokens: int
+) -> CheckResult:
     started = time.monotonic()
     response = client.chat.completions.create(
         model=model,
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=max_tokens,
     )
     elapsed = time.monotonic() - started
@@ -156,7 +159,7 @@ def _check_chat(client: openai.OpenAI, model: str, messages: list[dict[str, str]
     if usage is not None:
         figures.update(chat_prompt_tokens=usage.prompt_tokens, chat_completion_tokens=usage.completion_tokens)
     problems = [text for bad, text in ((not content, "empty answer"), (usage is None, "no usage")) if bad]
-    if problems:
+    if problems or usage is None:  # a missing usage is one of the problems
         return CheckResult("chat completion", False, f"{' and '.join(problems)} from /chat/completions", figures)
     finish = response.choices[0].finish_reason
     return CheckResult(
@@ -167,11 +170,13 @@ def _check_chat(client: openai.OpenAI, model: str, messages: list[dict[str, str]
     )
 
 
-def _check_stream(client: openai.OpenAI, model: str, messages: list[dict[str, str]], max_tokens: int) -> CheckResult:
+def _check_stream(
+    client: openai.OpenAI, model: str, messages: list[ChatCompletionMessageParam], max_tokens: int
+) -> CheckResult:
     started = time.monotonic()
     stream = client.chat.completions.create(
         model=model,
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=max_tokens,
         stream=True,
         stream_options={"include_usage": True},

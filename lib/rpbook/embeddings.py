@@ -660,8 +660,8 @@ def _check_rerank(
         )
     top = max(results, key=lambda r: r["relevance_score"])  # Infinity sorts by score; older workers kept doc order
     figures["rerank_top_index"] = top["index"]
-    figures["rerank_top_score"] = round(float(top["relevance_score"]), 4)
-    if not math.isfinite(figures["rerank_top_score"]):
+    top_score = figures["rerank_top_score"] = round(float(top["relevance_score"]), 4)
+    if not math.isfinite(top_score):
         return CheckResult("rerank", False, "the rerank scores are not finite numbers", figures)
     if top["index"] != RERANK_RELEVANT:
         return CheckResult(

@@ -33,9 +33,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeGuard, cast
 
-from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep
+from rpbook.capacity import ColdStart, Prices, Requests, ScalerType, Scaling, simulate, sweep
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError
@@ -63,6 +63,11 @@ METRIC_KEYS = (
 # -- grid and prices ----------------------------------------------------------------------------
 
 
+def _is_scaler_type(value: str) -> TypeGuard[ScalerType]:
+    """The two scaler types Runpod knows: checked here so that a typo fails before any simulation."""
+    return value in ("QUEUE_DELAY", "REQUEST_COUNT")
+
+
 def grid(
     *,
     workers_max: Iterable[int],
@@ -76,7 +81,7 @@ def grid(
 ) -> list[Scaling]:
     """Every combination of the candidate values, skipping those with more active workers than max
     (Runpod refuses min > max)."""
-    if scaler_type not in ("QUEUE_DELAY", "REQUEST_COUNT"):
+    if not _is_scaler_type(scaler_type):
         raise ConfigError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {scaler_type!r}")
     if concurrency < 1:
         raise ConfigError(f"concurrency (MAX_CONCURRENCY) must be at least 1, got {concurrency}")
@@ -95,7 +100,7 @@ def grid(
                 workers_max=int(wmax),
                 idle_timeout_s=float(idle),
                 scaler_type=scaler_type,
-                scaler_value=float(value),  # type: ignore[arg-type]
+                scaler_value=float(value),
                 concurrency=int(concurrency),
                 execution_timeout_s=float(execution_timeout_s),
                 flashboot=bool(flashboot),

@@ -204,7 +204,7 @@ class LoadTestResult:
             "max_concurrency_seen": max((r.concurrency_at_send for r in rows), default=0),
             "transport_overhead_ms": self.transport_overhead_s * 1000,
         }
-        series = {
+        series: dict[str, list[float | None]] = {
             "ttft_ms": [r.ttft_s for r in ok],
             "tpot_ms": [r.tpot_s for r in ok],
             "itl_ms": [x for r in ok for x in r.itl_s],
@@ -212,7 +212,7 @@ class LoadTestResult:
             "queue_delay_ms": [r.queue_delay_s for r in ok],
         }
         for name, values in series.items():
-            clean = np.array([v * 1000 for v in values if v is not None], dtype=float)
+            clean = np.array([v * 1000 for v in values if v is not None], dtype=np.float64)
             if clean.size == 0:
                 continue
             out[f"mean_{name}"] = float(clean.mean())

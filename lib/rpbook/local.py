@@ -161,7 +161,10 @@ def running_localpod(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[int | None, s
 
 def localpod_running(settings: Settings) -> bool:
     """True when a localpod answers its health route at ``settings.localpod_url``."""
-    return bool(settings.localpod_url) and _health(settings.localpod_url.rstrip("/"))
+    url = settings.localpod_url
+    if not url:
+        return False
+    return _health(url.rstrip("/"))
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -95,9 +95,9 @@ def latency_bars_html(latencies: Sequence[tuple[str, float]], title: str) -> str
 
 
 def pareto_html(
-    rows: Sequence[Mapping[str, object]],
-    front: Sequence[Mapping[str, object]],
-    chosen: Mapping[str, object],
+    rows: Sequence[Mapping[str, float | int | str | bool]],
+    front: Sequence[Mapping[str, float | int | str | bool]],
+    chosen: Mapping[str, float | int | str | bool],
     slo_p95_ttft_s: float,
     title: str,
 ) -> str:
@@ -113,15 +113,15 @@ def pareto_html(
     ax = fig.add_subplot()
     ax.scatter(
         [float(r["cost_usd"]) for r in rows],
-        [float(r["ttft_p95_s"]) for r in rows],  # type: ignore[arg-type]
+        [float(r["ttft_p95_s"]) for r in rows],
         s=14,
         color=WAIT,
         label="simulated setting",
     )
-    fx = [float(r["cost_usd"]) for r in front]  # type: ignore[arg-type]
-    fy = [float(r["ttft_p95_s"]) for r in front]  # type: ignore[arg-type]
+    fx = [float(r["cost_usd"]) for r in front]
+    fy = [float(r["ttft_p95_s"]) for r in front]
     ax.plot(fx, fy, marker="o", markersize=4, color=BAR, label="Pareto front")
-    cx, cy = float(chosen["cost_usd"]), float(chosen["ttft_p95_s"])  # type: ignore[arg-type]
+    cx, cy = float(chosen["cost_usd"]), float(chosen["ttft_p95_s"])
     ax.scatter([cx], [cy], s=140, facecolors="none", edgecolors="#c44e52", linewidths=2, label="chosen", zorder=5)
     ax.annotate(
         f"max {chosen['workers_max']}, active {chosen['workers_min']}, idle {chosen['idle_timeout_s']:g} s",

@@ -65,9 +65,9 @@ class StackCheck:
         return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
 
     @property
-    def figures(self) -> dict[str, int | bool]:
+    def figures(self) -> dict[str, float | int | bool]:
         """For ``record_figures``: whether all passed, and the fewest full-length sequences per worker."""
-        out: dict[str, int | bool] = {"preflight_ok": self.ok}
+        out: dict[str, float | int | bool] = {"preflight_ok": self.ok}
         if self.kv_cache is not None and self.kv_cache.fits:
             out["kv_cache_sequences"] = min(count for _, _, count in self.kv_cache.fits)
         if self.worst_case is not None:

@@ -59,7 +59,7 @@ def encode_error(batch_id: int, message: str) -> bytes:
     return _HEADER.pack(batch_id, -1) + message.encode("utf-8", "replace")
 
 
-def decode_message(raw: bytes, dimension: int) -> tuple[int, EmbedResult | None, str | None]:
+def decode_message(raw: bytes, dimension: int) -> tuple[int, EmbedResult, None] | tuple[int, None, str]:
     """``(batch_id, (vectors, tokens), None)`` or ``(batch_id, None, error text)``."""
     batch_id, rows = _HEADER.unpack_from(raw)
     if rows < 0:
@@ -161,17 +161,17 @@ class ModelProcess:
         the batches it still had."""
         while True:
             try:
-                batch_id, result, error = decode_message(child.conn.recv_bytes(), child.dimension)
+                message = decode_message(child.conn.recv_bytes(), child.dimension)
             except (EOFError, OSError):
                 break
             with self._lock:
-                future = child.pending.pop(batch_id, None)
+                future = child.pending.pop(message[0], None)
             if future is None:
                 continue
-            if error is not None:
-                future.set_exception(ModelProcessError(error))
+            if message[2] is not None:
+                future.set_exception(ModelProcessError(message[2]))
             else:
-                future.set_result(result)
+                future.set_result(message[1])
         child.process.join(timeout=1)
         with self._lock:
             orphans = list(child.pending.values())
