@@ -44,12 +44,14 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import httpx
 import orjson
+
 from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_EMBEDDINGS_KEY_NOT_REAL"
@@ -59,15 +61,40 @@ BATCHES = (1, 16, 64)
 DIMENSION = 256
 TARGET_RATIO = 0.70
 
-_WHO = ("The support team", "A new customer", "Our billing system", "The mobile app", "The warehouse robot",
-        "A junior engineer", "The night shift", "The search index", "A delivery driver", "The finance report")
-_WHAT = ("answered every ticket about password resets", "asked why the invoice was charged twice",
-         "lost the connection during the nightly backup", "showed a blank screen after the last update",
-         "moved three pallets of coffee to the loading dock", "fixed the flaky test in the payment service",
-         "found a leak in the cooling pipes", "returned stale results for the holiday catalogue",
-         "waited an hour at the closed gate", "shows revenue up eight percent this quarter")
-_WHEN = ("on Monday morning", "before the audit", "after the storm", "during the product launch", "last night",
-         "at the end of the month", "while the manager was away", "in the first week of spring")
+_WHO = (
+    "The support team",
+    "A new customer",
+    "Our billing system",
+    "The mobile app",
+    "The warehouse robot",
+    "A junior engineer",
+    "The night shift",
+    "The search index",
+    "A delivery driver",
+    "The finance report",
+)
+_WHAT = (
+    "answered every ticket about password resets",
+    "asked why the invoice was charged twice",
+    "lost the connection during the nightly backup",
+    "showed a blank screen after the last update",
+    "moved three pallets of coffee to the loading dock",
+    "fixed the flaky test in the payment service",
+    "found a leak in the cooling pipes",
+    "returned stale results for the holiday catalogue",
+    "waited an hour at the closed gate",
+    "shows revenue up eight percent this quarter",
+)
+_WHEN = (
+    "on Monday morning",
+    "before the audit",
+    "after the storm",
+    "during the product launch",
+    "last night",
+    "at the end of the month",
+    "while the manager was away",
+    "in the first week of spring",
+)
 
 
 def corpus(size: int = 640) -> list[str]:
@@ -78,16 +105,30 @@ def corpus(size: int = 640) -> list[str]:
 def warm_endpoint(base: str) -> str:
     """Template + endpoint through REST v2 (workers min 1), rate limits off, one worker ready."""
     http = httpx.Client(base_url=f"{base}/api.runpod.io", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-    httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}, headers={"Authorization": f"Bearer {KEY}"},
-                timeout=10).raise_for_status()
-    template = http.post("/v2/templates", json={
-        "name": "bench-infinity", "image": IMAGE, "serverless": True,
-        "env": {"MODEL_NAMES": MODEL, "RUNPOD_MAX_CONCURRENCY": "50"}})
+    httpx.patch(
+        f"{base}/_localpod/config", json={"rate_limits": False}, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ).raise_for_status()
+    template = http.post(
+        "/v2/templates",
+        json={
+            "name": "bench-infinity",
+            "image": IMAGE,
+            "serverless": True,
+            "env": {"MODEL_NAMES": MODEL, "RUNPOD_MAX_CONCURRENCY": "50"},
+        },
+    )
     template.raise_for_status()
-    endpoint = http.post("/v2/serverless", json={
-        "name": "bench-embeddings", "type": "QUEUE", "templateId": template.json()["id"],
-        "gpu": {"pools": ["AMPERE_16"]}, "workers": {"min": 1, "max": 1, "idleTimeout": 600},
-        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+    endpoint = http.post(
+        "/v2/serverless",
+        json={
+            "name": "bench-embeddings",
+            "type": "QUEUE",
+            "templateId": template.json()["id"],
+            "gpu": {"pools": ["AMPERE_16"]},
+            "workers": {"min": 1, "max": 1, "idleTimeout": 600},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+        },
+    )
     endpoint.raise_for_status()
     endpoint_id = str(endpoint.json()["id"])
     health = f"{base}/api.runpod.ai/v2/{endpoint_id}/health"
@@ -134,32 +175,46 @@ def direct_rate(model: Any, texts: list[str], batch: int, seconds: float, *, tok
 Post = Callable[[bytes], Awaitable[bytes]]
 
 
-async def _aiohttp_session(url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
-                           ) -> float:
+async def _aiohttp_session(
+    url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
+) -> float:
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=clients)) as session:
+
         async def post(payload: bytes) -> bytes:
             async with session.post(url, data=payload) as response:
                 content = await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"HTTP {response.status}: {content[:200]!r}")
                 return content
+
         return await body(post)
 
 
-async def _httpx_session(url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
-                         ) -> float:
+async def _httpx_session(
+    url: str, headers: dict[str, str], clients: int, body: Callable[[Post], Awaitable[float]]
+) -> float:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as http:
+
         async def post(payload: bytes) -> bytes:
             response = await http.post(url, content=payload)
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
             return response.content
+
         return await body(post)
 
 
-async def localpod_rate(base: str, endpoint_id: str, texts: list[str], batch: int, seconds: float, clients: int,
-                        client_kind: str = "aiohttp", parse_all: bool = False) -> float:
+async def localpod_rate(
+    base: str,
+    endpoint_id: str,
+    texts: list[str],
+    batch: int,
+    seconds: float,
+    clients: int,
+    client_kind: str = "aiohttp",
+    parse_all: bool = False,
+) -> float:
     """Embeddings/s from ``clients`` concurrent request loops. Each loop parses its first answer in
     full (indexes in order, 256 floats each) and counts the vectors of every later one in its bytes,
     unless ``parse_all``: parsing every 345 KB answer costs the client about a fifth of a core at
@@ -174,7 +229,8 @@ async def localpod_rate(base: str, endpoint_id: str, texts: list[str], batch: in
             if parse:
                 data = orjson.loads(content)["data"]
                 if [item["index"] for item in data] != list(range(batch)) or not all(
-                        len(item["embedding"]) == DIMENSION for item in data):
+                    len(item["embedding"]) == DIMENSION for item in data
+                ):
                     raise RuntimeError(f"asked for {batch} embeddings of {DIMENSION} dims, got {len(data)}")
             elif content.count(b'"embedding":[') != batch:
                 raise RuntimeError(f"asked for {batch} embeddings, got {content.count(b'embedding')}")
@@ -258,8 +314,17 @@ def process_cpu_s(pid: int) -> float | None:
     return total
 
 
-def served_rate(base: str, endpoint_id: str, texts: list[str], batch: int, seconds: float, clients: int,
-                client_kind: str, server_pid: int, parse_all: bool) -> tuple[float, float | None, float]:
+def served_rate(
+    base: str,
+    endpoint_id: str,
+    texts: list[str],
+    batch: int,
+    seconds: float,
+    clients: int,
+    client_kind: str,
+    server_pid: int,
+    parse_all: bool,
+) -> tuple[float, float | None, float]:
     """Embeddings/s through localpod, and the cores the server and this client used meanwhile."""
     server_before, client_before, wall_before = process_cpu_s(server_pid), time.process_time(), time.perf_counter()
     rate = asyncio.run(localpod_rate(base, endpoint_id, texts, batch, seconds, clients, client_kind, parse_all))
@@ -272,12 +337,19 @@ def served_rate(base: str, endpoint_id: str, texts: list[str], batch: int, secon
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measurement")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="direct and localpod measured alternately this many times per batch; medians are shown")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="direct and localpod measured alternately this many times per batch; medians are shown",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients on the localpod side")
     parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="HTTP client library")
-    parser.add_argument("--parse-all", action="store_true",
-                        help="parse every answer's JSON in the client (default: the first per connection)")
+    parser.add_argument(
+        "--parse-all",
+        action="store_true",
+        help="parse every answer's JSON in the client (default: the first per connection)",
+    )
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the server at batch 64")
     args = parser.parse_args()
 
@@ -296,53 +368,94 @@ def main() -> int:
             for _ in range(args.rounds):  # alternate, so that a slow spell of the machine hits every side
                 one_thread.append(direct_rate(model, texts, batch, args.seconds, tokenizer_threads=False))
                 threaded.append(direct_rate(model, texts, batch, args.seconds, tokenizer_threads=True))
-                rate, server, client = served_rate(base, endpoint_id, texts, batch, args.seconds, args.clients,
-                                                   args.client, proc.pid, args.parse_all)
+                rate, server, client = served_rate(
+                    base, endpoint_id, texts, batch, args.seconds, args.clients, args.client, proc.pid, args.parse_all
+                )
                 served_runs.append(rate)
                 client_cores.append(client)
                 if server is not None:
                     server_cores.append(server)
             if args.py_spy and batch == BATCHES[-1]:
                 raw = Path(tempfile.mkdtemp(prefix="embeddings-bench-")) / "server.raw"
-                spy = subprocess.Popen([args.py_spy, "record", "-p", str(proc.pid), "-d", str(int(args.seconds)),
-                                        "-r", "200", "-f", "raw", "-o", str(raw), "--nonblocking", "--subprocesses"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        args.py_spy,
+                        "record",
+                        "-p",
+                        str(proc.pid),
+                        "-d",
+                        str(int(args.seconds)),
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(raw),
+                        "--nonblocking",
+                        "--subprocesses",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 asyncio.run(localpod_rate(base, endpoint_id, texts, batch, args.seconds, args.clients, args.client))
                 spy.wait(timeout=60)
                 profile = summarize_py_spy(raw) if raw.exists() else ["  py-spy wrote no profile (ptrace allowed?)"]
-            ratios = [r / d for r, d in zip(served_runs, one_thread)]  # each localpod round against the
-            threaded_ratios = [r / d for r, d in zip(served_runs, threaded)]  # direct rounds just before it
-            rows.append({"batch": batch, "direct": statistics.median(one_thread),
-                         "threaded": statistics.median(threaded), "served": statistics.median(served_runs),
-                         "ratio": statistics.median(ratios), "threaded_ratio": statistics.median(threaded_ratios),
-                         "low": min(ratios), "high": max(ratios), "client": statistics.median(client_cores),
-                         "server": statistics.median(server_cores) if server_cores else None})
+            ratios = [r / d for r, d in zip(served_runs, one_thread, strict=True)]  # each localpod round against the
+            threaded_ratios = [
+                r / d for r, d in zip(served_runs, threaded, strict=True)
+            ]  # direct rounds just before it
+            rows.append(
+                {
+                    "batch": batch,
+                    "direct": statistics.median(one_thread),
+                    "threaded": statistics.median(threaded),
+                    "served": statistics.median(served_runs),
+                    "ratio": statistics.median(ratios),
+                    "threaded_ratio": statistics.median(threaded_ratios),
+                    "low": min(ratios),
+                    "high": max(ratios),
+                    "client": statistics.median(client_cores),
+                    "server": statistics.median(server_cores) if server_cores else None,
+                }
+            )
         memory = rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
-    checks = "every answer parsed" if args.parse_all else "first answer per connection parsed, vectors counted in the rest"
-    print(f"embeddings/s, {MODEL} served by wordllama (256 dims); localpod: warm endpoint (BATCH_SIZES 32, "
-          f"RUNPOD_MAX_CONCURRENCY 50), {args.clients} concurrent {args.client} clients ({checks}), "
-          f"/openai/v1/embeddings with float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; "
-          f"{os.cpu_count()} cores "
-          f"shared by client, server and model process")
-    print("  direct: model.embed in this process, one thread (as localpod's model process runs it) and with the "
-          "tokenizer's thread pool (its default)")
-    print(f"  {'batch':>5}  {'direct emb/s':>12}  {'localpod emb/s':>14}  {'ratio':>6}  {'range':>11}  "
-          f"{'direct+threads':>14}  {'ratio':>6}  {'server cores':>12}  {'client cores':>12}")
+    checks = (
+        "every answer parsed" if args.parse_all else "first answer per connection parsed, vectors counted in the rest"
+    )
+    print(
+        f"embeddings/s, {MODEL} served by wordllama (256 dims); localpod: warm endpoint (BATCH_SIZES 32, "
+        f"RUNPOD_MAX_CONCURRENCY 50), {args.clients} concurrent {args.client} clients ({checks}), "
+        f"/openai/v1/embeddings with float vectors; medians of {args.rounds} alternating rounds of {args.seconds:g} s; "
+        f"{os.cpu_count()} cores "
+        f"shared by client, server and model process"
+    )
+    print(
+        "  direct: model.embed in this process, one thread (as localpod's model process runs it) and with the "
+        "tokenizer's thread pool (its default)"
+    )
+    print(
+        f"  {'batch':>5}  {'direct emb/s':>12}  {'localpod emb/s':>14}  {'ratio':>6}  {'range':>11}  "
+        f"{'direct+threads':>14}  {'ratio':>6}  {'server cores':>12}  {'client cores':>12}"
+    )
     for row in rows:
         server_text = f"{row['server']:.2f}" if row["server"] is not None else "n/a"
-        print(f"  {row['batch']:>5}  {row['direct']:>12,.0f}  {row['served']:>14,.0f}  "
-              f"{row['ratio']:>6.1%}  {row['low']:>4.0%} - {row['high']:>4.0%}  "
-              f"{row['threaded']:>14,.0f}  {row['threaded_ratio']:>6.1%}  {server_text:>12}  "
-              f"{row['client']:>12.2f}")
+        print(
+            f"  {row['batch']:>5}  {row['direct']:>12,.0f}  {row['served']:>14,.0f}  "
+            f"{row['ratio']:>6.1%}  {row['low']:>4.0%} - {row['high']:>4.0%}  "
+            f"{row['threaded']:>14,.0f}  {row['threaded_ratio']:>6.1%}  {server_text:>12}  "
+            f"{row['client']:>12.2f}"
+        )
     print("  ratio: median over the rounds of localpod against the direct run just before it")
     last = rows[-1]
     verdict = "met" if last["ratio"] >= TARGET_RATIO else "NOT met"
-    print(f"  target: localpod >= {TARGET_RATIO:.0%} of direct (one thread) at batch {last['batch']}: {verdict} "
-          f"({last['ratio']:.1%}; {last['threaded_ratio']:.1%} of direct with tokenizer threads)")
+    print(
+        f"  target: localpod >= {TARGET_RATIO:.0%} of direct (one thread) at batch {last['batch']}: {verdict} "
+        f"({last['ratio']:.1%}; {last['threaded_ratio']:.1%} of direct with tokenizer threads)"
+    )
     if memory is not None:
         print(f"  localpod resident memory after the run (server + model process): {memory:,.0f} MB")
     if profile:

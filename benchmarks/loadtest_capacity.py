@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from localpod_process import free_port, start_localpod
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
@@ -46,18 +47,38 @@ def proc_cpu_s(pid: int) -> float:
 
 def warm_endpoint(base: str, ttft_s: float, itl_s: float, max_concurrency: int) -> str:
     auth = {"Authorization": f"Bearer {KEY}"}
-    httpx.patch(f"{base}/_localpod/config", headers=auth, timeout=10, json={
-        "profile": "fast", "rate_limits": False,
-        "overrides": {"time_to_first_token_s": ttft_s, "inter_token_s": itl_s}}).raise_for_status()
+    httpx.patch(
+        f"{base}/_localpod/config",
+        headers=auth,
+        timeout=10,
+        json={
+            "profile": "fast",
+            "rate_limits": False,
+            "overrides": {"time_to_first_token_s": ttft_s, "inter_token_s": itl_s},
+        },
+    ).raise_for_status()
     http = httpx.Client(base_url=f"{base}/api.runpod.io", headers=auth, timeout=30)
-    template = http.post("/v2/templates", json={
-        "name": "bench-vllm", "image": IMAGE, "serverless": True,
-        "env": {"MODEL_NAME": MODEL, "HUGGING_FACE_HUB_TOKEN": HF_TOKEN, "MAX_CONCURRENCY": str(max_concurrency)}})
+    template = http.post(
+        "/v2/templates",
+        json={
+            "name": "bench-vllm",
+            "image": IMAGE,
+            "serverless": True,
+            "env": {"MODEL_NAME": MODEL, "HUGGING_FACE_HUB_TOKEN": HF_TOKEN, "MAX_CONCURRENCY": str(max_concurrency)},
+        },
+    )
     template.raise_for_status()
-    endpoint = http.post("/v2/serverless", json={
-        "name": "bench-vllm", "type": "QUEUE", "templateId": template.json()["id"],
-        "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["13.0"]},
-        "workers": {"min": 1, "max": 1, "idleTimeout": 600}, "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+    endpoint = http.post(
+        "/v2/serverless",
+        json={
+            "name": "bench-vllm",
+            "type": "QUEUE",
+            "templateId": template.json()["id"],
+            "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["13.0"]},
+            "workers": {"min": 1, "max": 1, "idleTimeout": 600},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+        },
+    )
     endpoint.raise_for_status()
     endpoint_id = str(endpoint.json()["id"])
     deadline = time.monotonic() + 60
@@ -84,18 +105,30 @@ def main() -> int:
         endpoint_id = warm_endpoint(base, args.ttft, args.itl, max(steps) + 16)
         os.environ["RUNPOD_API_KEY"] = KEY
         settings = load_settings("local", env_file=Path("/nonexistent/.env"), localpod_url=base)
-        print(f"injected ITL {args.itl * 1000:.0f} ms, TTFT {args.ttft * 1000:.0f} ms, {args.tokens} tokens per "
-              f"request; sustained = p50 ITL within {TOLERANCE:.0%}; {os.cpu_count()} cores, load average "
-              f"{os.getloadavg()[0]:.1f}")
-        print(f"{'streams':>8} {'p50 ITL ms':>11} {'p99 ITL ms':>11} {'p50 TTFT ms':>12} {'errors':>7} "
-              f"{'client CPU':>11} {'server CPU':>11}  sustained")
+        print(
+            f"injected ITL {args.itl * 1000:.0f} ms, TTFT {args.ttft * 1000:.0f} ms, {args.tokens} tokens per "
+            f"request; sustained = p50 ITL within {TOLERANCE:.0%}; {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"{'streams':>8} {'p50 ITL ms':>11} {'p99 ITL ms':>11} {'p50 TTFT ms':>12} {'errors':>7} "
+            f"{'client CPU':>11} {'server CPU':>11}  sustained"
+        )
         best = 0
         for concurrency in steps:
             cpu0, srv0, wall0 = time.process_time(), proc_cpu_s(server.pid), time.monotonic()
-            result = run_load_test(settings, KEY, endpoint_id, MODEL, route="chat", max_tokens=args.tokens,
-                                   progress=False, health_interval_s=1.0, timeout_s=120,
-                                   shape=LoadShape("closed", concurrency=concurrency,
-                                                   num_requests=concurrency * args.rounds))
+            result = run_load_test(
+                settings,
+                KEY,
+                endpoint_id,
+                MODEL,
+                route="chat",
+                max_tokens=args.tokens,
+                progress=False,
+                health_interval_s=1.0,
+                timeout_s=120,
+                shape=LoadShape("closed", concurrency=concurrency, num_requests=concurrency * args.rounds),
+            )
             wall = time.monotonic() - wall0
             client_cpu = (time.process_time() - cpu0) / wall
             server_cpu = (proc_cpu_s(server.pid) - srv0) / wall
@@ -104,9 +137,12 @@ def main() -> int:
             ok = errors == 0 and abs(s.get("p50_itl_ms", 1e9) - args.itl * 1000) <= TOLERANCE * args.itl * 1000
             if ok:
                 best = concurrency
-            print(f"{concurrency:>8} {s.get('p50_itl_ms', float('nan')):>11.1f} {s.get('p99_itl_ms', float('nan')):>11.1f} "
-                  f"{s.get('p50_ttft_ms', float('nan')):>12.1f} {errors:>7} {client_cpu:>10.0%} {server_cpu:>10.0%}  "
-                  f"{'yes' if ok else 'NO'}")
+            print(
+                f"{concurrency:>8} {s.get('p50_itl_ms', float('nan')):>11.1f} "
+                f"{s.get('p99_itl_ms', float('nan')):>11.1f} "
+                f"{s.get('p50_ttft_ms', float('nan')):>12.1f} {errors:>7} {client_cpu:>10.0%} {server_cpu:>10.0%}  "
+                f"{'yes' if ok else 'NO'}"
+            )
             if not ok:
                 break
         verdict = "meets" if best >= GOAL else "misses"

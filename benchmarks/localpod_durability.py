@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+
 from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_KEY_NOT_REAL"
@@ -42,8 +43,12 @@ HF_TOKEN = "hf_bench_token_not_real"
 
 def serve(port: int, state: Path | None) -> subprocess.Popen[bytes]:
     """A quiet ``localpod serve`` on ``port`` (with ``--state`` when given), once it answers."""
-    return start_localpod(port, {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN}, timeout_s=60,
-                          args=["--state", str(state)] if state is not None else [])
+    return start_localpod(
+        port,
+        {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN},
+        timeout_s=60,
+        args=["--state", str(state)] if state is not None else [],
+    )
 
 
 def headers() -> dict[str, str]:
@@ -54,14 +59,27 @@ def create_endpoint(port: int, concurrency: int, workers_max: int) -> str:
     base = f"http://127.0.0.1:{port}"
     httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False}, headers=headers()).raise_for_status()
     rest = httpx.Client(base_url=f"{base}/api.runpod.io", headers=headers(), timeout=30)
-    template = rest.post("/v2/templates", json={"name": "durability", "image": "runpod/mock-worker:latest",
-                                                "serverless": True,
-                                                "env": {"RUNPOD_MAX_CONCURRENCY": str(concurrency)}})
+    template = rest.post(
+        "/v2/templates",
+        json={
+            "name": "durability",
+            "image": "runpod/mock-worker:latest",
+            "serverless": True,
+            "env": {"RUNPOD_MAX_CONCURRENCY": str(concurrency)},
+        },
+    )
     template.raise_for_status()
-    endpoint = rest.post("/v2/serverless", json={
-        "name": "durability", "type": "QUEUE", "templateId": template.json()["id"], "gpu": {"pools": ["AMPERE_24"]},
-        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 1},
-        "workers": {"min": 1, "max": workers_max, "idleTimeout": 600}})
+    endpoint = rest.post(
+        "/v2/serverless",
+        json={
+            "name": "durability",
+            "type": "QUEUE",
+            "templateId": template.json()["id"],
+            "gpu": {"pools": ["AMPERE_24"]},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 1},
+            "workers": {"min": 1, "max": workers_max, "idleTimeout": 600},
+        },
+    )
     endpoint.raise_for_status()
     return str(endpoint.json()["id"])
 
@@ -70,12 +88,14 @@ async def submit_all(port: int, endpoint_id: str, n: int, job_seconds: float) ->
     """Submit ``n`` jobs at once (64 connections); the ids the server acknowledged, by index."""
     url = f"http://127.0.0.1:{port}/api.runpod.ai/v2/{endpoint_id}/run"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64), headers=headers()) as session:
+
         async def one(i: int) -> str:
             async with session.post(url, json={"input": {"mock_return": {"i": i}, "mock_delay": job_seconds}}) as r:
                 body = await r.json()
                 if r.status != 200:
                     raise RuntimeError(f"/run -> {r.status} {body}")
                 return str(body["id"])
+
         return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
@@ -83,9 +103,11 @@ async def statuses(port: int, endpoint_id: str, ids: list[str]) -> list[tuple[in
     """``(http status, body)`` of ``/status`` for every id."""
     base = f"http://127.0.0.1:{port}/api.runpod.ai/v2/{endpoint_id}/status/"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64), headers=headers()) as session:
+
         async def one(job_id: str) -> tuple[int, dict[str, Any]]:
             async with session.get(base + job_id) as r:
                 return r.status, await r.json()
+
         return list(await asyncio.gather(*(one(i) for i in ids)))
 
 
@@ -118,7 +140,9 @@ def crash(args: argparse.Namespace, workdir: Path) -> None:
     seen_counts: dict[str, int] = {}
     for _, body in seen:
         seen_counts[body.get("status", "?")] = seen_counts.get(body.get("status", "?"), 0) + 1
-    completed_before = {job_id: body for job_id, (_, body) in zip(ids, seen) if body.get("status") == "COMPLETED"}
+    completed_before = {
+        job_id: body for job_id, (_, body) in zip(ids, seen, strict=True) if body.get("status") == "COMPLETED"
+    }
 
     time.sleep(args.outage)
     restarted_at = time.time()
@@ -133,8 +157,10 @@ def crash(args: argparse.Namespace, workdir: Path) -> None:
         final = first
         while time.monotonic() < deadline:
             final = asyncio.run(statuses(port, endpoint_id, ids))
-            if all(code == 200 and body.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-                   for code, body in final):
+            if all(
+                code == 200 and body.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+                for code, body in final
+            ):
                 break
             time.sleep(0.5)
         old_sessions = [s for s in sessions(port) if s["started_at"] < killed_at]
@@ -142,22 +168,41 @@ def crash(args: argparse.Namespace, workdir: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
 
-    wrong = sum(1 for i, (code, body) in enumerate(final)
-                if code != 200 or body.get("status") != "COMPLETED" or body.get("output") != {"i": i})
+    wrong = sum(
+        1
+        for i, (code, body) in enumerate(final)
+        if code != 200 or body.get("status") != "COMPLETED" or body.get("output") != {"i": i}
+    )
     lost = max(missing, wrong)
-    run_twice = sum(1 for job_id, (_, body) in zip(ids, final)
-                    if job_id in completed_before and (body.get("output"), body.get("workerId")) !=
-                    (completed_before[job_id].get("output"), completed_before[job_id].get("workerId")))
-    outage_s = sum(max(0.0, min(s["stopped_at"] or restarted_at, restarted_at) - max(s["started_at"], killed_at))
-                   for s in old_sessions)
-    short_s = max((killed_at - s["stopped_at"] for s in old_sessions
-                   if s["stopped_at"] is not None and s["stopped_at"] <= killed_at), default=0.0)
+    run_twice = sum(
+        1
+        for job_id, (_, body) in zip(ids, final, strict=True)
+        if job_id in completed_before
+        and (body.get("output"), body.get("workerId"))
+        != (completed_before[job_id].get("output"), completed_before[job_id].get("workerId"))
+    )
+    outage_s = sum(
+        max(0.0, min(s["stopped_at"] or restarted_at, restarted_at) - max(s["started_at"], killed_at))
+        for s in old_sessions
+    )
+    short_s = max(
+        (
+            killed_at - s["stopped_at"]
+            for s in old_sessions
+            if s["stopped_at"] is not None and s["stopped_at"] <= killed_at
+        ),
+        default=0.0,
+    )
 
-    print(f"crash: {args.jobs} jobs submitted concurrently in {submit_s:.2f} s to 1 endpoint ({args.workers} mock "
-          f"workers x {args.concurrency} slots, {args.job_seconds:g} s per job); kill -9 once "
-          f"{args.kill_after:.0%} had finished; down {args.outage:g} s; restart took {restart_s:.2f} s")
-    print("  seen by clients just before the kill: " +
-          ", ".join(f"{count} {status}" for status, count in sorted(seen_counts.items())))
+    print(
+        f"crash: {args.jobs} jobs submitted concurrently in {submit_s:.2f} s to 1 endpoint ({args.workers} mock "
+        f"workers x {args.concurrency} slots, {args.job_seconds:g} s per job); kill -9 once "
+        f"{args.kill_after:.0%} had finished; down {args.outage:g} s; restart took {restart_s:.2f} s"
+    )
+    print(
+        "  seen by clients just before the kill: "
+        + ", ".join(f"{count} {status}" for status, count in sorted(seen_counts.items()))
+    )
     print(f"  {'jobs lost (404 after restart, or not COMPLETED with their own output)':<72}{lost:>6}   goal 0")
     print(f"  {'  of which 404 right after the restart':<72}{missing:>6}")
     print(f"  {'results seen COMPLETED before the kill that changed (run twice)':<72}{run_twice:>6}   goal 0")
@@ -173,6 +218,7 @@ async def throughput(port: int, endpoint_id: str, seconds: float, concurrency: i
     done = 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), headers=headers()) as session:
+
         async def client() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
@@ -199,19 +245,23 @@ def cost(args: argparse.Namespace, workdir: Path) -> None:
         servers[name] = (proc, port, endpoint_id, [])
     try:
         for _ in range(args.rounds):
-            for name, (_, port, endpoint_id, rates) in servers.items():
+            for _name, (_, port, endpoint_id, rates) in servers.items():
                 rates.append(asyncio.run(throughput(port, endpoint_id, args.seconds, 32)))
     finally:
         for proc, *_ in servers.values():
             proc.terminate()
             proc.wait(timeout=10)
-    print(f"\nthroughput: warm /runsync, 32 concurrent clients, {args.rounds} alternating rounds of {args.seconds:g} s "
-          f"(client and servers share {os.cpu_count()} cores)")
+    print(
+        f"\nthroughput: warm /runsync, 32 concurrent clients, {args.rounds} alternating rounds of {args.seconds:g} s "
+        f"(client and servers share {os.cpu_count()} cores)"
+    )
     base = sum(servers["no --state (baseline)"][3]) / args.rounds
     for name, (*_, rates) in servers.items():
         mean = sum(rates) / len(rates)
-        print(f"  {name:<24}{mean:>8.0f} jobs/s   ({mean / base:.2f} of baseline)   rounds: "
-              + " ".join(f"{r:.0f}" for r in rates))
+        print(
+            f"  {name:<24}{mean:>8.0f} jobs/s   ({mean / base:.2f} of baseline)   rounds: "
+            + " ".join(f"{r:.0f}" for r in rates)
+        )
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+
 from localpod_process import free_port, start_localpod
 
 KEY = "rpa_BENCH_KEY_NOT_REAL"
@@ -47,10 +48,17 @@ class Api:
         return response.json() if response.content else {}
 
     def endpoint(self, name: str, image: str, env: dict[str, str], **extra: Any) -> str:
-        template = self.rest("POST", "/v2/templates", {"name": f"{name}-template", "image": image, "serverless": True,
-                                                       "env": env})
-        body = {"name": name, "type": "QUEUE", "templateId": template["id"], "gpu": {"pools": ["AMPERE_24"]},
-                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}, **extra}
+        template = self.rest(
+            "POST", "/v2/templates", {"name": f"{name}-template", "image": image, "serverless": True, "env": env}
+        )
+        body = {
+            "name": name,
+            "type": "QUEUE",
+            "templateId": template["id"],
+            "gpu": {"pools": ["AMPERE_24"]},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            **extra,
+        }
         return str(self.rest("POST", "/v2/serverless", body)["id"])
 
     def health(self, endpoint_id: str) -> dict[str, Any]:
@@ -66,7 +74,7 @@ class Api:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def latency(port: int, endpoint_id: str, n: int) -> tuple[list[float], list[float]]:
@@ -103,6 +111,7 @@ async def throughput(base: str, path: str, seconds: float, concurrency: int) -> 
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, connector=connector, headers=headers) as session:
+
         async def client() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
@@ -119,20 +128,33 @@ async def throughput(base: str, path: str, seconds: float, concurrency: int) -> 
 
 def cold_start(api: Api, base: str, profile: dict[str, float]) -> None:
     volume = api.rest("POST", "/v2/network-volumes", {"name": "bench-weights", "size": 50, "dataCenter": "EU-RO-1"})
-    endpoint_id = api.endpoint("bench-cold", "runpod/worker-v1-vllm:v2.25.2",
-                               {"MODEL_NAME": MODEL, "HF_TOKEN": HF_TOKEN},
-                               networkVolumes=[volume["id"]], workers={"min": 0, "max": 1, "idleTimeout": 60})
-    size = httpx.get(f"{base}/huggingface.co/api/models/{MODEL}", params={"blobs": "true"},
-                     headers={"Authorization": f"Bearer {HF_TOKEN}"}).json()
+    endpoint_id = api.endpoint(
+        "bench-cold",
+        "runpod/worker-v1-vllm:v2.25.2",
+        {"MODEL_NAME": MODEL, "HF_TOKEN": HF_TOKEN},
+        networkVolumes=[volume["id"]],
+        workers={"min": 0, "max": 1, "idleTimeout": 60},
+    )
+    size = httpx.get(
+        f"{base}/huggingface.co/api/models/{MODEL}",
+        params={"blobs": "true"},
+        headers={"Authorization": f"Bearer {HF_TOKEN}"},
+    ).json()
     # vLLM downloads every top-level *.safetensors file (for Mistral also consolidated.safetensors).
-    weights = sum(s.get("size", 0) for s in size["siblings"]
-                  if s["rfilename"].endswith(".safetensors") and "/" not in s["rfilename"])
+    weights = sum(
+        s.get("size", 0)
+        for s in size["siblings"]
+        if s["rfilename"].endswith(".safetensors") and "/" not in s["rfilename"]
+    )
     expect_ready = profile["container_start_s"] + weights / profile["download_bytes_per_s"] + profile["engine_init_s"]
     expect_first = expect_ready + profile["time_to_first_token_s"]
 
     # A warmed-up keep-alive client, so the clock starts when the request leaves, not at client set-up.
-    client = httpx.Client(base_url=f"{base}/api.runpod.ai/v2/{endpoint_id}/openai/v1",
-                          headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    client = httpx.Client(
+        base_url=f"{base}/api.runpod.ai/v2/{endpoint_id}/openai/v1",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+    )
     client.get(f"{base}/_localpod/health")
     marks: dict[str, float] = {}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8, "stream": True}
@@ -160,9 +182,12 @@ def cold_start(api: Api, base: str, profile: dict[str, float]) -> None:
     thread.join()
     print(f"\ncold-start timeline (profile fast, {weights / 1e9:.2f} GB of weights onto an empty volume)")
     print(f"  {'stage':<14}{'measured s':>12}{'expected s':>12}{'ratio':>8}")
-    rows = [("request", 0.0, 0.0), ("initializing", marks.get("initializing", float("nan")), 0.0),
-            ("ready", marks.get("ready", float("nan")), expect_ready),
-            ("first token", marks.get("first token", float("nan")), expect_first)]
+    rows = [
+        ("request", 0.0, 0.0),
+        ("initializing", marks.get("initializing", float("nan")), 0.0),
+        ("ready", marks.get("ready", float("nan")), expect_ready),
+        ("first token", marks.get("first token", float("nan")), expect_first),
+    ]
     for stage, measured, expected in rows:
         ratio = f"{measured / expected:.3f}" if expected else "-"
         print(f"  {stage:<14}{measured:>12.3f}{expected:>12.3f}{ratio:>8}")
@@ -182,10 +207,15 @@ def main() -> int:
     proc = start_localpod(port, {"LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN})
     try:
         api = Api(base)
-        config = httpx.patch(f"{base}/_localpod/config", json={"rate_limits": False},
-                             headers={"Authorization": f"Bearer {KEY}"}).json()
-        endpoint_id = api.endpoint("bench-warm", "runpod/mock-worker:latest", {"RUNPOD_MAX_CONCURRENCY": "1000"},
-                                   workers={"min": 1, "max": 1, "idleTimeout": 600})
+        config = httpx.patch(
+            f"{base}/_localpod/config", json={"rate_limits": False}, headers={"Authorization": f"Bearer {KEY}"}
+        ).json()
+        endpoint_id = api.endpoint(
+            "bench-warm",
+            "runpod/mock-worker:latest",
+            {"RUNPOD_MAX_CONCURRENCY": "1000"},
+            workers={"min": 1, "max": 1, "idleTimeout": 600},
+        )
         api.wait_ready(endpoint_id)
 
         bare, jobs = latency(port, endpoint_id, args.requests)
@@ -194,14 +224,19 @@ def main() -> int:
         for q in (50, 90, 99):
             b, j = pct(bare, q), pct(jobs, q)
             print(f"  p{q:<9}{b:>10.3f}{j:>12.3f}{j - b:>13.3f}")
-        print(f"  mean      {statistics.fmean(bare):>10.3f}{statistics.fmean(jobs):>12.3f}"
-              f"{statistics.fmean(jobs) - statistics.fmean(bare):>13.3f}")
+        print(
+            f"  mean      {statistics.fmean(bare):>10.3f}{statistics.fmean(jobs):>12.3f}"
+            f"{statistics.fmean(jobs) - statistics.fmean(bare):>13.3f}"
+        )
 
         bare_rps = asyncio.run(throughput(base, "/_localpod/echo", args.seconds, args.concurrency))
-        jobs_rps = asyncio.run(throughput(base, f"/api.runpod.ai/v2/{endpoint_id}/runsync", args.seconds,
-                                          args.concurrency))
-        print(f"\nthroughput, {args.concurrency} concurrent clients for {args.seconds:g} s each (client and server "
-              f"share {os.cpu_count()} cores)")
+        jobs_rps = asyncio.run(
+            throughput(base, f"/api.runpod.ai/v2/{endpoint_id}/runsync", args.seconds, args.concurrency)
+        )
+        print(
+            f"\nthroughput, {args.concurrency} concurrent clients for {args.seconds:g} s each (client and server "
+            f"share {os.cpu_count()} cores)"
+        )
         print(f"  bare route      {bare_rps:>8.0f} req/s")
         print(f"  runsync jobs    {jobs_rps:>8.0f} jobs/s   ({jobs_rps / bare_rps:.2f} of bare)")
 

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -24,13 +24,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_localpod(port: int, env: Mapping[str, str], timeout_s: float = 30,
-                   args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+def start_localpod(
+    port: int, env: Mapping[str, str], timeout_s: float = 30, args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """A quiet localpod on ``port`` with ``env`` added to this process's environment (its keys:
     ``LOCALPOD_API_KEY``, ``LOCALPOD_HF_TOKEN``) and ``args`` added to ``serve`` (e.g. ``--state``),
     once it answers its health route."""
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", *args],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from localpod_process import free_port
 
+from localpod_process import free_port
 from rpbook.local import stop_localpod
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
 
@@ -71,10 +71,12 @@ def main() -> int:
             return 1
 
     print(f"\nheadless runbook, {len(notebooks)} notebooks against a fresh localpod (fast profile)")
-    rows = [(f"papermill, {len(notebooks)} empty notebooks", f"{empty_s:8.2f} s"),
-            (f"runbooks {notebooks[0].name[:2]}-{notebooks[-1].name[:2]} (params/local.yaml)", f"{runbook_s:8.2f} s"),
-            ("ratio runbooks / empty", f"{runbook_s / empty_s:8.2f}"),
-            ("runbook work beyond papermill", f"{runbook_s - empty_s:8.2f} s")]
+    rows = [
+        (f"papermill, {len(notebooks)} empty notebooks", f"{empty_s:8.2f} s"),
+        (f"runbooks {notebooks[0].name[:2]}-{notebooks[-1].name[:2]} (params/local.yaml)", f"{runbook_s:8.2f} s"),
+        ("ratio runbooks / empty", f"{runbook_s / empty_s:8.2f}"),
+        ("runbook work beyond papermill", f"{runbook_s - empty_s:8.2f} s"),
+    ]
     for label, value in rows:
         print(f"  {label:<40}{value}")
     return 0

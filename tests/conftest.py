@@ -6,9 +6,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,8 +23,12 @@ from rpbook.local import stop_localpod
 
 TEST_API_KEY = "rpa_TEST_KEY_NOT_REAL"
 TEST_HF_TOKEN = "hf_test_token_not_real"
-TEST_PROFILE = {"container_start_s": 0.05, "engine_init_s": 0.05, "download_bytes_per_s": 200e9,
-                "volume_read_bytes_per_s": 400e9}
+TEST_PROFILE = {
+    "container_start_s": 0.05,
+    "engine_init_s": 0.05,
+    "download_bytes_per_s": 200e9,
+    "volume_read_bytes_per_s": 400e9,
+}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -71,16 +76,22 @@ class LocalpodServer:
         return f"{self.queue_url}/{endpoint_id}/openai/v1"
 
     def control(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        response = httpx.request(method, f"{self.base_url}/_localpod/{path}", timeout=30,
-                                 headers={"Authorization": f"Bearer {self.api_key}"}, **kwargs)
+        response = httpx.request(
+            method,
+            f"{self.base_url}/_localpod/{path}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            **kwargs,
+        )
         response.raise_for_status()
         return response
 
 
 def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, ServerContext]:
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -94,8 +105,9 @@ def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, 
 
 @pytest.fixture(scope="session")
 def localpod_session() -> Iterator[LocalpodServer]:
-    settings = Settings(port=free_port(), profile=FAST, api_key=TEST_API_KEY, hf_token=TEST_HF_TOKEN,
-                        log_requests=False)
+    settings = Settings(
+        port=free_port(), profile=FAST, api_key=TEST_API_KEY, hf_token=TEST_HF_TOKEN, log_requests=False
+    )
     server, thread, ctx = start_server(settings)
     try:
         yield LocalpodServer(settings.base_url, TEST_API_KEY, TEST_HF_TOKEN, ctx)
@@ -109,8 +121,9 @@ def localpod(localpod_session: LocalpodServer) -> LocalpodServer:
     """A clean localpod: no resources, no jobs, rate limits on, and the fast profile with cold
     starts shortened further (about 0.1 s) so that tests spend their time on behaviour."""
     localpod_session.control("POST", "reset")
-    localpod_session.control("PATCH", "config", json={"profile": "fast", "overrides": TEST_PROFILE,
-                                                      "rate_limits": True, "proxy_url": None})
+    localpod_session.control(
+        "PATCH", "config", json={"profile": "fast", "overrides": TEST_PROFILE, "rate_limits": True, "proxy_url": None}
+    )
     return localpod_session
 
 
@@ -136,8 +149,9 @@ def plant_endpoint(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
     def plant(image: str = "runpod/mock-worker:latest", **fields):  # type: ignore[no-untyped-def]
         def create() -> Endpoint:
             store = localpod.ctx.store
-            endpoint = Endpoint(id=store.new_endpoint_id(), name=fields.pop("name", "test-endpoint"), image=image,
-                                **fields)
+            endpoint = Endpoint(
+                id=store.new_endpoint_id(), name=fields.pop("name", "test-endpoint"), image=image, **fields
+            )
             store.endpoints[endpoint.id] = endpoint
             store.commit()
             localpod.ctx.platform.endpoint_created(endpoint)
@@ -168,8 +182,11 @@ class Isolated:
         self.state_dir = root / ".localpod"
 
     def environ(self) -> dict[str, str]:
-        return {"LOCALPOD_URL": self.url, "RPBOOK_ENV_FILE": str(self.env_file),
-                "RPBOOK_LOCALPOD_DIR": str(self.state_dir)}
+        return {
+            "LOCALPOD_URL": self.url,
+            "RPBOOK_ENV_FILE": str(self.env_file),
+            "RPBOOK_LOCALPOD_DIR": str(self.state_dir),
+        }
 
     def process_env(self) -> dict[str, str]:
         """This process's environment without the user's keys, pointed at this localpod."""

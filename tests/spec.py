@@ -39,8 +39,7 @@ from referencing.jsonschema import DRAFT202012
 SPEC_URI = "urn:runpod:openapi-v2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ValidationError", "load_spec", "validate_response", "validate_log_event", "match_path",
-           "SpecCheckedClient"]
+__all__ = ["SpecCheckedClient", "ValidationError", "load_spec", "match_path", "validate_log_event", "validate_response"]
 
 
 @functools.cache
@@ -53,8 +52,10 @@ def _find_spec() -> tuple[dict[str, Any] | None, str]:
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8")), str(path)
         tried.append(str(path))
-    return None, ("Runpod OpenAPI v2 spec not found; put it at ../shared/runpod/openapi-v2.json or set "
-                  "RUNPOD_OPENAPI_SPEC. Tried: " + ", ".join(tried))
+    return None, (
+        "Runpod OpenAPI v2 spec not found; put it at ../shared/runpod/openapi-v2.json or set "
+        "RUNPOD_OPENAPI_SPEC. Tried: " + ", ".join(tried)
+    )
 
 
 def in_ci() -> bool:
@@ -75,8 +76,18 @@ def load_spec() -> dict[str, Any]:
 # -- strictness ----------------------------------------------------------------------------
 
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
-_SUBSCHEMA_SINGLE = ("items", "additionalProperties", "unevaluatedProperties", "not", "if", "then", "else",
-                     "contains", "propertyNames", "unevaluatedItems")
+_SUBSCHEMA_SINGLE = (
+    "items",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+)
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
 
 
@@ -112,8 +123,9 @@ def _strict(schema: Any, *, seal: bool) -> Any:
 def _strict_spec(spec: dict[str, Any]) -> dict[str, Any]:
     strict = copy.deepcopy(spec)
     components = strict.get("components", {})
-    components["schemas"] = {name: _strict(schema, seal=False)
-                             for name, schema in components.get("schemas", {}).items()}
+    components["schemas"] = {
+        name: _strict(schema, seal=False) for name, schema in components.get("schemas", {}).items()
+    }
     for response in components.get("responses", {}).values():
         for media in response.get("content", {}).values():
             if "schema" in media:
@@ -157,6 +169,7 @@ def _is_uri(value: object) -> bool:
 
 
 # -- validation ----------------------------------------------------------------------------
+
 
 def _pointer(*parts: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
@@ -204,19 +217,22 @@ def validate_response(method: str, path_template: str, status: int, body: Any, c
     content = entry.get("content")
     if not content:
         if body not in (None, b"", ""):
-            raise ValidationError(f"{method.upper()} {path_template} {status}: the spec documents no body, "
-                                  f"got {body!r}")
+            raise ValidationError(
+                f"{method.upper()} {path_template} {status}: the spec documents no body, got {body!r}"
+            )
         return
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in content:
-        raise ValidationError(f"{method.upper()} {path_template} {status}: content type {media!r} is not one of "
-                              f"{sorted(content)}")
+        raise ValidationError(
+            f"{method.upper()} {path_template} {status}: content type {media!r} is not one of {sorted(content)}"
+        )
     pointer = SPEC_URI + "#" + _pointer(*parts, "content", media, "schema")
     validator = Draft202012Validator({"$ref": pointer}, registry=registry, format_checker=FORMATS)
     errors = list(validator.iter_errors(body))
     if errors:
-        raise ValidationError(f"{method.upper()} {path_template} {status} does not match the spec: "
-                              + _describe(errors))
+        raise ValidationError(
+            f"{method.upper()} {path_template} {status} does not match the spec: " + _describe(errors)
+        )
 
 
 def _describe(errors: list[ValidationError]) -> str:
@@ -230,8 +246,9 @@ def _describe(errors: list[ValidationError]) -> str:
         else:
             yield error
 
-    lines = {f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}": e
-             for error in errors for e in leaves(error)}
+    lines = {
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}": e for error in errors for e in leaves(error)
+    }
     ranked = sorted(lines, key=lambda line: (lines[line].validator == "unevaluatedProperties", len(line)))
     return "; ".join(ranked[:6])
 
@@ -266,6 +283,7 @@ def match_path(path: str) -> str | None:
 
 # -- client --------------------------------------------------------------------------------
 
+
 @dataclass
 class Checked:
     """One validated exchange."""
@@ -288,16 +306,21 @@ class SpecCheckedClient(httpx.Client):
         self.prefix = urlsplit(rest_url).path.rstrip("/")
         self.checked: list[Checked] = []
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        super().__init__(base_url=rest_url, headers=headers, timeout=kwargs.pop("timeout", 10),
-                         event_hooks={"response": [self._check]}, **kwargs)
+        super().__init__(
+            base_url=rest_url,
+            headers=headers,
+            timeout=kwargs.pop("timeout", 10),
+            event_hooks={"response": [self._check]},
+            **kwargs,
+        )
 
     def _check(self, response: httpx.Response) -> None:
         path = httpx.URL(str(response.request.url)).path  # decoded
         if not path.startswith(self.prefix):
             raise ValidationError(f"{path} is not under the REST base {self.prefix}")
-        template = match_path(path[len(self.prefix):])
+        template = match_path(path[len(self.prefix) :])
         if template is None:
-            raise ValidationError(f"{path[len(self.prefix):]} matches no path of the spec")
+            raise ValidationError(f"{path[len(self.prefix) :]} matches no path of the spec")
         content_type = response.headers.get("content-type")
         if (content_type or "").split(";")[0].strip().lower() == "text/event-stream":
             # An SSE stream stays open while the worker lives: check status and media type here; the
@@ -311,8 +334,11 @@ class SpecCheckedClient(httpx.Client):
             try:
                 body = response.json()
             except ValueError:
-                raise ValidationError(f"{response.request.method} {template} {response.status_code}: body is "
-                                      f"not JSON: {response.text[:200]!r}") from None
-        validate_response(response.request.method, template, response.status_code, body,
-                          response.headers.get("content-type"))
+                raise ValidationError(
+                    f"{response.request.method} {template} {response.status_code}: body is "
+                    f"not JSON: {response.text[:200]!r}"
+                ) from None
+        validate_response(
+            response.request.method, template, response.status_code, body, response.headers.get("content-type")
+        )
         self.checked.append(Checked(response.request.method, template, response.status_code, body))

@@ -9,8 +9,9 @@ import json
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -36,10 +37,22 @@ INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 
 
-def spec(image: str, env: dict[str, str] | None = None, *, profile=INSTANT, proxy_url: str | None = None,
-         proxy_api_key: str | None = None) -> WorkerSpec:
-    return WorkerSpec(endpoint_id="ep-test", image=image, env=env or {}, profile=profile, proxy_url=proxy_url,
-                      proxy_api_key=proxy_api_key)
+def spec(
+    image: str,
+    env: dict[str, str] | None = None,
+    *,
+    profile=INSTANT,
+    proxy_url: str | None = None,
+    proxy_api_key: str | None = None,
+) -> WorkerSpec:
+    return WorkerSpec(
+        endpoint_id="ep-test",
+        image=image,
+        env=env or {},
+        profile=profile,
+        proxy_url=proxy_url,
+        proxy_api_key=proxy_api_key,
+    )
 
 
 def ctx_for(profile=INSTANT, job_id: str = "job-1") -> JobContext:
@@ -70,23 +83,32 @@ def sse_payloads(items: list[str]) -> list[dict[str, Any]]:
     payloads = []
     for item in items[:-1]:
         assert item.startswith("data: ") and item.endswith("\n\n") and item.count("\n\n") == 1
-        payloads.append(json.loads(item[len("data: "):]))
+        payloads.append(json.loads(item[len("data: ") :]))
     return payloads
 
 
 def chat(content: str, **params: Any) -> dict[str, Any]:
-    return {"openai_route": "/v1/chat/completions",
-            "openai_input": {"model": MODEL, "messages": [{"role": "user", "content": content}], **params}}
+    return {
+        "openai_route": "/v1/chat/completions",
+        "openai_input": {"model": MODEL, "messages": [{"role": "user", "content": content}], **params},
+    }
 
 
 # -- image -> backend ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("image,kind", [
-    (VLLM_IMAGE, "vllm"), ("myorg/worker-vllm-custom:1", "vllm"), ("vllm/vllm-openai:latest", "vllm"),
-    (INFINITY_IMAGE, "infinity"), ("michaelf34/infinity:0.0.76", "infinity"),
-    ("runpod/mock-worker:latest", "mock"), ("me/my-handler:1", "mock"),
-])
+@pytest.mark.parametrize(
+    "image,kind",
+    [
+        (VLLM_IMAGE, "vllm"),
+        ("myorg/worker-vllm-custom:1", "vllm"),
+        ("vllm/vllm-openai:latest", "vllm"),
+        (INFINITY_IMAGE, "infinity"),
+        ("michaelf34/infinity:0.0.76", "infinity"),
+        ("runpod/mock-worker:latest", "mock"),
+        ("me/my-handler:1", "mock"),
+    ],
+)
 def test_image_selects_backend(image: str, kind: str) -> None:
     backend = create_backend(spec(image, {"MODEL_NAME": MODEL, "MODEL_NAMES": "BAAI/bge-small-en-v1.5"}))
     assert backend_kind(image) == kind
@@ -120,7 +142,7 @@ def test_stop_string_cuts_before_the_stop() -> None:
     stop = full.split()[9]
     cut = textmodel.generate("Why is the sky blue?", max_tokens=300, stop=["zzz-never", stop])
     assert cut.finish_reason == "stop" and cut.stop_reason == stop
-    assert cut.text == full[:full.index(stop)] and stop not in cut.text
+    assert cut.text == full[: full.index(stop)] and stop not in cut.text
 
 
 # -- vLLM worker: OpenAI shapes and vLLM defaults ---------------------------------------------
@@ -159,8 +181,9 @@ def test_chat_max_tokens_and_stop(vllm: VllmWorker) -> None:
 
 
 def test_chat_stream_chunks_parse_as_openai_chunks(vllm: VllmWorker) -> None:
-    items = run_job(vllm, chat("What is a neural network?", seed=3, stream=True,
-                               stream_options={"include_usage": True}))
+    items = run_job(
+        vllm, chat("What is a neural network?", seed=3, stream=True, stream_options={"include_usage": True})
+    )
     chunks = [ChatCompletionChunk.model_validate(p) for p in sse_payloads(items)]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert len({c.id for c in chunks}) == 1
@@ -175,6 +198,7 @@ def test_chat_stream_chunks_parse_as_openai_chunks(vllm: VllmWorker) -> None:
 
 def test_stream_usage_chunk_follows_vllm_defaults(vllm: VllmWorker) -> None:
     """vLLM's StreamOptions.include_usage defaults to true once stream_options is given."""
+
     def last_payload(**params: Any) -> dict[str, Any]:
         return sse_payloads(run_job(vllm, chat("Hi", max_tokens=3, stream=True, **params)))[-1]
 
@@ -192,8 +216,10 @@ def test_completion_stream_chunks_parse_as_completions(vllm: VllmWorker) -> None
         p["choices"][0]["finish_reason"] = p["choices"][0]["finish_reason"] or "length"
     chunks = [Completion.model_validate(p) for p in payloads]
     assert len(chunks) == 8 and all(c.object == "text_completion" for c in chunks)
-    assert "".join(c.choices[0].text for c in chunks) == textmodel.generate("Once upon a time", max_tokens=8,
-                                                                            prefix=" ").text
+    assert (
+        "".join(c.choices[0].text for c in chunks)
+        == textmodel.generate("Once upon a time", max_tokens=8, prefix=" ").text
+    )
 
 
 def vllm_body(item: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -212,13 +238,26 @@ def test_wrong_model_gives_vllm_404_body(vllm: VllmWorker) -> None:
     for stream in (False, True):
         job["openai_input"]["stream"] = stream
         [item] = run_job(vllm, job)
-        assert vllm_body(item) == (404, {"error": {"message": "The model `gpt-4o` does not exist.",
-                                                   "type": "NotFoundError", "param": "model", "code": 404}})
+        assert vllm_body(item) == (
+            404,
+            {
+                "error": {
+                    "message": "The model `gpt-4o` does not exist.",
+                    "type": "NotFoundError",
+                    "param": "model",
+                    "code": 404,
+                }
+            },
+        )
 
 
 def test_invalid_requests_give_400_bodies(vllm: VllmWorker) -> None:
-    cases = [chat("hi", stream_options={"include_usage": True}), chat("hi", max_tokens=0),
-             chat("hi", max_tokens=10**6), {"openai_route": "/v1/chat/completions", "openai_input": {"model": MODEL}}]
+    cases = [
+        chat("hi", stream_options={"include_usage": True}),
+        chat("hi", max_tokens=0),
+        chat("hi", max_tokens=10**6),
+        {"openai_route": "/v1/chat/completions", "openai_input": {"model": MODEL}},
+    ]
     for job in cases:
         [output] = run_job(vllm, job)
         status, body = vllm_body(output)
@@ -241,8 +280,11 @@ def test_job_input_shapes_and_worker_errors(vllm: VllmWorker) -> None:
     routed = run_job(vllm, {"route": "/v1/completions", "body": {"prompt": "hi", "max_tokens": 4}})[0]
     assert routed["object"] == "text_completion" and routed["usage"]["completion_tokens"] == 4
     assert run_job(vllm, {"route": "/v1/models"})[0]["data"][0]["id"] == MODEL
-    for bad, message in [({"foo": 1}, "must contain"), ({"route": "v1/models"}, "absolute HTTP path"),
-                         ({"openai_route": "/v1/embeddings", "openai_input": {"input": "x"}}, "HTTP 404")]:
+    for bad, message in [
+        ({"foo": 1}, "must contain"),
+        ({"route": "v1/models"}, "absolute HTTP path"),
+        ({"openai_route": "/v1/embeddings", "openai_input": {"input": "x"}}, "HTTP 404"),
+    ]:
         [output] = run_job(vllm, bad)
         assert output["error"]["type"] == "worker_error" and output["error"]["code"] is None
         assert message in output["error"]["message"]
@@ -302,16 +344,22 @@ def test_the_role_chunk_comes_with_the_first_token_not_before_prefill() -> None:
 
     async def timed() -> tuple[list[tuple[float, str]], list[Any]]:
         start = time.monotonic()
-        stamped = [(time.monotonic() - start, item) async for item in
-                   worker.handle(chat("Tell me about rivers.", max_tokens=2, n=2, stream=True), ctx_for(profile))]
+        stamped = [
+            (time.monotonic() - start, item)
+            async for item in worker.handle(
+                chat("Tell me about rivers.", max_tokens=2, n=2, stream=True), ctx_for(profile)
+            )
+        ]
         cancelled = ctx_for(profile)
         cancelled.cancelled.set()
         during_prefill = [item async for item in worker.handle(chat("Hi", stream=True), cancelled)]
         return stamped, during_prefill
 
     stamped, during_prefill = asyncio.run(timed())
-    deltas = [payload["choices"][0]["delta"] if payload["choices"] else None
-              for payload in sse_payloads([item for _, item in stamped])]
+    deltas = [
+        payload["choices"][0]["delta"] if payload["choices"] else None
+        for payload in sse_payloads([item for _, item in stamped])
+    ]
     assert deltas[:2] == [{"role": "assistant", "content": ""}] * 2  # one per choice ...
     assert all(stamp >= 0.05 for stamp, _ in stamped[:3])  # ... after the prefill,
     assert stamped[2][0] < 0.05 + 0.3  # right before the first token's content, not an inter-token later
@@ -331,27 +379,55 @@ def _upstream_app() -> Starlette:
     async def models(request: Request) -> Response:
         if not authorised(request):
             return JSONResponse({"error": {"message": "bad key", "type": "AuthenticationError", "code": None}}, 401)
-        return JSONResponse({"object": "list", "data": [{"id": "real-model", "object": "model", "created": 1,
-                                                         "owned_by": "upstream"}]})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": "real-model", "object": "model", "created": 1, "owned_by": "upstream"}]}
+        )
 
     async def completions(request: Request) -> Response:
         body = await request.json()
         if body.get("model") != "real-model":
-            return JSONResponse({"error": {"message": f"The model `{body.get('model')}` does not exist.",
-                                           "type": "NotFoundError", "param": "model", "code": 404}}, 404)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"The model `{body.get('model')}` does not exist.",
+                        "type": "NotFoundError",
+                        "param": "model",
+                        "code": 404,
+                    }
+                },
+                404,
+            )
         words = ["Real", " upstream", " words", "."]
         base = {"id": "chatcmpl-up", "created": 1, "model": "real-model"}
         if not body.get("stream"):
-            return JSONResponse({**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "stop"}]})
+            return JSONResponse(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(words)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
 
         async def events() -> AsyncIterator[bytes]:
-            payloads = [{**base, "object": "chat.completion.chunk", "choices": [
-                {"index": 0, "delta": {"content": w}, "finish_reason": "stop" if i == len(words) - 1 else None}]}
-                for i, w in enumerate(words)]
+            payloads = [
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [
+                        {"index": 0, "delta": {"content": w}, "finish_reason": "stop" if i == len(words) - 1 else None}
+                    ],
+                }
+                for i, w in enumerate(words)
+            ]
             raw = "".join(f"data: {json.dumps(p)}\n\n" for p in payloads) + "data: [DONE]\n\n"
             for start in range(0, len(raw), 37):  # split events across writes on purpose
-                yield raw[start:start + 37].encode()
+                yield raw[start : start + 37].encode()
                 await asyncio.sleep(0)
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -359,8 +435,13 @@ def _upstream_app() -> Starlette:
     async def broken(request: Request) -> Response:
         return Response("kaput", status_code=500, media_type="text/plain")
 
-    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", completions, methods=["POST"]),
-                             Route("/v1/broken", broken)])
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/broken", broken),
+        ]
+    )
 
 
 def _free_port() -> int:
@@ -372,8 +453,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(_upstream_app(), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(_upstream_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -395,10 +477,12 @@ def test_proxy_passes_requests_and_sse_through(upstream: str) -> None:
             body = {"model": "real-model", "messages": [{"role": "user", "content": "hi"}]}
             models = await collect(worker, {"openai_route": "/v1/models"})
             plain = await collect(worker, {"openai_route": "/v1/chat/completions", "openai_input": body})
-            streamed = await collect(worker, {"openai_route": "/v1/chat/completions",
-                                              "openai_input": {**body, "stream": True}})
-            wrong = await collect(worker, {"openai_route": "/v1/chat/completions",
-                                           "openai_input": {**body, "model": "gpt-4o"}})
+            streamed = await collect(
+                worker, {"openai_route": "/v1/chat/completions", "openai_input": {**body, "stream": True}}
+            )
+            wrong = await collect(
+                worker, {"openai_route": "/v1/chat/completions", "openai_input": {**body, "model": "gpt-4o"}}
+            )
             broken = await collect(worker, {"route": "/v1/broken"})
             return models, plain, streamed, wrong, broken
         finally:
@@ -410,9 +494,19 @@ def test_proxy_passes_requests_and_sse_through(upstream: str) -> None:
     assert ChatCompletion.model_validate(plain[0]).choices[0].message.content == "Real upstream words."
     chunks = [ChatCompletionChunk.model_validate(p) for p in sse_payloads(streamed)]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Real upstream words."
-    assert [vllm_body(item) for item in wrong] == [(404, {"error": {"message": "The model `gpt-4o` does not exist.",
-                                                                    "type": "NotFoundError", "param": "model",
-                                                                    "code": 404}})]
+    assert [vllm_body(item) for item in wrong] == [
+        (
+            404,
+            {
+                "error": {
+                    "message": "The model `gpt-4o` does not exist.",
+                    "type": "NotFoundError",
+                    "param": "model",
+                    "code": 404,
+                }
+            },
+        )
+    ]
     status, body = vllm_body(broken[0])
     assert status == 500 and "kaput" in body["error"]["message"]
 
@@ -442,8 +536,9 @@ def test_proxy_helpers() -> None:
 
     async def frames() -> list[str]:
         async def chunks() -> AsyncIterator[bytes]:
-            for part in (b"data: {\"a\"", b": 1}\n", b"\ndata: [DO", b"NE]\n\n"):
+            for part in (b'data: {"a"', b": 1}\n", b"\ndata: [DO", b"NE]\n\n"):
                 yield part
+
         return [event async for event in sse_events(chunks())]
 
     assert asyncio.run(frames()) == ['data: {"a": 1}\n\n', "data: [DONE]\n\n"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,22 @@ REF = "{{ RUNPOD_SECRET_hf_token }}"
 
 
 def vllm(**overrides: Any) -> Any:
-    args: dict[str, Any] = dict(name="vllm-mistral-7b", model=MODEL, image_tag="v2.25.2", hf_token_ref=REF,
-                                max_model_len=8192, gpu_memory_utilization=0.9, max_concurrency=8)
+    args: dict[str, Any] = dict(
+        name="vllm-mistral-7b",
+        model=MODEL,
+        image_tag="v2.25.2",
+        hf_token_ref=REF,
+        max_model_len=8192,
+        gpu_memory_utilization=0.9,
+        max_concurrency=8,
+    )
     return vllm_template(**(args | overrides))
 
 
 def endpoint(**overrides: Any) -> EndpointSpec:
-    args: dict[str, Any] = dict(name="mistral-7b-vllm", template_name="vllm-mistral-7b",
-                                gpu_pools=["AMPERE_24", "ADA_24"])
+    args: dict[str, Any] = dict(
+        name="mistral-7b-vllm", template_name="vllm-mistral-7b", gpu_pools=["AMPERE_24", "ADA_24"]
+    )
     return EndpointSpec(**(args | overrides))
 
 
@@ -92,9 +101,11 @@ SPEC_ROWS: list[tuple[str, Callable[[], Any], str]] = [
     ("bad env name", lambda: vllm(extra_env={"1BAD": "x"}), "env var names"),
     ("infinity: no models", lambda: infinity(models=[]), "at least one Hugging Face repo id"),
     ("infinity: model twice", lambda: infinity(models=["BAAI/bge-small-en-v1.5"] * 2), "lists a model twice"),
-    ("infinity: batch sizes mismatch",
-     lambda: infinity(models=["BAAI/bge-small-en-v1.5", "BAAI/bge-reranker-base"], batch_sizes=[8, 8, 8]),
-     "one per model"),
+    (
+        "infinity: batch sizes mismatch",
+        lambda: infinity(models=["BAAI/bge-small-en-v1.5", "BAAI/bge-reranker-base"], batch_sizes=[8, 8, 8]),
+        "one per model",
+    ),
     ("infinity: unknown backend", lambda: infinity(backend="onnx"), "torch, optimum, ctranslate2"),
     ("infinity: unknown dtype", lambda: infinity(dtypes="int4"), "auto, fp16, fp8"),
     ("infinity: tag latest", lambda: infinity(image_tag="latest"), "pin a release tag"),
@@ -113,17 +124,28 @@ def test_spec_rows(case: str, build: Callable[[], Any], message: str) -> None:
 
 
 def _state(localpod: Any) -> dict[str, Any]:
-    return copy.deepcopy({k: v for k, v in localpod.ctx.store.to_dict().items()
-                          if k in ("templates", "endpoints", "volumes")})
+    return copy.deepcopy(
+        {k: v for k, v in localpod.ctx.store.to_dict().items() if k in ("templates", "endpoints", "volumes")}
+    )
 
 
 STACK_ROWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str]] = [
     # (case, template overrides, endpoint overrides, check_stack overrides, message)
-    ("max_model_len 10,000,000", {"max_model_len": 10_000_000}, {}, {"max_model_len": 10_000_000},
-     "handles at most 32768"),
+    (
+        "max_model_len 10,000,000",
+        {"max_model_len": 10_000_000},
+        {},
+        {"max_model_len": 10_000_000},
+        "handles at most 32768",
+    ),
     ("max_model_len 10^30", {"max_model_len": 10**30}, {}, {"max_model_len": 10**30}, "handles at most 32768"),
-    ("context that fits no pool", {"max_model_len": 32768}, {"gpu_pools": ["AMPERE_16"]},
-     {"max_model_len": 32768}, "holds one sequence"),
+    (
+        "context that fits no pool",
+        {"max_model_len": 32768},
+        {"gpu_pools": ["AMPERE_16"]},
+        {"max_model_len": 32768},
+        "holds one sequence",
+    ),
     ("gpu_count 100", {}, {"gpu_count": 100}, {}, "gives a worker more than"),
     ("workers_max 10000", {}, {"workers_max": 10_000}, {}, "spend limit"),
     ("worst case above max_hourly_usd", {}, {}, {"max_hourly_usd": 3}, "lower workers_max to 2"),
@@ -131,32 +153,46 @@ STACK_ROWS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], str]
     ("max_hourly_usd not positive", {}, {}, {"max_hourly_usd": 0}, "positive number"),
     ("unknown GPU pool", {}, {"gpu_pools": ["VOODOO_24"]}, {}, "unknown serverless GPU pool"),
     ("unknown data center", {}, {"data_center": "ZZ-XX-9"}, {}, "data center"),
-    ("data center without the pools", {}, {"data_center": "EU-SE-1", "gpu_pools": ["ADA_80_PRO"]}, {},
-     "data center"),
-    ("nonexistent model", {"model": "nobody/no-such-model"}, {}, {"models": ["nobody/no-such-model"]},
-     "nobody/no-such-model"),
+    ("data center without the pools", {}, {"data_center": "EU-SE-1", "gpu_pools": ["ADA_80_PRO"]}, {}, "data center"),
+    (
+        "nonexistent model",
+        {"model": "nobody/no-such-model"},
+        {},
+        {"models": ["nobody/no-such-model"]},
+        "nobody/no-such-model",
+    ),
     ("token without the licence", {}, {}, {"token": NO_LICENCE_TOKEN}, "licence"),
     ("template name differs", {}, {"template_name": "other"}, {}, "make them the same"),
 ]
 
 
 @pytest.mark.parametrize("case, tover, eover, cover, message", STACK_ROWS, ids=[row[0] for row in STACK_ROWS])
-def test_stack_rows_create_nothing(settings: Any, localpod: Any, case: str, tover: dict[str, Any],
-                                   eover: dict[str, Any], cover: dict[str, Any], message: str) -> None:
+def test_stack_rows_create_nothing(
+    settings: Any,
+    localpod: Any,
+    case: str,
+    tover: dict[str, Any],
+    eover: dict[str, Any],
+    cover: dict[str, Any],
+    message: str,
+) -> None:
     before = _state(localpod)
     token = Secret("HF_TOKEN", cover.pop("token", localpod.hf_token), "test")
-    kwargs: dict[str, Any] = {"models": [tover.get("model", MODEL)], "max_model_len": 8192,
-                              "max_concurrency": 8} | cover
-    with RunpodClient(settings, settings.runpod_api_key()) as client:
-        with pytest.raises(RpbookError) as info:
-            check_stack(settings, client, token, vllm(**tover), endpoint(**eover), **kwargs)
+    kwargs: dict[str, Any] = {
+        "models": [tover.get("model", MODEL)],
+        "max_model_len": 8192,
+        "max_concurrency": 8,
+    } | cover
+    with RunpodClient(settings, settings.runpod_api_key()) as client, pytest.raises(RpbookError) as info:
+        check_stack(settings, client, token, vllm(**tover), endpoint(**eover), **kwargs)
     assert message in str(info.value), (case, str(info.value))
     assert "nothing was created" in str(info.value) or isinstance(info.value, ConfigError)
     assert _state(localpod) == before
 
 
-def test_name_conflict_is_found_before_the_template_is_patched(settings: Any, localpod: Any,
-                                                               plant_endpoint: Any) -> None:
+def test_name_conflict_is_found_before_the_template_is_patched(
+    settings: Any, localpod: Any, plant_endpoint: Any
+) -> None:
     """Two endpoints share the name: the check refuses before the template (which exists and would
     be PATCHed) is touched."""
     with RunpodClient(settings, settings.runpod_api_key()) as client:
@@ -165,15 +201,31 @@ def test_name_conflict_is_found_before_the_template_is_patched(settings: Any, lo
         plant_endpoint(name="mistral-7b-vllm")
         before = _state(localpod)
         with pytest.raises(RpbookError, match="are named 'mistral-7b-vllm'"):
-            check_stack(settings, client, settings.hf_token(), vllm(max_concurrency=9), endpoint(),
-                        models=[MODEL], max_model_len=8192, max_concurrency=9)
+            check_stack(
+                settings,
+                client,
+                settings.hf_token(),
+                vllm(max_concurrency=9),
+                endpoint(),
+                models=[MODEL],
+                max_model_len=8192,
+                max_concurrency=9,
+            )
     assert _state(localpod) == before
 
 
 def test_a_clean_stack_passes_and_then_creates(settings: Any, localpod: Any) -> None:
     with RunpodClient(settings, settings.runpod_api_key()) as client:
-        checked = check_stack(settings, client, settings.hf_token(), vllm(), endpoint(), models=[MODEL],
-                              max_model_len=8192, max_concurrency=8)
+        checked = check_stack(
+            settings,
+            client,
+            settings.hf_token(),
+            vllm(),
+            endpoint(),
+            models=[MODEL],
+            max_model_len=8192,
+            max_concurrency=8,
+        )
         assert checked.ok and checked.figures["kv_cache_sequences"] >= 5
         ensure_template(client, vllm(), apply=True)
         created = ensure_endpoint(client, endpoint(), apply=True, template_spec=vllm())
@@ -204,15 +256,18 @@ PARAM_ROWS: list[tuple[str, bytes, str]] = [
 
 @pytest.fixture
 def book(tmp_path: Path) -> Path:
-    return make_notebook(tmp_path / "00_x.ipynb",
-                         'from typing import Optional\n\napply: Optional[bool] = None  # h\ncount: int = 1  # h\n'
-                         'ratio: float = 0.5  # h\nmodel: str = "m"  # h\npools: list = []  # h',
-                         "open('ran', 'w').write('yes')")
+    return make_notebook(
+        tmp_path / "00_x.ipynb",
+        "from typing import Optional\n\napply: Optional[bool] = None  # h\ncount: int = 1  # h\n"
+        'ratio: float = 0.5  # h\nmodel: str = "m"  # h\npools: list = []  # h',
+        "open('ran', 'w').write('yes')",
+    )
 
 
 @pytest.mark.parametrize("case, content, message", PARAM_ROWS, ids=[row[0] for row in PARAM_ROWS])
-def test_parameter_rows_exit_2(tmp_path: Path, book: Path, capsys: Any, case: str, content: bytes,
-                               message: str) -> None:
+def test_parameter_rows_exit_2(
+    tmp_path: Path, book: Path, capsys: Any, case: str, content: bytes, message: str
+) -> None:
     params = tmp_path / "params.yaml"
     params.write_bytes(content)
     assert main(["run", str(book), "-f", str(params), "--out", str(tmp_path / "out")]) == 2
@@ -266,8 +321,13 @@ def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_r
     try:
         from rpbook.settings import Settings as RpSettings
 
-        fake = RpSettings(target="local", rest_url="", queue_url=f"http://127.0.0.1:{server.server_port}",
-                          hub_url="", env_file=settings.env_file)
+        fake = RpSettings(
+            target="local",
+            rest_url="",
+            queue_url=f"http://127.0.0.1:{server.server_port}",
+            hub_url="",
+            env_file=settings.env_file,
+        )
         client = openai_client(fake, "rpa_test_key_not_real", "ep1")
         with pytest.raises(openai.InternalServerError) as info:
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
@@ -288,8 +348,9 @@ def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) 
         sent.append(request.method)
         raise httpx.ReadTimeout("no answer", request=request)
 
-    client = RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                          sleep=lambda s: None)
+    client = RunpodClient(
+        settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=lambda s: None
+    )
     with pytest.raises(ControlPlaneError) as info:
         client.create_template({"name": "t", "imageName": "i", "isServerless": True})
     assert sent == ["POST"]  # a write that left is never repeated
@@ -302,11 +363,16 @@ def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("setting, message", [("workers_max: 10000", "lower workers_max"),
-                                              ("max_hourly_usd: 3", "above max_hourly_usd $3.00: lower workers_max "
-                                                                    "to 2")])
-def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(isolated: Any, tmp_path: Path, setting: str,
-                                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("workers_max: 10000", "lower workers_max"),
+        ("max_hourly_usd: 3", "above max_hourly_usd $3.00: lower workers_max to 2"),
+    ],
+)
+def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(
+    isolated: Any, tmp_path: Path, setting: str, message: str
+) -> None:
     """End to end: runbook 02 with a worst case above the spend limit or the team's ``max_hourly_usd``
     (issue 13's budget guard) stops in its check cell, before the template (its first write)
     exists; exit 1 names the notebook, the cell and what to set."""
@@ -316,9 +382,26 @@ def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(isolated: 
     root = Path(__file__).resolve().parent.parent
     bad = tmp_path / "bad.yaml"
     bad.write_text(setting + "\n")
-    done = subprocess.run([sys.executable, "-m", "rpbook", "run", str(root / "notebooks" / "02_vllm_endpoint.ipynb"),
-                           "-f", str(root / "params" / "local.yaml"), "-f", str(bad), "--out", str(tmp_path / "run")],
-                          env=isolated.process_env(), cwd=root, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpbook",
+            "run",
+            str(root / "notebooks" / "02_vllm_endpoint.ipynb"),
+            "-f",
+            str(root / "params" / "local.yaml"),
+            "-f",
+            str(bad),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=isolated.process_env(),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr and message in done.stderr
     assert isolated.resources() == {"templates": [], "endpoints": [], "volumes": []}

@@ -30,6 +30,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+
 from conftest import free_port
 from rpbook import capacity, eventtraffic, servicetimes
 
@@ -37,15 +38,40 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 KEY = "rpa_CAPACITY_CHECK_NOT_REAL"
 SEED = 7
-PROFILE = {"container_start_s": 0.4, "engine_init_s": 0.4, "flashboot_start_s": 0.05, "flashboot_window_s": 900.0,
-           "scaler_tick_s": 0.05, "idle_timeout_scale": 1.0}
-SCALING = capacity.Scaling(workers_min=0, workers_max=2, idle_timeout_s=3.0, scaler_type="QUEUE_DELAY",
-                           scaler_value=1.0, concurrency=1, execution_timeout_s=600.0, flashboot=False)
-EVENT = eventtraffic.EventShape(attendees=40, duration_s=40.0, peak_share=0.5, ramp_up_s=10.0, ramp_down_s=10.0,
-                                turns=4, think_time_s=3.0, answer_s=0.5, prompt_tokens=64, answer_tokens=100)
+PROFILE = {
+    "container_start_s": 0.4,
+    "engine_init_s": 0.4,
+    "flashboot_start_s": 0.05,
+    "flashboot_window_s": 900.0,
+    "scaler_tick_s": 0.05,
+    "idle_timeout_scale": 1.0,
+}
+SCALING = capacity.Scaling(
+    workers_min=0,
+    workers_max=2,
+    idle_timeout_s=3.0,
+    scaler_type="QUEUE_DELAY",
+    scaler_value=1.0,
+    concurrency=1,
+    execution_timeout_s=600.0,
+    flashboot=False,
+)
+EVENT = eventtraffic.EventShape(
+    attendees=40,
+    duration_s=40.0,
+    peak_share=0.5,
+    ramp_up_s=10.0,
+    ramp_down_s=10.0,
+    turns=4,
+    think_time_s=3.0,
+    answer_s=0.5,
+    prompt_tokens=64,
+    answer_tokens=100,
+)
 SERVICE = servicetimes.ServiceModel(
     (servicetimes.Level(1, np.array([0.05]), np.array([0.0025]), measured=False),),
-    "test: TTFT 50 ms, TPOT 2.5 ms (lognormal)")
+    "test: TTFT 50 ms, TPOT 2.5 ms (lognormal)",
+)
 
 
 def _close(simulated: float, measured: float, *, floor: float = 0.0) -> bool:
@@ -55,9 +81,12 @@ def _close(simulated: float, measured: float, *, floor: float = 0.0) -> bool:
 @pytest.fixture(scope="module")
 def pod():  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet",
-                             "--profile", "fast"], env={**os.environ, "LOCALPOD_API_KEY": KEY},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", "--profile", "fast"],
+        env={**os.environ, "LOCALPOD_API_KEY": KEY},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -92,23 +121,48 @@ async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> lis
             assert body["status"] == "COMPLETED", body
             return float(body["delayTime"]) / 1000
 
-        return list(await asyncio.gather(*(one(float(a), float(d))
-                                           for a, d in zip(requests.arrival_s, requests.duration_s))))
+        return list(
+            await asyncio.gather(
+                *(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s, strict=True))
+            )
+        )
 
 
 def test_simulator_matches_localpod_on_a_scaled_down_event(pod):  # type: ignore[no-untyped-def]
     auth = {"Authorization": f"Bearer {KEY}"}
-    httpx.patch(f"{pod}/_localpod/config", headers=auth, timeout=10,
-                json={"profile": "fast", "overrides": PROFILE, "rate_limits": False}).raise_for_status()
+    httpx.patch(
+        f"{pod}/_localpod/config",
+        headers=auth,
+        timeout=10,
+        json={"profile": "fast", "overrides": PROFILE, "rate_limits": False},
+    ).raise_for_status()
     rest = httpx.Client(base_url=f"{pod}/api.runpod.io", headers=auth, timeout=30)
-    template = rest.post("/v2/templates", json={"name": "cap", "image": "runpod/mock-worker:latest",
-                                                "serverless": True, "env": {"RUNPOD_MAX_CONCURRENCY": "1"}})
+    template = rest.post(
+        "/v2/templates",
+        json={
+            "name": "cap",
+            "image": "runpod/mock-worker:latest",
+            "serverless": True,
+            "env": {"RUNPOD_MAX_CONCURRENCY": "1"},
+        },
+    )
     template.raise_for_status()
-    created = rest.post("/v2/serverless", json={
-        "name": "cap", "type": "QUEUE", "templateId": template.json()["id"], "gpu": {"pools": ["ADA_24"]},
-        "flashboot": "OFF", "workers": {"min": SCALING.workers_min, "max": SCALING.workers_max,
-                                        "idleTimeout": int(SCALING.idle_timeout_s)},
-        "scaling": {"type": "QUEUE_DELAY", "queueDelay": SCALING.scaler_value}})
+    created = rest.post(
+        "/v2/serverless",
+        json={
+            "name": "cap",
+            "type": "QUEUE",
+            "templateId": template.json()["id"],
+            "gpu": {"pools": ["ADA_24"]},
+            "flashboot": "OFF",
+            "workers": {
+                "min": SCALING.workers_min,
+                "max": SCALING.workers_max,
+                "idleTimeout": int(SCALING.idle_timeout_s),
+            },
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": SCALING.scaler_value},
+        },
+    )
     created.raise_for_status()
     endpoint_id = str(created.json()["id"])
 

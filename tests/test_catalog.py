@@ -8,12 +8,28 @@ from localpod import catalog
 
 # Runpod's published serverless price table ($/s per GPU); ADA_32_PRO is localpod's own estimate.
 PUBLISHED_POOL_PRICES = {
-    "AMPERE_16": 0.00016, "AMPERE_24": 0.00019, "ADA_24": 0.00031, "AMPERE_48": 0.00034, "ADA_48_PRO": 0.00053,
-    "AMPERE_80": 0.00076, "ADA_80_PRO": 0.00116, "BLACKWELL_96": 0.00111, "HOPPER_141": 0.00155,
+    "AMPERE_16": 0.00016,
+    "AMPERE_24": 0.00019,
+    "ADA_24": 0.00031,
+    "AMPERE_48": 0.00034,
+    "ADA_48_PRO": 0.00053,
+    "AMPERE_80": 0.00076,
+    "ADA_80_PRO": 0.00116,
+    "BLACKWELL_96": 0.00111,
+    "HOPPER_141": 0.00155,
     "BLACKWELL_180": 0.00240,
 }
-REGIONS = {"NORTH_AMERICA", "SOUTH_AMERICA", "EUROPE", "ASIA", "MIDDLE_EAST", "AFRICA", "OCEANIA", "ANTARCTICA",
-           "UNKNOWN"}
+REGIONS = {
+    "NORTH_AMERICA",
+    "SOUTH_AMERICA",
+    "EUROPE",
+    "ASIA",
+    "MIDDLE_EAST",
+    "AFRICA",
+    "OCEANIA",
+    "ANTARCTICA",
+    "UNKNOWN",
+}
 
 
 def first_stocked(gpu_ids: list[str], allowed_dcs: set[str] | None = None) -> tuple[str, str] | None:
@@ -61,8 +77,11 @@ def test_pool_prices_match_published_table(pool: str, price: float) -> None:
 def test_pool_lookups_refuse_unknown_pools() -> None:
     assert catalog.pool_memory_gb("ADA_24") == 24
     assert catalog.pool_memory_gb("HOPPER_141") == 141
-    assert catalog.pool_price_per_gpu_s("AMPERE_16") < catalog.pool_price_per_gpu_s("ADA_32_PRO") \
+    assert (
+        catalog.pool_price_per_gpu_s("AMPERE_16")
+        < catalog.pool_price_per_gpu_s("ADA_32_PRO")
         < catalog.pool_price_per_gpu_s("ADA_48_PRO")
+    )
     with pytest.raises(KeyError):
         catalog.pool_memory_gb("AMPERE_12")
     with pytest.raises(KeyError):
@@ -129,8 +148,9 @@ def test_placement_respects_allowed_data_centers() -> None:
     allowed = {"EU-SE-1", "CA-MTL-1"}
     placed = catalog.place_worker(["AMPERE_48"], [], sorted(allowed))
     assert placed is not None and placed.data_center_id in allowed
-    assert (placed.gpu_type_id, placed.data_center_id) == \
-        first_stocked([g.id for g in catalog.pool_gpu_types("AMPERE_48")], allowed)
+    assert (placed.gpu_type_id, placed.data_center_id) == first_stocked(
+        [g.id for g in catalog.pool_gpu_types("AMPERE_48")], allowed
+    )
 
 
 def test_placement_without_capacity_or_with_unknown_pools_is_none() -> None:
@@ -141,10 +161,14 @@ def test_placement_without_capacity_or_with_unknown_pools_is_none() -> None:
 
 # -- CUDA versions hosts report (stand-in data: deliberately not 13.0 everywhere) ---------------
 
+
 def hosts_with(pool: str, version: str) -> list[str]:
     """Data centers with a host of the pool reporting exactly ``version``."""
-    return [dc.id for dc in catalog.data_centers()
-            if any(version in catalog.host_cuda_versions(dc, g.id) for g in catalog.pool_gpu_types(pool))]
+    return [
+        dc.id
+        for dc in catalog.data_centers()
+        if any(version in catalog.host_cuda_versions(dc, g.id) for g in catalog.pool_gpu_types(pool))
+    ]
 
 
 def test_host_cuda_versions_stay_within_what_the_card_supports() -> None:
@@ -161,8 +185,11 @@ def test_host_cuda_versions_stay_within_what_the_card_supports() -> None:
 
 
 def test_cuda_13_is_not_offered_everywhere() -> None:
-    without = [dc.id for dc in catalog.data_centers()
-               if not any("13.0" in catalog.host_cuda_versions(dc, gpu) for gpu in dc.gpu_stock)]
+    without = [
+        dc.id
+        for dc in catalog.data_centers()
+        if not any("13.0" in catalog.host_cuda_versions(dc, gpu) for gpu in dc.gpu_stock)
+    ]
     assert set(without) == {"EU-SE-1", "US-IL-1", "AP-JP-1", "OC-AU-1"}
     # US-TX-3 stocks AMPERE_24 and ADA_24, but only its ADA_24 hosts run 13.0 drivers.
     assert "US-TX-3" in catalog.data_centers_offering_pool("AMPERE_24")
@@ -186,8 +213,11 @@ def test_placement_honours_the_cuda_filter() -> None:
     assert plain is not None and (plain.gpu_type_id, plain.cuda_version) == ("NVIDIA RTX A5000", "12.8")
     # allowedCudaVersions ["13.0"]: AMPERE_24 in US-TX-3 has no such host, so ADA_24 is used.
     cuda13 = catalog.place_worker(pools, [], ["US-TX-3"], ["13.0"])
-    assert cuda13 is not None and (cuda13.gpu_type_id, cuda13.data_center_id, cuda13.cuda_version) == \
-        ("NVIDIA GeForce RTX 4090", "US-TX-3", "13.0")
+    assert cuda13 is not None and (cuda13.gpu_type_id, cuda13.data_center_id, cuda13.cuda_version) == (
+        "NVIDIA GeForce RTX 4090",
+        "US-TX-3",
+        "13.0",
+    )
     assert catalog.place_worker(pools, [], ["US-IL-1"], ["13.0"]) is None  # nothing matches: THROTTLED
     assert catalog.place_worker(pools, [], ["US-IL-1"], min_cuda="13.0") is None
     floor = catalog.place_worker(pools, [], ["US-IL-1"], min_cuda="12.4")
@@ -204,6 +234,11 @@ def test_image_cuda_table() -> None:
     assert image_min_cuda("runpod/worker-v1-vllm:v2.19.0").min_cuda == "13.0"
     assert image_min_cuda("runpod/worker-v1-vllm:v2.18.1").min_cuda == "12.8"
     assert image_min_cuda("runpod/worker-infinity-embedding:1.1.4").min_cuda == "12.4"
-    for unknown in ("runpod/worker-v1-vllm:v2.99.0", "runpod/worker-v1-vllm:latest", "runpod/mock-worker:latest",
-                    "worker-v1-vllm:v2.25.2", "v2.25.2"):
+    for unknown in (
+        "runpod/worker-v1-vllm:v2.99.0",
+        "runpod/worker-v1-vllm:latest",
+        "runpod/mock-worker:latest",
+        "worker-v1-vllm:v2.25.2",
+        "v2.25.2",
+    ):
         assert image_min_cuda(unknown) is None, unknown

@@ -22,8 +22,11 @@ from test_server_process import KEY, serve
 
 
 def _queue(port: int, endpoint_id: str) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{port}/api.runpod.ai/v2/{endpoint_id}",
-                        headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}/api.runpod.ai/v2/{endpoint_id}",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    )
 
 
 def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -46,15 +49,30 @@ def test_jobs_and_results_survive_kill_9_and_the_outage_is_not_billed(tmp_path: 
     port = free_port()
     proc = serve(port, "--state", str(state))
     try:
-        rest = httpx.Client(base_url=f"http://127.0.0.1:{port}/api.runpod.io",
-                            headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
-        template = rest.post("/v2/templates", json={"name": "t", "image": "runpod/mock-worker:latest",
-                                                    "serverless": True, "env": {"RUNPOD_MAX_CONCURRENCY": "2"}})
+        rest = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/api.runpod.io", headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+        )
+        template = rest.post(
+            "/v2/templates",
+            json={
+                "name": "t",
+                "image": "runpod/mock-worker:latest",
+                "serverless": True,
+                "env": {"RUNPOD_MAX_CONCURRENCY": "2"},
+            },
+        )
         assert template.status_code == 201, template.text
-        endpoint = rest.post("/v2/serverless", json={"name": "e", "type": "QUEUE", "templateId": template.json()["id"],
-                                                     "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
-                                                     "gpu": {"pools": ["AMPERE_24"]},
-                                                     "workers": {"min": 0, "max": 1, "idleTimeout": 600}})
+        endpoint = rest.post(
+            "/v2/serverless",
+            json={
+                "name": "e",
+                "type": "QUEUE",
+                "templateId": template.json()["id"],
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+                "gpu": {"pools": ["AMPERE_24"]},
+                "workers": {"min": 0, "max": 1, "idleTimeout": 600},
+            },
+        )
         assert endpoint.status_code == 201, endpoint.text
         endpoint_id = endpoint.json()["id"]
         queue = _queue(port, endpoint_id)
@@ -63,8 +81,7 @@ def test_jobs_and_results_survive_kill_9_and_the_outage_is_not_billed(tmp_path: 
         _wait(lambda: all(queue.get(f"/status/{i}").json()["status"] == "COMPLETED" for i in done))
         before = {i: queue.get(f"/status/{i}").json() for i in done}
         # Two jobs hold the worker's two slots; two more wait behind them.
-        slow = [queue.post("/run", json={"input": {"mock_delay": 60, "mock_return": n}}).json()["id"]
-                for n in range(4)]
+        slow = [queue.post("/run", json={"input": {"mock_delay": 60, "mock_return": n}}).json()["id"] for n in range(4)]
         _wait(lambda: sum(queue.get(f"/status/{i}").json()["status"] == "IN_PROGRESS" for i in slow) == 2)
         time.sleep(0.6)  # a couple of heartbeats while the worker bills
     finally:

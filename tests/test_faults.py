@@ -11,15 +11,16 @@ heard), so the server's state is real in every row.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
-from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.jobqueue import health, wake
+from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.settings import load_settings
 from rpbook.specs import EndpointSpec, vllm_template
 
@@ -41,8 +42,9 @@ class FaultyTransport(httpx.BaseTransport):
         kind = pending.pop(0) if pending else "ok"
         if kind in ("429", "503", "500"):
             headers = {"retry-after": "0"} if kind == "429" else {}
-            return httpx.Response(int(kind), headers=headers, json={"title": "injected", "status": int(kind)},
-                                  request=request)
+            return httpx.Response(
+                int(kind), headers=headers, json={"title": "injected", "status": int(kind)}, request=request
+            )
         if kind == "refused":
             raise httpx.ConnectError("connection refused (injected)", request=request)
         response = self.inner.handle_request(request)
@@ -68,8 +70,9 @@ def faulty(settings: Any) -> Iterator[Any]:
 
     def make(**faults: list[str]) -> tuple[RunpodClient, FaultyTransport]:
         transport = FaultyTransport(faults)
-        client = RunpodClient(settings, settings.runpod_api_key(), transport=transport, sleep=lambda s: None,
-                              backoff_s=0)
+        client = RunpodClient(
+            settings, settings.runpod_api_key(), transport=transport, sleep=lambda s: None, backoff_s=0
+        )
         clients.append(client)
         return client, transport
 
@@ -80,8 +83,10 @@ def faulty(settings: Any) -> Iterator[Any]:
 
 def names(localpod: Any) -> Counter[str]:
     store = localpod.ctx.store
-    return Counter([f"template/{t.name}" for t in store.templates.values()]
-                   + [f"endpoint/{e.name}" for e in store.endpoints.values()])
+    return Counter(
+        [f"template/{t.name}" for t in store.templates.values()]
+        + [f"endpoint/{e.name}" for e in store.endpoints.values()]
+    )
 
 
 def create_stack(client: RunpodClient) -> None:
@@ -104,8 +109,9 @@ SCENARIOS = [
 
 
 @pytest.mark.parametrize("case, faults, outcome", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-def test_control_plane_faults_end_clearly_and_never_duplicate(faulty: Any, localpod: Any, settings: Any, case: str,
-                                                              faults: dict[str, list[str]], outcome: str) -> None:
+def test_control_plane_faults_end_clearly_and_never_duplicate(
+    faulty: Any, localpod: Any, settings: Any, case: str, faults: dict[str, list[str]], outcome: str
+) -> None:
     client, transport = faulty(**faults)
     if outcome == "ok":
         create_stack(client)
@@ -123,16 +129,21 @@ def test_control_plane_faults_end_clearly_and_never_duplicate(faulty: Any, local
 def test_unreachable_localpod_is_a_clear_error(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rpa_test_key_not_real")
     settings = load_settings("local", env_file=tmp_path / ".env", localpod_url="http://127.0.0.1:9")
-    with RunpodClient(settings, settings.runpod_api_key(), sleep=lambda s: None) as client:
-        with pytest.raises(ControlPlaneError, match="that localpod is running"):
-            client.list_endpoints()
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), sleep=lambda s: None) as client,
+        pytest.raises(ControlPlaneError, match="that localpod is running"),
+    ):
+        client.list_endpoints()
 
 
-def test_slow_cold_start_gives_up_clearly_and_says_what_bills(localpod: Any, settings: Any, plant_endpoint: Any) -> None:
+def test_slow_cold_start_gives_up_clearly_and_says_what_bills(
+    localpod: Any, settings: Any, plant_endpoint: Any
+) -> None:
     localpod.control("PATCH", "config", json={"overrides": {"engine_init_s": 30}})
     try:
-        planted = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                                 env={"MODEL_NAME": MODEL, "HF_TOKEN": localpod.hf_token})
+        planted = plant_endpoint(
+            image="runpod/worker-v1-vllm:v2.25.2", env={"MODEL_NAME": MODEL, "HF_TOKEN": localpod.hf_token}
+        )
         key = settings.runpod_api_key()
         with pytest.raises(EndpointNotReadyError) as info:
             wake(settings, key, planted.id, timeout_s=1.0, poll_s=0.05, progress=False)
@@ -148,7 +159,15 @@ def test_a_crashing_worker_ends_the_wake_with_a_clear_error(localpod: Any, setti
     planted = plant_endpoint(image="runpod/mock-worker:latest")
     key = settings.runpod_api_key()
     with pytest.raises(RpbookError) as info:
-        wake(settings, key, planted.id, timeout_s=20, poll_s=0.05, progress=False,
-             job_input={"mock_crash": True}, unhealthy_grace_s=0.5)
+        wake(
+            settings,
+            key,
+            planted.id,
+            timeout_s=20,
+            poll_s=0.05,
+            progress=False,
+            job_input={"mock_crash": True},
+            unhealthy_grace_s=0.5,
+        )
     assert "ended FAILED" in str(info.value) and "mock_crash" in str(info.value)
     assert "still running" in str(info.value) or "nothing bills" in str(info.value)

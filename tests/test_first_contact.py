@@ -57,16 +57,20 @@ def test_runpod_target_prompts_and_says_what_an_empty_answer_does(tmp_path, monk
 def test_session_says_which_keys_local_mode_uses(tmp_path, monkeypatch):
     monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
     monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment_for_a_test")
-    line = session.describe(load_settings("local", env_file=tmp_path / ".env"),
-                            session.LocalpodStatus(url="http://127.0.0.1:1", started=False, pid=None, log_file=None))
+    line = session.describe(
+        load_settings("local", env_file=tmp_path / ".env"),
+        session.LocalpodStatus(url="http://127.0.0.1:1", started=False, pid=None, log_file=None),
+    )
     assert "RUNPOD_API_KEY rpa_…(20 chars) (local default)" in line
     assert "HF_TOKEN hf_…(34 chars) (environment)" in line and "hf_from_the" not in line
 
 
 def test_a_refused_key_gets_localpods_advice_not_the_consoles(settings, localpod):
-    with RunpodClient(settings, Secret("RUNPOD_API_KEY", "rpa_wrong_key_for_localpod", "test")) as client:
-        with pytest.raises(ControlPlaneError) as info:
-            client.list_endpoints()
+    with (
+        RunpodClient(settings, Secret("RUNPOD_API_KEY", "rpa_wrong_key_for_localpod", "test")) as client,
+        pytest.raises(ControlPlaneError) as info,
+    ):
+        client.list_endpoints()
     assert info.value.status == 401
     assert "localpod refuses this key" in str(info.value) and "console.runpod.io" not in str(info.value)
 
@@ -145,25 +149,50 @@ def test_dry_run_exits_0_shows_every_plan_and_creates_nothing(isolated, tmp_path
     dry = tmp_path / "dry.yaml"
     dry.write_text("apply: false\n")
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "rpbook", "run", "-f", str(ROOT / "params" / "local.yaml"),
-                           "-f", str(dry), "--out", str(out)],
-                          env=box.process_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpbook",
+            "run",
+            "-f",
+            str(ROOT / "params" / "local.yaml"),
+            "-f",
+            str(dry),
+            "--out",
+            str(out),
+        ],
+        env=box.process_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "without encryption" not in done.stderr + done.stdout
     texts = {path.name: [_text(o) for o in _outputs(path)] for path in sorted(out.glob("*.ipynb"))}
     assert len(texts) == len(discover_notebooks())
     errors = [path.name for path in out.glob("*.ipynb") for o in _outputs(path) if o["output_type"] == "error"]
     assert errors == []
-    plans = "\n".join(t for name in ("01_network_volume.ipynb", "02_vllm_endpoint.ipynb",
-                                     "04_embeddings_endpoint.ipynb") for t in texts[name])
-    for title in ("network volume 'llm-weights': CREATE", "template 'vllm-mistral-7b': CREATE",
-                  "serverless endpoint 'mistral-7b-vllm': CREATE", "template 'infinity-bge-small': CREATE",
-                  "serverless endpoint 'bge-small-embeddings': CREATE"):
+    plans = "\n".join(
+        t
+        for name in ("01_network_volume.ipynb", "02_vllm_endpoint.ipynb", "04_embeddings_endpoint.ipynb")
+        for t in texts[name]
+    )
+    for title in (
+        "network volume 'llm-weights': CREATE",
+        "template 'vllm-mistral-7b': CREATE",
+        "serverless endpoint 'mistral-7b-vllm': CREATE",
+        "template 'infinity-bge-small': CREATE",
+        "serverless endpoint 'bge-small-embeddings': CREATE",
+    ):
         assert title in plans
-    assert ("nothing to wake: endpoint `mistral-7b-vllm` is not created yet (apply is false)"
-            in "\n".join(texts["03_wake_and_sanity_chat.ipynb"]))
-    assert ("nothing to check: endpoint `bge-small-embeddings` is not created yet (apply is false)"
-            in "\n".join(texts["04_embeddings_endpoint.ipynb"]))
+    assert "nothing to wake: endpoint `mistral-7b-vllm` is not created yet (apply is false)" in "\n".join(
+        texts["03_wake_and_sanity_chat.ipynb"]
+    )
+    assert "nothing to check: endpoint `bge-small-embeddings` is not created yet (apply is false)" in "\n".join(
+        texts["04_embeddings_endpoint.ipynb"]
+    )
     assert box.resources() == {"templates": [], "endpoints": [], "volumes": []}
 
 
@@ -202,17 +231,24 @@ def test_record_figures_cells_print_a_line_not_a_path_object():
 
 @pytest.fixture
 def book(tmp_path: Path) -> list[Path]:
-    return [make_notebook(tmp_path / "00_x.ipynb",
-                          'from typing import Optional\n\napply: Optional[bool] = None  # h\ncount: int = 1  # h\n'
-                          'save_token: bool = False  # h')]
+    return [
+        make_notebook(
+            tmp_path / "00_x.ipynb",
+            "from typing import Optional\n\napply: Optional[bool] = None  # h\ncount: int = 1  # h\n"
+            "save_token: bool = False  # h",
+        )
+    ]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"apply: [unclosed\n", "is not valid YAML at line"),
-    (b"apply: true\napply: false\n", "'apply' is given twice"),
-    (b"count: \xff\xfe\n", "is not UTF-8"),
-    (b"- a list\n", "must be a YAML mapping"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"apply: [unclosed\n", "is not valid YAML at line"),
+        (b"apply: true\napply: false\n", "'apply' is given twice"),
+        (b"count: \xff\xfe\n", "is not UTF-8"),
+        (b"- a list\n", "must be a YAML mapping"),
+    ],
+)
 def test_bad_parameter_files_exit_2(tmp_path, book, capsys, content, message):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content)
@@ -227,11 +263,10 @@ def test_a_folder_as_parameter_file_exits_2(tmp_path, book, capsys):
 
 
 def test_null_only_where_declared_optional_and_declared_names_are_not_secrets(book):
-    assert check_parameters({"apply": None, "save_token": True}, book)[book[0]] == {"apply": None,
-                                                                                     "save_token": True}
+    assert check_parameters({"apply": None, "save_token": True}, book)[book[0]] == {"apply": None, "save_token": True}
     with pytest.raises(ConfigError, match="count: expected int, got null"):
         check_parameters({"count": None}, book)
-    with pytest.raises(ConfigError, match="count: expected a finite number|count: expected int"):
+    with pytest.raises(ConfigError, match=r"count: expected a finite number|count: expected int"):
         check_parameters({"count": float("nan")}, book)
     with pytest.raises(ConfigError, match="hf_token: looks like a secret"):
         check_parameters({"hf_token": "x"}, book)
@@ -256,18 +291,24 @@ def test_notebook_dir_is_found_from_the_working_folder(tmp_path):
 def test_a_non_editable_install_runs_from_the_project_folder(tmp_path):
     """``pip install .`` puts rpbook in site-packages, away from notebooks/: it must look where it runs."""
     target = tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                            "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     code = "import rpbook.runner as r, sys; print(r.__file__); sys.exit(r.__name__ and 0)"
     where = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.startswith(str(target)), where.stdout + where.stderr
-    listed = subprocess.run([sys.executable, "-m", "rpbook", "params"], env=env, cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "rpbook", "params"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0 and "02_vllm_endpoint.ipynb" in listed.stdout, listed.stderr
-    elsewhere = subprocess.run([sys.executable, "-m", "rpbook", "params"], env=env, cwd=tmp_path,
-                               capture_output=True, text=True, timeout=120)
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "rpbook", "params"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert elsewhere.returncode == 2 and "no runbooks found" in elsewhere.stderr
 
 
@@ -276,8 +317,10 @@ def test_a_non_editable_install_runs_from_the_project_folder(tmp_path):
 
 def test_kv_cache_fit_on_24_gb_for_mistral(settings):
     estimate = hub.min_gpu_memory_gb(settings, settings.hf_token(), MISTRAL, 8192, 0.9)
-    gpus = [GpuType(id="NVIDIA RTX A5000", name="A5000", pool="AMPERE_24", memory_gb=24, serverless_price_hr=0.0),
-            GpuType(id="NVIDIA A40", name="A40", pool="AMPERE_48", memory_gb=48, serverless_price_hr=0.0)]
+    gpus = [
+        GpuType(id="NVIDIA RTX A5000", name="A5000", pool="AMPERE_24", memory_gb=24, serverless_price_hr=0.0),
+        GpuType(id="NVIDIA A40", name="A40", pool="AMPERE_48", memory_gb=48, serverless_price_hr=0.0),
+    ]
     team = kv_cache_fit(estimate, gpus, ["AMPERE_24", "AMPERE_48"], max_concurrency=8)
     fits = {pool: count for pool, _, count in team.fits}
     assert 5 <= fits["AMPERE_24"] <= 6  # "about five" (issue 8): 24 GiB x 0.9 - 13.5 weights - 1.5 overhead
@@ -285,17 +328,26 @@ def test_kv_cache_fit_on_24_gb_for_mistral(settings):
     assert team.warnings == ()
     worker_default = kv_cache_fit(estimate, gpus, ["AMPERE_24"], max_concurrency=30)
     assert len(worker_default.warnings) == 1 and "far above" in worker_default.warnings[0]
-    too_long = kv_cache_fit(hub.min_gpu_memory_gb(settings, settings.hf_token(), MISTRAL, 200_000, 0.9), gpus,
-                            ["AMPERE_24"], max_concurrency=8)
+    too_long = kv_cache_fit(
+        hub.min_gpu_memory_gb(settings, settings.hf_token(), MISTRAL, 200_000, 0.9),
+        gpus,
+        ["AMPERE_24"],
+        max_concurrency=8,
+    )
     assert "cannot hold one sequence" in too_long.warnings[0]
 
 
 def test_production_params_use_the_teams_vllm_settings():
     mistral = load_parameters([ROOT / "params" / "runpod-mistral-7b.yaml"])
     assert mistral["max_concurrency"] == 8 and mistral["gpu_memory_utilization"] == 0.9
-    assert (mistral["workers_min"], mistral["workers_max"], mistral["idle_timeout_s"],
-            mistral["execution_timeout_s"], mistral["flashboot"], mistral["queue_delay_s"]) == (0, 5, 120, 600,
-                                                                                                True, 15)
+    assert (
+        mistral["workers_min"],
+        mistral["workers_max"],
+        mistral["idle_timeout_s"],
+        mistral["execution_timeout_s"],
+        mistral["flashboot"],
+        mistral["queue_delay_s"],
+    ) == (0, 5, 120, 600, True, 15)
 
 
 # -- CI never skips the contract tests ---------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -40,10 +40,15 @@ def volume(localpod) -> NetworkVolume:
     return vol
 
 
-def serverless_template(name: str = "vllm-tpl", image: str = "runpod/worker-v1-vllm:v2.7.0",
-                        env: dict[str, str] | None = None) -> dict:
-    return runpod.create_template(name=name, image_name=image, is_serverless=True,
-                                  env=env if env is not None else {"MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct"})
+def serverless_template(
+    name: str = "vllm-tpl", image: str = "runpod/worker-v1-vllm:v2.7.0", env: dict[str, str] | None = None
+) -> dict:
+    return runpod.create_template(
+        name=name,
+        image_name=image,
+        is_serverless=True,
+        env=env if env is not None else {"MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct"},
+    )
 
 
 def save_endpoint(fields: str, selection: str = "id version workersMin workersMax") -> dict:
@@ -56,16 +61,22 @@ def save_endpoint(fields: str, selection: str = "id version workersMin workersMa
 def test_get_user_lists_network_volumes(sdk, volume):
     user = runpod.get_user()
     assert user["id"] == sdk.ctx.store.account.id
-    assert user["networkVolumes"] == [
-        {"id": volume.id, "name": "models", "size": 50, "dataCenterId": "EU-RO-1"}]
+    assert user["networkVolumes"] == [{"id": volume.id, "name": "models", "size": 50, "dataCenterId": "EU-RO-1"}]
 
 
 def test_client_balance_subtracts_billed_worker_seconds(sdk):
     gpu = catalog.pool_gpu_types("ADA_24")[0]
     price = catalog.serverless_price_per_gpu_s(gpu.id)
     now = time.time()
-    session = WorkerSession(endpoint_id="gone", worker_id="w0", gpu_type_id=gpu.id, gpu_count=2,
-                            price_per_gpu_s=price, started_at=now - 100.2, stopped_at=now)
+    session = WorkerSession(
+        endpoint_id="gone",
+        worker_id="w0",
+        gpu_type_id=gpu.id,
+        gpu_count=2,
+        price_per_gpu_s=price,
+        started_at=now - 100.2,
+        stopped_at=now,
+    )
     sdk.ctx.store.sessions.append(session)
 
     me = run_graphql_query("{ myself { email spendLimit clientBalance currentSpendPerHr } }")["data"]["myself"]
@@ -78,8 +89,9 @@ def test_client_balance_subtracts_billed_worker_seconds(sdk):
 
 def test_live_workers_show_in_spend_and_pods(sdk):
     template = serverless_template()
-    endpoint = runpod.create_endpoint(name="warm", template_id=template["id"], gpu_ids="AMPERE_16",
-                                      workers_min=1, workers_max=1)
+    endpoint = runpod.create_endpoint(
+        name="warm", template_id=template["id"], gpu_ids="AMPERE_16", workers_min=1, workers_max=1
+    )
     query = "{ myself { currentSpendPerHr endpoints { pods { desiredStatus gpuCount } } } }"
     deadline = time.monotonic() + 15
     while True:
@@ -92,8 +104,10 @@ def test_live_workers_show_in_spend_and_pods(sdk):
 
     with pytest.raises(QueryError, match="scale it to 0"):
         run_graphql_query(f'mutation {{ deleteEndpoint(id: "{endpoint["id"]}") }}')
-    save_endpoint(f'id: "{endpoint["id"]}", name: "warm", templateId: "{template["id"]}", gpuIds: "AMPERE_16", '
-                  f'workersMin: 0, workersMax: 0')
+    save_endpoint(
+        f'id: "{endpoint["id"]}", name: "warm", templateId: "{template["id"]}", gpuIds: "AMPERE_16", '
+        f"workersMin: 0, workersMax: 0"
+    )
     run_graphql_query(f'mutation {{ deleteEndpoint(id: "{endpoint["id"]}") }}')
     assert run_graphql_query(query)["data"]["myself"] == {"currentSpendPerHr": 0, "endpoints": []}
 
@@ -103,18 +117,24 @@ def test_get_gpus_and_get_gpu_come_from_the_catalog(sdk):
     assert {g["id"] for g in gpus} == {g.id for g in catalog.gpu_types()}
     known = catalog.gpu_types()[0]
     assert next(g for g in gpus if g["id"] == known.id) == {
-        "id": known.id, "displayName": known.name, "memoryInGb": known.memory_gb}
+        "id": known.id,
+        "displayName": known.name,
+        "memoryInGb": known.memory_gb,
+    }
 
     detail = runpod.get_gpu(known.id)
     assert detail["id"] == known.id and detail["manufacturer"] == known.manufacturer
     assert detail["maxGpuCount"] == max(known.max_count_secure or 0, known.max_count_community or 0)
-    offered = [p for ok, p in ((known.secure, known.price_secure_hr), (known.community, known.price_community_hr))
-               if ok and p is not None]
+    offered = [
+        p
+        for ok, p in ((known.secure, known.price_secure_hr), (known.community, known.price_community_hr))
+        if ok and p is not None
+    ]
     assert detail["lowestPrice"]["uninterruptablePrice"] == pytest.approx(min(offered))
     too_many = runpod.get_gpu(known.id, gpu_quantity=detail["maxGpuCount"] + 1)
     assert too_many["lowestPrice"]["uninterruptablePrice"] is None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="No GPU found with the specified ID"):
         runpod.get_gpu("NVIDIA Imaginary 9000")
 
 
@@ -131,11 +151,19 @@ def test_serverless_gpu_pools_map_pools_to_gpu_types(sdk):
 def test_template_and_endpoint_through_the_sdk(sdk, volume):
     template = serverless_template(env={"MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct", "MAX_MODEL_LEN": "4096"})
     assert template["isServerless"] is True and template["volumeInGb"] == 0
-    assert template["env"] == [{"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-0.5B-Instruct"},
-                               {"key": "MAX_MODEL_LEN", "value": "4096"}]
+    assert template["env"] == [
+        {"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-0.5B-Instruct"},
+        {"key": "MAX_MODEL_LEN", "value": "4096"},
+    ]
 
-    created = runpod.create_endpoint(name="chat", template_id=template["id"], gpu_ids="AMPERE_16,AMPERE_24",
-                                     network_volume_id=volume.id, flashboot=True, workers_max=2)
+    created = runpod.create_endpoint(
+        name="chat",
+        template_id=template["id"],
+        gpu_ids="AMPERE_16,AMPERE_24",
+        network_volume_id=volume.id,
+        flashboot=True,
+        workers_max=2,
+    )
     assert created["gpuIds"] == "AMPERE_16,AMPERE_24"
     assert created["flashBootType"] == "FLASHBOOT"
     assert created["networkVolumeId"] == volume.id
@@ -150,7 +178,9 @@ def test_template_and_endpoint_through_the_sdk(sdk, volume):
     assert listed["id"] == created["id"] and listed["templateId"] == template["id"]
     assert listed["networkVolume"] == {"id": volume.id, "dataCenterId": "EU-RO-1"}
     assert {e["key"]: e["value"] for e in listed["env"]} == {
-        "MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct", "MAX_MODEL_LEN": "4096"}
+        "MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct",
+        "MAX_MODEL_LEN": "4096",
+    }
     assert listed["type"] == "QB" and listed["version"] == 1 and listed["userId"] == sdk.ctx.store.account.id
 
 
@@ -197,8 +227,10 @@ def test_delete_endpoint_needs_workers_scaled_to_zero(sdk):
     with pytest.raises(QueryError, match="scale it to 0"):
         run_graphql_query(f'mutation {{ deleteEndpoint(id: "{endpoint["id"]}") }}')
 
-    scaled = save_endpoint(f'id: "{endpoint["id"]}", name: "to-delete", templateId: "{template["id"]}", '
-                           f'gpuIds: "AMPERE_16", workersMin: 0, workersMax: 0')["data"]["saveEndpoint"]
+    scaled = save_endpoint(
+        f'id: "{endpoint["id"]}", name: "to-delete", templateId: "{template["id"]}", '
+        f'gpuIds: "AMPERE_16", workersMin: 0, workersMax: 0'
+    )["data"]["saveEndpoint"]
     assert scaled == {"id": endpoint["id"], "version": 1, "workersMin": 0, "workersMax": 0}
 
     deleted = run_graphql_query(f'mutation {{ deleteEndpoint(id: "{endpoint["id"]}") }}')
@@ -215,8 +247,14 @@ def test_modify_is_a_full_replace_and_versions_worker_changes(sdk):
     selection = "version idleTimeout workersMax executionTimeoutMs gpuIds gpuCount"
 
     scaling_only = save_endpoint(f'{base}, gpuIds: "AMPERE_16"', selection)["data"]["saveEndpoint"]
-    assert scaling_only == {"version": 1, "idleTimeout": 5, "workersMax": 3, "executionTimeoutMs": 600000,
-                            "gpuIds": "AMPERE_16", "gpuCount": 1}
+    assert scaling_only == {
+        "version": 1,
+        "idleTimeout": 5,
+        "workersMax": 3,
+        "executionTimeoutMs": 600000,
+        "gpuIds": "AMPERE_16",
+        "gpuCount": 1,
+    }
 
     no_limit = save_endpoint(f'{base}, gpuIds: "AMPERE_16", executionTimeoutMs: 0', selection)
     assert no_limit["data"]["saveEndpoint"]["version"] == 2
@@ -236,8 +274,9 @@ def test_network_volume_pins_the_endpoint_to_its_data_center(sdk, volume):
     assert pinned["locations"] == volume.data_center
     elsewhere = next(dc.id for dc in catalog.data_centers() if dc.id != volume.data_center)
     with pytest.raises(QueryError, match=f"is in {volume.data_center}, which is not among"):
-        runpod.create_endpoint(name="apart", template_id=template["id"], network_volume_id=volume.id,
-                               locations=elsewhere)
+        runpod.create_endpoint(
+            name="apart", template_id=template["id"], network_volume_id=volume.id, locations=elsewhere
+        )
 
 
 def test_template_changes_reach_endpoints(sdk):
@@ -250,9 +289,11 @@ def test_template_changes_reach_endpoints(sdk):
     stored = sdk.ctx.store.endpoints[endpoint["id"]]
     assert (stored.image, stored.env, stored.version) == ("org/worker:2", {"MODE": "fast"}, 2)
 
-    run_graphql_query(f'mutation {{ saveTemplate(input: {{ id: "{second["id"]}", name: "v2", '
-                      f'imageName: "org/worker:3", containerDiskInGb: 20, volumeInGb: 0, isServerless: true, '
-                      f'env: [{{ key: "MODE", value: "slow" }}] }}) {{ id }} }}')
+    run_graphql_query(
+        f'mutation {{ saveTemplate(input: {{ id: "{second["id"]}", name: "v2", '
+        f'imageName: "org/worker:3", containerDiskInGb: 20, volumeInGb: 0, isServerless: true, '
+        f'env: [{{ key: "MODE", value: "slow" }}] }}) {{ id }} }}'
+    )
     assert (stored.image, stored.env, stored.disk, stored.version) == ("org/worker:3", {"MODE": "slow"}, 20, 3)
 
     with pytest.raises(QueryError, match="in use"):
@@ -265,12 +306,18 @@ def test_variables_as_runpodctl_sends_them(sdk):
     template = serverless_template()
     body = {
         "query": "mutation SaveEndpoint($input: EndpointInput!) { saveEndpoint(input: $input) "
-                 "{ id flashBootType executionTimeoutMs networkVolumeIds { networkVolumeId } } }",
-        "variables": {"input": {"name": "ctl", "templateId": template["id"], "gpuIds": "AMPERE_24",
-                                "flashBootType": "OFF", "executionTimeoutMs": 30000}},
+        "{ id flashBootType executionTimeoutMs networkVolumeIds { networkVolumeId } } }",
+        "variables": {
+            "input": {
+                "name": "ctl",
+                "templateId": template["id"],
+                "gpuIds": "AMPERE_24",
+                "flashBootType": "OFF",
+                "executionTimeoutMs": 30000,
+            }
+        },
     }
-    response = httpx.post(f"{sdk.rest_url}/graphql", json=body,
-                          headers={"Authorization": f"Bearer {sdk.api_key}"})
+    response = httpx.post(f"{sdk.rest_url}/graphql", json=body, headers={"Authorization": f"Bearer {sdk.api_key}"})
     saved = response.json()["data"]["saveEndpoint"]
     assert (saved["flashBootType"], saved["executionTimeoutMs"], saved["networkVolumeIds"]) == ("OFF", 30000, [])
     assert sdk.ctx.store.endpoints[saved["id"]].timeout_ms == 30000
@@ -288,8 +335,9 @@ def test_wrong_or_missing_key_is_http_401(sdk):
 
 
 def test_api_key_query_parameter_as_in_the_docs(sdk):
-    response = httpx.post(f"{sdk.rest_url}/graphql", params={"api_key": sdk.api_key},
-                          json={"query": "{ myself { id } }"})
+    response = httpx.post(
+        f"{sdk.rest_url}/graphql", params={"api_key": sdk.api_key}, json={"query": "{ myself { id } }"}
+    )
     assert response.status_code == 200
     assert response.json() == {"data": {"myself": {"id": sdk.ctx.store.account.id}}}
 
@@ -299,8 +347,11 @@ def test_graphql_errors_carry_graphql_core_messages(sdk):
         run_graphql_query("{ myself { id nope } }")
     with pytest.raises(QueryError, match="Syntax Error"):
         run_graphql_query("{ myself { id ")
-    response = httpx.post(f"{sdk.rest_url}/graphql", json={"query": "{ myself { nope } }"},
-                          headers={"Authorization": f"Bearer {sdk.api_key}"})
+    response = httpx.post(
+        f"{sdk.rest_url}/graphql",
+        json={"query": "{ myself { nope } }"},
+        headers={"Authorization": f"Bearer {sdk.api_key}"},
+    )
     assert response.status_code == 200 and "data" not in response.json()
 
 
@@ -319,14 +370,19 @@ def test_errors_never_log_the_query_and_its_secrets(sdk, caplog):
     with pytest.raises(QueryError, match="unique"):
         serverless_template(name="gated", env={"HF_TOKEN": secret})
     with pytest.raises(QueryError, match="Cannot query field"):
-        run_graphql_query(f'mutation {{ saveTemplate(input: {{ name: "x", imageName: "i", containerDiskInGb: 5, '
-                          f'volumeInGb: 0, env: [{{ key: "HF_TOKEN", value: "{secret}" }}] }}) {{ nope }} }}')
+        run_graphql_query(
+            f'mutation {{ saveTemplate(input: {{ name: "x", imageName: "i", containerDiskInGb: 5, '
+            f'volumeInGb: 0, env: [{{ key: "HF_TOKEN", value: "{secret}" }}] }}) {{ nope }} }}'
+        )
     assert secret not in caplog.text
 
 
 def test_refusal_keeps_data_null_for_the_field(sdk):
-    response = httpx.post(f"{sdk.rest_url}/graphql", headers={"Authorization": f"Bearer {sdk.api_key}"},
-                          json={"query": 'mutation { deleteEndpoint(id: "missing") }'})
+    response = httpx.post(
+        f"{sdk.rest_url}/graphql",
+        headers={"Authorization": f"Bearer {sdk.api_key}"},
+        json={"query": 'mutation { deleteEndpoint(id: "missing") }'},
+    )
     body = response.json()
     assert response.status_code == 200
     assert body["data"] == {"deleteEndpoint": None}
@@ -348,10 +404,17 @@ def _rest_route_missing(response: httpx.Response) -> bool:
 
 def test_endpoint_created_via_graphql_is_visible_via_rest(sdk, volume):
     template = serverless_template()
-    endpoint = runpod.create_endpoint(name="shared", template_id=template["id"], gpu_ids="AMPERE_16,AMPERE_24",
-                                      network_volume_id=volume.id, flashboot=True, workers_max=2)
-    response = httpx.get(f"{sdk.rest_url}/v2/serverless/{endpoint['id']}",
-                         headers={"Authorization": f"Bearer {sdk.api_key}"})
+    endpoint = runpod.create_endpoint(
+        name="shared",
+        template_id=template["id"],
+        gpu_ids="AMPERE_16,AMPERE_24",
+        network_volume_id=volume.id,
+        flashboot=True,
+        workers_max=2,
+    )
+    response = httpx.get(
+        f"{sdk.rest_url}/v2/serverless/{endpoint['id']}", headers={"Authorization": f"Bearer {sdk.api_key}"}
+    )
     if _rest_route_missing(response):
         pytest.skip("REST v2 GET /v2/serverless/{id} is not served yet (services/rest)")
     assert response.status_code == 200, response.text
@@ -364,11 +427,18 @@ def test_endpoint_created_via_graphql_is_visible_via_rest(sdk, volume):
 
 def test_endpoint_created_via_rest_is_visible_via_graphql(sdk):
     template = serverless_template()
-    body = {"name": "from-rest", "type": "QUEUE", "templateId": template["id"],
-            "gpu": {"pools": ["AMPERE_24"], "count": 1}, "workers": {"min": 0, "max": 1, "idleTimeout": 30},
-            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 2}, "flashboot": "OFF"}
-    response = httpx.post(f"{sdk.rest_url}/v2/serverless", json=body,
-                          headers={"Authorization": f"Bearer {sdk.api_key}"})
+    body = {
+        "name": "from-rest",
+        "type": "QUEUE",
+        "templateId": template["id"],
+        "gpu": {"pools": ["AMPERE_24"], "count": 1},
+        "workers": {"min": 0, "max": 1, "idleTimeout": 30},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 2},
+        "flashboot": "OFF",
+    }
+    response = httpx.post(
+        f"{sdk.rest_url}/v2/serverless", json=body, headers={"Authorization": f"Bearer {sdk.api_key}"}
+    )
     if _rest_route_missing(response):
         pytest.skip("REST v2 POST /v2/serverless is not served yet (services/rest)")
     assert response.status_code == 201, response.text

@@ -10,17 +10,24 @@ of every worker's log, with a negative control proving the emulated start line w
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from conftest import LocalpodServer
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError
-from rpbook.plans import (FieldChange, apply, ensure_endpoint, ensure_template, ensure_volume, plan_endpoint,
-                          plan_template)
-from rpbook.secrets import Secret
 from rpbook.jobqueue import wake
+from rpbook.plans import (
+    FieldChange,
+    apply,
+    ensure_endpoint,
+    ensure_template,
+    ensure_volume,
+    plan_endpoint,
+    plan_template,
+)
+from rpbook.secrets import Secret
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
 from spec import SpecCheckedClient, load_spec
@@ -52,12 +59,18 @@ def api(localpod: LocalpodServer) -> Iterator[SpecCheckedClient]:
 
 
 def template(token: Secret | str) -> TemplateSpec:
-    return vllm_template("vllm-mistral-7b", MISTRAL, "v2.25.2", token, max_model_len=8192,
-                         gpu_memory_utilization=0.9, max_concurrency=30)
+    return vllm_template(
+        "vllm-mistral-7b", MISTRAL, "v2.25.2", token, max_model_len=8192, gpu_memory_utilization=0.9, max_concurrency=30
+    )
 
 
-ENDPOINT = EndpointSpec("mistral-7b-vllm", "vllm-mistral-7b", ["AMPERE_24", "ADA_24"],
-                        network_volume_name="llm-weights", data_center="EU-RO-1")
+ENDPOINT = EndpointSpec(
+    "mistral-7b-vllm",
+    "vllm-mistral-7b",
+    ["AMPERE_24", "ADA_24"],
+    network_volume_name="llm-weights",
+    data_center="EU-RO-1",
+)
 
 
 def deploy(client: RunpodClient, spec: TemplateSpec) -> str:
@@ -78,8 +91,9 @@ def start_lines(api: SpecCheckedClient, endpoint_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["secret", "reference"])
-def test_canary_token_never_reaches_worker_logs(localpod: LocalpodServer, settings: Settings, client: RunpodClient,
-                                                api: SpecCheckedClient, canary: str, how: str) -> None:
+def test_canary_token_never_reaches_worker_logs(
+    localpod: LocalpodServer, settings: Settings, client: RunpodClient, api: SpecCheckedClient, canary: str, how: str
+) -> None:
     token = settings.hf_token() if how == "secret" else REF
     assert settings.hf_token().reveal() == canary
     endpoint_id = deploy(client, template(token))
@@ -94,30 +108,46 @@ def test_canary_token_never_reaches_worker_logs(localpod: LocalpodServer, settin
     assert all(canary not in str(line) for line in client.worker_logs(endpoint_id))
 
 
-def test_negative_control_hf_token_set_through_the_api_is_printed(localpod: LocalpodServer, settings: Settings,
-                                                                  client: RunpodClient, api: SpecCheckedClient,
-                                                                  canary: str) -> None:
+def test_negative_control_hf_token_set_through_the_api_is_printed(
+    localpod: LocalpodServer, settings: Settings, client: RunpodClient, api: SpecCheckedClient, canary: str
+) -> None:
     """Bypassing rpbook, HF_TOKEN in a template shows up in the start line: the emulation is faithful."""
-    made = api.post("/v2/templates", json={"name": "raw", "image": "runpod/worker-v1-vllm:v2.25.2", "serverless": True,
-                                           "env": {"MODEL_NAME": MISTRAL, "HF_TOKEN": canary}})
+    made = api.post(
+        "/v2/templates",
+        json={
+            "name": "raw",
+            "image": "runpod/worker-v1-vllm:v2.25.2",
+            "serverless": True,
+            "env": {"MODEL_NAME": MISTRAL, "HF_TOKEN": canary},
+        },
+    )
     assert made.status_code == 201, made.text
-    endpoint = api.post("/v2/serverless", json={"name": "raw", "type": "QUEUE", "templateId": made.json()["id"],
-                                                "gpu": {"pools": ["ADA_24"]}, "workers": {"min": 0, "max": 1},
-                                                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+    endpoint = api.post(
+        "/v2/serverless",
+        json={
+            "name": "raw",
+            "type": "QUEUE",
+            "templateId": made.json()["id"],
+            "gpu": {"pools": ["ADA_24"]},
+            "workers": {"min": 0, "max": 1},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+        },
+    )
     assert endpoint.status_code == 201, endpoint.text
     endpoint_id = endpoint.json()["id"]
     wake(settings, settings.runpod_api_key(), endpoint_id, **FAST)
     started = start_lines(api, endpoint_id)
     assert len(started) == 1 and started[0].endswith(
-        f"Starting vLLM: vllm serve --host 127.0.0.1 --port 8000 --hf-token {canary} --model {MISTRAL}")
+        f"Starting vLLM: vllm serve --host 127.0.0.1 --port 8000 --hf-token {canary} --model {MISTRAL}"
+    )
     # rpbook's reader masks a token it knows even when a worker printed it.
     lines = [line.line for line in client.worker_logs(endpoint_id) if "Starting vLLM" in line.line]
     assert lines and canary not in lines[0] and "--hf-token hf_" in lines[0]
 
 
-def test_an_endpoint_deployed_with_hf_token_is_migrated(localpod: LocalpodServer, settings: Settings,
-                                                        client: RunpodClient, api: SpecCheckedClient,
-                                                        canary: str) -> None:
+def test_an_endpoint_deployed_with_hf_token_is_migrated(
+    localpod: LocalpodServer, settings: Settings, client: RunpodClient, api: SpecCheckedClient, canary: str
+) -> None:
     """Templates rpbook made before this change carry HF_TOKEN: the plan removes it, adds the new key."""
     new = template(REF)
     old_env = {("HF_TOKEN" if key == "HUGGING_FACE_HUB_TOKEN" else key): value for key, value in new.env.items()}
@@ -127,8 +157,10 @@ def test_an_endpoint_deployed_with_hf_token_is_migrated(localpod: LocalpodServer
     assert f"--hf-token {canary}" in start_lines(api, endpoint_id)[0]  # the leak being fixed
 
     tplan = plan_template(client, new)
-    assert tplan.changes == [FieldChange("env.HUGGING_FACE_HUB_TOKEN", REF, None),
-                             FieldChange("env.HF_TOKEN", None, REF)]
+    assert tplan.changes == [
+        FieldChange("env.HUGGING_FACE_HUB_TOKEN", REF, None),
+        FieldChange("env.HF_TOKEN", None, REF),
+    ]
     assert tplan.request == {"env": dict(new.env)}
     assert "—" in str(tplan)  # the removed key shows as absent
     apply(client, tplan)
@@ -144,6 +176,14 @@ def test_an_endpoint_deployed_with_hf_token_is_migrated(localpod: LocalpodServer
 @pytest.mark.parametrize("extra", [{"HF_TOKEN": REF}, {"VLLM_EXTRA_ARGS": f"--seed 1 --hf-token {REF}"}])
 def test_vllm_template_refuses_the_token_where_the_worker_prints_it(extra: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="would be printed in the worker's logs") as info:
-        vllm_template("t", MISTRAL, "v2.25.2", REF, max_model_len=8192, gpu_memory_utilization=0.9,
-                      max_concurrency=30, extra_env=extra)
+        vllm_template(
+            "t",
+            MISTRAL,
+            "v2.25.2",
+            REF,
+            max_model_len=8192,
+            gpu_memory_utilization=0.9,
+            max_concurrency=30,
+            extra_env=extra,
+        )
     assert "HUGGING_FACE_HUB_TOKEN" in str(info.value) and "hf_token_ref" in str(info.value)

@@ -5,8 +5,9 @@ Each run is made cold the way a daily check finds the endpoint (no worker up): s
 wait until no worker bills, then give the workers back. After the first run the workers
 start from a FlashBoot snapshot (localpod keeps it for its FlashBoot window, as Runpod does); the
 slow run's worker start takes 10 s, FlashBoot restore or full start alike, through localpod's
-profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without a cost receipt: billing is
-bucketed by the hour, so receipts of runs minutes apart overlap (see ``rpbook.receipt``).
+profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without
+a cost receipt: billing is bucketed by the hour, so receipts of runs minutes apart overlap (see
+``rpbook.receipt``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from rpbook.cli import main
 from rpbook.controlplane import RunpodClient
 from rpbook.history import append_run, load_history
 from rpbook.history_report import history_report, plot_html
+from rpbook.jobqueue import health
 from rpbook.local import set_profile_overrides
 from rpbook.plans import find_endpoint_id
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.jobqueue import health
 from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated):
     parameters = load_parameters([LOCAL_PARAMS])
     books = {p.name[:2]: p for p in discover_notebooks()}
-    setup = run_notebooks([books["00"], books["01"], books["02"]], parameters, out_dir=isolated.root / "setup",
-                          receipt=False)
+    setup = run_notebooks(
+        [books["00"], books["01"], books["02"]], parameters, out_dir=isolated.root / "setup", receipt=False
+    )
     assert setup.ok, str(setup)
     settings = load_settings("local", env_file=isolated.env_file)
     key = settings.runpod_api_key()
@@ -49,8 +51,11 @@ def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated)
     history_file = isolated.root / "runs" / "history.sqlite"
     run_dirs = []
     for index in range(RUNS):
-        previous = (set_profile_overrides(settings, key, {"flashboot_start_s": 10.0, "engine_init_s": 10.0})
-                    if index == SLOW else None)
+        previous = (
+            set_profile_overrides(settings, key, {"flashboot_start_s": 10.0, "engine_init_s": 10.0})
+            if index == SLOW
+            else None
+        )
         scale_to_zero(settings, key, endpoint_id)
         deadline = time.monotonic() + 60
         while health(settings, key, endpoint_id).billing_workers and time.monotonic() < deadline:
@@ -58,8 +63,9 @@ def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated)
         with RunpodClient(settings, key) as client:
             client.update_endpoint(endpoint_id, {"workers": {"min": 0, "max": workers_max}})
         try:
-            summary = run_notebooks([books["03"]], parameters, out_dir=isolated.root / "runs" / f"run{index:02d}",
-                                    receipt=False)
+            summary = run_notebooks(
+                [books["03"]], parameters, out_dir=isolated.root / "runs" / f"run{index:02d}", receipt=False
+            )
         finally:
             if previous is not None:
                 set_profile_overrides(settings, key, previous)

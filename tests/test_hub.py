@@ -40,11 +40,17 @@ def api(localpod, token) -> HfApi:
 
 
 def all_tokens(localpod) -> dict[str, str | bool]:
-    return {"dev": localpod.hf_token, "no_licence": NO_LICENCE_TOKEN,
-            "finegrained_no_gated": FINEGRAINED_NO_GATED_TOKEN, "write": WRITE_TOKEN, "anonymous": False}
+    return {
+        "dev": localpod.hf_token,
+        "no_licence": NO_LICENCE_TOKEN,
+        "finegrained_no_gated": FINEGRAINED_NO_GATED_TOKEN,
+        "write": WRITE_TOKEN,
+        "anonymous": False,
+    }
 
 
 # ------------------------------------------------------------------------------------------ whoami
+
 
 def test_seed_tokens_do_not_look_like_real_tokens(localpod):
     real_token_shape = re.compile(r"hf_[A-Za-z0-9]{34,}")
@@ -63,11 +69,14 @@ def test_whoami_dev_token_is_finegrained_with_gated_read(localpod):
         assert key in me
 
 
-@pytest.mark.parametrize(("token", "user", "role", "gated_read"), [
-    (NO_LICENCE_TOKEN, "localpod-newcomer", "read", None),
-    (FINEGRAINED_NO_GATED_TOKEN, "localpod-dev", "fineGrained", False),
-    (WRITE_TOKEN, "localpod-writer", "write", None),
-])
+@pytest.mark.parametrize(
+    ("token", "user", "role", "gated_read"),
+    [
+        (NO_LICENCE_TOKEN, "localpod-newcomer", "read", None),
+        (FINEGRAINED_NO_GATED_TOKEN, "localpod-dev", "fineGrained", False),
+        (WRITE_TOKEN, "localpod-writer", "write", None),
+    ],
+)
 def test_whoami_seed_tokens(localpod, token, user, role, gated_read):
     me = api(localpod, token).whoami()
     access = me["auth"]["accessToken"]
@@ -89,6 +98,7 @@ def test_whoami_bad_token_is_401_invalid_user_token(localpod):
 
 
 # -------------------------------------------------------------------------------------- model_info
+
 
 def test_model_info_gated_with_files_metadata(localpod):
     info = api(localpod, False).model_info(MISTRAL, files_metadata=True)  # gated metadata is public
@@ -144,6 +154,7 @@ def test_invalid_token_on_public_repo_is_repository_not_found(localpod):
 
 # -------------------------------------------------------------------------------------- auth_check
 
+
 def test_auth_check_dev_token_reads_every_repo(localpod):
     client = api(localpod, localpod.hf_token)
     for repo_id in hubdata.known_repo_ids():
@@ -198,6 +209,7 @@ def test_download_denial_agrees_with_auth_check_over_http(localpod):
 
 # ---------------------------------------------------------------------------------- files, resolve
 
+
 def test_file_exists(localpod):
     client = api(localpod, localpod.hf_token)
     assert client.file_exists(MISTRAL, "consolidated.safetensors")
@@ -247,8 +259,9 @@ def test_head_unknown_file_is_entry_not_found(localpod):
 
 def test_hf_hub_download_config_json(localpod, tmp_path: Path):
     info = api(localpod, localpod.hf_token).model_info(MISTRAL, files_metadata=True)
-    path = hf_hub_download(MISTRAL, "config.json", cache_dir=tmp_path, endpoint=localpod.hub_url,
-                           token=localpod.hf_token)
+    path = hf_hub_download(
+        MISTRAL, "config.json", cache_dir=tmp_path, endpoint=localpod.hub_url, token=localpod.hf_token
+    )
     data = Path(path).read_bytes()
     config = json.loads(data)
     assert config["architectures"] == info.config["architectures"]
@@ -261,8 +274,7 @@ def test_hf_hub_download_config_json(localpod, tmp_path: Path):
 
 def test_hf_hub_download_gated_config_refused(localpod, tmp_path: Path):
     with pytest.raises(GatedRepoError):
-        hf_hub_download(LLAMA, "config.json", cache_dir=tmp_path, endpoint=localpod.hub_url,
-                        token=NO_LICENCE_TOKEN)
+        hf_hub_download(LLAMA, "config.json", cache_dir=tmp_path, endpoint=localpod.hub_url, token=NO_LICENCE_TOKEN)
 
 
 def test_weight_bytes_stream_lazily_and_deterministically(localpod):
@@ -290,6 +302,7 @@ def test_head_and_get_have_the_same_headers(localpod):
 
 # ----------------------------------------------------------------------- platform interface (unit)
 
+
 def test_weights_size_bytes_uses_shards_not_consolidated():
     repo = hubdata.repos()[MISTRAL]
     shards = sum(f.size for f in repo.files.values() if re.fullmatch(r"model-\d+-of-\d+\.safetensors", f.path))
@@ -311,8 +324,14 @@ def test_weights_size_bytes_single_file_and_unknown():
     bge = hubdata.repos()[BGE]
     assert hubdata.weights_size_bytes(BGE) == bge.files["model.safetensors"].size
     assert hubdata.weights_size_bytes(UNKNOWN) is None
-    assert set(hubdata.known_repo_ids()) >= {MISTRAL, LLAMA, BGE, SMOL, "Qwen/Qwen2.5-7B-Instruct",
-                                             "BAAI/bge-reranker-base"}
+    assert set(hubdata.known_repo_ids()) >= {
+        MISTRAL,
+        LLAMA,
+        BGE,
+        SMOL,
+        "Qwen/Qwen2.5-7B-Instruct",
+        "BAAI/bge-reranker-base",
+    }
 
 
 def test_download_denial_reasons():

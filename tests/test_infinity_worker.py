@@ -13,8 +13,9 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -24,10 +25,16 @@ from openai.types import CreateEmbeddingResponse
 from localpod.http import dumps
 from localpod.profiles import FAST
 from localpod.serverless.backends.base import JobContext, WorkerCrash, WorkerSpec
-from localpod.serverless.backends.batching import EmbedResult, EmbeddingBatcher, Submit
+from localpod.serverless.backends.batching import EmbeddingBatcher, EmbedResult, Submit
 from localpod.serverless.backends.embedding_model import load_wordllama
-from localpod.serverless.backends.infinity_worker import (RERANK_UNSENDABLE_TAGS, InfinityWorker, RerankReturnType,
-                                                          batch_sizes, capability, rerank_unsendable)
+from localpod.serverless.backends.infinity_worker import (
+    RERANK_UNSENDABLE_TAGS,
+    InfinityWorker,
+    RerankReturnType,
+    batch_sizes,
+    capability,
+    rerank_unsendable,
+)
 from localpod.serverless.backends.model_process import decode_message, encode_error, encode_result, shared_model_process
 
 IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -65,8 +72,9 @@ def patched() -> InfinityWorker:
 
 
 def embed(backend: InfinityWorker, texts: Any, model: str = EMBED_MODEL, **extra: Any) -> dict[str, Any]:
-    output = run_job(backend, {"openai_route": "/v1/embeddings", "openai_input": {"model": model, "input": texts,
-                                                                                    **extra}})
+    output = run_job(
+        backend, {"openai_route": "/v1/embeddings", "openai_input": {"model": model, "input": texts, **extra}}
+    )
     if isinstance(output, dict):  # the worker's error dict comes back as it is
         return output
     assert isinstance(output, list) and len(output) == 1
@@ -85,8 +93,10 @@ def test_models_route(infinity: InfinityWorker) -> None:
 
 
 def test_embeddings_are_semantic_and_normalised(infinity: InfinityWorker) -> None:
-    result = embed(infinity, ["The cat sat on the mat.", "A kitten was sitting on the rug.",
-                              "Quarterly revenue grew by ten percent."])
+    result = embed(
+        infinity,
+        ["The cat sat on the mat.", "A kitten was sitting on the rug.", "Quarterly revenue grew by ten percent."],
+    )
     assert result["object"] == "list" and result["model"] == EMBED_MODEL
     CreateEmbeddingResponse.model_validate(result)
     vectors = np.array([d["embedding"] for d in result["data"]])
@@ -150,8 +160,9 @@ def test_released_workers_build_a_rerank_answer_nobody_can_send(infinity: Infini
     assert not rerank_unsendable(PATCHED_IMAGE) and not rerank_unsendable("runpod/worker-infinity-embedding")
     assert not rerank_unsendable("runpod/worker-infinity-embedding@sha256:" + "0" * 64)
     assert infinity.rerank_unsendable
-    [output] = asyncio.run(_collect(infinity, {"model": RERANK_MODEL, "query": "capital of France?", "docs": DOCS,
-                                               "return_docs": True}))
+    [output] = asyncio.run(
+        _collect(infinity, {"model": RERANK_MODEL, "query": "capital of France?", "docs": DOCS, "return_docs": True})
+    )
     assert [r["index"] for r in output["results"]] == [0, 1, 2]  # numbered in Infinity's sorted order
     assert all(isinstance(r["relevance_score"], RerankReturnType) for r in output["results"])
     with pytest.raises(TypeError, match="Object of type RerankReturnType is not JSON serializable"):
@@ -206,13 +217,14 @@ def test_concurrent_jobs_share_model_calls() -> None:
     jobs = [[f"job {j} sentence {k} about {'rivers' if (j + k) % 2 else 'taxes'}" for k in range(5)] for j in range(12)]
 
     async def scenario() -> list[list[Any]]:
-        return await asyncio.gather(*(_collect(backend, {"model": EMBED_MODEL, "input": texts}, f"job-{j}")
-                                      for j, texts in enumerate(jobs)))
+        return await asyncio.gather(
+            *(_collect(backend, {"model": EMBED_MODEL, "input": texts}, f"job-{j}") for j, texts in enumerate(jobs))
+        )
 
     outputs = [orjson.loads(dumps(out[0])) for out in asyncio.run(scenario())]
     assert sum(calls) == 60 and max(calls) <= 16 and len(calls) < 12
     model = load_wordllama()
-    for texts, output in zip(jobs, outputs):
+    for texts, output in zip(jobs, outputs, strict=True):
         assert np.allclose([d["embedding"] for d in output["data"]], model.embed(texts, norm=True), atol=1e-6)
     asyncio.run(backend.close())
 
@@ -222,6 +234,7 @@ def test_concurrent_jobs_share_model_calls() -> None:
 
 def inline(embed: Callable[[list[str]], EmbedResult]) -> Submit:
     """A model run in the batcher's own thread (no model process): a finished future per batch."""
+
     def submit(texts: list[str]) -> Future[EmbedResult]:
         future: Future[EmbedResult] = Future()
         try:
@@ -229,6 +242,7 @@ def inline(embed: Callable[[list[str]], EmbedResult]) -> Submit:
         except Exception as exc:  # noqa: BLE001 - delivered to the batch's requests
             future.set_exception(exc)
         return future
+
     return submit
 
 
@@ -239,6 +253,7 @@ def _fake_embed(log: list[list[str]], fail_on: str | None = None):
         log.append(list(texts))
         vectors = np.array([[float(len(t)), float(sum(map(ord, t)) % 97)] for t in texts], dtype=np.float32)
         return vectors, np.array([len(t.split()) for t in texts], dtype=np.int64)
+
     return embed
 
 
@@ -259,8 +274,9 @@ def test_batcher_errors_reach_only_the_requests_in_that_batch() -> None:
     batcher = EmbeddingBatcher(inline(_fake_embed(log, fail_on="poison")), batch_size=2, dimension=2)
 
     async def scenario() -> list[Any]:
-        return await asyncio.gather(batcher.embed_texts(["a", "poison"]), batcher.embed_texts(["b", "c"]),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            batcher.embed_texts(["a", "poison"]), batcher.embed_texts(["b", "c"]), return_exceptions=True
+        )
 
     bad, good = asyncio.run(scenario())
     assert isinstance(bad, ValueError) and "poison" in str(bad)
@@ -299,7 +315,7 @@ def test_batcher_skips_cancelled_requests_and_uses_one_model_thread() -> None:
     batcher.close()
     with pytest.raises(RuntimeError, match="shut down"):
         asyncio.run(batcher.embed_texts(["late"]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch size must be at least 1, got 0"):
         EmbeddingBatcher(inline(embed), batch_size=0, dimension=2)
 
 

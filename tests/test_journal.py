@@ -27,8 +27,13 @@ from localpod.store import Endpoint, Store, WorkerSession
 
 
 def make_job(endpoint_id: str = "ep1", **fields: object) -> J.Job:
-    job = J.Job(id=J.new_job_id(bool(fields.pop("sync", False))), endpoint_id=endpoint_id,
-                input=fields.pop("input", {"n": 1}), sync=False, execution_timeout_s=600.0)
+    job = J.Job(
+        id=J.new_job_id(bool(fields.pop("sync", False))),
+        endpoint_id=endpoint_id,
+        input=fields.pop("input", {"n": 1}),
+        sync=False,
+        execution_timeout_s=600.0,
+    )
     for key, value in fields.items():
         setattr(job, key, value)
     return job
@@ -40,16 +45,21 @@ def lines(*records: dict) -> list[bytes]:
 
 # -- records ----------------------------------------------------------------------------------------
 
+
 def test_replay_applies_changes_in_order_and_forgets_dropped_jobs():
     a, b, c = make_job(), make_job(), make_job()
-    merged = merge_records(lines(
-        job_record(a), job_record(b), job_record(c),
-        {"t": "start", "id": a.id, "w": "worker1", "at": 100.0},
-        {"t": "end", "id": a.id, "st": J.COMPLETED, "fin": 101.5, "out": {"ok": 1}, "ch": "one"},
-        {"t": "start", "id": b.id, "w": "worker1", "at": 100.0},
-        {"t": "drop", "id": c.id},
-        {"t": "end", "id": "never-submitted", "st": J.COMPLETED},
-    ))
+    merged = merge_records(
+        lines(
+            job_record(a),
+            job_record(b),
+            job_record(c),
+            {"t": "start", "id": a.id, "w": "worker1", "at": 100.0},
+            {"t": "end", "id": a.id, "st": J.COMPLETED, "fin": 101.5, "out": {"ok": 1}, "ch": "one"},
+            {"t": "start", "id": b.id, "w": "worker1", "at": 100.0},
+            {"t": "drop", "id": c.id},
+            {"t": "end", "id": "never-submitted", "st": J.COMPLETED},
+        )
+    )
     assert list(merged) == [a.id, b.id]
     assert merged[a.id]["st"] == J.COMPLETED and merged[a.id]["out"] == {"ok": 1} and merged[a.id]["w"] == "worker1"
     assert merged[b.id]["st"] == J.IN_PROGRESS and merged[b.id]["start"] == 100.0
@@ -57,19 +67,21 @@ def test_replay_applies_changes_in_order_and_forgets_dropped_jobs():
 
 def test_a_retry_clears_the_previous_run():
     job = make_job()
-    merged = merge_records(lines(
-        job_record(job),
-        {"t": "start", "id": job.id, "w": "w1", "at": 10.0},
-        {"t": "end", "id": job.id, "st": J.FAILED, "fin": 11.0, "err": "boom"},
-        {"t": "retry", "id": job.id, "r": 1, "sub": 12.0},
-    ))[job.id]
+    merged = merge_records(
+        lines(
+            job_record(job),
+            {"t": "start", "id": job.id, "w": "w1", "at": 10.0},
+            {"t": "end", "id": job.id, "st": J.FAILED, "fin": 11.0, "err": "boom"},
+            {"t": "retry", "id": job.id, "r": 1, "sub": 12.0},
+        )
+    )[job.id]
     assert merged["st"] == J.IN_QUEUE and merged["r"] == 1 and merged["sub"] == 12.0
     assert not {"start", "w", "fin", "err", "out"} & merged.keys()
 
 
 def test_a_torn_last_line_is_skipped_not_fatal():
     job = make_job()
-    raw = lines(job_record(job)) + [b'{"t": "end", "id": "' + job.id.encode() + b'", "st": "COMPL']
+    raw = [*lines(job_record(job)), b'{"t": "end", "id": "' + job.id.encode() + b'", "st": "COMPL']
     merged = merge_records(raw)
     assert merged[job.id]["st"] == J.IN_QUEUE
 
@@ -129,13 +141,15 @@ def test_without_a_state_file_nothing_is_written(tmp_path: Path):
 
 # -- restart ----------------------------------------------------------------------------------------
 
+
 def _platform(state: Path) -> Platform:
     return Platform(Settings(state_file=state), Store(state))
 
 
 def _endpoint(store: Store, **fields: object) -> Endpoint:
-    endpoint = Endpoint(id=store.new_endpoint_id(), name="e", image="runpod/mock-worker:latest",
-                        workers_min=0, workers_max=0, **fields)  # no worker: jobs wait where they are put
+    endpoint = Endpoint(
+        id=store.new_endpoint_id(), name="e", image="runpod/mock-worker:latest", workers_min=0, workers_max=0, **fields
+    )  # no worker: jobs wait where they are put
     store.endpoints[endpoint.id] = endpoint
     store.commit()
     return endpoint
@@ -246,12 +260,16 @@ def test_openai_route_jobs_are_not_journaled(tmp_path: Path):
 
 # -- billing ----------------------------------------------------------------------------------------
 
+
 def test_sessions_open_at_a_crash_end_at_the_last_heartbeat_not_at_the_restart(tmp_path: Path):
     state = tmp_path / "state.json"
     store = Store(state)
     started = time.time() - 100
-    store.sessions.append(WorkerSession(endpoint_id="e", worker_id="w", gpu_type_id="g", gpu_count=1,
-                                        price_per_gpu_s=0.001, started_at=started))
+    store.sessions.append(
+        WorkerSession(
+            endpoint_id="e", worker_id="w", gpu_type_id="g", gpu_count=1, price_per_gpu_s=0.001, started_at=started
+        )
+    )
     store.commit()
     os.utime(state, (started + 10, started + 10))  # the state's last commit: 90 s ago
     store.heartbeat(started + 40)  # last sign of life: 60 s ago; the crash follows
@@ -265,8 +283,11 @@ def test_without_a_heartbeat_the_state_commit_time_ends_open_sessions(tmp_path: 
     state = tmp_path / "state.json"
     store = Store(state)
     started = time.time() - 100
-    store.sessions.append(WorkerSession(endpoint_id="e", worker_id="w", gpu_type_id="g", gpu_count=1,
-                                        price_per_gpu_s=0.001, started_at=started))
+    store.sessions.append(
+        WorkerSession(
+            endpoint_id="e", worker_id="w", gpu_type_id="g", gpu_count=1, price_per_gpu_s=0.001, started_at=started
+        )
+    )
     store.commit()
     os.utime(state, (started + 5, started + 5))
     assert Store(state).sessions[0].stopped_at == pytest.approx(started + 5)

@@ -11,6 +11,7 @@ default 16384).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -21,7 +22,6 @@ from conftest import LocalpodServer, wait_for
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
-
 
 
 def route_families(localpod: LocalpodServer, endpoint_id: str) -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -52,18 +52,27 @@ def test_every_route_family_refuses_missing_and_wrong_keys_and_foreign_host_and_
         good = {"Authorization": f"Bearer {key_for(localpod, family)}"}
         answers = {
             "missing key": httpx.request(method, url, timeout=30, **extra),
-            "wrong key": httpx.request(method, url, headers={"Authorization": "Bearer rpa_WRONG_KEY_xx"}, timeout=30,
-                                       **extra),
-            "foreign host": httpx.request(method, url, headers={**good, "Host": "evil.example:8765"}, timeout=30,
-                                          **extra),
-            "foreign origin": httpx.request(method, url, headers={**good, "Origin": "http://evil.example"},
-                                            timeout=30, **extra),
+            "wrong key": httpx.request(
+                method, url, headers={"Authorization": "Bearer rpa_WRONG_KEY_xx"}, timeout=30, **extra
+            ),
+            "foreign host": httpx.request(
+                method, url, headers={**good, "Host": "evil.example:8765"}, timeout=30, **extra
+            ),
+            "foreign origin": httpx.request(
+                method, url, headers={**good, "Origin": "http://evil.example"}, timeout=30, **extra
+            ),
             "same port other origin": httpx.request(
-                method, url, headers={**good, "Origin": "http://127.0.0.1:1"}, timeout=30, **extra),
+                method, url, headers={**good, "Origin": "http://127.0.0.1:1"}, timeout=30, **extra
+            ),
         }
         statuses = {name: response.status_code for name, response in answers.items()}
-        assert statuses == {"missing key": 401, "wrong key": 401, "foreign host": 403, "foreign origin": 403,
-                            "same port other origin": 403}, family
+        assert statuses == {
+            "missing key": 401,
+            "wrong key": 401,
+            "foreign host": 403,
+            "foreign origin": 403,
+            "same port other origin": 403,
+        }, family
         for name in ("foreign host", "foreign origin"):
             assert answers[name].headers["content-type"] == "application/problem+json", (family, name)
             assert answers[name].json()["status"] == 403
@@ -83,9 +92,11 @@ def test_health_needs_no_key_but_a_local_host(localpod):
 def test_a_cross_site_simple_post_cannot_wipe_state(localpod, plant_endpoint):
     """What a web page can send without a preflight: text/plain POST with its Origin, no key."""
     endpoint = plant_endpoint()
-    for headers in ({"Origin": "https://evil.example", "Content-Type": "text/plain"},
-                    {"Origin": "null", "Content-Type": "text/plain"},
-                    {"Content-Type": "text/plain"}):
+    for headers in (
+        {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        {"Origin": "null", "Content-Type": "text/plain"},
+        {"Content-Type": "text/plain"},
+    ):
         response = httpx.post(f"{localpod.base_url}/_localpod/reset", headers=headers, content="x")
         assert response.status_code in (401, 403)
     assert endpoint.id in localpod.ctx.store.endpoints
@@ -93,62 +104,85 @@ def test_a_cross_site_simple_post_cannot_wipe_state(localpod, plant_endpoint):
 
 def test_state_redacts_secret_env_values_and_keeps_references(localpod):
     rest = httpx.Client(base_url=localpod.rest_url, headers={"Authorization": f"Bearer {localpod.api_key}"})
-    created = rest.post("/v2/templates", json={"name": "t", "image": VLLM_IMAGE,
-                                              "env": {"HF_TOKEN": localpod.hf_token, "MODEL_NAME": MISTRAL,
-                                                      "OTHER": "{{ RUNPOD_SECRET_hf_token }}",
-                                                      "COPY": localpod.api_key}})
+    created = rest.post(
+        "/v2/templates",
+        json={
+            "name": "t",
+            "image": VLLM_IMAGE,
+            "env": {
+                "HF_TOKEN": localpod.hf_token,
+                "MODEL_NAME": MISTRAL,
+                "OTHER": "{{ RUNPOD_SECRET_hf_token }}",
+                "COPY": localpod.api_key,
+            },
+        },
+    )
     assert created.status_code == 201, created.text
     state = localpod.control("GET", "state")
     env = state.json()["templates"][0]["env"]
-    assert env == {"HF_TOKEN": "<redacted>", "MODEL_NAME": MISTRAL, "OTHER": "{{ RUNPOD_SECRET_hf_token }}",
-                   "COPY": "<redacted>"}
+    assert env == {
+        "HF_TOKEN": "<redacted>",
+        "MODEL_NAME": MISTRAL,
+        "OTHER": "{{ RUNPOD_SECRET_hf_token }}",
+        "COPY": "<redacted>",
+    }
     assert localpod.hf_token not in state.text and localpod.api_key not in state.text
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"overrides": {"scaler_tick_s": "inf"}}, "scaler_tick_s"),
-    ({"overrides": {"scaler_tick_s": 3600}}, "scaler_tick_s"),
-    ({"overrides": {"scaler_tick_s": 0}}, "scaler_tick_s"),
-    ({"overrides": {"container_start_s": True}}, "container_start_s"),
-    ({"overrides": {"container_start_s": "1"}}, "container_start_s"),
-    ({"overrides": {"download_bytes_per_s": 0}}, "download_bytes_per_s"),
-    ({"overrides": {"nope_s": 1}}, "nope_s"),
-    ({"overrides": "fast"}, "overrides"),
-    ({"overrides": [1, 2]}, "overrides"),
-    ({"profile": 5}, "profile"),
-    ({"profile": "warp"}, "warp"),
-    ({"rate_limits": "false"}, "rate_limits"),
-    ({"rate_limits": 0}, "rate_limits"),
-    ({"proxy_url": "file:///etc/passwd"}, "proxy_url"),
-    ({"proxy_url": 3}, "proxy_url"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"overrides": {"scaler_tick_s": "inf"}}, "scaler_tick_s"),
+        ({"overrides": {"scaler_tick_s": 3600}}, "scaler_tick_s"),
+        ({"overrides": {"scaler_tick_s": 0}}, "scaler_tick_s"),
+        ({"overrides": {"container_start_s": True}}, "container_start_s"),
+        ({"overrides": {"container_start_s": "1"}}, "container_start_s"),
+        ({"overrides": {"download_bytes_per_s": 0}}, "download_bytes_per_s"),
+        ({"overrides": {"nope_s": 1}}, "nope_s"),
+        ({"overrides": "fast"}, "overrides"),
+        ({"overrides": [1, 2]}, "overrides"),
+        ({"profile": 5}, "profile"),
+        ({"profile": "warp"}, "warp"),
+        ({"rate_limits": "false"}, "rate_limits"),
+        ({"rate_limits": 0}, "rate_limits"),
+        ({"proxy_url": "file:///etc/passwd"}, "proxy_url"),
+        ({"proxy_url": 3}, "proxy_url"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_config_rejects_malformed_values_with_400_and_changes_nothing(localpod, body, fragment):
     before = localpod.control("GET", "config").json()
-    response = httpx.patch(f"{localpod.base_url}/_localpod/config", json=body,
-                           headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.patch(
+        f"{localpod.base_url}/_localpod/config", json=body, headers={"Authorization": f"Bearer {localpod.api_key}"}
+    )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert fragment in response.json()["detail"]
     assert localpod.control("GET", "config").json() == before
 
 
-@pytest.mark.parametrize("raw", ['{"overrides": {"scaler_tick_s": 1e999}}', '{"overrides": {"scaler_tick_s": NaN}}',
-                                 '{"overrides": ', '[]'])
+@pytest.mark.parametrize(
+    "raw", ['{"overrides": {"scaler_tick_s": 1e999}}', '{"overrides": {"scaler_tick_s": NaN}}', '{"overrides": ', "[]"]
+)
 def test_config_rejects_infinite_numbers_and_broken_json(localpod, raw):
-    response = httpx.patch(f"{localpod.base_url}/_localpod/config", content=raw,
-                           headers={"Authorization": f"Bearer {localpod.api_key}", "Content-Type": "application/json"})
+    response = httpx.patch(
+        f"{localpod.base_url}/_localpod/config",
+        content=raw,
+        headers={"Authorization": f"Bearer {localpod.api_key}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_config_accepts_valid_values(localpod):
-    body = localpod.control("PATCH", "config", json={"overrides": {"scaler_tick_s": 0.05, "container_start_s": 1},
-                                                     "rate_limits": False}).json()
+    body = localpod.control(
+        "PATCH", "config", json={"overrides": {"scaler_tick_s": 0.05, "container_start_s": 1}, "rate_limits": False}
+    ).json()
     assert body["profile"]["scaler_tick_s"] == 0.05 and body["rate_limits"] is False
 
 
 # -- Runpod secrets -----------------------------------------------------------------------------
+
 
 def gated_vllm_env(hf_token: str) -> dict[str, str]:
     return {"MODEL_NAME": MISTRAL, "HF_TOKEN": hf_token}
@@ -159,8 +193,11 @@ def workers(localpod: LocalpodServer, endpoint_id: str) -> list[dict[str, Any]]:
 
 
 def run_job(localpod: LocalpodServer, endpoint_id: str) -> None:
-    response = httpx.post(f"{localpod.queue_url}/{endpoint_id}/run", json={"input": {"prompt": "hi"}},
-                          headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.post(
+        f"{localpod.queue_url}/{endpoint_id}/run",
+        json={"input": {"prompt": "hi"}},
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -203,8 +240,9 @@ def test_hf_token_secret_defaults_to_the_seed_token(localpod, plant_endpoint):
 def test_resolve_env_substitutes_every_reference():
     from localpod.runpod_secrets import resolve_env
 
-    env, missing = resolve_env({"A": "{{ RUNPOD_SECRET_a }}", "B": "x-{{RUNPOD_SECRET_b}}-y", "C": "plain"},
-                               {"a": "1"}.get)
+    env, missing = resolve_env(
+        {"A": "{{ RUNPOD_SECRET_a }}", "B": "x-{{RUNPOD_SECRET_b}}-y", "C": "plain"}, {"a": "1"}.get
+    )
     assert env == {"A": "1", "B": "x-{{RUNPOD_SECRET_b}}-y", "C": "plain"} and missing == ["b"]
 
 
@@ -223,29 +261,34 @@ def test_secrets_come_from_env_vars_and_cli(monkeypatch):
 
 # -- input bounds -------------------------------------------------------------------------------
 
+
 def queue_post(localpod: LocalpodServer, endpoint_id: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{localpod.queue_url}/{endpoint_id}/run", json=body,
-                      headers={"Authorization": f"Bearer {localpod.api_key}"})
+    return httpx.post(
+        f"{localpod.queue_url}/{endpoint_id}/run", json=body, headers={"Authorization": f"Bearer {localpod.api_key}"}
+    )
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    ({"policy": {"executionTimeout": True}}, "executionTimeout"),
-    ({"policy": {"executionTimeout": 1}}, "executionTimeout"),
-    ({"policy": {"executionTimeout": 8 * 24 * 3600 * 1000}}, "executionTimeout"),
-    ({"policy": {"executionTimeout": 5000.5}}, "executionTimeout"),
-    ({"policy": {"ttl": 5}}, "ttl"),
-    ({"policy": {"lowPriority": "yes"}}, "lowPriority"),
-    ({"policy": {"priority": 1}}, "priority"),
-    ({"policy": []}, "policy"),
-    ({"webhook": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
-    ({"webhook": "http://[fe80::1]/hook"}, "link-local"),
-    ({"webhook": "http://[::ffff:169.254.169.254]/hook"}, "link-local"),
-    ({"webhook": "http://metadata.google.internal/computeMetadata/v1/"}, "metadata"),
-    ({"webhook": "http://0.0.0.0:80/hook"}, "unspecified"),
-    ({"webhook": "file:///etc/passwd"}, "http"),
-    ({"webhook": "gopher://127.0.0.1/"}, "http"),
-    ({"webhook": 5}, "webhook"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        ({"policy": {"executionTimeout": True}}, "executionTimeout"),
+        ({"policy": {"executionTimeout": 1}}, "executionTimeout"),
+        ({"policy": {"executionTimeout": 8 * 24 * 3600 * 1000}}, "executionTimeout"),
+        ({"policy": {"executionTimeout": 5000.5}}, "executionTimeout"),
+        ({"policy": {"ttl": 5}}, "ttl"),
+        ({"policy": {"lowPriority": "yes"}}, "lowPriority"),
+        ({"policy": {"priority": 1}}, "priority"),
+        ({"policy": []}, "policy"),
+        ({"webhook": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+        ({"webhook": "http://[fe80::1]/hook"}, "link-local"),
+        ({"webhook": "http://[::ffff:169.254.169.254]/hook"}, "link-local"),
+        ({"webhook": "http://metadata.google.internal/computeMetadata/v1/"}, "metadata"),
+        ({"webhook": "http://0.0.0.0:80/hook"}, "unspecified"),
+        ({"webhook": "file:///etc/passwd"}, "http"),
+        ({"webhook": "gopher://127.0.0.1/"}, "http"),
+        ({"webhook": 5}, "webhook"),
+    ],
+)
 def test_job_requests_are_bounded_and_typed(localpod, plant_endpoint, extra, fragment):
     endpoint = plant_endpoint()
     response = queue_post(localpod, endpoint.id, {"input": {"mock_return": 1}, **extra})
@@ -255,45 +298,71 @@ def test_job_requests_are_bounded_and_typed(localpod, plant_endpoint, extra, fra
 
 def test_valid_policy_and_loopback_webhook_are_accepted(localpod, plant_endpoint):
     endpoint = plant_endpoint()
-    response = queue_post(localpod, endpoint.id, {"input": {"mock_return": 1}, "webhook": "http://127.0.0.1:9/hook",
-                                                  "policy": {"executionTimeout": 5000, "lowPriority": True,
-                                                             "ttl": 60_000}})
+    response = queue_post(
+        localpod,
+        endpoint.id,
+        {
+            "input": {"mock_return": 1},
+            "webhook": "http://127.0.0.1:9/hook",
+            "policy": {"executionTimeout": 5000, "lowPriority": True, "ttl": 60_000},
+        },
+    )
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("env, fragment", [
-    ({f"V{i}": "x" for i in range(51)}, "at most 50"),
-    ({"BIG": "x" * 200_000}, "MAX_ARG_STRLEN"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({f"V{i}": "x" for i in range(51)}, "at most 50"),
+        ({"BIG": "x" * 200_000}, "MAX_ARG_STRLEN"),
+    ],
+)
 def test_env_is_bounded_in_rest_and_graphql(localpod, env, fragment):
     from spec import SpecCheckedClient
 
     rest = SpecCheckedClient(localpod.rest_url, localpod.api_key)  # the 400 problem bodies match the spec
-    for path, body in (("/v2/templates", {"name": "t", "image": "runpod/mock-worker:latest", "env": env}),
-                       ("/v2/serverless", {"name": "e", "type": "QUEUE", "image": "runpod/mock-worker:latest",
-                                           "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}, "env": env})):
+    for path, body in (
+        ("/v2/templates", {"name": "t", "image": "runpod/mock-worker:latest", "env": env}),
+        (
+            "/v2/serverless",
+            {
+                "name": "e",
+                "type": "QUEUE",
+                "image": "runpod/mock-worker:latest",
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+                "env": env,
+            },
+        ),
+    ):
         response = rest.post(path, json=body)
         assert response.status_code == 400, (path, response.text[:300])
         assert response.headers["content-type"] == "application/problem+json"
         assert fragment in response.json()["detail"]
     env_items = ", ".join(f'{{key: "{k}", value: "{v}"}}' for k, v in env.items())
-    query = (f'mutation {{ saveTemplate(input: {{name: "g", imageName: "img", containerDiskInGb: 5, volumeInGb: 0, '
-             f'dockerArgs: "", env: [{env_items}]}}) {{ id }} }}')
-    response = httpx.post(f"{localpod.rest_url}/graphql", json={"query": query},
-                          headers={"Authorization": f"Bearer {localpod.api_key}"})
+    query = (
+        f'mutation {{ saveTemplate(input: {{name: "g", imageName: "img", containerDiskInGb: 5, volumeInGb: 0, '
+        f'dockerArgs: "", env: [{env_items}]}}) {{ id }} }}'
+    )
+    response = httpx.post(
+        f"{localpod.rest_url}/graphql", json={"query": query}, headers={"Authorization": f"Bearer {localpod.api_key}"}
+    )
     assert fragment in str(response.json().get("errors")), response.text[:300]
     assert not localpod.ctx.store.templates and not localpod.ctx.store.endpoints
 
 
 def test_vllm_n_is_bounded_like_vllm_and_answers_fast(localpod, plant_endpoint):
     endpoint = plant_endpoint(image=VLLM_IMAGE, env=gated_vllm_env(localpod.hf_token))
-    client = httpx.Client(base_url=localpod.openai_base(endpoint.id),
-                          headers={"Authorization": f"Bearer {localpod.api_key}"}, timeout=60)
-    assert client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
-                                                  "max_tokens": 1}).status_code == 200  # warm
+    client = httpx.Client(
+        base_url=localpod.openai_base(endpoint.id), headers={"Authorization": f"Bearer {localpod.api_key}"}, timeout=60
+    )
+    assert (
+        client.post(
+            "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        ).status_code
+        == 200
+    )  # warm
     start = time.monotonic()
-    response = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
-                                                      "n": 200_000})
+    response = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "n": 200_000})
     assert time.monotonic() - start < 2
     assert response.status_code == 400
     assert "n must be at most 16384, got 200000." in response.json()["error"]["message"]
@@ -305,7 +374,7 @@ def test_state_lock_refuses_a_second_holder(tmp_path):
     state = tmp_path / "state.json"
     held = statelock.acquire(state, "http://127.0.0.1:1111")
     try:
-        with pytest.raises(statelock.StateInUse, match="http://127.0.0.1:1111") as info:
+        with pytest.raises(statelock.StateInUse, match=re.escape("http://127.0.0.1:1111")) as info:
             statelock.acquire(state, "http://127.0.0.1:2222", wait_s=0.1)
         assert info.value.holder["url"] == "http://127.0.0.1:1111"
     finally:
@@ -356,10 +425,27 @@ def test_many_choices_leave_the_event_loop_turns():
 def test_redaction_reads_names_and_token_shapes():
     from localpod.services.control import REDACTED, redact_env
 
-    env = {"HF_TOKEN": "x", "HUGGING_FACE_HUB_TOKEN": "x", "OPENAI_API_KEY": "x", "DB_PASSWORD": "x",
-           "MAX_NUM_BATCHED_TOKENS": "8192", "KEY_PREFIX": "a", "ODD_NAME": "hf_abcdefghijklmnopqrstuvwxyz",
-           "KNOWN": "shh-known-value", "REF": "{{ RUNPOD_SECRET_hf_token }}", "EMPTY_TOKEN": ""}
+    env = {
+        "HF_TOKEN": "x",
+        "HUGGING_FACE_HUB_TOKEN": "x",
+        "OPENAI_API_KEY": "x",
+        "DB_PASSWORD": "x",
+        "MAX_NUM_BATCHED_TOKENS": "8192",
+        "KEY_PREFIX": "a",
+        "ODD_NAME": "hf_abcdefghijklmnopqrstuvwxyz",
+        "KNOWN": "shh-known-value",
+        "REF": "{{ RUNPOD_SECRET_hf_token }}",
+        "EMPTY_TOKEN": "",
+    }
     assert redact_env(env, {"shh-known-value"}) == {
-        "HF_TOKEN": REDACTED, "HUGGING_FACE_HUB_TOKEN": REDACTED, "OPENAI_API_KEY": REDACTED, "DB_PASSWORD": REDACTED,
-        "MAX_NUM_BATCHED_TOKENS": "8192", "KEY_PREFIX": "a", "ODD_NAME": REDACTED, "KNOWN": REDACTED,
-        "REF": "{{ RUNPOD_SECRET_hf_token }}", "EMPTY_TOKEN": ""}
+        "HF_TOKEN": REDACTED,
+        "HUGGING_FACE_HUB_TOKEN": REDACTED,
+        "OPENAI_API_KEY": REDACTED,
+        "DB_PASSWORD": REDACTED,
+        "MAX_NUM_BATCHED_TOKENS": "8192",
+        "KEY_PREFIX": "a",
+        "ODD_NAME": REDACTED,
+        "KNOWN": REDACTED,
+        "REF": "{{ RUNPOD_SECRET_hf_token }}",
+        "EMPTY_TOKEN": "",
+    }

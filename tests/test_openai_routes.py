@@ -20,14 +20,17 @@ BGE = "BAAI/bge-small-en-v1.5"
 
 @pytest.fixture
 def vllm_endpoint(localpod: LocalpodServer, plant_endpoint):  # type: ignore[no-untyped-def]
-    return plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                          env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token, "MAX_MODEL_LEN": "8192"})
+    return plant_endpoint(
+        image="runpod/worker-v1-vllm:v2.25.2",
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token, "MAX_MODEL_LEN": "8192"},
+    )
 
 
 @pytest.fixture
 def infinity_endpoint(plant_endpoint):  # type: ignore[no-untyped-def]
-    return plant_endpoint(image="runpod/worker-infinity-embedding:1.1.4",
-                          env={"MODEL_NAMES": BGE, "RUNPOD_MAX_CONCURRENCY": "50"})
+    return plant_endpoint(
+        image="runpod/worker-infinity-embedding:1.1.4", env={"MODEL_NAMES": BGE, "RUNPOD_MAX_CONCURRENCY": "50"}
+    )
 
 
 def client_for(localpod: LocalpodServer, endpoint_id: str) -> openai.OpenAI:
@@ -40,19 +43,22 @@ def test_models_lists_the_served_name(localpod, vllm_endpoint):
 
 
 def test_served_name_override(localpod, plant_endpoint):
-    endpoint = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                              env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token,
-                                   "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "team-chat"})
+    endpoint = plant_endpoint(
+        image="runpod/worker-v1-vllm:v2.25.2",
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token, "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "team-chat"},
+    )
     client = client_for(localpod, endpoint.id)
     assert [m.id for m in client.models.list().data] == ["team-chat"]
-    reply = client.chat.completions.create(model="team-chat", messages=[{"role": "user", "content": "Hi"}],
-                                           max_tokens=8)
+    reply = client.chat.completions.create(
+        model="team-chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=8
+    )
     assert reply.model == "team-chat"
 
 
 def test_sanity_chat(localpod, vllm_endpoint):
     reply = client_for(localpod, vllm_endpoint.id).chat.completions.create(
-        model=MISTRAL, messages=[{"role": "user", "content": "Hello, how are you?"}], max_tokens=64)
+        model=MISTRAL, messages=[{"role": "user", "content": "Hello, how are you?"}], max_tokens=64
+    )
     text = reply.choices[0].message.content
     assert reply.choices[0].message.role == "assistant"
     assert text and len(text.split()) >= 3
@@ -65,8 +71,7 @@ def test_streamed_chat_matches_the_non_streamed_answer(localpod, vllm_endpoint):
     messages = [{"role": "user", "content": "What is a network volume?"}]
     whole = client.chat.completions.create(model=MISTRAL, messages=messages, max_tokens=40, seed=7)
     pieces = []
-    for chunk in client.chat.completions.create(model=MISTRAL, messages=messages, max_tokens=40, seed=7,
-                                                stream=True):
+    for chunk in client.chat.completions.create(model=MISTRAL, messages=messages, max_tokens=40, seed=7, stream=True):
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
     assert len(pieces) > 3
@@ -75,7 +80,8 @@ def test_streamed_chat_matches_the_non_streamed_answer(localpod, vllm_endpoint):
 
 def test_completion_without_max_tokens_stops_at_16(localpod, vllm_endpoint):
     result = client_for(localpod, vllm_endpoint.id).completions.create(
-        model=MISTRAL, prompt="Write a long story about GPUs and volumes.")
+        model=MISTRAL, prompt="Write a long story about GPUs and volumes."
+    )
     assert result.usage.completion_tokens == 16
     assert result.choices[0].finish_reason == "length"
 
@@ -97,7 +103,8 @@ def test_wrong_model_name_is_a_404(localpod, vllm_endpoint):
     for stream in (False, True):
         with pytest.raises(openai.NotFoundError) as info:
             client_for(localpod, vllm_endpoint.id).chat.completions.create(
-                model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}], stream=stream)
+                model="mistralai/Mistral-7B-v0.1", messages=[{"role": "user", "content": "Hi"}], stream=stream
+            )
         assert "Mistral-7B-v0.1" in str(info.value) and "vLLM returned HTTP 404" in str(info.value)
         assert info.value.body["type"] == "worker_error" and info.value.body["code"] == 404
     with pytest.raises(openai.BadRequestError) as bad:
@@ -112,8 +119,13 @@ def test_wrong_key_is_a_401(localpod, vllm_endpoint):
 
 
 def test_langchain_chat_invoke_and_stream(localpod, vllm_endpoint):
-    llm = ChatOpenAI(model=MISTRAL, base_url=localpod.openai_base(vllm_endpoint.id), api_key=localpod.api_key,
-                     max_tokens=32, max_retries=0)
+    llm = ChatOpenAI(
+        model=MISTRAL,
+        base_url=localpod.openai_base(vllm_endpoint.id),
+        api_key=localpod.api_key,
+        max_tokens=32,
+        max_retries=0,
+    )
     answer = llm.invoke("Hello, how are you?")
     assert answer.content
     streamed = "".join(chunk.content for chunk in llm.stream("Hello, how are you?"))
@@ -141,8 +153,13 @@ def test_embeddings_float_and_base64(localpod, infinity_endpoint):
 
 
 def test_langchain_embeddings(localpod, infinity_endpoint):
-    embeddings = OpenAIEmbeddings(model=BGE, base_url=localpod.openai_base(infinity_endpoint.id),
-                                  api_key=localpod.api_key, check_embedding_ctx_length=False, max_retries=0)
+    embeddings = OpenAIEmbeddings(
+        model=BGE,
+        base_url=localpod.openai_base(infinity_endpoint.id),
+        api_key=localpod.api_key,
+        check_embedding_ctx_length=False,
+        max_retries=0,
+    )
     vectors = embeddings.embed_documents(["first text", "second text"])
     assert len(vectors) == 2 and len(vectors[0]) == 256
     assert len(embeddings.embed_query("a query")) == 256
@@ -153,9 +170,25 @@ def test_sanity_request_through_curl(localpod, vllm_endpoint):
     """The request from Runpod's docs, with only the host changed."""
     url = f"{localpod.openai_base(vllm_endpoint.id)}/chat/completions"
     body = {"model": MISTRAL, "messages": [{"role": "user", "content": "Hello, how are you?"}], "max_tokens": 50}
-    out = subprocess.run(["curl", "-sS", "-X", "POST", url, "-H", "Content-Type: application/json",
-                          "-H", f"Authorization: Bearer {localpod.api_key}", "-d", json.dumps(body)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            url,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            f"Authorization: Bearer {localpod.api_key}",
+            "-d",
+            json.dumps(body),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     reply = json.loads(out)
     assert reply["object"] == "chat.completion"
     assert reply["choices"][0]["message"]["content"]
@@ -169,8 +202,10 @@ def test_infinity_errors_keep_their_shapes(localpod, infinity_endpoint):
     with pytest.raises(openai.BadRequestError) as info:
         client_for(localpod, infinity_endpoint.id).embeddings.create(model="nope", input="x")
     assert "nope" in str(info.value)
-    response = httpx.get(f"{localpod.openai_base(infinity_endpoint.id)}/embeddings",
-                         headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.get(
+        f"{localpod.openai_base(infinity_endpoint.id)}/embeddings",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     assert response.status_code == 500
     message = response.json()["error"]["message"]
     assert message == "<class 'AttributeError'>: 'NoneType' object has no attribute 'get'"

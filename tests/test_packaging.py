@@ -55,7 +55,6 @@ def test_console_scripts_are_declared():
     assert scripts == {"localpod": "localpod.cli:main", "rpbook": "rpbook.cli:main"}
 
 
-
 def _rpbook_imports(source: str, where: str) -> list[str]:
     """Where ``source`` imports rpbook (``where:line module``): ``import rpbook…``,
     ``from rpbook… import``, or ``importlib.import_module("rpbook…")`` / ``__import__("rpbook…")``."""
@@ -83,20 +82,34 @@ def test_localpod_never_imports_rpbook():
     hits = [hit for path in modules for hit in _rpbook_imports(path.read_text(), str(path.relative_to(ROOT)))]
     assert hits == []
     # and at run time, whatever is imported indirectly: the server app and the CLI load no rpbook module
-    code = ("import sys, localpod.app, localpod.cli; "
-            "print(sorted(m for m in sys.modules if m == 'rpbook' or m.startswith('rpbook.')))")
+    code = (
+        "import sys, localpod.app, localpod.cli; "
+        "print(sorted(m for m in sys.modules if m == 'rpbook' or m.startswith('rpbook.')))"
+    )
     path = os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={**os.environ, "PYTHONPATH": path})
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
 
 
 def test_the_import_scan_finds_every_way_of_importing_rpbook():
-    source = ("import rpbook\nfrom rpbook.settings import Settings\nimport importlib\n"
-              "importlib.import_module('rpbook.chat')\n__import__('rpbook')\nimport rpbookish\nfrom . import rpbook\n")
-    assert _rpbook_imports(source, "probe.py") == ["probe.py:1 rpbook", "probe.py:2 rpbook.settings",
-                                                   "probe.py:4 rpbook.chat", "probe.py:5 rpbook"]
+    source = (
+        "import rpbook\nfrom rpbook.settings import Settings\nimport importlib\n"
+        "importlib.import_module('rpbook.chat')\n__import__('rpbook')\nimport rpbookish\nfrom . import rpbook\n"
+    )
+    assert _rpbook_imports(source, "probe.py") == [
+        "probe.py:1 rpbook",
+        "probe.py:2 rpbook.settings",
+        "probe.py:4 rpbook.chat",
+        "probe.py:5 rpbook",
+    ]
 
 
 def test_rpbooks_local_defaults_are_localpods():

@@ -19,11 +19,13 @@ from spec import SpecCheckedClient, load_spec
 
 def _park(localpod: LocalpodServer, endpoint_id: str, idle_s: float) -> tuple[int, int, int]:
     """Run one parking check as if ``idle_s`` seconds had passed since the last request."""
+
     def check() -> tuple[int, int, int]:
         runtime = localpod.ctx.platform.runtime(endpoint_id)
         endpoint = runtime.endpoint
         step = runtime.park_if_idle(endpoint, now=endpoint.last_request_at + idle_s)
         return step, endpoint.workers_max, endpoint.workers_min
+
     return call_in_server(localpod, check)
 
 
@@ -66,6 +68,7 @@ def test_scheduler_parks_then_a_raise_holds_and_a_request_restarts_the_clock(loc
     endpoint = plant_endpoint(workers_max=3, last_request_at=time.time())
     localpod.control("PATCH", "config", json={"overrides": {"parking_step1_s": 0.4, "parking_step2_s": 1.2}})
     with SpecCheckedClient(localpod.rest_url, localpod.api_key) as api:
+
         def workers_max() -> int:
             response = api.get(f"/v2/serverless/{endpoint.id}")
             assert response.status_code == 200, response.text
@@ -79,18 +82,28 @@ def test_scheduler_parks_then_a_raise_holds_and_a_request_restarts_the_clock(loc
         assert workers_max() == 3, "a raise after parking must hold until the next idle spell"
 
     before = call_in_server(localpod, lambda: localpod.ctx.store.endpoints[endpoint.id].last_request_at)
-    queued = httpx.post(f"{localpod.queue_url}/{endpoint.id}/run", json={"input": {"mock_return": 1}},
-                        headers={"Authorization": f"Bearer {localpod.api_key}"})
+    queued = httpx.post(
+        f"{localpod.queue_url}/{endpoint.id}/run",
+        json={"input": {"mock_return": 1}},
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     assert queued.status_code == 200, queued.text
-    after = call_in_server(localpod, lambda: (localpod.ctx.store.endpoints[endpoint.id].last_request_at,
-                                              localpod.ctx.store.endpoints[endpoint.id].parked_step))
+    after = call_in_server(
+        localpod,
+        lambda: (
+            localpod.ctx.store.endpoints[endpoint.id].last_request_at,
+            localpod.ctx.store.endpoints[endpoint.id].parked_step,
+        ),
+    )
     assert after[0] > before and after[1] == 0
 
 
 def test_overrides_must_keep_step_two_after_step_one(localpod):
-    response = httpx.patch(f"{localpod.base_url}/_localpod/config",
-                           json={"overrides": {"parking_step1_s": 5, "parking_step2_s": 2}},
-                           headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.patch(
+        f"{localpod.base_url}/_localpod/config",
+        json={"overrides": {"parking_step1_s": 5, "parking_step2_s": 2}},
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     assert response.status_code == 400
     assert "parking_step2_s" in response.text
     assert localpod.ctx.settings.profile.parking_step1_s == 3 * 86400

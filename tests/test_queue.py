@@ -26,10 +26,10 @@ def sdk(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
     runpod.api_key, runpod.endpoint_url_base = saved
 
 
-
 def health(localpod: LocalpodServer, endpoint_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{localpod.queue_url}/{endpoint_id}/health",
-                         headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.get(
+        f"{localpod.queue_url}/{endpoint_id}/health", headers={"Authorization": f"Bearer {localpod.api_key}"}
+    )
     response.raise_for_status()
     return response.json()
 
@@ -60,8 +60,9 @@ def test_run_status_and_output_with_delay_and_execution_times(localpod, sdk, pla
     job = sdk.Endpoint(endpoint.id).run({"mock_return": [1, 2, 3], "mock_delay": 0.05})
     assert job.status() in ("IN_QUEUE", "IN_PROGRESS")
     assert job.output(timeout=20) == [1, 2, 3]
-    raw = requests.get(f"{localpod.queue_url}/{endpoint.id}/status/{job.job_id}",
-                       headers={"Authorization": localpod.api_key}).json()  # a bare key works too
+    raw = requests.get(
+        f"{localpod.queue_url}/{endpoint.id}/status/{job.job_id}", headers={"Authorization": localpod.api_key}
+    ).json()  # a bare key works too
     assert raw["status"] == "COMPLETED"
     assert raw["id"] == job.job_id and raw["id"].endswith("-u1")
     assert raw["delayTime"] >= 0 and raw["executionTime"] >= 40  # a 50 ms handler, whole ms
@@ -71,9 +72,11 @@ def test_run_status_and_output_with_delay_and_execution_times(localpod, sdk, pla
 @pytest.mark.slow
 def test_runsync_wait_returns_in_progress_then_sdk_polls(localpod, sdk, plant_endpoint):
     endpoint = plant_endpoint()
-    response = requests.post(f"{localpod.queue_url}/{endpoint.id}/runsync?wait=1000",
-                             headers={"Authorization": f"Bearer {localpod.api_key}"},
-                             json={"input": {"mock_return": "slow", "mock_delay": 1.5}})
+    response = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/runsync?wait=1000",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+        json={"input": {"mock_return": "slow", "mock_delay": 1.5}},
+    )
     body = response.json()
     assert body["status"] in ("IN_QUEUE", "IN_PROGRESS") and body["id"].startswith("sync-")
     # The SDK falls back to polling /status when runsync answers before the job is done.
@@ -81,10 +84,16 @@ def test_runsync_wait_returns_in_progress_then_sdk_polls(localpod, sdk, plant_en
 
 
 def test_stream_generator_output(localpod, sdk, plant_endpoint):
-    endpoint = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                              env={"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"})
-    job = sdk.Endpoint(endpoint.id).run({"messages": [{"role": "user", "content": "Tell me about volumes."}],
-                                          "sampling_params": {"max_tokens": 12}, "stream": True})
+    endpoint = plant_endpoint(
+        image="runpod/worker-v1-vllm:v2.25.2", env={"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    )
+    job = sdk.Endpoint(endpoint.id).run(
+        {
+            "messages": [{"role": "user", "content": "Tell me about volumes."}],
+            "sampling_params": {"max_tokens": 12},
+            "stream": True,
+        }
+    )
     chunks = list(job.stream())
     assert len(chunks) >= 3
     assert all(isinstance(c, str) and c.startswith("data:") for c in chunks)
@@ -96,12 +105,16 @@ def test_failed_job_carries_sdk_shaped_error_and_retry(localpod, sdk, plant_endp
     endpoint = plant_endpoint()
     job = sdk.Endpoint(endpoint.id).run({"mock_error": True})
     wait_for(lambda: job.status() == "FAILED")
-    raw = requests.get(f"{localpod.queue_url}/{endpoint.id}/status/{job.job_id}",
-                       headers={"Authorization": f"Bearer {localpod.api_key}"}).json()
+    raw = requests.get(
+        f"{localpod.queue_url}/{endpoint.id}/status/{job.job_id}",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    ).json()
     error = json.loads(raw["error"])
     assert {"error_type", "error_message", "error_traceback", "worker_id"} <= set(error)
-    retried = requests.post(f"{localpod.queue_url}/{endpoint.id}/retry/{job.job_id}",
-                            headers={"Authorization": f"Bearer {localpod.api_key}"})
+    retried = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/retry/{job.job_id}",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     assert retried.json() == {"id": job.job_id, "status": "IN_QUEUE"}
     wait_for(lambda: health(localpod, endpoint.id)["jobs"]["retried"] == 1)
 
@@ -111,10 +124,11 @@ def test_execution_timeout_gives_timed_out(localpod, sdk, plant_endpoint):
     job = sdk.Endpoint(endpoint.id).run({"mock_return": "never", "mock_delay": 5})
     wait_for(lambda: job.status() == "TIMED_OUT", timeout=15)
     # A per-request policy overrides the endpoint's timeout.
-    ok = requests.post(f"{localpod.queue_url}/{endpoint.id}/runsync",
-                       headers={"Authorization": f"Bearer {localpod.api_key}"},
-                       json={"input": {"mock_return": "done", "mock_delay": 0.3},
-                             "policy": {"executionTimeout": 5000}}).json()
+    ok = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/runsync",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+        json={"input": {"mock_return": "done", "mock_delay": 0.3}, "policy": {"executionTimeout": 5000}},
+    ).json()
     assert ok["status"] == "COMPLETED" and ok["output"] == "done"
 
 
@@ -125,8 +139,7 @@ def test_cancel_purge_and_health_with_no_workers(localpod, sdk, plant_endpoint):
     time.sleep(0.1)
     body = health(localpod, endpoint.id)
     assert body["jobs"]["inQueue"] == 3
-    assert body["workers"] == {"idle": 0, "initializing": 0, "ready": 0, "running": 0, "throttled": 0,
-                               "unhealthy": 0}
+    assert body["workers"] == {"idle": 0, "initializing": 0, "ready": 0, "running": 0, "throttled": 0, "unhealthy": 0}
     assert jobs[0].cancel() == {"id": jobs[0].job_id, "status": "CANCELLED"}
     assert client.purge_queue() == {"removed": 2, "status": "completed"}
     assert health(localpod, endpoint.id)["jobs"]["inQueue"] == 0
@@ -139,12 +152,17 @@ def test_auth_unknown_endpoint_and_payload_limits(localpod, sdk, plant_endpoint)
     with pytest.raises(requests.HTTPError) as info:
         sdk.Endpoint("nosuchendpoint0").health()
     assert info.value.response.status_code == 404
-    missing_input = requests.post(f"{localpod.queue_url}/{endpoint.id}/run",
-                                  headers={"Authorization": f"Bearer {localpod.api_key}"}, json={"x": 1})
+    missing_input = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/run",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+        json={"x": 1},
+    )
     assert missing_input.status_code == 400 and "input" in missing_input.json()["error"]
-    big = requests.post(f"{localpod.queue_url}/{endpoint.id}/run",
-                        headers={"Authorization": f"Bearer {localpod.api_key}"},
-                        data=json.dumps({"input": "x" * (10 * 1024 * 1024 + 10)}))
+    big = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/run",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+        data=json.dumps({"input": "x" * (10 * 1024 * 1024 + 10)}),
+    )
     assert big.status_code == 413
     assert localpod.api_key not in big.text
 
@@ -159,8 +177,9 @@ def test_rate_limit_purge_queue(localpod, plant_endpoint):
 
 @pytest.mark.slow
 def test_request_count_scaler_starts_one_worker_per_request(localpod, sdk, plant_endpoint):
-    endpoint = plant_endpoint(scaler_type="REQUEST_COUNT", scaler_value=1, workers_max=3,
-                              env={"RUNPOD_MAX_CONCURRENCY": "1"})
+    endpoint = plant_endpoint(
+        scaler_type="REQUEST_COUNT", scaler_value=1, workers_max=3, env={"RUNPOD_MAX_CONCURRENCY": "1"}
+    )
     client = sdk.Endpoint(endpoint.id)
     jobs = [client.run({"mock_return": i, "mock_delay": 0.6}) for i in range(4)]
     wait_for(lambda: len(live(localpod, endpoint.id)["workers"]) == 3)
@@ -171,8 +190,9 @@ def test_request_count_scaler_starts_one_worker_per_request(localpod, sdk, plant
 
 @pytest.mark.slow
 def test_queue_delay_scaler_adds_a_worker_after_the_delay(localpod, sdk, plant_endpoint):
-    endpoint = plant_endpoint(scaler_type="QUEUE_DELAY", scaler_value=1, workers_max=3,
-                              env={"RUNPOD_MAX_CONCURRENCY": "1"})
+    endpoint = plant_endpoint(
+        scaler_type="QUEUE_DELAY", scaler_value=1, workers_max=3, env={"RUNPOD_MAX_CONCURRENCY": "1"}
+    )
     client = sdk.Endpoint(endpoint.id)
     jobs = [client.run({"mock_return": i, "mock_delay": 2.0}) for i in range(2)]
     time.sleep(0.3)
@@ -227,8 +247,9 @@ def test_endpoint_update_recycles_stale_workers(localpod, sdk, plant_endpoint):
         localpod.ctx.platform.endpoint_updated(endpoint_)
 
     call_in_server(localpod, bump)
-    wait_for(lambda: [w["id"] for w in live(localpod, endpoint.id)["workers"]
-                      if w["version"] == 2 and w["status"] == "IDLE"])
+    wait_for(
+        lambda: [w["id"] for w in live(localpod, endpoint.id)["workers"] if w["version"] == 2 and w["status"] == "IDLE"]
+    )
     assert old not in [w["id"] for w in live(localpod, endpoint.id)["workers"]]
 
 
@@ -255,9 +276,10 @@ def test_network_volume_caches_weights_after_first_download(localpod, sdk, plant
 
 
 def test_gated_model_without_licence_leaves_worker_unhealthy(localpod, sdk, plant_endpoint):
-    endpoint = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                              env={"MODEL_NAME": "mistralai/Mistral-7B-Instruct-v0.3",
-                                   "HF_TOKEN": "hf_localpod_no_licence"})
+    endpoint = plant_endpoint(
+        image="runpod/worker-v1-vllm:v2.25.2",
+        env={"MODEL_NAME": "mistralai/Mistral-7B-Instruct-v0.3", "HF_TOKEN": "hf_localpod_no_licence"},
+    )
     job = sdk.Endpoint(endpoint.id).run({"prompt": "hi"})
     wait_for(lambda: health(localpod, endpoint.id)["workers"]["unhealthy"] == 1, timeout=10)
     assert job.status() == "IN_QUEUE"
@@ -282,10 +304,11 @@ def test_webhook_receives_the_finished_job(localpod, sdk, plant_endpoint):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         endpoint = plant_endpoint()
-        requests.post(f"{localpod.queue_url}/{endpoint.id}/run",
-                      headers={"Authorization": f"Bearer {localpod.api_key}"},
-                      json={"input": {"mock_return": "hooked"},
-                            "webhook": f"http://127.0.0.1:{server.server_port}/hook"})
+        requests.post(
+            f"{localpod.queue_url}/{endpoint.id}/run",
+            headers={"Authorization": f"Bearer {localpod.api_key}"},
+            json={"input": {"mock_return": "hooked"}, "webhook": f"http://127.0.0.1:{server.server_port}/hook"},
+        )
         wait_for(lambda: received)
         assert received[0]["status"] == "COMPLETED" and received[0]["output"] == "hooked"
     finally:
@@ -297,9 +320,11 @@ def test_runsync_results_expire_after_retention(localpod, sdk, plant_endpoint, m
 
     monkeypatch.setattr(jobs, "RUNSYNC_RETENTION_S", 0.2)
     endpoint = plant_endpoint()
-    body = requests.post(f"{localpod.queue_url}/{endpoint.id}/runsync",
-                         headers={"Authorization": f"Bearer {localpod.api_key}"},
-                         json={"input": {"mock_return": 1}}).json()
+    body = requests.post(
+        f"{localpod.queue_url}/{endpoint.id}/runsync",
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+        json={"input": {"mock_return": 1}},
+    ).json()
     url = f"{localpod.queue_url}/{endpoint.id}/status/{body['id']}"
     headers = {"Authorization": f"Bearer {localpod.api_key}"}
     assert requests.get(url, headers=headers).status_code == 200
@@ -310,13 +335,15 @@ def test_runsync_results_expire_after_retention(localpod, sdk, plant_endpoint, m
 
 
 def status_of(localpod: LocalpodServer, endpoint_id: str, job_id: str) -> requests.Response:
-    return requests.get(f"{localpod.queue_url}/{endpoint_id}/status/{job_id}",
-                        headers={"Authorization": f"Bearer {localpod.api_key}"})
+    return requests.get(
+        f"{localpod.queue_url}/{endpoint_id}/status/{job_id}", headers={"Authorization": f"Bearer {localpod.api_key}"}
+    )
 
 
 def post(localpod: LocalpodServer, endpoint_id: str, path: str, body: Any = None) -> requests.Response:
-    return requests.post(f"{localpod.queue_url}/{endpoint_id}/{path}",
-                         headers={"Authorization": f"Bearer {localpod.api_key}"}, json=body)
+    return requests.post(
+        f"{localpod.queue_url}/{endpoint_id}/{path}", headers={"Authorization": f"Bearer {localpod.api_key}"}, json=body
+    )
 
 
 def test_execution_timeout_stops_the_worker(localpod, sdk, plant_endpoint):
@@ -325,8 +352,12 @@ def test_execution_timeout_stops_the_worker(localpod, sdk, plant_endpoint):
     endpoint = plant_endpoint(timeout_ms=300, env={"RUNPOD_MAX_CONCURRENCY": "2"})
     job = sdk.Endpoint(endpoint.id).run({"mock_return": "never", "mock_delay": 30})
     worker_id = wait_for(lambda: status_of(localpod, endpoint.id, job.job_id).json().get("workerId"))
-    neighbour = post(localpod, endpoint.id, "run", {"input": {"mock_return": "slow", "mock_delay": 30},
-                                                    "policy": {"executionTimeout": 60_000}}).json()["id"]
+    neighbour = post(
+        localpod,
+        endpoint.id,
+        "run",
+        {"input": {"mock_return": "slow", "mock_delay": 30}, "policy": {"executionTimeout": 60_000}},
+    ).json()["id"]
     wait_for(lambda: status_of(localpod, endpoint.id, neighbour).json().get("workerId") == worker_id)
     wait_for(lambda: job.status() == "TIMED_OUT", timeout=15)
     wait_for(lambda: worker_id not in [w["id"] for w in live(localpod, endpoint.id)["workers"]], timeout=5)
@@ -343,8 +374,11 @@ def test_infinity_1_1_4_rerank_never_answers_and_bills_until_the_timeout(localpo
     "Error while returning job result" and sends nothing (``rp_scale.handle_job`` still frees the
     slot). For the platform the job stays IN_PROGRESS, its worker busy, until the execution
     timeout; a cancel ends it at once."""
-    endpoint = plant_endpoint(image="runpod/worker-infinity-embedding:1.1.4", timeout_ms=2500,
-                              env={"MODEL_NAMES": "BAAI/bge-small-en-v1.5;BAAI/bge-reranker-base"})
+    endpoint = plant_endpoint(
+        image="runpod/worker-infinity-embedding:1.1.4",
+        timeout_ms=2500,
+        env={"MODEL_NAMES": "BAAI/bge-small-en-v1.5;BAAI/bge-reranker-base"},
+    )
     client = sdk.Endpoint(endpoint.id)
     rerank = {"model": "BAAI/bge-reranker-base", "query": "capital of France?", "docs": ["Paris.", "Bananas."]}
     assert post(localpod, endpoint.id, "run", {"input": {"model": "BAAI/bge-small-en-v1.5", "input": "warm"}}).ok
@@ -370,13 +404,20 @@ def test_worker_error_items_are_failed_jobs(localpod, sdk, plant_endpoint):
     vLLM; runpod-python 1.12.0 ``rp_job.handle_job`` ends the job with ``{"error":
     str(output["error"])}``, which the queue shows as FAILED with that string (seen on Runpod:
     runpod/serverless-workers issue #29)."""
-    endpoint = plant_endpoint(image="runpod/worker-v1-vllm:v2.25.2",
-                              env={"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"})
-    wrong = {"openai_route": "/v1/chat/completions",
-             "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+    endpoint = plant_endpoint(
+        image="runpod/worker-v1-vllm:v2.25.2", env={"MODEL_NAME": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    )
+    wrong = {
+        "openai_route": "/v1/chat/completions",
+        "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    }
     for stream in (False, True):
-        body = post(localpod, endpoint.id, "runsync",
-                    {"input": {**wrong, "openai_input": {**wrong["openai_input"], "stream": stream}}}).json()
+        body = post(
+            localpod,
+            endpoint.id,
+            "runsync",
+            {"input": {**wrong, "openai_input": {**wrong["openai_input"], "stream": stream}}},
+        ).json()
         assert body["status"] == "FAILED" and "output" not in body, body
         assert body["error"].startswith("{'message': 'vLLM returned HTTP 404: ")
         assert "The model `gpt-4o` does not exist." in body["error"] and "'type': 'worker_error'" in body["error"]
@@ -394,8 +435,9 @@ def test_ttl_deletes_jobs_whatever_their_state(localpod, sdk, plant_endpoint):
     for ttl in (9999, 7 * 24 * 3600 * 1000 + 1, "60000", True):
         refused = post(localpod, endpoint.id, "run", {"input": {}, "policy": {"ttl": ttl}})
         assert refused.status_code == 400 and "policy.ttl" in refused.json()["error"]
-    running = post(localpod, endpoint.id, "run", {"input": {"mock_return": 1, "mock_delay": 30},
-                                                  "policy": {"ttl": 10_000}}).json()["id"]
+    running = post(
+        localpod, endpoint.id, "run", {"input": {"mock_return": 1, "mock_delay": 30}, "policy": {"ttl": 10_000}}
+    ).json()["id"]
     wait_for(lambda: status_of(localpod, endpoint.id, running).json()["status"] == "IN_PROGRESS", timeout=10)
     default = post(localpod, endpoint.id, "run", {"input": {"mock_return": 2, "mock_delay": 30}}).json()["id"]
     runtime = localpod.ctx.platform.runtime(endpoint.id)
@@ -412,11 +454,13 @@ def test_low_priority_jobs_do_not_start_workers(localpod, sdk, plant_endpoint):
     """runpod/docs send-requests.mdx: ``lowPriority``: "When true, job won't trigger worker scaling"."""
     for scaler in ("QUEUE_DELAY", "REQUEST_COUNT"):
         endpoint = plant_endpoint(scaler_type=scaler, scaler_value=1)
-        low = post(localpod, endpoint.id, "run", {"input": {"mock_return": "low"},
-                                                  "policy": {"lowPriority": True}}).json()["id"]
+        low = post(
+            localpod, endpoint.id, "run", {"input": {"mock_return": "low"}, "policy": {"lowPriority": True}}
+        ).json()["id"]
         time.sleep(0.4)  # several scaler ticks and more than a cold start in the test profile
         assert live(localpod, endpoint.id)["workers"] == [] and health(localpod, endpoint.id)["jobs"]["inQueue"] == 1
         normal = sdk.Endpoint(endpoint.id).run_sync({"mock_return": "normal"}, timeout=15)
         assert normal == "normal"  # a normal job starts a worker, which then takes the low-priority one too
-        wait_for(lambda eid=endpoint.id, job=low: status_of(localpod, eid, job).json()["status"] == "COMPLETED",
-                 timeout=10)
+        wait_for(
+            lambda eid=endpoint.id, job=low: status_of(localpod, eid, job).json()["status"] == "COMPLETED", timeout=10
+        )

@@ -62,9 +62,13 @@ def fields(**overrides: Any) -> dict[str, Any]:
 
 
 def serverless_template(store: Store, **overrides: Any) -> Template:
-    template = Template(id=store.new_template_id(), name=overrides.pop("name", "tpl"),
-                        image=overrides.pop("image", "org/worker:1"),
-                        serverless=True, **overrides)
+    template = Template(
+        id=store.new_template_id(),
+        name=overrides.pop("name", "tpl"),
+        image=overrides.pop("image", "org/worker:1"),
+        serverless=True,
+        **overrides,
+    )
     store.templates[template.id] = template
     return template
 
@@ -113,8 +117,10 @@ def test_linked_container_without_a_template_replaces_env() -> None:
 def test_only_serverless_templates_can_be_linked(store: Store, listener: Listener) -> None:
     pod = Template(id="podtpl", name="pod", image="runpod/pytorch:2")
     store.templates[pod.id] = pod
-    for name, message in (("rest", "templateId: template 'podtpl' is a pod template"),
-                          ("graphql", "templateId: Template podtpl is not a serverless template")):
+    for name, message in (
+        ("rest", "templateId: template 'podtpl' is a pod template"),
+        ("graphql", "templateId: Template podtpl is not a serverless template"),
+    ):
         with pytest.raises(ResourceError) as info:
             api(store, listener, name).endpoints.create(fields(), template_id=pod.id)
         assert info.value.kind == "unsupported" and str(info.value).startswith(message)
@@ -128,12 +134,24 @@ def test_only_serverless_templates_can_be_linked(store: Store, listener: Listene
 
 
 def test_every_broken_rule_is_reported_at_once_in_rest_and_first_in_graphql(store: Store, listener: Listener) -> None:
-    bad = fields(workers_min=3, workers_max=1, gpu_pools=[POOL, "NOT_A_POOL"], data_center_ids=["MARS-1"],
-                 allowed_cuda_versions=["12.8"], min_cuda_version="12.4", timeout_ms=1)
+    bad = fields(
+        workers_min=3,
+        workers_max=1,
+        gpu_pools=[POOL, "NOT_A_POOL"],
+        data_center_ids=["MARS-1"],
+        allowed_cuda_versions=["12.8"],
+        min_cuda_version="12.4",
+        timeout_ms=1,
+    )
     with pytest.raises(ResourceError) as rest:
         api(store, listener).endpoints.create(bad)
-    assert [e.field for e in rest.value.all] == ["workers.max", "gpu.minCudaVersion", "timeout", "gpu.pools[1]",
-                                                 "dataCenterIds[0]"]
+    assert [e.field for e in rest.value.all] == [
+        "workers.max",
+        "gpu.minCudaVersion",
+        "timeout",
+        "gpu.pools[1]",
+        "dataCenterIds[0]",
+    ]
     assert problems(rest.value)[0] == "workers.max: must be >= workers.min"
     assert problems(rest.value)[2] == f"timeout: must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms"
     with pytest.raises(ResourceError) as graphql:
@@ -144,9 +162,13 @@ def test_every_broken_rule_is_reported_at_once_in_rest_and_first_in_graphql(stor
 
 def test_timeout_bounds_are_shared_and_only_graphql_takes_zero(store: Store, listener: Listener) -> None:
     rest, graphql = api(store, listener).endpoints, api(store, listener, "graphql").endpoints
-    for timeout, rest_ok, graphql_ok in ((0, False, True), (MIN_TIMEOUT_MS - 1, False, False),
-                                         (MIN_TIMEOUT_MS, True, True), (MAX_TIMEOUT_MS, True, True),
-                                         (MAX_TIMEOUT_MS + 1, False, False)):
+    for timeout, rest_ok, graphql_ok in (
+        (0, False, True),
+        (MIN_TIMEOUT_MS - 1, False, False),
+        (MIN_TIMEOUT_MS, True, True),
+        (MAX_TIMEOUT_MS, True, True),
+        (MAX_TIMEOUT_MS + 1, False, False),
+    ):
         candidate = Endpoint(id="x", name="x", image="i", gpu_pools=[POOL], timeout_ms=timeout)
         assert (not rest.rule_errors(candidate), not graphql.rule_errors(candidate)) == (rest_ok, graphql_ok), timeout
     message = graphql.rule_errors(Endpoint(id="x", name="x", image="i", gpu_pools=[POOL], timeout_ms=1))[0].message
@@ -156,13 +178,13 @@ def test_timeout_bounds_are_shared_and_only_graphql_takes_zero(store: Store, lis
 def test_gpu_exclusions_must_be_in_the_pools_and_leave_a_card(store: Store, listener: Listener) -> None:
     endpoints = api(store, listener).endpoints
     other = next(g.id for p in catalog.pool_ids() for g in catalog.pool_gpu_types(p) if g.id not in POOL_TYPES)
-    errors = endpoints.rule_errors(Endpoint(id="x", name="x", image="i", gpu_pools=[POOL],
-                                            gpu_excluded_types=[other]))
+    errors = endpoints.rule_errors(Endpoint(id="x", name="x", image="i", gpu_pools=[POOL], gpu_excluded_types=[other]))
     assert [str(e) for e in errors] == [f"gpu.excludedTypes[0]: {other!r} is not a GPU type in gpu.pools"]
     everything = Endpoint(id="x", name="x", image="i", gpu_pools=[POOL], gpu_excluded_types=POOL_TYPES)
     assert [e.field for e in endpoints.rule_errors(everything)] == ["gpu.excludedTypes"]
-    assert not endpoints.rule_errors(Endpoint(id="x", name="x", image="i", gpu_pools=[POOL],
-                                              gpu_excluded_types=POOL_TYPES[:1]))
+    assert not endpoints.rule_errors(
+        Endpoint(id="x", name="x", image="i", gpu_pools=[POOL], gpu_excluded_types=POOL_TYPES[:1])
+    )
 
 
 def test_idle_timeout_is_refused_only_when_sent_for_request_count_scaling(store: Store, listener: Listener) -> None:
@@ -178,11 +200,13 @@ def test_volumes_must_exist_lie_in_the_data_centers_and_pin_the_endpoint(store: 
     twin = resources.volumes.create("twin", 50, VOLUME_DC)
     pinned = resources.endpoints.create(fields(network_volume_ids=[volume.id]))
     assert pinned.data_center_ids == [VOLUME_DC]
-    cases = {"networkVolumes[0]: network volume 'nope' does not exist": fields(network_volume_ids=["nope"]),
-             f"networkVolumes[0]: volume {volume.id!r} is in {VOLUME_DC}, which is not in dataCenterIds "
-             f"({OTHER_DC})": fields(network_volume_ids=[volume.id], data_center_ids=[OTHER_DC]),
-             f"networkVolumes[1]: at most one volume per data center; {twin.id!r} and {volume.id!r} are both in "
-             f"{VOLUME_DC}": fields(network_volume_ids=[volume.id, twin.id])}
+    cases = {
+        "networkVolumes[0]: network volume 'nope' does not exist": fields(network_volume_ids=["nope"]),
+        f"networkVolumes[0]: volume {volume.id!r} is in {VOLUME_DC}, which is not in dataCenterIds "
+        f"({OTHER_DC})": fields(network_volume_ids=[volume.id], data_center_ids=[OTHER_DC]),
+        f"networkVolumes[1]: at most one volume per data center; {twin.id!r} and {volume.id!r} are both in "
+        f"{VOLUME_DC}": fields(network_volume_ids=[volume.id, twin.id]),
+    }
     for expected, request in cases.items():
         with pytest.raises(ResourceError) as info:
             resources.endpoints.create(request)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -48,16 +49,25 @@ def new_volume(api: SpecCheckedClient, **overrides: Any) -> dict[str, Any]:
 
 
 def new_template(api: SpecCheckedClient, **overrides: Any) -> dict[str, Any]:
-    body = {"name": "vllm", "image": "runpod/worker-v1-vllm:v2.25.2", "serverless": True,
-            "env": {"MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct", "MAX_MODEL_LEN": "4096"}} | overrides
+    body = {
+        "name": "vllm",
+        "image": "runpod/worker-v1-vllm:v2.25.2",
+        "serverless": True,
+        "env": {"MODEL_NAME": "Qwen/Qwen2.5-0.5B-Instruct", "MAX_MODEL_LEN": "4096"},
+    } | overrides
     response = api.post("/v2/templates", json=body)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def endpoint_body(**overrides: Any) -> dict[str, Any]:
-    return {"name": "chat", "type": "QUEUE", "image": "runpod/worker-v1-vllm:v2.25.2",
-            "gpu": {"pools": ["ADA_24", "AMPERE_24"]}, "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}} | overrides
+    return {
+        "name": "chat",
+        "type": "QUEUE",
+        "image": "runpod/worker-v1-vllm:v2.25.2",
+        "gpu": {"pools": ["ADA_24", "AMPERE_24"]},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    } | overrides
 
 
 def new_endpoint(api: SpecCheckedClient, **overrides: Any) -> dict[str, Any]:
@@ -68,10 +78,18 @@ def new_endpoint(api: SpecCheckedClient, **overrides: Any) -> dict[str, Any]:
 
 # -- auth, routing --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/v2/serverless"), ("POST", "/v2/templates"), ("GET", "/v2/network-volumes/abc"),
-    ("GET", "/v2/catalog/gpus"), ("GET", "/v2/billing/serverless"), ("DELETE", "/v2/serverless/abc"),
-])
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/v2/serverless"),
+        ("POST", "/v2/templates"),
+        ("GET", "/v2/network-volumes/abc"),
+        ("GET", "/v2/catalog/gpus"),
+        ("GET", "/v2/billing/serverless"),
+        ("DELETE", "/v2/serverless/abc"),
+    ],
+)
 def test_missing_or_bad_key_is_401(localpod: Any, method: str, path: str) -> None:
     load_spec()
     for key in (None, "rpa_WRONG_KEY"):
@@ -89,6 +107,7 @@ def test_wrong_method_is_a_405_problem_with_allow(api: SpecCheckedClient) -> Non
 
 
 # -- templates -------------------------------------------------------------------------------
+
 
 def test_template_crud(api: SpecCheckedClient) -> None:
     created = new_template(api, disk=40, ports=["8000/http"], mounts={"persistent": {"size": 20, "path": "/data"}})
@@ -120,8 +139,9 @@ def test_template_body_validation(api: SpecCheckedClient) -> None:
     assert any(e.startswith("image:") for e in errors)
     assert any(e.startswith("disk:") for e in errors)
     assert any(e.startswith("isServerless:") for e in errors)
-    errors = problem_errors(api.post("/v2/templates", json={"name": "t", "image": "i", "allowedCudaVersions": ["12"]}),
-                            422)
+    errors = problem_errors(
+        api.post("/v2/templates", json={"name": "t", "image": "i", "allowedCudaVersions": ["12"]}), 422
+    )
     assert any(e.startswith("allowedCudaVersions[0]:") for e in errors)
 
 
@@ -129,8 +149,11 @@ def test_names_are_not_unique_and_lists_show_everything(api: SpecCheckedClient) 
     templates = [new_template(api, name="same") for _ in range(2)]
     volumes = [new_volume(api, name="same") for _ in range(2)]
     endpoints = [new_endpoint(api, name="same") for _ in range(2)]
-    for kind, key, created in (("templates", "templates", templates), ("network-volumes", "networkVolumes", volumes),
-                               ("serverless", "endpoints", endpoints)):
+    for kind, key, created in (
+        ("templates", "templates", templates),
+        ("network-volumes", "networkVolumes", volumes),
+        ("serverless", "endpoints", endpoints),
+    ):
         assert len({c["id"] for c in created}) == 2
         listed = api.get(f"/v2/{kind}").json()[key]
         assert [item["id"] for item in listed] == [c["id"] for c in created]
@@ -138,6 +161,7 @@ def test_names_are_not_unique_and_lists_show_everything(api: SpecCheckedClient) 
 
 
 # -- network volumes -------------------------------------------------------------------------
+
 
 def test_network_volume_crud_grow_only(api: SpecCheckedClient) -> None:
     volume = new_volume(api, size=50)
@@ -165,33 +189,46 @@ def test_network_volume_crud_grow_only(api: SpecCheckedClient) -> None:
 
 def test_network_volume_create_rules(api: SpecCheckedClient) -> None:
     for size in (9, 4097):
-        errors = problem_errors(api.post("/v2/network-volumes", json={"name": "v", "size": size,
-                                                                      "dataCenter": "EU-RO-1"}), 422)
+        errors = problem_errors(
+            api.post("/v2/network-volumes", json={"name": "v", "size": size, "dataCenter": "EU-RO-1"}), 422
+        )
         assert errors[0].startswith("size:")
-    errors = problem_errors(api.post("/v2/network-volumes", json={"name": "v", "size": 10, "dataCenter": "MARS-1"}),
-                            400)
+    errors = problem_errors(
+        api.post("/v2/network-volumes", json={"name": "v", "size": 10, "dataCenter": "MARS-1"}), 400
+    )
     with_storage = [dc.id for dc in catalog.data_centers() if dc.volume_types]
     assert "MARS-1" in errors[0] and all(dc in errors[0] for dc in with_storage)
     no_storage = next(dc.id for dc in catalog.data_centers() if not dc.volume_types)
-    errors = problem_errors(api.post("/v2/network-volumes", json={"name": "v", "size": 10,
-                                                                  "dataCenter": no_storage}), 400)
+    errors = problem_errors(
+        api.post("/v2/network-volumes", json={"name": "v", "size": 10, "dataCenter": no_storage}), 400
+    )
     assert "offers no network volume storage" in errors[0]
     standard_only = next(dc.id for dc in catalog.data_centers() if dc.volume_types == ("STANDARD",))
-    problem_errors(api.post("/v2/network-volumes", json={"name": "v", "size": 10, "dataCenter": standard_only,
-                                                         "type": "HIGH_PERFORMANCE"}), 400)
+    problem_errors(
+        api.post(
+            "/v2/network-volumes",
+            json={"name": "v", "size": 10, "dataCenter": standard_only, "type": "HIGH_PERFORMANCE"},
+        ),
+        400,
+    )
     fast = new_volume(api, dataCenter="US-KS-2", type="HIGH_PERFORMANCE")
     assert fast["type"] == "HIGH_PERFORMANCE"
 
 
 # -- serverless endpoints --------------------------------------------------------------------
 
+
 def test_endpoint_create_defaults_and_request_urls(api: SpecCheckedClient, localpod: Any) -> None:
     endpoint = new_endpoint(api)
     eid = endpoint["id"]
     assert endpoint["workers"] == {"min": 0, "max": 3, "idleTimeout": 10}
     assert endpoint["timeout"] == 300000 and endpoint["flashboot"] == "OFF" and endpoint["type"] == "QUEUE"
-    assert endpoint["gpu"] == {"pools": ["ADA_24", "AMPERE_24"], "count": 1, "allowedCudaVersions": [],
-                               "minCudaVersion": None}
+    assert endpoint["gpu"] == {
+        "pools": ["ADA_24", "AMPERE_24"],
+        "count": 1,
+        "allowedCudaVersions": [],
+        "minCudaVersion": None,
+    }
     assert endpoint["dataCenterIds"] == [] and endpoint["networkVolumes"] == []
     assert endpoint["requestUrls"]["run"] == f"{localpod.queue_url}/{eid}/run"
     assert endpoint["requestUrls"]["status"] == f"{localpod.queue_url}/{eid}/status/{{job_id}}"
@@ -255,8 +292,13 @@ def test_endpoint_template_must_exist_and_be_serverless(api: SpecCheckedClient) 
 
 
 def test_endpoint_schema_failures_are_422_with_every_field(api: SpecCheckedClient) -> None:
-    body = endpoint_body(scaling={"type": "QUEUE_DELAY", "queueDelay": 0.1}, gpu={"pools": ["ADA_24"], "count": "1"},
-                         workers={"min": -1}, flashboot=True, gpuIds="ADA_24")
+    body = endpoint_body(
+        scaling={"type": "QUEUE_DELAY", "queueDelay": 0.1},
+        gpu={"pools": ["ADA_24"], "count": "1"},
+        workers={"min": -1},
+        flashboot=True,
+        gpuIds="ADA_24",
+    )
     del body["name"]
     errors = problem_errors(api.post("/v2/serverless", json=body), 422)
     for field in ("name:", "scaling.queueDelay:", "gpu.count:", "workers.min:", "flashboot:", "gpuIds:"):
@@ -281,23 +323,35 @@ def test_endpoint_rule_conflicts_are_400(api: SpecCheckedClient) -> None:
     assert errors == ["workers.max: must be >= workers.min"]
     errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["RTX_4090"]})), 400)
     assert errors[0].startswith("gpu.pools[0]:") and all(p in errors[0] for p in catalog.pool_ids())
-    errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(
-        gpu={"pools": ["ADA_24"], "excludedTypes": ["NVIDIA A40"]})), 400)
+    errors = problem_errors(
+        api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["ADA_24"], "excludedTypes": ["NVIDIA A40"]})), 400
+    )
     assert errors[0].startswith("gpu.excludedTypes[0]:")
     all_types = [g.id for g in catalog.pool_gpu_types("ADA_48_PRO")]
-    errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(
-        gpu={"pools": ["ADA_48_PRO"], "excludedTypes": all_types})), 400)
+    errors = problem_errors(
+        api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["ADA_48_PRO"], "excludedTypes": all_types})), 400
+    )
     assert errors == ["gpu.excludedTypes: excludes every GPU type of gpu.pools; keep at least one"]
-    errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(
-        gpu={"pools": ["ADA_24"], "allowedCudaVersions": ["12.8"], "minCudaVersion": "12.4"})), 400)
+    errors = problem_errors(
+        api.post(
+            "/v2/serverless",
+            json=endpoint_body(gpu={"pools": ["ADA_24"], "allowedCudaVersions": ["12.8"], "minCudaVersion": "12.4"}),
+        ),
+        400,
+    )
     assert errors[0].startswith("gpu.minCudaVersion:")
     no_gpu = endpoint_body()
     del no_gpu["gpu"]
     problem_errors(api.post("/v2/serverless", json=no_gpu), 400)
     errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(dataCenterIds=["MARS-1"])), 400)
     assert errors[0].startswith("dataCenterIds[0]:") and "EU-RO-1" in errors[0]
-    errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(
-        scaling={"type": "REQUEST_COUNT", "requestCount": 2}, workers={"idleTimeout": 5})), 400)
+    errors = problem_errors(
+        api.post(
+            "/v2/serverless",
+            json=endpoint_body(scaling={"type": "REQUEST_COUNT", "requestCount": 2}, workers={"idleTimeout": 5}),
+        ),
+        400,
+    )
     assert errors[0].startswith("workers.idleTimeout:")
     assert api.get("/v2/serverless").json() == {"endpoints": []}
 
@@ -306,8 +360,9 @@ def test_network_volume_pins_endpoint_to_its_data_center(api: SpecCheckedClient)
     volume = new_volume(api, dataCenter="US-CA-2")
     endpoint = new_endpoint(api, networkVolumes=[volume["id"]])
     assert endpoint["dataCenterIds"] == ["US-CA-2"] and endpoint["networkVolumes"] == [volume["id"]]
-    errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(
-        networkVolumes=[volume["id"]], dataCenterIds=["US-TX-3"])), 400)
+    errors = problem_errors(
+        api.post("/v2/serverless", json=endpoint_body(networkVolumes=[volume["id"]], dataCenterIds=["US-TX-3"])), 400
+    )
     assert errors[0].startswith("networkVolumes[0]:") and "US-CA-2" in errors[0]
     errors = problem_errors(api.post("/v2/serverless", json=endpoint_body(networkVolumes=["nosuchvol"])), 400)
     assert errors[0].startswith("networkVolumes[0]:")
@@ -322,7 +377,8 @@ def test_network_volume_pins_endpoint_to_its_data_center(api: SpecCheckedClient)
 
 
 def test_patch_changes_only_sent_fields_and_bumps_version_for_worker_config(
-        api: SpecCheckedClient, localpod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: SpecCheckedClient, localpod: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     platform = localpod.ctx.platform
     updates: list[tuple[str, int]] = []
     original = platform.endpoint_updated
@@ -374,15 +430,21 @@ def test_patch_flashboot_and_workers_round_trip(api: SpecCheckedClient, localpod
 
 def test_patch_gpu_selection_semantics(api: SpecCheckedClient) -> None:
     eid = new_endpoint(api, gpu={"pools": ["AMPERE_48"], "excludedTypes": ["NVIDIA A40"], "minCudaVersion": "12.4"})[
-        "id"]
+        "id"
+    ]
 
     def gpu_after(body: dict[str, Any]) -> dict[str, Any]:
         response = api.patch(f"/v2/serverless/{eid}", json={"gpu": body})
         assert response.status_code == 200, response.text
         return response.json()["gpu"]
 
-    assert gpu_after({"count": 2}) == {"pools": ["AMPERE_48"], "excludedTypes": ["NVIDIA A40"], "count": 2,
-                                       "allowedCudaVersions": [], "minCudaVersion": "12.4"}
+    assert gpu_after({"count": 2}) == {
+        "pools": ["AMPERE_48"],
+        "excludedTypes": ["NVIDIA A40"],
+        "count": 2,
+        "allowedCudaVersions": [],
+        "minCudaVersion": "12.4",
+    }
     assert "excludedTypes" not in gpu_after({"pools": ["AMPERE_48", "ADA_48_PRO"]})  # pools replace the selection
     assert gpu_after({"minCudaVersion": ""})["minCudaVersion"] is None  # "" clears the floor
     errors = problem_errors(api.patch(f"/v2/serverless/{eid}", json={"gpu": {"excludedTypes": ["NVIDIA A40"]}}), 422)
@@ -390,8 +452,12 @@ def test_patch_gpu_selection_semantics(api: SpecCheckedClient) -> None:
 
 
 def test_unknown_endpoint_is_404_everywhere(api: SpecCheckedClient) -> None:
-    for method, path in (("GET", "/v2/serverless/nope"), ("PATCH", "/v2/serverless/nope"),
-                         ("DELETE", "/v2/serverless/nope"), ("GET", "/v2/serverless/nope/workers")):
+    for method, path in (
+        ("GET", "/v2/serverless/nope"),
+        ("PATCH", "/v2/serverless/nope"),
+        ("DELETE", "/v2/serverless/nope"),
+        ("GET", "/v2/serverless/nope/workers"),
+    ):
         response = api.request(method, path, json={"name": "x"} if method == "PATCH" else None)
         problem_errors(response, 404)
         assert "nope" in response.json()["detail"]
@@ -420,31 +486,42 @@ def test_delete_endpoint(api: SpecCheckedClient, localpod: Any, monkeypatch: pyt
     problem_errors(api.get(f"/v2/serverless/{gone['id']}"), 404)
 
 
-def test_workers_listing_flags_stale_workers(api: SpecCheckedClient, localpod: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_listing_flags_stale_workers(
+    api: SpecCheckedClient, localpod: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     eid = new_endpoint(api)["id"]
     api.patch(f"/v2/serverless/{eid}", json={"image": "runpod/worker-v1-vllm:v2.26.0"})  # version 2
     fake = [
-        WorkerInfo("w-old", "RUNNING", 1, 1, "runpod/worker-v1-vllm:v2.25.2", 120, "NVIDIA GeForce RTX 4090",
-                   "US-KS-2", "2026-06-01T12:00:00.000Z"),
-        WorkerInfo("w-new", "INITIALIZING", 2, 1, "runpod/worker-v1-vllm:v2.26.0", None, "NVIDIA RTX A5000",
-                   "EU-RO-1", None),
+        WorkerInfo(
+            "w-old",
+            "RUNNING",
+            1,
+            1,
+            "runpod/worker-v1-vllm:v2.25.2",
+            120,
+            "NVIDIA GeForce RTX 4090",
+            "US-KS-2",
+            "2026-06-01T12:00:00.000Z",
+        ),
+        WorkerInfo(
+            "w-new", "INITIALIZING", 2, 1, "runpod/worker-v1-vllm:v2.26.0", None, "NVIDIA RTX A5000", "EU-RO-1", None
+        ),
         WorkerInfo("w-wait", "THROTTLED", 2, 1, "runpod/worker-v1-vllm:v2.26.0", None, None, None, None),
     ]
     monkeypatch.setattr(localpod.ctx.platform, "list_workers", lambda endpoint_id: fake if endpoint_id == eid else [])
     body = api.get(f"/v2/serverless/{eid}/workers").json()
     assert body["endpointVersion"] == 2
     assert body["summary"] == {"running": 1, "idle": 0, "initializing": 1, "throttled": 1, "unhealthy": 0, "total": 3}
-    assert [(w["id"], w["isStale"]) for w in body["workers"]] == [("w-old", True), ("w-new", False),
-                                                                   ("w-wait", False)]
+    assert [(w["id"], w["isStale"]) for w in body["workers"]] == [("w-old", True), ("w-new", False), ("w-wait", False)]
     assert body["workers"][0]["gpuTypeId"] == "NVIDIA GeForce RTX 4090" and body["workers"][0]["uptimeSeconds"] == 120
 
 
 def test_workers_of_a_pinned_endpoint_without_stock_are_throttled(api: SpecCheckedClient) -> None:
     """The lesson the catalog teaches: a volume in US-CA-2 cannot serve an AMPERE_16 endpoint."""
     volume = new_volume(api, dataCenter="US-CA-2")
-    eid = new_endpoint(api, gpu={"pools": ["AMPERE_16"]}, networkVolumes=[volume["id"]],
-                       workers={"min": 1, "max": 1})["id"]
+    eid = new_endpoint(api, gpu={"pools": ["AMPERE_16"]}, networkVolumes=[volume["id"]], workers={"min": 1, "max": 1})[
+        "id"
+    ]
     deadline = time.monotonic() + 10
     workers: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -457,6 +534,7 @@ def test_workers_of_a_pinned_endpoint_without_stock_are_throttled(api: SpecCheck
 
 
 # -- catalog -------------------------------------------------------------------------------
+
 
 def test_catalog_gpus_without_availability(api: SpecCheckedClient) -> None:
     gpus = api.get("/v2/catalog/gpus").json()["gpus"]
@@ -473,8 +551,10 @@ def test_catalog_gpus_without_availability(api: SpecCheckedClient) -> None:
 
 
 def test_catalog_gpu_availability_for_serverless(api: SpecCheckedClient) -> None:
-    gpus = {g["id"]: g for g in api.get("/v2/catalog/gpus",
-                                        params={"include": "AVAILABILITY", "product": "SERVERLESS"}).json()["gpus"]}
+    gpus = {
+        g["id"]: g
+        for g in api.get("/v2/catalog/gpus", params={"include": "AVAILABILITY", "product": "SERVERLESS"}).json()["gpus"]
+    }
     h200 = gpus["NVIDIA H200"]
     assert [dc["id"] for dc in h200["dataCenters"]] == catalog.data_centers_offering_pool("HOPPER_141")
     assert h200["availability"] in {"LOW", "MEDIUM", "HIGH"}
@@ -483,22 +563,27 @@ def test_catalog_gpu_availability_for_serverless(api: SpecCheckedClient) -> None
     assert hosts <= set(catalog.gpu_type("NVIDIA H200").cuda_versions)
     mi300x = gpus["AMD Instinct MI300X OAM"]  # in no serverless pool
     assert mi300x["availability"] == "NONE" and "dataCenters" not in mi300x and "cudaVersions" not in mi300x
-    pod = api.get(f"/v2/catalog/gpus/{quote('AMD Instinct MI300X OAM')}",
-                  params={"include": "AVAILABILITY", "product": "POD"}).json()
+    pod = api.get(
+        f"/v2/catalog/gpus/{quote('AMD Instinct MI300X OAM')}", params={"include": "AVAILABILITY", "product": "POD"}
+    ).json()
     assert pod["availability"] != "NONE" and pod["dataCenters"]
-    community = api.get(f"/v2/catalog/gpus/{quote('NVIDIA B200')}",
-                        params={"include": "AVAILABILITY", "product": "POD", "cloud": "COMMUNITY"}).json()
+    community = api.get(
+        f"/v2/catalog/gpus/{quote('NVIDIA B200')}",
+        params={"include": "AVAILABILITY", "product": "POD", "cloud": "COMMUNITY"},
+    ).json()
     assert community["availability"] == "NONE"  # B200 is secure cloud only
 
 
 def test_catalog_gpu_availability_filters(api: SpecCheckedClient) -> None:
     base = {"include": "AVAILABILITY", "product": "SERVERLESS"}
     japan = api.get("/v2/catalog/gpus", params=base | {"countryCodes": "JP"}).json()["gpus"]
-    assert {g["id"] for g in japan} == set(catalog.data_center("AP-JP-1").gpu_stock) & \
-        {g.id for g in catalog.gpu_types() if g.pool}
+    assert {g["id"] for g in japan} == set(catalog.data_center("AP-JP-1").gpu_stock) & {
+        g.id for g in catalog.gpu_types() if g.pool
+    }
     assert all([dc["id"] for dc in g["dataCenters"]] == ["AP-JP-1"] for g in japan)
-    blackwell = api.get(f"/v2/catalog/gpus/{quote('NVIDIA GeForce RTX 5090')}",
-                        params=base | {"cudaVersions": "12.4"}).json()
+    blackwell = api.get(
+        f"/v2/catalog/gpus/{quote('NVIDIA GeForce RTX 5090')}", params=base | {"cudaVersions": "12.4"}
+    ).json()
     assert blackwell["availability"] == "NONE" and "cudaVersions" not in blackwell
     floor = api.get(f"/v2/catalog/gpus/{quote('NVIDIA RTX A4000')}", params=base | {"minCudaVersion": "12.8"}).json()
     assert [c["version"] for c in floor["cudaVersions"]] == ["12.8", "12.9", "13.0"]
@@ -521,8 +606,9 @@ def test_catalog_data_centers(api: SpecCheckedClient) -> None:
 
     europe = api.get("/v2/catalog/datacenters", params={"regions": "EUROPE,OCEANIA"}).json()["dataCenters"]
     assert {dc["region"] for dc in europe} == {"EUROPE", "OCEANIA"}
-    both = api.get("/v2/catalog/datacenters",
-                   params={"networkVolumeTypes": "STANDARD,HIGH_PERFORMANCE"}).json()["dataCenters"]
+    both = api.get("/v2/catalog/datacenters", params={"networkVolumeTypes": "STANDARD,HIGH_PERFORMANCE"}).json()[
+        "dataCenters"
+    ]
     assert both and all(set(dc["networkVolumeTypes"]) == {"STANDARD", "HIGH_PERFORMANCE"} for dc in both)
     green = api.get("/v2/catalog/datacenters", params={"compliance": "GDPR,RENEWABLE"}).json()["dataCenters"]
     assert green and all({"GDPR", "RENEWABLE"} <= set(dc["compliance"]) for dc in green)
@@ -539,7 +625,7 @@ def test_catalog_data_centers(api: SpecCheckedClient) -> None:
 
 # -- billing -------------------------------------------------------------------------------
 
-DAY = datetime(2026, 3, 2, tzinfo=timezone.utc)
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def at(hours: float, seconds: float = 0) -> float:
@@ -547,14 +633,16 @@ def at(hours: float, seconds: float = 0) -> float:
 
 
 def plant_sessions(localpod: Any) -> None:
-    localpod.ctx.store.sessions.extend([
-        # 100.2 s billed as 101 s on one RTX 4090 (ADA_24): 101 * 0.00031 = 0.03131
-        WorkerSession("epA", "w1", "NVIDIA GeForce RTX 4090", 1, 0.00031, at(10), at(10, 100.2)),
-        # 70 s on 2 x A4000 (AMPERE_16) across midnight: 30 s on day 1, 40 s on day 2 at 0.00032 $/s
-        WorkerSession("epA", "w2", "NVIDIA RTX A4000", 2, 0.00016, at(23, 3570), at(24, 40)),
-        # one hour on an A100 (AMPERE_80): 3600 * 0.00076 = 2.736
-        WorkerSession("epB", "w3", "NVIDIA A100 80GB PCIe", 1, 0.00076, at(12), at(13)),
-    ])
+    localpod.ctx.store.sessions.extend(
+        [
+            # 100.2 s billed as 101 s on one RTX 4090 (ADA_24): 101 * 0.00031 = 0.03131
+            WorkerSession("epA", "w1", "NVIDIA GeForce RTX 4090", 1, 0.00031, at(10), at(10, 100.2)),
+            # 70 s on 2 x A4000 (AMPERE_16) across midnight: 30 s on day 1, 40 s on day 2 at 0.00032 $/s
+            WorkerSession("epA", "w2", "NVIDIA RTX A4000", 2, 0.00016, at(23, 3570), at(24, 40)),
+            # one hour on an A100 (AMPERE_80): 3600 * 0.00076 = 2.736
+            WorkerSession("epB", "w3", "NVIDIA A100 80GB PCIe", 1, 0.00076, at(12), at(13)),
+        ]
+    )
 
 
 def test_serverless_billing_arithmetic(api: SpecCheckedClient, localpod: Any) -> None:
@@ -562,8 +650,14 @@ def test_serverless_billing_arithmetic(api: SpecCheckedClient, localpod: Any) ->
     window = {"startTime": "2026-03-02T00:00:00Z", "endTime": "2026-03-04T00:00:00Z", "bucketSize": "day"}
     body = api.get("/v2/billing/serverless", params=window).json()
     amounts = {(r["startTime"][:10], r["serverlessId"]): r["totalAmount"] for r in body["records"]}
-    assert amounts == pytest.approx({("2026-03-02", "epA"): 0.03131 + 30 * 0.00032, ("2026-03-02", "epB"): 2.736,
-                                     ("2026-03-03", "epA"): 40 * 0.00032}, abs=1e-9)
+    assert amounts == pytest.approx(
+        {
+            ("2026-03-02", "epA"): 0.03131 + 30 * 0.00032,
+            ("2026-03-02", "epB"): 2.736,
+            ("2026-03-03", "epA"): 40 * 0.00032,
+        },
+        abs=1e-9,
+    )
     assert all(r["gpuAmount"] == r["totalAmount"] and r["cpuAmount"] == 0 for r in body["records"])
     meta = body["metadata"]
     assert meta["recordCount"] == 3 and meta["uniqueServerlessCount"] == 2
@@ -574,16 +668,21 @@ def test_serverless_billing_arithmetic(api: SpecCheckedClient, localpod: Any) ->
     assert [(r["serverlessId"], r["totalAmount"]) for r in only_b["records"]] == [("epB", 2.736)]
     assert only_b["metadata"]["query"]["serverlessId"] == "epB"
 
-    hourly = api.get("/v2/billing/serverless", params={"startTime": "2026-03-02T23:00:00Z",
-                                                       "endTime": "2026-03-03T01:00:00Z", "bucketSize": "hour"})
-    assert [(r["startTime"], r["totalAmount"]) for r in hourly.json()["records"]] == \
-        [("2026-03-02T23:00:00Z", pytest.approx(0.0096)), ("2026-03-03T00:00:00Z", pytest.approx(0.0128))]
+    hourly = api.get(
+        "/v2/billing/serverless",
+        params={"startTime": "2026-03-02T23:00:00Z", "endTime": "2026-03-03T01:00:00Z", "bucketSize": "hour"},
+    )
+    assert [(r["startTime"], r["totalAmount"]) for r in hourly.json()["records"]] == [
+        ("2026-03-02T23:00:00Z", pytest.approx(0.0096)),
+        ("2026-03-03T00:00:00Z", pytest.approx(0.0128)),
+    ]
 
 
 def test_serverless_billing_window_rules(api: SpecCheckedClient, localpod: Any) -> None:
     # A window inside a bucket is widened to whole buckets.
-    body = api.get("/v2/billing/serverless", params={"startTime": "2026-03-02T10:30:00Z",
-                                                     "endTime": "2026-03-02T11:00:01Z"}).json()
+    body = api.get(
+        "/v2/billing/serverless", params={"startTime": "2026-03-02T10:30:00Z", "endTime": "2026-03-02T11:00:01Z"}
+    ).json()
     assert body["metadata"]["query"]["startTime"] == "2026-03-02T00:00:00Z"
     assert body["metadata"]["query"]["endTime"] == "2026-03-03T00:00:00Z"
     assert body["records"] == []  # no usage: no zero records
@@ -591,8 +690,12 @@ def test_serverless_billing_window_rules(api: SpecCheckedClient, localpod: Any) 
     problem_errors(api.get("/v2/billing/serverless", params={"bucketSize": "minute"}), 422)
     problem_errors(api.get("/v2/billing/serverless", params={"startTime": "yesterday"}), 422)
     problem_errors(api.get("/v2/billing/serverless", params={"lastN": 0}), 422)
-    problem_errors(api.get("/v2/billing/serverless", params={"startTime": "2026-03-03T00:00:00Z",
-                                                             "endTime": "2026-03-02T00:00:00Z"}), 400)
+    problem_errors(
+        api.get(
+            "/v2/billing/serverless", params={"startTime": "2026-03-03T00:00:00Z", "endTime": "2026-03-02T00:00:00Z"}
+        ),
+        400,
+    )
 
 
 def test_running_worker_is_billed_up_to_now(api: SpecCheckedClient, localpod: Any) -> None:
@@ -609,8 +712,9 @@ def test_network_volume_billing(api: SpecCheckedClient, localpod: Any) -> None:
     fast = new_volume(api, size=10, dataCenter="US-KS-2", type="HIGH_PERFORMANCE")
     for vid in (standard["id"], fast["id"]):
         localpod.ctx.store.volumes[vid].created_at = "2026-03-02T00:00:00.000Z"
-    body = api.get("/v2/billing/network-volumes", params={"startTime": "2026-03-02T00:00:00Z",
-                                                          "endTime": "2026-03-03T00:00:00Z"}).json()
+    body = api.get(
+        "/v2/billing/network-volumes", params={"startTime": "2026-03-02T00:00:00Z", "endTime": "2026-03-03T00:00:00Z"}
+    ).json()
     by_id = {r["networkVolumeId"]: r for r in body["records"]}
     assert by_id[standard["id"]]["standardAmount"] == pytest.approx(100 * 0.07 / 30, abs=1e-6)
     assert by_id[standard["id"]]["highPerformanceAmount"] == 0
@@ -620,6 +724,7 @@ def test_network_volume_billing(api: SpecCheckedClient, localpod: Any) -> None:
 
 
 # -- negative controls: the oracle is not vacuous ------------------------------------------
+
 
 def test_validator_rejects_a_wrong_endpoint_body(api: SpecCheckedClient) -> None:
     endpoint = new_endpoint(api)
@@ -634,8 +739,9 @@ def test_validator_rejects_a_wrong_endpoint_body(api: SpecCheckedClient) -> None
         with pytest.raises(ValidationError):
             validate_response("GET", "/v2/serverless/{id}", 200, broken, "application/json")
     with pytest.raises(ValidationError):  # a problem document must be application/problem+json
-        validate_response("GET", "/v2/serverless/{id}", 404, {"title": "Not Found", "status": 404, "detail": "x"},
-                          "application/json")
+        validate_response(
+            "GET", "/v2/serverless/{id}", 404, {"title": "Not Found", "status": 404, "detail": "x"}, "application/json"
+        )
     with pytest.raises(ValidationError):  # 204 has no body
         validate_response("DELETE", "/v2/serverless/{id}", 204, {"ok": True}, "application/json")
 
@@ -655,8 +761,9 @@ def test_catalog_cuda_filter_scopes_data_centers_to_matching_hosts(api: SpecChec
     cuda13 = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"cudaVersions": "13.0"}).json()
     stocking = [dc["id"] for dc in every["dataCenters"]]
     with13 = [dc["id"] for dc in cuda13["dataCenters"]]
-    assert with13 == [dc.id for dc in catalog.data_centers()
-                      if "13.0" in catalog.host_cuda_versions(dc, "NVIDIA RTX A5000")]
+    assert with13 == [
+        dc.id for dc in catalog.data_centers() if "13.0" in catalog.host_cuda_versions(dc, "NVIDIA RTX A5000")
+    ]
     assert set(with13) < set(stocking) and {"US-TX-3", "US-IL-1", "AP-JP-1"} <= set(stocking) - set(with13)
     assert cuda13["cudaVersions"] == [{"version": "13.0", "available": True}]
     floor = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"minCudaVersion": "12.9"}).json()
@@ -681,8 +788,9 @@ def test_endpoint_cuda_constraint_round_trip(api: SpecCheckedClient) -> None:
     assert (patched.json()["gpu"]["allowedCudaVersions"], patched.json()["gpu"]["minCudaVersion"]) == ([], "12.4")
     errors = problem_errors(api.patch(f"/v2/serverless/{eid}", json={"gpu": {"allowedCudaVersions": ["13.0"]}}), 400)
     assert any("minCudaVersion" in e for e in errors)  # the floor is still there: mutually exclusive
-    problem_errors(api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["ADA_24"],
-                                                                      "allowedCudaVersions": ["13"]})), 422)
+    problem_errors(
+        api.post("/v2/serverless", json=endpoint_body(gpu={"pools": ["ADA_24"], "allowedCudaVersions": ["13"]})), 422
+    )
     template = new_template(api, name="vllm-13", allowedCudaVersions=["13.0"])
     body = endpoint_body(name="from-template", templateId=template["id"])
     del body["image"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from rpbook.budget import HOURS_PER_MONTH, check_max_hourly, worst_case
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
+from rpbook.resources import GpuType
 from rpbook.specs import EndpointSpec
 
-GPUS = [GpuType(id="a5000", name="A5000", pool="AMPERE_24", memory_gb=24, serverless_price_hr=0.68),
-        GpuType(id="4090", name="4090", pool="ADA_24", memory_gb=24, serverless_price_hr=1.12),
-        GpuType(id="a40", name="A40", pool="AMPERE_48", memory_gb=48, serverless_price_hr=None)]
+GPUS = [
+    GpuType(id="a5000", name="A5000", pool="AMPERE_24", memory_gb=24, serverless_price_hr=0.68),
+    GpuType(id="4090", name="4090", pool="ADA_24", memory_gb=24, serverless_price_hr=1.12),
+    GpuType(id="a40", name="A40", pool="AMPERE_48", memory_gb=48, serverless_price_hr=None),
+]
 
 
 def spec(**overrides: object) -> EndpointSpec:

@@ -18,8 +18,14 @@ import pytest
 from rpbook.capacity import ColdStart, Prices, Requests, Scaling, SimResult, quantile, simulate, sweep
 
 # A cold start of 2 + 3 + 5 = 10 s, a FlashBoot restore of 1 s, ticks every 0.5 s.
-COLD = ColdStart(container_start_s=2.0, model_load_s=3.0, engine_init_s=5.0, flashboot_start_s=1.0,
-                 flashboot_window_s=100.0, scaler_tick_s=0.5)
+COLD = ColdStart(
+    container_start_s=2.0,
+    model_load_s=3.0,
+    engine_init_s=5.0,
+    flashboot_start_s=1.0,
+    flashboot_window_s=100.0,
+    scaler_tick_s=0.5,
+)
 PRICES = Prices(flex_usd_per_s=0.001, active_usd_per_s=0.0007)
 NO_COLD = ColdStart(0.0, 0.0, 0.0, 0.0, 0.0, 0.5)
 
@@ -34,6 +40,7 @@ def run(requests: Requests, scaling: Scaling, **kw: object) -> SimResult:
 
 
 # -- cold starts, FlashBoot, idle timeout, billing -------------------------------------------------
+
 
 def test_cold_start_delays_the_first_request_by_container_load_and_init() -> None:
     result = run(reqs([1.0], [2.0], [0.25]), Scaling(workers_max=1, idle_timeout_s=5.0))
@@ -87,6 +94,7 @@ def test_a_flashboot_restored_worker_does_not_extend_the_window() -> None:
 
 # -- the scaler ------------------------------------------------------------------------------------
 
+
 def test_queue_delay_adds_a_worker_only_after_the_oldest_job_waited_scaler_value() -> None:
     """One active worker busy until 100; a job queued at 1.0 with scaler 4 s: the worker is added on
     the tick at 5.0 and is ready at 15.0, so that job waits 14 s."""
@@ -107,8 +115,9 @@ def test_queue_delay_starts_a_first_worker_at_once_and_no_more_while_it_starts()
     free capacity (localpod ``scale``), so a burst of six starts no other. Once it is ready and
     busy (t = 10) the oldest job has waited 10 s >= 4 s: a second worker starts then, and is ready
     at 20, after the last job (the sixth, at 15) has started on the first."""
-    result = run(reqs([0.0] * 6, [1.0] * 6), Scaling(workers_max=5, scaler_value=4.0, idle_timeout_s=5.0),
-                 timeline_step_s=0.5)
+    result = run(
+        reqs([0.0] * 6, [1.0] * 6), Scaling(workers_max=5, scaler_value=4.0, idle_timeout_s=5.0), timeline_step_s=0.5
+    )
     assert result.queue_wait_s.tolist() == pytest.approx([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
     line = result.timeline
     assert line is not None
@@ -143,6 +152,7 @@ def test_workers_max_caps_every_scaler() -> None:
 
 
 # -- execution timeout, throttling, active workers ---------------------------------------------------
+
 
 def test_execution_timeout_cuts_the_job_stops_the_worker_and_fails_its_other_jobs() -> None:
     """Concurrency 2: job A (700 s) and job B (100 s) start at 10 (cold start); C starts at 300 when
@@ -222,7 +232,7 @@ def test_timeline_ends_at_the_cost_and_drains_the_queue() -> None:
 
 
 def test_bad_settings_say_what_to_fix() -> None:
-    with pytest.raises(ValueError, match="workers_min .* above workers_max"):
+    with pytest.raises(ValueError, match=r"workers_min .* above workers_max"):
         run(reqs([0.0], [1.0]), Scaling(workers_min=3, workers_max=2))
     with pytest.raises(ValueError, match="sorted"):
         reqs([2.0, 1.0], [1.0, 1.0])
@@ -249,6 +259,7 @@ def test_sweep_in_two_processes_matches_the_serial_sweep() -> None:
 
 
 # -- Erlang C ---------------------------------------------------------------------------------------
+
 
 def erlang_c(servers: int, offered: float) -> float:
     """P(wait > 0) in M/M/c with offered load a = lambda / mu (Erlang C formula)."""

@@ -6,14 +6,15 @@ import json
 import os
 import stat
 
+import openai
 import pytest
 
 from rpbook import records
 from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
 from rpbook.checks import guard
 from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.records import load_figures, record_figures
 from rpbook.jobqueue import wake
+from rpbook.records import load_figures, record_figures
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -27,10 +28,12 @@ def key(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def awake(localpod, settings, key, plant_endpoint):  # type: ignore[no-untyped-def]
     """A woken Mistral endpoint (optionally with a served-name override)."""
+
     def make(**env: str) -> str:
         endpoint = plant_endpoint(image=VLLM_IMAGE, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token, **env})
         wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False)
         return endpoint.id
+
     return make
 
 
@@ -38,8 +41,13 @@ def test_sanity_checks_pass_and_report_the_max_tokens_trap(localpod, settings, k
     endpoint_id = awake()
     report = sanity_checks(settings, key, endpoint_id, MISTRAL, max_tokens=48)
     assert isinstance(report, SanityReport) and report.ok
-    assert [c.name for c in report.checks] == ["served model", "chat completion", "streamed chat",
-                                               "max_tokens trap", "langchain"]
+    assert [c.name for c in report.checks] == [
+        "served model",
+        "chat completion",
+        "streamed chat",
+        "max_tokens trap",
+        "langchain",
+    ]
     figures = report.figures
     assert figures["ttft_s"] > 0 and figures["tokens_per_s"] > 0 and figures["chat_latency_s"] > 0
     assert figures["stream_chunks"] >= 3 and figures["stream_completion_tokens"] >= 1
@@ -99,6 +107,7 @@ def test_curl_example_uses_the_variable_never_the_key(settings, key):
     assert f"{settings.openai_base_url('abc123')}/chat/completions" in command
     body = command.split(" -d ", 1)[1]
     import shlex
+
     payload = json.loads(shlex.split(body)[0])
     assert payload["max_tokens"] == 128 and payload["messages"][0]["content"] == "It's a test"
     assert payload["model"] == MISTRAL
@@ -107,8 +116,9 @@ def test_curl_example_uses_the_variable_never_the_key(settings, key):
 def test_records_merge_atomically_and_hold_no_secret(tmp_path, key, monkeypatch):
     path = record_figures("04-wake", {"ttft_s": 0.12, "cold": True}, run_dir=tmp_path)
     assert path == (tmp_path / "04-wake.figures.json").resolve()
-    record_figures("04-wake", {"tokens_per_s": 250.5, "note": f"used key {key.reveal()} and hf_abcdefghijklmnop"},
-                   run_dir=tmp_path)
+    record_figures(
+        "04-wake", {"tokens_per_s": 250.5, "note": f"used key {key.reveal()} and hf_abcdefghijklmnop"}, run_dir=tmp_path
+    )
     figures = load_figures(path)
     assert figures["ttft_s"] == 0.12 and figures["cold"] is True and figures["tokens_per_s"] == 250.5
     raw = path.read_text()
@@ -142,11 +152,24 @@ def test_the_trap_check_fails_when_its_request_fails() -> None:
     from rpbook import chat
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500, json={"error": {"message": "vLLM returned HTTP 500: {\"detail\": \"boom\"}",
-                                                   "type": "worker_error", "param": None, "code": 500}})
+        return httpx.Response(
+            500,
+            json={
+                "error": {
+                    "message": 'vLLM returned HTTP 500: {"detail": "boom"}',
+                    "type": "worker_error",
+                    "param": None,
+                    "code": 500,
+                }
+            },
+        )
 
-    client = openai.OpenAI(base_url="http://fake.invalid/v1", api_key="sk-fake", max_retries=0,
-                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    client = openai.OpenAI(
+        base_url="http://fake.invalid/v1",
+        api_key="sk-fake",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     result = guard("max_tokens trap", lambda: chat._check_trap(client, MISTRAL, "hi"))
     assert not result.ok and result.mark == "FAIL" and not result.informational
     assert "HTTP 500: vLLM answered HTTP 500: boom" in result.detail
@@ -160,7 +183,8 @@ def test_wrong_model_error_names_vllms_message(settings, key, awake):
     from rpbook.checks import client_error_detail
 
     client = openai_client(settings, key, awake(), timeout=30)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
-    assert client_error_detail(info.value) == ("NotFoundError: HTTP 404: vLLM answered HTTP 404: "
-                                               "The model `gpt-4o` does not exist.")
+    assert client_error_detail(info.value) == (
+        "NotFoundError: HTTP 404: vLLM answered HTTP 404: The model `gpt-4o` does not exist."
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -26,16 +27,27 @@ def client(settings: Settings) -> Iterator[RunpodClient]:
 
 
 def new_template(client: RunpodClient, **overrides: Any) -> Template:
-    body = {"name": "vllm-test", "image": VLLM_IMAGE, "serverless": True, "disk": 30,
-            "env": {"MODEL_NAME": "Qwen/Qwen2.5-7B-Instruct", "MAX_MODEL_LEN": "4096"}} | overrides
+    body = {
+        "name": "vllm-test",
+        "image": VLLM_IMAGE,
+        "serverless": True,
+        "disk": 30,
+        "env": {"MODEL_NAME": "Qwen/Qwen2.5-7B-Instruct", "MAX_MODEL_LEN": "4096"},
+    } | overrides
     return client.create_template(body)
 
 
 def endpoint_body(template_id: str, **overrides: Any) -> dict[str, Any]:
-    return {"name": "chat", "type": "QUEUE", "templateId": template_id, "gpu": {"pools": ["ADA_24", "AMPERE_24"]},
-            "workers": {"min": 0, "max": 2, "idleTimeout": 30},
-            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}, "timeout": 120_000,
-            "flashboot": "FLASHBOOT"} | overrides
+    return {
+        "name": "chat",
+        "type": "QUEUE",
+        "templateId": template_id,
+        "gpu": {"pools": ["ADA_24", "AMPERE_24"]},
+        "workers": {"min": 0, "max": 2, "idleTimeout": 30},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+        "timeout": 120_000,
+        "flashboot": "FLASHBOOT",
+    } | overrides
 
 
 # -- resources -----------------------------------------------------------------------------------
@@ -44,8 +56,7 @@ def endpoint_body(template_id: str, **overrides: Any) -> dict[str, Any]:
 def test_template_crud(client: RunpodClient, localpod: Any) -> None:
     template = new_template(client)
     assert isinstance(template, Template)
-    assert (template.name, template.image, template.disk_gb, template.serverless) == \
-        ("vllm-test", VLLM_IMAGE, 30, True)
+    assert (template.name, template.image, template.disk_gb, template.serverless) == ("vllm-test", VLLM_IMAGE, 30, True)
     assert template.env == {"MODEL_NAME": "Qwen/Qwen2.5-7B-Instruct", "MAX_MODEL_LEN": "4096"}
     assert template.raw["id"] == template.id and template.raw["image"] == VLLM_IMAGE
     assert [t.id for t in client.list_templates()] == [template.id]
@@ -77,16 +88,19 @@ def test_literal_token_read_from_the_api_is_masked(client: RunpodClient, localpo
     from localpod.store import Template as StoredTemplate
 
     localpod.ctx.store.templates["tpl0000001"] = StoredTemplate(
-        id="tpl0000001", name="console-made", image=VLLM_IMAGE, serverless=True,
-        env={"HF_TOKEN": LITERAL_TOKEN, "MODEL_NAME": "a/b"})
+        id="tpl0000001",
+        name="console-made",
+        image=VLLM_IMAGE,
+        serverless=True,
+        env={"HF_TOKEN": LITERAL_TOKEN, "MODEL_NAME": "a/b"},
+    )
     template = client.get_template("tpl0000001")
     assert template.env["HF_TOKEN"] == LITERAL_TOKEN
     assert LITERAL_TOKEN not in repr(template) and LITERAL_TOKEN not in repr(template.raw)
 
 
 def test_network_volume_crud(client: RunpodClient, localpod: Any) -> None:
-    volume = client.create_network_volume({"name": "weights", "size": 50, "dataCenter": "EU-RO-1",
-                                           "type": "STANDARD"})
+    volume = client.create_network_volume({"name": "weights", "size": 50, "dataCenter": "EU-RO-1", "type": "STANDARD"})
     assert isinstance(volume, NetworkVolume)
     assert (volume.name, volume.size_gb, volume.data_center, volume.type) == ("weights", 50, "EU-RO-1", "STANDARD")
     assert client.list_network_volumes() == [volume]
@@ -118,8 +132,9 @@ def test_endpoint_crud_and_parsing(client: RunpodClient, localpod: Any) -> None:
     assert [e.id for e in client.list_endpoints()] == [endpoint.id]
     assert client.get_endpoint(endpoint.id) == endpoint
 
-    updated = client.update_endpoint(endpoint.id, {"workers": {"max": 4}, "scaling": {"type": "REQUEST_COUNT",
-                                                                                     "requestCount": 3}})
+    updated = client.update_endpoint(
+        endpoint.id, {"workers": {"max": 4}, "scaling": {"type": "REQUEST_COUNT", "requestCount": 3}}
+    )
     assert updated.workers_max == 4 and updated.scaler_type == "REQUEST_COUNT" and updated.scaler_value == 3
     assert updated.idle_timeout_s is None  # the API omits it for REQUEST_COUNT
     assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 4
@@ -170,16 +185,21 @@ def test_data_center_catalog(client: RunpodClient) -> None:
     assert ca2.region == "NORTH_AMERICA" and ca2.offers_standard_volumes
     offered = {g.id for g in ca2.gpu_availability}
     assert "NVIDIA GeForce RTX 4090" in offered
-    assert not offered & {"NVIDIA RTX A4000", "NVIDIA RTX A4500", "NVIDIA RTX 4000 Ada Generation",
-                          "NVIDIA RTX 2000 Ada Generation"}  # no AMPERE_16 there
+    assert not offered & {
+        "NVIDIA RTX A4000",
+        "NVIDIA RTX A4500",
+        "NVIDIA RTX 4000 Ada Generation",
+        "NVIDIA RTX 2000 Ada Generation",
+    }  # no AMPERE_16 there
     assert centers["OC-AU-1"].volume_types == () and not centers["OC-AU-1"].offers_standard_volumes
     assert all(dc.gpu_availability == () for dc in client.data_centers(gpu_availability=False))
 
 
 def test_serverless_billing(client: RunpodClient, localpod: Any) -> None:
     now = time.time()
-    localpod.ctx.store.sessions.append(WorkerSession("epA", "w1", "NVIDIA GeForce RTX 4090", 1, 0.00031,
-                                                     now - 200, now - 100))
+    localpod.ctx.store.sessions.append(
+        WorkerSession("epA", "w1", "NVIDIA GeForce RTX 4090", 1, 0.00031, now - 200, now - 100)
+    )
     localpod.ctx.store.sessions.append(WorkerSession("epB", "w2", "NVIDIA L4", 2, 0.00019, now - 50, now - 40))
     everything = client.serverless_billing(last_n=2)
     assert {r.endpoint_id for r in everything.records} == {"epA", "epB"}
@@ -197,8 +217,7 @@ def test_serverless_billing(client: RunpodClient, localpod: Any) -> None:
 def test_problem_document_becomes_control_plane_error(client: RunpodClient, localpod: Any) -> None:
     template = new_template(client)
     with pytest.raises(ControlPlaneError) as caught:
-        client.create_endpoint(endpoint_body(template.id, workers={"min": 3, "max": 1},
-                                             gpu={"pools": ["NOT_A_POOL"]}))
+        client.create_endpoint(endpoint_body(template.id, workers={"min": 3, "max": 1}, gpu={"pools": ["NOT_A_POOL"]}))
     error = caught.value
     assert error.status == 400
     assert any("workers.max" in e for e in error.errors)
@@ -231,13 +250,21 @@ def test_error_bodies_are_scrubbed(settings: Settings) -> None:
     leaked = Secret("HF_TOKEN", "hf_thisValueMustNeverBeShown987654", "test")
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"title": "Bad Request", "status": 400,
-                                         "detail": f"env HF_TOKEN={leaked.reveal()} is odd",
-                                         "errors": [f"env.HF_TOKEN: {leaked.reveal()}"]})
+        return httpx.Response(
+            400,
+            json={
+                "title": "Bad Request",
+                "status": 400,
+                "detail": f"env HF_TOKEN={leaked.reveal()} is odd",
+                "errors": [f"env.HF_TOKEN: {leaked.reveal()}"],
+            },
+        )
 
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler)) as rp:
-        with pytest.raises(ControlPlaneError) as caught:
-            rp.create_template({"name": "x", "image": "y"})
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler)) as rp,
+        pytest.raises(ControlPlaneError) as caught,
+    ):
+        rp.create_template({"name": "x", "image": "y"})
     assert leaked.reveal() not in str(caught.value)
     assert all(leaked.reveal() not in e for e in caught.value.errors)
     assert "hf_…(" in str(caught.value)
@@ -246,27 +273,32 @@ def test_error_bodies_are_scrubbed(settings: Settings) -> None:
 # -- retries ---------------------------------------------------------------------------------------
 
 
-def scripted(statuses: list[int], body: dict[str, Any], headers: dict[str, str] | None = None
-             ) -> tuple[Any, list[httpx.Request]]:
+def scripted(
+    statuses: list[int], body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[Any, list[httpx.Request]]:
     calls: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
         status = statuses[min(len(calls) - 1, len(statuses) - 1)]
         if status >= 400:
-            return httpx.Response(status, headers=headers or {},
-                                  json={"title": "busy", "status": status, "detail": "try later"})
+            return httpx.Response(
+                status, headers=headers or {}, json={"title": "busy", "status": status, "detail": "try later"}
+            )
         return httpx.Response(status, json=body)
 
     return handler, calls
 
 
 def test_get_retries_429_and_503_then_succeeds(settings: Settings) -> None:
-    handler, calls = scripted([429, 503, 200], {"networkVolumes": [{"id": "v1", "name": "w", "size": 10,
-                                                                     "dataCenter": "EU-RO-1", "type": "STANDARD"}]})
+    handler, calls = scripted(
+        [429, 503, 200],
+        {"networkVolumes": [{"id": "v1", "name": "w", "size": 10, "dataCenter": "EU-RO-1", "type": "STANDARD"}]},
+    )
     sleeps: list[float] = []
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      backoff_s=0.25, sleep=sleeps.append) as rp:
+    with RunpodClient(
+        settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), backoff_s=0.25, sleep=sleeps.append
+    ) as rp:
         volumes = rp.list_network_volumes()
     assert [v.id for v in volumes] == ["v1"]
     assert len(calls) == 3
@@ -278,16 +310,24 @@ def test_every_back_off_is_announced_on_stdout(settings: Settings, capsys: pytes
     """A cell that backs off says so (in the cell's output) instead of looking hung: one line per
     retry with the wait, the reason and the attempt, like huggingface_hub's ``http_backoff``."""
     handler, _ = scripted([429, 503, 200], {"templates": []})
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      backoff_s=0.25, sleep=lambda s: None) as rp:
+    with RunpodClient(
+        settings,
+        settings.runpod_api_key(),
+        transport=httpx.MockTransport(handler),
+        backoff_s=0.25,
+        sleep=lambda s: None,
+    ) as rp:
         assert rp.list_templates() == []
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["GET /v2/templates: retrying in 0.25 s after HTTP 429 Too Many Requests (attempt 1 of 4)",
-                     "GET /v2/templates: retrying in 0.5 s after HTTP 503 Service Unavailable (attempt 2 of 4)"]
+    assert lines == [
+        "GET /v2/templates: retrying in 0.25 s after HTTP 429 Too Many Requests (attempt 1 of 4)",
+        "GET /v2/templates: retrying in 0.5 s after HTTP 503 Service Unavailable (attempt 2 of 4)",
+    ]
 
 
-def test_a_refused_connection_is_announced_and_a_write_answer_is_not(settings: Settings,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_refused_connection_is_announced_and_a_write_answer_is_not(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A write is retried (and announced) only when the connection never opened; a POST's 503 is
     neither retried nor announced."""
     attempts = 0
@@ -299,19 +339,25 @@ def test_a_refused_connection_is_announced_and_a_write_answer_is_not(settings: S
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(503, json={"title": "busy", "status": 503})
 
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=lambda s: None) as rp, pytest.raises(ControlPlaneError):
+    with (
+        RunpodClient(
+            settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=lambda s: None
+        ) as rp,
+        pytest.raises(ControlPlaneError),
+    ):
         rp.create_template({"name": "t", "image": "i"})
     assert attempts == 2
     assert capsys.readouterr().out.splitlines() == [
-        "POST /v2/templates: retrying in 0.5 s after ConnectError: connection refused (attempt 1 of 4)"]
+        "POST /v2/templates: retrying in 0.5 s after ConnectError: connection refused (attempt 1 of 4)"
+    ]
 
 
 def test_get_honours_retry_after(settings: Settings) -> None:
     handler, calls = scripted([429, 200], {"templates": []}, headers={"Retry-After": "3"})
     sleeps: list[float] = []
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=sleeps.append) as rp:
+    with RunpodClient(
+        settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=sleeps.append
+    ) as rp:
         assert rp.list_templates() == []
     assert sleeps == [3.0] and len(calls) == 2
 
@@ -319,8 +365,12 @@ def test_get_honours_retry_after(settings: Settings) -> None:
 def test_get_gives_up_after_four_attempts(settings: Settings) -> None:
     handler, calls = scripted([503], {})
     sleeps: list[float] = []
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=sleeps.append) as rp, pytest.raises(ControlPlaneError) as caught:
+    with (
+        RunpodClient(
+            settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=sleeps.append
+        ) as rp,
+        pytest.raises(ControlPlaneError) as caught,
+    ):
         rp.list_endpoints()
     assert len(calls) == 4 and len(sleeps) == 3
     assert caught.value.status == 503 and "server-side" in str(caught.value)
@@ -335,8 +385,9 @@ def test_get_retries_connection_errors(settings: Settings) -> None:
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(200, json={"endpoints": []})
 
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=lambda s: None) as rp:
+    with RunpodClient(
+        settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=lambda s: None
+    ) as rp:
         assert rp.list_endpoints() == []
     assert len(calls) == 3
 
@@ -344,8 +395,10 @@ def test_get_retries_connection_errors(settings: Settings) -> None:
 def test_unreachable_server_is_a_clear_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rpa_unreachable_test_key")
     settings = load_settings("local", env_file=tmp_path / ".env", localpod_url="http://127.0.0.1:9")
-    with RunpodClient(settings, settings.runpod_api_key(), timeout=2, sleep=lambda s: None) as rp, \
-            pytest.raises(ControlPlaneError) as caught:
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), timeout=2, sleep=lambda s: None) as rp,
+        pytest.raises(ControlPlaneError) as caught,
+    ):
         rp.list_templates()
     assert "after 4 attempt(s)" in str(caught.value) and "localpod" in str(caught.value)
 
@@ -354,8 +407,12 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Any, monkeypatch: pytest.
 def test_post_is_not_retried(settings: Settings, status: int) -> None:
     handler, calls = scripted([status, 201], {"id": "t1", "name": "x", "image": "y"})
     sleeps: list[float] = []
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=sleeps.append) as rp, pytest.raises(ControlPlaneError) as caught:
+    with (
+        RunpodClient(
+            settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=sleeps.append
+        ) as rp,
+        pytest.raises(ControlPlaneError) as caught,
+    ):
         rp.create_template({"name": "x", "image": "y"})
     assert len(calls) == 1 and sleeps == []
     assert caught.value.status == status
@@ -363,8 +420,9 @@ def test_post_is_not_retried(settings: Settings, status: int) -> None:
 
 def test_patch_and_delete_are_not_retried(settings: Settings) -> None:
     handler, calls = scripted([502], {})
-    with RunpodClient(settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler),
-                      sleep=lambda s: None) as rp:
+    with RunpodClient(
+        settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=lambda s: None
+    ) as rp:
         with pytest.raises(ControlPlaneError):
             rp.update_endpoint("ep1", {"workers": {"max": 1}})
         with pytest.raises(ControlPlaneError):
@@ -385,8 +443,8 @@ def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
 
 def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoint: Any) -> None:
     """GET /v2/serverless/{id}/workers/{workerId}/logs streams SSE and stays open: the helper reads the backfill."""
-    from rpbook.resources import WorkerLogLine
     from rpbook.errors import ConfigError
+    from rpbook.resources import WorkerLogLine
 
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_min=1, workers_max=1)
     deadline = time.monotonic() + 10
@@ -398,8 +456,9 @@ def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoin
     assert time.monotonic() - started < 5  # stopped by the quiet stream, not by max_s
     assert lines and all(isinstance(line, WorkerLogLine) and line.worker_id == worker_id for line in lines)
     assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in [line.line for line in lines]
-    assert [line.source for line in client.worker_logs(endpoint.id, worker_id, source="system", idle_s=0.3)] \
-        == ["system"] * 2  # placed, container started
+    assert [line.source for line in client.worker_logs(endpoint.id, worker_id, source="system", idle_s=0.3)] == [
+        "system"
+    ] * 2  # placed, container started
     assert client.worker_logs(endpoint.id, worker_id, tail=1, idle_s=0.3) == lines[-1:]
     assert client.worker_logs(endpoint.id, idle_s=0.3) == lines  # every listed worker
     with pytest.raises(ControlPlaneError) as info:

@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.embeddings import (embeddings_ping, EmbeddingReport, batch_texts, decode_base64_embedding,
-                               embedding_checks, embeddings_client, langchain_embeddings)
+from rpbook.embeddings import (
+    EmbeddingReport,
+    batch_texts,
+    decode_base64_embedding,
+    embedding_checks,
+    embeddings_client,
+    embeddings_ping,
+    langchain_embeddings,
+)
 from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.secrets import Secret
 from rpbook.jobqueue import wake
+from rpbook.secrets import Secret
 from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
@@ -24,8 +31,7 @@ PATCHED_IMAGE = "example/worker-infinity-embedding:1.1.4-rerank-fix"
 BGE = "BAAI/bge-small-en-v1.5"
 RERANKER = "BAAI/bge-reranker-base"
 LOCAL_DIMENSION = 256
-CHECKS = ["served model", "float embeddings", "base64 embeddings", "similarity", "batch order", "langchain",
-          "rerank"]
+CHECKS = ["served model", "float embeddings", "base64 embeddings", "similarity", "batch order", "langchain", "rerank"]
 
 
 @pytest.fixture
@@ -36,8 +42,9 @@ def key(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def endpoint_id(settings, key, plant_endpoint) -> str:  # type: ignore[no-untyped-def]
     """A woken Infinity endpoint serving bge-small and a reranker (woken with the embeddings ping)."""
-    endpoint = plant_endpoint(image=PATCHED_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}",
-                                                        "RUNPOD_MAX_CONCURRENCY": "50"})
+    endpoint = plant_endpoint(
+        image=PATCHED_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}", "RUNPOD_MAX_CONCURRENCY": "50"}
+    )
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     return endpoint.id
 
@@ -57,14 +64,21 @@ def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpo
     # worker 1.1.4 ignores encoding_format: an explicit base64 request gets float lists, said so plainly
     assert figures["explicit_base64_answer"] == "float"
     assert "ignores encoding_format" in next(c for c in report.checks if c.name == "base64 embeddings").detail
-    for name in ("models_latency_s", "float_latency_s", "base64_latency_s", "batch_latency_s",
-                 "langchain_latency_s", "rerank_latency_s"):
+    for name in (
+        "models_latency_s",
+        "float_latency_s",
+        "base64_latency_s",
+        "batch_latency_s",
+        "langchain_latency_s",
+        "rerank_latency_s",
+    ):
         assert figures[name] > 0
     text, page = str(report), report._repr_html_()
     assert "PASS" in text and "FAIL" not in text and "embeddings_per_s=" in text and "<table>" in page
     assert localpod.api_key not in text + page + repr(report)
     # every figure is a JSON scalar the runbook can record
     from rpbook.records import load_figures, record_figures
+
     assert load_figures(record_figures("04-embeddings", figures, run_dir=tmp_path)) == figures
 
 
@@ -93,8 +107,9 @@ def test_unknown_model_fails_and_skips_the_rest(localpod, settings, key, endpoin
 
 
 def test_rerank_with_a_model_the_worker_does_not_serve(settings, key, endpoint_id):
-    report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False,
-                              rerank_model="BAAI/bge-reranker-large")
+    report = embedding_checks(
+        settings, key, endpoint_id, BGE, LOCAL_DIMENSION, strict=False, rerank_model="BAAI/bge-reranker-large"
+    )
     assert [c.name for c in report.failed] == ["rerank"]
     assert "error" in report.failed[0].detail and "bge-reranker-large" in report.failed[0].detail
     # told apart from "served but not a reranker" by /models, not by the worker's message text
@@ -121,8 +136,17 @@ def test_rerank_on_released_workers_fails_fast_without_a_job(localpod, settings,
     runtime = localpod.ctx.platform.runtime(endpoint_id)
     before = len(runtime.jobs)
     for image in ("1.1.4", INFINITY_IMAGE):
-        report = embedding_checks(settings, key, endpoint_id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
-                                  rerank_model=RERANKER, worker_image=image)
+        report = embedding_checks(
+            settings,
+            key,
+            endpoint_id,
+            BGE,
+            LOCAL_DIMENSION,
+            timeout=30,
+            strict=False,
+            rerank_model=RERANKER,
+            worker_image=image,
+        )
         [failed] = report.failed
         assert failed.name == "rerank" and failed.detail.startswith("not run: runpod/worker-infinity-embedding:1.1.4")
         assert "issues #29 and #37" in failed.detail and "rerank_model empty" in failed.detail
@@ -136,8 +160,18 @@ def test_a_rerank_that_never_answers_is_cancelled(localpod, settings, key, plant
     endpoint = plant_endpoint(image=INFINITY_IMAGE, env={"MODEL_NAMES": f"{BGE};{RERANKER}"})
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=False, job_input=embeddings_ping(BGE))
     for options in ({"worker_image": "1.1.4", "force_rerank": True}, {}):
-        report = embedding_checks(settings, key, endpoint.id, BGE, LOCAL_DIMENSION, timeout=30, strict=False,
-                                  rerank_model=RERANKER, rerank_wait_s=1.0, **options)
+        report = embedding_checks(
+            settings,
+            key,
+            endpoint.id,
+            BGE,
+            LOCAL_DIMENSION,
+            timeout=30,
+            strict=False,
+            rerank_model=RERANKER,
+            rerank_wait_s=1.0,
+            **options,
+        )
         [failed] = report.failed
         assert failed.name == "rerank" and "had not answered after 1 s" in failed.detail
         assert "cancelled it" in failed.detail and "issues #29 and #37" in failed.detail
@@ -181,7 +215,7 @@ def test_helpers():
     assert len(texts) == 100 and len(set(texts)) == 100
     values = np.array([0.5, -1.25, 3.0], dtype="<f4")
     assert decode_base64_embedding(base64.b64encode(values.tobytes()).decode()) == [0.5, -1.25, 3.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="decodes to 5 bytes, not a whole number of float32"):
         decode_base64_embedding(base64.b64encode(b"12345").decode())
 
 
@@ -199,10 +233,23 @@ def test_infinity_template_env():
     spec = infinity_template("infinity-bge-small", [BGE], "1.1.4")
     assert isinstance(spec, TemplateSpec)
     assert spec.image == "runpod/worker-infinity-embedding:1.1.4" and spec.disk_gb == 20
-    assert spec.env == {"MODEL_NAMES": BGE, "BATCH_SIZES": "32", "BACKEND": "torch", "DTYPES": "auto",
-                        "RUNPOD_MAX_CONCURRENCY": "50"}
-    two = infinity_template("t", [BGE, "BAAI/bge-reranker-base"], "1.1.4", batch_sizes=[64, 8], backend="optimum",
-                            dtypes=["fp16", "auto"], max_concurrency=20, disk_gb=30)
+    assert spec.env == {
+        "MODEL_NAMES": BGE,
+        "BATCH_SIZES": "32",
+        "BACKEND": "torch",
+        "DTYPES": "auto",
+        "RUNPOD_MAX_CONCURRENCY": "50",
+    }
+    two = infinity_template(
+        "t",
+        [BGE, "BAAI/bge-reranker-base"],
+        "1.1.4",
+        batch_sizes=[64, 8],
+        backend="optimum",
+        dtypes=["fp16", "auto"],
+        max_concurrency=20,
+        disk_gb=30,
+    )
     assert two.env["MODEL_NAMES"] == f"{BGE};BAAI/bge-reranker-base" and two.env["BATCH_SIZES"] == "64;8"
     assert two.env["DTYPES"] == "fp16;auto" and two.env["BACKEND"] == "optimum"
     assert two.env["RUNPOD_MAX_CONCURRENCY"] == "20" and two.disk_gb == 30
@@ -223,22 +270,25 @@ def test_infinity_template_hf_token(localpod):
         infinity_template("t", [BGE], "1.1.4", hf_token_ref="hf_plain_token_value")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"image_tag": "latest"}, "pin a release tag"),
-    ({"image_tag": ""}, "pin a release tag"),
-    ({"image_tag": "runpod/worker-infinity-embedding:1.1.4"}, "not a Docker tag"),
-    ({"models": []}, "at least one"),
-    ({"models": ["bge-small"]}, "not a Hugging Face repo id"),
-    ({"models": [BGE, BGE]}, "twice"),
-    ({"batch_sizes": [32, 32]}, "2 value"),
-    ({"batch_sizes": [0]}, "batch_sizes"),
-    ({"batch_sizes": [True]}, "batch_sizes"),
-    ({"backend": "onnx"}, "torch, optimum, ctranslate2"),
-    ({"dtypes": ["int8"]}, "auto, fp16, fp8"),
-    ({"dtypes": ["auto", "fp16"]}, "2 value"),
-    ({"max_concurrency": 0}, "max_concurrency"),
-    ({"disk_gb": 0}, "disk_gb"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"image_tag": "latest"}, "pin a release tag"),
+        ({"image_tag": ""}, "pin a release tag"),
+        ({"image_tag": "runpod/worker-infinity-embedding:1.1.4"}, "not a Docker tag"),
+        ({"models": []}, "at least one"),
+        ({"models": ["bge-small"]}, "not a Hugging Face repo id"),
+        ({"models": [BGE, BGE]}, "twice"),
+        ({"batch_sizes": [32, 32]}, "2 value"),
+        ({"batch_sizes": [0]}, "batch_sizes"),
+        ({"batch_sizes": [True]}, "batch_sizes"),
+        ({"backend": "onnx"}, "torch, optimum, ctranslate2"),
+        ({"dtypes": ["int8"]}, "auto, fp16, fp8"),
+        ({"dtypes": ["auto", "fp16"]}, "2 value"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"disk_gb": 0}, "disk_gb"),
+    ],
+)
 def test_infinity_template_validation(kwargs, match):
     args = {"name": "t", "models": [BGE], "image_tag": "1.1.4", **kwargs}
     with pytest.raises(ConfigError, match=match):
@@ -250,9 +300,9 @@ def test_infinity_template_validation(kwargs, match):
 
 def _fake_openai(byteorder: str = "<"):  # type: ignore[no-untyped-def]
     """An OpenAI client whose server honours ``encoding_format`` (as Infinity's own server does)."""
-    import httpx
     import json
 
+    import httpx
     import openai
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -266,11 +316,21 @@ def _fake_openai(byteorder: str = "<"):  # type: ignore[no-untyped-def]
             else:
                 embedding = vector.tolist()
             data.append({"object": "embedding", "embedding": embedding, "index": i})
-        return httpx.Response(200, json={"object": "list", "model": body["model"], "data": data,
-                                         "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "model": body["model"],
+                "data": data,
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            },
+        )
 
-    return openai.OpenAI(base_url="http://fake.invalid/v1", api_key="sk-fake",
-                         http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    return openai.OpenAI(
+        base_url="http://fake.invalid/v1",
+        api_key="sk-fake",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
 
 
 @pytest.mark.parametrize("byteorder, ok", [("<", True), (">", False)])
@@ -288,16 +348,50 @@ def test_base64_check_with_a_server_that_answers_base64(byteorder, ok):
         assert "differ" in result.detail
 
 
-@pytest.mark.parametrize("output, ok, words", [
-    ({"object": "error", "message": "the loaded moded cannot fullyfill `rerank`. Options are {'embed'}.",
-      "type": "BadRequestError", "param": None, "code": 400}, False, ["bge-reranker-base", "rerank_model"]),
-    # older workers keep the documents' order instead of sorting by score: the top is found by score
-    ({"model": BGE, "results": [{"relevance_score": 0.1, "index": 0}, {"relevance_score": 0.9, "index": 1},
-                                {"relevance_score": 0.2, "index": 2}], "usage": {}}, True, ["first"]),
-    ({"model": BGE, "results": [{"relevance_score": 0.9, "index": 2}, {"relevance_score": 0.5, "index": 1},
-                                {"relevance_score": 0.2, "index": 0}], "usage": {}}, False, ["not ranked first"]),
-    ({"model": BGE, "results": []}, False, ["unexpected rerank output"]),
-])
+@pytest.mark.parametrize(
+    "output, ok, words",
+    [
+        (
+            {
+                "object": "error",
+                "message": "the loaded moded cannot fullyfill `rerank`. Options are {'embed'}.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+            False,
+            ["bge-reranker-base", "rerank_model"],
+        ),
+        # older workers keep the documents' order instead of sorting by score: the top is found by score
+        (
+            {
+                "model": BGE,
+                "results": [
+                    {"relevance_score": 0.1, "index": 0},
+                    {"relevance_score": 0.9, "index": 1},
+                    {"relevance_score": 0.2, "index": 2},
+                ],
+                "usage": {},
+            },
+            True,
+            ["first"],
+        ),
+        (
+            {
+                "model": BGE,
+                "results": [
+                    {"relevance_score": 0.9, "index": 2},
+                    {"relevance_score": 0.5, "index": 1},
+                    {"relevance_score": 0.2, "index": 0},
+                ],
+                "usage": {},
+            },
+            False,
+            ["not ranked first"],
+        ),
+        ({"model": BGE, "results": []}, False, ["unexpected rerank output"]),
+    ],
+)
 def test_rerank_answers(monkeypatch, settings, key, output, ok, words):
     from rpbook import embeddings
     from rpbook.jobqueue import JobResult

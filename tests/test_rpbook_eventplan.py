@@ -10,15 +10,26 @@ import json
 
 import numpy as np
 import pytest
+
 from rpbook import capacity, eventplan, eventtraffic, servicetimes
 from rpbook.controlplane import RunpodClient
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
 from rpbook.loadtest import SLO as LoadSLO
 from rpbook.loadtest import LoadShape, LoadTestResult, RequestRecord
+from rpbook.resources import GpuType
 
-SMALL = eventtraffic.EventShape(attendees=60, duration_s=1800.0, peak_share=0.5, ramp_up_s=300.0, ramp_down_s=300.0,
-                                turns=4, think_time_s=20.0, answer_s=4.0, prompt_tokens=200, answer_tokens=100)
+SMALL = eventtraffic.EventShape(
+    attendees=60,
+    duration_s=1800.0,
+    peak_share=0.5,
+    ramp_up_s=300.0,
+    ramp_down_s=300.0,
+    turns=4,
+    think_time_s=20.0,
+    answer_s=4.0,
+    prompt_tokens=200,
+    answer_tokens=100,
+)
 
 
 # -- traffic ------------------------------------------------------------------------------------
@@ -43,8 +54,17 @@ def test_event_traffic_is_seeded_and_follows_the_trapezoid() -> None:
     assert a.peak_rate_per_s() >= plateau
 
 
-@pytest.mark.parametrize("field,value", [("attendees", 0), ("peak_share", 0.0), ("peak_share", 1.5),
-                                         ("turns", 0), ("ramp_up_s", 7000.0), ("think_time_s", -1.0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("attendees", 0),
+        ("peak_share", 0.0),
+        ("peak_share", 1.5),
+        ("turns", 0),
+        ("ramp_up_s", 7000.0),
+        ("think_time_s", -1.0),
+    ],
+)
 def test_bad_event_descriptions_say_what_to_fix(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=field.split("_s")[0] if field != "ramp_up_s" else "ramp"):
         eventtraffic.EventShape(**{field: value})
@@ -52,15 +72,35 @@ def test_bad_event_descriptions_say_what_to_fix(field: str, value: float) -> Non
 
 def _loadtest_json(tmp_path, records):  # type: ignore[no-untyped-def]
     """A load-test result written by rpbook.loadtest itself, so the format is the real one."""
-    result = LoadTestResult("ep1", "chat", LoadShape("closed", concurrency=4, num_requests=len(records)),
-                            LoadSLO(), 64, records, [], 0.01, {"rpbook": "test"}, 0.0)
+    result = LoadTestResult(
+        "ep1",
+        "chat",
+        LoadShape("closed", concurrency=4, num_requests=len(records)),
+        LoadSLO(),
+        64,
+        records,
+        [],
+        0.01,
+        {"rpbook": "test"},
+        0.0,
+    )
     return result.save(tmp_path, "05_loadtest")["json"]
 
 
 def _record(i, sent, conc, ttft, tpot, **kw):  # type: ignore[no-untyped-def]
-    return RequestRecord(index=i, route="chat", warmup=kw.pop("warmup", False), sent_s=sent, concurrency_at_send=conc,
-                         cold=kw.pop("cold", False), e2el_s=ttft + 63 * tpot, ttft_s=ttft, tpot_s=tpot, output_tokens=64,
-                         **kw)
+    return RequestRecord(
+        index=i,
+        route="chat",
+        warmup=kw.pop("warmup", False),
+        sent_s=sent,
+        concurrency_at_send=conc,
+        cold=kw.pop("cold", False),
+        e2el_s=ttft + 63 * tpot,
+        ttft_s=ttft,
+        tpot_s=tpot,
+        output_tokens=64,
+        **kw,
+    )
 
 
 def test_load_test_gives_arrivals_and_measured_service_levels(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -117,7 +157,9 @@ def test_trace_of_seconds_or_date_times(tmp_path) -> None:  # type: ignore[no-un
 def test_priors_state_their_source_and_draw_tokens_times_tpot() -> None:
     published = servicetimes.prior("ADA_24")
     assert "mushfiqrahman.dev" in published.source and "ASSUMPTION" not in published.source
-    assert published.level(8).ttft_p50_s == pytest.approx(0.055) and published.level(8).tpot_p50_s == pytest.approx(8 / 377)
+    assert published.level(8).ttft_p50_s == pytest.approx(0.055) and published.level(8).tpot_p50_s == pytest.approx(
+        8 / 377
+    )
     assumed = servicetimes.prior("AMPERE_80")
     assert "ASSUMPTION" in assumed.source
     arrivals = eventtraffic.from_event(SMALL, seed=0)
@@ -125,16 +167,25 @@ def test_priors_state_their_source_and_draw_tokens_times_tpot() -> None:
     assert len(requests.arrival_s) == len(arrivals)
     implied_tpot = (requests.duration_s - requests.ttft_s) / np.maximum(arrivals.answer_tokens - 1, 1)
     assert np.median(implied_tpot[arrivals.answer_tokens > 1]) == pytest.approx(8 / 377, rel=0.1)
-    assert "much longer" in published.describe(8, eventtraffic.from_event(
-        eventtraffic.EventShape(prompt_tokens=2000), seed=0))
+    assert "much longer" in published.describe(
+        8, eventtraffic.from_event(eventtraffic.EventShape(prompt_tokens=2000), seed=0)
+    )
 
 
 def test_cold_start_from_a_localpod_profile_or_the_stated_assumptions() -> None:
     prior = servicetimes.cold_start(weights_bytes=16e9)
     assert prior.model_load_s == pytest.approx(20.0) and prior.container_start_s == 20.0
-    local = servicetimes.cold_start({"container_start_s": 0.2, "engine_init_s": 0.25, "flashboot_start_s": 0.03,
-                                     "flashboot_window_s": 900.0, "scaler_tick_s": 0.02,
-                                     "volume_read_bytes_per_s": 80e9}, weights_bytes=16e9)
+    local = servicetimes.cold_start(
+        {
+            "container_start_s": 0.2,
+            "engine_init_s": 0.25,
+            "flashboot_start_s": 0.03,
+            "flashboot_window_s": 900.0,
+            "scaler_tick_s": 0.02,
+            "volume_read_bytes_per_s": 80e9,
+        },
+        weights_bytes=16e9,
+    )
     assert local.model_load_s == pytest.approx(0.2) and local.scaler_tick_s == 0.02
 
 
@@ -151,8 +202,11 @@ def test_grid_skips_more_active_than_max_and_refuses_bad_values() -> None:
 
 
 def test_prices_take_the_dearest_pool_times_gpus() -> None:
-    gpus = [GpuType("a", "A", "AMPERE_24", 24, 0.684), GpuType("b", "B", "ADA_24", 24, 1.116),
-            GpuType("c", "C", "AMPERE_80", 80, 2.736)]
+    gpus = [
+        GpuType("a", "A", "AMPERE_24", 24, 0.684),
+        GpuType("b", "B", "ADA_24", 24, 1.116),
+        GpuType("c", "C", "AMPERE_80", 80, 2.736),
+    ]
     quote = eventplan.prices_from_catalog(gpus, ["AMPERE_24", "ADA_24"], 2)
     assert quote.pool == "ADA_24" and quote.prices.flex_usd_per_s == pytest.approx(2 * 1.116 / 3600)
     assert quote.prices.active_usd_per_s == quote.prices.flex_usd_per_s  # upper bound: no discount in the catalog
@@ -183,8 +237,9 @@ def test_plan_end_to_end_on_a_small_event() -> None:
     requests = servicetimes.prior("ADA_24").draw(arrivals, 4, seed=4)
     cold = servicetimes.cold_start()
     prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
-    candidates = eventplan.grid(workers_max=[1, 2, 4], workers_min=[0, 1], idle_timeout_s=[5, 120], scaler_value=[4],
-                                concurrency=4)
+    candidates = eventplan.grid(
+        workers_max=[1, 2, 4], workers_min=[0, 1], idle_timeout_s=[5, 120], scaler_value=[4], concurrency=4
+    )
     slo = eventplan.SLO(p95_ttft_s=2.0, p95_wait_s=1.0)
     result = eventplan.plan(requests, candidates, cold, prices, slo=slo, processes=1, timeline_step_s=60.0)
     assert len(result.rows) == len(candidates)
@@ -198,9 +253,12 @@ def test_plan_end_to_end_on_a_small_event() -> None:
     active = [r for r in result.rows if r["workers_min"] == 1]
     assert all(r["worker_hours"] >= SMALL.duration_s / 3600 * 0.99 for r in active)
     assert result.chosen in result.front or not any(
-        r["cost_usd"] <= result.chosen["cost_usd"] and r["ttft_p95_s"] < result.chosen["ttft_p95_s"] for r in result.rows)
-    assert result.timeline is not None and result.timeline.cost_so_far[-1] == pytest.approx(result.chosen["cost_usd"],
-                                                                                            rel=0.05)
+        r["cost_usd"] <= result.chosen["cost_usd"] and r["ttft_p95_s"] < result.chosen["ttft_p95_s"]
+        for r in result.rows
+    )
+    assert result.timeline is not None and result.timeline.cost_so_far[-1] == pytest.approx(
+        result.chosen["cost_usd"], rel=0.05
+    )
     html = result._repr_html_()
     assert "◀ chosen" in html and "cheapest setting meeting" in html
     assert "<img" in result.pareto_plot()._repr_html_() and "<img" in result.timeline_plot()._repr_html_()
@@ -212,23 +270,47 @@ def test_plan_end_to_end_on_a_small_event() -> None:
 # -- the endpoint plans -------------------------------------------------------------------------
 
 
-def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(localpod, plant_endpoint, settings,  # type: ignore[no-untyped-def]
-                                                                        tmp_path):
+def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
+    localpod,
+    plant_endpoint,
+    settings,  # type: ignore[no-untyped-def]
+    tmp_path,
+):
     ep = plant_endpoint(gpu_pools=["ADA_24"], workers_min=0, workers_max=5, idle_timeout=120, scaler_value=15)
     key = settings.runpod_api_key()
-    chosen = {"workers_min": 1, "workers_max": 8, "idle_timeout_s": 5.0, "scaler_type": "QUEUE_DELAY",
-              "scaler_value": 4.0}
+    chosen = {
+        "workers_min": 1,
+        "workers_max": 8,
+        "idle_timeout_s": 5.0,
+        "scaler_type": "QUEUE_DELAY",
+        "scaler_value": 4.0,
+    }
     restore_file = eventplan.restore_file_for(settings, ep.name)
     with RunpodClient(settings, key) as client:
-        facts = eventplan.endpoint_facts(client, ep.name, gpu_pools=["AMPERE_24"], gpu_count=1, max_concurrency=3,
-                                         execution_timeout_s=600, flashboot=True)
+        facts = eventplan.endpoint_facts(
+            client,
+            ep.name,
+            gpu_pools=["AMPERE_24"],
+            gpu_count=1,
+            max_concurrency=3,
+            execution_timeout_s=600,
+            flashboot=True,
+        )
         assert facts.endpoint is not None and facts.gpu_pools == ("ADA_24",)
         plans = eventplan.event_plans(facts.endpoint, chosen, restore_file=restore_file)
         assert plans.during.action == "update"
         assert {c.field: (c.actual, c.wanted) for c in plans.during.changes} == {
-            "workers_min": (0, 1), "workers_max": (5, 8), "idle_timeout_s": (120, 5), "scaler_value": (15, 4.0)}
+            "workers_min": (0, 1),
+            "workers_max": (5, 8),
+            "idle_timeout_s": (120, 5),
+            "scaler_value": (15, 4.0),
+        }
         assert {c.field: c.wanted for c in plans.restore.changes} == {
-            "workers_min": 0, "workers_max": 5, "idle_timeout_s": 120, "scaler_value": 15}
+            "workers_min": 0,
+            "workers_max": 5,
+            "idle_timeout_s": 120,
+            "scaler_value": 15,
+        }
 
         assert "not applied" in eventplan.apply_event(client, plans, do_apply=False)
         assert client.get_endpoint(ep.id).workers_max == 5 and not restore_file.exists()
@@ -239,7 +321,11 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(localpo
         # Planning again during the event keeps the pre-event settings as the ones to restore.
         again = eventplan.event_plans(now, chosen, restore_file=restore_file)
         assert again.during.action == "none" and {c.field for c in again.restore.changes} == {
-            "workers_min", "workers_max", "idle_timeout_s", "scaler_value"}
+            "workers_min",
+            "workers_max",
+            "idle_timeout_s",
+            "scaler_value",
+        }
 
         plan, message = eventplan.restore_saved(client, restore_file, do_apply=True)
         assert "restored" in message and plan.action == "update"
@@ -248,8 +334,15 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(localpo
         assert not restore_file.exists()
         with pytest.raises(ConfigError, match="phase"):
             eventplan.restore_saved(client, restore_file, do_apply=True)
-        missing = eventplan.endpoint_facts(client, "no-such-endpoint", gpu_pools=["AMPERE_24"], gpu_count=2,
-                                           max_concurrency=3, execution_timeout_s=600, flashboot=True)
+        missing = eventplan.endpoint_facts(
+            client,
+            "no-such-endpoint",
+            gpu_pools=["AMPERE_24"],
+            gpu_count=2,
+            max_concurrency=3,
+            execution_timeout_s=600,
+            flashboot=True,
+        )
         assert missing.endpoint is None and missing.gpu_count == 2 and missing.concurrency == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,25 +12,36 @@ import pytest
 
 from rpbook.cli import main
 from rpbook.errors import ConfigError
-from rpbook.history import (Threshold, append_run, find_regressions, latest_regressions, load_history,
-                            parse_thresholds)
+from rpbook.history import Threshold, append_run, find_regressions, latest_regressions, load_history, parse_thresholds
 from rpbook.history_report import history_report
 
 NB = "03_wake_and_sanity_chat"
 
 
-def fake_run(root: Path, day: int, *, ok: bool = True, cost: float | None = 0.02, image: str = "v2.25.2",
-             **figures: object) -> Path:
+def fake_run(
+    root: Path, day: int, *, ok: bool = True, cost: float | None = 0.02, image: str = "v2.25.2", **figures: object
+) -> Path:
     """A run folder as ``rpbook run`` writes it: summary.json and one figures file."""
     run = root / f"2026-11-{day:02d}"
     run.mkdir(parents=True)
-    summary = {"run_dir": str(run), "ok": ok, "started_at": f"2026-11-{day:02d}T06:00:00+00:00",
-               "ended_at": f"2026-11-{day:02d}T06:01:00+00:00",
-               "parameters": {"target": "local", "vllm_image_tag": image, "workers_max": 5},
-               "receipt": None if cost is None else {"total_usd": cost, "line": "this run: ..."}, "results": []}
+    summary = {
+        "run_dir": str(run),
+        "ok": ok,
+        "started_at": f"2026-11-{day:02d}T06:00:00+00:00",
+        "ended_at": f"2026-11-{day:02d}T06:01:00+00:00",
+        "parameters": {"target": "local", "vllm_image_tag": image, "workers_max": 5},
+        "receipt": None if cost is None else {"total_usd": cost, "line": "this run: ..."},
+        "results": [],
+    }
     (run / "summary.json").write_text(json.dumps(summary))
-    base = {"cold": True, "wake_total_s": 60.0, "delay_time_ms": 58000, "ttft_s": 0.2, "tokens_per_s": 40.0,
-            "endpoint_id": "abc123"}
+    base = {
+        "cold": True,
+        "wake_total_s": 60.0,
+        "delay_time_ms": 58000,
+        "ttft_s": 0.2,
+        "tokens_per_s": 40.0,
+        "endpoint_id": "abc123",
+    }
     base.update(figures)
     (run / f"{NB}.figures.json").write_text(json.dumps(base))
     return run
@@ -58,7 +70,7 @@ def test_append_stores_run_and_figures_and_is_idempotent(tmp_path):
 
 
 def test_append_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(ConfigError, match="no summary.json"):
+    with pytest.raises(ConfigError, match=re.escape("no summary.json")):
         append_run(tmp_path / "h.sqlite", tmp_path)
     (tmp_path / "not.sqlite").write_text("plain text, not a database " * 20)
     with pytest.raises(ConfigError, match="not an rpbook history"):
@@ -143,8 +155,12 @@ def test_rpbook_run_appends_to_the_history_beside_the_run(tmp_path, capsys):
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('target: str = "local"  # where')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(
-        "from rpbook.records import record_figures\nrecord_figures('00_t', {'ttft_s': 0.1, 'cold': True})")]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "from rpbook.records import record_figures\nrecord_figures('00_t', {'ttft_s': 0.1, 'cold': True})"
+        ),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     book = tmp_path / "00_t.ipynb"
     nbformat.write(nb, book)
@@ -163,8 +179,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_health_his
 def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tmp_path):
     from rpbook.runner import run_notebooks
 
-    empty = run_notebooks([NOTEBOOK], {"history_file": str(tmp_path / "none.sqlite")}, out_dir=tmp_path / "a",
-                          receipt=False)
+    empty = run_notebooks(
+        [NOTEBOOK], {"history_file": str(tmp_path / "none.sqlite")}, out_dir=tmp_path / "a", receipt=False
+    )
     assert empty.ok, str(empty)
     assert "not enough runs yet" in (tmp_path / "a" / NOTEBOOK.name).read_text()
     assert not (tmp_path / "none.sqlite").exists()  # reading never creates a history
@@ -173,10 +190,12 @@ def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tm
     assert shown.ok, str(shown)
     text = (tmp_path / "b" / NOTEBOOK.name).read_text()
     assert "REGRESSION in the newest run" in text and "image/png" in text
-    failing = run_notebooks([NOTEBOOK], {"history_file": str(bad), "fail_on_regression": True},
-                            out_dir=tmp_path / "c", receipt=False)
-    assert not failing.ok and "RegressionError: REGRESSION in the newest run: wake_total_s 200" in \
-        str(failing.results[0].error)
+    failing = run_notebooks(
+        [NOTEBOOK], {"history_file": str(bad), "fail_on_regression": True}, out_dir=tmp_path / "c", receipt=False
+    )
+    assert not failing.ok and "RegressionError: REGRESSION in the newest run: wake_total_s 200" in str(
+        failing.results[0].error
+    )
 
 
 def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path):
@@ -194,16 +213,18 @@ def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path
     assert records.load_figures is runfolder.load_figures
     with pytest.raises(ConfigError, match="not valid JSON"):
         runfolder.load_figures(run / "05_broken.figures.json")
-    with pytest.raises(ConfigError, match="not a|JSON object"):
+    with pytest.raises(ConfigError, match=r"not a|JSON object"):
         runfolder.load_figures(run / "06_list.figures.json")
     assert records.record_figures("07_new", {"x": 1}, run_dir=run) == runfolder.figures_path(run.resolve(), "07_new")
     assert runfolder.run_figures(run)["07_new"] == {"x": 1}
     summary = runfolder.read_summary(run)
-    assert runfolder.run_times(run, summary) == (datetime.fromisoformat("2026-11-01T06:00:00+00:00"),
-                                                 datetime.fromisoformat("2026-11-01T06:01:00+00:00"))
+    assert runfolder.run_times(run, summary) == (
+        datetime.fromisoformat("2026-11-01T06:00:00+00:00"),
+        datetime.fromisoformat("2026-11-01T06:01:00+00:00"),
+    )
     with pytest.raises(ConfigError, match="with its times"):
         runfolder.run_times(run, {"started_at": "yesterday"})
-    with pytest.raises(ConfigError, match="no summary.json"):
+    with pytest.raises(ConfigError, match=re.escape("no summary.json")):
         receipt.receipt_for_run_dir(tmp_path / "empty")
     # the history keeps what the folder's figures hold, the damaged files left out
     stored = append_run(tmp_path / "h.sqlite", run)

@@ -32,8 +32,12 @@ def secret(value: str) -> Secret:
 
 
 def tokens(localpod) -> dict[str, str]:
-    return {"dev": localpod.hf_token, "no_licence": NO_LICENCE_TOKEN, "finegrained_no_gated": FINEGRAINED_NO_GATED_TOKEN,
-            "write": WRITE_TOKEN}
+    return {
+        "dev": localpod.hf_token,
+        "no_licence": NO_LICENCE_TOKEN,
+        "finegrained_no_gated": FINEGRAINED_NO_GATED_TOKEN,
+        "write": WRITE_TOKEN,
+    }
 
 
 def assert_no_secret(text: str, *values: str) -> None:
@@ -43,6 +47,7 @@ def assert_no_secret(text: str, *values: str) -> None:
 
 # ------------------------------------------------------------------------------------------ token
 
+
 def test_check_token_dev_token_from_settings(settings, localpod):
     info = hub.check_token(settings, settings.hf_token())
     assert (info.user, info.role, info.can_read_gated, info.problem) == ("localpod-dev", "fineGrained", True, None)
@@ -50,11 +55,14 @@ def test_check_token_dev_token_from_settings(settings, localpod):
     assert localpod.hf_token not in repr(info)
 
 
-@pytest.mark.parametrize(("name", "user", "role", "gated_read"), [
-    ("no_licence", "localpod-newcomer", "read", True),
-    ("write", "localpod-writer", "write", True),
-    ("finegrained_no_gated", "localpod-dev", "fineGrained", False),
-])
+@pytest.mark.parametrize(
+    ("name", "user", "role", "gated_read"),
+    [
+        ("no_licence", "localpod-newcomer", "read", True),
+        ("write", "localpod-writer", "write", True),
+        ("finegrained_no_gated", "localpod-dev", "fineGrained", False),
+    ],
+)
 def test_check_token_seed_tokens(settings, localpod, name, user, role, gated_read):
     info = hub.check_token(settings, secret(tokens(localpod)[name]))
     assert (info.user, info.role, info.can_read_gated) == (user, role, gated_read)
@@ -142,6 +150,7 @@ def test_model_access_unknown_repo_and_invalid_token(settings, localpod):
 
 # ---------------------------------------------------------------------------------------- weights
 
+
 def sibling_sizes(localpod, repo: str) -> dict[str, int]:
     info = HfApi(endpoint=localpod.hub_url, token=localpod.hf_token).model_info(repo, files_metadata=True)
     return {s.rfilename: s.size for s in info.siblings}
@@ -201,9 +210,11 @@ def test_recommend_volume_gb_rule():
 
 # ------------------------------------------------------------------------------------- GPU memory
 
+
 def repo_config(localpod, tmp_path, repo: str) -> dict:
-    path = hf_hub_download(repo, "config.json", cache_dir=tmp_path / "hf", endpoint=localpod.hub_url,
-                           token=localpod.hf_token)
+    path = hf_hub_download(
+        repo, "config.json", cache_dir=tmp_path / "hf", endpoint=localpod.hub_url, token=localpod.hf_token
+    )
     with open(path) as handle:
         return json.load(handle)
 
@@ -286,8 +297,14 @@ def test_embedding_dimension_from_config(settings):  # type: ignore[no-untyped-d
 
 # ------------------------------------------------------------------- errors by type, not by text
 
-def hub_error(status: int, *, code: str | None = None, message: str = "",
-              url: str = f"https://huggingface.co/api/models/{MISTRAL}/auth-check") -> Exception:
+
+def hub_error(
+    status: int,
+    *,
+    code: str | None = None,
+    message: str = "",
+    url: str = f"https://huggingface.co/api/models/{MISTRAL}/auth-check",
+) -> Exception:
     """The exception huggingface_hub itself raises for such an answer: the response goes through
     its ``hf_raise_for_status`` (``utils/_http.py``), which picks the type from ``X-Error-Code``
     and the status code."""
@@ -319,20 +336,28 @@ def test_a_403_without_error_code_is_the_gated_read_permission_whatever_its_word
 
 
 def test_a_gated_repo_error_is_pending_only_when_the_hub_says_so(settings):
-    pending = mapped(settings, hub_error(403, code="GatedRepo",
-                                         message=f"Your request to access model {MISTRAL} is awaiting a review "
-                                                 "from the repo authors."))
+    pending = mapped(
+        settings,
+        hub_error(
+            403,
+            code="GatedRepo",
+            message=f"Your request to access model {MISTRAL} is awaiting a review from the repo authors.",
+        ),
+    )
     assert isinstance(pending, GatedModelError) and "awaiting review by the model's authors" in str(pending)
     refused = mapped(settings, hub_error(403, code="GatedRepo", message="Access restricted, wording changed"))
     assert isinstance(refused, GatedModelError) and "has not accepted the model's licence" in str(refused)
 
 
-@pytest.mark.parametrize(("status", "code", "expected"), [
-    (401, "RepoNotFound", "was rejected by the Hub"),
-    (404, "RepoNotFound", "was not found on the Hub"),
-    (429, None, "rate-limiting"),
-    (503, None, "answered HTTP 503"),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "RepoNotFound", "was rejected by the Hub"),
+        (404, "RepoNotFound", "was not found on the Hub"),
+        (429, None, "rate-limiting"),
+        (503, None, "answered HTTP 503"),
+    ],
+)
 def test_other_hub_errors_by_type_and_status(settings, status, code, expected):
     err = mapped(settings, hub_error(status, code=code, message="server text"))
     assert not isinstance(err, GatedModelError) and expected in str(err)
@@ -341,10 +366,16 @@ def test_other_hub_errors_by_type_and_status(settings, status, code, expected):
 
 # ------------------------------------------------------------------------------ sizing arithmetic
 
+
 def test_gpu_memory_estimate_is_arithmetic_on_the_config():
     """No Hub needed: the formula of ``modelsize.gpu_memory_estimate`` redone from its inputs."""
-    config = {"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096,
-              "torch_dtype": "bfloat16"}
+    config = {
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "hidden_size": 4096,
+        "torch_dtype": "bfloat16",
+    }
     weights = 14_483_464_192
     estimate = modelsize.gpu_memory_estimate("org/model", config, weights, "BF16", 8192, 0.9)
     per_token = 2 * 32 * 8 * (4096 // 32) * 2

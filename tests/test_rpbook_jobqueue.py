@@ -12,9 +12,9 @@ import runpod
 from localpod import hubdata
 from rpbook import jobqueue
 from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
+from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
 from rpbook.secrets import Secret
 from rpbook.settings import load_settings
-from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -31,6 +31,7 @@ def vllm_endpoint(localpod, plant_endpoint):  # type: ignore[no-untyped-def]
     def make(hf_token: str | None = None, **fields):  # type: ignore[no-untyped-def]
         env = {"MODEL_NAME": MISTRAL, "HF_TOKEN": hf_token or localpod.hf_token}
         return plant_endpoint(image=VLLM_IMAGE, env=env, **fields)
+
     return make
 
 
@@ -46,8 +47,12 @@ def test_health_is_typed_and_parses_the_documented_shape(settings, key, plant_en
     assert now == Health()
     assert now.stage == "cold" and not now.has_ready_worker
     # Runpod's documented example has fewer worker keys than live answers: ready = idle + running.
-    doc = Health.from_json({"jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
-                            "workers": {"idle": 1, "running": 2}})
+    doc = Health.from_json(
+        {
+            "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
+            "workers": {"idle": 1, "running": 2},
+        }
+    )
     assert (doc.ready, doc.in_queue, doc.failed, doc.stage) == (3, 2, 5, "ready")
     assert "2 in queue" in doc.summary()
 
@@ -116,8 +121,7 @@ def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, set
     assert "still running:" in message and "/h" in message and "scale_to_zero_on_failure" in message
     assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 2  # only reported, nothing changed
     with pytest.raises(EndpointNotReadyError) as info:
-        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, scale_to_zero_on_failure=True,
-             **FAST)
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, scale_to_zero_on_failure=True, **FAST)
     assert "scaled to zero (workers were 0-2)" in str(info.value)
     assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 0
     deadline = time.monotonic() + 10
@@ -175,23 +179,40 @@ def test_failed_job_error_is_shown(settings, key, plant_endpoint):
 
 def test_failed_job_error_is_scrubbed(key):
     secret = key.reveal()
-    body = {"status": "FAILED", "error": json.dumps({"error_type": "ValueError",
-                                                     "error_message": f"bad header Bearer {secret}"})}
+    body = {
+        "status": "FAILED",
+        "error": json.dumps({"error_type": "ValueError", "error_message": f"bad header Bearer {secret}"}),
+    }
     text = jobqueue._error_text(body)
     assert secret not in text and "ValueError: bad header Bearer rpa_" in text
 
 
-@pytest.mark.parametrize("error, expected", [
-    # runpod-python rp_job.handle_job: str() of worker-vllm v2.25.2's error dict (a Python repr)
-    (("{'message': 'vLLM returned HTTP 404: {\"error\":{\"message\":\"The model `x` does not exist.\",\"type\":"
-      "\"NotFoundError\",\"param\":\"model\",\"code\":404}}', 'type': 'worker_error', 'code': None}"),
-     "vLLM answered HTTP 404: The model `x` does not exist."),
-    (("{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages.',"
-      " 'type': 'worker_error', 'code': None}"), "Job input must contain one of: openai_input"),
-    # rp_job.run_job_generator: a generator handler that raised
-    ("handler: CUDA error: out of memory \ntraceback: Traceback (most recent call last):\n  ...", "CUDA error: out of memory"),
-    ("just a sentence", "just a sentence"),
-])
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        # runpod-python rp_job.handle_job: str() of worker-vllm v2.25.2's error dict (a Python repr)
+        (
+            (
+                '{\'message\': \'vLLM returned HTTP 404: {"error":{"message":"The model `x` does not exist.","type":'
+                '"NotFoundError","param":"model","code":404}}\', \'type\': \'worker_error\', \'code\': None}'
+            ),
+            "vLLM answered HTTP 404: The model `x` does not exist.",
+        ),
+        (
+            (
+                "{'message': 'Job input must contain one of: openai_input (+openai_route), route (+body), "
+                "or prompt/messages.', 'type': 'worker_error', 'code': None}"
+            ),
+            "Job input must contain one of: openai_input",
+        ),
+        # rp_job.run_job_generator: a generator handler that raised
+        (
+            "handler: CUDA error: out of memory \ntraceback: Traceback (most recent call last):\n  ...",
+            "CUDA error: out of memory",
+        ),
+        ("just a sentence", "just a sentence"),
+    ],
+)
 def test_failed_job_error_shapes_read_as_one_line(error, expected):
     text = jobqueue._error_text({"status": "FAILED", "error": error})
     assert text.startswith(expected) and "traceback" not in text.lower(), text
@@ -199,8 +220,10 @@ def test_failed_job_error_shapes_read_as_one_line(error, expected):
 
 def test_worker_error_items_fail_run_job_with_vllms_message(settings, key, vllm_endpoint):
     endpoint = vllm_endpoint()
-    job = {"openai_route": "/v1/chat/completions",
-           "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+    job = {
+        "openai_route": "/v1/chat/completions",
+        "openai_input": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    }
     with pytest.raises(EndpointNotReadyError) as info:
         run_job(settings, key, endpoint.id, job, timeout_s=30, poll_s=0.02)
     assert str(info.value).endswith("ended FAILED: vLLM answered HTTP 404: The model `gpt-4o` does not exist.")
@@ -223,6 +246,7 @@ def test_bad_key_is_a_config_error_and_an_unknown_endpoint_its_own(settings, pla
 
 def test_a_runtime_error_saying_401_is_not_taken_for_a_rejected_key():
     """Only the status code decides: an SDK RuntimeError whose text mentions 401 stays a queue failure."""
+
     def sdk_failure() -> None:
         raise RuntimeError("401 Unauthorized | Make sure Runpod API key is set and valid.")
 
@@ -256,7 +280,8 @@ def test_importing_rpbook_leaves_logging_alone_and_session_start_quiets_http_log
         "print(root.level, len(root.handlers), 'runpod' in sys.modules,\n"
         "      [logging.getLogger(n).level for n in QUIET_LOGGERS])\n"
         "quiet_http_logs()\n"
-        "print([logging.getLogger(n).level for n in QUIET_LOGGERS])\n")
+        "print([logging.getLogger(n).level for n in QUIET_LOGGERS])\n"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     imported, quieted = out.stdout.splitlines()
     assert imported == f"{logging.WARNING} 0 False [0, 0, 0, 0]", out.stderr

@@ -37,8 +37,13 @@ def key(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def endpoint(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
-    ep = plant_endpoint(image=VLLM_IMAGE, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token},
-                        idle_timeout=IDLE_S, gpu_pools=["ADA_24"], workers_max=2)
+    ep = plant_endpoint(
+        image=VLLM_IMAGE,
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token},
+        idle_timeout=IDLE_S,
+        gpu_pools=["ADA_24"],
+        workers_max=2,
+    )
     wake(settings, key, ep.id, poll_s=0.02, progress=False)
     return ep
 
@@ -64,17 +69,20 @@ def slack_s(localpod) -> float:  # type: ignore[no-untyped-def]
 
 
 def test_without_keepalive_every_turn_after_a_pause_is_cold(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    report = run_conversation(settings, key, endpoint.id, MISTRAL, strategy="off", pause_s=PAUSE_S,
-                              prompts=PROMPTS, max_tokens=4)
+    report = run_conversation(
+        settings, key, endpoint.id, MISTRAL, strategy="off", pause_s=PAUSE_S, prompts=PROMPTS, max_tokens=4
+    )
     assert [t.cold for t in report.turns] == [False, True, True]
     assert report.keepalive is None and report.usd == 0.0
 
 
 @pytest.mark.parametrize("strategy", ["ping", "pin"])
 def test_with_keepalive_every_turn_is_warm_and_workers_return_to_zero_after(  # type: ignore[no-untyped-def]
-        localpod, settings, key, endpoint, strategy):
-    report = run_conversation(settings, key, endpoint.id, MISTRAL, strategy=strategy, pause_s=PAUSE_S,
-                              prompts=PROMPTS, max_tokens=4)
+    localpod, settings, key, endpoint, strategy
+):
+    report = run_conversation(
+        settings, key, endpoint.id, MISTRAL, strategy=strategy, pause_s=PAUSE_S, prompts=PROMPTS, max_tokens=4
+    )
     assert [t.cold for t in report.turns] == [False, False, False]
     assert report.keepalive is not None and report.keepalive.stop_reason == "conversation closed"
     assert workers_min(settings, key, endpoint.id) == 0
@@ -118,17 +126,20 @@ def test_cost_cap_stops_pings(settings, key, endpoint):  # type: ignore[no-untyp
 
 
 def test_a_pin_is_restored_on_an_exception(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    with pytest.raises(RuntimeError):
+
+    def fail_while_pinned() -> None:
         with K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
             assert workers_min(settings, key, endpoint.id) == 1
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_while_pinned()
     assert workers_min(settings, key, endpoint.id) == 0
 
 
 def test_a_second_pin_on_the_same_endpoint_is_refused(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    with K.KeepAlive(settings, key, endpoint.id, strategy="pin"):
-        with pytest.raises(Exception, match="already pinned"):
-            K.KeepAlive(settings, key, endpoint.id, strategy="pin").start()
+    with K.KeepAlive(settings, key, endpoint.id, strategy="pin"), pytest.raises(Exception, match="already pinned"):
+        K.KeepAlive(settings, key, endpoint.id, strategy="pin").start()
     assert workers_min(settings, key, endpoint.id) == 0
 
 
@@ -156,16 +167,26 @@ def _holder_script(settings, endpoint_id: str) -> str:  # type: ignore[no-untype
 
 def _start_holder(settings, endpoint_id):  # type: ignore[no-untyped-def]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", _holder_script(settings, endpoint_id)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _holder_script(settings, endpoint_id)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.strip() == "pinned", proc.stderr.read() if proc.stderr else ""
     return proc
 
 
-def test_kill_9_of_a_pin_holder_is_restored_by_the_next_rpbook_call(localpod, settings, key, endpoint,  # type: ignore[no-untyped-def]
-                                                                    monkeypatch):
+def test_kill_9_of_a_pin_holder_is_restored_by_the_next_rpbook_call(
+    localpod,
+    settings,
+    key,
+    endpoint,  # type: ignore[no-untyped-def]
+    monkeypatch,
+):
     monkeypatch.setenv("LOCALPOD_URL", localpod.base_url)
     proc = _start_holder(settings, endpoint.id)
     assert workers_min(settings, key, endpoint.id) == 1
@@ -216,16 +237,23 @@ def test_scaled_idle_timeout_plays_two_minute_pauses_in_seconds(localpod, plant_
     conversation and its keep-alive scale their pauses and ping times by the same factor."""
     from rpbook.local import set_profile_overrides
 
-    ep = plant_endpoint(image=VLLM_IMAGE, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token},
-                        idle_timeout=120, gpu_pools=["ADA_24"], workers_max=2)
+    ep = plant_endpoint(
+        image=VLLM_IMAGE,
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token},
+        idle_timeout=120,
+        gpu_pools=["ADA_24"],
+        workers_max=2,
+    )
     previous = set_profile_overrides(settings, key, {"idle_timeout_scale": 0.01})
     assert previous == {"idle_timeout_scale": 1.0}
     wake(settings, key, ep.id, poll_s=0.02, progress=False)
-    off = run_conversation(settings, key, ep.id, MISTRAL, strategy="off", pause_s=150, prompts=PROMPTS[:2],
-                           max_tokens=4, time_scale=0.01)
+    off = run_conversation(
+        settings, key, ep.id, MISTRAL, strategy="off", pause_s=150, prompts=PROMPTS[:2], max_tokens=4, time_scale=0.01
+    )
     assert [t.cold for t in off.turns] == [False, True]
-    ping = run_conversation(settings, key, ep.id, MISTRAL, strategy="ping", pause_s=150, prompts=PROMPTS[:2],
-                            max_tokens=4, time_scale=0.01)
+    ping = run_conversation(
+        settings, key, ep.id, MISTRAL, strategy="ping", pause_s=150, prompts=PROMPTS[:2], max_tokens=4, time_scale=0.01
+    )
     assert [t.cold for t in ping.turns] == [False, False] and len(ping.keepalive.pings) >= 1
     set_profile_overrides(settings, key, previous)
 
@@ -244,14 +272,17 @@ def test_async_context_manager_and_async_openai_client(settings, key, endpoint):
     import openai
 
     async def converse() -> K.KeepAlive:
-        ka = K.KeepAlive(settings, key, endpoint.id, strategy="ping", conversation_idle_s=60,
-                         install_signal_handlers=False)
+        ka = K.KeepAlive(
+            settings, key, endpoint.id, strategy="ping", conversation_idle_s=60, install_signal_handlers=False
+        )
         async with ka:
-            client = ka.wrap(openai.AsyncOpenAI(base_url=settings.openai_base_url(endpoint.id),
-                                                api_key=key.reveal(), max_retries=0))
+            client = ka.wrap(
+                openai.AsyncOpenAI(base_url=settings.openai_base_url(endpoint.id), api_key=key.reveal(), max_retries=0)
+            )
             for _ in range(2):
-                stream = await client.chat.completions.create(model=MISTRAL, max_tokens=3, stream=True,
-                                                              messages=[{"role": "user", "content": "hi"}])
+                stream = await client.chat.completions.create(
+                    model=MISTRAL, max_tokens=3, stream=True, messages=[{"role": "user", "content": "hi"}]
+                )
                 assert ka._in_flight == 1  # the turn lasts as long as its stream
                 async for _chunk in stream:
                     pass

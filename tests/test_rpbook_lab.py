@@ -22,13 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def executed_notebook() -> dict:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# title"),
-                nbformat.v4.new_code_cell("print(1)", execution_count=3,
-                                          outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")],
-                                          metadata={"execution": {"iopub.status.busy": "2026-01-01"}})]
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
-                   "language_info": {"name": "python", "version": "3.11.7", "file_extension": ".py"},
-                   "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell(
+            "print(1)",
+            execution_count=3,
+            outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")],
+            metadata={"execution": {"iopub.status.busy": "2026-01-01"}},
+        ),
+    ]
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+        "language_info": {"name": "python", "version": "3.11.7", "file_extension": ".py"},
+        "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}},
+    }
     return json.loads(json.dumps(nb))
 
 
@@ -44,8 +51,11 @@ def test_saved_runbook_loses_outputs_counts_timings_widgets_and_python_version()
 
 
 def test_records_under_runs_and_other_files_are_saved_as_they_are():
-    for path, kind in (("runs/2026-11-30T02-00-00Z/03_wake_and_sanity_chat.ipynb", "notebook"),
-                       ("project/runs/lab/x.ipynb", "notebook"), ("notebooks/README.md", "file")):
+    for path, kind in (
+        ("runs/2026-11-30T02-00-00Z/03_wake_and_sanity_chat.ipynb", "notebook"),
+        ("project/runs/lab/x.ipynb", "notebook"),
+        ("notebooks/README.md", "file"),
+    ):
         model = {"type": kind, "content": executed_notebook() if kind == "notebook" else "text"}
         before = json.dumps(model)
         strip_outputs(model=model, path=path)
@@ -62,12 +72,20 @@ def test_clear_outputs_tolerates_odd_notebooks():
 def test_read_hook_gives_the_kernels_metadata_so_opening_changes_nothing():
     from ipykernel.ipkernel import IPythonKernel
 
-    nb = {"cells": [], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                                    "language_info": {"name": "python"}}}
+    nb = {
+        "cells": [],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    }
     local_kernel_metadata(nb, {"python3": "Python 3 (ipykernel)"})
     assert nb["metadata"]["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
     assert nb["metadata"]["language_info"] == IPythonKernel.language_info
-    other = {"cells": [], "metadata": {"kernelspec": {"name": "ir", "display_name": "R"}, "language_info": {"name": "R"}}}
+    other = {
+        "cells": [],
+        "metadata": {"kernelspec": {"name": "ir", "display_name": "R"}, "language_info": {"name": "R"}},
+    }
     local_kernel_metadata(other, {"python3": "Python 3 (ipykernel)"})
     assert other["metadata"]["kernelspec"]["display_name"] == "R"
 
@@ -107,6 +125,7 @@ def test_project_config_roots_lab_at_the_project_and_sets_the_hooks(monkeypatch:
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
     assert (ROOT / "notebooks" / "README.md").is_file()
     import os
+
     assert os.environ["RPBOOK_RUN_DIR"] == "kept"
     page_config = json.loads((ROOT / "jupyter" / "labconfig" / "page_config.json").read_text())
     assert page_config["disabledExtensions"]["@jupyterlab/apputils-extension:announcements"] is True

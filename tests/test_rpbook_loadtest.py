@@ -14,9 +14,9 @@ import random
 
 import pytest
 
-from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
 from rpbook.errors import ConfigError
 from rpbook.jobqueue import wake
+from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -31,9 +31,13 @@ def key(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def endpoint(localpod, plant_endpoint):  # type: ignore[no-untyped-def]
-    return plant_endpoint(image=VLLM_IMAGE, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token,
-                                                 "MAX_CONCURRENCY": "64"},
-                          idle_timeout=30, gpu_pools=["ADA_24"], workers_max=1)
+    return plant_endpoint(
+        image=VLLM_IMAGE,
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token, "MAX_CONCURRENCY": "64"},
+        idle_timeout=30,
+        gpu_pools=["ADA_24"],
+        workers_max=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +55,12 @@ def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
     from rpbook.settings import load_settings
 
     key, token, port = "rpa_LOADTEST_KEY_NOT_REAL", "hf_loadtest_token_not_real", free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet",
-                             "--profile", "fast"],
-                            env={**os.environ, "LOCALPOD_API_KEY": key, "LOCALPOD_HF_TOKEN": token},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", "--profile", "fast"],
+        env={**os.environ, "LOCALPOD_API_KEY": key, "LOCALPOD_HF_TOKEN": token},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {key}"}
     try:
@@ -67,16 +73,31 @@ def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "localpod did not start"
             time.sleep(0.05)
-        httpx.patch(f"{base}/_localpod/config", headers=auth, json={"rate_limits": False},
-                    timeout=10).raise_for_status()
+        httpx.patch(
+            f"{base}/_localpod/config", headers=auth, json={"rate_limits": False}, timeout=10
+        ).raise_for_status()
         rest = httpx.Client(base_url=f"{base}/api.runpod.io", headers=auth, timeout=30)
-        template = rest.post("/v2/templates", json={"name": "lt", "image": VLLM_IMAGE, "serverless": True, "env": {
-            "MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": token, "MAX_CONCURRENCY": "64"}})
+        template = rest.post(
+            "/v2/templates",
+            json={
+                "name": "lt",
+                "image": VLLM_IMAGE,
+                "serverless": True,
+                "env": {"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": token, "MAX_CONCURRENCY": "64"},
+            },
+        )
         template.raise_for_status()
-        endpoint = rest.post("/v2/serverless", json={
-            "name": "lt", "type": "QUEUE", "templateId": template.json()["id"],
-            "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["13.0"]},
-            "workers": {"min": 1, "max": 1, "idleTimeout": 600}, "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+        endpoint = rest.post(
+            "/v2/serverless",
+            json={
+                "name": "lt",
+                "type": "QUEUE",
+                "templateId": template.json()["id"],
+                "gpu": {"pools": ["ADA_24"], "allowedCudaVersions": ["13.0"]},
+                "workers": {"min": 1, "max": 1, "idleTimeout": 600},
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            },
+        )
         endpoint.raise_for_status()
         settings = load_settings("local", env_file=tmp_path_factory.mktemp("lt") / ".env", localpod_url=base)
         yield settings, key, str(endpoint.json()["id"]), base
@@ -89,12 +110,25 @@ def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type
     import httpx
 
     settings, key, endpoint_id, base = own_localpod
-    httpx.patch(f"{base}/_localpod/config", headers={"Authorization": f"Bearer {key}"}, timeout=10,
-                json={"overrides": {"time_to_first_token_s": TTFT_S, "inter_token_s": ITL_S}}).raise_for_status()
+    httpx.patch(
+        f"{base}/_localpod/config",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+        json={"overrides": {"time_to_first_token_s": TTFT_S, "inter_token_s": ITL_S}},
+    ).raise_for_status()
     wake(settings, key, endpoint_id, poll_s=0.02, progress=False)
-    result = run_load_test(settings, key, endpoint_id, MISTRAL, route="chat", max_tokens=12, progress=False,
-                           shape=LoadShape("closed", concurrency=4, num_requests=24, warmup_requests=4),
-                           out_dir=tmp_path, health_interval_s=0.2)
+    result = run_load_test(
+        settings,
+        key,
+        endpoint_id,
+        MISTRAL,
+        route="chat",
+        max_tokens=12,
+        progress=False,
+        shape=LoadShape("closed", concurrency=4, num_requests=24, warmup_requests=4),
+        out_dir=tmp_path,
+        health_interval_s=0.2,
+    )
     s = result.summary()
     assert s["completed"] == 24 and not s["errors"] and s["requests"] == 24
     overhead_ms = s["transport_overhead_ms"]
@@ -111,11 +145,24 @@ def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type
     assert len(chart.figure.axes) == 3 and chart._repr_png_().startswith(b"\x89PNG")
 
 
-def test_queue_route_reads_delay_and_execution_times_and_sees_the_cold_start(localpod, settings, key,  # type: ignore[no-untyped-def]
-                                                                              endpoint):
-    result = run_load_test(settings, key, endpoint.id, MISTRAL, route="queue", max_tokens=4, progress=False,
-                           shape=LoadShape("closed", concurrency=2, num_requests=4), poll_s=0.02,
-                           health_interval_s=0.05)
+def test_queue_route_reads_delay_and_execution_times_and_sees_the_cold_start(
+    localpod,
+    settings,
+    key,  # type: ignore[no-untyped-def]
+    endpoint,
+):
+    result = run_load_test(
+        settings,
+        key,
+        endpoint.id,
+        MISTRAL,
+        route="queue",
+        max_tokens=4,
+        progress=False,
+        shape=LoadShape("closed", concurrency=2, num_requests=4),
+        poll_s=0.02,
+        health_interval_s=0.05,
+    )
     s = result.summary()
     assert s["completed"] == 4
     assert s["cold_starts_seen"] >= 1 and result.measured[0].cold
@@ -126,11 +173,28 @@ def test_queue_route_reads_delay_and_execution_times_and_sees_the_cold_start(loc
 
 def test_errors_are_counted_by_kind_and_goodput_uses_the_slos(localpod, settings, key, endpoint):  # type: ignore[no-untyped-def]
     wake(settings, key, endpoint.id, poll_s=0.02, progress=False)
-    bad = run_load_test(settings, key, endpoint.id, "no-such-model", route="completions", max_tokens=4,
-                        progress=False, shape=LoadShape("closed", concurrency=2, num_requests=4))
+    bad = run_load_test(
+        settings,
+        key,
+        endpoint.id,
+        "no-such-model",
+        route="completions",
+        max_tokens=4,
+        progress=False,
+        shape=LoadShape("closed", concurrency=2, num_requests=4),
+    )
     assert bad.summary()["errors"] == {"4xx": 4} and bad.summary()["completed"] == 0
-    good = run_load_test(settings, key, endpoint.id, MISTRAL, route="completions", max_tokens=4, progress=False,
-                         shape=LoadShape("open", rate=50, num_requests=10), slo=SLO(ttft_ms=0.001))
+    good = run_load_test(
+        settings,
+        key,
+        endpoint.id,
+        MISTRAL,
+        route="completions",
+        max_tokens=4,
+        progress=False,
+        shape=LoadShape("open", rate=50, num_requests=10),
+        slo=SLO(ttft_ms=0.001),
+    )
     s = good.summary()
     assert s["completed"] == 10 and s["goodput_per_s"] == 0.0 and s["request_throughput_per_s"] > 0
 

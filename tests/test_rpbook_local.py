@@ -102,23 +102,30 @@ def test_local_defaults_when_no_keys_are_set(env, state_dir, monkeypatch):
     status = ensure_localpod(settings, state_dir=state_dir)
     assert status.started
     key = settings.runpod_api_key().reveal()
-    assert httpx.get(f"{settings.rest_url}/v2/serverless", headers={"Authorization": f"Bearer {key}"},
-                     timeout=10).status_code == 200
+    assert (
+        httpx.get(
+            f"{settings.rest_url}/v2/serverless", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ).status_code
+        == 200
+    )
     info = hub.check_token(settings, settings.hf_token())
-    assert info.can_read_gated and hub.check_model_access(settings, settings.hf_token(),
-                                                          "mistralai/Mistral-7B-Instruct-v0.3").accessible
+    assert (
+        info.can_read_gated
+        and hub.check_model_access(settings, settings.hf_token(), "mistralai/Mistral-7B-Instruct-v0.3").accessible
+    )
 
 
 @pytest.mark.slow
 def test_server_outlives_the_process_that_started_it(env, state_dir):
     """Notebooks run in separate kernels: the server started by one must still answer for the next."""
     port = free_port()
-    code = ("import sys; from pathlib import Path; from rpbook.local import ensure_localpod; "
-            "from rpbook.settings import load_settings; "
-            f"s = load_settings('local', env_file={str(env / '.env')!r}, localpod_url='http://127.0.0.1:{port}'); "
-            f"print(ensure_localpod(s, state_dir=Path({str(state_dir)!r})).pid)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ})
+    code = (
+        "import sys; from pathlib import Path; from rpbook.local import ensure_localpod; "
+        "from rpbook.settings import load_settings; "
+        f"s = load_settings('local', env_file={str(env / '.env')!r}, localpod_url='http://127.0.0.1:{port}'); "
+        f"print(ensure_localpod(s, state_dir=Path({str(state_dir)!r})).pid)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ})
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.strip())
     settings = local_settings(env, port)
@@ -141,7 +148,7 @@ def test_concurrent_starts_spawn_one_server(env, state_dir):
     def start() -> None:
         try:
             results.append(ensure_localpod(settings, state_dir=state_dir))
-        except BaseException as err:  # pragma: no cover - reported below
+        except BaseException as err:  # noqa: BLE001 # pragma: no cover - any failure in the thread is asserted on below
             errors.append(err)
 
     threads = [threading.Thread(target=start) for _ in range(3)]
@@ -181,9 +188,12 @@ def test_one_state_folder_one_server(env, state_dir):
     port = free_port()
     first = ensure_localpod(local_settings(env, port), state_dir=state_dir)
     assert first.started
-    created = httpx.post(f"http://127.0.0.1:{port}/api.runpod.io/v2/network-volumes",
-                         headers={"Authorization": f"Bearer {KEY}"},
-                         json={"name": "w", "size": 10, "dataCenter": "EU-RO-1"}, timeout=10)
+    created = httpx.post(
+        f"http://127.0.0.1:{port}/api.runpod.io/v2/network-volumes",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={"name": "w", "size": 10, "dataCenter": "EU-RO-1"},
+        timeout=10,
+    )
     assert created.status_code == 201, created.text
     pid_file, log_file = state_dir / "localpod.pid", state_dir / "localpod.log"
     pid_before, log_before = pid_file.read_text(), log_file.read_bytes()
@@ -196,7 +206,7 @@ def test_one_state_folder_one_server(env, state_dir):
     assert KEY not in message and HF not in message
     assert not localpod_running(other)
     assert pid_file.read_text() == pid_before
-    assert log_file.read_bytes()[:len(log_before)] == log_before
+    assert log_file.read_bytes()[: len(log_before)] == log_before
     assert running_localpod(state_dir) == (first.pid, f"http://127.0.0.1:{port}")
 
     # `make stop` is honest even when the pid file is gone: the state lock names the server.
@@ -227,8 +237,9 @@ def test_a_core_only_install_is_told_to_install_the_emulator(env, state_dir, mon
     shadow = env / "shadow" / "ariadne"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ariadne'\", name='ariadne')\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shadow.parent),
-                                                                   os.environ.get("PYTHONPATH", "")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH", "")]))
+    )
     with pytest.raises(RpbookError) as info:
         ensure_localpod(local_settings(env, free_port()), state_dir=state_dir, timeout_s=20)
     message = str(info.value)

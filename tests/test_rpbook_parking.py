@@ -7,15 +7,14 @@ PR #674): 3 days without requests -> max workers 2, 7 days -> 0, until raised.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rpbook.history import load_history
 from rpbook.history_report import history_report
 from rpbook.parking import parking_from_history, parking_status
-
 from test_rpbook_history import NB, fake_run
 
-NOW = datetime(2026, 11, 10, 6, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 10, 6, 0, tzinfo=UTC)
 
 
 def test_days_left_before_each_step_from_a_last_request():
@@ -46,7 +45,7 @@ def test_history_per_endpoint_and_warning_when_only_the_check_pings(tmp_path):
     statuses = {s.endpoint: s for s in parking_from_history(runs, now=NOW)}
     assert set(statuses) == {"epA", "epB"}  # epOld: not woken by its target's newest run any more
     a, b = statuses["epA"], statuses["epB"]
-    assert a.last_request_at == datetime(2026, 11, 8, 6, 0, tzinfo=timezone.utc)
+    assert a.last_request_at == datetime(2026, 11, 8, 6, 0, tzinfo=UTC)
     assert round(a.days_left()[0][1], 2) == 1.0 and round(b.days_left()[0][1], 2) == 0.0
     assert a.only_scheduled and "only the scheduled check's own pings" in (a.warning or "")
     assert b.parked_to == 2  # epB's last ping was 5 days ago

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.placement import check_data_center, pick_data_center, volume_data_center
-from rpbook.plans import (Blocker, BlockerKind, EnsureResult, FieldChange, apply, ensure_endpoint, ensure_template,
-                          ensure_volume, plan_endpoint, plan_template, plan_volume, volume_monthly_cost_usd)
+from rpbook.plans import (
+    Blocker,
+    BlockerKind,
+    EnsureResult,
+    FieldChange,
+    apply,
+    ensure_endpoint,
+    ensure_template,
+    ensure_volume,
+    plan_endpoint,
+    plan_template,
+    plan_volume,
+    volume_monthly_cost_usd,
+)
 from rpbook.resources import Endpoint, NetworkVolume, Template
 from rpbook.secrets import Secret
 from rpbook.settings import Settings
@@ -19,8 +33,12 @@ from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 REF = "{{ RUNPOD_SECRET_hf_token }}"
-AMPERE_16_TYPES = {"NVIDIA RTX A4000", "NVIDIA RTX A4500", "NVIDIA RTX 4000 Ada Generation",
-                   "NVIDIA RTX 2000 Ada Generation"}
+AMPERE_16_TYPES = {
+    "NVIDIA RTX A4000",
+    "NVIDIA RTX A4500",
+    "NVIDIA RTX 4000 Ada Generation",
+    "NVIDIA RTX 2000 Ada Generation",
+}
 
 
 @pytest.fixture
@@ -39,20 +57,35 @@ def snapshot(localpod: Any) -> dict[str, Any]:
 
 
 def template_spec(hf_token: Secret | str | None = REF, **overrides: Any) -> TemplateSpec:
-    args: dict[str, Any] = dict(name="vllm-mistral-7b", model=MODEL, image_tag="v2.25.2", hf_token_ref=hf_token,
-                                max_model_len=8192, gpu_memory_utilization=0.9, max_concurrency=30)
+    args: dict[str, Any] = dict(
+        name="vllm-mistral-7b",
+        model=MODEL,
+        image_tag="v2.25.2",
+        hf_token_ref=hf_token,
+        max_model_len=8192,
+        gpu_memory_utilization=0.9,
+        max_concurrency=30,
+    )
     return vllm_template(**(args | overrides))
 
 
 def endpoint_spec(**overrides: Any) -> EndpointSpec:
-    args: dict[str, Any] = dict(name="mistral-7b-vllm", template_name="vllm-mistral-7b",
-                                gpu_pools=["AMPERE_24", "ADA_24"], network_volume_name="llm-weights",
-                                data_center="EU-RO-1")
+    args: dict[str, Any] = dict(
+        name="mistral-7b-vllm",
+        template_name="vllm-mistral-7b",
+        gpu_pools=["AMPERE_24", "ADA_24"],
+        network_volume_name="llm-weights",
+        data_center="EU-RO-1",
+    )
     return EndpointSpec(**(args | overrides))
 
 
-def ensure_all(client: RunpodClient, tspec: TemplateSpec | None = None, espec: EndpointSpec | None = None,
-               vspec: VolumeSpec | None = None) -> tuple[EnsureResult, EnsureResult, EnsureResult]:
+def ensure_all(
+    client: RunpodClient,
+    tspec: TemplateSpec | None = None,
+    espec: EndpointSpec | None = None,
+    vspec: VolumeSpec | None = None,
+) -> tuple[EnsureResult, EnsureResult, EnsureResult]:
     vspec = vspec or VolumeSpec("llm-weights", 50, "EU-RO-1")
     tspec = tspec or template_spec()
     espec = espec or endpoint_spec()
@@ -68,8 +101,16 @@ def ensure_all(client: RunpodClient, tspec: TemplateSpec | None = None, espec: E
 
 def test_endpoint_spec_defaults_are_the_teams() -> None:
     spec = EndpointSpec("e", "t", ["AMPERE_24"])
-    assert (spec.workers_max, spec.workers_min, spec.gpu_count, spec.idle_timeout_s, spec.execution_timeout_s,
-            spec.flashboot, spec.scaler, spec.scaler_value) == (5, 0, 1, 120, 600, True, "QUEUE_DELAY", 15)
+    assert (
+        spec.workers_max,
+        spec.workers_min,
+        spec.gpu_count,
+        spec.idle_timeout_s,
+        spec.execution_timeout_s,
+        spec.flashboot,
+        spec.scaler,
+        spec.scaler_value,
+    ) == (5, 0, 1, 120, 600, True, "QUEUE_DELAY", 15)
     assert spec.gpu_pools == ("AMPERE_24",) and spec.timeout_ms == 600_000
 
 
@@ -77,50 +118,59 @@ def test_vllm_template_env() -> None:
     token = Secret("HF_TOKEN", "hf_vllmTemplateEnvTest_00000000000", "test")
     spec = template_spec(hf_token=token, extra_env={"ENABLE_PREFIX_CACHING": "1"})
     assert spec.image == "runpod/worker-v1-vllm:v2.25.2"
-    assert spec.env == {"MODEL_NAME": MODEL, "HUGGING_FACE_HUB_TOKEN": token, "BASE_PATH": "/runpod-volume",
-                        "MAX_CONCURRENCY": "30", "GPU_MEMORY_UTILIZATION": "0.9", "MAX_MODEL_LEN": "8192",
-                        "ENABLE_PREFIX_CACHING": "1"}
+    assert spec.env == {
+        "MODEL_NAME": MODEL,
+        "HUGGING_FACE_HUB_TOKEN": token,
+        "BASE_PATH": "/runpod-volume",
+        "MAX_CONCURRENCY": "30",
+        "GPU_MEMORY_UTILIZATION": "0.9",
+        "MAX_MODEL_LEN": "8192",
+        "ENABLE_PREFIX_CACHING": "1",
+    }
     assert token.reveal() not in repr(spec)
     assert template_spec(hf_token=REF).env["HUGGING_FACE_HUB_TOKEN"] == REF
     assert "HUGGING_FACE_HUB_TOKEN" not in template_spec(hf_token=None).env
     assert all("HF_TOKEN" not in template_spec(hf_token=t).env for t in (REF, token, None))
 
 
-@pytest.mark.parametrize(("make", "field"), [
-    (lambda: template_spec(image_tag="latest"), "image_tag"),
-    (lambda: template_spec(image_tag=""), "image_tag"),
-    (lambda: template_spec(image_tag="runpod/worker-v1-vllm:v2"), "image_tag"),
-    (lambda: template_spec(hf_token="hf_plainStringTokenNotAllowed000000"), "hf_token_ref"),
-    (lambda: template_spec(hf_token="{{ RUNPOD_SECRET }}"), "hf_token_ref"),
-    (lambda: template_spec(hf_token="{{RUNPOD_SECRET_hf token}}"), "hf_token_ref"),
-    (lambda: template_spec(hf_token="{{ RUNPOD_SECRET_RUNPOD_x }}"), "hf_token_ref"),
-    (lambda: template_spec(gpu_memory_utilization=0), "gpu_memory_utilization"),
-    (lambda: template_spec(gpu_memory_utilization=1.2), "gpu_memory_utilization"),
-    (lambda: template_spec(max_model_len=0), "max_model_len"),
-    (lambda: template_spec(max_concurrency=0), "max_concurrency"),
-    (lambda: template_spec(model="not a repo"), "model"),
-    (lambda: template_spec(extra_env={"MODEL_NAME": "x/y"}), "extra_env"),
-    (lambda: template_spec(extra_env={"HUGGING_FACE_HUB_TOKEN": REF}), "extra_env"),
-    (lambda: TemplateSpec("t", "img:1", env={"HF_TOKEN": "hf_literalInEnv0000000000000"}), "TemplateSpec.env"),
-    (lambda: TemplateSpec("t", "img:1", env={"MAX_MODEL_LEN": 8192}), "TemplateSpec.env"),
-    (lambda: TemplateSpec("t", "img:1", env={"1BAD": "x"}), "TemplateSpec.env"),
-    (lambda: TemplateSpec("", "img:1"), "TemplateSpec.name"),
-    (lambda: VolumeSpec("v", 9, "EU-RO-1"), "VolumeSpec.size_gb"),
-    (lambda: VolumeSpec("v", 4097, "EU-RO-1"), "VolumeSpec.size_gb"),
-    (lambda: VolumeSpec("v", 50, "eu-ro-1"), "VolumeSpec.data_center"),
-    (lambda: endpoint_spec(idle_timeout_s=0), "EndpointSpec.idle_timeout_s"),
-    (lambda: endpoint_spec(idle_timeout_s=3601), "EndpointSpec.idle_timeout_s"),
-    (lambda: endpoint_spec(workers_min=3, workers_max=2), "EndpointSpec.workers_min"),
-    (lambda: endpoint_spec(execution_timeout_s=4), "EndpointSpec.execution_timeout_s"),
-    (lambda: endpoint_spec(execution_timeout_s=7 * 24 * 3600 + 1), "EndpointSpec.execution_timeout_s"),
-    (lambda: endpoint_spec(scaler_value=0.4), "EndpointSpec.scaler_value"),
-    (lambda: endpoint_spec(scaler="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
-    (lambda: endpoint_spec(scaler="FASTEST"), "EndpointSpec.scaler"),
-    (lambda: endpoint_spec(gpu_pools=[]), "EndpointSpec.gpu_pools"),
-    (lambda: endpoint_spec(gpu_pools=["ADA_24", "ADA_24"]), "EndpointSpec.gpu_pools"),
-    (lambda: endpoint_spec(gpu_count=0), "EndpointSpec.gpu_count"),
-    (lambda: endpoint_spec(data_center="Romania"), "EndpointSpec.data_center"),
-])
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: template_spec(image_tag="latest"), "image_tag"),
+        (lambda: template_spec(image_tag=""), "image_tag"),
+        (lambda: template_spec(image_tag="runpod/worker-v1-vllm:v2"), "image_tag"),
+        (lambda: template_spec(hf_token="hf_plainStringTokenNotAllowed000000"), "hf_token_ref"),
+        (lambda: template_spec(hf_token="{{ RUNPOD_SECRET }}"), "hf_token_ref"),
+        (lambda: template_spec(hf_token="{{RUNPOD_SECRET_hf token}}"), "hf_token_ref"),
+        (lambda: template_spec(hf_token="{{ RUNPOD_SECRET_RUNPOD_x }}"), "hf_token_ref"),
+        (lambda: template_spec(gpu_memory_utilization=0), "gpu_memory_utilization"),
+        (lambda: template_spec(gpu_memory_utilization=1.2), "gpu_memory_utilization"),
+        (lambda: template_spec(max_model_len=0), "max_model_len"),
+        (lambda: template_spec(max_concurrency=0), "max_concurrency"),
+        (lambda: template_spec(model="not a repo"), "model"),
+        (lambda: template_spec(extra_env={"MODEL_NAME": "x/y"}), "extra_env"),
+        (lambda: template_spec(extra_env={"HUGGING_FACE_HUB_TOKEN": REF}), "extra_env"),
+        (lambda: TemplateSpec("t", "img:1", env={"HF_TOKEN": "hf_literalInEnv0000000000000"}), "TemplateSpec.env"),
+        (lambda: TemplateSpec("t", "img:1", env={"MAX_MODEL_LEN": 8192}), "TemplateSpec.env"),
+        (lambda: TemplateSpec("t", "img:1", env={"1BAD": "x"}), "TemplateSpec.env"),
+        (lambda: TemplateSpec("", "img:1"), "TemplateSpec.name"),
+        (lambda: VolumeSpec("v", 9, "EU-RO-1"), "VolumeSpec.size_gb"),
+        (lambda: VolumeSpec("v", 4097, "EU-RO-1"), "VolumeSpec.size_gb"),
+        (lambda: VolumeSpec("v", 50, "eu-ro-1"), "VolumeSpec.data_center"),
+        (lambda: endpoint_spec(idle_timeout_s=0), "EndpointSpec.idle_timeout_s"),
+        (lambda: endpoint_spec(idle_timeout_s=3601), "EndpointSpec.idle_timeout_s"),
+        (lambda: endpoint_spec(workers_min=3, workers_max=2), "EndpointSpec.workers_min"),
+        (lambda: endpoint_spec(execution_timeout_s=4), "EndpointSpec.execution_timeout_s"),
+        (lambda: endpoint_spec(execution_timeout_s=7 * 24 * 3600 + 1), "EndpointSpec.execution_timeout_s"),
+        (lambda: endpoint_spec(scaler_value=0.4), "EndpointSpec.scaler_value"),
+        (lambda: endpoint_spec(scaler="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
+        (lambda: endpoint_spec(scaler="FASTEST"), "EndpointSpec.scaler"),
+        (lambda: endpoint_spec(gpu_pools=[]), "EndpointSpec.gpu_pools"),
+        (lambda: endpoint_spec(gpu_pools=["ADA_24", "ADA_24"]), "EndpointSpec.gpu_pools"),
+        (lambda: endpoint_spec(gpu_count=0), "EndpointSpec.gpu_count"),
+        (lambda: endpoint_spec(data_center="Romania"), "EndpointSpec.data_center"),
+    ],
+)
 def test_invalid_specs_name_the_field(make: Any, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         make()
@@ -133,8 +183,9 @@ def test_spec_errors_create_nothing(client: RunpodClient, localpod: Any) -> None
     with pytest.raises(ConfigError):
         ensure_template(client, template_spec(image_tag="latest"), apply=True)
     with pytest.raises(ConfigError, match="unknown serverless GPU pool"):
-        ensure_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_24", "NOT_A_POOL"], network_volume_name=None),
-                        apply=True)
+        ensure_endpoint(
+            client, endpoint_spec(gpu_pools=["AMPERE_24", "NOT_A_POOL"], network_volume_name=None), apply=True
+        )
     assert snapshot(localpod) == before
     assert counts(localpod) == (0, 0, 0)
 
@@ -227,8 +278,11 @@ def test_scaling_timeout_flashboot_changes(client: RunpodClient) -> None:
     spec = endpoint_spec(scaler="REQUEST_COUNT", scaler_value=4, execution_timeout_s=300, flashboot=False)
     plan = plan_endpoint(client, spec)
     assert set(plan.changed_fields) == {"scaler", "scaler_value", "execution_timeout_s", "flashboot"}
-    assert plan.request == {"scaling": {"type": "REQUEST_COUNT", "requestCount": 4}, "timeout": 300_000,
-                            "flashboot": "OFF"}
+    assert plan.request == {
+        "scaling": {"type": "REQUEST_COUNT", "requestCount": 4},
+        "timeout": 300_000,
+        "flashboot": "OFF",
+    }
     result = ensure_endpoint(client, spec, apply=True)
     assert isinstance(result.resource, Endpoint)
     assert result.resource.scaler_type == "REQUEST_COUNT" and result.resource.flashboot == "OFF"
@@ -299,8 +353,15 @@ def test_duplicate_names_are_a_conflict_never_a_guess(client: RunpodClient, loca
     assert snapshot(localpod) == before
 
     for _ in range(2):
-        client.create_endpoint({"name": "dup", "type": "QUEUE", "templateId": t1.id, "gpu": {"pools": ["ADA_24"]},
-                                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+        client.create_endpoint(
+            {
+                "name": "dup",
+                "type": "QUEUE",
+                "templateId": t1.id,
+                "gpu": {"pools": ["ADA_24"]},
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            }
+        )
     ids = [e.id for e in client.list_endpoints()]
     with pytest.raises(PlanConflictError) as caught:
         plan_endpoint(client, endpoint_spec(name="dup", network_volume_name=None, data_center=None), t1.id)
@@ -347,8 +408,9 @@ def test_endpoint_pinned_to_a_data_center_without_its_pool(client: RunpodClient,
         ensure_endpoint(client, spec, apply=True)
     assert "EU-RO-1" in str(caught.value)
     assert counts(localpod) == (0, 1, 0)
-    partial = plan_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_16", "ADA_24"], network_volume_name=None,
-                                                  data_center="US-CA-2"))
+    partial = plan_endpoint(
+        client, endpoint_spec(gpu_pools=["AMPERE_16", "ADA_24"], network_volume_name=None, data_center="US-CA-2")
+    )
     assert any("no AMPERE_16" in n for n in partial.notes)
 
 
@@ -380,10 +442,12 @@ def test_pick_data_center(client: RunpodClient) -> None:
         pick_data_center(client, "HOPPER_141", preferred="EU-SE-1")
     assert all(dc in str(caught.value) for dc in h200)
     # A list of pools: the best stock of the first pool decides, then the next pool's.
-    high_24 = {dc.id for g in client.gpu_types() if g.pool == "AMPERE_24" for dc in g.data_centers
-               if dc.availability == "HIGH"}
-    high_ada = {dc.id for g in client.gpu_types() if g.pool == "ADA_24" for dc in g.data_centers
-                if dc.availability == "HIGH"}
+    high_24 = {
+        dc.id for g in client.gpu_types() if g.pool == "AMPERE_24" for dc in g.data_centers if dc.availability == "HIGH"
+    }
+    high_ada = {
+        dc.id for g in client.gpu_types() if g.pool == "ADA_24" for dc in g.data_centers if dc.availability == "HIGH"
+    }
     assert pick_data_center(client, ["AMPERE_24", "ADA_24"]).id in high_24 & high_ada
 
 
@@ -403,8 +467,13 @@ def test_find_endpoint_by_name(client: RunpodClient, localpod) -> None:  # type:
     with pytest.raises(EndpointNotFound, match="runbook 02"):  # gone at run time: not a configuration error
         find_endpoint(client, "nope")
     template = client.create_template({"name": "t", "image": "runpod/mock-worker:1", "serverless": True})
-    body = {"name": "twin", "type": "QUEUE", "templateId": template.id, "gpu": {"pools": ["AMPERE_24"]},
-            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}}
+    body = {
+        "name": "twin",
+        "type": "QUEUE",
+        "templateId": template.id,
+        "gpu": {"pools": ["AMPERE_24"]},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }
     first = client.create_endpoint(body)
     assert find_endpoint(client, "twin").id == first.id
     client.create_endpoint(body)
@@ -429,8 +498,13 @@ def test_secrets_are_masked_in_plans(client: RunpodClient, localpod: Any) -> Non
     created = ensure_template(client, template_spec(hf_token=first), apply=True)
     assert isinstance(created.resource, Template)
     assert localpod.ctx.store.templates[created.resource.id].env["HUGGING_FACE_HUB_TOKEN"] == first.reveal()
-    for text in (str(created.plan), created.plan._repr_html_(), repr(created.plan), str(created),
-                 created._repr_html_()):
+    for text in (
+        str(created.plan),
+        created.plan._repr_html_(),
+        repr(created.plan),
+        str(created),
+        created._repr_html_(),
+    ):
         assert first.reveal() not in text and "hf_…(" in text
 
     # Same value as a Secret again: compares by value, no change.
@@ -507,10 +581,18 @@ def test_refuse_a_pinned_data_center_without_cuda_13_hosts(client: RunpodClient,
     assert "US-IL-1 (" not in message
     assert counts(localpod) == (0, 1, 0) and snapshot(localpod) == before  # nothing created
     # A floor the hosts there meet is accepted; stating "any CUDA" on purpose is too.
-    assert plan_endpoint(client, endpoint_spec(network_volume_name=None, data_center="US-IL-1",
-                                               min_cuda_version="12.4")).action == "create"
-    assert plan_endpoint(client, endpoint_spec(network_volume_name=None, data_center="US-IL-1",
-                                               allowed_cuda_versions=[])).action == "create"
+    assert (
+        plan_endpoint(
+            client, endpoint_spec(network_volume_name=None, data_center="US-IL-1", min_cuda_version="12.4")
+        ).action
+        == "create"
+    )
+    assert (
+        plan_endpoint(
+            client, endpoint_spec(network_volume_name=None, data_center="US-IL-1", allowed_cuda_versions=[])
+        ).action
+        == "create"
+    )
 
 
 def test_a_volume_data_center_with_cuda_13_only_for_some_pools(client: RunpodClient, localpod: Any) -> None:
@@ -520,7 +602,7 @@ def test_a_volume_data_center_with_cuda_13_only_for_some_pools(client: RunpodCli
     partial = plan_endpoint(client, endpoint_spec(data_center=None))
     assert partial.action == "create"
     assert any("US-TX-3 has no AMPERE_24 host with CUDA 13.0" in n for n in partial.notes)
-    with pytest.raises(ConfigError, match="pools that offer it in US-TX-3: .*ADA_24"):
+    with pytest.raises(ConfigError, match=r"pools that offer it in US-TX-3: .*ADA_24"):
         plan_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_24"], data_center=None))
     assert counts(localpod) == (1, 1, 0)
 
@@ -534,16 +616,17 @@ def test_unknown_image_cuda_is_left_alone_with_a_note(client: RunpodClient) -> N
 
 def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -> None:
     from rpbook.cuda import image_cuda_requirement
+
     cuda = image_cuda_requirement("runpod/worker-v1-vllm:v2.25.2")
     # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
     assert pick_data_center(client, "AMPERE_48").id == "EU-SE-1"
     assert pick_data_center(client, "AMPERE_48", cuda=cuda).id == "EU-RO-1"
-    with pytest.raises(ConfigError, match="CUDA 13.0") as caught:
+    with pytest.raises(ConfigError, match=re.escape("CUDA 13.0")) as caught:
         pick_data_center(client, "AMPERE_24", preferred="US-IL-1", cuda=cuda)
     assert "EU-RO-1" in str(caught.value) and "US-IL-1," not in str(caught.value).split("volumes:")[-1]
     ensure_volume(client, VolumeSpec("weights", 20, "US-TX-3"), apply=True)
     assert volume_data_center(client, "weights", "AMPERE_24").id == "US-TX-3"
-    with pytest.raises(ConfigError, match="US-TX-3.*CUDA 13.0"):
+    with pytest.raises(ConfigError, match=r"US-TX-3.*CUDA 13\.0"):
         volume_data_center(client, "weights", "AMPERE_24", cuda=cuda)
     assert volume_data_center(client, "weights", ["AMPERE_24", "ADA_24"], cuda=cuda).id == "US-TX-3"
 

@@ -8,8 +8,8 @@ import re
 
 from rpbook.chat import SanityReport
 from rpbook.checks import CheckResult
-from rpbook.plots import latency_bars_html, timeline_html
 from rpbook.jobqueue import Health, WakeReport
+from rpbook.plots import latency_bars_html, timeline_html
 
 PNG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -19,9 +19,15 @@ def pngs(html: str) -> list[tuple[str, bytes]]:
 
 
 def test_wake_report_shows_its_timeline_as_one_plot():
-    report = WakeReport(endpoint_id="ep1", job_id="j1", cold=True,
-                        timeline={"queued": 0.05, "initializing": 0.4, "ready": 2.1, "first token": 2.3},
-                        total_s=2.3, health_at_submit=Health(), health_at_end=Health(idle=1))
+    report = WakeReport(
+        endpoint_id="ep1",
+        job_id="j1",
+        cold=True,
+        timeline={"queued": 0.05, "initializing": 0.4, "ready": 2.1, "first token": 2.3},
+        total_s=2.3,
+        health_at_submit=Health(),
+        health_at_end=Health(idle=1),
+    )
     images = pngs(report._repr_html_())
     assert len(images) == 1
     alt, png = images[0]
@@ -36,11 +42,16 @@ def test_warm_wake_with_one_stage_has_no_plot():
 
 
 def test_check_report_plots_the_time_of_each_request():
-    report = SanityReport(endpoint_id="ep1", model="m", checks=(
-        CheckResult("/models", True, "lists m", {"models_latency_s": 0.012}),
-        CheckResult("chat completion", True, "answered", {"chat_latency_s": 0.2, "completion_tokens": 9}),
-        CheckResult("streamed chat", True, "streamed", {"ttft_s": 0.05, "stream_total_s": 0.3, "stream_chunks": 9}),
-        CheckResult("langchain", False, "HTTP 500", {})))
+    report = SanityReport(
+        endpoint_id="ep1",
+        model="m",
+        checks=(
+            CheckResult("/models", True, "lists m", {"models_latency_s": 0.012}),
+            CheckResult("chat completion", True, "answered", {"chat_latency_s": 0.2, "completion_tokens": 9}),
+            CheckResult("streamed chat", True, "streamed", {"ttft_s": 0.05, "stream_total_s": 0.3, "stream_chunks": 9}),
+            CheckResult("langchain", False, "HTTP 500", {}),
+        ),
+    )
     assert report.latencies() == [("/models", 0.012), ("chat completion", 0.2), ("streamed chat (first token)", 0.05)]
     images = pngs(report._repr_html_())
     assert len(images) == 1 and "chat completion 0.200 s" in images[0][0]

@@ -9,16 +9,17 @@ workers finishing their jobs and recycling (localpod/serverless/platform.py, ``t
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from conftest import wait_for
 from rpbook.controlplane import RunpodClient
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.pending import Skipped
 from rpbook.plans import ensure_endpoint, ensure_template
 from rpbook.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
-from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, TemplateSpec
 
@@ -36,8 +37,18 @@ def tspec(**env: str) -> TemplateSpec:
 
 
 def espec(**overrides: Any) -> EndpointSpec:
-    return EndpointSpec(**({"name": "mock-ep", "template_name": "mock-tpl", "gpu_pools": ["AMPERE_16"],
-                            "workers_min": 1, "workers_max": 2} | overrides))
+    return EndpointSpec(
+        **(
+            {
+                "name": "mock-ep",
+                "template_name": "mock-tpl",
+                "gpu_pools": ["AMPERE_16"],
+                "workers_min": 1,
+                "workers_max": 2,
+            }
+            | overrides
+        )
+    )
 
 
 def busy_endpoint(settings: Settings, client: RunpodClient, delay_s: float) -> tuple[str, str]:
@@ -49,8 +60,9 @@ def busy_endpoint(settings: Settings, client: RunpodClient, delay_s: float) -> t
     endpoint_id = created.resource.id
     wait_for(lambda: [w for w in client.endpoint_workers(endpoint_id).workers if w.status == "IDLE"], timeout=20)
     sdk_endpoint(settings, settings.runpod_api_key(), endpoint_id).run({"mock_delay": delay_s})
-    worker = wait_for(lambda: [w.id for w in client.endpoint_workers(endpoint_id).workers
-                               if w.status == "RUNNING"], timeout=20)[0]
+    worker = wait_for(
+        lambda: [w.id for w in client.endpoint_workers(endpoint_id).workers if w.status == "RUNNING"], timeout=20
+    )[0]
     return endpoint_id, worker
 
 
@@ -110,9 +122,16 @@ def test_a_worker_on_another_version_counts_as_old_even_without_the_flag() -> No
     from rpbook.resources import WorkerSummary
     from rpbook.rollout import is_old
 
-    summary = WorkerSummary.from_api({"endpointVersion": 4, "summary": {}, "workers": [
-        {"id": "a", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": 3},
-        {"id": "b", "status": "IDLE", "gpuCount": 1, "isStale": True, "version": None},
-        {"id": "c", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": 4},
-        {"id": "d", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": None}]})
+    summary = WorkerSummary.from_api(
+        {
+            "endpointVersion": 4,
+            "summary": {},
+            "workers": [
+                {"id": "a", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": 3},
+                {"id": "b", "status": "IDLE", "gpuCount": 1, "isStale": True, "version": None},
+                {"id": "c", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": 4},
+                {"id": "d", "status": "IDLE", "gpuCount": 1, "isStale": False, "version": None},
+            ],
+        }
+    )
     assert [w.id for w in summary.workers if is_old(w, summary)] == ["a", "b"]

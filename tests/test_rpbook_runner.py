@@ -25,12 +25,16 @@ def make_notebook(path: Path, parameters: str, *cells: str) -> Path:
 
 @pytest.fixture
 def books(tmp_path: Path) -> list[Path]:
-    first = make_notebook(tmp_path / "00_first.ipynb",
-                          'greeting: str = "hi"  # what to say\ncount: int = 1  # how often',
-                          "import os, pathlib\n"
-                          "pathlib.Path(os.environ['RPBOOK_RUN_DIR'], 'first.txt').write_text(greeting * count)")
-    second = make_notebook(tmp_path / "01_second.ipynb", "ratio: float = 0.5  # a share\nfail: bool = False  # x",
-                           "assert not fail, 'asked to fail'")
+    first = make_notebook(
+        tmp_path / "00_first.ipynb",
+        'greeting: str = "hi"  # what to say\ncount: int = 1  # how often',
+        "import os, pathlib\npathlib.Path(os.environ['RPBOOK_RUN_DIR'], 'first.txt').write_text(greeting * count)",
+    )
+    second = make_notebook(
+        tmp_path / "01_second.ipynb",
+        "ratio: float = 0.5  # a share\nfail: bool = False  # x",
+        "assert not fail, 'asked to fail'",
+    )
     return [first, second]
 
 
@@ -98,5 +102,9 @@ def test_bad_parameters_exit_2_and_run_nothing(books, tmp_path, capsys):
 def test_the_repository_runbooks_are_discovered_in_order():
     names = [p.name for p in discover_notebooks()]
     assert names == sorted(names)
-    assert names[:4] == ["00_huggingface_token.ipynb", "01_network_volume.ipynb", "02_vllm_endpoint.ipynb",
-                         "03_wake_and_sanity_chat.ipynb"]
+    assert names[:4] == [
+        "00_huggingface_token.ipynb",
+        "01_network_volume.ipynb",
+        "02_vllm_endpoint.ipynb",
+        "03_wake_and_sanity_chat.ipynb",
+    ]

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ControlPlaneError
+from rpbook.jobqueue import sdk_endpoint
 from rpbook.ledger import Ledger, LedgerError, ledger_path
 from rpbook.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
-from rpbook.jobqueue import sdk_endpoint
 from rpbook.settings import Settings
 from rpbook.specs import EndpointSpec, VolumeSpec, vllm_template
 from rpbook.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
@@ -54,8 +55,14 @@ def build_stack(client: RunpodClient) -> tuple[str, str, str]:
     tspec = vllm_template("vllm-mistral-7b", MODEL, "v2.25.2", "{{ RUNPOD_SECRET_hf_token }}", 8192, 0.9, 8)
     template = ensure_template(client, tspec, apply=True)
     assert volume.resource is not None and template.resource is not None
-    espec = EndpointSpec("mistral-7b-vllm", "vllm-mistral-7b", ["AMPERE_24", "ADA_24"],
-                         network_volume_name="llm-weights", data_center="EU-RO-1", idle_timeout_s=60)
+    espec = EndpointSpec(
+        "mistral-7b-vllm",
+        "vllm-mistral-7b",
+        ["AMPERE_24", "ADA_24"],
+        network_volume_name="llm-weights",
+        data_center="EU-RO-1",
+        idle_timeout_s=60,
+    )
     endpoint = ensure_endpoint(client, espec, template.resource.id, volume.resource.id, apply=True)
     assert endpoint.resource is not None
     return volume.resource.id, template.resource.id, endpoint.resource.id
@@ -72,15 +79,18 @@ def rows(settings: Settings) -> list[tuple[Any, ...]]:
 def test_every_create_is_in_the_ledger_with_its_id(client: RunpodClient, settings: Settings) -> None:
     volume_id, template_id, endpoint_id = build_stack(client)
     assert ledger_path(settings) == settings.env_file.resolve().parent / ".rpbook" / "ledger.sqlite"
-    assert rows(settings) == [("volume", "llm-weights", volume_id, "created"),
-                              ("template", "vllm-mistral-7b", template_id, "created"),
-                              ("endpoint", "mistral-7b-vllm", endpoint_id, "created")]
+    assert rows(settings) == [
+        ("volume", "llm-weights", volume_id, "created"),
+        ("template", "vllm-mistral-7b", template_id, "created"),
+        ("endpoint", "mistral-7b-vllm", endpoint_id, "created"),
+    ]
     build_stack(client)  # a second run adopts: nothing created, nothing added
     assert len(rows(settings)) == 3
 
 
 def test_the_intent_row_is_committed_before_the_post_and_survives_a_lost_answer(
-        localpod: Any, settings: Settings) -> None:
+    localpod: Any, settings: Settings
+) -> None:
     seen_at_post: list[list[tuple[Any, ...]]] = []
 
     class ForwardThenDrop(httpx.BaseTransport):
@@ -98,9 +108,11 @@ def test_the_intent_row_is_committed_before_the_post_and_survives_a_lost_answer(
             return response
 
     tspec = vllm_template("vllm-mistral-7b", MODEL, "v2.25.2", "{{ RUNPOD_SECRET_hf_token }}", 8192, 0.9, 8)
-    with RunpodClient(settings, settings.runpod_api_key(), transport=ForwardThenDrop()) as rp:
-        with pytest.raises(ControlPlaneError, match="may have been done"):
-            ensure_template(rp, tspec, apply=True)
+    with (
+        RunpodClient(settings, settings.runpod_api_key(), transport=ForwardThenDrop()) as rp,
+        pytest.raises(ControlPlaneError, match="may have been done"),
+    ):
+        ensure_template(rp, tspec, apply=True)
     assert seen_at_post == [[("template", "vllm-mistral-7b", None, "creating")]]
     assert rows(settings) == [("template", "vllm-mistral-7b", None, "creating")]
     assert len(localpod.ctx.store.templates) == 1  # it does exist on the account
@@ -115,8 +127,9 @@ def test_the_intent_row_is_committed_before_the_post_and_survives_a_lost_answer(
     assert rows(settings)[0][2:] == (next(iter([plan.deletes[0].resource_id])), "deleted")
 
 
-def test_no_ledger_no_create(localpod: Any, settings: Settings, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_ledger_no_create(
+    localpod: Any, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("RPBOOK_LEDGER", str(blocker / "ledger.sqlite"))
@@ -160,22 +173,29 @@ def test_teardown_order_keeps_volumes_and_second_run_plans_nothing(localpod: Any
     with RunpodClient(settings, key, transport=recording) as rp:
         plan = plan_teardown(rp, **NAMES)
         assert [(s.kind, s.action, s.found_by) for s in plan.steps] == [
-            ("endpoint", "delete", "ledger + name"), ("template", "delete", "ledger + name"),
-            ("volume", "keep", "ledger + name")]
+            ("endpoint", "delete", "ledger + name"),
+            ("template", "delete", "ledger + name"),
+            ("volume", "keep", "ledger + name"),
+        ]
         assert "delete_volumes is false" in str(plan) and "deletes the weights" in str(plan)
         recording.calls.clear()
         report = apply_teardown(rp, key, plan, poll_s=0.05)
         writes = [c for c in recording.calls if c[0] != "GET"]
-        assert writes == [("PATCH", f"/v2/serverless/{endpoint_id}"), ("DELETE", f"/v2/serverless/{endpoint_id}"),
-                          ("DELETE", f"/v2/templates/{template_id}")]
+        assert writes == [
+            ("PATCH", f"/v2/serverless/{endpoint_id}"),
+            ("DELETE", f"/v2/serverless/{endpoint_id}"),
+            ("DELETE", f"/v2/templates/{template_id}"),
+        ]
         assert report.figures["kept_volumes"] == 1
         second = plan_teardown(rp, **NAMES)
         assert second.nothing_to_do and "nothing to do" in str(second)
     store = localpod.ctx.store
     assert (list(store.volumes), len(store.templates), len(store.endpoints)) == ([volume_id], 0, 0)
-    assert rows(settings) == [("volume", "llm-weights", volume_id, "created"),
-                              ("template", "vllm-mistral-7b", template_id, "deleted"),
-                              ("endpoint", "mistral-7b-vllm", endpoint_id, "deleted")]
+    assert rows(settings) == [
+        ("volume", "llm-weights", volume_id, "created"),
+        ("template", "vllm-mistral-7b", template_id, "deleted"),
+        ("endpoint", "mistral-7b-vllm", endpoint_id, "deleted"),
+    ]
 
 
 def test_delete_volumes_removes_the_volume_last(localpod: Any, settings: Settings) -> None:
@@ -186,8 +206,11 @@ def test_delete_volumes_removes_the_volume_last(localpod: Any, settings: Setting
         recording.calls.clear()
         apply_teardown(rp, key, plan_teardown(rp, delete_volumes=True), poll_s=0.05)  # from the ledger alone
         deletes = [path for method, path in recording.calls if method == "DELETE"]
-        assert deletes == [f"/v2/serverless/{endpoint_id}", f"/v2/templates/{template_id}",
-                           f"/v2/network-volumes/{volume_id}"]
+        assert deletes == [
+            f"/v2/serverless/{endpoint_id}",
+            f"/v2/templates/{template_id}",
+            f"/v2/network-volumes/{volume_id}",
+        ]
         assert plan_teardown(rp, delete_volumes=True, **NAMES).steps == ()
     assert not localpod.ctx.store.volumes
 
@@ -209,8 +232,9 @@ def test_a_volume_used_by_an_endpoint_teardown_keeps_is_kept(localpod: Any, sett
 def test_resources_adopted_by_name_are_found_without_a_ledger_row(localpod: Any, settings: Settings) -> None:
     key = settings.runpod_api_key()
     with RunpodClient(settings, key) as rp:
-        rp.create_template({"name": "made-in-the-console", "image": "runpod/mock-worker:latest", "env": {},
-                            "serverless": True})
+        rp.create_template(
+            {"name": "made-in-the-console", "image": "runpod/mock-worker:latest", "env": {}, "serverless": True}
+        )
         assert plan_teardown(rp).steps == ()  # not the runbooks', not named: left alone
         plan = plan_teardown(rp, templates=["made-in-the-console"])
         assert [(s.name, s.found_by) for s in plan.deletes] == [("made-in-the-console", "name")]
@@ -246,11 +270,14 @@ def test_the_proof_fails_while_a_worker_still_bills(localpod: Any, settings: Set
     key = settings.runpod_api_key()
     with RunpodClient(settings, key) as rp:
         _, _, endpoint_id = build_stack(rp)
-        sdk_endpoint(settings, key, endpoint_id).run_sync({"prompt": "hi", "sampling_params": {"max_tokens": 4}},
-                                                         timeout=30)
+        sdk_endpoint(settings, key, endpoint_id).run_sync(
+            {"prompt": "hi", "sampling_params": {"max_tokens": 4}}, timeout=30
+        )
         step = Step("endpoint", "mistral-7b-vllm", endpoint_id, "delete", "name")
         fake = TeardownReport(TeardownPlan("local", settings.rest_url, (step,)), deleted=[step])
-        proof = prove_nothing_bills(rp, fake, interval_s=1.5, raise_if_billing=False)  # the idle worker waits 60 s: it bills
+        proof = prove_nothing_bills(
+            rp, fake, interval_s=1.5, raise_if_billing=False
+        )  # the idle worker waits 60 s: it bills
     assert not proof.ok
     assert f"serverless endpoint mistral-7b-vllm ({endpoint_id})" in proof.leftover
     assert proof.billing_delta_usd > 0

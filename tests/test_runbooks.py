@@ -22,10 +22,10 @@ import pytest
 from conftest import Isolated
 from rpbook.billing_now import scale_to_zero
 from rpbook.envfile import read_env_file
+from rpbook.jobqueue import health
 from rpbook.receipt import receipt_for_run_dir
 from rpbook.records import load_figures
 from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.jobqueue import health
 from rpbook.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,25 @@ EXPECTED = {"templates": 2, "endpoints": 2, "volumes": 1}
 def test_nbmake_runs_every_notebook_against_localpod(isolated: Isolated):
     env = {k: v for k, v in os.environ.items() if k not in ("RUNPOD_API_KEY", "HF_TOKEN")}
     env.update(isolated.environ())
-    done = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider",
-                           "--rootdir", str(ROOT), str(ROOT / "notebooks")],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbmake",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            str(ROOT / "notebooks"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"{len(discover_notebooks())} passed" in done.stdout
     # nbmake runs each notebook's own defaults with no environment, as JupyterLab's "run from the
@@ -74,8 +90,9 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
         for residue in ("application/vnd.jupyter.widget-view+json", " 0%|", "PosixPath(", "\\r", "submitting"):
             assert residue not in text, (path.name, residue)
     executed = nbformat.read(isolated.root / "run1" / "03_wake_and_sanity_chat.ipynb", as_version=4)
-    streams = [o["text"] for c in executed.cells if c.cell_type == "code" for o in c.outputs
-               if o["output_type"] == "stream"]
+    streams = [
+        o["text"] for c in executed.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "stream"
+    ]
     wake_lines = [line for text in streams for line in text.splitlines() if "4/4" in line]
     assert len(wake_lines) == 1 and "first token (awake)" in wake_lines[0]
 
@@ -109,15 +126,24 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
         time.sleep(0.2)
     final = receipt_for_run_dir(isolated.root / "run1")
     assert not final.provisional, final.why_provisional
-    state = httpx.get(f"{isolated.url}/_localpod/state", timeout=10,
-                      headers={"Authorization": f"Bearer {key.reveal()}"}).json()
+    state = httpx.get(
+        f"{isolated.url}/_localpod/state", timeout=10, headers={"Authorization": f"Bearer {key.reveal()}"}
+    ).json()
     start = datetime.fromisoformat(final.window_start.replace("Z", "+00:00")).timestamp()
     end = datetime.fromisoformat(final.window_end.replace("Z", "+00:00")).timestamp()
     for endpoint_id in endpoint_ids:
         sessions = [x for x in state["sessions"] if x["endpoint_id"] == endpoint_id]
         assert sessions
-        own = sum(max(0.0, min(x["started_at"] + math.ceil(round(x["stopped_at"] - x["started_at"], 6)), end)
-                           - max(x["started_at"], start)) * x["price_per_gpu_s"] * x["gpu_count"] for x in sessions)
+        own = sum(
+            max(
+                0.0,
+                min(x["started_at"] + math.ceil(round(x["stopped_at"] - x["started_at"], 6)), end)
+                - max(x["started_at"], start),
+            )
+            * x["price_per_gpu_s"]
+            * x["gpu_count"]
+            for x in sessions
+        )
         assert final.endpoints_usd[endpoint_id] == pytest.approx(own, abs=2e-6), endpoint_id
 
 
@@ -126,30 +152,48 @@ CANARY_TOKEN = "hf_CANARY_token_do_not_leak_9b2e"
 
 
 def test_no_secret_reaches_outputs_logs_or_errors(isolated: Isolated):
-    env = {k: v for k, v in os.environ.items()}
+    env = dict(os.environ)
     env.update(isolated.environ(), RUNPOD_API_KEY=CANARY_KEY, HF_TOKEN=CANARY_TOKEN)
     rpbook = [sys.executable, "-m", "rpbook"]
-    good = subprocess.run([*rpbook, "run", "-f", str(LOCAL_PARAMS), "--out", str(isolated.root / "runs" / "good")],
-                          env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
+    good = subprocess.run(
+        [*rpbook, "run", "-f", str(LOCAL_PARAMS), "--out", str(isolated.root / "runs" / "good")],
+        env=env,
+        cwd=isolated.root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert "without encryption" not in good.stderr  # rpbook run's kernels talk over IPC, not TCP
     # A run that fails half-way: notebook 02 refuses an unpinned image tag after 00 and 01 ran.
     broken = isolated.root / "broken.yaml"
     broken.write_text("vllm_image_tag: latest\n")
-    bad = subprocess.run([*rpbook, "run", "-f", str(LOCAL_PARAMS), "-f", str(broken), "--out",
-                          str(isolated.root / "runs" / "bad")],
-                         env=env, cwd=isolated.root, capture_output=True, text=True, timeout=900)
+    bad = subprocess.run(
+        [*rpbook, "run", "-f", str(LOCAL_PARAMS), "-f", str(broken), "--out", str(isolated.root / "runs" / "bad")],
+        env=env,
+        cwd=isolated.root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert bad.returncode == 1
     assert "02_vllm_endpoint.ipynb failed in cell" in bad.stderr
     # A parameter that tries to carry a secret is refused before anything runs.
     sneaky = isolated.root / "sneaky.yaml"
     sneaky.write_text(f"hf_token: {CANARY_TOKEN}\n")
-    refused = subprocess.run([*rpbook, "run", "-f", str(sneaky), "--out", str(isolated.root / "runs" / "x")],
-                             env=env, cwd=isolated.root, capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [*rpbook, "run", "-f", str(sneaky), "--out", str(isolated.root / "runs" / "x")],
+        env=env,
+        cwd=isolated.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "looks like a secret" in refused.stderr
 
-    texts = {"rpbook stdout/stderr": good.stdout + good.stderr + bad.stdout + bad.stderr + refused.stdout
-             + refused.stderr}
+    texts = {
+        "rpbook stdout/stderr": good.stdout + good.stderr + bad.stdout + bad.stderr + refused.stdout + refused.stderr
+    }
     for path in (isolated.root / "runs").rglob("*"):
         if path.is_file():
             texts[str(path)] = path.read_text(errors="replace")

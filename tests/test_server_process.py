@@ -21,8 +21,13 @@ HF_TOKEN = "hf_process_test_token"
 
 def serve(port: int, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "LOCALPOD_API_KEY": KEY, "LOCALPOD_HF_TOKEN": HF_TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--port", str(port), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpod", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -35,8 +40,9 @@ def serve(port: int, *args: str) -> subprocess.Popen[str]:
 
 
 def rest(port: int) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{port}/api.runpod.io",
-                        headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}/api.runpod.io", headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    )
 
 
 @pytest.mark.slow
@@ -48,13 +54,20 @@ def test_resources_survive_a_crash(tmp_path: Path):
         client = rest(port)
         volume = client.post("/v2/network-volumes", json={"name": "weights", "size": 50, "dataCenter": "EU-RO-1"})
         assert volume.status_code == 201, volume.text
-        template = client.post("/v2/templates", json={"name": "t", "image": "runpod/mock-worker:latest",
-                                                      "serverless": True})
+        template = client.post(
+            "/v2/templates", json={"name": "t", "image": "runpod/mock-worker:latest", "serverless": True}
+        )
         assert template.status_code == 201, template.text
-        endpoint = client.post("/v2/serverless", json={"name": "e", "type": "QUEUE",
-                                                       "templateId": template.json()["id"],
-                                                       "gpu": {"pools": ["AMPERE_24"]},
-                                                       "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4}})
+        endpoint = client.post(
+            "/v2/serverless",
+            json={
+                "name": "e",
+                "type": "QUEUE",
+                "templateId": template.json()["id"],
+                "gpu": {"pools": ["AMPERE_24"]},
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            },
+        )
         assert endpoint.status_code == 201, endpoint.text
     finally:
         proc.send_signal(signal.SIGKILL)  # a crash: no shutdown hook runs
@@ -80,8 +93,9 @@ def test_serve_binds_loopback_and_logs_one_line_per_request_without_secrets():
     proc = serve(port)
     try:
         httpx.get(f"http://127.0.0.1:{port}/api.runpod.io/v2/serverless", headers={"Authorization": f"Bearer {KEY}"})
-        httpx.get(f"http://127.0.0.1:{port}/huggingface.co/api/whoami-v2",
-                  headers={"Authorization": f"Bearer {HF_TOKEN}"})
+        httpx.get(
+            f"http://127.0.0.1:{port}/huggingface.co/api/whoami-v2", headers={"Authorization": f"Bearer {HF_TOKEN}"}
+        )
         httpx.get(f"http://127.0.0.1:{port}/api.runpod.io/v2/serverless?api_key={KEY}")
     finally:
         proc.terminate()
@@ -113,13 +127,28 @@ def test_one_state_file_one_server(tmp_path: Path):
         log_before = log.read_bytes()
         second_port = free_port()
         env = {**os.environ, "LOCALPOD_API_KEY": KEY}
-        second = subprocess.run([sys.executable, "-m", "localpod", "serve", "--port", str(second_port), "--state",
-                                 str(state), "--log-file", str(tmp_path / "second.log")],
-                                env=env, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "localpod",
+                "serve",
+                "--port",
+                str(second_port),
+                "--state",
+                str(state),
+                "--log-file",
+                str(tmp_path / "second.log"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 75
         assert f"http://127.0.0.1:{port}" in second.stderr and str(first.pid) in second.stderr
         assert not (tmp_path / "second.log").exists()
-        assert log.read_bytes()[:len(log_before)] == log_before
+        assert log.read_bytes()[: len(log_before)] == log_before
         holder = json.loads((tmp_path / "state.json.lock").read_text())
         assert holder == {"pid": first.pid, "url": f"http://127.0.0.1:{port}"}
         ids = [v["id"] for v in rest(port).get("/v2/network-volumes").json()["networkVolumes"]]
@@ -136,8 +165,13 @@ def test_one_state_file_one_server(tmp_path: Path):
 
 def test_non_loopback_bind_needs_allow_remote():
     env = {**os.environ, "LOCALPOD_API_KEY": KEY}
-    done = subprocess.run([sys.executable, "-m", "localpod", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "localpod", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2 and "--allow-remote" in done.stderr
 
 
@@ -145,9 +179,25 @@ def test_non_loopback_bind_needs_allow_remote():
 def test_allow_remote_warns_loudly_and_secrets_come_from_named_env_vars():
     port = free_port()
     env = {**os.environ, "LOCALPOD_API_KEY": KEY, "TEAM_HF": "hf_value_from_env_var"}
-    proc = subprocess.Popen([sys.executable, "-m", "localpod", "serve", "--host", "0.0.0.0", "--allow-remote",
-                             "--port", str(port), "--secret", "team_hf=TEAM_HF"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localpod",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--allow-remote",
+            "--port",
+            str(port),
+            "--secret",
+            "team_hf=TEAM_HF",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

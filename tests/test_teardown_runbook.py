@@ -49,8 +49,9 @@ def _descendants(pid: int) -> list[int]:
 def _state(box: Isolated) -> dict:
     from localpod import DEFAULT_API_KEY
 
-    response = httpx.get(f"{box.url}/_localpod/state", headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"},
-                         timeout=10)
+    response = httpx.get(
+        f"{box.url}/_localpod/state", headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"}, timeout=10
+    )
     response.raise_for_status()
     return response.json()
 
@@ -59,19 +60,27 @@ def _run(box: Isolated, out: Path, *files: Path, notebook: Path | None = None) -
     command = [sys.executable, "-m", "rpbook", "run", *([str(notebook)] if notebook else [])]
     for file in files:
         command += ["-f", str(file)]
-    return subprocess.run([*command, "--out", str(out)], env=box.process_env(), cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [*command, "--out", str(out)], env=box.process_env(), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_kill_9_half_way_then_teardown_leaves_nothing_billing(isolated: Isolated, tmp_path: Path) -> None:
     box = isolated
     out = tmp_path / "killed"
-    run = subprocess.Popen([sys.executable, "-m", "rpbook", "run", "-f", str(LOCAL_PARAMS), "--out", str(out)],
-                           env=box.process_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rpbook", "run", "-f", str(LOCAL_PARAMS), "--out", str(out)],
+        env=box.process_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600
-        while not ((out / "02_vllm_endpoint.figures.json").exists() and (out / "03_wake_and_sanity_chat.ipynb").exists()):
+        while not (
+            (out / "02_vllm_endpoint.figures.json").exists() and (out / "03_wake_and_sanity_chat.ipynb").exists()
+        ):
             assert run.poll() is None, "the run ended before notebook 03"
             assert time.monotonic() < deadline, "notebook 03 never started"
             time.sleep(0.2)

@@ -83,8 +83,7 @@ class FakeHost:
 
 
 def _host(env: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> FakeHost:
-    endpoint = Endpoint(id="ep-fake", name="fake", image="runpod/mock-worker:latest", env=env or {},
-                        flashboot="ON")
+    endpoint = Endpoint(id="ep-fake", name="fake", image="runpod/mock-worker:latest", env=env or {}, flashboot="ON")
     return FakeHost(endpoint, FakeSettings(secrets=secrets or {}))
 
 
@@ -95,8 +94,7 @@ def test_a_worker_boots_runs_a_job_and_stops_on_a_fake_host() -> None:
         worker.start()
         await asyncio.wait_for(host.ready.wait(), 5)
         assert worker.status == IDLE and worker.free_slots == 1
-        job = J.Job(id="job-1", endpoint_id="ep-fake", input={"mock_return": "pong"}, sync=False,
-                    execution_timeout_s=5)
+        job = J.Job(id="job-1", endpoint_id="ep-fake", input={"mock_return": "pong"}, sync=False, execution_timeout_s=5)
         worker.assign(job)
         await asyncio.wait_for(job.done.wait(), 5)
         await worker.stop()
@@ -154,6 +152,9 @@ def test_the_platform_runtime_and_settings_provide_the_whole_interface() -> None
 def test_the_worker_module_does_not_reach_into_the_platform() -> None:
     tree = ast.parse(Path(inspect.getfile(workers)).read_text())
     reached = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "platform"]
-    imports = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and (node.module or "").endswith("serverless.platform")]
+    imports = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("serverless.platform")
+    ]
     assert reached == [] and imports == [], f"workers.py lines {reached + imports} use the platform directly"

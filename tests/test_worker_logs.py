@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -31,8 +32,16 @@ def api(localpod: LocalpodServer) -> Iterator[SpecCheckedClient]:
         yield client
 
 
-def read_log(api: SpecCheckedClient, endpoint_id: str, worker_id: str, *, idle_s: float = 0.5, limit: int = 0,
-             headers: dict[str, str] | None = None, **params: Any) -> list[tuple[str, dict[str, Any]]]:
+def read_log(
+    api: SpecCheckedClient,
+    endpoint_id: str,
+    worker_id: str,
+    *,
+    idle_s: float = 0.5,
+    limit: int = 0,
+    headers: dict[str, str] | None = None,
+    **params: Any,
+) -> list[tuple[str, dict[str, Any]]]:
     """``(id, data)`` of each event, until the stream ends, is quiet for ``idle_s`` or gave ``limit``."""
     events: list[tuple[str, dict[str, Any]]] = []
     url = f"/v2/serverless/{endpoint_id}/workers/{worker_id}/logs"
@@ -59,20 +68,29 @@ def read_log(api: SpecCheckedClient, endpoint_id: str, worker_id: str, *, idle_s
 
 
 def run_job(localpod: LocalpodServer, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{localpod.queue_url}/{endpoint_id}/run", json={"input": body}, timeout=30,
-                          headers={"Authorization": f"Bearer {localpod.api_key}"})
+    response = httpx.post(
+        f"{localpod.queue_url}/{endpoint_id}/run",
+        json={"input": body},
+        timeout=30,
+        headers={"Authorization": f"Bearer {localpod.api_key}"},
+    )
     response.raise_for_status()
     job = response.json()
     deadline = time.monotonic() + 60  # the first Infinity worker of a session starts its model process
     while job["status"] in ("IN_QUEUE", "IN_PROGRESS") and time.monotonic() < deadline:
         time.sleep(0.05)
-        job = httpx.get(f"{localpod.queue_url}/{endpoint_id}/status/{job['id']}", timeout=10,
-                        headers={"Authorization": f"Bearer {localpod.api_key}"}).json()
+        job = httpx.get(
+            f"{localpod.queue_url}/{endpoint_id}/status/{job['id']}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {localpod.api_key}"},
+        ).json()
     return job
 
 
-CHAT = {"openai_route": "/v1/chat/completions",
-        "openai_input": {"model": MISTRAL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}
+CHAT = {
+    "openai_route": "/v1/chat/completions",
+    "openai_input": {"model": MISTRAL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+}
 
 
 def worker_of(localpod: LocalpodServer, endpoint_id: str, body: dict[str, Any] = CHAT) -> tuple[dict[str, Any], str]:
@@ -83,28 +101,62 @@ def worker_of(localpod: LocalpodServer, endpoint_id: str, body: dict[str, Any] =
 
 def all_log_text(localpod: LocalpodServer) -> str:
     """Every kept line of every worker, stopped ones included, read inside the server."""
-    return call_in_server(localpod, lambda: "\n".join(
-        line for log in localpod.ctx.platform.worker_logs.all_logs() for line in log.text()))
+    return call_in_server(
+        localpod, lambda: "\n".join(line for log in localpod.ctx.platform.worker_logs.all_logs() for line in log.text())
+    )
 
 
 # -- worker-vllm's args builder --------------------------------------------------------------------
 
 
 def test_vllm_args_follow_the_args_builder_rules() -> None:
-    env = {"MODEL_NAME": MISTRAL, "MAX_MODEL_LEN": "4096", "ENFORCE_EAGER": "false", "TRUST_REMOTE_CODE": " Yes ",
-           "GPU_MEMORY_UTILIZATION": "0.9", "MAX_NUM_BATCHED_TOKENS": "0", "HF_TOKEN": CANARY, "SEED": "",
-           "HUGGING_FACE_HUB_TOKEN": "hf_otherCanaryNeverAFlag", "BASE_PATH": "/runpod-volume", "MODEL": "x/y",
-           "SWAP_SPACE": "4", "DISABLE_LOG_STATS": "false", "VLLM_EXTRA_ARGS": "--seed 3 --override-x 'a b'"}
+    env = {
+        "MODEL_NAME": MISTRAL,
+        "MAX_MODEL_LEN": "4096",
+        "ENFORCE_EAGER": "false",
+        "TRUST_REMOTE_CODE": " Yes ",
+        "GPU_MEMORY_UTILIZATION": "0.9",
+        "MAX_NUM_BATCHED_TOKENS": "0",
+        "HF_TOKEN": CANARY,
+        "SEED": "",
+        "HUGGING_FACE_HUB_TOKEN": "hf_otherCanaryNeverAFlag",
+        "BASE_PATH": "/runpod-volume",
+        "MODEL": "x/y",
+        "SWAP_SPACE": "4",
+        "DISABLE_LOG_STATS": "false",
+        "VLLM_EXTRA_ARGS": "--seed 3 --override-x 'a b'",
+    }
     args, warnings = vllm_serve_args(env)
     # Generic scan in sorted flag order (MODEL reserved, empty SEED unset, 0 batched tokens unset,
     # false store-true omitted, false paired bool as --no-), then the MODEL_NAME alias, then extra args.
-    assert args == ["--no-enforce-eager", "--gpu-memory-utilization", "0.9", "--hf-token", CANARY,
-                    "--max-model-len", "4096", "--trust-remote-code", "--model", MISTRAL,
-                    "--seed", "3", "--override-x", "a b"]
+    assert args == [
+        "--no-enforce-eager",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--hf-token",
+        CANARY,
+        "--max-model-len",
+        "4096",
+        "--trust-remote-code",
+        "--model",
+        MISTRAL,
+        "--seed",
+        "3",
+        "--override-x",
+        "a b",
+    ]
     assert warnings == ["SWAP_SPACE is set but vLLM no longer supports --swap-space; ignoring it."]
     assert "hf_otherCanaryNeverAFlag" not in " ".join(args)
     assert vllm_start_command({"MODEL_NAME": MISTRAL, "VLLM_PORT": "9000"}) == [
-        "vllm", "serve", "--host", "127.0.0.1", "--port", "9000", "--model", MISTRAL]
+        "vllm",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9000",
+        "--model",
+        MISTRAL,
+    ]
     with pytest.raises(ValueError, match="invalid boolean value 'maybe' for --enforce-eager"):
         vllm_serve_args({"ENFORCE_EAGER": "maybe"})
 
@@ -112,11 +164,19 @@ def test_vllm_args_follow_the_args_builder_rules() -> None:
 # -- the routes ------------------------------------------------------------------------------------
 
 
-def test_vllm_worker_log_has_the_start_line_and_job_lines(localpod: LocalpodServer, api: SpecCheckedClient,
-                                                          plant_endpoint: Any) -> None:
-    endpoint = plant_endpoint(image=VLLM_IMAGE, workers_max=1,
-                              env={"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": localpod.hf_token,
-                                   "MAX_MODEL_LEN": "8192", "ENABLE_PREFIX_CACHING": "true"})
+def test_vllm_worker_log_has_the_start_line_and_job_lines(
+    localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any
+) -> None:
+    endpoint = plant_endpoint(
+        image=VLLM_IMAGE,
+        workers_max=1,
+        env={
+            "MODEL_NAME": MISTRAL,
+            "HUGGING_FACE_HUB_TOKEN": localpod.hf_token,
+            "MAX_MODEL_LEN": "8192",
+            "ENABLE_PREFIX_CACHING": "true",
+        },
+    )
     job, worker_id = worker_of(localpod, endpoint.id)
     listed = api.get(f"/v2/serverless/{endpoint.id}/workers").json()
     assert [w["id"] for w in listed["workers"]] == [worker_id] and listed["summary"]["total"] == 1
@@ -125,7 +185,8 @@ def test_vllm_worker_log_has_the_start_line_and_job_lines(localpod: LocalpodServ
     start = [line for line in lines if "Starting vLLM: " in line]
     assert len(start) == 1 and start[0].endswith(
         " INFO root: Starting vLLM: vllm serve --host 127.0.0.1 --port 8000 --enable-prefix-caching "
-        f"--max-model-len 8192 --model {MISTRAL}")
+        f"--max-model-len 8192 --model {MISTRAL}"
+    )
     assert lines.index(start[0]) < next(i for i, line in enumerate(lines) if line.endswith("vLLM is healthy"))
     assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in lines
     finished = [json.loads(line) for line in lines if "Finished running generator." in line]
@@ -141,8 +202,7 @@ def test_vllm_worker_log_has_the_start_line_and_job_lines(localpod: LocalpodServ
     assert read_log(api, endpoint.id, worker_id, tail=0) == []
 
 
-def test_a_live_stream_follows_new_lines(localpod: LocalpodServer, api: SpecCheckedClient,
-                                         plant_endpoint: Any) -> None:
+def test_a_live_stream_follows_new_lines(localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any) -> None:
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_max=1)
     _, worker_id = worker_of(localpod, endpoint.id, {"mock_return": 1})
     url = f"/v2/serverless/{endpoint.id}/workers/{worker_id}/logs"
@@ -157,8 +217,9 @@ def test_a_live_stream_follows_new_lines(localpod: LocalpodServer, api: SpecChec
     assert seen == [json.dumps({"requestId": job["id"], "message": "Started.", "level": "INFO"})]
 
 
-def test_resume_with_last_event_id_and_since(localpod: LocalpodServer, api: SpecCheckedClient,
-                                             plant_endpoint: Any) -> None:
+def test_resume_with_last_event_id_and_since(
+    localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any
+) -> None:
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_max=1)
     _, worker_id = worker_of(localpod, endpoint.id, {"mock_return": 1})
     worker_of(localpod, endpoint.id, {"mock_return": 2})
@@ -170,9 +231,9 @@ def test_resume_with_last_event_id_and_since(localpod: LocalpodServer, api: Spec
     assert since and since[-1] == events[-1] and all(e[1]["ts"] >= events[-1][1]["ts"] for e in since)
 
 
-def test_logs_of_a_stopped_worker_stay_readable_and_the_stream_ends(localpod: LocalpodServer,
-                                                                    api: SpecCheckedClient,
-                                                                    plant_endpoint: Any) -> None:
+def test_logs_of_a_stopped_worker_stay_readable_and_the_stream_ends(
+    localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any
+) -> None:
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_max=1, idle_timeout=0)
     _, worker_id = worker_of(localpod, endpoint.id, {"mock_return": 1})
     deadline = time.monotonic() + 10
@@ -183,41 +244,50 @@ def test_logs_of_a_stopped_worker_stay_readable_and_the_stream_ends(localpod: Lo
     assert events[-1][1] == {"ts": events[-1][1]["ts"], "source": "system", "line": f"worker {worker_id} stopped"}
 
 
-def test_log_route_errors_are_problems(localpod: LocalpodServer, api: SpecCheckedClient,
-                                       plant_endpoint: Any) -> None:
+def test_log_route_errors_are_problems(localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any) -> None:
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_max=1)
     _, worker_id = worker_of(localpod, endpoint.id, {"mock_return": 1})
     base = f"/v2/serverless/{endpoint.id}/workers"
-    for path, params, status in ((f"/v2/serverless/nope/workers/{worker_id}/logs", {}, 404),
-                                 (f"{base}/nope/logs", {}, 404),
-                                 (f"{base}/{worker_id}/logs", {"tail": 5001}, 400),
-                                 (f"{base}/{worker_id}/logs", {"tail": "ten"}, 400),
-                                 (f"{base}/{worker_id}/logs", {"source": "stderr"}, 400),
-                                 (f"{base}/{worker_id}/logs", {"since": "yesterday"}, 400)):
+    for path, params, status in (
+        (f"/v2/serverless/nope/workers/{worker_id}/logs", {}, 404),
+        (f"{base}/nope/logs", {}, 404),
+        (f"{base}/{worker_id}/logs", {"tail": 5001}, 400),
+        (f"{base}/{worker_id}/logs", {"tail": "ten"}, 400),
+        (f"{base}/{worker_id}/logs", {"source": "stderr"}, 400),
+        (f"{base}/{worker_id}/logs", {"since": "yesterday"}, 400),
+    ):
         response = api.get(path, params=params)
         assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
     bare = httpx.get(f"{localpod.rest_url}{base}/{worker_id}/logs", timeout=10)
     assert bare.status_code == 401
 
 
-def test_infinity_and_mock_workers_log_their_own_start(localpod: LocalpodServer, api: SpecCheckedClient,
-                                                       plant_endpoint: Any) -> None:
-    endpoint = plant_endpoint(image="runpod/worker-infinity-embedding:1.1.4", workers_max=1,
-                              env={"MODEL_NAMES": "BAAI/bge-small-en-v1.5", "HF_TOKEN": localpod.hf_token})
+def test_infinity_and_mock_workers_log_their_own_start(
+    localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any
+) -> None:
+    endpoint = plant_endpoint(
+        image="runpod/worker-infinity-embedding:1.1.4",
+        workers_max=1,
+        env={"MODEL_NAMES": "BAAI/bge-small-en-v1.5", "HF_TOKEN": localpod.hf_token},
+    )
     job, worker_id = worker_of(localpod, endpoint.id, {"model": "BAAI/bge-small-en-v1.5", "input": ["hello"]})
     lines = [data["line"] for _, data in read_log(api, endpoint.id, worker_id, source="container")]
-    assert lines[0].endswith(" infinity_emb INFO: model=`BAAI/bge-small-en-v1.5` selected, using engine=`torch` "
-                             "and device=`cuda`")
+    assert lines[0].endswith(
+        " infinity_emb INFO: model=`BAAI/bge-small-en-v1.5` selected, using engine=`torch` and device=`cuda`"
+    )
     assert lines[1] == "--- Starting Serverless Worker |  Version 1.12.0 ---"
     assert lines[2].endswith("creating batching engine") and lines[3].endswith("ready to batch requests.")
     assert json.loads(lines[4]) == {"requestId": job["id"], "message": "Started.", "level": "INFO"}
     assert localpod.hf_token not in "\n".join(lines)  # worker-infinity-embedding 1.1.4 prints no env or args
 
 
-def test_a_crash_looping_worker_logs_why(localpod: LocalpodServer, api: SpecCheckedClient,
-                                         plant_endpoint: Any) -> None:
-    endpoint = plant_endpoint(image=VLLM_IMAGE, workers_min=1, workers_max=1,
-                              env={"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": "hf_localpod_no_licence"})
+def test_a_crash_looping_worker_logs_why(localpod: LocalpodServer, api: SpecCheckedClient, plant_endpoint: Any) -> None:
+    endpoint = plant_endpoint(
+        image=VLLM_IMAGE,
+        workers_min=1,
+        workers_max=1,
+        env={"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": "hf_localpod_no_licence"},
+    )
     deadline = time.monotonic() + 10
     workers: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -236,11 +306,17 @@ def test_a_crash_looping_worker_logs_why(localpod: LocalpodServer, api: SpecChec
 # -- the gated model and the token's env name ------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [{"HUGGING_FACE_HUB_TOKEN": CANARY},
-                                 {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": CANARY},
-                                 {"HUGGING_FACE_HUB_TOKEN": "{{ RUNPOD_SECRET_hf_token }}"}])
-def test_gated_model_loads_with_hugging_face_hub_token(localpod: LocalpodServer, plant_endpoint: Any,
-                                                       monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HUGGING_FACE_HUB_TOKEN": CANARY},
+        {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": CANARY},
+        {"HUGGING_FACE_HUB_TOKEN": "{{ RUNPOD_SECRET_hf_token }}"},
+    ],
+)
+def test_gated_model_loads_with_hugging_face_hub_token(
+    localpod: LocalpodServer, plant_endpoint: Any, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
     """huggingface_hub reads HF_TOKEN first, then HUGGING_FACE_HUB_TOKEN; an empty HF_TOKEN is no token."""
     monkeypatch.setattr(localpod.ctx.settings, "hf_token", CANARY)  # the token with the licence accepted
     endpoint = plant_endpoint(image=VLLM_IMAGE, workers_max=1, env={"MODEL_NAME": MISTRAL, **env})
@@ -249,9 +325,12 @@ def test_gated_model_loads_with_hugging_face_hub_token(localpod: LocalpodServer,
 
 
 def test_hf_token_wins_over_hugging_face_hub_token(localpod: LocalpodServer, plant_endpoint: Any) -> None:
-    endpoint = plant_endpoint(image=VLLM_IMAGE, workers_min=1, workers_max=1,
-                              env={"MODEL_NAME": MISTRAL, "HF_TOKEN": "hf_localpod_no_licence",
-                                   "HUGGING_FACE_HUB_TOKEN": localpod.hf_token})
+    endpoint = plant_endpoint(
+        image=VLLM_IMAGE,
+        workers_min=1,
+        workers_max=1,
+        env={"MODEL_NAME": MISTRAL, "HF_TOKEN": "hf_localpod_no_licence", "HUGGING_FACE_HUB_TOKEN": localpod.hf_token},
+    )
     deadline = time.monotonic() + 10
     status = None
     while time.monotonic() < deadline and status != "UNHEALTHY":

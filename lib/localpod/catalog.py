@@ -34,9 +34,9 @@ results are reproducible run to run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,32 @@ _CUDA_BLACKWELL = ("12.8", "12.9", "13.0")
 _CUDA_VOLTA = ("11.8", "12.0", "12.1", "12.2", "12.4")
 
 
-def _gpu(id: str, name: str, pool: str | None, memory_gb: int, secure_hr: float, community_hr: float,
-         max_secure: int, max_community: int, cuda: tuple[str, ...], manufacturer: str = "NVIDIA") -> GpuType:
-    return GpuType(id=id, name=name, pool=pool, manufacturer=manufacturer, memory_gb=memory_gb,
-                   secure=max_secure > 0, community=max_community > 0, price_secure_hr=secure_hr,
-                   price_community_hr=community_hr, max_count_secure=max_secure,
-                   max_count_community=max_community, cuda_versions=cuda)
+def _gpu(
+    id: str,
+    name: str,
+    pool: str | None,
+    memory_gb: int,
+    secure_hr: float,
+    community_hr: float,
+    max_secure: int,
+    max_community: int,
+    cuda: tuple[str, ...],
+    manufacturer: str = "NVIDIA",
+) -> GpuType:
+    return GpuType(
+        id=id,
+        name=name,
+        pool=pool,
+        manufacturer=manufacturer,
+        memory_gb=memory_gb,
+        secure=max_secure > 0,
+        community=max_community > 0,
+        price_secure_hr=secure_hr,
+        price_community_hr=community_hr,
+        max_count_secure=max_secure,
+        max_count_community=max_community,
+        cuda_versions=cuda,
+    )
 
 
 _GPU_TYPES: tuple[GpuType, ...] = (
@@ -140,8 +160,17 @@ _GPU_TYPES: tuple[GpuType, ...] = (
     _gpu("NVIDIA H100 PCIe", "H100 PCIe", "ADA_80_PRO", 80, 2.39, 1.99, 8, 2, _CUDA_HOPPER),
     _gpu("NVIDIA H100 80GB HBM3", "H100 SXM", "ADA_80_PRO", 80, 2.69, 2.69, 8, 8, _CUDA_HOPPER),
     _gpu("NVIDIA H100 NVL", "H100 NVL", "ADA_80_PRO", 94, 2.79, 2.59, 8, 2, _CUDA_HOPPER),
-    _gpu("NVIDIA RTX PRO 6000 Blackwell Server Edition", "RTX PRO 6000", "BLACKWELL_96", 96, 1.84, 0.0, 8, 0,
-         _CUDA_BLACKWELL),
+    _gpu(
+        "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+        "RTX PRO 6000",
+        "BLACKWELL_96",
+        96,
+        1.84,
+        0.0,
+        8,
+        0,
+        _CUDA_BLACKWELL,
+    ),
     _gpu("NVIDIA H200", "H200 SXM", "HOPPER_141", 141, 3.59, 0.0, 8, 0, _CUDA_HOPPER),
     _gpu("NVIDIA B200", "B200", "BLACKWELL_180", 180, 5.99, 0.0, 8, 0, _CUDA_BLACKWELL),
     _gpu("AMD Instinct MI300X OAM", "MI300X", None, 192, 2.49, 0.0, 8, 0, (), manufacturer="AMD"),
@@ -149,20 +178,44 @@ _GPU_TYPES: tuple[GpuType, ...] = (
 )
 
 # Short names keep the stock tables below readable; they are not Runpod ids.
-_A4000, _A4500, _ADA4000, _ADA2000 = "NVIDIA RTX A4000", "NVIDIA RTX A4500", "NVIDIA RTX 4000 Ada Generation", \
-    "NVIDIA RTX 2000 Ada Generation"
-_A5000, _L4, _3090, _4090, _5090 = "NVIDIA RTX A5000", "NVIDIA L4", "NVIDIA GeForce RTX 3090", \
-    "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 5090"
-_A40, _A6000, _L40S, _L40, _ADA6000 = "NVIDIA A40", "NVIDIA RTX A6000", "NVIDIA L40S", "NVIDIA L40", \
-    "NVIDIA RTX 6000 Ada Generation"
-_A100P, _A100S, _H100P, _H100S, _H100N = "NVIDIA A100 80GB PCIe", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 PCIe", \
-    "NVIDIA H100 80GB HBM3", "NVIDIA H100 NVL"
-_PRO6000, _H200, _B200, _MI300X, _V100 = "NVIDIA RTX PRO 6000 Blackwell Server Edition", "NVIDIA H200", \
-    "NVIDIA B200", "AMD Instinct MI300X OAM", "Tesla V100-SXM2-32GB"
+_A4000, _A4500, _ADA4000, _ADA2000 = (
+    "NVIDIA RTX A4000",
+    "NVIDIA RTX A4500",
+    "NVIDIA RTX 4000 Ada Generation",
+    "NVIDIA RTX 2000 Ada Generation",
+)
+_A5000, _L4, _3090, _4090, _5090 = (
+    "NVIDIA RTX A5000",
+    "NVIDIA L4",
+    "NVIDIA GeForce RTX 3090",
+    "NVIDIA GeForce RTX 4090",
+    "NVIDIA GeForce RTX 5090",
+)
+_A40, _A6000, _L40S, _L40, _ADA6000 = (
+    "NVIDIA A40",
+    "NVIDIA RTX A6000",
+    "NVIDIA L40S",
+    "NVIDIA L40",
+    "NVIDIA RTX 6000 Ada Generation",
+)
+_A100P, _A100S, _H100P, _H100S, _H100N = (
+    "NVIDIA A100 80GB PCIe",
+    "NVIDIA A100-SXM4-80GB",
+    "NVIDIA H100 PCIe",
+    "NVIDIA H100 80GB HBM3",
+    "NVIDIA H100 NVL",
+)
+_PRO6000, _H200, _B200, _MI300X, _V100 = (
+    "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+    "NVIDIA H200",
+    "NVIDIA B200",
+    "AMD Instinct MI300X OAM",
+    "Tesla V100-SXM2-32GB",
+)
 
 
 def _stock(high: Sequence[str] = (), medium: Sequence[str] = (), low: Sequence[str] = ()) -> Mapping[str, str]:
-    stock = {gpu: "HIGH" for gpu in high} | {gpu: "MEDIUM" for gpu in medium} | {gpu: "LOW" for gpu in low}
+    stock = dict.fromkeys(high, "HIGH") | dict.fromkeys(medium, "MEDIUM") | dict.fromkeys(low, "LOW")
     return MappingProxyType(stock)
 
 
@@ -175,52 +228,138 @@ _FLEET_12_8 = ("12.0", "12.2", "12.4", "12.6", "12.8")
 _FLEET_OLD = ("11.8", "12.0", "12.1", "12.2", "12.4")
 
 _DATA_CENTERS: tuple[DataCenter, ...] = (
-    DataCenter("EU-RO-1", "EU Romania 1", "EUROPE", (_STD, _HPS), ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2"), True,
-               _stock(high=[_4090, _A4000, _A4500, _ADA4000, _A5000],
-                      medium=[_A40, _A6000, _L40S, _ADA6000, _A100S, _H100S, _5090],
-                      low=[_H200, _ADA2000, _MI300X]),
-               cuda_fleet=_FLEET_13_0, cuda_by_gpu=MappingProxyType({_A100S: _FLEET_12_8})),
-    DataCenter("EU-SE-1", "EU Sweden 1", "EUROPE", (_STD,), ("GDPR", "ISO_IEC_27001", "RENEWABLE"), False,
-               _stock(high=[_A40, _A6000], medium=[_A100P, _A5000, _ADA4000], low=[_L40, _H100P]),
-               cuda_fleet=_FLEET_12_9),
-    DataCenter("EU-CZ-1", "EU Czechia 1", "EUROPE", (_STD,), ("GDPR", "ISO_IEC_27001"), True,
-               _stock(high=[_4090, _5090], medium=[_A4000, _A5000, _3090, _L40S], low=[_H100N, _PRO6000]),
-               cuda_fleet=_FLEET_13_0),
-    DataCenter("EUR-IS-1", "EUR Iceland 1", "EUROPE", (_STD, _HPS),
-               ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2", "RENEWABLE"), True,
-               _stock(high=[_A4500, _ADA2000], medium=[_A4000, _A5000, _A6000, _L40S, _ADA6000, _4090, _H100S],
-                      low=[_A100S]),
-               cuda_fleet=_FLEET_13_0),
-    DataCenter("US-TX-3", "US Texas 3", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001", "HIPAA"),
-               True,
-               _stock(high=[_4090, _A5000, _L4, _A4000],
-                      medium=[_A40, _A100S, _A100P, _H100S, _H100P, _L40S, _5090],
-                      low=[_H200, _PRO6000, _3090]),
-               cuda_fleet=_FLEET_13_0,
-               cuda_by_gpu=MappingProxyType({_A5000: _FLEET_12_8, _L4: _FLEET_12_8, _3090: _FLEET_12_8})),
-    DataCenter("US-KS-2", "US Kansas 2", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001"), True,
-               _stock(high=[_4090, _H100S], medium=[_A6000, _L40S, _A100S, _PRO6000, _H100N, _A4000],
-                      low=[_B200, _L40]),
-               cuda_fleet=_FLEET_13_0),
-    DataCenter("US-GA-2", "US Georgia 2", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2", "PCI_DSS", "HIPAA"), True,
-               _stock(high=[_H100S], medium=[_H200, _B200, _H100N, _A100S], low=[_PRO6000, _L40S, _MI300X]),
-               cuda_fleet=_FLEET_13_0),
-    DataCenter("US-IL-1", "US Illinois 1", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2",), False,
-               _stock(high=[_A4000, _A5000, _3090], medium=[_A6000, _L4, _ADA4000, _ADA2000], low=[_A40, _V100]),
-               cuda_fleet=_FLEET_12_8, cuda_by_gpu=MappingProxyType({_V100: _FLEET_OLD})),
-    DataCenter("CA-MTL-1", "CA Montreal 1", "NORTH_AMERICA", (_STD,), ("SOC_2_TYPE_2", "RENEWABLE"), True,
-               _stock(high=[_A4500, _A5000, _A40], medium=[_A4000, _A6000, _ADA4000, _L40S, _ADA6000],
-                      low=[_A100P, _H100P]),
-               cuda_fleet=_FLEET_12_9, cuda_by_gpu=MappingProxyType({_L40S: _FLEET_13_0, _ADA6000: _FLEET_13_0})),
-    DataCenter("US-CA-2", "US California 2", "NORTH_AMERICA", (_STD, _HPS), ("SOC_2_TYPE_2", "ISO_IEC_27001"), True,
-               _stock(high=[_4090, _5090], medium=[_H100S, _L40S, _A100S, _A5000, _L4], low=[_H100N, _PRO6000]),
-               cuda_fleet=_FLEET_13_0),
-    DataCenter("AP-JP-1", "AP Japan 1", "ASIA", (_STD,), ("ISO_IEC_27001",), False,
-               _stock(medium=[_4090, _A6000], low=[_L40S, _H100S, _A5000]),
-               cuda_fleet=_FLEET_12_8),
-    DataCenter("OC-AU-1", "OC Australia 1", "OCEANIA", (), (), False,
-               _stock(medium=[_4090], low=[_A4000, _A6000, _3090]),
-               cuda_fleet=_FLEET_12_8),
+    DataCenter(
+        "EU-RO-1",
+        "EU Romania 1",
+        "EUROPE",
+        (_STD, _HPS),
+        ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2"),
+        True,
+        _stock(
+            high=[_4090, _A4000, _A4500, _ADA4000, _A5000],
+            medium=[_A40, _A6000, _L40S, _ADA6000, _A100S, _H100S, _5090],
+            low=[_H200, _ADA2000, _MI300X],
+        ),
+        cuda_fleet=_FLEET_13_0,
+        cuda_by_gpu=MappingProxyType({_A100S: _FLEET_12_8}),
+    ),
+    DataCenter(
+        "EU-SE-1",
+        "EU Sweden 1",
+        "EUROPE",
+        (_STD,),
+        ("GDPR", "ISO_IEC_27001", "RENEWABLE"),
+        False,
+        _stock(high=[_A40, _A6000], medium=[_A100P, _A5000, _ADA4000], low=[_L40, _H100P]),
+        cuda_fleet=_FLEET_12_9,
+    ),
+    DataCenter(
+        "EU-CZ-1",
+        "EU Czechia 1",
+        "EUROPE",
+        (_STD,),
+        ("GDPR", "ISO_IEC_27001"),
+        True,
+        _stock(high=[_4090, _5090], medium=[_A4000, _A5000, _3090, _L40S], low=[_H100N, _PRO6000]),
+        cuda_fleet=_FLEET_13_0,
+    ),
+    DataCenter(
+        "EUR-IS-1",
+        "EUR Iceland 1",
+        "EUROPE",
+        (_STD, _HPS),
+        ("GDPR", "ISO_IEC_27001", "SOC_2_TYPE_2", "RENEWABLE"),
+        True,
+        _stock(high=[_A4500, _ADA2000], medium=[_A4000, _A5000, _A6000, _L40S, _ADA6000, _4090, _H100S], low=[_A100S]),
+        cuda_fleet=_FLEET_13_0,
+    ),
+    DataCenter(
+        "US-TX-3",
+        "US Texas 3",
+        "NORTH_AMERICA",
+        (_STD, _HPS),
+        ("SOC_2_TYPE_2", "ISO_IEC_27001", "HIPAA"),
+        True,
+        _stock(
+            high=[_4090, _A5000, _L4, _A4000],
+            medium=[_A40, _A100S, _A100P, _H100S, _H100P, _L40S, _5090],
+            low=[_H200, _PRO6000, _3090],
+        ),
+        cuda_fleet=_FLEET_13_0,
+        cuda_by_gpu=MappingProxyType({_A5000: _FLEET_12_8, _L4: _FLEET_12_8, _3090: _FLEET_12_8}),
+    ),
+    DataCenter(
+        "US-KS-2",
+        "US Kansas 2",
+        "NORTH_AMERICA",
+        (_STD, _HPS),
+        ("SOC_2_TYPE_2", "ISO_IEC_27001"),
+        True,
+        _stock(high=[_4090, _H100S], medium=[_A6000, _L40S, _A100S, _PRO6000, _H100N, _A4000], low=[_B200, _L40]),
+        cuda_fleet=_FLEET_13_0,
+    ),
+    DataCenter(
+        "US-GA-2",
+        "US Georgia 2",
+        "NORTH_AMERICA",
+        (_STD,),
+        ("SOC_2_TYPE_2", "PCI_DSS", "HIPAA"),
+        True,
+        _stock(high=[_H100S], medium=[_H200, _B200, _H100N, _A100S], low=[_PRO6000, _L40S, _MI300X]),
+        cuda_fleet=_FLEET_13_0,
+    ),
+    DataCenter(
+        "US-IL-1",
+        "US Illinois 1",
+        "NORTH_AMERICA",
+        (_STD,),
+        ("SOC_2_TYPE_2",),
+        False,
+        _stock(high=[_A4000, _A5000, _3090], medium=[_A6000, _L4, _ADA4000, _ADA2000], low=[_A40, _V100]),
+        cuda_fleet=_FLEET_12_8,
+        cuda_by_gpu=MappingProxyType({_V100: _FLEET_OLD}),
+    ),
+    DataCenter(
+        "CA-MTL-1",
+        "CA Montreal 1",
+        "NORTH_AMERICA",
+        (_STD,),
+        ("SOC_2_TYPE_2", "RENEWABLE"),
+        True,
+        _stock(high=[_A4500, _A5000, _A40], medium=[_A4000, _A6000, _ADA4000, _L40S, _ADA6000], low=[_A100P, _H100P]),
+        cuda_fleet=_FLEET_12_9,
+        cuda_by_gpu=MappingProxyType({_L40S: _FLEET_13_0, _ADA6000: _FLEET_13_0}),
+    ),
+    DataCenter(
+        "US-CA-2",
+        "US California 2",
+        "NORTH_AMERICA",
+        (_STD, _HPS),
+        ("SOC_2_TYPE_2", "ISO_IEC_27001"),
+        True,
+        _stock(high=[_4090, _5090], medium=[_H100S, _L40S, _A100S, _A5000, _L4], low=[_H100N, _PRO6000]),
+        cuda_fleet=_FLEET_13_0,
+    ),
+    DataCenter(
+        "AP-JP-1",
+        "AP Japan 1",
+        "ASIA",
+        (_STD,),
+        ("ISO_IEC_27001",),
+        False,
+        _stock(medium=[_4090, _A6000], low=[_L40S, _H100S, _A5000]),
+        cuda_fleet=_FLEET_12_8,
+    ),
+    DataCenter(
+        "OC-AU-1",
+        "OC Australia 1",
+        "OCEANIA",
+        (),
+        (),
+        False,
+        _stock(medium=[_4090], low=[_A4000, _A6000, _3090]),
+        cuda_fleet=_FLEET_12_8,
+    ),
 )
 
 _GPU_BY_ID = {gpu.id: gpu for gpu in _GPU_TYPES}
@@ -228,6 +367,7 @@ _DC_BY_ID = {dc.id: dc for dc in _DATA_CENTERS}
 
 
 # -- lookups -------------------------------------------------------------------------------
+
 
 def gpu_types() -> list[GpuType]:
     """Every GPU type, in catalog (placement) order."""
@@ -310,13 +450,17 @@ def cuda_filter(versions: Sequence[str], allowed: Sequence[str] = (), minimum: s
         out = [v for v in out if v in allowed]
     if minimum:
         floor = cuda_version_key(minimum)
-        out = [v for v in out if cuda_version_key(v)[:len(floor)] >= floor]
+        out = [v for v in out if cuda_version_key(v)[: len(floor)] >= floor]
     return out
 
 
-def place_worker(pools: Sequence[str], excluded_types: Sequence[str],
-                 data_center_ids: Sequence[str], allowed_cuda: Sequence[str] = (),
-                 min_cuda: str | None = None) -> Placement | None:
+def place_worker(
+    pools: Sequence[str],
+    excluded_types: Sequence[str],
+    data_center_ids: Sequence[str],
+    allowed_cuda: Sequence[str] = (),
+    min_cuda: str | None = None,
+) -> Placement | None:
     """Pick a GPU for a new worker the way the serverless scheduler does, deterministically.
 
     Pools are tried in the given order, GPU types of a pool in catalog order (skipping
@@ -343,7 +487,10 @@ def place_worker(pools: Sequence[str], excluded_types: Sequence[str],
                 hosts = cuda_filter(host_cuda_versions(dc, gpu.id), allowed_cuda, min_cuda)
                 if constrained and not hosts:
                     continue
-                return Placement(gpu_type_id=gpu.id, data_center_id=dc.id,
-                                 price_per_gpu_s=pool_price_per_gpu_s(pool),
-                                 cuda_version=hosts[-1] if hosts else None)
+                return Placement(
+                    gpu_type_id=gpu.id,
+                    data_center_id=dc.id,
+                    price_per_gpu_s=pool_price_per_gpu_s(pool),
+                    cuda_version=hosts[-1] if hosts else None,
+                )
     return None

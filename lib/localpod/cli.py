@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback
@@ -26,23 +27,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the emulator in the foreground")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--state", type=Path, default=None,
-                       help="JSON file that keeps resources across restarts (one server per file: it is locked)")
+    serve.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="JSON file that keeps resources across restarts (one server per file: it is locked)",
+    )
     serve.add_argument("--profile", choices=sorted(PROFILES), default="fast", help="timing profile")
-    serve.add_argument("--proxy-url", default=None,
-                       help="OpenAI-compatible server (vLLM, llama.cpp, Ollama) that vLLM workers forward to")
+    serve.add_argument(
+        "--proxy-url",
+        default=None,
+        help="OpenAI-compatible server (vLLM, llama.cpp, Ollama) that vLLM workers forward to",
+    )
     serve.add_argument("--quiet", action="store_true", help="do not log one line per request")
-    serve.add_argument("--secret", action="append", default=[], metavar="NAME=ENVVAR",
-                       help="define Runpod secret NAME from environment variable ENVVAR (the value never goes on "
-                            "the command line); workers resolve {{ RUNPOD_SECRET_NAME }} in their env with it. "
-                            "LOCALPOD_SECRET_<NAME>=value defines one too")
-    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                       help="another host name clients may use in Host/Origin (loopback names always work)")
-    serve.add_argument("--allow-remote", action="store_true",
-                       help="required to bind a non-loopback address: anyone who can reach it and has the key "
-                            "controls localpod")
-    serve.add_argument("--log-file", type=Path, default=None,
-                       help="write the log here, once the state lock is held (a refused start never touches it)")
+    serve.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=ENVVAR",
+        help="define Runpod secret NAME from environment variable ENVVAR (the value never goes on "
+        "the command line); workers resolve {{ RUNPOD_SECRET_NAME }} in their env with it. "
+        "LOCALPOD_SECRET_<NAME>=value defines one too",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name clients may use in Host/Origin (loopback names always work)",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="required to bind a non-loopback address: anyone who can reach it and has the key controls localpod",
+    )
+    serve.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="write the log here, once the state lock is held (a refused start never touches it)",
+    )
     return parser
 
 
@@ -61,8 +85,10 @@ def parse_secrets(specs: list[str], environ: Mapping[str, str]) -> dict[str, str
         if not sep or not name or not var:
             raise ValueError(f"--secret {spec!r}: write NAME=ENVVAR, e.g. --secret hf_token=HF_TOKEN")
         if not SECRET_NAME.match(name) or name.upper().startswith("RUNPOD"):
-            raise ValueError(f"--secret {name!r}: a Runpod secret name starts with a letter or '_', uses letters, "
-                             "digits and _ . - /, is at most 191 characters and does not start with RUNPOD")
+            raise ValueError(
+                f"--secret {name!r}: a Runpod secret name starts with a letter or '_', uses letters, "
+                "digits and _ . - /, is at most 191 characters and does not start with RUNPOD"
+            )
         value = environ.get(var)
         if not value:
             raise ValueError(f"--secret {name}={var}: environment variable {var} is not set (or empty)")
@@ -75,18 +101,26 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     if not is_loopback(args.host) and not args.allow_remote:
-        print(f"localpod: refusing to bind {args.host}: that exposes the Runpod key, HF token and every control "
-              "route to the network. Bind 127.0.0.1 (the default), or pass --allow-remote if you mean it.",
-              file=sys.stderr)
+        print(
+            f"localpod: refusing to bind {args.host}: that exposes the Runpod key, HF token and every control "
+            "route to the network. Bind 127.0.0.1 (the default), or pass --allow-remote if you mean it.",
+            file=sys.stderr,
+        )
         return 2
     try:
         secrets = parse_secrets(args.secret, os.environ)
     except ValueError as exc:
         print(f"localpod: {exc}", file=sys.stderr)
         return 2
-    settings = Settings.from_env(host=args.host, port=args.port, state_file=args.state,
-                                 profile=get_profile(args.profile), proxy_url=args.proxy_url,
-                                 log_requests=not args.quiet, allowed_hosts=list(args.allowed_host))
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        state_file=args.state,
+        profile=get_profile(args.profile),
+        proxy_url=args.proxy_url,
+        log_requests=not args.quiet,
+        allowed_hosts=list(args.allowed_host),
+    )
     settings.secrets.update(secrets)
     if args.state is not None:
         try:
@@ -103,11 +137,24 @@ def serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         logging.getLogger("localpod").warning(
             "WARNING: listening on %s, not loopback: anyone who can reach this address and knows the key controls "
-            "localpod. Host names allowed: loopback, %s", args.host, ", ".join(args.allowed_host) or "(no others)")
+            "localpod. Host names allowed: loopback, %s",
+            args.host,
+            ", ".join(args.allowed_host) or "(no others)",
+        )
     app = create_app(settings)
-    print(f"localpod {__version__} on {settings.base_url} (profile {settings.profile.name})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
-                http="httptools", loop="uvloop", timeout_graceful_shutdown=2)
+    print(
+        f"localpod {__version__} on {settings.base_url} (profile {settings.profile.name})", file=sys.stderr, flush=True
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="warning",
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=2,
+    )
     return 0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from localpod import DEFAULT_API_KEY, DEFAULT_HF_TOKEN
 from localpod.profiles import FAST, Profile
@@ -36,7 +36,7 @@ def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith(SECRET_ENV_PREFIX) and value:
-            name = key[len(SECRET_ENV_PREFIX):]
+            name = key[len(SECRET_ENV_PREFIX) :]
             if SECRET_NAME.match(name):
                 out[name] = value
     return out
@@ -72,7 +72,7 @@ class Settings:
     ``Host``/``Origin``; anything else is refused, which is what stops DNS rebinding."""
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: object) -> Settings:
         settings = cls(
             api_key=os.environ.get("LOCALPOD_API_KEY") or DEFAULT_API_KEY,
             hf_token=os.environ.get("LOCALPOD_HF_TOKEN") or DEFAULT_HF_TOKEN,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class ServerContext:
     settings: Settings
     store: Store
-    platform: "Platform"
+    platform: Platform
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     """The server's event loop, set at start-up (tests use it to act inside the server)."""
 

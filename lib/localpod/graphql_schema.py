@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ariadne import ObjectType, ScalarType
 from graphql import GraphQLResolveInfo
@@ -312,56 +313,70 @@ def _bind(type_name: str, resolvers: dict[str, Callable[..., Any]]) -> ObjectTyp
     return bindable
 
 
-template_type = _bind("PodTemplate", {
-    "imageName": lambda t, info: t.image,
-    "dockerArgs": lambda t, info: t.args,
-    "containerDiskInGb": lambda t, info: t.disk,
-    "volumeInGb": lambda t, info: _template_volume(t)[0],
-    "volumeMountPath": lambda t, info: _template_volume(t)[1],
-    "ports": lambda t, info: ",".join(t.ports),
-    "env": lambda t, info: _env_list(t.env),
-    "isServerless": lambda t, info: t.serverless,
-    "isPublic": lambda t, info: t.public,
-    "startSsh": lambda t, info: t.start_ssh,
-    "startJupyter": lambda t, info: t.start_jupyter,
-    "containerRegistryAuthId": lambda t, info: t.registry,
-})
+template_type = _bind(
+    "PodTemplate",
+    {
+        "imageName": lambda t, info: t.image,
+        "dockerArgs": lambda t, info: t.args,
+        "containerDiskInGb": lambda t, info: t.disk,
+        "volumeInGb": lambda t, info: _template_volume(t)[0],
+        "volumeMountPath": lambda t, info: _template_volume(t)[1],
+        "ports": lambda t, info: ",".join(t.ports),
+        "env": lambda t, info: _env_list(t.env),
+        "isServerless": lambda t, info: t.serverless,
+        "isPublic": lambda t, info: t.public,
+        "startSsh": lambda t, info: t.start_ssh,
+        "startJupyter": lambda t, info: t.start_jupyter,
+        "containerRegistryAuthId": lambda t, info: t.registry,
+    },
+)
 
 volume_type = _bind("NetworkVolume", {"dataCenterId": lambda v, info: v.data_center})
 
-endpoint_type = _bind("Endpoint", {
-    "aiKey": lambda e, info: None,
-    "type": lambda e, info: _endpoint_type(e),
-    "userId": lambda e, info: ctx_of(info).store.account.id,
-    "createdAt": lambda e, info: e.created_at,
-    "templateId": lambda e, info: e.template_id,
-    "template": lambda e, info: ctx_of(info).store.templates.get(e.template_id or ""),
-    "env": lambda e, info: _env_list(e.env),
-    "gpuIds": lambda e, info: _gpu_ids(e),
-    "gpuCount": lambda e, info: e.gpu_count,
-    "allowedCudaVersions": lambda e, info: ",".join(e.allowed_cuda_versions),
-    "minCudaVersion": lambda e, info: e.min_cuda_version,
-    "locations": lambda e, info: ",".join(e.data_center_ids),
-    "networkVolumeId": lambda e, info: _first_volume_id(e),
-    "networkVolume": lambda e, info: _volume_of(ctx_of(info).store, _first_volume_id(e)),
-    "networkVolumeIds": lambda e, info: [
-        {"networkVolumeId": vid, "dataCenterId": getattr(_volume_of(ctx_of(info).store, vid), "data_center", None)}
-        for vid in e.network_volume_ids],
-    "idleTimeout": lambda e, info: e.idle_timeout,
-    "scalerType": lambda e, info: e.scaler_type,
-    # Runpod's scalerValue is an Int; REST accepts a fractional queue delay (>= 0.5 s).
-    "scalerValue": lambda e, info: math.ceil(e.scaler_value),
-    "workersMin": lambda e, info: e.workers_min,
-    "workersMax": lambda e, info: e.workers_max,
-    # Runpod's standby (extra) worker count is not modelled by localpod.
-    "workersStandby": lambda e, info: None,
-    "executionTimeoutMs": lambda e, info: e.timeout_ms,
-    "flashBootType": lambda e, info: e.flashboot,
-    "pods": lambda e, info: [
-        {"id": w.id, "desiredStatus": "RUNNING", "gpuCount": w.gpu_count, "imageName": w.image,
-         "version": w.version, "uptimeSeconds": w.uptime_seconds}
-        for w in ctx_of(info).platform.list_workers(e.id)],
-})
+endpoint_type = _bind(
+    "Endpoint",
+    {
+        "aiKey": lambda e, info: None,
+        "type": lambda e, info: _endpoint_type(e),
+        "userId": lambda e, info: ctx_of(info).store.account.id,
+        "createdAt": lambda e, info: e.created_at,
+        "templateId": lambda e, info: e.template_id,
+        "template": lambda e, info: ctx_of(info).store.templates.get(e.template_id or ""),
+        "env": lambda e, info: _env_list(e.env),
+        "gpuIds": lambda e, info: _gpu_ids(e),
+        "gpuCount": lambda e, info: e.gpu_count,
+        "allowedCudaVersions": lambda e, info: ",".join(e.allowed_cuda_versions),
+        "minCudaVersion": lambda e, info: e.min_cuda_version,
+        "locations": lambda e, info: ",".join(e.data_center_ids),
+        "networkVolumeId": lambda e, info: _first_volume_id(e),
+        "networkVolume": lambda e, info: _volume_of(ctx_of(info).store, _first_volume_id(e)),
+        "networkVolumeIds": lambda e, info: [
+            {"networkVolumeId": vid, "dataCenterId": getattr(_volume_of(ctx_of(info).store, vid), "data_center", None)}
+            for vid in e.network_volume_ids
+        ],
+        "idleTimeout": lambda e, info: e.idle_timeout,
+        "scalerType": lambda e, info: e.scaler_type,
+        # Runpod's scalerValue is an Int; REST accepts a fractional queue delay (>= 0.5 s).
+        "scalerValue": lambda e, info: math.ceil(e.scaler_value),
+        "workersMin": lambda e, info: e.workers_min,
+        "workersMax": lambda e, info: e.workers_max,
+        # Runpod's standby (extra) worker count is not modelled by localpod.
+        "workersStandby": lambda e, info: None,
+        "executionTimeoutMs": lambda e, info: e.timeout_ms,
+        "flashBootType": lambda e, info: e.flashboot,
+        "pods": lambda e, info: [
+            {
+                "id": w.id,
+                "desiredStatus": "RUNNING",
+                "gpuCount": w.gpu_count,
+                "imageName": w.image,
+                "version": w.version,
+                "uptimeSeconds": w.uptime_seconds,
+            }
+            for w in ctx_of(info).platform.list_workers(e.id)
+        ],
+    },
+)
 
 
 def _current_spend_per_hr(ctx: ServerContext) -> float:
@@ -385,17 +400,20 @@ def _client_balance(store: Store) -> float:
     return round(store.account.client_balance - spent, 6)
 
 
-user_type = _bind("User", {
-    "id": lambda a, info: a.id,
-    "email": lambda a, info: a.email,
-    "clientBalance": lambda a, info: _client_balance(ctx_of(info).store),
-    "currentSpendPerHr": lambda a, info: _current_spend_per_hr(ctx_of(info)),
-    "spendLimit": lambda a, info: a.spend_limit,
-    "pubKey": lambda a, info: a.pub_key,
-    "endpoints": lambda a, info: list(ctx_of(info).store.endpoints.values()),
-    "networkVolumes": lambda a, info: list(ctx_of(info).store.volumes.values()),
-    "podTemplates": lambda a, info: list(ctx_of(info).store.templates.values()),
-})
+user_type = _bind(
+    "User",
+    {
+        "id": lambda a, info: a.id,
+        "email": lambda a, info: a.email,
+        "clientBalance": lambda a, info: _client_balance(ctx_of(info).store),
+        "currentSpendPerHr": lambda a, info: _current_spend_per_hr(ctx_of(info)),
+        "spendLimit": lambda a, info: a.spend_limit,
+        "pubKey": lambda a, info: a.pub_key,
+        "endpoints": lambda a, info: list(ctx_of(info).store.endpoints.values()),
+        "networkVolumes": lambda a, info: list(ctx_of(info).store.volumes.values()),
+        "podTemplates": lambda a, info: list(ctx_of(info).store.templates.values()),
+    },
+)
 
 
 def _lowest_price(gpu: catalog.GpuType, info: GraphQLResolveInfo, input: dict | None = None) -> dict:
@@ -407,26 +425,42 @@ def _lowest_price(gpu: catalog.GpuType, info: GraphQLResolveInfo, input: dict | 
     if not options.get("secureCloud"):
         clouds.append((gpu.community, gpu.price_community_hr, gpu.max_count_community))
     prices = [price for offered, price, most in clouds if offered and price is not None and (most or 0) >= count]
-    return {"gpuName": gpu.name, "gpuTypeId": gpu.id, "minimumBidPrice": None,
-            "uninterruptablePrice": min(prices) if prices else None}
+    return {
+        "gpuName": gpu.name,
+        "gpuTypeId": gpu.id,
+        "minimumBidPrice": None,
+        "uninterruptablePrice": min(prices) if prices else None,
+    }
 
 
-gpu_type_type = _bind("GpuType", {
-    "displayName": lambda g, info: g.name,
-    "memoryInGb": lambda g, info: g.memory_gb,
-    "maxGpuCount": lambda g, info: max(g.max_count_secure or 0, g.max_count_community or 0),
-    "maxGpuCountSecureCloud": lambda g, info: g.max_count_secure,
-    "maxGpuCountCommunityCloud": lambda g, info: g.max_count_community,
-    "secureCloud": lambda g, info: g.secure,
-    "communityCloud": lambda g, info: g.community,
-    "securePrice": lambda g, info: g.price_secure_hr,
-    "communityPrice": lambda g, info: g.price_community_hr,
-    # Not in localpod's catalog: savings plans, spot prices, CUDA core counts.
-    **{name: (lambda g, info: None) for name in (
-        "cudaCores", "oneWeekPrice", "oneMonthPrice", "threeMonthPrice", "sixMonthPrice",
-        "secureSpotPrice", "communitySpotPrice")},
-    "lowestPrice": _lowest_price,
-})
+gpu_type_type = _bind(
+    "GpuType",
+    {
+        "displayName": lambda g, info: g.name,
+        "memoryInGb": lambda g, info: g.memory_gb,
+        "maxGpuCount": lambda g, info: max(g.max_count_secure or 0, g.max_count_community or 0),
+        "maxGpuCountSecureCloud": lambda g, info: g.max_count_secure,
+        "maxGpuCountCommunityCloud": lambda g, info: g.max_count_community,
+        "secureCloud": lambda g, info: g.secure,
+        "communityCloud": lambda g, info: g.community,
+        "securePrice": lambda g, info: g.price_secure_hr,
+        "communityPrice": lambda g, info: g.price_community_hr,
+        # Not in localpod's catalog: savings plans, spot prices, CUDA core counts.
+        **{
+            name: (lambda g, info: None)
+            for name in (
+                "cudaCores",
+                "oneWeekPrice",
+                "oneMonthPrice",
+                "threeMonthPrice",
+                "sixMonthPrice",
+                "secureSpotPrice",
+                "communitySpotPrice",
+            )
+        },
+        "lowestPrice": _lowest_price,
+    },
+)
 
 void_type = ScalarType("Void", serializer=lambda value: None)
 

@@ -44,9 +44,11 @@ class HostOriginGuard:
         if not host:
             return "the request has no Host header"
         if not self.settings.host_allowed(_hostname(host)):
-            return (f"Host {host!r} is not a name of this localpod (a DNS-rebinding page looks like this); use "
-                    f"http://127.0.0.1:{self.settings.port}, or start localpod with --allowed-host NAME to serve "
-                    "another name")
+            return (
+                f"Host {host!r} is not a name of this localpod (a DNS-rebinding page looks like this); use "
+                f"http://127.0.0.1:{self.settings.port}, or start localpod with --allowed-host NAME to serve "
+                "another name"
+            )
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin.strip())
@@ -54,10 +56,16 @@ class HostOriginGuard:
                 port = parts.port or (443 if parts.scheme == "https" else 80)
             except ValueError:
                 port = -1
-            if (parts.scheme not in ("http", "https") or not parts.hostname
-                    or not self.settings.host_allowed(parts.hostname) or port != self.settings.port):
-                return (f"Origin {origin!r} is another site: localpod answers no cross-site (browser) requests; "
-                        "call it from a program, which sends no Origin header")
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or not self.settings.host_allowed(parts.hostname)
+                or port != self.settings.port
+            ):
+                return (
+                    f"Origin {origin!r} is another site: localpod answers no cross-site (browser) requests; "
+                    "call it from a program, which sends no Origin header"
+                )
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

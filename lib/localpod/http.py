@@ -8,7 +8,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 """Job outputs may hold numpy arrays (the Infinity worker's vectors); on Runpod a worker's output
 is JSON by the time anyone sees it, so every path that sends an output encodes it with these."""
@@ -28,8 +27,14 @@ class JSONResponse(Response):
         return dumps(content)
 
 
-def problem(status: int, detail: str, *, title: str | None = None, errors: list[str] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """An RFC 9457 problem document, the error shape of Runpod's REST API v2."""
     body: dict[str, Any] = {"title": title or _TITLES.get(status, "Error"), "status": status, "detail": detail}
     if errors:

@@ -31,10 +31,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -57,6 +58,7 @@ BAD_CREDENTIALS = "Invalid username or password."
 
 # ----------------------------------------------------------------------------------------- files
 
+
 @dataclass(frozen=True)
 class HubFile:
     """One file of a repo at its single commit.
@@ -76,8 +78,9 @@ class HubFile:
     @property
     def lfs_pointer(self) -> bytes:
         """The Git LFS pointer committed in place of the file; its git oid is the Hub's ``blobId``."""
-        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.lfs_sha256}\n"
-                f"size {self.size}\n").encode()
+        return (
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.lfs_sha256}\nsize {self.size}\n"
+        ).encode()
 
     @cached_property
     def oid(self) -> str:
@@ -96,14 +99,14 @@ class HubFile:
         """Bytes ``[start, end)`` in chunks, generated lazily: multi-GB weights never sit in memory."""
         if self.content is not None:
             for offset in range(start, end, chunk_size):
-                yield self.content[offset:min(end, offset + chunk_size)]
+                yield self.content[offset : min(end, offset + chunk_size)]
             return
         tile = _standin_tile(f"{self.path}:{self.size}:{self.lfs_sha256}")
         offset = start
         while offset < end:
             n = min(chunk_size, end - offset)
             phase = offset % _STANDIN_BLOCK
-            yield tile[phase:phase + n]
+            yield tile[phase : phase + n]
             offset += n
 
 
@@ -125,6 +128,7 @@ def _git_blob_sha1(chunks: Iterable[bytes], size: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------- repos
+
 
 @dataclass(frozen=True)
 class HubRepo:
@@ -168,8 +172,16 @@ class HubRepo:
                 summary[key] = config[key]
         tokenizer = self._json_file("tokenizer_config.json")
         tokens = {}
-        for key in ("bos_token", "chat_template", "cls_token", "eos_token", "mask_token", "pad_token",
-                    "sep_token", "unk_token"):
+        for key in (
+            "bos_token",
+            "chat_template",
+            "cls_token",
+            "eos_token",
+            "mask_token",
+            "pad_token",
+            "sep_token",
+            "unk_token",
+        ):
             value = tokenizer.get(key)
             if isinstance(value, dict):
                 value = value.get("content")
@@ -194,8 +206,7 @@ class HubRepo:
                 entry["blobId"] = file.oid
                 entry["size"] = file.size
                 if file.is_lfs:
-                    entry["lfs"] = {"sha256": file.lfs_sha256, "size": file.size,
-                                    "pointerSize": len(file.lfs_pointer)}
+                    entry["lfs"] = {"sha256": file.lfs_sha256, "size": file.size, "pointerSize": len(file.lfs_pointer)}
             out.append(entry)
         return out
 
@@ -236,8 +247,7 @@ class HubRepo:
     def weights_size_bytes(self) -> int:
         """See the module-level ``weights_size_bytes``."""
         root = [f for f in self.files.values() if "/" not in f.path]
-        safetensors = [f for f in root if f.path.endswith(".safetensors")
-                       and not f.path.startswith("consolidated")]
+        safetensors = [f for f in root if f.path.endswith(".safetensors") and not f.path.startswith("consolidated")]
         if safetensors:
             return sum(f.size for f in safetensors)
         return sum(f.size for f in root if f.path.endswith(".bin"))
@@ -273,11 +283,20 @@ def _build_repo(model: dict[str, Any], base_gitattributes: str) -> HubRepo:
     files[".gitattributes"] = _text_file(".gitattributes", _gitattributes(base_gitattributes, files))
     files["README.md"] = _text_file("README.md", _readme(model["cardData"], model["readme_body"]))
     return HubRepo(
-        id=model["id"], sha=model["sha"], gated=model["gated"], created_at=model["createdAt"],
-        last_modified=model["lastModified"], downloads=model["downloads"], likes=model["likes"],
-        library_name=model["library_name"], pipeline_tag=model["pipeline_tag"], tags=model["tags"],
-        card_data=model["cardData"], transformers_info=model["transformersInfo"],
-        safetensors=model.get("safetensors"), files=dict(sorted(files.items())),
+        id=model["id"],
+        sha=model["sha"],
+        gated=model["gated"],
+        created_at=model["createdAt"],
+        last_modified=model["lastModified"],
+        downloads=model["downloads"],
+        likes=model["likes"],
+        library_name=model["library_name"],
+        pipeline_tag=model["pipeline_tag"],
+        tags=model["tags"],
+        card_data=model["cardData"],
+        transformers_info=model["transformersInfo"],
+        safetensors=model.get("safetensors"),
+        files=dict(sorted(files.items())),
     )
 
 
@@ -290,8 +309,11 @@ def _gitattributes(base: str, files: dict[str, HubFile]) -> str:
     """The Hub's default .gitattributes plus an explicit line per LFS file no pattern covers, as
     ``git lfs track <file>`` would add."""
     patterns = [line.split()[0] for line in base.splitlines() if line.strip()]
-    extra = [f"{f.path} filter=lfs diff=lfs merge=lfs -text\n" for f in files.values()
-             if f.is_lfs and not any(fnmatch.fnmatch(f.path.rsplit("/", 1)[-1], p) for p in patterns)]
+    extra = [
+        f"{f.path} filter=lfs diff=lfs merge=lfs -text\n"
+        for f in files.values()
+        if f.is_lfs and not any(fnmatch.fnmatch(f.path.rsplit("/", 1)[-1], p) for p in patterns)
+    ]
     return base + "".join(extra)
 
 
@@ -302,6 +324,7 @@ def _readme(card_data: dict[str, Any], body: str) -> str:
 
 
 # ------------------------------------------------------------------------------- users and tokens
+
 
 @dataclass(frozen=True)
 class HubOrg:
@@ -346,14 +369,21 @@ class HubToken:
 
     def whoami(self) -> dict[str, Any]:
         """The ``GET /api/whoami-v2`` document."""
-        access_token: dict[str, Any] = {"displayName": self.display_name, "role": self.role,
-                                        "createdAt": self.created_at}
+        access_token: dict[str, Any] = {
+            "displayName": self.display_name,
+            "role": self.role,
+            "createdAt": self.created_at,
+        }
         if self.role == "fineGrained":
             access_token["fineGrained"] = {
                 "canReadGatedRepos": self.can_read_gated_repos,
                 "global": ["discussion.write", "post.write"],
-                "scoped": [{"entity": {"_id": self.user.object_id, "type": "user", "name": self.user.name},
-                            "permissions": ["repo.content.read", "repo.write", "inference.endpoints.infer.write"]}],
+                "scoped": [
+                    {
+                        "entity": {"_id": self.user.object_id, "type": "user", "name": self.user.name},
+                        "permissions": ["repo.content.read", "repo.write", "inference.endpoints.infer.write"],
+                    }
+                ],
             }
         return {
             "type": "user",
@@ -372,32 +402,49 @@ class HubToken:
 
 
 def _org_entry(org: HubOrg, role: str) -> dict[str, Any]:
-    return {"type": "org", "id": org.object_id, "name": org.name, "fullname": org.fullname, "email": None,
-            "canPay": False, "periodEnd": None,
-            "avatarUrl": f"/avatars/{hashlib.md5(org.name.encode()).hexdigest()}.svg",
-            "roleInOrg": role, "isEnterprise": False}
+    return {
+        "type": "org",
+        "id": org.object_id,
+        "name": org.name,
+        "fullname": org.fullname,
+        "email": None,
+        "canPay": False,
+        "periodEnd": None,
+        "avatarUrl": f"/avatars/{hashlib.md5(org.name.encode()).hexdigest()}.svg",
+        "roleInOrg": role,
+        "isEnterprise": False,
+    }
 
 
 ORGS = {"localpod-org": HubOrg("localpod-org", "Localpod Test Org")}
 
-DEV_USER = HubUser("localpod-dev", "Localpod Dev", "dev@localpod.invalid",
-                   orgs={"localpod-org": "write"}, all_licences=True)
-NEWCOMER_USER = HubUser("localpod-newcomer", "Localpod Newcomer", "newcomer@localpod.invalid",
-                        access={"meta-llama/Llama-3.1-8B-Instruct": "pending"})
-WRITER_USER = HubUser("localpod-writer", "Localpod Writer", "writer@localpod.invalid",
-                      orgs={"localpod-org": "admin"},
-                      access={"mistralai/Mistral-7B-Instruct-v0.3": "accepted"})
+DEV_USER = HubUser(
+    "localpod-dev", "Localpod Dev", "dev@localpod.invalid", orgs={"localpod-org": "write"}, all_licences=True
+)
+NEWCOMER_USER = HubUser(
+    "localpod-newcomer",
+    "Localpod Newcomer",
+    "newcomer@localpod.invalid",
+    access={"meta-llama/Llama-3.1-8B-Instruct": "pending"},
+)
+WRITER_USER = HubUser(
+    "localpod-writer",
+    "Localpod Writer",
+    "writer@localpod.invalid",
+    orgs={"localpod-org": "admin"},
+    access={"mistralai/Mistral-7B-Instruct-v0.3": "accepted"},
+)
 
 SEED_TOKENS: dict[str, HubToken] = {
-    FINEGRAINED_NO_GATED_TOKEN: HubToken(DEV_USER, "ci-no-gated", "fineGrained", "2025-03-02T09:12:44.000Z",
-                                         can_read_gated_repos=False),
+    FINEGRAINED_NO_GATED_TOKEN: HubToken(
+        DEV_USER, "ci-no-gated", "fineGrained", "2025-03-02T09:12:44.000Z", can_read_gated_repos=False
+    ),
     NO_LICENCE_TOKEN: HubToken(NEWCOMER_USER, "newcomer-read", "read", "2025-04-18T16:03:10.000Z"),
     WRITE_TOKEN: HubToken(WRITER_USER, "writer", "write", "2024-11-05T08:30:00.000Z"),
 }
 """Documented test tokens (see the module docstring); the server token is added by ``token_for``."""
 
-DEV_TOKEN_GRANT = HubToken(DEV_USER, "localpod", "fineGrained", "2025-01-10T10:00:00.000Z",
-                           can_read_gated_repos=True)
+DEV_TOKEN_GRANT = HubToken(DEV_USER, "localpod", "fineGrained", "2025-01-10T10:00:00.000Z", can_read_gated_repos=True)
 
 
 def token_for(token: str | None, default_token: str) -> HubToken | None:
@@ -411,6 +458,7 @@ def token_for(token: str | None, default_token: str) -> HubToken | None:
 
 
 # ---------------------------------------------------------------------------------- access rules
+
 
 @dataclass(frozen=True)
 class Denial:
@@ -486,26 +534,42 @@ def content_denial(repo_id: str, caller: Caller, path: str | None = None) -> Den
         return None
     grant = caller.grant
     if grant is None:
-        return Denial(401, "GatedRepo",
-                      f"Access to model {repo_id} is restricted. You must have access to it and be "
-                      "authenticated to access it. Please log in.", "gated repo, not logged in")
+        return Denial(
+            401,
+            "GatedRepo",
+            f"Access to model {repo_id} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in.",
+            "gated repo, not logged in",
+        )
     if grant.role == "fineGrained" and not grant.can_read_gated_repos:
-        return Denial(403, None,
-                      "Please enable access to public gated repositories in your fine-grained token settings "
-                      "to view this repository.", "token cannot read gated repos")
+        return Denial(
+            403,
+            None,
+            "Please enable access to public gated repositories in your fine-grained token settings "
+            "to view this repository.",
+            "token cannot read gated repos",
+        )
     status = grant.user.access_status(repo_id)
     if status == "accepted":
         return None
     if status == "pending":
-        return Denial(403, "GatedRepo",
-                      f"Your request to access model {repo_id} is awaiting a review from the repo authors.",
-                      "gated repo, access request pending")
-    return Denial(403, "GatedRepo",
-                  f"Access to model {repo_id} is restricted and you are not in the authorized list. "
-                  f"Visit {HUB_HOME}/{repo_id} to ask for access.", "gated repo, licence not accepted")
+        return Denial(
+            403,
+            "GatedRepo",
+            f"Your request to access model {repo_id} is awaiting a review from the repo authors.",
+            "gated repo, access request pending",
+        )
+    return Denial(
+        403,
+        "GatedRepo",
+        f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+        f"Visit {HUB_HOME}/{repo_id} to ask for access.",
+        "gated repo, licence not accepted",
+    )
 
 
 # ------------------------------------------------------------------- interface for the platform
+
 
 def weights_size_bytes(repo_id: str) -> int | None:
     """Bytes a model server downloads for this repo: the sharded *.safetensors when present (not

@@ -19,7 +19,8 @@ Sources:
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 MIN_EXECUTION_TIMEOUT_MS = 5_000
@@ -46,16 +47,19 @@ def env_errors(env: Mapping[str, Any] | None, where: str = "env") -> list[str]:
         errors.append(f"{where}: {len(env)} variables; at most {MAX_ENV_VARS} are allowed")
     for key, value in env.items():
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_ENV_KEY_CHARS or "=" in key or "\0" in key:
-            errors.append(f"{where}: {str(key)[:40]!r} is not a variable name (1-{MAX_ENV_KEY_CHARS} characters, "
-                          "no '=' or NUL)")
+            errors.append(
+                f"{where}: {str(key)[:40]!r} is not a variable name (1-{MAX_ENV_KEY_CHARS} characters, no '=' or NUL)"
+            )
             continue
         if not isinstance(value, str):
             errors.append(f"{where}.{key}: values are strings")
             continue
         size = len(key.encode()) + 1 + len(value.encode()) + 1
         if size > MAX_ENV_ENTRY_BYTES:
-            errors.append(f"{where}.{key}: {size} bytes; a container's KEY=value entry is at most "
-                          f"{MAX_ENV_ENTRY_BYTES} bytes (Linux MAX_ARG_STRLEN)")
+            errors.append(
+                f"{where}.{key}: {size} bytes; a container's KEY=value entry is at most "
+                f"{MAX_ENV_ENTRY_BYTES} bytes (Linux MAX_ARG_STRLEN)"
+            )
         elif "\0" in value:
             errors.append(f"{where}.{key}: values cannot contain NUL characters")
     return errors
@@ -84,8 +88,10 @@ def webhook_error(url: Any) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
-        return (f"webhook address {host} is link-local, multicast, reserved or unspecified (e.g. the cloud metadata "
-                "service 169.254.169.254); localpod does not call it")
+        return (
+            f"webhook address {host} is link-local, multicast, reserved or unspecified (e.g. the cloud metadata "
+            "service 169.254.169.254); localpod does not call it"
+        )
     return None
 
 
@@ -98,17 +104,23 @@ def job_policy(policy: Any, default_timeout_ms: int, default_ttl_ms: int) -> tup
         raise ValueError('"policy" must be an object')
     unknown = set(policy) - {"executionTimeout", "lowPriority", "ttl"}
     if unknown:
-        raise ValueError(f"unknown policy field(s): {', '.join(sorted(unknown))}; known: executionTimeout, "
-                         "lowPriority, ttl")
+        raise ValueError(
+            f"unknown policy field(s): {', '.join(sorted(unknown))}; known: executionTimeout, lowPriority, ttl"
+        )
     timeout_ms = policy.get("executionTimeout", default_timeout_ms)
     if "executionTimeout" in policy and not (
-            _is_int(timeout_ms) and MIN_EXECUTION_TIMEOUT_MS <= timeout_ms <= MAX_EXECUTION_TIMEOUT_MS):
-        raise ValueError(f"policy.executionTimeout must be a whole number of milliseconds from "
-                         f"{MIN_EXECUTION_TIMEOUT_MS} (5 s) to {MAX_EXECUTION_TIMEOUT_MS} (7 days), got {timeout_ms!r}")
+        _is_int(timeout_ms) and MIN_EXECUTION_TIMEOUT_MS <= timeout_ms <= MAX_EXECUTION_TIMEOUT_MS
+    ):
+        raise ValueError(
+            f"policy.executionTimeout must be a whole number of milliseconds from "
+            f"{MIN_EXECUTION_TIMEOUT_MS} (5 s) to {MAX_EXECUTION_TIMEOUT_MS} (7 days), got {timeout_ms!r}"
+        )
     ttl = policy.get("ttl", default_ttl_ms)
     if "ttl" in policy and not (_is_int(ttl) and MIN_TTL_MS <= ttl <= MAX_TTL_MS):
-        raise ValueError(f"policy.ttl must be a whole number of milliseconds from {MIN_TTL_MS} (10 s) to "
-                         f"{MAX_TTL_MS} (7 days), got {ttl!r}")
+        raise ValueError(
+            f"policy.ttl must be a whole number of milliseconds from {MIN_TTL_MS} (10 s) to "
+            f"{MAX_TTL_MS} (7 days), got {ttl!r}"
+        )
     low_priority = policy.get("lowPriority", False)
     if not isinstance(low_priority, bool):
         raise ValueError(f"policy.lowPriority must be true or false, got {low_priority!r}")

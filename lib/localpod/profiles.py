@@ -52,13 +52,15 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Profile":
+    def with_overrides(self, overrides: dict[str, Any]) -> Profile:
         """Return a copy with some durations replaced; unknown names are an error."""
         known = {f.name for f in fields(self)} - {"name"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown profile field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        clean = {k: float(v) for k, v in overrides.items()}
+        # every field but `name` (refused above) is a duration in seconds; Any, because mypy pairs a
+        # dict[str, float] with every field of Profile, `name: str` included
+        clean: dict[str, Any] = {k: float(v) for k, v in overrides.items()}
         for key, value in clean.items():
             if value < 0:
                 raise ValueError(f"profile field {key} must be >= 0, got {value}")

@@ -14,7 +14,7 @@ localpod's account gets its secrets from its own start (``localpod serve --secre
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 REFERENCE = re.compile(r"\{\{\s*RUNPOD_SECRET_([A-Za-z_][A-Za-z0-9_.\-/]*)\s*\}\}")
 

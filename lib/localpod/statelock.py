@@ -26,7 +26,8 @@ class StateInUse(RuntimeError):
         super().__init__(
             f"{state_file} is already served by another localpod (pid {pid or '?'}, at {url or '?'}): one state "
             f"file, one server. Use that one (LOCALPOD_URL={url or '<its URL>'}), stop it first (`make stop`, or "
-            f"kill {pid or '<its pid>'}), or start this one with another --state file.")
+            f"kill {pid or '<its pid>'}), or start this one with another --state file."
+        )
         self.holder = holder
 
 

@@ -22,7 +22,7 @@ import string
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +40,7 @@ def new_id(length: int) -> str:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -74,9 +74,23 @@ class Template:
     created_at: str = field(default_factory=utc_now_iso)
 
 
-RELEASE_FIELDS = ("image", "args", "disk", "env", "ports", "registry", "gpu_pools", "gpu_excluded_types",
-                  "gpu_count", "allowed_cuda_versions", "min_cuda_version", "timeout_ms", "flashboot",
-                  "network_volume_ids", "data_center_ids")
+RELEASE_FIELDS = (
+    "image",
+    "args",
+    "disk",
+    "env",
+    "ports",
+    "registry",
+    "gpu_pools",
+    "gpu_excluded_types",
+    "gpu_count",
+    "allowed_cuda_versions",
+    "min_cuda_version",
+    "timeout_ms",
+    "flashboot",
+    "network_volume_ids",
+    "data_center_ids",
+)
 """Endpoint fields workers run with: changing any of them is a new release (``version`` + 1), in
 every API; name, scaling and worker counts are not part of a release."""
 

@@ -33,24 +33,28 @@ class StillRunning:
             return f"no worker of endpoint {self.endpoint_id} is running now: nothing bills"
         price = f", up to ${self.usd_per_hour:.2f}/h" if self.usd_per_hour is not None else ""
         idle = f"{self.idle_timeout_s} s" if self.idle_timeout_s else "its idle timeout"
-        return (f"still running: {self.billing_workers} worker(s) of endpoint {self.endpoint_id}{price}. Idle "
-                f"workers stop after {idle}, but workers that crash while starting restart and bill until the "
-                f"endpoint is scaled to zero: rerun with scale_to_zero_on_failure = True, or call "
-                f"rpbook.billing_now.scale_to_zero(settings, api_key, {self.endpoint_id!r}) "
-                f"(runbook 02 restores workers_max {self.workers_max} on its next run)")
+        return (
+            f"still running: {self.billing_workers} worker(s) of endpoint {self.endpoint_id}{price}. Idle "
+            f"workers stop after {idle}, but workers that crash while starting restart and bill until the "
+            f"endpoint is scaled to zero: rerun with scale_to_zero_on_failure = True, or call "
+            f"rpbook.billing_now.scale_to_zero(settings, api_key, {self.endpoint_id!r}) "
+            f"(runbook 02 restores workers_max {self.workers_max} on its next run)"
+        )
 
 
 def _client(settings: Settings, api_key: Secret | str) -> RunpodClient:
-    secret = api_key if isinstance(api_key, Secret) else Secret("RUNPOD_API_KEY", reveal_api_key(api_key),
-                                                                "argument")
+    secret = api_key if isinstance(api_key, Secret) else Secret("RUNPOD_API_KEY", reveal_api_key(api_key), "argument")
     return RunpodClient(settings, secret)
 
 
 def price_per_worker_hour(client: RunpodClient, endpoint: Endpoint) -> float | None:
     """USD per hour one worker of the endpoint bills at most: the catalog's serverless price of its
     dearest pool times its GPUs per worker; None when the catalog has no price for its pools."""
-    prices = [g.serverless_price_hr for g in client.gpu_types(serverless_availability=False)
-              if g.pool in endpoint.gpu_pools and g.serverless_price_hr is not None]
+    prices = [
+        g.serverless_price_hr
+        for g in client.gpu_types(serverless_availability=False)
+        if g.pool in endpoint.gpu_pools and g.serverless_price_hr is not None
+    ]
     return max(prices) * endpoint.gpu_count if prices else None
 
 
@@ -59,9 +63,13 @@ def still_running(settings: Settings, api_key: Secret | str, endpoint_id: str, b
     with _client(settings, api_key) as client:
         endpoint = client.get_endpoint(endpoint_id)
         price = price_per_worker_hour(client, endpoint)
-    return StillRunning(endpoint_id=endpoint_id, billing_workers=billing_workers,
-                        usd_per_hour=price * billing_workers if price is not None else None,
-                        workers_max=endpoint.workers_max, idle_timeout_s=endpoint.idle_timeout_s)
+    return StillRunning(
+        endpoint_id=endpoint_id,
+        billing_workers=billing_workers,
+        usd_per_hour=price * billing_workers if price is not None else None,
+        workers_max=endpoint.workers_max,
+        idle_timeout_s=endpoint.idle_timeout_s,
+    )
 
 
 def scale_to_zero(settings: Settings, api_key: Secret | str, endpoint_id: str) -> str:
@@ -69,12 +77,15 @@ def scale_to_zero(settings: Settings, api_key: Secret | str, endpoint_id: str) -
     with _client(settings, api_key) as client:
         before = client.get_endpoint(endpoint_id)
         client.update_endpoint(endpoint_id, {"workers": {"min": 0, "max": 0}})
-    return (f"endpoint {endpoint_id} scaled to zero (workers were {before.workers_min}-{before.workers_max}): its "
-            f"workers stop and none restarts; runbook 02 (or 04) sets them back on its next run")
+    return (
+        f"endpoint {endpoint_id} scaled to zero (workers were {before.workers_min}-{before.workers_max}): its "
+        f"workers stop and none restarts; runbook 02 (or 04) sets them back on its next run"
+    )
 
 
-def describe_after_failure(settings: Settings, api_key: Secret | str, endpoint_id: str, billing_workers: int,
-                           scale: bool) -> str:
+def describe_after_failure(
+    settings: Settings, api_key: Secret | str, endpoint_id: str, billing_workers: int, scale: bool
+) -> str:
     """The sentence a failed wake ends with: scaled to zero, or what still runs and costs."""
     try:
         if scale:

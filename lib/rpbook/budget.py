@@ -17,11 +17,11 @@ setting that drives it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from rpbook.resources import GpuType
 from rpbook.errors import ConfigError
+from rpbook.resources import GpuType
 from rpbook.specs import EndpointSpec
 
 HOURS_PER_MONTH = 730.0
@@ -59,38 +59,57 @@ class WorstCase:
         return self.workers_min * self.per_worker_hour * HOURS_PER_MONTH + self.volume_usd_per_month
 
     def describe(self) -> str:
-        volume = (f" + volume ${self.volume_usd_per_month:,.2f}/month" if self.volume_usd_per_month else "")
-        return (f"{self.workers_max} workers × {self.gpu_count} GPU × ${self.usd_per_gpu_hour:.2f}/h ({self.pool})"
-                f"{volume} = ${self.usd_per_hour:,.2f}/h, ${self.usd_per_month:,.0f}/month at most; "
-                f"with no traffic ${self.floor_usd_per_month:,.2f}/month ({self.workers_min} active)")
+        volume = f" + volume ${self.volume_usd_per_month:,.2f}/month" if self.volume_usd_per_month else ""
+        return (
+            f"{self.workers_max} workers × {self.gpu_count} GPU × ${self.usd_per_gpu_hour:.2f}/h ({self.pool})"
+            f"{volume} = ${self.usd_per_hour:,.2f}/h, ${self.usd_per_month:,.0f}/month at most; "
+            f"with no traffic ${self.floor_usd_per_month:,.2f}/month ({self.workers_min} active)"
+        )
 
-    def within(self, max_hourly_usd: float, *, ceiling: str = "max_hourly_usd",
-               or_else: str = "or raise max_hourly_usd") -> str | None:
+    def within(
+        self, max_hourly_usd: float, *, ceiling: str = "max_hourly_usd", or_else: str = "or raise max_hourly_usd"
+    ) -> str | None:
         """None when the worst case fits ``max_hourly_usd``; else what to change, with the figure.
         ``ceiling`` names the limit in the message and ``or_else`` the other way out."""
         if self.usd_per_hour <= max_hourly_usd:
             return None
         storage = self.volume_usd_per_month / HOURS_PER_MONTH
         fit = math.floor((max_hourly_usd - storage) / self.per_worker_hour) if self.per_worker_hour else 0
-        fix = (f"lower workers_max to {fit}" if fit >= 1 else
-               f"choose a cheaper GPU pool or fewer GPUs per worker (one worker alone costs "
-               f"${self.per_worker_hour:.2f}/h)")
-        return (f"the worst case ${self.usd_per_hour:,.2f}/h ({self.workers_max} workers × {self.gpu_count} GPU × "
-                f"${self.usd_per_gpu_hour:.2f}/h on {self.pool}) is above {ceiling} ${max_hourly_usd:,.2f}: "
-                f"{fix}, {or_else}")
+        fix = (
+            f"lower workers_max to {fit}"
+            if fit >= 1
+            else f"choose a cheaper GPU pool or fewer GPUs per worker (one worker alone costs "
+            f"${self.per_worker_hour:.2f}/h)"
+        )
+        return (
+            f"the worst case ${self.usd_per_hour:,.2f}/h ({self.workers_max} workers × {self.gpu_count} GPU × "
+            f"${self.usd_per_gpu_hour:.2f}/h on {self.pool}) is above {ceiling} ${max_hourly_usd:,.2f}: "
+            f"{fix}, {or_else}"
+        )
 
 
 def worst_case(spec: EndpointSpec, gpu_types: Sequence[GpuType], volume_usd_per_month: float = 0.0) -> WorstCase:
     """The endpoint's worst case from the catalog's prices for its pools."""
-    priced = [(g.serverless_price_hr, g.pool) for g in gpu_types
-              if g.pool in spec.gpu_pools and g.serverless_price_hr is not None]
+    priced = [
+        (g.serverless_price_hr, g.pool)
+        for g in gpu_types
+        if g.pool in spec.gpu_pools and g.serverless_price_hr is not None
+    ]
     if not priced:
-        raise ConfigError(f"the catalog gives no serverless price for {', '.join(spec.gpu_pools)}; cannot bound "
-                          "the cost (check gpu_pools)")
+        raise ConfigError(
+            f"the catalog gives no serverless price for {', '.join(spec.gpu_pools)}; cannot bound "
+            "the cost (check gpu_pools)"
+        )
     price, pool = max(priced, key=lambda item: item[0])
-    return WorstCase(endpoint=spec.name, workers_max=spec.workers_max, workers_min=spec.workers_min,
-                     gpu_count=spec.gpu_count, pool=str(pool), usd_per_gpu_hour=float(price),
-                     volume_usd_per_month=volume_usd_per_month)
+    return WorstCase(
+        endpoint=spec.name,
+        workers_max=spec.workers_max,
+        workers_min=spec.workers_min,
+        gpu_count=spec.gpu_count,
+        pool=str(pool),
+        usd_per_gpu_hour=float(price),
+        volume_usd_per_month=volume_usd_per_month,
+    )
 
 
 def check_max_hourly(value: float) -> float:

@@ -54,10 +54,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import shared_memory
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,8 +88,10 @@ class Scaling:
         if self.workers_min < 0 or self.workers_max < 0:
             raise ValueError(f"workers_min and workers_max must be >= 0, got {self.workers_min} and {self.workers_max}")
         if self.workers_min > self.workers_max:
-            raise ValueError(f"workers_min ({self.workers_min}) is above workers_max ({self.workers_max}); "
-                             "raise workers_max or lower workers_min")
+            raise ValueError(
+                f"workers_min ({self.workers_min}) is above workers_max ({self.workers_max}); "
+                "raise workers_max or lower workers_min"
+            )
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.idle_timeout_s < 0:
@@ -96,8 +99,10 @@ class Scaling:
         if self.scaler_type not in ("QUEUE_DELAY", "REQUEST_COUNT"):
             raise ValueError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaler_type!r}")
         if not self.scaler_value > 0:
-            raise ValueError(f"scaler_value must be > 0 (seconds for QUEUE_DELAY, requests per worker for "
-                             f"REQUEST_COUNT), got {self.scaler_value}")
+            raise ValueError(
+                f"scaler_value must be > 0 (seconds for QUEUE_DELAY, requests per worker for "
+                f"REQUEST_COUNT), got {self.scaler_value}"
+            )
         if self.execution_timeout_s < 0:
             raise ValueError(f"execution_timeout_s must be >= 0 (0 = no limit), got {self.execution_timeout_s}")
 
@@ -149,8 +154,10 @@ class Requests:
         if not (arrival.ndim == ttft.ndim == duration.ndim == 1):
             raise ValueError("Requests: arrival_s, ttft_s and duration_s must be 1-D arrays")
         if not (len(arrival) == len(ttft) == len(duration)):
-            raise ValueError(f"Requests: arrays differ in length (arrival {len(arrival)}, ttft {len(ttft)}, "
-                             f"duration {len(duration)})")
+            raise ValueError(
+                f"Requests: arrays differ in length (arrival {len(arrival)}, ttft {len(ttft)}, "
+                f"duration {len(duration)})"
+            )
         if len(arrival):
             if not np.all(np.isfinite(arrival)) or arrival[0] < 0 or np.any(np.diff(arrival) < 0):
                 raise ValueError("Requests.arrival_s must be finite, >= 0 and sorted (non-decreasing); sort the trace")
@@ -215,11 +222,18 @@ class SimResult:
             finite = ordered[np.isfinite(ordered)]
             out[f"{name}_mean_s"] = float(finite.mean()) if len(finite) else math.inf
         out["p_wait"] = float(np.mean(wait > 0)) if len(wait) else 0.0
-        out.update(timed_out=float(self.timed_out), failed=float(self.failed), unserved=float(self.unserved),
-                   cold_starts=float(self.cold_starts), flashboot_starts=float(self.flashboot_starts),
-                   throttled=float(self.throttled), flex_worker_h=self.flex_worker_s / 3600,
-                   active_worker_h=self.active_worker_s / 3600,
-                   worker_h=(self.flex_worker_s + self.active_worker_s) / 3600, cost_usd=self.cost_usd)
+        out.update(
+            timed_out=float(self.timed_out),
+            failed=float(self.failed),
+            unserved=float(self.unserved),
+            cold_starts=float(self.cold_starts),
+            flashboot_starts=float(self.flashboot_starts),
+            throttled=float(self.throttled),
+            flex_worker_h=self.flex_worker_s / 3600,
+            active_worker_h=self.active_worker_s / 3600,
+            worker_h=(self.flex_worker_s + self.active_worker_s) / 3600,
+            cost_usd=self.cost_usd,
+        )
         return out
 
 
@@ -234,7 +248,7 @@ def _sorted_quantile(ordered: np.ndarray, q: float) -> float:
     if n == 0:
         return math.nan
     pos = q * (n - 1)
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
     a, b = float(ordered[lo]), float(ordered[hi])
     if math.isinf(b):
@@ -249,9 +263,17 @@ _DONE, _CUT, _READY, _IDLE, _TICK, _RETRY, _END = 0, 1, 2, 3, 4, 5, 6
 _FREE, _THROTTLED, _BOOTING, _READY_ST = 0, 1, 2, 3
 
 
-def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, *,
-             p_throttle: float = 0.0, seed: int = 0, horizon_s: float | None = None,
-             timeline_step_s: float | None = None) -> SimResult:
+def simulate(
+    requests: Requests,
+    scaling: Scaling,
+    cold: ColdStart,
+    prices: Prices,
+    *,
+    p_throttle: float = 0.0,
+    seed: int = 0,
+    horizon_s: float | None = None,
+    timeline_step_s: float | None = None,
+) -> SimResult:
     """Play ``requests`` against one endpoint with ``scaling`` and return waits, counts and cost.
 
     ``horizon_s`` is the event window: active workers bill for it (default: until the last request
@@ -269,8 +291,15 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
         raise ValueError(f"timeline_step_s must be > 0, got {timeline_step_s}")
     if not (prices.flex_usd_per_s >= 0 and prices.active_usd_per_s >= 0):
         raise ValueError(f"prices must be >= 0 dollars per second, got {prices}")
-    core = _run(requests.arrival_s.tolist(), requests.ttft_s.tolist(), requests.duration_s.tolist(),
-                scaling, cold, p_throttle, seed)
+    core = _run(
+        requests.arrival_s.tolist(),
+        requests.ttft_s.tolist(),
+        requests.duration_s.tolist(),
+        scaling,
+        cold,
+        p_throttle,
+        seed,
+    )
     n = len(requests)
     wait = np.asarray(core["wait"], dtype=np.float64) if n else np.zeros(0)
     got_token = np.asarray(core["got_token"], dtype=bool) if n else np.zeros(0, dtype=bool)
@@ -282,17 +311,35 @@ def simulate(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Pric
         horizon_s = last_end
     sessions: list[tuple[float, float, float, float, bool]] = core["sessions"]
     end_s = max([last_end] + [stop for _, _, _, stop, _ in sessions if stop < math.inf])
-    flex_s = sum(_billed(place, stop) for _, place, _, stop, active in sessions
-                 if not active and not math.isnan(place))
+    flex_s = sum(_billed(place, stop) for _, place, _, stop, active in sessions if not active and not math.isnan(place))
     active_s = scaling.workers_min * float(horizon_s)
     cost = flex_s * prices.flex_usd_per_s + active_s * prices.active_usd_per_s
-    result = SimResult(queue_wait_s=wait, ttft_s=ttft, timed_out=core["timed_out"], cold_starts=core["cold"],
-                       flashboot_starts=core["flash"], throttled=core["throttled"], flex_worker_s=float(flex_s),
-                       active_worker_s=active_s, cost_usd=float(cost), failed=core["failed"],
-                       unserved=int(np.sum(~np.isfinite(wait))), horizon_s=float(horizon_s), end_s=end_s)
+    result = SimResult(
+        queue_wait_s=wait,
+        ttft_s=ttft,
+        timed_out=core["timed_out"],
+        cold_starts=core["cold"],
+        flashboot_starts=core["flash"],
+        throttled=core["throttled"],
+        flex_worker_s=float(flex_s),
+        active_worker_s=active_s,
+        cost_usd=float(cost),
+        failed=core["failed"],
+        unserved=int(np.sum(~np.isfinite(wait))),
+        horizon_s=float(horizon_s),
+        end_s=end_s,
+    )
     if timeline_step_s is not None:
-        result.timeline = _timeline(requests.arrival_s, wait, sessions, scaling.workers_min, float(horizon_s),
-                                    max(end_s, float(horizon_s)), timeline_step_s, prices)
+        result.timeline = _timeline(
+            requests.arrival_s,
+            wait,
+            sessions,
+            scaling.workers_min,
+            float(horizon_s),
+            max(end_s, float(horizon_s)),
+            timeline_step_s,
+            prices,
+        )
     return result
 
 
@@ -301,8 +348,15 @@ def _billed(place: float, stop: float) -> int:
     return max(0, math.ceil(stop - place - 1e-9))
 
 
-def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling, cold: ColdStart,
-         p_throttle: float, seed: int) -> dict[str, Any]:
+def _run(
+    arr: list[float],
+    ttft: list[float],
+    dur: list[float],
+    scaling: Scaling,
+    cold: ColdStart,
+    p_throttle: float,
+    seed: int,
+) -> dict[str, Any]:
     """The event loop. Returns per-request waits and the worker sessions.
 
     Kept fast on purpose (a 1,000,000-request event in a few seconds): Python floats in lists
@@ -497,7 +551,7 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
 
     i = 0
     t = 0.0
-    arrivals = arr + [inf]  # sentinels: no test for the end in the hot loop
+    arrivals = [*arr, inf]  # sentinels: no test for the end in the hot loop
     push(heap, (inf, _END, 0, 0, 0))
     nxt = arrivals[0]
     while True:
@@ -644,15 +698,25 @@ def _run(arr: list[float], ttft: list[float], dur: list[float], scaling: Scaling
     return {"wait": wait, "got_token": got_token, "sessions": sessions, **counters}
 
 
-def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float, float, float, float, bool]],
-              workers_min: int, horizon_s: float, end_s: float, step: float, prices: Prices) -> Timeline:
+def _timeline(
+    arrival: np.ndarray,
+    wait: np.ndarray,
+    sessions: list[tuple[float, float, float, float, bool]],
+    workers_min: int,
+    horizon_s: float,
+    end_s: float,
+    step: float,
+    prices: Prices,
+) -> Timeline:
     """Sample the run every ``step`` seconds from its records (nothing is recorded in the hot loop)."""
     t = np.arange(0.0, end_s + step, step)
     start = np.sort(arrival + wait)  # inf for never started: never counted as started
     queued = np.searchsorted(arrival, t, side="right") - np.searchsorted(start, t, side="right")
     if sessions:
-        thr, placed, ready, stopped, active = (np.array(c, dtype=np.float64) for c in zip(*sessions))
-        active = active.astype(bool)
+        thr, placed, ready, stopped, active_column = (
+            np.array(c, dtype=np.float64) for c in zip(*sessions, strict=True)
+        )
+        active = active_column.astype(bool)
     else:
         thr = placed = ready = stopped = np.zeros(0)
         active = np.zeros(0, dtype=bool)
@@ -666,8 +730,14 @@ def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float,
     so_far = np.where(np.isnan(placed), 0.0, so_far)
     flex_s = np.sum(np.where(flex, so_far, 0.0), axis=1)
     cost = flex_s * prices.flex_usd_per_s + workers_min * np.minimum(t, horizon_s) * prices.active_usd_per_s
-    return Timeline(t=t, queued=queued, workers_running=running, workers_starting=starting,
-                    workers_throttled=throttled, cost_so_far=cost)
+    return Timeline(
+        t=t,
+        queued=queued,
+        workers_running=running,
+        workers_starting=starting,
+        workers_throttled=throttled,
+        cost_so_far=cost,
+    )
 
 
 # -- sweeps ---------------------------------------------------------------------------------------
@@ -675,7 +745,7 @@ def _timeline(arrival: np.ndarray, wait: np.ndarray, sessions: list[tuple[float,
 _SHARED: dict[str, Any] = {}
 
 
-def _attach(names: tuple[str, str, str], n: int) -> None:
+def _attach(names: tuple[str, ...], n: int) -> None:
     """Pool initializer: map the parent's request arrays (shared memory, no copy, no pickling)."""
     blocks = [shared_memory.SharedMemory(name=name) for name in names]
     arrays = [np.ndarray((n,), dtype=np.float64, buffer=b.buf) for b in blocks]
@@ -683,8 +753,9 @@ def _attach(names: tuple[str, str, str], n: int) -> None:
     _SHARED["requests"] = Requests(*arrays)
 
 
-def _row(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float,
-         seed: int) -> dict[str, float | int | str]:
+def _row(
+    requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int
+) -> dict[str, float | int | str]:
     result = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed)
     row: dict[str, float | int | str] = dict(asdict(scaling))
     row["flashboot"] = int(scaling.flashboot)
@@ -692,13 +763,22 @@ def _row(requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, 
     return row
 
 
-def _row_shared(scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int) \
-        -> dict[str, float | int | str]:
+def _row_shared(
+    scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int
+) -> dict[str, float | int | str]:
     return _row(_SHARED["requests"], scaling, cold, prices, p_throttle, seed)
 
 
-def sweep(requests: Requests, grid: Sequence[Scaling], cold: ColdStart, prices: Prices, *,
-          p_throttle: float = 0.0, seed: int = 0, processes: int = 2) -> list[dict[str, float | int | str]]:
+def sweep(
+    requests: Requests,
+    grid: Sequence[Scaling],
+    cold: ColdStart,
+    prices: Prices,
+    *,
+    p_throttle: float = 0.0,
+    seed: int = 0,
+    processes: int = 2,
+) -> list[dict[str, float | int | str]]:
     """One summary row per setting of ``grid`` (in order), the setting's fields first.
 
     With ``processes`` > 1 the settings run in that many processes; the request arrays are placed
@@ -713,10 +793,11 @@ def sweep(requests: Requests, grid: Sequence[Scaling], cold: ColdStart, prices: 
     n = len(requests)
     blocks = [shared_memory.SharedMemory(create=True, size=max(1, a.nbytes)) for a in arrays]
     try:
-        for block, array in zip(blocks, arrays):
+        for block, array in zip(blocks, arrays, strict=True):
             np.ndarray((n,), dtype=np.float64, buffer=block.buf)[:] = array
-        with ProcessPoolExecutor(max_workers=min(processes, len(grid)), initializer=_attach,
-                                 initargs=(tuple(b.name for b in blocks), n)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(processes, len(grid)), initializer=_attach, initargs=(tuple(b.name for b in blocks), n)
+        ) as pool:
             futures = [pool.submit(_row_shared, s, cold, prices, p_throttle, seed) for s in grid]
             return [f.result() for f in futures]
     finally:

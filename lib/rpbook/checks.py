@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import openai
 
@@ -100,12 +100,18 @@ class CheckReport:
         return scrub("\n".join(lines))
 
     def _repr_html_(self) -> str:
-        table = html_table(["", "check", "result", "figures"],
-                           [(c.mark, c.name, c.detail,
-                             ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items())) for c in self.checks])
-        return scrub(f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
-                     f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
-                     f"{html.escape(self.verdict())}{table}{self._latency_plot()}</div>")
+        table = html_table(
+            ["", "check", "result", "figures"],
+            [
+                (c.mark, c.name, c.detail, ", ".join(f"{k}={_fmt(v)}" for k, v in c.figures.items()))
+                for c in self.checks
+            ],
+        )
+        return scrub(
+            f"<div><b>{html.escape(self.kind.capitalize())}</b> of {html.escape(self.subject())} on "
+            f"endpoint <code>{html.escape(self.endpoint_id)}</code>: "
+            f"{html.escape(self.verdict())}{table}{self._latency_plot()}</div>"
+        )
 
     def latencies(self) -> list[tuple[str, float]]:
         """Each check's request time in seconds (its ``*_latency_s`` figure; ``ttft_s`` for the stream)."""
@@ -128,8 +134,9 @@ def raise_if_failed(report: CheckReport, what: str) -> None:
     """Raise ``SanityCheckError`` (the report on ``error.report``) when a check of ``report`` failed;
     ``what`` names the endpoint's kind in the message (``"endpoint"``, ``"embeddings endpoint"``)."""
     if not report.ok:
-        raise SanityCheckError(scrub(f"{what} {report.endpoint_id} answered, but not as it should:\n{report}"),
-                               report=report)
+        raise SanityCheckError(
+            scrub(f"{what} {report.endpoint_id} answered, but not as it should:\n{report}"), report=report
+        )
 
 
 # -- running checks -------------------------------------------------------------------------------
@@ -145,16 +152,16 @@ def client_error_detail(exc: BaseException) -> str:
     By type and status code: a 5xx or a timeout may have run on the worker (and been billed), which
     is why no client here retries on its own; a connection error is a wrong target or endpoint id."""
     text = str(exc)
-    may_have_run = ("; it reached the endpoint and may have run (and been billed), so it was not retried "
-                    "automatically")
+    may_have_run = "; it reached the endpoint and may have run (and been billed), so it was not retried automatically"
     if isinstance(exc, openai.APIStatusError):
         # the body is the OpenAI error object; a worker error inside it (worker-vllm's "vLLM
         # returned HTTP 404: {...}") is unwrapped to vLLM's own message
         detail = worker_error_text(exc.body) if exc.body else exc.message
         text = f"HTTP {exc.status_code}: {detail}" + (may_have_run if exc.status_code >= 500 else "")
     elif isinstance(exc, openai.APITimeoutError):
-        text = ("the request timed out: wake the endpoint first (rpbook.jobqueue.wake) or raise the timeout"
-                + may_have_run)
+        text = (
+            "the request timed out: wake the endpoint first (rpbook.jobqueue.wake) or raise the timeout" + may_have_run
+        )
     elif isinstance(exc, openai.APIConnectionError):
         text = f"cannot connect to the endpoint ({exc}); check the target and the endpoint id"
     return scrub(f"{type(exc).__name__}: {text}")[:500]
@@ -171,8 +178,9 @@ def guard(name: str, check: Callable[[], CheckResult]) -> CheckResult:
         return CheckResult(name, False, client_error_detail(exc))
 
 
-def check_served_model(client: openai.OpenAI, endpoint_id: str, expected: str,
-                       fix: str) -> tuple[CheckResult, tuple[str, ...]]:
+def check_served_model(
+    client: openai.OpenAI, endpoint_id: str, expected: str, fix: str
+) -> tuple[CheckResult, tuple[str, ...]]:
     """The ``served model`` check: does ``/models`` list ``expected``? Returns the check and the
     names served (empty when ``/models`` failed). ``fix`` ends the failure's detail: which setting
     decides the served name on this worker, and what to change."""
@@ -180,12 +188,20 @@ def check_served_model(client: openai.OpenAI, endpoint_id: str, expected: str,
     try:
         served = tuple(model.id for model in client.models.list())
     except Exception as exc:  # noqa: BLE001 - reported as the check's failure
-        return CheckResult(SERVED_MODEL, False,
-                           f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}. Other checks "
-                           "skipped."), ()
+        return CheckResult(
+            SERVED_MODEL,
+            False,
+            f"/models on endpoint {endpoint_id} failed: {client_error_detail(exc)}. Other checks skipped.",
+        ), ()
     figures: dict[str, Figure] = {"models_latency_s": round(time.monotonic() - started, 3)}
     if expected not in served:
-        return CheckResult(SERVED_MODEL, False,
-                           scrub(f"endpoint {endpoint_id} does not serve {expected!r}; it serves "
-                                 f"{list(served) or 'nothing'}. {fix} Other checks skipped."), figures), served
+        return CheckResult(
+            SERVED_MODEL,
+            False,
+            scrub(
+                f"endpoint {endpoint_id} does not serve {expected!r}; it serves "
+                f"{list(served) or 'nothing'}. {fix} Other checks skipped."
+            ),
+            figures,
+        ), served
     return CheckResult(SERVED_MODEL, True, f"/models lists {expected}", figures), served

@@ -27,14 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute runbooks with papermill, in order, stopping at the first failure")
     run.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every numbered runbook)")
-    run.add_argument("-f", "--parameters-file", action="append", type=Path, default=[], dest="files",
-                     help="YAML parameters file (repeatable; later files win)")
+    run.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        type=Path,
+        default=[],
+        dest="files",
+        help="YAML parameters file (repeatable; later files win)",
+    )
     run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<UTC timestamp>/)")
     run.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
     run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
-    run.add_argument("--history", type=Path, default=None,
-                     help="SQLite history the run's figures are appended to (default: history.sqlite beside the "
-                          "run folder, i.e. runs/history.sqlite)")
+    run.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="SQLite history the run's figures are appended to (default: history.sqlite beside the "
+        "run folder, i.e. runs/history.sqlite)",
+    )
     run.add_argument("--no-history", action="store_true", help="do not append this run to a history")
     params = sub.add_parser("params", help="list the parameters each runbook declares")
     params.add_argument("notebooks", nargs="*", type=Path)
@@ -73,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         parameters = load_parameters(args.files)
-        summary = run_notebooks(notebooks, parameters, out_dir=args.out, execution_timeout=args.execution_timeout,
-                                log_output=args.log_output)
+        summary = run_notebooks(
+            notebooks,
+            parameters,
+            out_dir=args.out,
+            execution_timeout=args.execution_timeout,
+            log_output=args.log_output,
+        )
     except RpbookError as exc:
         print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
         return 2

@@ -24,15 +24,24 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from rpbook import __version__
 from rpbook.errors import ConfigError, ControlPlaneError
-from rpbook.resources import (DataCenter, Endpoint, GpuType, NetworkVolume, ServerlessBilling, Template,
-                              WorkerLogLine, WorkerSummary)
+from rpbook.resources import (
+    DataCenter,
+    Endpoint,
+    GpuType,
+    NetworkVolume,
+    ServerlessBilling,
+    Template,
+    WorkerLogLine,
+    WorkerSummary,
+)
 from rpbook.secrets import Secret, reveal_secrets, scrub
 from rpbook.settings import Settings
 
@@ -49,17 +58,17 @@ MAX_RETRY_AFTER_S = 60.0
 
 _HINTS = {
     401: "Check RUNPOD_API_KEY (environment or env file): it is missing, mistyped, revoked or for another "
-         "account. Create one at https://console.runpod.io/user/settings (API Keys).",
+    "account. Create one at https://console.runpod.io/user/settings (API Keys).",
     403: "The API key is valid but may not do this: use a key with read/write access to serverless, "
-         "templates and network volumes.",
+    "templates and network volumes.",
     404: "It does not exist (any more): it may have been deleted in the console; run the plan again.",
     409: "It conflicts with the current state of the resource; read it again and re-plan.",
     429: "Runpod is rate limiting this API key: wait a minute and run the cell again.",
 }
 _LOCAL_HINTS = {
     401: "localpod refuses this key: it accepts only the key it was started with (LOCALPOD_API_KEY; the local "
-         "default is rpa_LOCALPOD_DEV_KEY). Unset RUNPOD_API_KEY (environment and env file) to use the default, "
-         "or stop localpod (`make stop`) so that the next runbook starts it with your key.",
+    "default is rpa_LOCALPOD_DEV_KEY). Unset RUNPOD_API_KEY (environment and env file) to use the default, "
+    "or stop localpod (`make stop`) so that the next runbook starts it with your key.",
 }
 """Local mode's own advice: a Runpod console key means nothing to localpod."""
 _SERVER_HINT = "Runpod had a server-side problem: run the cell again in a minute (see https://uptime.runpod.io)."
@@ -147,8 +156,9 @@ def announce_retry(action: str, reason: str, wait_s: float, attempt: int, max_at
     """The one place a retry is reported, before its back-off (as huggingface_hub's
     ``http_backoff`` logs "Retrying in Ns [Retry k/n]" in ``utils/_http.py``): ``attempt`` is the
     attempt that just failed, ``reason`` why (an HTTP status, a connection error)."""
-    retry_log.info(scrub(f"{action}: retrying in {round(wait_s, 2):g} s after {reason} "
-                         f"(attempt {attempt} of {max_attempts})"))
+    retry_log.info(
+        scrub(f"{action}: retrying in {round(wait_s, 2):g} s after {reason} (attempt {attempt} of {max_attempts})")
+    )
 
 
 def _retry_reason(exc: BaseException | None) -> str:
@@ -170,10 +180,17 @@ class RunpodClient:
     so its connections are closed. ``transport`` and ``sleep`` exist for tests.
     """
 
-    def __init__(self, settings: Settings, api_key: Secret, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 max_attempts: int = MAX_ATTEMPTS, backoff_s: float = BACKOFF_S,
-                 transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: Secret,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_s: float = BACKOFF_S,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not isinstance(api_key, Secret):
             raise TypeError("api_key must be a rpbook Secret (settings.runpod_api_key()), never a plain string")
         self.settings = settings
@@ -183,9 +200,15 @@ class RunpodClient:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, transport=transport,
-            headers={"Authorization": f"Bearer {api_key.reveal()}", "Accept": "application/json",
-                     "User-Agent": f"rpbook/{__version__}"})
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={
+                "Authorization": f"Bearer {api_key.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": f"rpbook/{__version__}",
+            },
+        )
 
     def __enter__(self) -> RunpodClient:
         return self
@@ -209,8 +232,9 @@ class RunpodClient:
                 return min(after, MAX_RETRY_AFTER_S)
         return min(self.backoff_s * (2 ** (state.attempt_number - 1)), MAX_BACKOFF_S)
 
-    def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              body: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         action = f"{method} {path}"
         is_read = method == "GET"
         attempts = 0
@@ -218,8 +242,9 @@ class RunpodClient:
         def attempt() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            response = self._http.request(method, path, params=params,
-                                          json=reveal_secrets(body) if body is not None else None)
+            response = self._http.request(
+                method, path, params=params, json=reveal_secrets(body) if body is not None else None
+            )
             if is_read and (response.status_code == 429 or response.status_code >= 500):
                 raise _RetryableStatus(response)
             return response
@@ -232,12 +257,16 @@ class RunpodClient:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            announce_retry(action, _retry_reason(exc), state.upcoming_sleep, state.attempt_number,
-                           self.max_attempts)
+            announce_retry(action, _retry_reason(exc), state.upcoming_sleep, state.attempt_number, self.max_attempts)
 
-        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
-                            retry=retry_if_exception(retryable), sleep=self._sleep, before_sleep=before_sleep,
-                            reraise=True)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(retryable),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
         try:
             response = retrying(attempt)
         except _RetryableStatus as exc:
@@ -246,15 +275,21 @@ class RunpodClient:
             sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             if not is_read and sent:
                 # The request left: Runpod may have done it even though no answer came back.
-                raise ControlPlaneError(scrub(
-                    f"Runpod REST API: {action} got no answer ({type(exc).__name__}: {exc}) after the request was "
-                    f"sent, so it may have been done on Runpod. Run the cell again: plans adopt resources by name "
-                    f"and never create a second one, so a re-run finds what was created and changes only what "
-                    f"still differs.")) from None
-            raise ControlPlaneError(scrub(
-                f"Runpod REST API: {action} at {self.base_url} failed after {attempts} attempt(s): "
-                f"{type(exc).__name__}: {exc}. Check the network, and for the local target that localpod is "
-                f"running ({self.settings.localpod_url or 'LOCALPOD_URL'}).")) from None
+                raise ControlPlaneError(
+                    scrub(
+                        f"Runpod REST API: {action} got no answer ({type(exc).__name__}: {exc}) after the request was "
+                        f"sent, so it may have been done on Runpod. Run the cell again: plans adopt resources by name "
+                        f"and never create a second one, so a re-run finds what was created and changes only what "
+                        f"still differs."
+                    )
+                ) from None
+            raise ControlPlaneError(
+                scrub(
+                    f"Runpod REST API: {action} at {self.base_url} failed after {attempts} attempt(s): "
+                    f"{type(exc).__name__}: {exc}. Check the network, and for the local target that localpod is "
+                    f"running ({self.settings.localpod_url or 'LOCALPOD_URL'})."
+                )
+            ) from None
         if response.status_code >= 400:
             raise error_from_response(response, action, local=self._local)
         return response
@@ -264,19 +299,25 @@ class RunpodClient:
         try:
             data = response.json()
         except ValueError:
-            raise ControlPlaneError(f"Runpod REST API: {method} {path} answered {response.status_code} with a body "
-                                    "that is not JSON; is settings.rest_url the REST API?",
-                                    response.status_code) from None
+            raise ControlPlaneError(
+                f"Runpod REST API: {method} {path} answered {response.status_code} with a body "
+                "that is not JSON; is settings.rest_url the REST API?",
+                response.status_code,
+            ) from None
         if not isinstance(data, dict):
-            raise ControlPlaneError(f"Runpod REST API: {method} {path} answered a JSON {type(data).__name__}, "
-                                    "not an object", response.status_code)
+            raise ControlPlaneError(
+                f"Runpod REST API: {method} {path} answered a JSON {type(data).__name__}, not an object",
+                response.status_code,
+            )
         return data
 
     @staticmethod
     def _path_id(resource_id: str) -> str:
         if not isinstance(resource_id, str) or not resource_id.strip() or "/" in resource_id:
-            raise ConfigError(f"{resource_id!r} is not a Runpod resource id (like 'abc123xyz0'); pass the id "
-                              "from a list_*/ensure_* result, not a name")
+            raise ConfigError(
+                f"{resource_id!r} is not a Runpod resource id (like 'abc123xyz0'); pass the id "
+                "from a list_*/ensure_* result, not a name"
+            )
         return resource_id
 
     # -- serverless endpoints -----------------------------------------------------------------
@@ -301,8 +342,16 @@ class RunpodClient:
     def endpoint_workers(self, endpoint_id: str) -> WorkerSummary:
         return WorkerSummary.from_api(self._json("GET", f"/v2/serverless/{self._path_id(endpoint_id)}/workers"))
 
-    def worker_logs(self, endpoint_id: str, worker_id: str | None = None, *, tail: int = 100,
-                    source: str | None = None, idle_s: float = 1.0, max_s: float = 30.0) -> list[WorkerLogLine]:
+    def worker_logs(
+        self,
+        endpoint_id: str,
+        worker_id: str | None = None,
+        *,
+        tail: int = 100,
+        source: str | None = None,
+        idle_s: float = 1.0,
+        max_s: float = 30.0,
+    ) -> list[WorkerLogLine]:
         """Recent log lines of one worker, or of every worker ``/workers`` lists now (``worker_id``
         None), oldest first: the first thing to read when a worker is UNHEALTHY.
 
@@ -315,15 +364,19 @@ class RunpodClient:
         if source not in (None, "container", "system"):
             raise ConfigError(f"source must be 'container', 'system' or None (both), got {source!r}")
         endpoint_id = self._path_id(endpoint_id)
-        ids = [self._path_id(worker_id)] if worker_id is not None else \
-            [w.id for w in self.endpoint_workers(endpoint_id).workers]
+        ids = (
+            [self._path_id(worker_id)]
+            if worker_id is not None
+            else [w.id for w in self.endpoint_workers(endpoint_id).workers]
+        )
         lines: list[WorkerLogLine] = []
         for wid in ids:
             lines += self._read_log(endpoint_id, wid, tail, source, idle_s, max_s)
         return sorted(lines, key=lambda line: line.ts) if worker_id is None else lines
 
-    def _read_log(self, endpoint_id: str, worker_id: str, tail: int, source: str | None, idle_s: float,
-                  max_s: float) -> list[WorkerLogLine]:
+    def _read_log(
+        self, endpoint_id: str, worker_id: str, tail: int, source: str | None, idle_s: float, max_s: float
+    ) -> list[WorkerLogLine]:
         path = f"/v2/serverless/{endpoint_id}/workers/{worker_id}/logs"
         params: dict[str, Any] = {"tail": tail}
         if source is not None:
@@ -333,8 +386,9 @@ class RunpodClient:
         timeout = httpx.Timeout(self._http.timeout.connect or DEFAULT_TIMEOUT_S, read=max(idle_s, 0.05))
         answered = False
         try:
-            with self._http.stream("GET", path, params=params, timeout=timeout,
-                                   headers={"Accept": "text/event-stream"}) as response:
+            with self._http.stream(
+                "GET", path, params=params, timeout=timeout, headers={"Accept": "text/event-stream"}
+            ) as response:
                 answered = True
                 if response.status_code >= 400:
                     response.read()
@@ -347,21 +401,35 @@ class RunpodClient:
                         try:
                             data = json.loads(raw[5:].strip())
                         except ValueError:
-                            raise ControlPlaneError(f"Runpod REST API: GET {path} sent a log event that is not "
-                                                    "JSON; is settings.rest_url the REST API?") from None
-                        lines.append(WorkerLogLine(worker_id, str(data.get("ts", "")), str(data.get("source", "")),
-                                                   scrub(str(data.get("line", ""))), event_id))
+                            raise ControlPlaneError(
+                                f"Runpod REST API: GET {path} sent a log event that is not "
+                                "JSON; is settings.rest_url the REST API?"
+                            ) from None
+                        lines.append(
+                            WorkerLogLine(
+                                worker_id,
+                                str(data.get("ts", "")),
+                                str(data.get("source", "")),
+                                scrub(str(data.get("line", ""))),
+                                event_id,
+                            )
+                        )
                     if time.monotonic() > deadline:
                         break
         except httpx.ReadTimeout:
             if not answered:
-                raise ControlPlaneError(f"Runpod REST API: GET {path} did not answer within {idle_s:g} s; "
-                                        "try a larger idle_s") from None
+                raise ControlPlaneError(
+                    f"Runpod REST API: GET {path} did not answer within {idle_s:g} s; try a larger idle_s"
+                ) from None
             # quiet for idle_s: the backfill is over
         except httpx.TransportError as exc:
-            raise ControlPlaneError(scrub(f"Runpod REST API: GET {path} failed: {type(exc).__name__}: {exc}. "
-                                          "Check the network, and for the local target that localpod is "
-                                          "running.")) from None
+            raise ControlPlaneError(
+                scrub(
+                    f"Runpod REST API: GET {path} failed: {type(exc).__name__}: {exc}. "
+                    "Check the network, and for the local target that localpod is "
+                    "running."
+                )
+            ) from None
         return lines
 
     # -- templates ----------------------------------------------------------------------------
@@ -394,16 +462,16 @@ class RunpodClient:
         return NetworkVolume.from_api(self._json("POST", "/v2/network-volumes", body=body))
 
     def update_network_volume(self, volume_id: str, body: Mapping[str, Any]) -> NetworkVolume:
-        return NetworkVolume.from_api(self._json("PATCH", f"/v2/network-volumes/{self._path_id(volume_id)}",
-                                                 body=body))
+        return NetworkVolume.from_api(self._json("PATCH", f"/v2/network-volumes/{self._path_id(volume_id)}", body=body))
 
     def delete_network_volume(self, volume_id: str) -> None:
         self._send("DELETE", f"/v2/network-volumes/{self._path_id(volume_id)}")
 
     # -- catalog and billing ------------------------------------------------------------------
 
-    def gpu_types(self, serverless_availability: bool = True, *, cuda: Mapping[str, str] | None = None
-                  ) -> list[GpuType]:
+    def gpu_types(
+        self, serverless_availability: bool = True, *, cuda: Mapping[str, str] | None = None
+    ) -> list[GpuType]:
         """The GPU catalog; with ``serverless_availability`` each type lists the data centers that
         stock it for serverless (``include=AVAILABILITY&product=SERVERLESS``). ``cuda`` is a CUDA
         filter (``CudaRequirement.catalog_params()``: ``cudaVersions`` or ``minCudaVersion``) that
@@ -418,9 +486,15 @@ class RunpodClient:
         data = self._json("GET", "/v2/catalog/datacenters", params=params)
         return [DataCenter.from_api(dc) for dc in data.get("dataCenters", [])]
 
-    def serverless_billing(self, endpoint_id: str | None = None, *, bucket_size: str = "day",
-                           last_n: int | None = None, start: str | None = None,
-                           end: str | None = None) -> ServerlessBilling:
+    def serverless_billing(
+        self,
+        endpoint_id: str | None = None,
+        *,
+        bucket_size: str = "day",
+        last_n: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> ServerlessBilling:
         """Serverless spend, per endpoint and time bucket. ``last_n`` buckets, or an RFC 3339
         ``start``/``end`` window (the API refuses both at once); default: the last 30 days."""
         params: dict[str, Any] = {"bucketSize": bucket_size}

@@ -10,21 +10,26 @@ worker stop unless something keeps it warm.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rpbook.chat import openai_client
 from rpbook.display import html_table
+from rpbook.jobqueue import _as_secret, health
 from rpbook.keepalive import KeepAlive, KeepAliveReport, Strategy
 from rpbook.secrets import Secret
-from rpbook.jobqueue import _as_secret, health
 from rpbook.settings import Settings
 
 if TYPE_CHECKING:
     from rpbook.pending import NotCreated, Skipped
 
-DEFAULT_PROMPTS = ("Hello! Can you help me plan a trip?", "What should I pack for three days?",
-                   "And what about the weather there?", "Thanks, one last tip?")
+DEFAULT_PROMPTS = (
+    "Hello! Can you help me plan a trip?",
+    "What should I pack for three days?",
+    "And what about the weather there?",
+    "Thanks, one last tip?",
+)
 
 
 @dataclass(frozen=True)
@@ -59,26 +64,51 @@ class ConversationReport:
     def figures(self) -> dict[str, float | int | str]:
         ttfts = [t.ttft_s for t in self.turns[1:]] or [0.0]
         prefix = f"conv_{self.strategy}"
-        return {f"{prefix}_turns": len(self.turns), f"{prefix}_cold_after_first": self.cold_after_first,
-                f"{prefix}_max_ttft_after_first_s": round(max(ttfts), 4), f"{prefix}_usd": round(self.usd, 6),
-                f"{prefix}_pings": len(self.keepalive.pings) if self.keepalive else 0}
+        return {
+            f"{prefix}_turns": len(self.turns),
+            f"{prefix}_cold_after_first": self.cold_after_first,
+            f"{prefix}_max_ttft_after_first_s": round(max(ttfts), 4),
+            f"{prefix}_usd": round(self.usd, 6),
+            f"{prefix}_pings": len(self.keepalive.pings) if self.keepalive else 0,
+        }
 
     def __str__(self) -> str:
-        return (f"{self.strategy}: {len(self.turns)} turns, {self.cold_after_first} cold after the first, "
-                f"keep-alive cost ${self.usd:.5f}")
+        return (
+            f"{self.strategy}: {len(self.turns)} turns, {self.cold_after_first} cold after the first, "
+            f"keep-alive cost ${self.usd:.5f}"
+        )
 
     def _repr_html_(self) -> str:
-        rows = [[str(t.index + 1), f"{t.started_s:.2f}", "cold" if t.cold else "warm", f"{t.ttft_s * 1000:.0f}",
-                 str(t.tokens)] for t in self.turns]
+        rows = [
+            [
+                str(t.index + 1),
+                f"{t.started_s:.2f}",
+                "cold" if t.cold else "warm",
+                f"{t.ttft_s * 1000:.0f}",
+                str(t.tokens),
+            ]
+            for t in self.turns
+        ]
         note = f"<p>{self}</p>" + (f"<p>{self.keepalive}</p>" if self.keepalive else "")
         return note + html_table(["turn", "at (s)", "worker", "TTFT (ms)", "tokens"], rows, right=(0, 1, 3, 4))
 
 
-def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str, model: str, *,
-                     strategy: Strategy = "off", pause_s: float = 150.0, prompts: Sequence[str] = DEFAULT_PROMPTS,
-                     max_tokens: int = 32, conversation_idle_s: float | None = None,
-                     max_session_s: float = 3600.0, cost_cap_usd: float | None = None,
-                     margin_s: float | None = None, time_scale: float = 1.0) -> ConversationReport:
+def run_conversation(
+    settings: Settings,
+    api_key: Secret | str,
+    endpoint_id: str,
+    model: str,
+    *,
+    strategy: Strategy = "off",
+    pause_s: float = 150.0,
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    max_tokens: int = 32,
+    conversation_idle_s: float | None = None,
+    max_session_s: float = 3600.0,
+    cost_cap_usd: float | None = None,
+    margin_s: float | None = None,
+    time_scale: float = 1.0,
+) -> ConversationReport:
     """Play ``prompts`` as one conversation with ``pause_s`` between turns, with keep-alive
     ``strategy`` (``off``, ``ping`` or ``pin``); the keep-alive ends with the conversation.
     ``time_scale`` multiplies ``pause_s`` and the endpoint's idle timeout (localpod's
@@ -92,10 +122,18 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
     client.models.list()
     keepalive: KeepAlive | None = None
     if strategy != "off":
-        keepalive = KeepAlive(settings, secret, endpoint_id, strategy=strategy, model=model,
-                              conversation_idle_s=conversation_idle_s or max(pause_s * 2, 1.0),
-                              max_session_s=max_session_s, cost_cap_usd=cost_cap_usd, margin_s=margin_s,
-                              time_scale=time_scale)
+        keepalive = KeepAlive(
+            settings,
+            secret,
+            endpoint_id,
+            strategy=strategy,
+            model=model,
+            conversation_idle_s=conversation_idle_s or max(pause_s * 2, 1.0),
+            max_session_s=max_session_s,
+            cost_cap_usd=cost_cap_usd,
+            margin_s=margin_s,
+            time_scale=time_scale,
+        )
         print(keepalive.estimate)
         keepalive.start()
         chat_client: Any = keepalive.wrap(client)
@@ -112,8 +150,9 @@ def run_conversation(settings: Settings, api_key: Secret | str, endpoint_id: str
             started = time.monotonic()
             first: float | None = None
             parts: list[str] = []
-            stream = chat_client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
-                                                         stream=True)
+            stream = chat_client.chat.completions.create(
+                model=model, messages=messages, max_tokens=max_tokens, stream=True
+            )
             for chunk in stream:
                 delta = chunk.choices[0].delta.content if chunk.choices else None
                 if delta:
@@ -138,11 +177,13 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     for i, report in enumerate(reports):
         xs = [t.index + i * width for t in report.turns]
         bars = ax.bar(xs, [t.ttft_s * 1000 for t in report.turns], width, label=report.strategy)
-        for bar, turn in zip(bars, report.turns):
+        for bar, turn in zip(bars, report.turns, strict=True):
             if turn.cold:
                 bar.set_hatch("//")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(max(len(r.turns) for r in reports))],
-                  [f"turn {i + 1}" for i in range(max(len(r.turns) for r in reports))])
+    ax.set_xticks(
+        [i + 0.4 - width / 2 for i in range(max(len(r.turns) for r in reports))],
+        [f"turn {i + 1}" for i in range(max(len(r.turns) for r in reports))],
+    )
     ax.set_ylabel("time to first token (ms)")
     ax.set_yscale("log")
     ax.set_title("TTFT per turn (hatched: cold start)")
@@ -179,8 +220,15 @@ class Comparison:
         return "".join(f"<h4>{r.strategy}</h4>{r._repr_html_()}" for r in self.reports)
 
 
-def compare_strategies(settings: Settings, api_key: Secret | str, endpoint_id: "str | NotCreated", model: str, *,
-                       strategies: Sequence[str] = ("off", "ping", "pin"), **kwargs: Any) -> "Comparison | Skipped":
+def compare_strategies(
+    settings: Settings,
+    api_key: Secret | str,
+    endpoint_id: str | NotCreated,
+    model: str,
+    *,
+    strategies: Sequence[str] = ("off", "ping", "pin"),
+    **kwargs: Any,
+) -> Comparison | Skipped:
     """Run :func:`run_conversation` once per strategy (same prompts and pauses); in a dry run whose
     plan would have created the endpoint, skip."""
     from rpbook.errors import ConfigError
@@ -192,11 +240,22 @@ def compare_strategies(settings: Settings, api_key: Secret | str, endpoint_id: "
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ConfigError(f"unknown keep-alive strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    return Comparison([run_conversation(settings, api_key, endpoint_id, model, strategy=s,  # type: ignore[arg-type]
-                                        **kwargs) for s in strategies])
+    return Comparison(
+        [
+            run_conversation(
+                settings,
+                api_key,
+                endpoint_id,
+                model,
+                strategy=s,  # type: ignore[arg-type]
+                **kwargs,
+            )
+            for s in strategies
+        ]
+    )
 
 
-def plot(comparison: "Comparison | Skipped") -> Any:
+def plot(comparison: Comparison | Skipped) -> Any:
     """The comparison's figure, or nothing (with its line) when the step was skipped."""
     if not isinstance(comparison, Comparison):
         print(comparison)
@@ -224,12 +283,15 @@ class Timings:
     def __str__(self) -> str:
         if self.time_scale == 1.0:
             return "timings: real (no scaling)"
-        return (f"timings: localpod plays idle timeouts and pauses {1 / self.time_scale:g}x faster "
-                f"(idle_timeout_scale {self.time_scale:g}); durations and costs below are of the scaled run")
+        return (
+            f"timings: localpod plays idle timeouts and pauses {1 / self.time_scale:g}x faster "
+            f"(idle_timeout_scale {self.time_scale:g}); durations and costs below are of the scaled run"
+        )
 
 
-def local_timings(settings: Settings, api_key: Secret | str, *, time_scale: float, ttft_s: float,
-                  itl_s: float) -> Timings:
+def local_timings(
+    settings: Settings, api_key: Secret | str, *, time_scale: float, ttft_s: float, itl_s: float
+) -> Timings:
     """On localpod: scale idle timeouts by ``time_scale`` and inject TTFT / inter-token times
     (restored by ``Timings.restore``); on Runpod: nothing changes."""
     if settings.target != "local":
@@ -237,8 +299,9 @@ def local_timings(settings: Settings, api_key: Secret | str, *, time_scale: floa
     from rpbook.local import set_profile_overrides
 
     secret = _as_secret(api_key)
-    previous = set_profile_overrides(settings, secret, {"idle_timeout_scale": time_scale,
-                                                        "time_to_first_token_s": ttft_s, "inter_token_s": itl_s})
+    previous = set_profile_overrides(
+        settings, secret, {"idle_timeout_scale": time_scale, "time_to_first_token_s": ttft_s, "inter_token_s": itl_s}
+    )
     timings = Timings(time_scale, previous, settings, secret)
     print(timings)
     return timings

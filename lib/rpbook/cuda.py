@@ -26,8 +26,9 @@ Other images and other tags have no known requirement: rpbook does not guess (se
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from rpbook.errors import ConfigError
 
@@ -53,15 +54,18 @@ class CudaRequirement:
         allowed = (self.allowed,) if isinstance(self.allowed, str) else tuple(self.allowed)
         for version in allowed:
             if not isinstance(version, str) or not _VERSION.match(version):
-                raise ConfigError(f"allowed_cuda_versions: {version!r} is not a CUDA version as major.minor "
-                                  "(e.g. '13.0')")
+                raise ConfigError(
+                    f"allowed_cuda_versions: {version!r} is not a CUDA version as major.minor (e.g. '13.0')"
+                )
         if len(set(allowed)) != len(allowed):
             raise ConfigError(f"allowed_cuda_versions: {list(allowed)} lists a version twice")
         if self.minimum is not None and (not isinstance(self.minimum, str) or not _VERSION.match(self.minimum)):
             raise ConfigError(f"min_cuda_version: {self.minimum!r} is not a CUDA version as major.minor (e.g. '12.4')")
         if allowed and self.minimum is not None:
-            raise ConfigError("allowed_cuda_versions and min_cuda_version are mutually exclusive (Runpod refuses "
-                              "both): give an exact set or a floor, not both")
+            raise ConfigError(
+                "allowed_cuda_versions and min_cuda_version are mutually exclusive (Runpod refuses "
+                "both): give an exact set or a floor, not both"
+            )
         object.__setattr__(self, "allowed", allowed)
 
     @property
@@ -103,13 +107,27 @@ class _ImageCuda:
 
 _HUB_VLLM = "runpod-workers/worker-vllm .runpod/hub.json allowedCudaVersions"
 IMAGE_CUDA: tuple[_ImageCuda, ...] = (
-    _ImageCuda("runpod/worker-v1-vllm", (2, 19, 0), (2, 25, 2),
-               CudaRequirement(allowed=("13.0",), source=f"{_HUB_VLLM}, v2.19.0-v2.25.2")),
-    _ImageCuda("runpod/worker-v1-vllm", (2, 12, 0), (2, 18, 1),
-               CudaRequirement(allowed=("12.9", "12.8"), source=f"{_HUB_VLLM}, v2.12.0-v2.18.1")),
-    _ImageCuda("runpod/worker-infinity-embedding", (1, 1, 0), (1, 1, 4),
-               CudaRequirement(minimum="12.4", source="runpod-workers/worker-infinity-embedding Dockerfile "
-                                                      "(FROM nvidia/cuda:12.4.1), 1.1.0-1.1.4")),
+    _ImageCuda(
+        "runpod/worker-v1-vllm",
+        (2, 19, 0),
+        (2, 25, 2),
+        CudaRequirement(allowed=("13.0",), source=f"{_HUB_VLLM}, v2.19.0-v2.25.2"),
+    ),
+    _ImageCuda(
+        "runpod/worker-v1-vllm",
+        (2, 12, 0),
+        (2, 18, 1),
+        CudaRequirement(allowed=("12.9", "12.8"), source=f"{_HUB_VLLM}, v2.12.0-v2.18.1"),
+    ),
+    _ImageCuda(
+        "runpod/worker-infinity-embedding",
+        (1, 1, 0),
+        (1, 1, 4),
+        CudaRequirement(
+            minimum="12.4",
+            source="runpod-workers/worker-infinity-embedding Dockerfile (FROM nvidia/cuda:12.4.1), 1.1.0-1.1.4",
+        ),
+    ),
 )
 
 

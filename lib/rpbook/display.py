@@ -15,7 +15,8 @@ import html
 import os
 import sys
 import time
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -23,11 +24,18 @@ LEFT = "text-align:left;vertical-align:top"
 RIGHT = "text-align:right;vertical-align:top"
 
 
-def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], *, right: Collection[int] = (),
-               code: Collection[int] = (), row_headers: bool = False) -> str:
+def html_table(
+    header: Sequence[str] | None,
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Collection[int] = (),
+    code: Collection[int] = (),
+    row_headers: bool = False,
+) -> str:
     """A table whose cells are escaped here and aligned explicitly: columns in ``right`` (numbers)
     right, all others left; columns in ``code`` in monospace; with ``row_headers`` the first cell
     of each row is a ``<th>``."""
+
     def cell(index: int, value: str, tag: str = "td") -> str:
         text = html.escape(str(value))
         if index in code:
@@ -39,8 +47,9 @@ def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[str]], *, r
         parts.append("<thead><tr>" + "".join(cell(i, h, "th") for i, h in enumerate(header)) + "</tr></thead>")
     parts.append("<tbody>")
     for row in rows:
-        parts.append("<tr>" + "".join(cell(i, v, "th" if row_headers and i == 0 else "td")
-                                      for i, v in enumerate(row)) + "</tr>")
+        parts.append(
+            "<tr>" + "".join(cell(i, v, "th" if row_headers and i == 0 else "td") for i, v in enumerate(row)) + "</tr>"
+        )
     parts.append("</tbody></table>")
     return "".join(parts)
 
@@ -81,8 +90,15 @@ class FinalStateBar:
         if self._closed:
             return
         self._closed = True
-        line = tqdm.format_meter(self.n, self.total, time.monotonic() - self._start, prefix=self.desc,
-                                 bar_format=self._format, ncols=80, ascii=False)
+        line = tqdm.format_meter(
+            self.n,
+            self.total,
+            time.monotonic() - self._start,
+            prefix=self.desc,
+            bar_format=self._format,
+            ncols=80,
+            ascii=False,
+        )
         print(line, flush=True)
 
 

@@ -19,9 +19,9 @@ import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from dotenv import dotenv_values, set_key
 
@@ -40,8 +40,9 @@ def update_env_file(path: str | os.PathLike[str], values: Mapping[str, str | Sec
     link stays a link."""
     for key, value in values.items():
         if not isinstance(key, str) or not _KEY.match(key):
-            raise ConfigError(f"{key!r} is not a valid env-file key (letters, digits and _, not starting "
-                              "with a digit).")
+            raise ConfigError(
+                f"{key!r} is not a valid env-file key (letters, digits and _, not starting with a digit)."
+            )
         if not isinstance(value, (str, Secret)):
             raise ConfigError(f"The value for {key} must be a str or a Secret, not {type(value).__name__}.")
     target = Path(path).expanduser()
@@ -97,5 +98,7 @@ def publish_endpoint(settings: Settings, endpoint_id: str | NotCreated, api_key:
         return f"nothing written: {endpoint_id}"
     url = settings.openai_base_url(endpoint_id)
     update_env_file(settings.env_file, {f"{prefix}_API_URL": url, f"{prefix}_API_KEY": api_key})
-    return (f"endpoint {endpoint_id}: {prefix}_API_URL={url} and {prefix}_API_KEY ({api_key.masked}) written to "
-            f"{settings.env_file}")
+    return (
+        f"endpoint {endpoint_id}: {prefix}_API_URL={url} and {prefix}_API_KEY ({api_key.masked}) written to "
+        f"{settings.env_file}"
+    )

@@ -29,47 +29,83 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, cast
+from typing import Any, ClassVar, TypeGuard, cast
 
-from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep
+from rpbook.capacity import ColdStart, Prices, Requests, ScalerType, Scaling, simulate, sweep
 from rpbook.controlplane import RunpodClient
-from rpbook.resources import Endpoint, GpuType
 from rpbook.display import html_table
 from rpbook.errors import ConfigError
 from rpbook.plans import FieldChange, Plan
 from rpbook.plans import apply as apply_plan
+from rpbook.resources import Endpoint, GpuType
 
 SETTING_KEYS = ("workers_min", "workers_max", "idle_timeout_s", "scaler_type", "scaler_value")
-METRIC_KEYS = ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "wait_p50_s", "wait_p95_s", "wait_p99_s", "cold_starts",
-               "flashboot_starts", "throttled", "timed_out", "worker_hours", "cost_usd")
+METRIC_KEYS = (
+    "ttft_p50_s",
+    "ttft_p95_s",
+    "ttft_p99_s",
+    "wait_p50_s",
+    "wait_p95_s",
+    "wait_p99_s",
+    "cold_starts",
+    "flashboot_starts",
+    "throttled",
+    "timed_out",
+    "worker_hours",
+    "cost_usd",
+)
 
 
 # -- grid and prices ----------------------------------------------------------------------------
 
 
-def grid(*, workers_max: Iterable[int], workers_min: Iterable[int] = (0,), idle_timeout_s: Iterable[float] = (5.0,),
-         scaler_value: Iterable[float] = (4.0,), scaler_type: str = "QUEUE_DELAY", concurrency: int = 8,
-         execution_timeout_s: float = 600.0, flashboot: bool = True) -> list[Scaling]:
+def _is_scaler_type(value: str) -> TypeGuard[ScalerType]:
+    """The two scaler types Runpod knows: checked here so that a typo fails before any simulation."""
+    return value in ("QUEUE_DELAY", "REQUEST_COUNT")
+
+
+def grid(
+    *,
+    workers_max: Iterable[int],
+    workers_min: Iterable[int] = (0,),
+    idle_timeout_s: Iterable[float] = (5.0,),
+    scaler_value: Iterable[float] = (4.0,),
+    scaler_type: str = "QUEUE_DELAY",
+    concurrency: int = 8,
+    execution_timeout_s: float = 600.0,
+    flashboot: bool = True,
+) -> list[Scaling]:
     """Every combination of the candidate values, skipping those with more active workers than max
     (Runpod refuses min > max)."""
-    if scaler_type not in ("QUEUE_DELAY", "REQUEST_COUNT"):
+    if not _is_scaler_type(scaler_type):
         raise ConfigError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {scaler_type!r}")
     if concurrency < 1:
         raise ConfigError(f"concurrency (MAX_CONCURRENCY) must be at least 1, got {concurrency}")
     out = []
     for wmax, wmin, idle, value in product(workers_max, workers_min, idle_timeout_s, scaler_value):
         if int(wmax) < 1 or int(wmin) < 0 or float(idle) < 0 or float(value) <= 0:
-            raise ConfigError(f"bad candidate: workers_max {wmax} (>= 1), workers_min {wmin} (>= 0), idle_timeout_s "
-                              f"{idle} (>= 0), scaler_value {value} (> 0)")
+            raise ConfigError(
+                f"bad candidate: workers_max {wmax} (>= 1), workers_min {wmin} (>= 0), idle_timeout_s "
+                f"{idle} (>= 0), scaler_value {value} (> 0)"
+            )
         if int(wmin) > int(wmax):
             continue
-        out.append(Scaling(workers_min=int(wmin), workers_max=int(wmax), idle_timeout_s=float(idle),
-                           scaler_type=scaler_type, scaler_value=float(value),  # type: ignore[arg-type]
-                           concurrency=int(concurrency), execution_timeout_s=float(execution_timeout_s),
-                           flashboot=bool(flashboot)))
+        out.append(
+            Scaling(
+                workers_min=int(wmin),
+                workers_max=int(wmax),
+                idle_timeout_s=float(idle),
+                scaler_type=scaler_type,
+                scaler_value=float(value),
+                concurrency=int(concurrency),
+                execution_timeout_s=float(execution_timeout_s),
+                flashboot=bool(flashboot),
+            )
+        )
     if not out:
         raise ConfigError("the grid is empty: every candidate had workers_min > workers_max")
     return out
@@ -87,33 +123,49 @@ class PriceQuote:
 
     def describe(self) -> str:
         per_hour = self.prices.flex_usd_per_s * 3600
-        active = ("at the flex price (an upper bound: Runpod's active discount is not in the catalog)"
-                  if not self.active_discount else f"{self.active_discount:.0%} below the flex price (as given)")
-        return (f"one worker: {self.gpu_count} GPU × ${self.usd_per_gpu_hour:.2f}/h ({self.pool}, the dearest of the "
-                f"endpoint's pools in the catalog) = ${per_hour:.2f}/h; active workers {active}")
+        active = (
+            "at the flex price (an upper bound: Runpod's active discount is not in the catalog)"
+            if not self.active_discount
+            else f"{self.active_discount:.0%} below the flex price (as given)"
+        )
+        return (
+            f"one worker: {self.gpu_count} GPU × ${self.usd_per_gpu_hour:.2f}/h ({self.pool}, the dearest of the "
+            f"endpoint's pools in the catalog) = ${per_hour:.2f}/h; active workers {active}"
+        )
 
 
-def prices_from_catalog(gpu_types: Sequence[GpuType], gpu_pools: Sequence[str], gpu_count: int = 1, *,
-                        active_discount: float = 0.0) -> PriceQuote:
+def prices_from_catalog(
+    gpu_types: Sequence[GpuType], gpu_pools: Sequence[str], gpu_count: int = 1, *, active_discount: float = 0.0
+) -> PriceQuote:
     """Prices as ``rpbook.budget.worst_case`` takes them: the dearest of the pools' serverless
     prices (``GET /v2/catalog/gpus``, ``price.serverless``) × GPUs per worker."""
     if not 0 <= active_discount < 1:
         raise ConfigError(f"active_discount must be in [0, 1), got {active_discount}")
-    priced = [(g.serverless_price_hr, str(g.pool)) for g in gpu_types
-              if g.pool in gpu_pools and g.serverless_price_hr is not None]
+    priced = [
+        (g.serverless_price_hr, str(g.pool))
+        for g in gpu_types
+        if g.pool in gpu_pools and g.serverless_price_hr is not None
+    ]
     if not priced:
         raise ConfigError(f"the catalog gives no serverless price for {', '.join(gpu_pools)}; check gpu_pools")
     price, pool = max(priced)
     flex = float(price) * gpu_count / 3600
-    return PriceQuote(Prices(flex_usd_per_s=flex, active_usd_per_s=flex * (1 - active_discount)), pool, float(price),
-                      gpu_count, active_discount)
+    return PriceQuote(
+        Prices(flex_usd_per_s=flex, active_usd_per_s=flex * (1 - active_discount)),
+        pool,
+        float(price),
+        gpu_count,
+        active_discount,
+    )
 
 
-def client_prices(client: RunpodClient, gpu_pools: Sequence[str], gpu_count: int = 1, *,
-                  active_discount: float = 0.0) -> PriceQuote:
+def client_prices(
+    client: RunpodClient, gpu_pools: Sequence[str], gpu_count: int = 1, *, active_discount: float = 0.0
+) -> PriceQuote:
     """:func:`prices_from_catalog` with the catalog read through ``client``."""
-    return prices_from_catalog(client.gpu_types(serverless_availability=False), gpu_pools, gpu_count,
-                               active_discount=active_discount)
+    return prices_from_catalog(
+        client.gpu_types(serverless_availability=False), gpu_pools, gpu_count, active_discount=active_discount
+    )
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -139,8 +191,9 @@ def normalise(row: Mapping[str, Any]) -> dict[str, Any]:
     out["timed_out"] = int(_first(row, "timed_out", default=0))
     hours = _first(row, "worker_hours", "worker_h")
     if isinstance(hours, float) and math.isnan(hours):
-        hours = (float(_first(row, "flex_worker_s", default=0.0)) + float(_first(row, "active_worker_s", default=0.0))) \
-            / 3600
+        hours = (
+            float(_first(row, "flex_worker_s", default=0.0)) + float(_first(row, "active_worker_s", default=0.0))
+        ) / 3600
     out["worker_hours"] = float(hours)
     out["cost_usd"] = float(_first(row, "cost_usd"))
     return out
@@ -166,12 +219,12 @@ class SLO:
 
     def __post_init__(self) -> None:
         if not (self.p95_ttft_s > 0 and self.p95_wait_s >= 0):
-            raise ConfigError(f"SLOs must be positive seconds, got p95 TTFT {self.p95_ttft_s}, p95 wait "
-                              f"{self.p95_wait_s}")
+            raise ConfigError(
+                f"SLOs must be positive seconds, got p95 TTFT {self.p95_ttft_s}, p95 wait {self.p95_wait_s}"
+            )
 
     def met(self, row: Mapping[str, Any]) -> bool:
-        return (row["ttft_p95_s"] <= self.p95_ttft_s and row["wait_p95_s"] <= self.p95_wait_s
-                and row["timed_out"] == 0)
+        return row["ttft_p95_s"] <= self.p95_ttft_s and row["wait_p95_s"] <= self.p95_wait_s and row["timed_out"] == 0
 
 
 def choose(rows: Sequence[Mapping[str, Any]], slo: SLO) -> tuple[Mapping[str, Any], bool]:
@@ -186,15 +239,22 @@ def choose(rows: Sequence[Mapping[str, Any]], slo: SLO) -> tuple[Mapping[str, An
 
 def scaling_of(row: Mapping[str, Any], template: Scaling) -> Scaling:
     """The ``Scaling`` a result row was simulated with (its fields over ``template``'s)."""
-    return replace(template, workers_min=int(row["workers_min"]), workers_max=int(row["workers_max"]),
-                   idle_timeout_s=float(row["idle_timeout_s"]), scaler_type=row["scaler_type"],
-                   scaler_value=float(row["scaler_value"]))
+    return replace(
+        template,
+        workers_min=int(row["workers_min"]),
+        workers_max=int(row["workers_max"]),
+        idle_timeout_s=float(row["idle_timeout_s"]),
+        scaler_type=row["scaler_type"],
+        scaler_value=float(row["scaler_value"]),
+    )
 
 
 def describe_setting(row: Mapping[str, Any]) -> str:
     unit = "s" if row["scaler_type"] == "QUEUE_DELAY" else " req/worker"
-    return (f"workers max {row['workers_max']}, active {row['workers_min']}, idle {row['idle_timeout_s']:g} s, "
-            f"{row['scaler_type']} {row['scaler_value']:g}{unit}")
+    return (
+        f"workers max {row['workers_max']}, active {row['workers_min']}, idle {row['idle_timeout_s']:g} s, "
+        f"{row['scaler_type']} {row['scaler_value']:g}{unit}"
+    )
 
 
 @dataclass
@@ -217,15 +277,21 @@ class EventPlan:
     def headline(self) -> str:
         c = self.chosen
         if self.meets_slo:
-            verdict = (f"cheapest setting meeting p95 TTFT ≤ {self.slo.p95_ttft_s:g} s and p95 queue wait ≤ "
-                       f"{self.slo.p95_wait_s:g} s")
+            verdict = (
+                f"cheapest setting meeting p95 TTFT ≤ {self.slo.p95_ttft_s:g} s and p95 queue wait ≤ "
+                f"{self.slo.p95_wait_s:g} s"
+            )
         else:
-            verdict = (f"NO setting of the grid meets p95 TTFT ≤ {self.slo.p95_ttft_s:g} s and p95 queue wait ≤ "
-                       f"{self.slo.p95_wait_s:g} s; closest shown: widen the grid (more workers max or active "
-                       "workers) or relax the SLOs")
-        return (f"{verdict}: {describe_setting(c)} → ${c['cost_usd']:,.2f} for the event "
-                f"({c['worker_hours']:.1f} worker-hours), p50/p95/p99 TTFT {c['ttft_p50_s']:.2f} / {c['ttft_p95_s']:.2f}"
-                f" / {c['ttft_p99_s']:.2f} s, p95 queue wait {c['wait_p95_s']:.2f} s, {c['cold_starts']} cold starts")
+            verdict = (
+                f"NO setting of the grid meets p95 TTFT ≤ {self.slo.p95_ttft_s:g} s and p95 queue wait ≤ "
+                f"{self.slo.p95_wait_s:g} s; closest shown: widen the grid (more workers max or active "
+                "workers) or relax the SLOs"
+            )
+        return (
+            f"{verdict}: {describe_setting(c)} → ${c['cost_usd']:,.2f} for the event "
+            f"({c['worker_hours']:.1f} worker-hours), p50/p95/p99 TTFT {c['ttft_p50_s']:.2f} / {c['ttft_p95_s']:.2f}"
+            f" / {c['ttft_p99_s']:.2f} s, p95 queue wait {c['wait_p95_s']:.2f} s, {c['cold_starts']} cold starts"
+        )
 
     def __str__(self) -> str:
         return self.headline()
@@ -236,44 +302,87 @@ class EventPlan:
         for r in rows if rows is not None else sorted(self.rows, key=lambda r: r["cost_usd"]):
             mark = "◀ chosen" if r is self.chosen else ("pareto" if id(r) in front_ids else "")
             mark += "" if self.slo.met(r) else (" ✗ SLO" if mark else "✗ SLO")
-            out.append([str(r["workers_max"]), str(r["workers_min"]), f"{r['idle_timeout_s']:g}",
-                        f"{r['scaler_value']:g}", f"{r['ttft_p50_s']:.2f}", f"{r['ttft_p95_s']:.2f}",
-                        f"{r['ttft_p99_s']:.2f}", f"{r['wait_p50_s']:.2f}", f"{r['wait_p95_s']:.2f}",
-                        f"{r['wait_p99_s']:.2f}", str(r["cold_starts"]), str(r["throttled"]),
-                        f"{r['worker_hours']:.1f}", f"${r['cost_usd']:,.2f}", mark.strip()])
+            out.append(
+                [
+                    str(r["workers_max"]),
+                    str(r["workers_min"]),
+                    f"{r['idle_timeout_s']:g}",
+                    f"{r['scaler_value']:g}",
+                    f"{r['ttft_p50_s']:.2f}",
+                    f"{r['ttft_p95_s']:.2f}",
+                    f"{r['ttft_p99_s']:.2f}",
+                    f"{r['wait_p50_s']:.2f}",
+                    f"{r['wait_p95_s']:.2f}",
+                    f"{r['wait_p99_s']:.2f}",
+                    str(r["cold_starts"]),
+                    str(r["throttled"]),
+                    f"{r['worker_hours']:.1f}",
+                    f"${r['cost_usd']:,.2f}",
+                    mark.strip(),
+                ]
+            )
         return out
 
-    HEADER: ClassVar[tuple[str, ...]] = ("max", "active", "idle s", "scaler", "TTFT p50", "p95", "p99", "wait p50",
-                                         "p95", "p99", "cold", "throttled", "worker-h", "cost", "")
+    HEADER: ClassVar[tuple[str, ...]] = (
+        "max",
+        "active",
+        "idle s",
+        "scaler",
+        "TTFT p50",
+        "p95",
+        "p99",
+        "wait p50",
+        "p95",
+        "p99",
+        "cold",
+        "throttled",
+        "worker-h",
+        "cost",
+        "",
+    )
 
     def _repr_html_(self) -> str:
         on_front = any(r is self.chosen for r in self.front)
         shown = sorted([*self.front, *([] if on_front else [self.chosen])], key=lambda r: r["cost_usd"])
-        parts = [f"<p><b>{html.escape(self.headline())}</b></p>",
-                 (f"<p>{self.requests:,} requests · traffic: {html.escape(self.traffic)}<br>service: "
-                  f"{html.escape(self.service)}<br>prices: {html.escape(self.prices)}</p>"),
-                 (f"<p>The Pareto front of {len(self.rows)} simulated settings (seconds; no other setting is both "
-                  "cheaper and faster at p95):</p>"),
-                 html_table(self.HEADER, self.table_rows(shown), right=tuple(range(14)))]
+        parts = [
+            f"<p><b>{html.escape(self.headline())}</b></p>",
+            (
+                f"<p>{self.requests:,} requests · traffic: {html.escape(self.traffic)}<br>service: "
+                f"{html.escape(self.service)}<br>prices: {html.escape(self.prices)}</p>"
+            ),
+            (
+                f"<p>The Pareto front of {len(self.rows)} simulated settings (seconds; no other setting is both "
+                "cheaper and faster at p95):</p>"
+            ),
+            html_table(self.HEADER, self.table_rows(shown), right=tuple(range(14))),
+        ]
         return "".join(parts)
 
-    def pareto_plot(self) -> "Figure":
+    def pareto_plot(self) -> Figure:
         """Cost against p95 TTFT: every setting, the Pareto front, the SLO, the choice."""
         from rpbook.plots import pareto_html
 
-        return Figure(pareto_html(self.rows, self.front, self.chosen, self.slo.p95_ttft_s,
-                                  "cost vs p95 time to first token"))
+        return Figure(
+            pareto_html(self.rows, self.front, self.chosen, self.slo.p95_ttft_s, "cost vs p95 time to first token")
+        )
 
-    def timeline_plot(self) -> "Figure":
+    def timeline_plot(self) -> Figure:
         """Queue, workers and cost over the event for the chosen setting."""
         from rpbook.plots import event_timeline_html
 
         tl = self.timeline
         if tl is None:
             return Figure("<p>no timeline was recorded</p>")
-        return Figure(event_timeline_html(list(tl.t), list(tl.queued), list(tl.workers_running),
-                                          list(tl.workers_starting), list(tl.cost_so_far),
-                                          f"the event with {describe_setting(self.chosen)}"))
+        return Figure(
+            event_timeline_html(
+                list(tl.t),
+                list(tl.queued),
+                list(tl.workers_running),
+                list(tl.workers_starting),
+                list(tl.cost_so_far),
+                f"the event with {describe_setting(self.chosen)}",
+            )
+        )
 
     def all_settings_html(self) -> str:
         """Every simulated setting, cheapest first."""
@@ -282,32 +391,62 @@ class EventPlan:
     @property
     def figures(self) -> dict[str, float | int | bool]:
         c = self.chosen
-        return {"event_requests": self.requests, "event_settings_simulated": len(self.rows),
-                "event_meets_slo": self.meets_slo, "event_workers_max": int(c["workers_max"]),
-                "event_workers_min": int(c["workers_min"]), "event_idle_timeout_s": float(c["idle_timeout_s"]),
-                "event_scaler_value": float(c["scaler_value"]), "event_cost_usd": round(float(c["cost_usd"]), 4),
-                "event_ttft_p95_s": round(float(c["ttft_p95_s"]), 4),
-                "event_wait_p95_s": round(float(c["wait_p95_s"]), 4), "event_cold_starts": int(c["cold_starts"])}
+        return {
+            "event_requests": self.requests,
+            "event_settings_simulated": len(self.rows),
+            "event_meets_slo": self.meets_slo,
+            "event_workers_max": int(c["workers_max"]),
+            "event_workers_min": int(c["workers_min"]),
+            "event_idle_timeout_s": float(c["idle_timeout_s"]),
+            "event_scaler_value": float(c["scaler_value"]),
+            "event_cost_usd": round(float(c["cost_usd"]), 4),
+            "event_ttft_p95_s": round(float(c["ttft_p95_s"]), 4),
+            "event_wait_p95_s": round(float(c["wait_p95_s"]), 4),
+            "event_cold_starts": int(c["cold_starts"]),
+        }
 
 
-def plan(requests: Requests, candidates: Sequence[Scaling], cold: ColdStart, prices: Prices, *, slo: SLO,
-         p_throttle: float = 0.0, seed: int = 0, processes: int = 2, timeline_step_s: float = 30.0,
-         traffic: str = "", service: str = "", price_note: str = "") -> EventPlan:
+def plan(
+    requests: Requests,
+    candidates: Sequence[Scaling],
+    cold: ColdStart,
+    prices: Prices,
+    *,
+    slo: SLO,
+    p_throttle: float = 0.0,
+    seed: int = 0,
+    processes: int = 2,
+    timeline_step_s: float = 30.0,
+    traffic: str = "",
+    service: str = "",
+    price_note: str = "",
+) -> EventPlan:
     """Simulate every candidate on the same requests, choose, and replay the choice with a timeline."""
     if not candidates:
         raise ConfigError("no candidate settings: give at least one workers_max")
     raw = sweep(requests, list(candidates), cold, prices, p_throttle=p_throttle, seed=seed, processes=processes)
     rows = []
-    for setting, row in zip(candidates, raw):
+    for setting, row in zip(candidates, raw, strict=True):
         merged = {**{k: getattr(setting, k) for k in SETTING_KEYS}, **row}
         rows.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, **normalise(merged)})
     chosen, ok = choose(rows, slo)
     scaling = scaling_of(chosen, candidates[0])
-    replay = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed,
-                      timeline_step_s=timeline_step_s)
-    return EventPlan(rows=rows, chosen=cast(dict[str, Any], chosen), meets_slo=ok, slo=slo, scaling=scaling, requests=len(requests.arrival_s),
-                     traffic=traffic, service=service, prices=price_note, timeline=replay.timeline,
-                     front=pareto_front(rows))
+    replay = simulate(
+        requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed, timeline_step_s=timeline_step_s
+    )
+    return EventPlan(
+        rows=rows,
+        chosen=cast(dict[str, Any], chosen),
+        meets_slo=ok,
+        slo=slo,
+        scaling=scaling,
+        requests=len(requests.arrival_s),
+        traffic=traffic,
+        service=service,
+        prices=price_note,
+        timeline=replay.timeline,
+        front=pareto_front(rows),
+    )
 
 
 @dataclass(frozen=True)
@@ -331,16 +470,23 @@ def _scaling_body(scaler_type: str, value: float) -> dict[str, Any]:
 
 
 def _actual(endpoint: Endpoint) -> dict[str, Any]:
-    return {"workers_min": endpoint.workers_min, "workers_max": endpoint.workers_max,
-            "idle_timeout_s": endpoint.idle_timeout_s, "scaler": endpoint.scaler_type,
-            "scaler_value": endpoint.scaler_value}
+    return {
+        "workers_min": endpoint.workers_min,
+        "workers_max": endpoint.workers_max,
+        "idle_timeout_s": endpoint.idle_timeout_s,
+        "scaler": endpoint.scaler_type,
+        "scaler_value": endpoint.scaler_value,
+    }
 
 
 def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> Plan:
     """A ``rpbook.plans.Plan`` that PATCHes only the scaling fields that differ."""
     actual = _actual(endpoint)
-    changes = [FieldChange(k, wanted[k], actual[k]) for k in actual
-               if k in wanted and wanted[k] is not None and _differs(wanted[k], actual[k])]
+    changes = [
+        FieldChange(k, wanted[k], actual[k])
+        for k in actual
+        if k in wanted and wanted[k] is not None and _differs(wanted[k], actual[k])
+    ]
     changed = {c.field for c in changes}
     body: dict[str, Any] = {}
     workers = {}
@@ -354,8 +500,9 @@ def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> P
         body["workers"] = workers
     if changed & {"scaler", "scaler_value"}:
         body["scaling"] = _scaling_body(wanted["scaler"], wanted["scaler_value"])
-    return Plan("endpoint", endpoint.name, "update" if changes else "none", changes, endpoint.id, [note], body,
-                current=endpoint)
+    return Plan(
+        "endpoint", endpoint.name, "update" if changes else "none", changes, endpoint.id, [note], body, current=endpoint
+    )
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -375,24 +522,36 @@ class EventPlans:
     """What :func:`apply_event` writes to ``restore_file`` before it changes the endpoint."""
 
     def _repr_html_(self) -> str:
-        where = (f"<p>the restore plan is saved to <code>{html.escape(str(self.restore_file))}</code> when the event "
-                 "plan is applied</p>" if self.restore_file else "")
-        return ("<p><b>During the event</b></p>" + self.during._repr_html_() + "<p><b>After the event</b></p>"
-                + self.restore._repr_html_() + where)
+        where = (
+            f"<p>the restore plan is saved to <code>{html.escape(str(self.restore_file))}</code> when the event "
+            "plan is applied</p>"
+            if self.restore_file
+            else ""
+        )
+        return (
+            "<p><b>During the event</b></p>"
+            + self.during._repr_html_()
+            + "<p><b>After the event</b></p>"
+            + self.restore._repr_html_()
+            + where
+        )
 
     def __str__(self) -> str:
         return f"during the event:\n{self.during}\nafter the event:\n{self.restore}"
 
 
-def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: str | Path | None = None
-                ) -> EventPlans:
+def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: str | Path | None = None) -> EventPlans:
     """The chosen settings as a plan for the event, and the endpoint's current settings as the
     restore plan (what runbook 02 also sets back on its next run). With ``restore_file``, pre-event
     settings saved there by an applied, not yet restored event plan stay the ones to restore;
     :func:`apply_event` writes the file, :func:`restore_saved` applies and removes it."""
-    wanted = {"workers_min": int(chosen["workers_min"]), "workers_max": int(chosen["workers_max"]),
-              "idle_timeout_s": round(float(chosen["idle_timeout_s"])), "scaler": chosen["scaler_type"],
-              "scaler_value": float(chosen["scaler_value"])}
+    wanted = {
+        "workers_min": int(chosen["workers_min"]),
+        "workers_max": int(chosen["workers_max"]),
+        "idle_timeout_s": round(float(chosen["idle_timeout_s"])),
+        "scaler": chosen["scaler_type"],
+        "scaler_value": float(chosen["scaler_value"]),
+    }
     during = settings_plan(endpoint, wanted, "settings chosen by runbook 06 for the event window")
     restore_values = _actual(endpoint)
     path = Path(restore_file) if restore_file is not None else None
@@ -404,8 +563,9 @@ def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: 
     after = _restore_plan(endpoint, {**_actual(endpoint), **wanted}, restore_values)
     if kept is not None:
         after = replace(after, notes=[*after.notes, f"pre-event settings kept from {path} (not restored yet)"])
-    return EventPlans(during, after, path, {"endpoint_id": endpoint.id, "endpoint_name": endpoint.name,
-                                            "restore": restore_values})
+    return EventPlans(
+        during, after, path, {"endpoint_id": endpoint.id, "endpoint_name": endpoint.name, "restore": restore_values}
+    )
 
 
 def _saved_restore(path: Path, endpoint_id: str) -> dict[str, Any] | None:
@@ -414,17 +574,25 @@ def _saved_restore(path: Path, endpoint_id: str) -> dict[str, Any] | None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(saved, dict) or saved.get("endpoint_id") != endpoint_id or not isinstance(saved.get("restore"), dict):
+    if (
+        not isinstance(saved, dict)
+        or saved.get("endpoint_id") != endpoint_id
+        or not isinstance(saved.get("restore"), dict)
+    ):
         return None
     return dict(saved["restore"])
 
 
 def _restore_plan(endpoint: Endpoint, during_values: Mapping[str, Any], restore_values: Mapping[str, Any]) -> Plan:
     """The restore plan as it will read after the event plan is applied."""
-    event_view = replace(endpoint, workers_min=int(during_values["workers_min"]),
-                         workers_max=int(during_values["workers_max"]),
-                         idle_timeout_s=during_values["idle_timeout_s"], scaler_type=during_values["scaler"],
-                         scaler_value=float(during_values["scaler_value"]))
+    event_view = replace(
+        endpoint,
+        workers_min=int(during_values["workers_min"]),
+        workers_max=int(during_values["workers_max"]),
+        idle_timeout_s=during_values["idle_timeout_s"],
+        scaler_type=during_values["scaler"],
+        scaler_value=float(during_values["scaler_value"]),
+    )
     plan_ = settings_plan(event_view, restore_values, "restores the settings the endpoint had before the event")
     return replace(plan_, current=endpoint)
 
@@ -436,8 +604,10 @@ PHASES = ("plan", "event", "restore")
 def check_phase(phase: str) -> str:
     """``phase`` if it is one of :data:`PHASES`; checked in the runbook's first cell, before any call."""
     if phase not in PHASES:
-        raise ConfigError(f"phase must be one of {', '.join(repr(p) for p in PHASES)}, got {phase!r}: "
-                          '"plan" shows the plans, "event" sets the event\'s settings, "restore" sets them back')
+        raise ConfigError(
+            f"phase must be one of {', '.join(repr(p) for p in PHASES)}, got {phase!r}: "
+            '"plan" shows the plans, "event" sets the event\'s settings, "restore" sets them back'
+        )
     return phase
 
 
@@ -452,8 +622,10 @@ def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool) -> s
         plans.restore_file.write_text(json.dumps(plans.saved, indent=1))
     apply_plan(client, plans.during)
     where = f" (saved in {plans.restore_file})" if plans.restore_file else ""
-    return (f"applied: endpoint {plans.during.name} now has the event's settings. After the event apply the restore "
-            f"plan{where}: rerun this runbook with phase = \"restore\", or runbook 02")
+    return (
+        f"applied: endpoint {plans.during.name} now has the event's settings. After the event apply the restore "
+        f'plan{where}: rerun this runbook with phase = "restore", or runbook 02'
+    )
 
 
 def restore_saved(client: RunpodClient, restore_file: str | Path, *, do_apply: bool) -> tuple[Plan, str]:
@@ -465,7 +637,7 @@ def restore_saved(client: RunpodClient, restore_file: str | Path, *, do_apply: b
         endpoint = client.get_endpoint(str(saved["endpoint_id"]))
         values = dict(saved["restore"])
     except FileNotFoundError:
-        raise ConfigError(f"no saved restore plan at {path}: run this runbook with phase = \"event\" first") from None
+        raise ConfigError(f'no saved restore plan at {path}: run this runbook with phase = "event" first') from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a restore plan written by runbook 06 ({exc})") from None
     restore = settings_plan(endpoint, values, "restores the settings the endpoint had before the event")
@@ -499,21 +671,35 @@ class EndpointFacts:
     flashboot: bool
 
     def describe(self) -> str:
-        where = (f"endpoint {self.endpoint.name} ({self.endpoint.id}) as it is now" if self.endpoint is not None
-                 else "the parameters (the endpoint does not exist yet)")
-        return (f"from {where}: pools {', '.join(self.gpu_pools)}, {self.gpu_count} GPU per worker, "
-                f"{self.concurrency} requests per worker at once, execution timeout {self.execution_timeout_s:g} s, "
-                f"FlashBoot {'on' if self.flashboot else 'off'}")
+        where = (
+            f"endpoint {self.endpoint.name} ({self.endpoint.id}) as it is now"
+            if self.endpoint is not None
+            else "the parameters (the endpoint does not exist yet)"
+        )
+        return (
+            f"from {where}: pools {', '.join(self.gpu_pools)}, {self.gpu_count} GPU per worker, "
+            f"{self.concurrency} requests per worker at once, execution timeout {self.execution_timeout_s:g} s, "
+            f"FlashBoot {'on' if self.flashboot else 'off'}"
+        )
 
 
-def endpoint_facts(client: RunpodClient, endpoint_name: str, *, gpu_pools: Sequence[str], gpu_count: int,
-                   max_concurrency: int, execution_timeout_s: float, flashboot: bool) -> EndpointFacts:
+def endpoint_facts(
+    client: RunpodClient,
+    endpoint_name: str,
+    *,
+    gpu_pools: Sequence[str],
+    gpu_count: int,
+    max_concurrency: int,
+    execution_timeout_s: float,
+    flashboot: bool,
+) -> EndpointFacts:
     """The endpoint's pools, GPUs, concurrency (``MAX_CONCURRENCY`` / ``RUNPOD_MAX_CONCURRENCY`` in
     its env), execution timeout and FlashBoot; the given values when it does not exist."""
     named = [e for e in client.list_endpoints() if e.name == endpoint_name]
     if len(named) > 1:
-        raise ConfigError(f"{len(named)} endpoints are named {endpoint_name!r}; rename all but one (runbook 99 lists "
-                          "them)")
+        raise ConfigError(
+            f"{len(named)} endpoints are named {endpoint_name!r}; rename all but one (runbook 99 lists them)"
+        )
     if not named:
         return EndpointFacts(None, tuple(gpu_pools), gpu_count, max_concurrency, float(execution_timeout_s), flashboot)
     endpoint = client.get_endpoint(named[0].id)
@@ -523,9 +709,14 @@ def endpoint_facts(client: RunpodClient, endpoint_name: str, *, gpu_pools: Seque
         concurrency = int(str(raw)) if raw else max_concurrency
     except ValueError:
         concurrency = max_concurrency
-    return EndpointFacts(endpoint, tuple(endpoint.gpu_pools) or tuple(gpu_pools), endpoint.gpu_count or gpu_count,
-                         concurrency, endpoint.timeout_ms / 1000 if endpoint.timeout_ms else float(execution_timeout_s),
-                         endpoint.flashboot_enabled)
+    return EndpointFacts(
+        endpoint,
+        tuple(endpoint.gpu_pools) or tuple(gpu_pools),
+        endpoint.gpu_count or gpu_count,
+        concurrency,
+        endpoint.timeout_ms / 1000 if endpoint.timeout_ms else float(execution_timeout_s),
+        endpoint.flashboot_enabled,
+    )
 
 
 def find_loadtest(path: str = "", run_dir: str | Path | None = None) -> Path | None:
@@ -536,8 +727,10 @@ def find_loadtest(path: str = "", run_dir: str | Path | None = None) -> Path | N
     if path:
         file = Path(path).expanduser()
         if not file.is_file():
-            raise ConfigError(f"loadtest_json {file} does not exist; give runbook 05's 05_loadtest.json or leave it "
-                              "empty to use this run's or the priors")
+            raise ConfigError(
+                f"loadtest_json {file} does not exist; give runbook 05's 05_loadtest.json or leave it "
+                "empty to use this run's or the priors"
+            )
         return file
     candidate = figures_dir(run_dir) / "05_loadtest.json"
     return candidate if candidate.is_file() else None
@@ -554,13 +747,15 @@ def local_profile(settings: Any, api_key: Any) -> dict[str, float] | None:
 
     key = api_key.reveal() if isinstance(api_key, Secret) else reveal_api_key(api_key)
     try:
-        response = httpx.get(f"{settings.localpod_url}/_localpod/config", timeout=10,
-                             headers={"Authorization": f"Bearer {key}"})
+        response = httpx.get(
+            f"{settings.localpod_url}/_localpod/config", timeout=10, headers={"Authorization": f"Bearer {key}"}
+        )
         response.raise_for_status()
         profile = response.json()["profile"]
     except (httpx.HTTPError, KeyError, ValueError) as exc:
-        raise ConfigError(f"could not read localpod's profile at {settings.localpod_url}: {type(exc).__name__}") \
-            from None
+        raise ConfigError(
+            f"could not read localpod's profile at {settings.localpod_url}: {type(exc).__name__}"
+        ) from None
     return {k: float(v) for k, v in profile.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

@@ -85,10 +85,12 @@ class Arrivals:
         return edges[:-1], counts / step_s
 
     def describe(self) -> str:
-        return (f"{len(self):,} requests over {self.duration_s / 60:.0f} min ({self.source}); peak "
-                f"{self.peak_rate_per_s():.2f} req/s over a minute; mean prompt "
-                f"{np.mean(self.prompt_tokens) if len(self) else 0:.0f} tokens, mean answer "
-                f"{np.mean(self.answer_tokens) if len(self) else 0:.0f} tokens")
+        return (
+            f"{len(self):,} requests over {self.duration_s / 60:.0f} min ({self.source}); peak "
+            f"{self.peak_rate_per_s():.2f} req/s over a minute; mean prompt "
+            f"{np.mean(self.prompt_tokens) if len(self) else 0:.0f} tokens, mean answer "
+            f"{np.mean(self.answer_tokens) if len(self) else 0:.0f} tokens"
+        )
 
     def __str__(self) -> str:
         return self.describe()
@@ -114,16 +116,23 @@ class EventShape:
     answer_tokens: int = 250
 
     def __post_init__(self) -> None:
-        checks = [("attendees", self.attendees >= 1, "at least 1"),
-                  ("duration_s", self.duration_s > 0, "positive"),
-                  ("peak_share", 0 < self.peak_share <= 1, "between 0 (excluded) and 1"),
-                  ("ramp_up_s", self.ramp_up_s >= 0, ">= 0"), ("ramp_down_s", self.ramp_down_s >= 0, ">= 0"),
-                  ("ramps", self.ramp_up_s + self.ramp_down_s <= self.duration_s,
-                   "ramp_up_s + ramp_down_s at most duration_s"),
-                  ("turns", self.turns >= 1, "at least 1"), ("think_time_s", self.think_time_s >= 0, ">= 0"),
-                  ("answer_s", self.answer_s >= 0, ">= 0"),
-                  ("prompt_tokens", self.prompt_tokens >= 1, "at least 1"),
-                  ("answer_tokens", self.answer_tokens >= 1, "at least 1")]
+        checks = [
+            ("attendees", self.attendees >= 1, "at least 1"),
+            ("duration_s", self.duration_s > 0, "positive"),
+            ("peak_share", 0 < self.peak_share <= 1, "between 0 (excluded) and 1"),
+            ("ramp_up_s", self.ramp_up_s >= 0, ">= 0"),
+            ("ramp_down_s", self.ramp_down_s >= 0, ">= 0"),
+            (
+                "ramps",
+                self.ramp_up_s + self.ramp_down_s <= self.duration_s,
+                "ramp_up_s + ramp_down_s at most duration_s",
+            ),
+            ("turns", self.turns >= 1, "at least 1"),
+            ("think_time_s", self.think_time_s >= 0, ">= 0"),
+            ("answer_s", self.answer_s >= 0, ">= 0"),
+            ("prompt_tokens", self.prompt_tokens >= 1, "at least 1"),
+            ("answer_tokens", self.answer_tokens >= 1, "at least 1"),
+        ]
         for name, ok, what in checks:
             if not ok:
                 raise ConfigError(f"event: {name} must be {what}, got {getattr(self, name, None)!r}")
@@ -151,21 +160,26 @@ class EventShape:
         t = np.asarray(t, dtype=float)
         up = np.clip(t / self.ramp_up_s, 0, 1) if self.ramp_up_s > 0 else (t >= 0).astype(float)
         down_start = self.duration_s - self.ramp_down_s
-        down = (np.clip((self.duration_s - t) / self.ramp_down_s, 0, 1) if self.ramp_down_s > 0
-                else (t < self.duration_s).astype(float))
+        down = (
+            np.clip((self.duration_s - t) / self.ramp_down_s, 0, 1)
+            if self.ramp_down_s > 0
+            else (t < self.duration_s).astype(float)
+        )
         inside = (t >= 0) & (t < self.duration_s)
         return np.where(inside, np.minimum(up, np.where(t >= down_start, down, 1.0)), 0.0)
 
     def describe(self) -> str:
-        return (f"{self.attendees} attendees, {self.duration_s / 3600:g} h, {self.peak_share:.0%} in a conversation "
-                f"at the peak ({self.peak_conversations:.0f} conversations); {self.turns} turns each, "
-                f"{self.think_time_s:g} s think time: about {self.peak_rate_per_s:.2f} requests/s on the plateau; "
-                f"ramps {self.ramp_up_s / 60:g} min up, {self.ramp_down_s / 60:g} min down")
+        return (
+            f"{self.attendees} attendees, {self.duration_s / 3600:g} h, {self.peak_share:.0%} in a conversation "
+            f"at the peak ({self.peak_conversations:.0f} conversations); {self.turns} turns each, "
+            f"{self.think_time_s:g} s think time: about {self.peak_rate_per_s:.2f} requests/s on the plateau; "
+            f"ramps {self.ramp_up_s / 60:g} min up, {self.ramp_down_s / 60:g} min down"
+        )
 
 
 def _tokens(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     """Lognormal integers with the given mean (sigma ``TOKEN_SIGMA``), at least 1."""
-    mu = math.log(mean) - TOKEN_SIGMA ** 2 / 2
+    mu = math.log(mean) - TOKEN_SIGMA**2 / 2
     return np.maximum(1, np.rint(rng.lognormal(mu, TOKEN_SIGMA, n))).astype(np.int64)
 
 
@@ -186,14 +200,22 @@ def from_event(event: EventShape, *, seed: int = 0) -> Arrivals:
     starts = candidates[keep]
     if starts.size == 0:
         raise ConfigError(f"event: no conversation starts ({event.describe()}); raise attendees or peak_share")
-    gaps = event.answer_s + rng.exponential(event.think_time_s, (starts.size, event.turns)) \
-        if event.think_time_s > 0 else np.full((starts.size, event.turns), event.answer_s)
+    gaps = (
+        event.answer_s + rng.exponential(event.think_time_s, (starts.size, event.turns))
+        if event.think_time_s > 0
+        else np.full((starts.size, event.turns), event.answer_s)
+    )
     gaps[:, 0] = 0.0
     times = (starts[:, None] + np.cumsum(gaps, axis=1)).ravel()
     times = np.sort(times[times < event.duration_s])
     n = times.size
-    return Arrivals(times, _tokens(rng, event.prompt_tokens, n), _tokens(rng, event.answer_tokens, n),
-                    event.duration_s, f"event: {event.describe()}; seed {seed}")
+    return Arrivals(
+        times,
+        _tokens(rng, event.prompt_tokens, n),
+        _tokens(rng, event.answer_tokens, n),
+        event.duration_s,
+        f"event: {event.describe()}; seed {seed}",
+    )
 
 
 def from_loadtest(path: str | Path, *, repeat_to_s: float | None = None) -> Arrivals:
@@ -212,7 +234,7 @@ def from_loadtest(path: str | Path, *, repeat_to_s: float | None = None) -> Arri
     span = max(max(ends) - min(float(r["sent_s"]) for r in rows), float(sent[-1]), 1e-3)
     source = f"load test {Path(path).name}: {len(rows)} requests in {span:.1f} s"
     if repeat_to_s and repeat_to_s > span:
-        copies = int(math.ceil(repeat_to_s / span))
+        copies = math.ceil(repeat_to_s / span)
         sent = np.concatenate([sent + k * span for k in range(copies)])
         answers = np.tile(answers, copies)
         keep = sent < repeat_to_s
@@ -222,8 +244,9 @@ def from_loadtest(path: str | Path, *, repeat_to_s: float | None = None) -> Arri
     return Arrivals(sent, np.zeros(sent.size, dtype=np.int64), answers, span, source)
 
 
-def from_trace(path: str | Path, *, column: str | None = None, prompt_tokens: int = 400,
-               answer_tokens: int = 250, seed: int = 0) -> Arrivals:
+def from_trace(
+    path: str | Path, *, column: str | None = None, prompt_tokens: int = 400, answer_tokens: int = 250, seed: int = 0
+) -> Arrivals:
     """Requests from a CSV of arrival times (seconds, or ISO 8601 date-times taken relative to the
     first). The times are read from ``column``, else ``arrival_s``, ``t_s``, ``time`` or
     ``timestamp``, else the first column. ``prompt_tokens`` / ``answer_tokens`` columns are used
@@ -251,8 +274,13 @@ def from_trace(path: str | Path, *, column: str | None = None, prompt_tokens: in
         return _tokens(rng, mean, times.size)
 
     duration = float(times[-1]) if times.size > 1 else 1.0
-    return Arrivals(times, tokens("prompt_tokens", prompt_tokens), tokens("answer_tokens", answer_tokens),
-                    duration, f"trace {file.name}: {times.size} arrivals")
+    return Arrivals(
+        times,
+        tokens("prompt_tokens", prompt_tokens),
+        tokens("answer_tokens", answer_tokens),
+        duration,
+        f"trace {file.name}: {times.size} arrivals",
+    )
 
 
 def _seconds(raw: str, file: Path, line: int) -> float:
@@ -272,8 +300,10 @@ def _read_json(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(file.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"load-test result {file} does not exist; run runbook 05 (it writes 05_loadtest.json "
-                          "beside its executed notebook)") from None
+        raise ConfigError(
+            f"load-test result {file} does not exist; run runbook 05 (it writes 05_loadtest.json "
+            "beside its executed notebook)"
+        ) from None
     except ValueError as exc:
         raise ConfigError(f"load-test result {file} is not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -18,10 +18,11 @@ import json
 import math
 import sqlite3
 import statistics
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rpbook.errors import ConfigError
 from rpbook.runfolder import read_summary, run_figures
@@ -92,8 +93,9 @@ def connect(history_file: str | Path) -> sqlite3.Connection:
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{path} is not an rpbook history (SQLite said: {exc}); give another --history file") \
-            from None
+        raise ConfigError(
+            f"{path} is not an rpbook history (SQLite said: {exc}); give another --history file"
+        ) from None
     return db
 
 
@@ -125,12 +127,23 @@ def append_run(history_file: str | Path, run_dir: str | Path) -> HistoryRun:
         raise ConfigError(f"{folder}/summary.json has no started_at: it was not written by `rpbook run`")
     with closing(connect(history_file)) as db, db:
         db.execute("DELETE FROM runs WHERE run_dir = ?", (key,))
-        db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (key, started, str(summary.get("ended_at") or started), str(parameters.get("target", "local")),
-                    int(bool(summary.get("ok"))), float(cost) if isinstance(cost, (int, float)) else None,
-                    json.dumps(tags, sort_keys=True), int(workers) if isinstance(workers, int) else None))
-        db.executemany("INSERT INTO figures VALUES (?, ?, ?, ?, ?)",
-                       [(key, nb, name, value, text) for nb, name, value, text in _run_figures(folder)])
+        db.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                started,
+                str(summary.get("ended_at") or started),
+                str(parameters.get("target", "local")),
+                int(bool(summary.get("ok"))),
+                float(cost) if isinstance(cost, (int, float)) else None,
+                json.dumps(tags, sort_keys=True),
+                int(workers) if isinstance(workers, int) else None,
+            ),
+        )
+        db.executemany(
+            "INSERT INTO figures VALUES (?, ?, ?, ?, ?)",
+            [(key, nb, name, value, text) for nb, name, value, text in _run_figures(folder)],
+        )
     return next(r for r in load_history(history_file) if r.run_dir == key)
 
 
@@ -139,18 +152,25 @@ def load_history(history_file: str | Path) -> list[HistoryRun]:
     if not Path(history_file).expanduser().exists():
         return []
     with closing(connect(history_file)) as db:
-        runs = db.execute("SELECT run_dir, started_at, ended_at, target, ok, cost_usd, image_tags, workers_max "
-                          "FROM runs ORDER BY started_at, run_dir").fetchall()
+        runs = db.execute(
+            "SELECT run_dir, started_at, ended_at, target, ok, cost_usd, image_tags, workers_max "
+            "FROM runs ORDER BY started_at, run_dir"
+        ).fetchall()
         figures: dict[str, dict[str, float]] = {}
         texts: dict[str, dict[str, str]] = {}
         for run_dir, notebook, name, value, text in db.execute(
-                "SELECT run_dir, notebook, name, value, text FROM figures"):
+            "SELECT run_dir, notebook, name, value, text FROM figures"
+        ):
             if value is not None:
                 figures.setdefault(run_dir, {})[f"{notebook}/{name}"] = value
             elif text is not None:
                 texts.setdefault(run_dir, {})[f"{notebook}/{name}"] = text
-    return [HistoryRun(r[0], r[1], r[2], r[3], bool(r[4]), r[5], json.loads(r[6]), r[7],
-                       figures.get(r[0], {}), texts.get(r[0], {})) for r in runs]
+    return [
+        HistoryRun(
+            r[0], r[1], r[2], r[3], bool(r[4]), r[5], json.loads(r[6]), r[7], figures.get(r[0], {}), texts.get(r[0], {})
+        )
+        for r in runs
+    ]
 
 
 # -- regressions -----------------------------------------------------------------------------------
@@ -196,8 +216,9 @@ def _cold(run: HistoryRun) -> bool | None:
     return None if value is None else bool(value)
 
 
-def find_regressions(runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int = 3,
-                     thresholds: Mapping[str, Threshold] | None = None) -> list[Flag]:
+def find_regressions(
+    runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int = 3, thresholds: Mapping[str, Threshold] | None = None
+) -> list[Flag]:
     """Flags for every run whose key figures are worse than the median of up to ``window`` earlier
     runs (of the same target; only runs that passed count as a baseline). A figure needs
     ``min_runs`` earlier values to be judged. A FlashBoot hit lost is a cold wake-up where most of
@@ -229,14 +250,29 @@ def find_regressions(runs: Sequence[HistoryRun], *, window: int = 7, min_runs: i
                 worse = value * limit.factor < baseline and baseline - value >= limit.min_delta
                 how = f"down to {value / baseline:.0%}" if baseline > 0 else "down"
             if worse:
-                flags.append(Flag(run.run_dir, run.started_at, name, value, baseline,
-                                  f"{name} {value:g} is {how} the median {baseline:g} of the {len(values)} "
-                                  f"runs before"))
+                flags.append(
+                    Flag(
+                        run.run_dir,
+                        run.started_at,
+                        name,
+                        value,
+                        baseline,
+                        f"{name} {value:g} is {how} the median {baseline:g} of the {len(values)} runs before",
+                    )
+                )
         states = [c for c in (_cold(r) for r in earlier[-window:]) if c is not None]
         if _cold(run) is True and len(states) >= min_runs and states.count(False) > len(states) / 2:
-            flags.append(Flag(run.run_dir, run.started_at, "cold", 1.0, 0.0,
-                              f"cold start where {states.count(False)} of the {len(states)} runs before were warm "
-                              "(a FlashBoot hit or an active worker lost?)"))
+            flags.append(
+                Flag(
+                    run.run_dir,
+                    run.started_at,
+                    "cold",
+                    1.0,
+                    0.0,
+                    f"cold start where {states.count(False)} of the {len(states)} runs before were warm "
+                    "(a FlashBoot hit or an active worker lost?)",
+                )
+            )
     return flags
 
 

@@ -7,14 +7,24 @@ reader sees at once whether a flag is a step (an image bump) or a one-off.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rpbook.display import html_table
 from rpbook.errors import RpbookError
-from rpbook.history import (DEFAULT_HISTORY, DEFAULT_THRESHOLDS, Flag, HistoryRun, Threshold, find_regressions,
-                            latest_regressions, load_history, parse_thresholds)
+from rpbook.history import (
+    DEFAULT_HISTORY,
+    DEFAULT_THRESHOLDS,
+    Flag,
+    HistoryRun,
+    Threshold,
+    find_regressions,
+    latest_regressions,
+    load_history,
+    parse_thresholds,
+)
 from rpbook.parking import ParkingStatus, parking_from_history
 from rpbook.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 
@@ -52,8 +62,10 @@ class HistoryReport:
         if not self.runs:
             return "no runs in the history yet: not enough runs yet to look for regressions"
         if not self.enough:
-            return (f"{len(self.runs)} run(s) in the history: not enough runs yet to look for regressions "
-                    f"(needs {self.min_runs} before the newest)")
+            return (
+                f"{len(self.runs)} run(s) in the history: not enough runs yet to look for regressions "
+                f"(needs {self.min_runs} before the newest)"
+            )
         if self.regressed:
             return "REGRESSION in the newest run: " + "; ".join(f.detail for f in self.latest_flags)
         return f"the newest of {len(self.runs)} runs is in line with the recent median"
@@ -61,8 +73,10 @@ class HistoryReport:
     def raise_if_regressed(self) -> None:
         """Fail the notebook (papermill then exits 1) when the newest run regressed."""
         if self.regressed:
-            raise RegressionError(self.headline() + " (see the table and plot above; a deliberate change such "
-                                  "as a bigger model makes a new normal after `window` runs)")
+            raise RegressionError(
+                self.headline() + " (see the table and plot above; a deliberate change such "
+                "as a bigger model makes a new normal after `window` runs)"
+            )
 
     def __str__(self) -> str:
         lines = [self.headline()]
@@ -97,15 +111,27 @@ class HistoryReport:
             parts.append(plot_html(self))
         if self.parking:
             parts.append("<p><b>Idle parking</b> (Runpod: 3 days without requests: max workers 2; 7 days: 0)</p>")
-            parts.append(html_table(["endpoint", "last request (UTC)", "days to max 2", "days to max 0", "warning"],
-                                    [[p.endpoint, f"{p.last_request_at:%Y-%m-%d %H:%M}",
-                                      *(f"{left:.1f}" for _, left in p.days_left()), p.warning or ""]
-                                     for p in self.parking], right={2, 3}))
+            parts.append(
+                html_table(
+                    ["endpoint", "last request (UTC)", "days to max 2", "days to max 0", "warning"],
+                    [
+                        [
+                            p.endpoint,
+                            f"{p.last_request_at:%Y-%m-%d %H:%M}",
+                            *(f"{left:.1f}" for _, left in p.days_left()),
+                            p.warning or "",
+                        ]
+                        for p in self.parking
+                    ],
+                    right={2, 3},
+                )
+            )
         return "".join(parts)
 
 
-def history_report(runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int = 3,
-                   thresholds: Mapping[str, Threshold] | None = None) -> HistoryReport:
+def history_report(
+    runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int = 3, thresholds: Mapping[str, Threshold] | None = None
+) -> HistoryReport:
     """Regressions over the whole history and the figures worth showing (those some run has)."""
     limits = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     flags = find_regressions(runs, window=window, min_runs=min_runs, thresholds=limits)
@@ -126,8 +152,14 @@ def resolve_history_file(history_file: str = "") -> Path:
         return DEFAULT_HISTORY
 
 
-def report_for(history_file: str = "", *, target: str = "", window: int = 7, min_runs: int = 3,
-               thresholds: Mapping[str, Any] | None = None) -> HistoryReport:
+def report_for(
+    history_file: str = "",
+    *,
+    target: str = "",
+    window: int = 7,
+    min_runs: int = 3,
+    thresholds: Mapping[str, Any] | None = None,
+) -> HistoryReport:
     """The report of a history file (absent: an empty history), for one target or all of them;
     ``thresholds`` changes some default factors (``{"ttft_s": 2.0}``)."""
     runs = load_history(resolve_history_file(history_file))
@@ -147,14 +179,13 @@ def plot_html(report: HistoryReport) -> str:
     fig = Figure(figsize=(WIDTH_IN, 1.5 * len(names) + 0.4))
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     flagged = {(f.run_dir, f.figure) for f in report.flags}
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         points = [(i, r.figure(name), (r.run_dir, name) in flagged) for i, r in enumerate(report.runs)]
         points = [(i, v, bad) for i, v, bad in points if v is not None]
         ax.plot([i for i, _, _ in points], [v for _, v, _ in points], marker="o", markersize=4, color=BAR, lw=1)
         bad = [(i, v) for i, v, is_bad in points if is_bad]
         if bad:
-            ax.scatter([i for i, _ in bad], [v for _, v in bad], s=70, color=FLAG_COLOR, zorder=3,
-                       label="regression")
+            ax.scatter([i for i, _ in bad], [v for _, v in bad], s=70, color=FLAG_COLOR, zorder=3, label="regression")
             ax.legend(fontsize=7, loc="upper left", frameon=False)
         ax.set_ylabel(name, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -162,7 +193,6 @@ def plot_html(report: HistoryReport) -> str:
     labels = [r.started_at[5:16].replace("T", " ") for r in report.runs]
     step = max(1, len(labels) // 8)
     axes[-1].set_xticks(range(0, len(labels), step), labels[::step], fontsize=7, rotation=30, ha="right")
-    axes[0].set_title("scheduled checks over time (red: flagged against the recent median)", fontsize=10,
-                      loc="left")
+    axes[0].set_title("scheduled checks over time (red: flagged against the recent median)", fontsize=10, loc="left")
     alt = f"{len(report.runs)} runs; {len(report.flags)} flags: " + "; ".join(f.detail for f in report.flags[:5])
     return _png_img(fig, alt)

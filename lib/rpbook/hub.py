@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import errors as hf_errors
@@ -46,13 +47,13 @@ GATED_READ_ROLES = frozenset({"read", "write", "admin"})
 Gated = Literal[False, "auto", "manual"]
 AccessProblem = Literal["licence_not_accepted", "request_pending", "token_cannot_read_gated"]
 
-_TransportErrors: tuple[type[BaseException], ...] = (getattr(hf_errors, "HTTPError", ConnectionError),
-                                                     ConnectionError)
+_TransportErrors: tuple[type[BaseException], ...] = (getattr(hf_errors, "HTTPError", ConnectionError), ConnectionError)
 """Connection-level failures: the base error of the HTTP library huggingface_hub uses
 (``HfHubHTTPError`` derives from it too, so it is caught first)."""
 
 
 # --------------------------------------------------------------------------------------- results
+
 
 @dataclass(frozen=True)
 class TokenInfo:
@@ -118,10 +119,10 @@ class WeightsEstimate:
 
 # ----------------------------------------------------------------------------------------- client
 
+
 def hub_api(settings: Settings, token: Secret) -> HfApi:
     """The one place the HF token is revealed: into the client's Authorization header."""
-    return HfApi(endpoint=settings.hub_url, token=token.reveal(), library_name="rpbook",
-                 library_version=__version__)
+    return HfApi(endpoint=settings.hub_url, token=token.reveal(), library_name="rpbook", library_version=__version__)
 
 
 def model_url(repo_id: str) -> str:
@@ -149,25 +150,31 @@ def _server_message(err: BaseException) -> str:
 def _local_hint(settings: Settings) -> str:
     if settings.target != "local":
         return ""
-    return (" (Local mode: localpod accepts the HF token it was started with, LOCALPOD_HF_TOKEN, and its "
-            "documented seed tokens; if a localpod started with another token is running, stop it with "
-            "rpbook.local.stop_localpod() and run again.)")
+    return (
+        " (Local mode: localpod accepts the HF token it was started with, LOCALPOD_HF_TOKEN, and its "
+        "documented seed tokens; if a localpod started with another token is running, stop it with "
+        "rpbook.local.stop_localpod() and run again.)"
+    )
 
 
 def _token_rejected(settings: Settings, token: Secret, repo_id: str | None = None) -> str:
     maybe_repo = f" (or the repo {repo_id} does not exist or is private)" if repo_id else ""
-    return (f"The HF token {token.masked} (HF_TOKEN from {token.source}) was rejected by the Hub at "
-            f"{settings.hub_url}: it is invalid, expired or revoked{maybe_repo}. Create a new one at {TOKENS_URL} "
-            f"(type 'Read', or 'Fine-grained' with '{GATED_READ_SETTING}') and put it in HF_TOKEN in the "
-            f"environment or the env file {settings.env_file}.{_local_hint(settings)}")
+    return (
+        f"The HF token {token.masked} (HF_TOKEN from {token.source}) was rejected by the Hub at "
+        f"{settings.hub_url}: it is invalid, expired or revoked{maybe_repo}. Create a new one at {TOKENS_URL} "
+        f"(type 'Read', or 'Fine-grained' with '{GATED_READ_SETTING}') and put it in HF_TOKEN in the "
+        f"environment or the env file {settings.env_file}.{_local_hint(settings)}"
+    )
 
 
 def _fine_grained_message(repo_id: str | None, token_name: str | None = None) -> str:
     which = f"'{token_name}' " if token_name else ""
     subject = f"cannot read the gated model {repo_id}" if repo_id else "cannot read gated models"
-    return (f"This fine-grained HF token {which}{subject}: it lacks the permission "
-            f"'{GATED_READ_SETTING}'. At {TOKENS_URL}, edit the token and tick that box (User permissions → "
-            "Repositories), or create a token of type 'Read'. Accepting the licence alone is not enough.")
+    return (
+        f"This fine-grained HF token {which}{subject}: it lacks the permission "
+        f"'{GATED_READ_SETTING}'. At {TOKENS_URL}, edit the token and tick that box (User permissions → "
+        "Repositories), or create a token of type 'Read'. Accepting the licence alone is not enough."
+    )
 
 
 def _gated_message(repo_id: str, problem: AccessProblem, gated: Gated | None, server: str = "") -> str:
@@ -175,14 +182,20 @@ def _gated_message(repo_id: str, problem: AccessProblem, gated: Gated | None, se
     if problem == "token_cannot_read_gated":
         return _fine_grained_message(repo_id)
     if problem == "request_pending":
-        return (f"Your access request for {repo_id} is awaiting review by the model's authors (manual approval, "
-                f"which can take hours or days). Check its status at {url} and run again once the Hub "
-                "emails you that access was granted.")
-    text = (f"The HF token cannot download {repo_id}: the account that owns it has not accepted the model's "
-            f"licence. Open {url} while logged in to that account and accept the licence")
+        return (
+            f"Your access request for {repo_id} is awaiting review by the model's authors (manual approval, "
+            f"which can take hours or days). Check its status at {url} and run again once the Hub "
+            "emails you that access was granted."
+        )
+    text = (
+        f"The HF token cannot download {repo_id}: the account that owns it has not accepted the model's "
+        f"licence. Open {url} while logged in to that account and accept the licence"
+    )
     if gated == "manual":
-        text += (" (submit the access request). This model's authors approve requests by hand, which can "
-                 "take hours or days; run again once the Hub emails you that access was granted.")
+        text += (
+            " (submit the access request). This model's authors approve requests by hand, which can "
+            "take hours or days; run again once the Hub emails you that access was granted."
+        )
     else:
         text += "; access is granted at once for this model, then run again."
     if server:
@@ -211,25 +224,30 @@ def _is_gated_read_refusal(err: BaseException) -> bool:
 
 
 @contextmanager
-def _hub_errors(settings: Settings, token: Secret, repo_id: str | None = None,
-                gated: Gated | None = None) -> Iterator[None]:
+def _hub_errors(
+    settings: Settings, token: Secret, repo_id: str | None = None, gated: Gated | None = None
+) -> Iterator[None]:
     """Turn ``huggingface_hub`` exceptions into rpbook's, with messages that say what to fix."""
     try:
         yield
     except hf_errors.GatedRepoError as err:
-        raise GatedModelError(_gated_message(repo_id or "this model", _problem_from_gated_error(err), gated,
-                                             _server_message(err))) from None
+        raise GatedModelError(
+            _gated_message(repo_id or "this model", _problem_from_gated_error(err), gated, _server_message(err))
+        ) from None
     except hf_errors.RepositoryNotFoundError as err:
         if _status(err) == 401:
             raise HubError(_token_rejected(settings, token, repo_id)) from None
-        raise HubError(f"Model repo {repo_id!r} was not found on the Hub at {settings.hub_url}: check the "
-                       f"spelling (namespace/name, as in {model_url(repo_id or 'namespace/name')}); a private "
-                       "repo needs a token of an account that can see it.") from None
+        raise HubError(
+            f"Model repo {repo_id!r} was not found on the Hub at {settings.hub_url}: check the "
+            f"spelling (namespace/name, as in {model_url(repo_id or 'namespace/name')}); a private "
+            "repo needs a token of an account that can see it."
+        ) from None
     except hf_errors.RevisionNotFoundError as err:
         raise HubError(f"Revision not found for {repo_id}: {_server_message(err)}") from None
     except hf_errors.LocalEntryNotFoundError:
-        raise HubError(f"Cannot reach the Hub at {settings.hub_url} to download a file of {repo_id}."
-                       f"{_unreachable_hint(settings)}") from None
+        raise HubError(
+            f"Cannot reach the Hub at {settings.hub_url} to download a file of {repo_id}.{_unreachable_hint(settings)}"
+        ) from None
     except hf_errors.EntryNotFoundError as err:
         raise HubError(f"{repo_id} has no such file on the Hub: {_server_message(err)}") from None
     except hf_errors.HfHubHTTPError as err:
@@ -239,22 +257,25 @@ def _hub_errors(settings: Settings, token: Secret, repo_id: str | None = None,
         if status == 401:
             raise HubError(_token_rejected(settings, token)) from None
         if status == 429:
-            raise HubError(f"The Hub at {settings.hub_url} is rate-limiting this token (HTTP 429); wait a "
-                           "minute and run again.") from None
+            raise HubError(
+                f"The Hub at {settings.hub_url} is rate-limiting this token (HTTP 429); wait a minute and run again."
+            ) from None
         raise HubError(f"The Hub at {settings.hub_url} answered HTTP {status}: {_server_message(err)}") from None
     except _TransportErrors as err:
-        raise HubError(f"Cannot reach the Hub at {settings.hub_url}: {scrub(str(err)) or type(err).__name__}."
-                       f"{_unreachable_hint(settings)}") from None
+        raise HubError(
+            f"Cannot reach the Hub at {settings.hub_url}: {scrub(str(err)) or type(err).__name__}."
+            f"{_unreachable_hint(settings)}"
+        ) from None
 
 
 def _unreachable_hint(settings: Settings) -> str:
     if settings.target == "local":
-        return (" Start localpod with rpbook.local.ensure_localpod(settings) (notebook 00 does) or "
-                "`localpod serve`.")
+        return " Start localpod with rpbook.local.ensure_localpod(settings) (notebook 00 does) or `localpod serve`."
     return " Check the network connection (and HF_HUB_OFFLINE, which must not be set)."
 
 
 # ------------------------------------------------------------------------------------------ token
+
 
 def check_token(settings: Settings, token: Secret, *, require_gated_read: bool = False) -> TokenInfo:
     """Ask the Hub who owns ``token`` (``whoami``) and whether it can read gated repos.
@@ -278,18 +299,25 @@ def check_token(settings: Settings, token: Secret, *, require_gated_read: bool =
             problem = _fine_grained_message(None, token_name or None)
     else:
         can_read_gated = False
-        problem = (f"The HF token has role {role!r}, which rpbook does not know to read gated repos; "
-                   f"use a 'Read' token from {TOKENS_URL}.")
-    info = TokenInfo(user=str(me.get("name") or ""), token_name=token_name, role=role,
-                     can_read_gated=can_read_gated,
-                     orgs=tuple(str(org.get("name")) for org in me.get("orgs") or [] if org.get("name")),
-                     problem=problem)
+        problem = (
+            f"The HF token has role {role!r}, which rpbook does not know to read gated repos; "
+            f"use a 'Read' token from {TOKENS_URL}."
+        )
+    info = TokenInfo(
+        user=str(me.get("name") or ""),
+        token_name=token_name,
+        role=role,
+        can_read_gated=can_read_gated,
+        orgs=tuple(str(org.get("name")) for org in me.get("orgs") or [] if org.get("name")),
+        problem=problem,
+    )
     if require_gated_read and problem is not None:
         raise GatedModelError(problem)
     return info
 
 
 # ----------------------------------------------------------------------------------- model access
+
 
 def check_model_access(settings: Settings, token: Secret, repo_id: str) -> ModelAccess:
     """Can ``token`` download ``repo_id``'s files? ``model_info`` gives the gating (metadata of gated
@@ -312,8 +340,14 @@ def check_model_access(settings: Settings, token: Secret, repo_id: str) -> Model
                 raise
             problem = "token_cannot_read_gated"
     if problem is not None:
-        return ModelAccess(repo=repo_id, gated=gated, accessible=False, model_url=url,
-                           reason=_gated_message(repo_id, problem, gated, server), problem=problem)
+        return ModelAccess(
+            repo=repo_id,
+            gated=gated,
+            accessible=False,
+            model_url=url,
+            reason=_gated_message(repo_id, problem, gated, server),
+            problem=problem,
+        )
     reason = "public model" if not gated else f"gated ({gated}); the licence is accepted and the token may read it"
     return ModelAccess(repo=repo_id, gated=gated, accessible=True, model_url=url, reason=reason)
 
@@ -331,8 +365,9 @@ def require_model_access(settings: Settings, token: Secret, repo_id: str) -> Mod
 
 _SHARD = re.compile(r"^model-\d+-of-\d+\.safetensors$")
 _BIN_SHARD = re.compile(r"^pytorch_model-\d+-of-\d+\.bin$")
-_NOT_WEIGHTS = frozenset({"training_args.bin", "optimizer.bin", "optimizer.pt", "scheduler.pt", "scaler.pt",
-                          "rng_state.pth"})
+_NOT_WEIGHTS = frozenset(
+    {"training_args.bin", "optimizer.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
+)
 
 
 def estimate_weights(settings: Settings, token: Secret, repo_id: str) -> WeightsEstimate:
@@ -373,12 +408,13 @@ def estimate_weights(settings: Settings, token: Secret, repo_id: str) -> Weights
         chosen = listed or _choose(safetensors, _SHARD, "model.safetensors", "consolidated")
     else:
         fmt = "pytorch"
-        candidates = sorted(name for name in sizes if name.endswith((".bin", ".pt"))
-                            and name not in _NOT_WEIGHTS)
+        candidates = sorted(name for name in sizes if name.endswith((".bin", ".pt")) and name not in _NOT_WEIGHTS)
         if not candidates:
-            raise HubError(f"No weights found at the root of {repo_id} (neither *.safetensors nor *.bin/*.pt); "
-                           f"see the files at {model_url(repo_id)}. GGUF-only or adapter-only repos cannot be "
-                           "served by the vLLM worker as they are.")
+            raise HubError(
+                f"No weights found at the root of {repo_id} (neither *.safetensors nor *.bin/*.pt); "
+                f"see the files at {model_url(repo_id)}. GGUF-only or adapter-only repos cannot be "
+                "served by the vLLM worker as they are."
+            )
         listed = index_files("pytorch_model.bin.index.json")
         chosen = listed or _choose(candidates, _BIN_SHARD, "pytorch_model.bin", "consolidated")
     skipped = tuple(name for name in candidates if name not in chosen)
@@ -386,10 +422,17 @@ def estimate_weights(settings: Settings, token: Secret, repo_id: str) -> Weights
     if info.safetensors is not None and info.safetensors.parameters:
         parameters = int(info.safetensors.total)
         dtype = max(info.safetensors.parameters.items(), key=lambda item: item[1])[0]
-    return WeightsEstimate(repo=repo_id, total_bytes=sum(sizes[name] for name in chosen), files=tuple(chosen),
-                           format=fmt, parameters=parameters, dtype=dtype,
-                           source="index" if listed else "file names", skipped_files=skipped,
-                           skipped_bytes=sum(sizes[name] for name in skipped))
+    return WeightsEstimate(
+        repo=repo_id,
+        total_bytes=sum(sizes[name] for name in chosen),
+        files=tuple(chosen),
+        format=fmt,
+        parameters=parameters,
+        dtype=dtype,
+        source="index" if listed else "file names",
+        skipped_files=skipped,
+        skipped_bytes=sum(sizes[name] for name in skipped),
+    )
 
 
 def _choose(names: list[str], shard: re.Pattern[str], single: str, last_resort_prefix: str) -> list[str]:
@@ -415,9 +458,16 @@ def _download_json(settings: Settings, token: Secret, repo_id: str, filename: st
     HF cache is left alone, and nothing stays on disk)."""
     with tempfile.TemporaryDirectory(prefix="rpbook-hub-") as cache:
         with _hub_errors(settings, token, repo_id):
-            path = hf_hub_download(repo_id, filename, cache_dir=cache, endpoint=settings.hub_url,
-                                   token=token.reveal(), library_name="rpbook", library_version=__version__,
-                                   tqdm_class=_NoProgress)
+            path = hf_hub_download(
+                repo_id,
+                filename,
+                cache_dir=cache,
+                endpoint=settings.hub_url,
+                token=token.reveal(),
+                library_name="rpbook",
+                library_version=__version__,
+                tqdm_class=_NoProgress,
+            )
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     if not isinstance(data, dict):
@@ -442,9 +492,16 @@ def embedding_dimension(settings: Settings, token: Secret, repo_id: str) -> int:
 
 # ------------------------------------------------------------------------------------- GPU memory
 
-def min_gpu_memory_gb(settings: Settings, token: Secret, repo_id: str, max_model_len: int,
-                      gpu_memory_utilization: float = 0.9, *,
-                      weights: WeightsEstimate | None = None) -> GpuMemoryEstimate:
+
+def min_gpu_memory_gb(
+    settings: Settings,
+    token: Secret,
+    repo_id: str,
+    max_model_len: int,
+    gpu_memory_utilization: float = 0.9,
+    *,
+    weights: WeightsEstimate | None = None,
+) -> GpuMemoryEstimate:
     """Estimate the smallest GPU that serves ``repo_id`` with vLLM for ONE sequence of
     ``max_model_len`` tokens, from the repo's weights and ``config.json`` read from the Hub (the
     arithmetic and its limits: :func:`rpbook.modelsize.gpu_memory_estimate`). ``weights`` reuses an
@@ -453,5 +510,6 @@ def min_gpu_memory_gb(settings: Settings, token: Secret, repo_id: str, max_model
     if weights is None:
         weights = estimate_weights(settings, token, repo_id)
     config = _download_json(settings, token, repo_id, "config.json")
-    return gpu_memory_estimate(repo_id, config, weights.total_bytes, weights.dtype, max_model_len,
-                               gpu_memory_utilization)
+    return gpu_memory_estimate(
+        repo_id, config, weights.total_bytes, weights.dtype, max_model_len, gpu_memory_utilization
+    )

@@ -18,16 +18,17 @@ import html
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from rpbook.billing_now import describe_after_failure
 from rpbook.display import html_table, progress_bar
-from rpbook.plots import timeline_html
-from rpbook.pending import NotCreated, Skipped, skip
 from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
+from rpbook.pending import NotCreated, Skipped, skip
+from rpbook.plots import timeline_html
 from rpbook.secrets import Secret, scrub
 from rpbook.settings import Settings
 from rpbook.workererrors import worker_error_text
@@ -85,7 +86,7 @@ class Health:
     unhealthy: int = 0
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> "Health":
+    def from_json(cls, body: Mapping[str, Any]) -> Health:
         """Parse the queue's answer; unknown keys are ignored and missing ones count 0, because
         Runpod's documented example carries fewer worker keys than live responses."""
         jobs = body.get("jobs") or {}
@@ -97,11 +98,19 @@ class Health:
 
         idle, running = num(workers, "idle"), num(workers, "running")
         ready = num(workers, "ready") if "ready" in workers else idle + running
-        return cls(completed=num(jobs, "completed"), failed=num(jobs, "failed"),
-                   in_progress=num(jobs, "inProgress"), in_queue=num(jobs, "inQueue"),
-                   retried=num(jobs, "retried"), idle=idle, initializing=num(workers, "initializing"),
-                   ready=ready, running=running, throttled=num(workers, "throttled"),
-                   unhealthy=num(workers, "unhealthy"))
+        return cls(
+            completed=num(jobs, "completed"),
+            failed=num(jobs, "failed"),
+            in_progress=num(jobs, "inProgress"),
+            in_queue=num(jobs, "inQueue"),
+            retried=num(jobs, "retried"),
+            idle=idle,
+            initializing=num(workers, "initializing"),
+            ready=ready,
+            running=running,
+            throttled=num(workers, "throttled"),
+            unhealthy=num(workers, "unhealthy"),
+        )
 
     @property
     def has_ready_worker(self) -> bool:
@@ -131,18 +140,30 @@ class Health:
 
     def summary(self) -> str:
         """``workers: 1 initializing, 0 ready …; jobs: 1 in queue …`` for messages and progress bars."""
-        workers = (f"workers: {self.ready} ready ({self.idle} idle, {self.running} running), "
-                   f"{self.initializing} initializing, {self.throttled} throttled, {self.unhealthy} unhealthy")
-        jobs = (f"jobs: {self.in_queue} in queue, {self.in_progress} in progress, {self.completed} completed, "
-                f"{self.failed} failed, {self.retried} retried")
+        workers = (
+            f"workers: {self.ready} ready ({self.idle} idle, {self.running} running), "
+            f"{self.initializing} initializing, {self.throttled} throttled, {self.unhealthy} unhealthy"
+        )
+        jobs = (
+            f"jobs: {self.in_queue} in queue, {self.in_progress} in progress, {self.completed} completed, "
+            f"{self.failed} failed, {self.retried} retried"
+        )
         return f"{workers}; {jobs}"
 
     def as_dict(self) -> dict[str, int]:
-        return {"jobs_completed": self.completed, "jobs_failed": self.failed, "jobs_in_progress": self.in_progress,
-                "jobs_in_queue": self.in_queue, "jobs_retried": self.retried, "workers_idle": self.idle,
-                "workers_initializing": self.initializing, "workers_ready": self.ready,
-                "workers_running": self.running, "workers_throttled": self.throttled,
-                "workers_unhealthy": self.unhealthy}
+        return {
+            "jobs_completed": self.completed,
+            "jobs_failed": self.failed,
+            "jobs_in_progress": self.in_progress,
+            "jobs_in_queue": self.in_queue,
+            "jobs_retried": self.retried,
+            "workers_idle": self.idle,
+            "workers_initializing": self.initializing,
+            "workers_ready": self.ready,
+            "workers_running": self.running,
+            "workers_throttled": self.throttled,
+            "workers_unhealthy": self.unhealthy,
+        }
 
     def __str__(self) -> str:
         return self.summary()
@@ -164,8 +185,10 @@ def sdk_endpoint(settings: Settings, api_key: Secret | str, endpoint_id: str) ->
     The SDK copies ``runpod.endpoint_url_base`` into the client when it is constructed, so the global
     is set only for that instant and put back; the key is never written to ``runpod.api_key``."""
     if not endpoint_id or "/" in endpoint_id:
-        raise ConfigError(f"endpoint id {endpoint_id!r} is not valid: use the id shown by the endpoint step "
-                          "(RUNPOD_ENDPOINT_ID in the env file)")
+        raise ConfigError(
+            f"endpoint id {endpoint_id!r} is not valid: use the id shown by the endpoint step "
+            "(RUNPOD_ENDPOINT_ID in the env file)"
+        )
     # Imported here, not with this module: importing the runpod SDK runs logging.basicConfig(level=INFO)
     # (runpod/serverless/utils/rp_upload.py), and importing rpbook must leave logging as it was
     # (rpbook.session.start quiets the HTTP client's per-request lines for the runbooks).
@@ -204,18 +227,24 @@ def _call(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
         status = exc.response.status_code if exc.response is not None else None
         body = scrub(exc.response.text[:300]) if exc.response is not None else ""
         if status == 401:
-            raise ConfigError(f"{what}: the queue API rejected RUNPOD_API_KEY (401 Unauthorized). Check the "
-                              "key in the environment or the env file; for target 'runpod' it needs access "
-                              "to Serverless (read/write key).") from None
+            raise ConfigError(
+                f"{what}: the queue API rejected RUNPOD_API_KEY (401 Unauthorized). Check the "
+                "key in the environment or the env file; for target 'runpod' it needs access "
+                "to Serverless (read/write key)."
+            ) from None
         if status == 404:
-            raise EndpointNotFound(f"{what}: endpoint {endpoint_id} not found (404). Check the endpoint id (it is "
-                                   "in the env file as RUNPOD_ENDPOINT_ID after the endpoint step) and the target "
-                                   f"(local or runpod). Answer: {body}") from None
+            raise EndpointNotFound(
+                f"{what}: endpoint {endpoint_id} not found (404). Check the endpoint id (it is "
+                "in the env file as RUNPOD_ENDPOINT_ID after the endpoint step) and the target "
+                f"(local or runpod). Answer: {body}"
+            ) from None
         raise EndpointNotReadyError(f"{what}: the queue API answered HTTP {status}: {body}") from None
     except requests.RequestException as exc:
-        raise EndpointNotReadyError(f"{what}: cannot reach the queue API ({type(exc).__name__}: "
-                                    f"{scrub(str(exc))[:300]}). Is the target right, and for 'local' is "
-                                    "localpod running?") from None
+        raise EndpointNotReadyError(
+            f"{what}: cannot reach the queue API ({type(exc).__name__}: "
+            f"{scrub(str(exc))[:300]}). Is the target right, and for 'local' is "
+            "localpod running?"
+        ) from None
     except RuntimeError as exc:  # any other SDK failure (a 401 arrives as HTTPError, see above)
         raise EndpointNotReadyError(f"{what}: {scrub(str(exc))}") from None
 
@@ -271,8 +300,16 @@ class JobResult:
 # (meant for callers adding "webhook"/"policy"), so a job input such as {"model", "input"} would
 # reach the worker as just its "input" value. Wrapping every input as {"input": ...} avoids that.
 
-def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_input: Mapping[str, Any], *,
-            timeout_s: float = 600, poll_s: float = 0.5) -> JobResult:
+
+def run_job(
+    settings: Settings,
+    api_key: Secret | str,
+    endpoint_id: str,
+    job_input: Mapping[str, Any],
+    *,
+    timeout_s: float = 600,
+    poll_s: float = 0.5,
+) -> JobResult:
     """Submit one job with ``/run`` and poll ``/status`` until it is final.
 
     ``/run`` + polling rather than ``/runsync`` because runsync answers after 90 s with a non-final
@@ -289,13 +326,22 @@ def run_job(settings: Settings, api_key: Secret | str, endpoint_id: str, job_inp
             break
         if time.monotonic() >= deadline:
             _cancel(endpoint, endpoint_id, job.job_id)
-            raise JobTimeoutError(f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
-                                  "Wake the endpoint first (rpbook.jobqueue.wake) to see why.", job.job_id, status)
+            raise JobTimeoutError(
+                f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
+                "Wake the endpoint first (rpbook.jobqueue.wake) to see why.",
+                job.job_id,
+                status,
+            )
         time.sleep(poll_s)
     if status != "COMPLETED":
         raise EndpointNotReadyError(f"job {job.job_id} ended {status}: {_error_text(body)}")
-    return JobResult(job_id=job.job_id, status=status, output=body.get("output"),
-                     delay_time_ms=body.get("delayTime"), execution_time_ms=body.get("executionTime"))
+    return JobResult(
+        job_id=job.job_id,
+        status=status,
+        output=body.get("output"),
+        delay_time_ms=body.get("delayTime"),
+        execution_time_ms=body.get("executionTime"),
+    )
 
 
 # -- wake-up --------------------------------------------------------------------------------------
@@ -339,11 +385,16 @@ class WakeReport:
 
     def _repr_html_(self) -> str:
         kind = "cold start" if self.cold else "warm (a worker was ready)"
-        table = html_table(["stage", "since submit"],
-                           [(stage, f"{seconds:.2f} s") for stage, seconds in self.timeline.items()], right={1})
+        table = html_table(
+            ["stage", "since submit"],
+            [(stage, f"{seconds:.2f} s") for stage, seconds in self.timeline.items()],
+            right={1},
+        )
         plot = timeline_html(self.timeline, self.total_s, f"wake-up of {self.endpoint_id} ({kind})")
-        return (f"<div><b>endpoint {html.escape(self.endpoint_id)}</b>: {kind}, answered in "
-                f"{self.total_s:.2f} s{table}{plot}<small>{html.escape(self.health_at_end.summary())}</small></div>")
+        return (
+            f"<div><b>endpoint {html.escape(self.endpoint_id)}</b>: {kind}, answered in "
+            f"{self.total_s:.2f} s{table}{plot}<small>{html.escape(self.health_at_end.summary())}</small></div>"
+        )
 
 
 def _default_grace(settings: Settings) -> float:
@@ -352,9 +403,18 @@ def _default_grace(settings: Settings) -> float:
     return 3.0 if settings.target == "local" else 30.0
 
 
-def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, *, timeout_s: float = 600,
-         poll_s: float = 0.5, progress: bool = True, job_input: Mapping[str, Any] | None = None,
-         unhealthy_grace_s: float | None = None, scale_to_zero_on_failure: bool = False) -> WakeReport | Skipped:
+def wake(
+    settings: Settings,
+    api_key: Secret | str,
+    endpoint_id: str | NotCreated,
+    *,
+    timeout_s: float = 600,
+    poll_s: float = 0.5,
+    progress: bool = True,
+    job_input: Mapping[str, Any] | None = None,
+    unhealthy_grace_s: float | None = None,
+    scale_to_zero_on_failure: bool = False,
+) -> WakeReport | Skipped:
     """Send a tiny job and follow the endpoint until it answers; return the timeline.
 
     ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
@@ -421,7 +481,8 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
                     raise EndpointNotReadyError(
                         f"endpoint {endpoint_id} cannot start: its workers are unhealthy (the model server "
                         f"crashes while starting) for {now - unhealthy_since:.1f} s; {UNHEALTHY_HINT} "
-                        f"[{current.summary()}] (wake-up job cancelled)")
+                        f"[{current.summary()}] (wake-up job cancelled)"
+                    )
             show(_describe(status, current))
             if now >= deadline:
                 _cancel(endpoint, endpoint_id, job_id)
@@ -431,15 +492,17 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
             raise EndpointNotReadyError(
                 f"the wake-up job on endpoint {endpoint_id} ended {status}: {_error_text(body)}. The worker "
                 "started but its handler failed: check MODEL_NAME and the other env vars of the template, "
-                "and the job input (default: a one-token vLLM completion).")
+                "and the job input (default: a one-token vLLM completion)."
+            )
         mark("ready")
         mark("first token")
         show("first token (awake)")
         bar.n = 4
         bar.refresh()
     except EndpointNotReadyError as exc:
-        after = describe_after_failure(settings, api_key, endpoint_id, _health(endpoint, endpoint_id).billing_workers,
-                                       scale_to_zero_on_failure)
+        after = describe_after_failure(
+            settings, api_key, endpoint_id, _health(endpoint, endpoint_id).billing_workers, scale_to_zero_on_failure
+        )
         raise EndpointNotReadyError(f"{exc}\n{after}") from None
     except BaseException:
         # A cell timeout or Ctrl-C interrupts the wait: the wake-up job must not stay queued.
@@ -453,10 +516,18 @@ def wake(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreate
         bar.close()
     total = time.monotonic() - started
     ordered = {stage: timeline[stage] for stage in STAGES if stage in timeline}
-    return WakeReport(endpoint_id=endpoint_id, job_id=job_id, cold=cold, timeline=ordered, total_s=total,
-                      health_at_submit=at_submit, health_at_end=_health(endpoint, endpoint_id),
-                      delay_time_ms=body.get("delayTime"), execution_time_ms=body.get("executionTime"),
-                      output_preview=scrub(json.dumps(body.get("output"), default=str))[:300])
+    return WakeReport(
+        endpoint_id=endpoint_id,
+        job_id=job_id,
+        cold=cold,
+        timeline=ordered,
+        total_s=total,
+        health_at_submit=at_submit,
+        health_at_end=_health(endpoint, endpoint_id),
+        delay_time_ms=body.get("delayTime"),
+        execution_time_ms=body.get("executionTime"),
+        output_preview=scrub(json.dumps(body.get("output"), default=str))[:300],
+    )
 
 
 def _describe(status: str, health_now: Health) -> str:
@@ -474,17 +545,23 @@ def _describe(status: str, health_now: Health) -> str:
 
 def _timeout_message(endpoint_id: str, timeout_s: float, status: str, h: Health) -> str:
     if h.has_ready_worker:
-        why = ("a worker is ready but the job was not answered: the worker may be busy with other jobs, "
-               "or the execution timeout is too short")
+        why = (
+            "a worker is ready but the job was not answered: the worker may be busy with other jobs, "
+            "or the execution timeout is too short"
+        )
     elif h.initializing:
-        why = ("workers are still initializing: a first start downloads the weights (minutes for a 7B model); "
-               "a network volume with the weights cached makes later starts faster. Wake again with a longer "
-               "timeout_s")
+        why = (
+            "workers are still initializing: a first start downloads the weights (minutes for a 7B model); "
+            "a network volume with the weights cached makes later starts faster. Wake again with a longer "
+            "timeout_s"
+        )
     elif h.unhealthy:
         why = f"workers are unhealthy; {UNHEALTHY_HINT}"
     elif h.throttled:
         why = f"workers are throttled: {THROTTLED_HINT}"
     else:
         why = NO_WORKER_HINT
-    return (f"endpoint {endpoint_id} did not answer the wake-up job within {timeout_s:g} s (job {status or 'unknown'}, "
-            f"cancelled): {why}. Health: {h.summary()}")
+    return (
+        f"endpoint {endpoint_id} did not answer the wake-up job within {timeout_s:g} s (job {status or 'unknown'}, "
+        f"cancelled): {why}. Health: {h.summary()}"
+    )

@@ -35,16 +35,17 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 from rpbook.billing_now import price_per_worker_hour
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ConfigError, RpbookError
-from rpbook.secrets import Secret
 from rpbook.jobqueue import _as_secret, run_job
+from rpbook.secrets import Secret
 from rpbook.settings import Settings
 
 Strategy = Literal["off", "ping", "pin"]
@@ -127,8 +128,10 @@ def read_leases(directory: Path) -> list[tuple[Path, Lease]]:
 def _restore(client: RunpodClient, lease: Lease) -> str:
     endpoint = client.get_endpoint(lease.endpoint_id)
     if endpoint.workers_min != lease.pinned_min:
-        return (f"endpoint {lease.endpoint_id}: workers.min is {endpoint.workers_min}, not the pinned "
-                f"{lease.pinned_min}: someone changed it since, left as is")
+        return (
+            f"endpoint {lease.endpoint_id}: workers.min is {endpoint.workers_min}, not the pinned "
+            f"{lease.pinned_min}: someone changed it since, left as is"
+        )
     client.update_endpoint(lease.endpoint_id, {"workers": {"min": lease.previous_min}})
     return f"endpoint {lease.endpoint_id}: workers.min restored {lease.pinned_min} -> {lease.previous_min}"
 
@@ -138,8 +141,7 @@ def recover_stale_pins(settings: Settings, api_key: Secret | str, directory: Pat
     expired, for this target; say what was done. Live pins are left alone."""
     directory = directory or lease_dir(settings)
     messages: list[str] = []
-    stale = [(p, lease) for p, lease in read_leases(directory)
-             if lease.rest_url == settings.rest_url and lease.stale()]
+    stale = [(p, lease) for p, lease in read_leases(directory) if lease.rest_url == settings.rest_url and lease.stale()]
     if not stale:
         return messages
     with RunpodClient(settings, _as_secret(api_key)) as client:
@@ -147,8 +149,10 @@ def recover_stale_pins(settings: Settings, api_key: Secret | str, directory: Pat
             try:
                 messages.append("stale keep-alive pin: " + _restore(client, lease))
             except RpbookError as exc:
-                messages.append(f"stale keep-alive pin on endpoint {lease.endpoint_id} could not be restored "
-                                f"({exc}); set its workers.min back to {lease.previous_min} by hand")
+                messages.append(
+                    f"stale keep-alive pin on endpoint {lease.endpoint_id} could not be restored "
+                    f"({exc}); set its workers.min back to {lease.previous_min} by hand"
+                )
                 continue
             path.unlink(missing_ok=True)
     return messages
@@ -178,9 +182,11 @@ class CostEstimate:
         worst = "unknown" if self.worst_case_usd is None else f"${self.worst_case_usd:.4f}"
         if self.strategy == "ping":
             each = "unknown" if self.usd_per_ping is None else f"${self.usd_per_ping:.5f}"
-            return (f"keep-alive ping every {self.ping_interval_s:.3g} s of silence ({price}): each ping buys up to "
-                    f"{self.idle_timeout_s:g} s of worker time = {each}; at most {self.max_pings} pings, worst case "
-                    f"{worst}; {cap}")
+            return (
+                f"keep-alive ping every {self.ping_interval_s:.3g} s of silence ({price}): each ping buys up to "
+                f"{self.idle_timeout_s:g} s of worker time = {each}; at most {self.max_pings} pings, worst case "
+                f"{worst}; {cap}"
+            )
         return f"keep-alive pin: one worker billed for the whole conversation ({price}), worst case {worst}; {cap}"
 
 
@@ -212,15 +218,21 @@ class KeepAliveReport:
 
     @property
     def figures(self) -> dict[str, float | int | str]:
-        return {"keepalive_strategy": self.strategy, "keepalive_pings": len(self.pings),
-                "keepalive_pinned_s": round(self.pinned_s, 3), "keepalive_usd": round(self.usd or 0.0, 6),
-                "keepalive_stop_reason": self.stop_reason}
+        return {
+            "keepalive_strategy": self.strategy,
+            "keepalive_pings": len(self.pings),
+            "keepalive_pinned_s": round(self.pinned_s, 3),
+            "keepalive_usd": round(self.usd or 0.0, 6),
+            "keepalive_stop_reason": self.stop_reason,
+        }
 
     def __str__(self) -> str:
         cost = "unknown" if self.usd is None else f"${self.usd:.5f}"
         what = f"{len(self.pings)} ping(s)" if self.strategy == "ping" else f"pinned {self.pinned_s:.1f} s"
-        return (f"keep-alive {self.strategy} on {self.endpoint_id}: {what} over {self.duration_s:.1f} s, cost at most "
-                f"{cost}; stopped: {self.stop_reason}")
+        return (
+            f"keep-alive {self.strategy} on {self.endpoint_id}: {what} over {self.duration_s:.1f} s, cost at most "
+            f"{cost}; stopped: {self.stop_reason}"
+        )
 
 
 # -- the keep-alive -----------------------------------------------------------------------------
@@ -233,12 +245,24 @@ class KeepAlive:
     or let :meth:`wrap` (an ``openai.OpenAI`` client) or :meth:`langchain_callbacks` (``ChatOpenAI``)
     do it."""
 
-    def __init__(self, settings: Settings, api_key: Secret | str, endpoint_id: str, *, strategy: Strategy = "ping",
-                 conversation_idle_s: float = 600.0, max_session_s: float = 3600.0,
-                 cost_cap_usd: float | None = None, model: str = "", margin_s: float | None = None,
-                 pin_workers: int = 1, job_input: Mapping[str, Any] | None = None,
-                 leases: Path | None = None, install_signal_handlers: bool = True,
-                 time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: Secret | str,
+        endpoint_id: str,
+        *,
+        strategy: Strategy = "ping",
+        conversation_idle_s: float = 600.0,
+        max_session_s: float = 3600.0,
+        cost_cap_usd: float | None = None,
+        model: str = "",
+        margin_s: float | None = None,
+        pin_workers: int = 1,
+        job_input: Mapping[str, Any] | None = None,
+        leases: Path | None = None,
+        install_signal_handlers: bool = True,
+        time_scale: float = 1.0,
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ConfigError(f"keep-alive strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         for name, value in (("conversation_idle_s", conversation_idle_s), ("max_session_s", max_session_s)):
@@ -264,8 +288,9 @@ class KeepAlive:
         self.price_per_s = None if hourly is None else hourly / 3600
         self.margin_s = float(margin_s) if margin_s is not None else min(10.0, self.idle_timeout_s / 4)
         if not 0 < self.margin_s < self.idle_timeout_s:
-            raise ConfigError(f"margin_s must be between 0 and the idle timeout ({self.idle_timeout_s:g} s), "
-                              f"got {self.margin_s:g}")
+            raise ConfigError(
+                f"margin_s must be between 0 and the idle timeout ({self.idle_timeout_s:g} s), got {self.margin_s:g}"
+            )
         self.job_input = dict(job_input) if job_input is not None else ping_input(endpoint.image or "", model)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -278,8 +303,9 @@ class KeepAlive:
         self._lease: Lease | None = None
         self._pin_since: float | None = None
         self._old_handlers: dict[int, Any] = {}
-        self.report = KeepAliveReport(strategy=strategy, endpoint_id=endpoint_id, started_wall=0.0, duration_s=0.0,
-                                      stop_reason="not started")
+        self.report = KeepAliveReport(
+            strategy=strategy, endpoint_id=endpoint_id, started_wall=0.0, duration_s=0.0, stop_reason="not started"
+        )
         self.estimate = self._estimate()
 
     # -- cost
@@ -303,9 +329,16 @@ class KeepAlive:
             worst = None if self.price_per_s is None else self.max_session_s * self.price_per_s * self.pin_workers
         if worst is not None and self.cost_cap_usd is not None:
             worst = min(worst, self.cost_cap_usd)
-        return CostEstimate(self.strategy, hourly, self.idle_timeout_s,
-                            self.ping_interval_s if self.strategy == "ping" else None,
-                            self.usd_per_ping, max_pings, worst, self.cost_cap_usd)
+        return CostEstimate(
+            self.strategy,
+            hourly,
+            self.idle_timeout_s,
+            self.ping_interval_s if self.strategy == "ping" else None,
+            self.usd_per_ping,
+            max_pings,
+            worst,
+            self.cost_cap_usd,
+        )
 
     def _spent(self, now: float) -> float:
         if self.price_per_s is None:
@@ -344,7 +377,7 @@ class KeepAlive:
 
     # -- lifecycle
 
-    def start(self) -> "KeepAlive":
+    def start(self) -> KeepAlive:
         if self._thread is not None:
             raise RpbookError("this keep-alive was already started; create a new one per conversation")
         for message in recover_stale_pins(self.settings, self.api_key, self.leases):
@@ -401,16 +434,26 @@ class KeepAlive:
             endpoint = client.get_endpoint(self.endpoint_id)
             for _, lease in read_leases(self.leases):
                 if lease.endpoint_id == self.endpoint_id and lease.rest_url == self.settings.rest_url:
-                    raise RpbookError(f"endpoint {self.endpoint_id} is already pinned by pid {lease.pid} on "
-                                      f"{lease.host} until {time.ctime(lease.expires_at)}; use strategy 'ping' "
-                                      "or wait for that conversation to end")
+                    raise RpbookError(
+                        f"endpoint {self.endpoint_id} is already pinned by pid {lease.pid} on "
+                        f"{lease.host} until {time.ctime(lease.expires_at)}; use strategy 'ping' "
+                        "or wait for that conversation to end"
+                    )
             target = max(endpoint.workers_min, min(self.pin_workers, endpoint.workers_max))
             if target == endpoint.workers_min:
                 self.report.messages.append(f"workers.min is already {endpoint.workers_min}: nothing to pin")
                 return
             now = time.time()
-            self._lease = Lease(self.endpoint_id, self.settings.rest_url, endpoint.workers_min, target, os.getpid(),
-                                socket.gethostname(), now, now + self.max_session_s + LEASE_GRACE_S)
+            self._lease = Lease(
+                self.endpoint_id,
+                self.settings.rest_url,
+                endpoint.workers_min,
+                target,
+                os.getpid(),
+                socket.gethostname(),
+                now,
+                now + self.max_session_s + LEASE_GRACE_S,
+            )
             write_lease(self.leases, self._lease)  # before the change: a crash in between is recoverable
             client.update_endpoint(self.endpoint_id, {"workers": {"min": target}})
         self._pin_since = time.monotonic()
@@ -426,8 +469,10 @@ class KeepAlive:
             with RunpodClient(self.settings, self.api_key) as client:
                 self.report.messages.append(_restore(client, lease))
         except RpbookError as exc:
-            self.report.messages.append(f"could not restore workers.min of {lease.endpoint_id} ({exc}); the lease "
-                                        "stays and the next runbook restores it")
+            self.report.messages.append(
+                f"could not restore workers.min of {lease.endpoint_id} ({exc}); the lease "
+                "stays and the next runbook restores it"
+            )
             return
         _lease_path(self.leases, lease.endpoint_id).unlink(missing_ok=True)
 
@@ -458,8 +503,11 @@ class KeepAlive:
                 self._finish(reason)
                 return
             with self._lock:
-                due = (self.strategy == "ping" and self._in_flight == 0
-                       and now >= self._last_activity + self.ping_interval_s)
+                due = (
+                    self.strategy == "ping"
+                    and self._in_flight == 0
+                    and now >= self._last_activity + self.ping_interval_s
+                )
             if due:
                 self._ping(now)
                 continue
@@ -470,8 +518,14 @@ class KeepAlive:
         started = time.monotonic()
         record = PingRecord(job_id=None, sent_at=started - self._t0, duration_s=0.0, ok=False)
         try:
-            result = run_job(self.settings, self.api_key, self.endpoint_id, self.job_input,
-                             timeout_s=max(self.idle_timeout_s, 30.0), poll_s=min(0.5, self.margin_s / 4))
+            result = run_job(
+                self.settings,
+                self.api_key,
+                self.endpoint_id,
+                self.job_input,
+                timeout_s=max(self.idle_timeout_s, 30.0),
+                poll_s=min(0.5, self.margin_s / 4),
+            )
             record.job_id, record.ok = result.job_id, True
         except RpbookError as exc:
             record.error = str(exc)
@@ -483,7 +537,7 @@ class KeepAlive:
 
     # -- context managers
 
-    def __enter__(self) -> "KeepAlive":
+    def __enter__(self) -> KeepAlive:
         print(self.estimate)
         return self.start()
 
@@ -491,7 +545,7 @@ class KeepAlive:
         reason = "conversation closed" if exc_type is None else f"conversation ended by {exc_type.__name__}"
         self.stop(reason)
 
-    async def __aenter__(self) -> "KeepAlive":
+    async def __aenter__(self) -> KeepAlive:
         import asyncio
 
         print(self.estimate)
@@ -533,8 +587,12 @@ class KeepAlive:
         return [_TurnCallback()]
 
     def _repr_html_(self) -> str:
-        rows = [["strategy", self.strategy], ["endpoint", self.endpoint_id],
-                ["idle timeout", f"{self.idle_timeout_s:g} s"], ["estimate", str(self.estimate)]]
+        rows = [
+            ["strategy", self.strategy],
+            ["endpoint", self.endpoint_id],
+            ["idle timeout", f"{self.idle_timeout_s:g} s"],
+            ["estimate", str(self.estimate)],
+        ]
         if self.report.stop_reason not in ("not started", "running"):
             rows.append(["report", str(self.report)])
         return html_table(None, rows, row_headers=True)
@@ -598,6 +656,7 @@ def _turn_call(fn: Callable[..., Any], keepalive: KeepAlive) -> Callable[..., An
         if inspect.isawaitable(result):
             return settle(result, streaming)
         return finish(result, streaming)
+
     return call
 
 
@@ -619,7 +678,7 @@ class _Stream:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
-    def __enter__(self) -> "_Stream":
+    def __enter__(self) -> _Stream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

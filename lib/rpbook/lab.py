@@ -86,10 +86,23 @@ class RunbookContentsManager(AsyncLargeFileManager):
             self._display_names = {name: spec["spec"]["display_name"] for name, spec in specs.items()}
         return self._display_names
 
-    async def get(self, path: str, content: bool = True, type: str | None = None,  # noqa: A002
-                  format: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: A002
+    async def get(
+        self,
+        path: str,
+        content: bool = True,
+        type: str | None = None,  # noqa: A002
+        format: str | None = None,  # noqa: A002
+        require_hash: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        if require_hash:  # only then: the jupyter-server>=2.0 we allow has releases whose get() lacks it
+            kwargs["require_hash"] = require_hash
         model = await super().get(path, content=content, type=type, format=format, **kwargs)
-        if content and model.get("type") == "notebook" and isinstance(model.get("content"), dict) \
-                and not is_record(path):
+        if (
+            content
+            and model.get("type") == "notebook"
+            and isinstance(model.get("content"), dict)
+            and not is_record(path)
+        ):
             local_kernel_metadata(model["content"], self._kernel_display_names())
         return model

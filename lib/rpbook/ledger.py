@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from rpbook.errors import ConfigError, ControlPlaneError
 from rpbook.settings import Settings
@@ -70,7 +71,7 @@ class LedgerError(ConfigError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def ledger_path(settings: Settings) -> Path:
@@ -122,7 +123,8 @@ class Ledger:
             raise LedgerError(
                 f"cannot open the ledger {self.path} ({type(exc).__name__}: {exc}), so nothing was created: every "
                 f"resource must be recorded before it is created, or a crash could leave it billing unseen. Make "
-                f"the folder writable, or set {LEDGER_ENV} to a writable file, and run the cell again.") from None
+                f"the folder writable, or set {LEDGER_ENV} to a writable file, and run the cell again."
+            ) from None
         return conn
 
     def _write(self, sql: str, args: tuple[object, ...]) -> int:
@@ -131,8 +133,10 @@ class Ledger:
                 cursor = conn.execute(sql, args)
                 return int(cursor.lastrowid or 0)
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write the ledger {self.path} ({type(exc).__name__}: {exc}). Make it "
-                              f"writable (or set {LEDGER_ENV}) and run the cell again.") from None
+            raise LedgerError(
+                f"cannot write the ledger {self.path} ({type(exc).__name__}: {exc}). Make it "
+                f"writable (or set {LEDGER_ENV}) and run the cell again."
+            ) from None
 
     def intend(self, kind: str, name: str, *, run_dir: str | None = None) -> int:
         """Commit a ``creating`` row before the create call; return its number."""
@@ -141,19 +145,25 @@ class Ledger:
         return self._write(
             "INSERT INTO resources (target, base_url, kind, name, resource_id, status, run_dir, pid, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, NULL, 'creating', ?, ?, ?, ?)",
-            (self.target, self.base_url, kind, name, run, os.getpid(), stamp, stamp))
+            (self.target, self.base_url, kind, name, run, os.getpid(), stamp, stamp),
+        )
 
     def mark(self, seq: int, status: Status, *, resource_id: str | None = None, note: str = "") -> None:
         """Set a row's status (and its id when it becomes known)."""
-        self._write("UPDATE resources SET status = ?, resource_id = COALESCE(?, resource_id), updated_at = ?, "
-                    "note = ? WHERE seq = ?", (status, resource_id, _now(), note, seq))
+        self._write(
+            "UPDATE resources SET status = ?, resource_id = COALESCE(?, resource_id), updated_at = ?, "
+            "note = ? WHERE seq = ?",
+            (status, resource_id, _now(), note, seq),
+        )
 
     def entries(self, *, statuses: tuple[str, ...] | None = ACTIVE) -> list[LedgerEntry]:
         """This account's rows, oldest first (``statuses`` None: all of them)."""
         if not self.path.exists():
             return []
-        sql = ("SELECT seq, target, base_url, kind, name, resource_id, status, run_dir, created_at, updated_at, "
-               "note FROM resources WHERE target = ? AND base_url = ?")
+        sql = (
+            "SELECT seq, target, base_url, kind, name, resource_id, status, run_dir, created_at, updated_at, "
+            "note FROM resources WHERE target = ? AND base_url = ?"
+        )
         args: list[object] = [self.target, self.base_url]
         if statuses is not None:
             sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
@@ -179,7 +189,6 @@ class Ledger:
         return resource
 
 
-def record_create(settings: Settings, kind: str, name: str, create: Callable[[], T],
-                  id_of: Callable[[T], str]) -> T:
+def record_create(settings: Settings, kind: str, name: str, create: Callable[[], T], id_of: Callable[[T], str]) -> T:
     """What ``rpbook.plans.apply`` calls around every create: see :meth:`Ledger.record_create`."""
     return Ledger.for_settings(settings).record_create(kind, name, create, id_of)

@@ -109,7 +109,7 @@ class SLO:
     tpot_ms: float | None = None
     e2el_ms: float | None = None
 
-    def met(self, r: "RequestRecord") -> bool:
+    def met(self, r: RequestRecord) -> bool:
         if r.error:
             return False
         checks = [(self.ttft_ms, r.ttft_s), (self.tpot_ms, r.tpot_s), (self.e2el_ms, r.e2el_s)]
@@ -193,7 +193,9 @@ class LoadTestResult:
             if r.error:
                 errors[r.error] = errors.get(r.error, 0) + 1
         out: dict[str, Any] = {
-            "requests": len(rows), "completed": len(ok), "errors": errors,
+            "requests": len(rows),
+            "completed": len(ok),
+            "errors": errors,
             "cold_starts_seen": sum(1 for r in rows if r.cold),
             "duration_s": duration,
             "request_throughput_per_s": len(ok) / duration if duration else 0.0,
@@ -202,11 +204,15 @@ class LoadTestResult:
             "max_concurrency_seen": max((r.concurrency_at_send for r in rows), default=0),
             "transport_overhead_ms": self.transport_overhead_s * 1000,
         }
-        series = {"ttft_ms": [r.ttft_s for r in ok], "tpot_ms": [r.tpot_s for r in ok],
-                  "itl_ms": [x for r in ok for x in r.itl_s], "e2el_ms": [r.e2el_s for r in ok],
-                  "queue_delay_ms": [r.queue_delay_s for r in ok]}
+        series: dict[str, list[float | None]] = {
+            "ttft_ms": [r.ttft_s for r in ok],
+            "tpot_ms": [r.tpot_s for r in ok],
+            "itl_ms": [x for r in ok for x in r.itl_s],
+            "e2el_ms": [r.e2el_s for r in ok],
+            "queue_delay_ms": [r.queue_delay_s for r in ok],
+        }
         for name, values in series.items():
-            clean = np.array([v * 1000 for v in values if v is not None], dtype=float)
+            clean = np.array([v * 1000 for v in values if v is not None], dtype=np.float64)
             if clean.size == 0:
                 continue
             out[f"mean_{name}"] = float(clean.mean())
@@ -217,9 +223,22 @@ class LoadTestResult:
     @property
     def figures(self) -> dict[str, float | int]:
         s = self.summary()
-        keys = ("requests", "completed", "cold_starts_seen", "request_throughput_per_s",
-                "output_token_throughput_per_s", "goodput_per_s", "p50_ttft_ms", "p99_ttft_ms", "p50_itl_ms",
-                "p99_itl_ms", "p50_e2el_ms", "p99_e2el_ms", "p50_queue_delay_ms", "transport_overhead_ms")
+        keys = (
+            "requests",
+            "completed",
+            "cold_starts_seen",
+            "request_throughput_per_s",
+            "output_token_throughput_per_s",
+            "goodput_per_s",
+            "p50_ttft_ms",
+            "p99_ttft_ms",
+            "p50_itl_ms",
+            "p99_itl_ms",
+            "p50_e2el_ms",
+            "p99_e2el_ms",
+            "p50_queue_delay_ms",
+            "transport_overhead_ms",
+        )
         out = {f"load_{k}": round(s[k], 3) if isinstance(s[k], float) else s[k] for k in keys if k in s}
         out["load_errors"] = sum(s["errors"].values())
         return out
@@ -235,12 +254,24 @@ class LoadTestResult:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
             writer.writeheader()
             writer.writerows(rows)
-        json_path.write_text(json.dumps({
-            "endpoint_id": self.endpoint_id, "route": self.route, "shape": asdict(self.shape),
-            "slo": asdict(self.slo), "max_tokens": self.max_tokens, "versions": self.versions,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
-            "summary": self.summary(), "health": [asdict(h) for h in self.health], "requests": rows,
-        }, indent=1, default=str))
+        json_path.write_text(
+            json.dumps(
+                {
+                    "endpoint_id": self.endpoint_id,
+                    "route": self.route,
+                    "shape": asdict(self.shape),
+                    "slo": asdict(self.slo),
+                    "max_tokens": self.max_tokens,
+                    "versions": self.versions,
+                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
+                    "summary": self.summary(),
+                    "health": [asdict(h) for h in self.health],
+                    "requests": rows,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         self.files = {"json": str(json_path), "csv": str(csv_path)}
         return self.files
 
@@ -249,16 +280,23 @@ class LoadTestResult:
         errs = ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "none"
         ttft = f"p50 TTFT {s['p50_ttft_ms']:.1f} ms" if "p50_ttft_ms" in s else "TTFT n/a"
         itl = f"p50 ITL {s['p50_itl_ms']:.2f} ms" if "p50_itl_ms" in s else "ITL n/a"
-        return (f"{s['completed']}/{s['requests']} requests ok in {s['duration_s']:.2f} s ({self.shape.kind}); {ttft}, "
-                f"{itl}, p50 E2EL {s.get('p50_e2el_ms', float('nan')):.1f} ms; {s['request_throughput_per_s']:.2f} req/s, "
-                f"{s['output_token_throughput_per_s']:.1f} tok/s; cold starts seen {s['cold_starts_seen']}; "
-                f"errors: {errs}")
+        return (
+            f"{s['completed']}/{s['requests']} requests ok in {s['duration_s']:.2f} s ({self.shape.kind}); {ttft}, "
+            f"{itl}, p50 E2EL {s.get('p50_e2el_ms', float('nan')):.1f} ms; {s['request_throughput_per_s']:.2f} req/s, "
+            f"{s['output_token_throughput_per_s']:.1f} tok/s; cold starts seen {s['cold_starts_seen']}; "
+            f"errors: {errs}"
+        )
 
     def _repr_html_(self) -> str:
         s = self.summary()
         rows = []
-        for name, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL"),
-                            ("queue_delay_ms", "queue delay")):
+        for name, label in (
+            ("ttft_ms", "TTFT"),
+            ("tpot_ms", "TPOT"),
+            ("itl_ms", "ITL"),
+            ("e2el_ms", "E2EL"),
+            ("queue_delay_ms", "queue delay"),
+        ):
             if f"mean_{name}" in s:
                 rows.append([label] + [f"{s[f'{k}_{name}']:.2f}" for k in ("mean", "p50", "p90", "p95", "p99")])
         table = html_table(["ms", "mean", "p50", "p90", "p95", "p99"], rows, right=(1, 2, 3, 4, 5))
@@ -269,9 +307,21 @@ class LoadTestResult:
 
 
 class _Runner:
-    def __init__(self, settings: Settings, api_key: str, endpoint_id: str, model: str, route: str,
-                 shape: LoadShape, max_tokens: int, prompt: str, timeout_s: float, health_interval_s: float,
-                 poll_s: float, progress: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: str,
+        endpoint_id: str,
+        model: str,
+        route: str,
+        shape: LoadShape,
+        max_tokens: int,
+        prompt: str,
+        timeout_s: float,
+        health_interval_s: float,
+        poll_s: float,
+        progress: bool,
+    ) -> None:
         self.base = f"{settings.queue_url}/{endpoint_id}"
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.model, self.route, self.shape = model, route, shape
@@ -285,10 +335,12 @@ class _Runner:
 
     async def run(self) -> tuple[list[RequestRecord], list[HealthSample], float]:
         limit = max(self.shape.concurrency, 1) + 16
-        limits = httpx.Limits(max_connections=None if self.shape.kind != "closed" else limit,
-                              max_keepalive_connections=limit)
-        async with httpx.AsyncClient(headers=self.headers, limits=limits,
-                                     timeout=httpx.Timeout(self.timeout_s, connect=30)) as client:
+        limits = httpx.Limits(
+            max_connections=None if self.shape.kind != "closed" else limit, max_keepalive_connections=limit
+        )
+        async with httpx.AsyncClient(
+            headers=self.headers, limits=limits, timeout=httpx.Timeout(self.timeout_s, connect=30)
+        ) as client:
             self.client = client
             self.t0 = time.monotonic()
             await self._sample_health()
@@ -297,8 +349,12 @@ class _Runner:
                 if self.shape.warmup_requests:
                     await self._closed(self.shape.warmup_requests, warmup=True, deadline=None)
                 overhead = await self._transport_overhead()
-                bar = progress_bar(self.shape.num_requests, "load test", enabled=self.progress,
-                                   bar_format="{desc}: {n_fmt}/{total_fmt} requests [{elapsed}, {rate_fmt}]")
+                bar = progress_bar(
+                    self.shape.num_requests,
+                    "load test",
+                    enabled=self.progress,
+                    bar_format="{desc}: {n_fmt}/{total_fmt} requests [{elapsed}, {rate_fmt}]",
+                )
                 self.bar = bar
                 deadline = time.monotonic() + self.shape.duration_s
                 try:
@@ -344,9 +400,16 @@ class _Runner:
         jobs, workers = body.get("jobs") or {}, body.get("workers") or {}
         ready = int(workers.get("ready") or 0) or int(workers.get("idle") or 0) + int(workers.get("running") or 0)
         self.ready_now = ready > 0
-        self.health.append(HealthSample(time.monotonic() - self.t0, int(jobs.get("inQueue") or 0),
-                                        int(jobs.get("inProgress") or 0), ready, int(workers.get("running") or 0),
-                                        int(workers.get("initializing") or 0)))
+        self.health.append(
+            HealthSample(
+                time.monotonic() - self.t0,
+                int(jobs.get("inQueue") or 0),
+                int(jobs.get("inProgress") or 0),
+                ready,
+                int(workers.get("running") or 0),
+                int(workers.get("initializing") or 0),
+            )
+        )
 
     async def _closed(self, count: int, *, warmup: bool, deadline: float | None) -> None:
         next_index = iter(range(len(self.records), len(self.records) + count))
@@ -381,8 +444,14 @@ class _Runner:
 
     async def _one(self, index: int, warmup: bool) -> None:
         self.in_flight += 1
-        record = RequestRecord(index=index, route=self.route, warmup=warmup, sent_s=time.monotonic() - self.t0,
-                               concurrency_at_send=self.in_flight, cold=not self.ready_now)
+        record = RequestRecord(
+            index=index,
+            route=self.route,
+            warmup=warmup,
+            sent_s=time.monotonic() - self.t0,
+            concurrency_at_send=self.in_flight,
+            cold=not self.ready_now,
+        )
         self.records.append(record)
         start = time.perf_counter()
         try:
@@ -414,8 +483,13 @@ class _Runner:
         else:
             url = f"{self.base}/openai/v1/completions"
             body = {"prompt": self.prompt}
-        body.update(model=self.model, max_tokens=self.max_tokens, stream=True, ignore_eos=True,
-                    stream_options={"include_usage": True})
+        body.update(
+            model=self.model,
+            max_tokens=self.max_tokens,
+            stream=True,
+            ignore_eos=True,
+            stream_options={"include_usage": True},
+        )
         last: float | None = None
         done: float | None = None
         chunks = 0
@@ -460,8 +534,7 @@ class _Runner:
             record.tpot_s = (record.e2el_s - record.ttft_s) / (record.output_tokens - 1)
 
     async def _queue(self, record: RequestRecord, start: float) -> None:
-        job = {"input": {"prompt": self.prompt, "sampling_params": {"max_tokens": self.max_tokens,
-                                                                    "ignore_eos": True}}}
+        job = {"input": {"prompt": self.prompt, "sampling_params": {"max_tokens": self.max_tokens, "ignore_eos": True}}}
         response = await self.client.post(f"{self.base}/run", json=job)
         if response.status_code >= 400:
             self._http_error(record, response.status_code, response.text)
@@ -509,24 +582,44 @@ def _find_usage(output: Any) -> int | None:
 def _versions(settings: Settings, api_key: Secret, endpoint_id: str) -> dict[str, str]:
     from rpbook.controlplane import RunpodClient
 
-    out = {"rpbook": __version__, "httpx": httpx.__version__, "python": platform.python_version(),
-           "target": settings.target}
+    out = {
+        "rpbook": __version__,
+        "httpx": httpx.__version__,
+        "python": platform.python_version(),
+        "target": settings.target,
+    }
     try:
         with RunpodClient(settings, api_key) as client:
             endpoint = client.get_endpoint(endpoint_id)
-        out.update(image=str(endpoint.image), workers=f"{endpoint.workers_min}-{endpoint.workers_max}",
-                   idle_timeout_s=str(endpoint.idle_timeout_s), gpu_pools=",".join(endpoint.gpu_pools))
+        out.update(
+            image=str(endpoint.image),
+            workers=f"{endpoint.workers_min}-{endpoint.workers_max}",
+            idle_timeout_s=str(endpoint.idle_timeout_s),
+            gpu_pools=",".join(endpoint.gpu_pools),
+        )
     except Exception as exc:  # noqa: BLE001 - versions are informative; the run itself matters
         out["endpoint"] = f"unreadable: {type(exc).__name__}"
     return out
 
 
-def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str | NotCreated, model: str, *,
-                  route: Route = "chat", shape: LoadShape | None = None, slo: SLO | None = None,
-                  max_tokens: int = 64, prompt: str = "Write a short story about a lighthouse.",
-                  timeout_s: float = 600.0, health_interval_s: float = 0.5, poll_s: float = 0.2,
-                  progress: bool = True, out_dir: str | Path | None = None,
-                  name: str = "loadtest") -> LoadTestResult | Skipped:
+def run_load_test(
+    settings: Settings,
+    api_key: Secret | str,
+    endpoint_id: str | NotCreated,
+    model: str,
+    *,
+    route: Route = "chat",
+    shape: LoadShape | None = None,
+    slo: SLO | None = None,
+    max_tokens: int = 64,
+    prompt: str = "Write a short story about a lighthouse.",
+    timeout_s: float = 600.0,
+    health_interval_s: float = 0.5,
+    poll_s: float = 0.2,
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    name: str = "loadtest",
+) -> LoadTestResult | Skipped:
     """Run one load test and return every request and the summary; with ``out_dir`` also write
     ``<name>.json`` and ``<name>.csv`` there. Safe to call from a notebook (runs its own event loop
     in a thread)."""
@@ -536,13 +629,35 @@ def run_load_test(settings: Settings, api_key: Secret | str, endpoint_id: str | 
         raise ConfigError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
     shape = shape or LoadShape()
     secret = api_key if isinstance(api_key, Secret) else Secret("RUNPOD_API_KEY", reveal_api_key(api_key), "argument")
-    runner = _Runner(settings, secret.reveal(), endpoint_id, model, route, shape, max_tokens, prompt, timeout_s,
-                     health_interval_s, poll_s, progress)
+    runner = _Runner(
+        settings,
+        secret.reveal(),
+        endpoint_id,
+        model,
+        route,
+        shape,
+        max_tokens,
+        prompt,
+        timeout_s,
+        health_interval_s,
+        poll_s,
+        progress,
+    )
     started = time.time()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         records, samples, overhead = pool.submit(asyncio.run, runner.run()).result()
-    result = LoadTestResult(endpoint_id, route, shape, slo or SLO(), max_tokens, records, samples, overhead,
-                            _versions(settings, secret, endpoint_id), started)
+    result = LoadTestResult(
+        endpoint_id,
+        route,
+        shape,
+        slo or SLO(),
+        max_tokens,
+        records,
+        samples,
+        overhead,
+        _versions(settings, secret, endpoint_id),
+        started,
+    )
     if out_dir is not None:
         result.save(out_dir, name)
     return result
@@ -595,8 +710,12 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ok = [r for r in result.measured if not r.error]
     fig, axes = new_figure(14, 3.8, 3)
     ax = axes[0]
-    for label, values in (("TTFT", [r.ttft_s for r in ok]), ("ITL", [x for r in ok for x in r.itl_s]),
-                          ("E2EL", [r.e2el_s for r in ok]), ("queue delay", [r.queue_delay_s for r in ok])):
+    for label, values in (
+        ("TTFT", [r.ttft_s for r in ok]),
+        ("ITL", [x for r in ok for x in r.itl_s]),
+        ("E2EL", [r.e2el_s for r in ok]),
+        ("queue delay", [r.queue_delay_s for r in ok]),
+    ):
         clean = np.sort([v * 1000 for v in values if v is not None])
         if clean.size:
             ax.step(clean, np.arange(1, clean.size + 1) / clean.size, where="post", label=label)
@@ -607,8 +726,9 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ax.legend()
 
     ax = axes[1]
-    events = sorted([(r.sent_s, 1) for r in result.requests] +
-                    [(r.sent_s + (r.e2el_s or 0.0), -1) for r in result.requests])
+    events = sorted(
+        [(r.sent_s, 1) for r in result.requests] + [(r.sent_s + (r.e2el_s or 0.0), -1) for r in result.requests]
+    )
     times, level, levels = [], 0, []
     for t, delta in events:
         level += delta
@@ -618,8 +738,13 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     if result.health:
         hs = result.health
         ax.step([h.t_s for h in hs], [h.ready for h in hs], where="post", label="workers ready (/health)")
-        ax.step([h.t_s for h in hs], [h.initializing for h in hs], where="post", label="workers initializing",
-                linestyle="--")
+        ax.step(
+            [h.t_s for h in hs],
+            [h.initializing for h in hs],
+            where="post",
+            label="workers initializing",
+            linestyle="--",
+        )
         ax.step([h.t_s for h in hs], [h.in_queue for h in hs], where="post", label="jobs in queue", linestyle=":")
     for t in pings_s or []:
         ax.axvline(t, color="gray", alpha=0.4, linewidth=1)
@@ -630,7 +755,7 @@ def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -
     ax = axes[2]
     pairs = [(r.concurrency_at_send, r.ttft_s * 1000) for r in ok if r.ttft_s is not None]
     if pairs:
-        ax.scatter(*zip(*pairs), s=8, alpha=0.6)
+        ax.scatter(*zip(*pairs, strict=True), s=8, alpha=0.6)
     ax.set_xlabel("requests in flight at send")
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("TTFT vs concurrency")

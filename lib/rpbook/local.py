@@ -33,10 +33,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -77,8 +77,10 @@ class LocalpodStatus:
 
 # -------------------------------------------------------------------------------------- public API
 
-def ensure_localpod(settings: Settings, *, state_dir: Path = DEFAULT_STATE_DIR, profile: str = "fast",
-                    timeout_s: float = 30) -> LocalpodStatus:
+
+def ensure_localpod(
+    settings: Settings, *, state_dir: Path = DEFAULT_STATE_DIR, profile: str = "fast", timeout_s: float = 30
+) -> LocalpodStatus:
     """Reuse the localpod at ``settings.localpod_url`` or start one there; a no-op for target runpod.
 
     A running localpod must accept our ``RUNPOD_API_KEY``; one started with another key raises
@@ -159,10 +161,14 @@ def running_localpod(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[int | None, s
 
 def localpod_running(settings: Settings) -> bool:
     """True when a localpod answers its health route at ``settings.localpod_url``."""
-    return bool(settings.localpod_url) and _health(settings.localpod_url.rstrip("/"))
+    url = settings.localpod_url
+    if not url:
+        return False
+    return _health(url.rstrip("/"))
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
 
 def _health(url: str, timeout_s: float = 2) -> bool:
     try:
@@ -181,11 +187,13 @@ def _verify_key(settings: Settings, url: str, state_dir: Path) -> None:
     """A localpod started with another key answers 401 to ours: say so before any notebook step fails."""
     key = settings.runpod_api_key()
     try:
-        response = httpx.get(f"{settings.rest_url}/v2/serverless",
-                             headers={"Authorization": f"Bearer {key.reveal()}"}, timeout=10)
+        response = httpx.get(
+            f"{settings.rest_url}/v2/serverless", headers={"Authorization": f"Bearer {key.reveal()}"}, timeout=10
+        )
     except httpx.HTTPError as err:
-        raise RpbookError(f"localpod at {url} answers its health check but not its REST API: "
-                          f"{scrub(str(err)) or type(err).__name__}") from None
+        raise RpbookError(
+            f"localpod at {url} answers its health check but not its REST API: {scrub(str(err)) or type(err).__name__}"
+        ) from None
     if response.status_code == 401:
         port = urlsplit(url).port
         raise ConfigError(
@@ -194,7 +202,8 @@ def _verify_key(settings: Settings, url: str, state_dir: Path) -> None:
             f"rpbook.local.stop_localpod(Path({str(state_dir)!r})) if these notebooks started it, else stop "
             f"the process listening on port {port} (e.g. `lsof -i :{port}`) — and run again, or set "
             f"RUNPOD_API_KEY (environment or {settings.env_file}) to the key it was started with "
-            f"(its LOCALPOD_API_KEY), or point LOCALPOD_URL at another port.")
+            f"(its LOCALPOD_API_KEY), or point LOCALPOD_URL at another port."
+        )
 
 
 def _state_in_use(state_dir: Path, url: str, holder: tuple[int | None, str | None]) -> RpbookError:
@@ -205,18 +214,22 @@ def _state_in_use(state_dir: Path, url: str, holder: tuple[int | None, str | Non
             f"{pid or '?'}), and one folder takes one server (a second would lose the first one's resources). "
             f"Either set LOCALPOD_URL={running_url} to use it, or stop it (`make stop`, or "
             f"rpbook.local.stop_localpod(Path({str(state_dir)!r}))) and run again to start one at {url}, or use "
-            f"another state folder (RPBOOK_LOCALPOD_DIR).")
+            f"another state folder (RPBOOK_LOCALPOD_DIR)."
+        )
     return RpbookError(
         f"The localpod serving {state_dir} (pid {pid or '?'}, {running_url or url}) holds its state lock but does not "
-        f"answer its health check. Look at {state_dir / LOG_FILE}; stop it (`make stop`) and run again.")
+        f"answer its health check. Look at {state_dir / LOG_FILE}; stop it (`make stop`) and run again."
+    )
 
 
 def _loopback_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS:
-        raise ConfigError(f"localpod is not answering at {url}, and rpbook only starts it on this machine "
-                          "(http://127.0.0.1:<port>). Start it where it should run (`localpod serve`) or set "
-                          "LOCALPOD_URL to http://127.0.0.1:<port>.")
+        raise ConfigError(
+            f"localpod is not answering at {url}, and rpbook only starts it on this machine "
+            "(http://127.0.0.1:<port>). Start it where it should run (`localpod serve`) or set "
+            "LOCALPOD_URL to http://127.0.0.1:<port>."
+        )
     return "127.0.0.1", parts.port or 80
 
 
@@ -240,16 +253,39 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
 
 def _spawn(settings: Settings, host: str, port: int, profile: str, state_dir: Path) -> subprocess.Popen[bytes]:
     hf_token = settings.hf_token().reveal()
-    env = {**os.environ,
-           "LOCALPOD_API_KEY": settings.runpod_api_key().reveal(),
-           "LOCALPOD_HF_TOKEN": hf_token,
-           f"LOCALPOD_SECRET_{HF_SECRET_NAME}": hf_token}
-    command = [sys.executable, "-m", "localpod", "serve", "--host", host, "--port", str(port),
-               "--profile", profile, "--state", str(state_dir / STATE_FILE), "--log-file", str(state_dir / LOG_FILE)]
+    env = {
+        **os.environ,
+        "LOCALPOD_API_KEY": settings.runpod_api_key().reveal(),
+        "LOCALPOD_HF_TOKEN": hf_token,
+        f"LOCALPOD_SECRET_{HF_SECRET_NAME}": hf_token,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "localpod",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--profile",
+        profile,
+        "--state",
+        str(state_dir / STATE_FILE),
+        "--log-file",
+        str(state_dir / LOG_FILE),
+    ]
     # Until it holds the state lock, localpod writes only here; then it switches to localpod.log.
     with open(state_dir / START_LOG_FILE, "wb") as log:
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     _CHILDREN[proc.pid] = proc
     return proc
 
@@ -268,16 +304,21 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeo
             tail = _log_tail(log_file)
             hint = ""
             if "address already in use" in tail.lower():
-                hint = (f" Port {urlsplit(url).port} is taken by another program: free it, or set LOCALPOD_URL "
-                        "to http://127.0.0.1:<free port>.")
+                hint = (
+                    f" Port {urlsplit(url).port} is taken by another program: free it, or set LOCALPOD_URL "
+                    "to http://127.0.0.1:<free port>."
+                )
             elif "ModuleNotFoundError" in tail:
                 # rpbook installs without the emulator's server stack (pyproject's [localpod] extra).
                 hint = " The emulator's packages are missing: pip install 'runpod-runbooks[localpod]' (or make demo)."
-            raise RpbookError(f"localpod exited (code {code}) before answering at {url}.{hint} Last lines of "
-                              f"{log_file}:\n{tail}")
+            raise RpbookError(
+                f"localpod exited (code {code}) before answering at {url}.{hint} Last lines of {log_file}:\n{tail}"
+            )
         if time.monotonic() > deadline:
-            raise RpbookError(f"localpod did not answer at {url} within {timeout_s:g} s. Last lines of "
-                              f"{log_file}:\n{_log_tail(log_file)}")
+            raise RpbookError(
+                f"localpod did not answer at {url} within {timeout_s:g} s. Last lines of "
+                f"{log_file}:\n{_log_tail(log_file)}"
+            )
         time.sleep(0.1)
 
 
@@ -336,8 +377,9 @@ def _is_localpod(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         try:
-            cmdline = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
-                                     timeout=5).stdout
+            cmdline = subprocess.run(
+                ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, timeout=5
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return True
     return "localpod" in cmdline and "serve" in cmdline

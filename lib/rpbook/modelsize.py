@@ -9,8 +9,9 @@ whatever has the numbers (readiness, preflight, budget). Byte fields are exact; 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from rpbook.errors import ConfigError, HubError
 
@@ -59,13 +60,16 @@ class GpuMemoryEstimate:
     @property
     def breakdown_gb(self) -> dict[str, float]:
         """Each part in GiB, rounded for display."""
-        return {"weights": round(self.weights_bytes / GIB, 2), "kv_cache": round(self.kv_cache_bytes / GIB, 2),
-                "overhead": round(self.overhead_bytes / GIB, 2), "total": round(self.total_bytes / GIB, 2),
-                "required": round(self.required_bytes / GIB, 2)}
+        return {
+            "weights": round(self.weights_bytes / GIB, 2),
+            "kv_cache": round(self.kv_cache_bytes / GIB, 2),
+            "overhead": round(self.overhead_bytes / GIB, 2),
+            "total": round(self.total_bytes / GIB, 2),
+            "required": round(self.required_bytes / GIB, 2),
+        }
 
 
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp32": 4, "fp16": 2, "bf16": 2, "half": 2,
-                "float": 4}
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp32": 4, "fp16": 2, "bf16": 2, "half": 2, "float": 4}
 
 
 def check_sequence_arguments(max_model_len: int, gpu_memory_utilization: float) -> None:
@@ -76,8 +80,14 @@ def check_sequence_arguments(max_model_len: int, gpu_memory_utilization: float) 
         raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
 
 
-def gpu_memory_estimate(repo_id: str, config: Mapping[str, Any], weights_bytes: int, weights_dtype: str | None,
-                        max_model_len: int, gpu_memory_utilization: float = 0.9) -> GpuMemoryEstimate:
+def gpu_memory_estimate(
+    repo_id: str,
+    config: Mapping[str, Any],
+    weights_bytes: int,
+    weights_dtype: str | None,
+    max_model_len: int,
+    gpu_memory_utilization: float = 0.9,
+) -> GpuMemoryEstimate:
     """The smallest GPU that serves a model with vLLM for ONE sequence of ``max_model_len`` tokens
     (vLLM refuses to start when even one does not fit in the KV cache)::
 
@@ -100,8 +110,10 @@ def gpu_memory_estimate(repo_id: str, config: Mapping[str, Any], weights_bytes: 
         kv_heads = int(config.get("num_key_value_heads") or heads)
         head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
     except (KeyError, TypeError, ValueError):
-        raise HubError(f"config.json of {repo_id} lacks num_hidden_layers / num_attention_heads / hidden_size; "
-                       "cannot estimate its KV cache.") from None
+        raise HubError(
+            f"config.json of {repo_id} lacks num_hidden_layers / num_attention_heads / hidden_size; "
+            "cannot estimate its KV cache."
+        ) from None
     checkpoint_dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").lower()
     dtype = "float16" if checkpoint_dtype in ("float32", "fp32", "float") else checkpoint_dtype
     dtype_bytes = _DTYPE_BYTES.get(dtype, 2)
@@ -110,12 +122,22 @@ def gpu_memory_estimate(repo_id: str, config: Mapping[str, Any], weights_bytes: 
     per_token = 2 * layers * kv_heads * head_dim * dtype_bytes
     kv_bytes = per_token * max_model_len
     total = weights_bytes + kv_bytes + OVERHEAD_BYTES
-    return GpuMemoryEstimate(repo=repo_id, max_model_len=max_model_len,
-                             gpu_memory_utilization=gpu_memory_utilization, weights_bytes=weights_bytes,
-                             kv_cache_bytes=kv_bytes, kv_bytes_per_token=per_token, overhead_bytes=OVERHEAD_BYTES,
-                             total_bytes=total, required_bytes=int(math.ceil(total / gpu_memory_utilization)),
-                             num_hidden_layers=layers, num_key_value_heads=kv_heads, head_dim=head_dim,
-                             dtype=dtype, dtype_bytes=dtype_bytes)
+    return GpuMemoryEstimate(
+        repo=repo_id,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        weights_bytes=weights_bytes,
+        kv_cache_bytes=kv_bytes,
+        kv_bytes_per_token=per_token,
+        overhead_bytes=OVERHEAD_BYTES,
+        total_bytes=total,
+        required_bytes=math.ceil(total / gpu_memory_utilization),
+        num_hidden_layers=layers,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        dtype=dtype,
+        dtype_bytes=dtype_bytes,
+    )
 
 
 def smallest_fitting_pool(memory_gb: float, pools: Mapping[str, int]) -> str | None:
@@ -146,5 +168,5 @@ def recommend_volume_gb(weights_bytes: int) -> int:
     if weights_bytes < 0:
         raise ConfigError(f"weights_bytes must be >= 0, got {weights_bytes}")
     needed_gb = weights_bytes / 1e9 * 1.3 + 5
-    rounded = int(math.ceil(needed_gb / 5 - 1e-9)) * 5
+    rounded = math.ceil(needed_gb / 5 - 1e-9) * 5
     return max(VOLUME_MIN_GB, min(VOLUME_MAX_GB, rounded))

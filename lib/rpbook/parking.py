@@ -14,9 +14,9 @@ an unused endpoint alive; the report warns about that.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from rpbook.history import HistoryRun
 
@@ -54,13 +54,17 @@ class ParkingStatus:
     def warning(self) -> str | None:
         """Why a human should look, or None."""
         if self.parked_to is not None:
-            return (f"{self.endpoint}: no request for {self.idle_days:.1f} days, so Runpod has lowered max workers "
-                    f"to {self.parked_to}; raise it again (PATCH workers.max) before the next check or it will "
-                    "wait in the queue")
+            return (
+                f"{self.endpoint}: no request for {self.idle_days:.1f} days, so Runpod has lowered max workers "
+                f"to {self.parked_to}; raise it again (PATCH workers.max) before the next check or it will "
+                "wait in the queue"
+            )
         if self.only_scheduled:
-            return (f"{self.endpoint}: only the scheduled check's own pings keep it out of idle parking (no other "
-                    "request in the last 3 days is known; 3 days -> max workers 2, 7 days -> 0); if nobody else "
-                    "uses it, consider deleting it instead of paying for daily wake-ups")
+            return (
+                f"{self.endpoint}: only the scheduled check's own pings keep it out of idle parking (no other "
+                "request in the last 3 days is known; 3 days -> max workers 2, 7 days -> 0); if nobody else "
+                "uses it, consider deleting it instead of paying for daily wake-ups"
+            )
         return None
 
     def __str__(self) -> str:
@@ -71,13 +75,14 @@ class ParkingStatus:
 
 def _utc(moment: datetime | str) -> datetime:
     value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def parking_status(endpoint: str, last_request_at: datetime | str, *, now: datetime | None = None,
-                   only_scheduled: bool = False) -> ParkingStatus:
+def parking_status(
+    endpoint: str, last_request_at: datetime | str, *, now: datetime | None = None, only_scheduled: bool = False
+) -> ParkingStatus:
     """Days left before each parking step from a known last-request time (naive times are UTC)."""
-    return ParkingStatus(endpoint, _utc(last_request_at), _utc(now or datetime.now(timezone.utc)), only_scheduled)
+    return ParkingStatus(endpoint, _utc(last_request_at), _utc(now or datetime.now(UTC)), only_scheduled)
 
 
 def _endpoint_of(run: HistoryRun) -> str:
@@ -88,8 +93,9 @@ def _endpoint_of(run: HistoryRun) -> str:
     return run.target
 
 
-def parking_from_history(runs: Sequence[HistoryRun], *, now: datetime | None = None,
-                         other_requests: dict[str, datetime | str] | None = None) -> list[ParkingStatus]:
+def parking_from_history(
+    runs: Sequence[HistoryRun], *, now: datetime | None = None, other_requests: dict[str, datetime | str] | None = None
+) -> list[ParkingStatus]:
     """One status per endpoint the newest run of each target woke, the newest run's start that woke
     it as its last request (older endpoint ids were torn down or replaced and are left out).
 
@@ -114,7 +120,7 @@ def parking_from_history(runs: Sequence[HistoryRun], *, now: datetime | None = N
         other = others.get(endpoint)
         latest = max(pinged, other) if other is not None else pinged
         # The check is what keeps it alive when, without its pings, the endpoint would be parked.
-        reference = now or datetime.now(timezone.utc)
+        reference = now or datetime.now(UTC)
         kept_by_check = other is None or (_utc(reference) - other).total_seconds() >= PARKING_STEPS[0][0] * DAY_S
         statuses.append(parking_status(endpoint, latest, now=now, only_scheduled=kept_by_check))
     return statuses

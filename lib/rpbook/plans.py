@@ -25,10 +25,11 @@ An endpoint plan whose template or volume does not exist yet is ``blocked`` (a t
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from rpbook.controlplane import RunpodClient
 from rpbook.cuda import CudaRequirement
@@ -167,7 +168,7 @@ class Plan:
         if rows:
             header = ("field", "wanted", "actual")
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-            fmt = "  {:<%d}  {:<%d}  {}" % (widths[0], widths[1])
+            fmt = f"  {{:<{widths[0]}}}  {{:<{widths[1]}}}  {{}}"
             lines.append(fmt.format(*header))
             lines.append(fmt.format("-" * widths[0], "-" * widths[1], "-" * widths[2]))
             lines += [fmt.format(*row) for row in rows]
@@ -233,15 +234,17 @@ def _env_value(value: Any) -> Any:
 def _env_changes(wanted: Mapping[str, Any], actual: Mapping[str, str] | None) -> list[FieldChange]:
     """Per-key env differences; a ``Secret`` compares by value. A key only in ``actual`` is removed."""
     actual = actual or {}
-    changes = [FieldChange(f"env.{key}", value, actual.get(key)) for key, value in wanted.items()
-               if key not in actual or _env_value(value) != actual[key]]
+    changes = [
+        FieldChange(f"env.{key}", value, actual.get(key))
+        for key, value in wanted.items()
+        if key not in actual or _env_value(value) != actual[key]
+    ]
     changes += [FieldChange(f"env.{key}", None, value) for key, value in actual.items() if key not in wanted]
     return changes
 
 
 def _compare(wanted: Mapping[str, Any], actual: Mapping[str, Any]) -> list[FieldChange]:
-    return [FieldChange(name, value, actual.get(name)) for name, value in wanted.items()
-            if value != actual.get(name)]
+    return [FieldChange(name, value, actual.get(name)) for name, value in wanted.items() if value != actual.get(name)]
 
 
 # -- network volumes ---------------------------------------------------------------------------
@@ -253,26 +256,38 @@ def plan_volume(client: RunpodClient, spec: VolumeSpec) -> Plan:
     cost = f"about ${volume_monthly_cost_usd(spec.size_gb):.2f}/month for {spec.size_gb} GB while it exists"
     if volume is None:
         body = {"name": spec.name, "size": spec.size_gb, "dataCenter": spec.data_center, "type": VOLUME_TYPE}
-        changes = [FieldChange("size_gb", spec.size_gb, None), FieldChange("data_center", spec.data_center, None),
-                   FieldChange("type", VOLUME_TYPE, None)]
-        return Plan("volume", spec.name, "create", changes, None,
-                    [f"{cost}, billed even when no worker runs"], body)
+        changes = [
+            FieldChange("size_gb", spec.size_gb, None),
+            FieldChange("data_center", spec.data_center, None),
+            FieldChange("type", VOLUME_TYPE, None),
+        ]
+        return Plan("volume", spec.name, "create", changes, None, [f"{cost}, billed even when no worker runs"], body)
     if volume.data_center != spec.data_center:
         raise PlanConflictError(
             f"network volume {spec.name!r} ({volume.id}) is in {volume.data_center}, but {spec.data_center} is "
             f"wanted; a volume's data center cannot change. Either set data_center to {volume.data_center!r} "
             "(check_data_center() tells whether it offers your GPU pool), pick another volume name, or delete "
-            "the volume in the Runpod console (its files are lost) and run again.")
+            "the volume in the Runpod console (its files are lost) and run again."
+        )
     notes: list[str] = []
     if volume.type != VOLUME_TYPE:
         notes.append(f"the volume is {volume.type}, not {VOLUME_TYPE}; the tier is fixed at creation")
     if spec.size_gb > volume.size_gb:
         notes.append(cost)
-        return Plan("volume", spec.name, "update", [FieldChange("size_gb", spec.size_gb, volume.size_gb)],
-                    volume.id, notes, {"size": spec.size_gb}, current=volume)
+        return Plan(
+            "volume",
+            spec.name,
+            "update",
+            [FieldChange("size_gb", spec.size_gb, volume.size_gb)],
+            volume.id,
+            notes,
+            {"size": spec.size_gb},
+            current=volume,
+        )
     if spec.size_gb < volume.size_gb:
-        notes.append(f"volumes can grow, never shrink: {spec.name!r} stays at {volume.size_gb} GB "
-                     f"(wanted {spec.size_gb} GB)")
+        notes.append(
+            f"volumes can grow, never shrink: {spec.name!r} stays at {volume.size_gb} GB (wanted {spec.size_gb} GB)"
+        )
     return Plan("volume", spec.name, "none", [], volume.id, notes, current=volume)
 
 
@@ -280,15 +295,26 @@ def plan_volume(client: RunpodClient, spec: VolumeSpec) -> Plan:
 
 
 def _template_wanted(spec: TemplateSpec) -> dict[str, Any]:
-    wanted = {"image": spec.image, "disk_gb": spec.disk_gb, "serverless": spec.serverless, "args": spec.args,
-              "ports": tuple(spec.ports)}
+    wanted = {
+        "image": spec.image,
+        "disk_gb": spec.disk_gb,
+        "serverless": spec.serverless,
+        "args": spec.args,
+        "ports": tuple(spec.ports),
+    }
     if spec.cuda_versions is not None:  # None: no known requirement, the template's is left alone
         wanted["allowed_cuda_versions"] = spec.cuda_versions
     return wanted
 
 
-_TEMPLATE_FIELDS = {"image": "image", "disk_gb": "disk", "serverless": "serverless", "args": "args", "ports": "ports",
-                    "allowed_cuda_versions": "allowedCudaVersions"}
+_TEMPLATE_FIELDS = {
+    "image": "image",
+    "disk_gb": "disk",
+    "serverless": "serverless",
+    "args": "args",
+    "ports": "ports",
+    "allowed_cuda_versions": "allowedCudaVersions",
+}
 
 
 def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
@@ -298,8 +324,15 @@ def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
     if template is None:
         changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ("", ())]
         changes += _env_changes(spec.env, None)
-        body: dict[str, Any] = {"name": spec.name, "image": spec.image, "env": dict(spec.env), "disk": spec.disk_gb,
-                                "serverless": spec.serverless, "startSsh": False, "startJupyter": False}
+        body: dict[str, Any] = {
+            "name": spec.name,
+            "image": spec.image,
+            "env": dict(spec.env),
+            "disk": spec.disk_gb,
+            "serverless": spec.serverless,
+            "startSsh": False,
+            "startJupyter": False,
+        }
         if spec.args:
             body["args"] = spec.args
         if spec.ports:
@@ -307,21 +340,28 @@ def plan_template(client: RunpodClient, spec: TemplateSpec) -> Plan:
         if wanted.get("allowed_cuda_versions"):
             body["allowedCudaVersions"] = list(wanted["allowed_cuda_versions"])
         return Plan("template", spec.name, "create", changes, None, [], body)
-    actual = {"image": template.image, "disk_gb": template.disk_gb, "serverless": template.serverless,
-              "args": template.args, "ports": tuple(template.ports),
-              "allowed_cuda_versions": template.allowed_cuda_versions}
+    actual = {
+        "image": template.image,
+        "disk_gb": template.disk_gb,
+        "serverless": template.serverless,
+        "args": template.args,
+        "ports": tuple(template.ports),
+        "allowed_cuda_versions": template.allowed_cuda_versions,
+    }
     changes = _compare(wanted, actual)
     env_changes = _env_changes(spec.env, template.env)
-    body = {_TEMPLATE_FIELDS[c.field]: (list(c.wanted) if isinstance(c.wanted, tuple) else c.wanted)
-            for c in changes}
+    body = {_TEMPLATE_FIELDS[c.field]: (list(c.wanted) if isinstance(c.wanted, tuple) else c.wanted) for c in changes}
     notes: list[str] = []
     if env_changes:
         body["env"] = dict(spec.env)  # PATCH replaces the whole env map
-        notes.append("endpoints created from this template keep their copy of image and env until "
-                     "ensure_endpoint re-applies the template")
+        notes.append(
+            "endpoints created from this template keep their copy of image and env until "
+            "ensure_endpoint re-applies the template"
+        )
     changes += env_changes
-    return Plan("template", spec.name, "update" if changes else "none", changes, template.id, notes, body,
-                current=template)
+    return Plan(
+        "template", spec.name, "update" if changes else "none", changes, template.id, notes, body, current=template
+    )
 
 
 # -- lookups by name ---------------------------------------------------------------------------
@@ -336,8 +376,10 @@ def find_endpoint_id(client: RunpodClient, name: str) -> str | NotCreated:
         return endpoint.id
     missing = pending("endpoint", name)
     if missing is None:
-        raise EndpointNotFound(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
-                               "or set endpoint_name to an existing one")
+        raise EndpointNotFound(
+            f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+            "or set endpoint_name to an existing one"
+        )
     print(f"{missing}: nothing to wake or check")
     return missing
 
@@ -347,8 +389,10 @@ def find_endpoint(client: RunpodClient, name: str) -> Endpoint:
     none (run runbook 02 with ``apply = True``) or more than one."""
     endpoint = _named("endpoint", client.list_endpoints(), name)
     if endpoint is None:
-        raise EndpointNotFound(f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
-                               "or set endpoint_name to an existing one")
+        raise EndpointNotFound(
+            f"no serverless endpoint is named {name!r}; create it with runbook 02 (apply = True) "
+            "or set endpoint_name to an existing one"
+        )
     return endpoint
 
 
@@ -364,11 +408,14 @@ class _Container:
     disk_gb: int
 
 
-def _resolve_template(client: RunpodClient, spec: EndpointSpec, template_id: str | None,
-                      template_spec: TemplateSpec | None) -> tuple[str | None, _Container | None]:
+def _resolve_template(
+    client: RunpodClient, spec: EndpointSpec, template_id: str | None, template_spec: TemplateSpec | None
+) -> tuple[str | None, _Container | None]:
     if template_spec is not None and template_spec.name != spec.template_name:
-        raise ConfigError(f"EndpointSpec.template_name is {spec.template_name!r} but the TemplateSpec given is "
-                          f"{template_spec.name!r}; make them the same")
+        raise ConfigError(
+            f"EndpointSpec.template_name is {spec.template_name!r} but the TemplateSpec given is "
+            f"{template_spec.name!r}; make them the same"
+        )
     template: Template | None
     if template_id is not None:
         template = client.get_template(template_id)
@@ -392,13 +439,23 @@ def _resolve_volume(client: RunpodClient, spec: EndpointSpec, volume_id: str | N
 
 
 def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
-    return {"image": endpoint.image, "disk_gb": endpoint.disk_gb, "gpu_pools": endpoint.gpu_pools,
-            "gpu_count": endpoint.gpu_count, "workers_min": endpoint.workers_min,
-            "workers_max": endpoint.workers_max, "idle_timeout_s": endpoint.idle_timeout_s,
-            "scaler": endpoint.scaler_type, "scaler_value": endpoint.scaler_value,
-            "execution_timeout_s": endpoint.timeout_ms / 1000, "flashboot": endpoint.flashboot_enabled,
-            "network_volume": endpoint.network_volume_ids, "data_center": endpoint.data_center_ids,
-            "allowed_cuda_versions": endpoint.allowed_cuda_versions, "min_cuda_version": endpoint.min_cuda_version}
+    return {
+        "image": endpoint.image,
+        "disk_gb": endpoint.disk_gb,
+        "gpu_pools": endpoint.gpu_pools,
+        "gpu_count": endpoint.gpu_count,
+        "workers_min": endpoint.workers_min,
+        "workers_max": endpoint.workers_max,
+        "idle_timeout_s": endpoint.idle_timeout_s,
+        "scaler": endpoint.scaler_type,
+        "scaler_value": endpoint.scaler_value,
+        "execution_timeout_s": endpoint.timeout_ms / 1000,
+        "flashboot": endpoint.flashboot_enabled,
+        "network_volume": endpoint.network_volume_ids,
+        "data_center": endpoint.data_center_ids,
+        "allowed_cuda_versions": endpoint.allowed_cuda_versions,
+        "min_cuda_version": endpoint.min_cuda_version,
+    }
 
 
 def _scaling(spec: EndpointSpec) -> dict[str, Any]:
@@ -407,8 +464,14 @@ def _scaling(spec: EndpointSpec) -> dict[str, Any]:
     return {"type": "QUEUE_DELAY", "queueDelay": spec.scaler_value}
 
 
-def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | None = None,
-                  volume_id: str | None = None, *, template_spec: TemplateSpec | None = None) -> Plan:
+def plan_endpoint(
+    client: RunpodClient,
+    spec: EndpointSpec,
+    template_id: str | None = None,
+    volume_id: str | None = None,
+    *,
+    template_spec: TemplateSpec | None = None,
+) -> Plan:
     """Create the endpoint or PATCH what differs.
 
     ``template_id``/``volume_id`` are the ids from ``ensure_template``/``ensure_volume``; when None
@@ -449,20 +512,36 @@ def plan_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | N
     # An update is blocked only by what its body needs: a template to re-apply, a volume to attach.
     needed = [b for b in blocked if _update_needs(b, body, changed)]
     notes += [f"{b} (image and env were not compared)" for b in blocked if b not in needed]
-    return Plan("endpoint", spec.name, "update" if changes else "none", changes, endpoint.id, notes, body,
-                needed, current=endpoint)
+    return Plan(
+        "endpoint",
+        spec.name,
+        "update" if changes else "none",
+        changes,
+        endpoint.id,
+        notes,
+        body,
+        needed,
+        current=endpoint,
+    )
 
 
-def _missing_prerequisites(spec: EndpointSpec, template_id: str | None, volume: NetworkVolume | None
-                           ) -> list[Blocker]:
+def _missing_prerequisites(spec: EndpointSpec, template_id: str | None, volume: NetworkVolume | None) -> list[Blocker]:
     """What must be created before this endpoint plan can be applied."""
     blocked: list[Blocker] = []
     if template_id is None:
-        blocked.append(Blocker(BlockerKind.TEMPLATE_MISSING, f"template {spec.template_name!r} does not exist "
-                                                             "yet: run ensure_template first"))
+        blocked.append(
+            Blocker(
+                BlockerKind.TEMPLATE_MISSING,
+                f"template {spec.template_name!r} does not exist yet: run ensure_template first",
+            )
+        )
     if volume is None and spec.network_volume_name is not None:
-        blocked.append(Blocker(BlockerKind.VOLUME_MISSING, f"network volume {spec.network_volume_name!r} does "
-                                                           "not exist yet: run ensure_volume first"))
+        blocked.append(
+            Blocker(
+                BlockerKind.VOLUME_MISSING,
+                f"network volume {spec.network_volume_name!r} does not exist yet: run ensure_volume first",
+            )
+        )
     return blocked
 
 
@@ -475,19 +554,32 @@ def _update_needs(blocker: Blocker, body: Mapping[str, Any], changed: set[str]) 
     return True
 
 
-def _endpoint_wanted(spec: EndpointSpec, container: _Container | None, volume: NetworkVolume | None,
-                     data_center: str | None, cuda: CudaRequirement | None) -> dict[str, Any]:
+def _endpoint_wanted(
+    spec: EndpointSpec,
+    container: _Container | None,
+    volume: NetworkVolume | None,
+    data_center: str | None,
+    cuda: CudaRequirement | None,
+) -> dict[str, Any]:
     """The endpoint as the plan wants it, in the fields of ``_endpoint_actual`` (those it has an
     opinion on: no image without a known template, no volume before it is known)."""
     wanted: dict[str, Any] = {}
     if container is not None:
         wanted.update(image=container.image, disk_gb=container.disk_gb)
-    wanted.update(gpu_pools=tuple(spec.gpu_pools), gpu_count=spec.gpu_count, workers_min=spec.workers_min,
-                  workers_max=spec.workers_max)
+    wanted.update(
+        gpu_pools=tuple(spec.gpu_pools),
+        gpu_count=spec.gpu_count,
+        workers_min=spec.workers_min,
+        workers_max=spec.workers_max,
+    )
     if spec.scaler == "QUEUE_DELAY":
         wanted["idle_timeout_s"] = spec.idle_timeout_s  # not applicable to REQUEST_COUNT (the API refuses it)
-    wanted.update(scaler=spec.scaler, scaler_value=spec.scaler_value, execution_timeout_s=spec.execution_timeout_s,
-                  flashboot=spec.flashboot)
+    wanted.update(
+        scaler=spec.scaler,
+        scaler_value=spec.scaler_value,
+        execution_timeout_s=spec.execution_timeout_s,
+        flashboot=spec.flashboot,
+    )
     if volume is not None:
         wanted["network_volume"] = (volume.id,)
     elif spec.network_volume_name is None:
@@ -499,14 +591,24 @@ def _endpoint_wanted(spec: EndpointSpec, container: _Container | None, volume: N
     return wanted
 
 
-def _create_body(spec: EndpointSpec, template_id: str | None, volume: NetworkVolume | None,
-                 data_center: str | None, cuda: CudaRequirement | None) -> dict[str, Any]:
+def _create_body(
+    spec: EndpointSpec,
+    template_id: str | None,
+    volume: NetworkVolume | None,
+    data_center: str | None,
+    cuda: CudaRequirement | None,
+) -> dict[str, Any]:
     """``CreateEndpointRequest``: the image, env and disk come from the template (``templateId``)."""
-    body: dict[str, Any] = {"name": spec.name, "type": "QUEUE", "templateId": template_id,
-                            "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
-                            "workers": {"min": spec.workers_min, "max": spec.workers_max},
-                            "scaling": _scaling(spec), "timeout": spec.timeout_ms,
-                            "flashboot": spec.flashboot_mode}
+    body: dict[str, Any] = {
+        "name": spec.name,
+        "type": "QUEUE",
+        "templateId": template_id,
+        "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
+        "workers": {"min": spec.workers_min, "max": spec.workers_max},
+        "scaling": _scaling(spec),
+        "timeout": spec.timeout_ms,
+        "flashboot": spec.flashboot_mode,
+    }
     if spec.scaler == "QUEUE_DELAY":
         body["workers"]["idleTimeout"] = spec.idle_timeout_s
     if volume is not None:
@@ -518,8 +620,9 @@ def _create_body(spec: EndpointSpec, template_id: str | None, volume: NetworkVol
     return body
 
 
-def _update_body(changed: set[str], spec: EndpointSpec, template_id: str | None, wanted: Mapping[str, Any]
-                 ) -> dict[str, Any]:
+def _update_body(
+    changed: set[str], spec: EndpointSpec, template_id: str | None, wanted: Mapping[str, Any]
+) -> dict[str, Any]:
     """``UpdateEndpointRequest`` with only the ``changed`` fields (a PATCH changes what it sends)."""
     body: dict[str, Any] = {}
     if _reapplies_template(changed):
@@ -568,10 +671,13 @@ def _update_notes(spec: EndpointSpec, endpoint: Endpoint, changed: set[str]) -> 
     if "gpu_pools" in changed and endpoint.gpu_excluded_types:
         notes.append(f"changing gpu_pools clears the excluded GPU types ({', '.join(endpoint.gpu_excluded_types)})")
     if _reapplies_template(changed):
-        notes.append("image/env come from the template: the update re-applies it (templateId), replacing the "
-                     "endpoint's env")
-        notes.append("a new release: running workers finish their jobs and are replaced (rolling update); "
-                     "rpbook.rollout.after_apply follows it")
+        notes.append(
+            "image/env come from the template: the update re-applies it (templateId), replacing the endpoint's env"
+        )
+        notes.append(
+            "a new release: running workers finish their jobs and are replaced (rolling update); "
+            "rpbook.rollout.after_apply follows it"
+        )
     return notes
 
 
@@ -586,22 +692,32 @@ def _reapplies_template(changed: set[str]) -> bool:
 def apply(client: RunpodClient, plan: Plan) -> Resource:
     """Execute a plan: create -> POST, update -> PATCH (only the changed fields), none -> GET."""
     if plan.blocked and plan.action != "none":
-        raise ConfigError(f"cannot apply the plan for {_KIND_LABEL[plan.kind]} {plan.name!r}: "
-                          + "; ".join(str(b) for b in plan.blocked))
+        raise ConfigError(
+            f"cannot apply the plan for {_KIND_LABEL[plan.kind]} {plan.name!r}: "
+            + "; ".join(str(b) for b in plan.blocked)
+        )
     if plan.action == "create":
-        create = {"volume": client.create_network_volume, "template": client.create_template,
-                  "endpoint": client.create_endpoint}[plan.kind]
+        create = {
+            "volume": client.create_network_volume,
+            "template": client.create_template,
+            "endpoint": client.create_endpoint,
+        }[plan.kind]
         # Written down before the POST leaves (rpbook.ledger): teardown must find it even after a crash.
         return record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request), attrgetter("id"))
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
     if plan.action == "update":
         updates: dict[Kind, Callable[[str, Mapping[str, Any]], Resource]] = {
-            "volume": client.update_network_volume, "template": client.update_template,
-            "endpoint": client.update_endpoint}
+            "volume": client.update_network_volume,
+            "template": client.update_template,
+            "endpoint": client.update_endpoint,
+        }
         return updates[plan.kind](plan.resource_id, plan.request)
-    gets: dict[Kind, Callable[[str], Resource]] = {"volume": client.get_network_volume,
-                                                   "template": client.get_template, "endpoint": client.get_endpoint}
+    gets: dict[Kind, Callable[[str], Resource]] = {
+        "volume": client.get_network_volume,
+        "template": client.get_template,
+        "endpoint": client.get_endpoint,
+    }
     return gets[plan.kind](plan.resource_id)
 
 
@@ -625,8 +741,14 @@ def ensure_template(client: RunpodClient, spec: TemplateSpec, *, apply: bool) ->
     return _ensure(client, plan_template(client, spec), apply)
 
 
-def ensure_endpoint(client: RunpodClient, spec: EndpointSpec, template_id: str | None = None,
-                    volume_id: str | None = None, *, apply: bool,
-                    template_spec: TemplateSpec | None = None) -> EnsureResult:
+def ensure_endpoint(
+    client: RunpodClient,
+    spec: EndpointSpec,
+    template_id: str | None = None,
+    volume_id: str | None = None,
+    *,
+    apply: bool,
+    template_spec: TemplateSpec | None = None,
+) -> EnsureResult:
     """Plan the endpoint, and create/update it when ``apply`` is true (after the template and volume)."""
     return _ensure(client, plan_endpoint(client, spec, template_id, volume_id, template_spec=template_spec), apply)

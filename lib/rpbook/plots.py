@@ -12,8 +12,8 @@ import base64
 import html
 import io
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
 
 WIDTH_IN, DPI = 6.4, 100
 BAR = "#4c72b0"
@@ -87,15 +87,20 @@ def latency_bars_html(latencies: Sequence[tuple[str, float]], title: str) -> str
         ax.annotate(f"{seconds:.3f} s", (seconds, row), xytext=(4, -3), textcoords="offset points", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlim(0, max(values + [1e-3]) * 1.25)
+    ax.set_xlim(0, max([*values, 1e-3]) * 1.25)
     ax.set_xlabel("seconds", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     return _png_img(fig, f"{title}: " + ", ".join(f"{n} {v:.3f} s" for n, v in latencies))
 
 
-def pareto_html(rows: Sequence[Mapping[str, object]], front: Sequence[Mapping[str, object]],
-                chosen: Mapping[str, object], slo_p95_ttft_s: float, title: str) -> str:
+def pareto_html(
+    rows: Sequence[Mapping[str, float | int | str | bool]],
+    front: Sequence[Mapping[str, float | int | str | bool]],
+    chosen: Mapping[str, float | int | str | bool],
+    slo_p95_ttft_s: float,
+    title: str,
+) -> str:
     """Runbook 06: cost against p95 TTFT of every simulated setting (grey), the Pareto front (a
     line: no setting is both cheaper and faster), the SLO (dashed) and the chosen setting (ringed);
     empty for no rows."""
@@ -106,15 +111,25 @@ def pareto_html(rows: Sequence[Mapping[str, object]], front: Sequence[Mapping[st
 
     fig = Figure(figsize=(WIDTH_IN, 3.6))
     ax = fig.add_subplot()
-    ax.scatter([float(r["cost_usd"]) for r in rows], [float(r["ttft_p95_s"]) for r in rows],  # type: ignore[arg-type]
-               s=14, color=WAIT, label="simulated setting")
-    fx = [float(r["cost_usd"]) for r in front]  # type: ignore[arg-type]
-    fy = [float(r["ttft_p95_s"]) for r in front]  # type: ignore[arg-type]
+    ax.scatter(
+        [float(r["cost_usd"]) for r in rows],
+        [float(r["ttft_p95_s"]) for r in rows],
+        s=14,
+        color=WAIT,
+        label="simulated setting",
+    )
+    fx = [float(r["cost_usd"]) for r in front]
+    fy = [float(r["ttft_p95_s"]) for r in front]
     ax.plot(fx, fy, marker="o", markersize=4, color=BAR, label="Pareto front")
-    cx, cy = float(chosen["cost_usd"]), float(chosen["ttft_p95_s"])  # type: ignore[arg-type]
+    cx, cy = float(chosen["cost_usd"]), float(chosen["ttft_p95_s"])
     ax.scatter([cx], [cy], s=140, facecolors="none", edgecolors="#c44e52", linewidths=2, label="chosen", zorder=5)
-    ax.annotate(f"max {chosen['workers_max']}, active {chosen['workers_min']}, idle {chosen['idle_timeout_s']:g} s",
-                (cx, cy), xytext=(8, 8), textcoords="offset points", fontsize=8)
+    ax.annotate(
+        f"max {chosen['workers_max']}, active {chosen['workers_min']}, idle {chosen['idle_timeout_s']:g} s",
+        (cx, cy),
+        xytext=(8, 8),
+        textcoords="offset points",
+        fontsize=8,
+    )
     ax.axhline(slo_p95_ttft_s, color="#c44e52", linestyle="--", linewidth=1, label=f"SLO p95 TTFT {slo_p95_ttft_s:g} s")
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter
@@ -131,8 +146,14 @@ def pareto_html(rows: Sequence[Mapping[str, object]], front: Sequence[Mapping[st
     return _png_img(fig, f"{title}: {len(rows)} settings; chosen ${cx:,.2f} at p95 TTFT {cy:.2f} s")
 
 
-def event_timeline_html(t_s: Sequence[float], queued: Sequence[float], running: Sequence[float],
-                        starting: Sequence[float], cost_usd: Sequence[float], title: str) -> str:
+def event_timeline_html(
+    t_s: Sequence[float],
+    queued: Sequence[float],
+    running: Sequence[float],
+    starting: Sequence[float],
+    cost_usd: Sequence[float],
+    title: str,
+) -> str:
     """Runbook 06: requests waiting, workers running and starting (top) and the money spent so far
     (bottom) over the event, for the chosen setting; empty for fewer than two samples."""
     if len(t_s) < 2:
@@ -155,5 +176,6 @@ def event_timeline_html(t_s: Sequence[float], queued: Sequence[float], running: 
     for ax in (top, bottom):
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    return _png_img(fig, f"{title}: peak {max(queued):.0f} waiting, {max(running):.0f} workers, "
-                         f"${cost_usd[-1]:,.2f} in all")
+    return _png_img(
+        fig, f"{title}: peak {max(queued):.0f} waiting, {max(running):.0f} workers, ${cost_usd[-1]:,.2f} in all"
+    )

@@ -19,8 +19,9 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from rpbook import hub
 from rpbook.budget import WorstCase, check_max_hourly, worst_case
@@ -64,9 +65,9 @@ class StackCheck:
         return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
 
     @property
-    def figures(self) -> dict[str, int | bool]:
+    def figures(self) -> dict[str, float | int | bool]:
         """For ``record_figures``: whether all passed, and the fewest full-length sequences per worker."""
-        out: dict[str, int | bool] = {"preflight_ok": self.ok}
+        out: dict[str, float | int | bool] = {"preflight_ok": self.ok}
         if self.kv_cache is not None and self.kv_cache.fits:
             out["kv_cache_sequences"] = min(count for _, _, count in self.kv_cache.fits)
         if self.worst_case is not None:
@@ -89,8 +90,9 @@ class StackCheck:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        table = html_table(["", "check", "result"], [("PASS" if c.ok else "FAIL", c.name, c.detail)
-                                                     for c in self.checks])
+        table = html_table(
+            ["", "check", "result"], [("PASS" if c.ok else "FAIL", c.name, c.detail) for c in self.checks]
+        )
         warnings = "".join(f"<div><b>warning:</b> {w}</div>" for w in self.warnings)
         kv = self.kv_cache._repr_html_() if self.kv_cache is not None else ""
         head = f"<div><b>Checked before creating anything</b>: {'all passed' if self.ok else 'problems found'}"
@@ -108,11 +110,13 @@ def _guarded(name: str, checks: list[Check], fn: Any) -> Any:
 
 def _hub_access(settings: Settings, token: Secret, models: Sequence[str], checks: list[Check]) -> None:
     for model in models:
+
         def one(model: str = model) -> None:
             access = hub.check_model_access(settings, token, model)
             if not access.accessible:
                 raise GatedModelError(access.reason)
             checks.append(Check(f"hub {model}", True, access.reason))
+
         _guarded(f"hub {model}", checks, one)
 
 
@@ -144,37 +148,61 @@ def _catalog(spec: EndpointSpec, gpus: Sequence[GpuType], checks: list[Check]) -
     max_counts = [_max_count(g) for g in in_pools]
     most = max(max_counts, default=0)
     if most and spec.gpu_count > most:
-        checks.append(Check("gpu_count", False, f"{spec.gpu_count} GPUs per worker, but no card in "
-                            f"{', '.join(spec.gpu_pools)} gives a worker more than {most}; set gpu_count to at most "
-                            f"{most} or choose a pool of larger GPUs"))
+        checks.append(
+            Check(
+                "gpu_count",
+                False,
+                f"{spec.gpu_count} GPUs per worker, but no card in "
+                f"{', '.join(spec.gpu_pools)} gives a worker more than {most}; set gpu_count to at most "
+                f"{most} or choose a pool of larger GPUs",
+            )
+        )
     else:
-        checks.append(Check("gpu_count", True, f"{spec.gpu_count} per worker (pool cards allow up to "
-                            f"{most or '?'})"))
+        checks.append(Check("gpu_count", True, f"{spec.gpu_count} per worker (pool cards allow up to {most or '?'})"))
 
 
-def _budget(spec: EndpointSpec, gpus: Sequence[GpuType], max_hourly_usd: float | None, account_limit: float,
-            checks: list[Check]) -> WorstCase | None:
+def _budget(
+    spec: EndpointSpec, gpus: Sequence[GpuType], max_hourly_usd: float | None, account_limit: float, checks: list[Check]
+) -> WorstCase | None:
     """The worst case against the team's ``max_hourly_usd`` and the account's spend limit."""
     worst = _guarded("worst case", checks, lambda: worst_case(spec, gpus))
     if worst is None:
         return None
     problem = worst.within(max_hourly_usd) if max_hourly_usd is not None else None
-    problem = problem or worst.within(account_limit, ceiling="the account's spend limit (Runpod's default)",
-                                      or_else="or ask Runpod support to raise the account's limit")
+    problem = problem or worst.within(
+        account_limit,
+        ceiling="the account's spend limit (Runpod's default)",
+        or_else="or ask Runpod support to raise the account's limit",
+    )
     if problem is not None:
         checks.append(Check("worst case", False, problem))
         return worst
-    checks.append(Check("worst case", True, f"{worst.describe()} (max_hourly_usd "
-                        f"{'$' + format(max_hourly_usd, ',.2f') if max_hourly_usd is not None else 'not set'})"))
+    checks.append(
+        Check(
+            "worst case",
+            True,
+            f"{worst.describe()} (max_hourly_usd "
+            f"{'$' + format(max_hourly_usd, ',.2f') if max_hourly_usd is not None else 'not set'})",
+        )
+    )
     return worst
 
 
-def check_stack(settings: Settings, client: RunpodClient, token: Secret, template_spec: TemplateSpec,
-                endpoint_spec: EndpointSpec, *, models: Sequence[str], max_model_len: int | None = None,
-                gpu_memory_utilization: float = 0.9, max_concurrency: int | None = None,
-                max_hourly_usd: float | None = None,
-                spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
-                raise_for_problems: bool = True) -> StackCheck:
+def check_stack(
+    settings: Settings,
+    client: RunpodClient,
+    token: Secret,
+    template_spec: TemplateSpec,
+    endpoint_spec: EndpointSpec,
+    *,
+    models: Sequence[str],
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+    max_concurrency: int | None = None,
+    max_hourly_usd: float | None = None,
+    spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
+    raise_for_problems: bool = True,
+) -> StackCheck:
     """Every check of the module docstring for one template + endpoint, writing nothing. With
     ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too;
     with ``max_hourly_usd`` the worst case must stay within it (``rpbook.budget``)."""
@@ -189,40 +217,72 @@ def check_stack(settings: Settings, client: RunpodClient, token: Secret, templat
         model = models[0]
         limit = _guarded("max_model_len", checks, lambda: model_context_limit(settings, token, model))
         if limit is not None and max_model_len > limit:
-            checks.append(Check("max_model_len", False, f"{max_model_len} tokens, but {model} handles at most "
-                                f"{limit} (max_position_embeddings in its config.json); set max_model_len to "
-                                f"{limit} or less"))
+            checks.append(
+                Check(
+                    "max_model_len",
+                    False,
+                    f"{max_model_len} tokens, but {model} handles at most "
+                    f"{limit} (max_position_embeddings in its config.json); set max_model_len to "
+                    f"{limit} or less",
+                )
+            )
         elif not any(c.name == "max_model_len" for c in checks):
-            checks.append(Check("max_model_len", True, f"{max_model_len} tokens (the model allows "
-                                f"{limit if limit is not None else 'an unstated number of'})"))
+            checks.append(
+                Check(
+                    "max_model_len",
+                    True,
+                    f"{max_model_len} tokens (the model allows "
+                    f"{limit if limit is not None else 'an unstated number of'})",
+                )
+            )
         if limit is None or max_model_len <= limit:
-            memory = _guarded("KV cache", checks, lambda: hub.min_gpu_memory_gb(
-                settings, token, model, max_model_len, gpu_memory_utilization))
+            memory = _guarded(
+                "KV cache",
+                checks,
+                lambda: hub.min_gpu_memory_gb(settings, token, model, max_model_len, gpu_memory_utilization),
+            )
             if memory is not None:
                 kv = kv_cache_fit(memory, gpus, endpoint_spec.gpu_pools, max_concurrency or 1)
                 empty = [pool for pool, _, count in kv.fits if count == 0]
                 if empty and len(empty) == len(kv.fits):
-                    checks.append(Check("KV cache", False, f"no pool of {', '.join(endpoint_spec.gpu_pools)} holds "
-                                        f"one sequence of {max_model_len} tokens (≥ {memory.memory_gb:.1f} GiB "
-                                        "needed): lower max_model_len or choose a pool of larger GPUs"))
+                    checks.append(
+                        Check(
+                            "KV cache",
+                            False,
+                            f"no pool of {', '.join(endpoint_spec.gpu_pools)} holds "
+                            f"one sequence of {max_model_len} tokens (≥ {memory.memory_gb:.1f} GiB "
+                            "needed): lower max_model_len or choose a pool of larger GPUs",
+                        )
+                    )
                 else:
-                    checks.append(Check("KV cache", True, ", ".join(f"{pool}: {count} full-length sequences"
-                                                                      for pool, _, count in kv.fits)))
+                    checks.append(
+                        Check(
+                            "KV cache",
+                            True,
+                            ", ".join(f"{pool}: {count} full-length sequences" for pool, _, count in kv.fits),
+                        )
+                    )
                     warnings += list(kv.warnings)
     _catalog(endpoint_spec, gpus, checks)
     worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
     plans: list[Plan] = []
     template_plan = _guarded("template plan", checks, lambda: plan_template(client, template_spec))
-    endpoint_plan = _guarded("endpoint plan", checks,
-                             lambda: plan_endpoint(client, endpoint_spec, template_spec=template_spec))
+    endpoint_plan = _guarded(
+        "endpoint plan", checks, lambda: plan_endpoint(client, endpoint_spec, template_spec=template_spec)
+    )
     for plan in (template_plan, endpoint_plan):
         if plan is None:
             continue
         plans.append(plan)
         # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
         real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
-        checks.append(Check(f"{plan.kind} plan", not real, "; ".join(real) if real else
-                            f"{plan.action} ({len(plan.changes)} field(s))"))
+        checks.append(
+            Check(
+                f"{plan.kind} plan",
+                not real,
+                "; ".join(real) if real else f"{plan.action} ({len(plan.changes)} field(s))",
+            )
+        )
     result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)
     if raise_for_problems:
         result.raise_for_problems()

@@ -8,8 +8,8 @@ refusal, so a single run lists every problem with its fix instead of stopping at
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rpbook import hub, modelsize
 from rpbook.display import html_table
@@ -44,9 +44,13 @@ class ModelReadiness:
     @property
     def figures(self) -> dict[str, float | int | str | bool]:
         out: dict[str, float | int | str | bool] = {
-            "model": self.repo, "token_role": self.token.role, "can_read_gated": self.token.can_read_gated,
-            "licence_ok": self.access.accessible, "weights_gb": round(self.weights.total_gb, 2),
-            "download_gb": round(self.weights.download_bytes / 1e9, 2), "volume_gb": self.volume_gb,
+            "model": self.repo,
+            "token_role": self.token.role,
+            "can_read_gated": self.token.can_read_gated,
+            "licence_ok": self.access.accessible,
+            "weights_gb": round(self.weights.total_gb, 2),
+            "download_gb": round(self.weights.download_bytes / 1e9, 2),
+            "volume_gb": self.volume_gb,
         }
         if self.gpu is not None:
             out.update(min_gpu_memory_gib=round(self.gpu.memory_gb, 1), max_model_len=self.gpu.max_model_len)
@@ -58,20 +62,33 @@ class ModelReadiness:
             ("gated repos", "readable" if self.token.can_read_gated else f"NOT readable: {self.token.problem}"),
             ("model", f"{self.repo} ({self.access.model_url})"),
             ("licence", self.access.reason),
-            ("weights", f"{self.weights.total_gb:.2f} GB in {len(self.weights.files)} {self.weights.format} file(s)"
-                        + (f", {self.weights.parameters / 1e9:.2f} B parameters ({self.weights.dtype})"
-                           if self.weights.parameters else "")),
-            ("vLLM downloads", f"{self.weights.download_bytes / 1e9:.2f} GB"
-                               + (f" (also {', '.join(self.weights.skipped_files)})" if self.weights.skipped_files
-                                  else "")),
+            (
+                "weights",
+                f"{self.weights.total_gb:.2f} GB in {len(self.weights.files)} {self.weights.format} file(s)"
+                + (
+                    f", {self.weights.parameters / 1e9:.2f} B parameters ({self.weights.dtype})"
+                    if self.weights.parameters
+                    else ""
+                ),
+            ),
+            (
+                "vLLM downloads",
+                f"{self.weights.download_bytes / 1e9:.2f} GB"
+                + (f" (also {', '.join(self.weights.skipped_files)})" if self.weights.skipped_files else ""),
+            ),
             ("network volume", f"{self.volume_gb} GB recommended"),
         ]
         if self.gpu is not None:
             parts = self.gpu.breakdown_gb
-            rows.append(("GPU memory", f"≥ {self.gpu.memory_gb:.1f} GiB for MAX_MODEL_LEN {self.gpu.max_model_len} "
-                                       f"(weights {parts['weights']} + KV cache {parts['kv_cache']} + overhead "
-                                       f"{parts['overhead']} GiB, at {self.gpu.gpu_memory_utilization:.0%} "
-                                       "utilisation)"))
+            rows.append(
+                (
+                    "GPU memory",
+                    f"≥ {self.gpu.memory_gb:.1f} GiB for MAX_MODEL_LEN {self.gpu.max_model_len} "
+                    f"(weights {parts['weights']} + KV cache {parts['kv_cache']} + overhead "
+                    f"{parts['overhead']} GiB, at {self.gpu.gpu_memory_utilization:.0%} "
+                    "utilisation)",
+                )
+            )
         for problem in self.problems:
             rows.append(("PROBLEM", problem))
         return rows
@@ -86,8 +103,9 @@ class ModelReadiness:
         return html_table(None, self.rows(), row_headers=True)
 
 
-def check_model_readiness(settings: Settings, token: Secret, repo_id: str, *, max_model_len: int,
-                          gpu_memory_utilization: float = 0.9) -> ModelReadiness:
+def check_model_readiness(
+    settings: Settings, token: Secret, repo_id: str, *, max_model_len: int, gpu_memory_utilization: float = 0.9
+) -> ModelReadiness:
     """Every check of runbook 00. Raises ``HubError`` only when the token itself is invalid or the
     repo does not exist; a missing licence or permission is collected in ``problems``."""
     token_info = hub.check_token(settings, token)
@@ -105,9 +123,15 @@ def check_model_readiness(settings: Settings, token: Secret, repo_id: str, *, ma
         if access.accessible:
             raise
         problems.append(f"GPU memory not estimated until the model's config.json is readable ({exc})")
-    return ModelReadiness(repo=repo_id, token=token_info, access=access, weights=weights,
-                          volume_gb=modelsize.recommend_volume_gb(weights.download_bytes), gpu=gpu,
-                          problems=tuple(dict.fromkeys(problems)))
+    return ModelReadiness(
+        repo=repo_id,
+        token=token_info,
+        access=access,
+        weights=weights,
+        volume_gb=modelsize.recommend_volume_gb(weights.download_bytes),
+        gpu=gpu,
+        problems=tuple(dict.fromkeys(problems)),
+    )
 
 
 CONCURRENCY_WARN_FACTOR = 2
@@ -129,37 +153,55 @@ class KvCacheFit:
         out = []
         for pool, vram, count in self.fits:
             if count == 0:
-                out.append(f"{pool} ({vram} GB) cannot hold one sequence of {self.estimate.max_model_len} tokens: "
-                           f"vLLM will not start there. Lower max_model_len or choose a larger GPU pool.")
+                out.append(
+                    f"{pool} ({vram} GB) cannot hold one sequence of {self.estimate.max_model_len} tokens: "
+                    f"vLLM will not start there. Lower max_model_len or choose a larger GPU pool."
+                )
             elif self.max_concurrency > CONCURRENCY_WARN_FACTOR * count:
-                out.append(f"max_concurrency {self.max_concurrency} is far above the {count} full-length sequences "
-                           f"that fit on {pool} ({vram} GB): requests beyond what fits wait inside the worker "
-                           f"while Runpod sees it busy and starts no other; set max_concurrency near {count} to "
-                           f"{CONCURRENCY_WARN_FACTOR * count} (the team's setting is 8), or lower max_model_len.")
+                out.append(
+                    f"max_concurrency {self.max_concurrency} is far above the {count} full-length sequences "
+                    f"that fit on {pool} ({vram} GB): requests beyond what fits wait inside the worker "
+                    f"while Runpod sees it busy and starts no other; set max_concurrency near {count} to "
+                    f"{CONCURRENCY_WARN_FACTOR * count} (the team's setting is 8), or lower max_model_len."
+                )
         return tuple(out)
 
     def rows(self) -> list[tuple[str, str, str, str]]:
-        return [(pool, f"{vram} GB", str(count), "ok" if count and self.max_concurrency <= CONCURRENCY_WARN_FACTOR
-                 * count else "see warning") for pool, vram, count in self.fits]
+        return [
+            (
+                pool,
+                f"{vram} GB",
+                str(count),
+                "ok" if count and self.max_concurrency <= CONCURRENCY_WARN_FACTOR * count else "see warning",
+            )
+            for pool, vram, count in self.fits
+        ]
 
     def __str__(self) -> str:
-        head = (f"KV cache: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
-                f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}")
-        lines = [head] + [f"  {pool:<12} {vram:>7}  {count:>3} fit  {state}" for pool, vram, count, state in self.rows()]
+        head = (
+            f"KV cache: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
+            f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}"
+        )
+        lines = [head] + [
+            f"  {pool:<12} {vram:>7}  {count:>3} fit  {state}" for pool, vram, count, state in self.rows()
+        ]
         return "\n".join(lines + [f"  WARNING: {w}" for w in self.warnings])
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head = (f"<div><b>KV cache</b>: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
-                f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}")
+        head = (
+            f"<div><b>KV cache</b>: full-length sequences ({self.estimate.max_model_len} tokens) per worker at "
+            f"{self.estimate.gpu_memory_utilization:.0%} utilisation, MAX_CONCURRENCY {self.max_concurrency}"
+        )
         table = html_table(["pool", "GPU memory", "sequences that fit", ""], self.rows(), right={1, 2})
         warnings = "".join(f"<div><b>warning:</b> {html.escape(w)}</div>" for w in self.warnings)
         return head + table + warnings + "</div>"
 
 
-def kv_cache_fit(estimate: GpuMemoryEstimate, gpu_types: Sequence[GpuType], pools: Sequence[str],
-                 max_concurrency: int) -> KvCacheFit:
+def kv_cache_fit(
+    estimate: GpuMemoryEstimate, gpu_types: Sequence[GpuType], pools: Sequence[str], max_concurrency: int
+) -> KvCacheFit:
     """Full-length sequences per worker on each of ``pools`` (VRAM from the catalog's GPU types; a
     pool's smallest card counts). Pools the catalog does not list are left out (the plan refuses them)."""
     vram: dict[str, int] = {}

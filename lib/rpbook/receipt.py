@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,13 @@ class Receipt:
     def line(self) -> str:
         if not self.endpoints_usd and not self.volumes_usd:
             return "this run: $0 (it recorded no endpoint or volume)"
-        text = (f"this run: ${self.total_usd:.4f} (billing {self.window_start} to {self.window_end}), of which "
-                f"cold starts ≈ ${self.cold_start_usd:.4f}")
+        text = (
+            f"this run: ${self.total_usd:.4f} (billing {self.window_start} to {self.window_end}), of which "
+            f"cold starts ≈ ${self.cold_start_usd:.4f}"
+        )
         if self.provisional:
-            text += f"; provisional ({self.why_provisional}): run `rpbook receipt {self.run_dir}` later for the final figure"
+            text += f"; provisional ({self.why_provisional}): run `rpbook receipt {self.run_dir}` later"
+            text += " for the final figure"
         return text
 
     __str__ = line
@@ -70,13 +73,20 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: datetime, ended: datetime, *,
-                 now: datetime | None = None) -> Receipt:
+def make_receipt(
+    settings: Settings,
+    api_key: Secret,
+    run_dir: Path,
+    started: datetime,
+    ended: datetime,
+    *,
+    now: datetime | None = None,
+) -> Receipt:
     """The receipt of the run in ``run_dir`` that ran from ``started`` to ``ended`` (UTC)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     figures = list(run_figures(run_dir).values())
     endpoint_ids = sorted({str(f["endpoint_id"]) for f in figures if f.get("endpoint_id")})
     volume_ids = sorted({str(f["volume_id"]) for f in figures if f.get("volume_id")})
@@ -89,13 +99,21 @@ def make_receipt(settings: Settings, api_key: Secret, run_dir: Path, started: da
     still_running: list[str] = []
     with RunpodClient(settings, api_key) as client:
         for endpoint_id in endpoint_ids:
-            billing = client.serverless_billing(endpoint_id, bucket_size="hour", start=receipt.window_start,
-                                                end=receipt.window_end)
+            billing = client.serverless_billing(
+                endpoint_id, bucket_size="hour", start=receipt.window_start, end=receipt.window_end
+            )
             receipt.endpoints_usd[endpoint_id] = round(billing.total_usd, 6)
         for volume_id in volume_ids:
-            data = client._json("GET", "/v2/billing/network-volumes",
-                                params={"bucketSize": "hour", "networkVolumeId": volume_id,
-                                        "startTime": receipt.window_start, "endTime": receipt.window_end})
+            data = client._json(
+                "GET",
+                "/v2/billing/network-volumes",
+                params={
+                    "bucketSize": "hour",
+                    "networkVolumeId": volume_id,
+                    "startTime": receipt.window_start,
+                    "endTime": receipt.window_end,
+                },
+            )
             total = ((data.get("metadata") or {}).get("totals") or {}).get("totalAmount") or 0.0
             receipt.volumes_usd[volume_id] = round(float(total), 6)
         cold = 0.0

@@ -15,8 +15,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rpbook.errors import ConfigError
 from rpbook.runfolder import Scalar, figures_path, load_figures
@@ -62,16 +63,21 @@ def _clean_value(key: str, value: Any) -> Scalar:
         converted = item()
         if isinstance(converted, (bool, int, float, str)) or converted is None:
             return _clean_value(key, converted)
-    raise ConfigError(f"figure {key!r} is a {type(value).__name__}; figures must be JSON scalars "
-                      "(number, string, bool or None): record one figure per key")
+    raise ConfigError(
+        f"figure {key!r} is a {type(value).__name__}; figures must be JSON scalars "
+        "(number, string, bool or None): record one figure per key"
+    )
 
 
-def record_figures(name: str, figures: Mapping[str, float | int | str | bool], *,
-                   run_dir: str | os.PathLike[str] | None = None) -> Path:
+def record_figures(
+    name: str, figures: Mapping[str, float | int | str | bool], *, run_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Merge ``figures`` into ``<run dir>/<name>.figures.json`` (atomically) and return its path."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"record name {name!r} is not valid: use letters, digits, '.', '_' or '-' "
-                          "(e.g. the notebook's stem, '03_wake_and_sanity_chat')")
+        raise ConfigError(
+            f"record name {name!r} is not valid: use letters, digits, '.', '_' or '-' "
+            "(e.g. the notebook's stem, '03_wake_and_sanity_chat')"
+        )
     clean: dict[str, Scalar] = {}
     for key, value in figures.items():
         if not isinstance(key, str) or not key:

@@ -11,11 +11,13 @@ Secrets: env values read back that look secret are registered with ``rpbook.secr
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rpbook.errors import PlanConflictError
 from rpbook.secrets import redact_env, register_env_secrets
+
 
 def _env_repr(env: Mapping[str, Any]) -> str:
     return repr(redact_env(env))
@@ -73,12 +75,14 @@ class Endpoint:
         return self.timeout_ms / 1000
 
     def __repr__(self) -> str:
-        return (f"Endpoint(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
-                f"gpu_pools={self.gpu_pools!r}, gpu_count={self.gpu_count}, workers={self.workers_min}-"
-                f"{self.workers_max}, idle_timeout_s={self.idle_timeout_s}, scaler={self.scaler_type}:"
-                f"{self.scaler_value:g}, data_center_ids={self.data_center_ids!r}, "
-                f"network_volume_ids={self.network_volume_ids!r}, timeout_ms={self.timeout_ms}, "
-                f"flashboot={self.flashboot!r})")
+        return (
+            f"Endpoint(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
+            f"gpu_pools={self.gpu_pools!r}, gpu_count={self.gpu_count}, workers={self.workers_min}-"
+            f"{self.workers_max}, idle_timeout_s={self.idle_timeout_s}, scaler={self.scaler_type}:"
+            f"{self.scaler_value:g}, data_center_ids={self.data_center_ids!r}, "
+            f"network_volume_ids={self.network_volume_ids!r}, timeout_ms={self.timeout_ms}, "
+            f"flashboot={self.flashboot!r})"
+        )
 
     __str__ = __repr__
 
@@ -92,18 +96,30 @@ class Endpoint:
         scaler_type = scaling.get("type", "QUEUE_DELAY")
         value = scaling.get("requestCount") if scaler_type == "REQUEST_COUNT" else scaling.get("queueDelay")
         return cls(
-            id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""), env=env,
-            gpu_pools=tuple(gpu.get("pools") or ()), gpu_count=int(gpu.get("count") or 1),
-            workers_min=int(workers.get("min") or 0), workers_max=int(workers.get("max") or 0),
-            idle_timeout_s=workers.get("idleTimeout"), scaler_type=str(scaler_type),
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            image=str(data.get("image") or ""),
+            env=env,
+            gpu_pools=tuple(gpu.get("pools") or ()),
+            gpu_count=int(gpu.get("count") or 1),
+            workers_min=int(workers.get("min") or 0),
+            workers_max=int(workers.get("max") or 0),
+            idle_timeout_s=workers.get("idleTimeout"),
+            scaler_type=str(scaler_type),
             scaler_value=float(value) if value is not None else 0.0,
             data_center_ids=tuple(data.get("dataCenterIds") or ()),
             network_volume_ids=tuple(data.get("networkVolumes") or ()),
-            timeout_ms=int(data.get("timeout") or 0), flashboot=str(data.get("flashboot") or "OFF"),
-            request_urls=dict(data.get("requestUrls") or {}), type=str(data.get("type") or "QUEUE"),
-            disk_gb=data.get("disk"), gpu_excluded_types=tuple(gpu.get("excludedTypes") or ()),
-            created_at=data.get("createdAt"), allowed_cuda_versions=tuple(gpu.get("allowedCudaVersions") or ()),
-            min_cuda_version=gpu.get("minCudaVersion") or None, raw=_redact_raw(data))
+            timeout_ms=int(data.get("timeout") or 0),
+            flashboot=str(data.get("flashboot") or "OFF"),
+            request_urls=dict(data.get("requestUrls") or {}),
+            type=str(data.get("type") or "QUEUE"),
+            disk_gb=data.get("disk"),
+            gpu_excluded_types=tuple(gpu.get("excludedTypes") or ()),
+            created_at=data.get("createdAt"),
+            allowed_cuda_versions=tuple(gpu.get("allowedCudaVersions") or ()),
+            min_cuda_version=gpu.get("minCudaVersion") or None,
+            raw=_redact_raw(data),
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -124,8 +140,10 @@ class Template:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
-        return (f"Template(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
-                f"disk_gb={self.disk_gb}, serverless={self.serverless})")
+        return (
+            f"Template(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
+            f"disk_gb={self.disk_gb}, serverless={self.serverless})"
+        )
 
     __str__ = __repr__
 
@@ -133,11 +151,19 @@ class Template:
     def from_api(cls, data: Mapping[str, Any]) -> Template:
         env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
         register_env_secrets(env)
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), image=str(data.get("image") or ""),
-                   env=env, disk_gb=int(data.get("disk") or 0), serverless=bool(data.get("serverless")),
-                   args=str(data.get("args") or ""), ports=tuple(data.get("ports") or ()),
-                   category=str(data.get("category") or "NVIDIA"),
-                   allowed_cuda_versions=tuple(data.get("allowedCudaVersions") or ()), raw=_redact_raw(data))
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            image=str(data.get("image") or ""),
+            env=env,
+            disk_gb=int(data.get("disk") or 0),
+            serverless=bool(data.get("serverless")),
+            args=str(data.get("args") or ""),
+            ports=tuple(data.get("ports") or ()),
+            category=str(data.get("category") or "NVIDIA"),
+            allowed_cuda_versions=tuple(data.get("allowedCudaVersions") or ()),
+            raw=_redact_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -153,9 +179,14 @@ class NetworkVolume:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> NetworkVolume:
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), size_gb=int(data.get("size") or 0),
-                   data_center=str(data.get("dataCenter") or ""), type=str(data.get("type") or "STANDARD"),
-                   raw=dict(data))
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            size_gb=int(data.get("size") or 0),
+            data_center=str(data.get("dataCenter") or ""),
+            type=str(data.get("type") or "STANDARD"),
+            raw=dict(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -197,13 +228,21 @@ class GpuType:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> GpuType:
         price = (data.get("price") or {}).get("serverless")
-        centers = tuple(Availability(str(dc["id"]), str(dc.get("name", "")), str(dc.get("availability", "NONE")))
-                        for dc in data.get("dataCenters") or ())
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), pool=data.get("pool"),
-                   memory_gb=int(data.get("memory") or 0),
-                   serverless_price_hr=float(price) if price is not None else None,
-                   availability=data.get("availability"), data_centers=centers,
-                   cuda_versions=tuple(str(c["version"]) for c in data.get("cudaVersions") or ()), raw=dict(data))
+        centers = tuple(
+            Availability(str(dc["id"]), str(dc.get("name", "")), str(dc.get("availability", "NONE")))
+            for dc in data.get("dataCenters") or ()
+        )
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            pool=data.get("pool"),
+            memory_gb=int(data.get("memory") or 0),
+            serverless_price_hr=float(price) if price is not None else None,
+            availability=data.get("availability"),
+            data_centers=centers,
+            cuda_versions=tuple(str(c["version"]) for c in data.get("cudaVersions") or ()),
+            raw=dict(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -224,11 +263,18 @@ class DataCenter:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> DataCenter:
-        stock = tuple(Availability(str(g["id"]), str(g.get("name", "")), str(g.get("availability", "NONE")))
-                      for g in data.get("gpuAvailability") or ())
-        return cls(id=str(data["id"]), name=str(data.get("name", "")), region=str(data.get("region", "UNKNOWN")),
-                   volume_types=tuple(data.get("networkVolumeTypes") or ()), gpu_availability=stock,
-                   raw=dict(data))
+        stock = tuple(
+            Availability(str(g["id"]), str(g.get("name", "")), str(g.get("availability", "NONE")))
+            for g in data.get("gpuAvailability") or ()
+        )
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name", "")),
+            region=str(data.get("region", "UNKNOWN")),
+            volume_types=tuple(data.get("networkVolumeTypes") or ()),
+            gpu_availability=stock,
+            raw=dict(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -248,10 +294,18 @@ class Worker:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Worker:
-        return cls(id=str(data["id"]), status=str(data.get("status", "")), is_stale=bool(data.get("isStale")),
-                   gpu_count=int(data.get("gpuCount") or 0), version=data.get("version"), image=data.get("image"),
-                   uptime_seconds=data.get("uptimeSeconds"), gpu_type_id=data.get("gpuTypeId"),
-                   data_center_id=data.get("dataCenterId"), started_at=data.get("startedAt"))
+        return cls(
+            id=str(data["id"]),
+            status=str(data.get("status", "")),
+            is_stale=bool(data.get("isStale")),
+            gpu_count=int(data.get("gpuCount") or 0),
+            version=data.get("version"),
+            image=data.get("image"),
+            uptime_seconds=data.get("uptimeSeconds"),
+            gpu_type_id=data.get("gpuTypeId"),
+            data_center_id=data.get("dataCenterId"),
+            started_at=data.get("startedAt"),
+        )
 
 
 @dataclass(frozen=True)
@@ -288,11 +342,17 @@ class WorkerSummary:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> WorkerSummary:
         summary = data.get("summary") or {}
-        return cls(running=int(summary.get("running", 0)), idle=int(summary.get("idle", 0)),
-                   initializing=int(summary.get("initializing", 0)), throttled=int(summary.get("throttled", 0)),
-                   unhealthy=int(summary.get("unhealthy", 0)), total=int(summary.get("total", 0)),
-                   endpoint_version=data.get("endpointVersion"),
-                   workers=tuple(Worker.from_api(w) for w in data.get("workers") or ()), raw=dict(data))
+        return cls(
+            running=int(summary.get("running", 0)),
+            idle=int(summary.get("idle", 0)),
+            initializing=int(summary.get("initializing", 0)),
+            throttled=int(summary.get("throttled", 0)),
+            unhealthy=int(summary.get("unhealthy", 0)),
+            total=int(summary.get("total", 0)),
+            endpoint_version=data.get("endpointVersion"),
+            workers=tuple(Worker.from_api(w) for w in data.get("workers") or ()),
+            raw=dict(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -323,14 +383,25 @@ class ServerlessBilling:
         meta = data.get("metadata") or {}
         totals = meta.get("totals") or {}
         query = meta.get("query") or {}
-        records = tuple(BillingRecord(start=str(r.get("startTime")), end=str(r.get("endTime")),
-                                      endpoint_id=str(r.get("serverlessId")),
-                                      total_usd=float(r.get("totalAmount") or 0.0),
-                                      gpu_usd=float(r.get("gpuAmount") or 0.0))
-                        for r in data.get("records") or ())
-        return cls(records=records, total_usd=float(totals.get("totalAmount") or 0.0),
-                   gpu_usd=float(totals.get("gpuAmount") or 0.0), start=query.get("startTime"),
-                   end=query.get("endTime"), bucket_size=query.get("bucketSize"), raw=dict(data))
+        records = tuple(
+            BillingRecord(
+                start=str(r.get("startTime")),
+                end=str(r.get("endTime")),
+                endpoint_id=str(r.get("serverlessId")),
+                total_usd=float(r.get("totalAmount") or 0.0),
+                gpu_usd=float(r.get("gpuAmount") or 0.0),
+            )
+            for r in data.get("records") or ()
+        )
+        return cls(
+            records=records,
+            total_usd=float(totals.get("totalAmount") or 0.0),
+            gpu_usd=float(totals.get("gpuAmount") or 0.0),
+            start=query.get("startTime"),
+            end=query.get("endTime"),
+            bucket_size=query.get("bucketSize"),
+            raw=dict(data),
+        )
 
 
 def by_name(resources: Iterable[Any], name: str) -> list[Any]:
@@ -348,5 +419,6 @@ def one_by_name(resources: Iterable[Any], name: str, label: str) -> Any | None:
         raise PlanConflictError(
             f"{len(matches)} {label}s are named {name!r} ({ids}); rpbook adopts resources by name "
             "and will not guess which one you mean, nor create another. Delete or rename all but one in the "
-            "Runpod console, or choose another name.")
+            "Runpod console, or choose another name."
+        )
     return matches[0] if matches else None

@@ -17,8 +17,8 @@ which workers still run an old release, and is what localpod serves.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from rpbook.controlplane import RunpodClient
 from rpbook.errors import ConfigError, RpbookError
@@ -27,9 +27,20 @@ from rpbook.plans import EnsureResult
 from rpbook.resources import Worker, WorkerSummary
 from rpbook.settings import Settings
 
-RELEASE_FIELDS = frozenset({"image", "disk_gb", "gpu_pools", "gpu_count", "allowed_cuda_versions",
-                            "min_cuda_version", "execution_timeout_s", "flashboot", "network_volume",
-                            "data_center"})
+RELEASE_FIELDS = frozenset(
+    {
+        "image",
+        "disk_gb",
+        "gpu_pools",
+        "gpu_count",
+        "allowed_cuda_versions",
+        "min_cuda_version",
+        "execution_timeout_s",
+        "flashboot",
+        "network_volume",
+        "data_center",
+    }
+)
 """Plan fields (rpbook.plans) that are part of what workers run with: changing one (or any ``env.*``)
 is a new release. Name, scaling and worker counts are not (they apply without replacing workers)."""
 
@@ -66,18 +77,25 @@ class RolloutReport:
     @property
     def figures(self) -> dict[str, float | int | str]:
         """What a run record keeps of it."""
-        return {"rollout_s": round(self.duration_s, 2), "old_workers_replaced": len(self.replaced),
-                "endpoint_version": "" if self.endpoint_version is None else self.endpoint_version}
+        return {
+            "rollout_s": round(self.duration_s, 2),
+            "old_workers_replaced": len(self.replaced),
+            "endpoint_version": "" if self.endpoint_version is None else self.endpoint_version,
+        }
 
     def __str__(self) -> str:
         version = "" if self.endpoint_version is None else f" (release {self.endpoint_version})"
         if not self.replaced:
-            return (f"endpoint {self.endpoint_id}{version}: no worker ran an old release; nothing to wait for "
-                    f"({self.duration_s:.1f} s)")
+            return (
+                f"endpoint {self.endpoint_id}{version}: no worker ran an old release; nothing to wait for "
+                f"({self.duration_s:.1f} s)"
+            )
         peak_new = max(s.new for s in self.samples)
-        return (f"endpoint {self.endpoint_id}{version}: rolling update done in {self.duration_s:.1f} s: "
-                f"{len(self.replaced)} old worker(s) finished and were replaced ({', '.join(self.replaced)}); "
-                f"up to {peak_new} new worker(s) meanwhile")
+        return (
+            f"endpoint {self.endpoint_id}{version}: rolling update done in {self.duration_s:.1f} s: "
+            f"{len(self.replaced)} old worker(s) finished and were replaced ({', '.join(self.replaced)}); "
+            f"up to {peak_new} new worker(s) meanwhile"
+        )
 
     __repr__ = __str__
 
@@ -89,18 +107,31 @@ def is_old(worker: Worker, summary: WorkerSummary) -> bool:
     ``endpointVersion`` counts as old too, in case a response carries only the numbers."""
     if worker.is_stale:
         return True
-    return (worker.version is not None and summary.endpoint_version is not None
-            and worker.version != summary.endpoint_version)
+    return (
+        worker.version is not None
+        and summary.endpoint_version is not None
+        and worker.version != summary.endpoint_version
+    )
 
 
 def _describe_old(old: tuple[Worker, ...], endpoint_version: int | None) -> str:
-    return "; ".join(f"{w.id} ({w.status}, release {w.version if w.version is not None else '?'} of "
-                     f"{endpoint_version if endpoint_version is not None else '?'})" for w in old)
+    return "; ".join(
+        f"{w.id} ({w.status}, release {w.version if w.version is not None else '?'} of "
+        f"{endpoint_version if endpoint_version is not None else '?'})"
+        for w in old
+    )
 
 
-def follow_rollout(settings: Settings, client: RunpodClient, endpoint_id: str, *, timeout_s: float = 900,
-                   poll_s: float | None = None, clock: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], None] = time.sleep) -> RolloutReport:
+def follow_rollout(
+    settings: Settings,
+    client: RunpodClient,
+    endpoint_id: str,
+    *,
+    timeout_s: float = 900,
+    poll_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RolloutReport:
     """Poll ``GET /v2/serverless/{id}/workers`` until no worker runs an old release.
 
     Old workers finish the jobs they hold before they are replaced, so ``timeout_s`` should cover
@@ -128,7 +159,9 @@ def follow_rollout(settings: Settings, client: RunpodClient, endpoint_id: str, *
                 f"{_describe_old(old, summary.endpoint_version)}. A RUNNING one is still finishing a job (old "
                 f"workers are replaced only when idle): wait longer (timeout_s), or cancel its job; one that "
                 f"stays IDLE or UNHEALTHY on an old release is not being recycled: check the endpoint in the "
-                f"console.", old)
+                f"console.",
+                old,
+            )
         sleep(min(poll, max(0.0, timeout_s - now)))
 
 
@@ -144,8 +177,14 @@ _NO_ROLLOUT: dict[str, bool | str] = {"rollout": "none"}
 """The figures of a skipped follow: recorded as no rollout, not as a skipped runbook step."""
 
 
-def after_apply(settings: Settings, client: RunpodClient, result: EnsureResult, *, timeout_s: float = 900,
-                poll_s: float | None = None) -> RolloutReport | Skipped:
+def after_apply(
+    settings: Settings,
+    client: RunpodClient,
+    result: EnsureResult,
+    *,
+    timeout_s: float = 900,
+    poll_s: float | None = None,
+) -> RolloutReport | Skipped:
     """After ``ensure_endpoint``: follow the rolling update when the apply made a new release.
 
     A one-line ``Skipped`` when there is nothing to follow: a dry run, a new endpoint (no old
@@ -153,13 +192,19 @@ def after_apply(settings: Settings, client: RunpodClient, result: EnsureResult, 
     if result.plan.kind != "endpoint":
         raise ConfigError(f"after_apply takes the result of ensure_endpoint, got one for a {result.plan.kind}")
     if not result.applied:
-        return Skipped(f"endpoint `{result.plan.name}`: not applied (apply=False): no rolling update to follow",
-                       figures=_NO_ROLLOUT)
+        return Skipped(
+            f"endpoint `{result.plan.name}`: not applied (apply=False): no rolling update to follow",
+            figures=_NO_ROLLOUT,
+        )
     if result.plan.action == "create":
-        return Skipped(f"endpoint `{result.plan.name}` was just created: no old workers to replace",
-                       figures=_NO_ROLLOUT)
+        return Skipped(
+            f"endpoint `{result.plan.name}` was just created: no old workers to replace", figures=_NO_ROLLOUT
+        )
     changed = rolls_workers(result)
     if not changed or result.resource is None:
-        return Skipped(f"endpoint `{result.plan.name}`: the apply made no new release (image, env, GPUs unchanged): "
-                       "workers keep running", figures=_NO_ROLLOUT)
+        return Skipped(
+            f"endpoint `{result.plan.name}`: the apply made no new release (image, env, GPUs unchanged): "
+            "workers keep running",
+            figures=_NO_ROLLOUT,
+        )
     return follow_rollout(settings, client, result.resource.id, timeout_s=timeout_s, poll_s=poll_s)

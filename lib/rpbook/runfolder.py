@@ -65,8 +65,9 @@ def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"no {SUMMARY_FILE} in {folder}: give a folder that `rpbook run` wrote (runs/<time>/)") \
-            from None
+        raise ConfigError(
+            f"no {SUMMARY_FILE} in {folder}: give a folder that `rpbook run` wrote (runs/<time>/)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -79,5 +80,7 @@ def run_times(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> tuple
     try:
         return datetime.fromisoformat(summary["started_at"]), datetime.fromisoformat(summary["ended_at"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{Path(run_dir) / SUMMARY_FILE} is not the summary of an rpbook run with its times "
-                          f"({exc}); give the folder `rpbook run` wrote (runs/<time>/)") from None
+        raise ConfigError(
+            f"{Path(run_dir) / SUMMARY_FILE} is not the summary of an rpbook run with its times "
+            f"({exc}); give the folder `rpbook run` wrote (runs/<time>/)"
+        ) from None

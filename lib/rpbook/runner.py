@@ -15,10 +15,11 @@ import math
 import os
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -28,8 +29,14 @@ from rpbook.secrets import scrub
 NOTEBOOK_FOLDER = "notebooks"
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
-_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                                       "list": (list,), "dict": (dict,)}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,18 @@ class RunSummary:
         return all(r.status == "ok" for r in self.results)
 
     def to_json(self) -> str:
-        return json.dumps({"run_dir": self.run_dir, "ok": self.ok, "parameters": self.parameters,
-                           "started_at": self.started_at, "ended_at": self.ended_at, "receipt": self.receipt,
-                           "results": [asdict(r) for r in self.results]}, indent=2)
+        return json.dumps(
+            {
+                "run_dir": self.run_dir,
+                "ok": self.ok,
+                "parameters": self.parameters,
+                "started_at": self.started_at,
+                "ended_at": self.ended_at,
+                "receipt": self.receipt,
+                "results": [asdict(r) for r in self.results],
+            },
+            indent=2,
+        )
 
     def __str__(self) -> str:
         lines = [f"{'notebook':<36}{'status':<9}{'seconds':>8}  detail"]
@@ -89,8 +105,10 @@ def notebook_dir(start: Path | None = None) -> Path:
         candidate = folder / NOTEBOOK_FOLDER
         if candidate.is_dir() and any(candidate.glob("[0-9][0-9]_*.ipynb")):
             return candidate
-    raise ConfigError(f"no runbooks found: there is no {NOTEBOOK_FOLDER}/ folder with NN_*.ipynb notebooks in "
-                      f"{here} or above it. Run rpbook from the project folder, or name the notebooks to run.")
+    raise ConfigError(
+        f"no runbooks found: there is no {NOTEBOOK_FOLDER}/ folder with NN_*.ipynb notebooks in "
+        f"{here} or above it. Run rpbook from the project folder, or name the notebooks to run."
+    )
 
 
 def discover_notebooks(directory: Path | None = None) -> list[Path]:
@@ -103,9 +121,12 @@ def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
     import papermill
 
     found = papermill.inspect_notebook(str(path))
-    return {name: NotebookParameter(name, str(p.get("inferred_type_name") or "None"), str(p.get("default")),
-                                    str(p.get("help") or ""))
-            for name, p in found.items()}
+    return {
+        name: NotebookParameter(
+            name, str(p.get("inferred_type_name") or "None"), str(p.get("default")), str(p.get("help") or "")
+        )
+        for name, p in found.items()
+    }
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -117,8 +138,9 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is given twice (first on line "
-                              f"{seen[key]}); keep one")
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: {key!r} is given twice (first on line {seen[key]}); keep one"
+            )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -139,11 +161,13 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
         except FileNotFoundError:
             raise ConfigError(f"parameters file {path} does not exist") from None
         except IsADirectoryError:
-            raise ConfigError(f"parameters file {path} is a folder; give a YAML file such as params/local.yaml") \
-                from None
+            raise ConfigError(
+                f"parameters file {path} is a folder; give a YAML file such as params/local.yaml"
+            ) from None
         except UnicodeDecodeError as err:
-            raise ConfigError(f"parameters file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") \
-                from None
+            raise ConfigError(
+                f"parameters file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
         except OSError as err:
             raise ConfigError(f"parameters file {path} cannot be read: {err.strerror}") from None
         except ConfigError as err:
@@ -163,7 +187,7 @@ def _declared_type(type_name: str) -> tuple[tuple[type, ...] | None, bool]:
     """The Python types a declared annotation admits, and whether ``None`` is one of them
     (``Optional[bool]``); unknown annotations admit anything."""
     optional = type_name.startswith("Optional[") and type_name.endswith("]")
-    base = type_name[len("Optional["):-1] if optional else type_name
+    base = type_name[len("Optional[") : -1] if optional else type_name
     base = base.split("[", 1)[0]  # list[str] -> list
     return _TYPES.get(base), optional or type_name == "None"
 
@@ -198,8 +222,10 @@ def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -
             continue
         if name not in known:
             if _SECRET_NAME.search(name):  # a declared parameter such as save_token is not a secret
-                problems.append(f"{name}: looks like a secret; secrets never go in parameters (papermill writes "
-                                f"them into every output notebook) - put it in the environment or the .env file")
+                problems.append(
+                    f"{name}: looks like a secret; secrets never go in parameters (papermill writes "
+                    f"them into every output notebook) - put it in the environment or the .env file"
+                )
                 continue
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -232,7 +258,7 @@ def _ipc_kernel_manager() -> type:
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = root / stamp
     suffix = 1
     while run_dir.exists():
@@ -242,9 +268,16 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
     return run_dir
 
 
-def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, out_dir: Path | None = None,
-                  kernel_name: str = "python3", execution_timeout: int | None = None,
-                  log_output: bool = False, receipt: bool = True) -> RunSummary:
+def run_notebooks(
+    notebooks: Sequence[Path],
+    parameters: Mapping[str, Any],
+    *,
+    out_dir: Path | None = None,
+    kernel_name: str = "python3",
+    execution_timeout: int | None = None,
+    log_output: bool = False,
+    receipt: bool = True,
+) -> RunSummary:
     """Run ``notebooks`` in order with papermill; stop at the first failure. Never raises for a
     failing notebook: the summary says which cell failed and why (scrubbed of secrets)."""
     import papermill
@@ -253,8 +286,7 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, o
     per_notebook = check_parameters(parameters, notebooks)
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters),
-                         started_at=datetime.now(timezone.utc).isoformat())
+    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
     previous = os.environ.get("RPBOOK_RUN_DIR")
     os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
     try:
@@ -266,28 +298,47 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Any], *, o
                 continue
             start = time.perf_counter()
             try:
-                papermill.execute_notebook(str(notebook), str(output), parameters=per_notebook[notebook],
-                                           cwd=str(notebook.parent), kernel_name=kernel_name, progress_bar=False,
-                                           log_output=log_output, execution_timeout=execution_timeout,
-                                           kernel_manager_class=_ipc_kernel_manager())
-                summary.results.append(NotebookResult(notebook.name, str(output), "ok",
-                                                      time.perf_counter() - start))
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=per_notebook[notebook],
+                    cwd=str(notebook.parent),
+                    kernel_name=kernel_name,
+                    progress_bar=False,
+                    log_output=log_output,
+                    execution_timeout=execution_timeout,
+                    kernel_manager_class=_ipc_kernel_manager(),
+                )
+                summary.results.append(NotebookResult(notebook.name, str(output), "ok", time.perf_counter() - start))
             except PapermillExecutionError as exc:
                 failed = True
-                summary.results.append(NotebookResult(notebook.name, str(output), "failed",
-                                                      time.perf_counter() - start, failed_cell=exc.exec_count,
-                                                      error=scrub(f"{exc.ename}: {exc.evalue}")))
-            except Exception as exc:  # kernel died, timeout, missing kernel: still a failed notebook
+                summary.results.append(
+                    NotebookResult(
+                        notebook.name,
+                        str(output),
+                        "failed",
+                        time.perf_counter() - start,
+                        failed_cell=exc.exec_count,
+                        error=scrub(f"{exc.ename}: {exc.evalue}"),
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - kernel died, timeout, missing kernel: still a failed notebook
                 failed = True
-                summary.results.append(NotebookResult(notebook.name, str(output), "failed",
-                                                      time.perf_counter() - start,
-                                                      error=scrub(f"{type(exc).__name__}: {exc}")))
+                summary.results.append(
+                    NotebookResult(
+                        notebook.name,
+                        str(output),
+                        "failed",
+                        time.perf_counter() - start,
+                        error=scrub(f"{type(exc).__name__}: {exc}"),
+                    )
+                )
     finally:
         if previous is None:
             os.environ.pop("RPBOOK_RUN_DIR", None)
         else:
             os.environ["RPBOOK_RUN_DIR"] = previous
-    summary.ended_at = datetime.now(timezone.utc).isoformat()
+    summary.ended_at = datetime.now(UTC).isoformat()
     if receipt:
         summary.receipt = _take_receipt(summary, run_dir)
     (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
@@ -303,8 +354,13 @@ def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
 
     try:
         settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
-        receipt = make_receipt(settings, settings.runpod_api_key(), run_dir,
-                               datetime.fromisoformat(summary.started_at), datetime.fromisoformat(summary.ended_at))
+        receipt = make_receipt(
+            settings,
+            settings.runpod_api_key(),
+            run_dir,
+            datetime.fromisoformat(summary.started_at),
+            datetime.fromisoformat(summary.ended_at),
+        )
     except RpbookError as exc:
         return {"line": scrub(f"cost receipt unavailable ({exc}); run `rpbook receipt {run_dir}` later")}
     write_receipt(receipt)

@@ -17,9 +17,10 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -28,8 +29,9 @@ from rpbook.errors import SecretMissingError
 _KNOWN: set[str] = set()
 _LOCK = threading.Lock()
 
-_SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL)",
-                         re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL)", re.IGNORECASE
+)
 _SECRET_REFERENCE = re.compile(r"^\{\{\s*RUNPOD_SECRET_[A-Za-z_][A-Za-z0-9_.\-/]*\s*\}\}$")
 
 
@@ -141,8 +143,9 @@ def reveal_secrets(value: Any) -> Any:
     return value
 
 
-def read_secret(name: str, env_file: Path | None, *, default: str | None = None, interactive: bool = False,
-                hint: str = "") -> Secret:
+def read_secret(
+    name: str, env_file: Path | None, *, default: str | None = None, interactive: bool = False, hint: str = ""
+) -> Secret:
     """Find a secret: environment, then env file, then a hidden prompt (only when a person runs the
     notebook), then ``default`` (local mode's documented values). Raises ``SecretMissingError``."""
     value = os.environ.get(name)
@@ -153,8 +156,7 @@ def read_secret(name: str, env_file: Path | None, *, default: str | None = None,
         if value:
             return Secret(name, value.strip(), str(env_file))
     if interactive:
-        value = prompt_hidden(f"{name} (input hidden; an empty answer stops with an error that says where to "
-                              f"put it): ")
+        value = prompt_hidden(f"{name} (input hidden; an empty answer stops with an error that says where to put it): ")
         if value:
             return Secret(name, value, "prompt")
     if default is not None:

@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,15 +55,32 @@ PRIOR_SIGMA = 0.3
 """Spread (sigma of the log) of TTFT and TPOT drawn around a prior's medians: an assumption."""
 
 _ADA_24 = {4: (0.053, 4 / 210), 8: (0.055, 8 / 377), 16: (0.097, 16 / 644), 32: (0.277, 32 / 975)}
-ADA_24_SOURCE = ("RTX 4090, Mistral-7B-Instruct-v0.3 on vLLM, 256 in / 128 out tokens (mushfiqrahman.dev, "
-                 "'Benchmarking Mistral-7B on RTX 4090'); TPOT derived as concurrency / output tokens/s")
-_ASSUMED_FACTOR = {"AMPERE_16": 1.6, "AMPERE_24": 1.25, "ADA_32_PRO": 0.9, "AMPERE_48": 1.3, "ADA_48_PRO": 1.1,
-                   "AMPERE_80": 0.6, "ADA_80_PRO": 0.45, "BLACKWELL_96": 0.45, "HOPPER_141": 0.35,
-                   "BLACKWELL_180": 0.3}
+ADA_24_SOURCE = (
+    "RTX 4090, Mistral-7B-Instruct-v0.3 on vLLM, 256 in / 128 out tokens (mushfiqrahman.dev, "
+    "'Benchmarking Mistral-7B on RTX 4090'); TPOT derived as concurrency / output tokens/s"
+)
+_ASSUMED_FACTOR = {
+    "AMPERE_16": 1.6,
+    "AMPERE_24": 1.25,
+    "ADA_32_PRO": 0.9,
+    "AMPERE_48": 1.3,
+    "ADA_48_PRO": 1.1,
+    "AMPERE_80": 0.6,
+    "ADA_80_PRO": 0.45,
+    "BLACKWELL_96": 0.45,
+    "HOPPER_141": 0.35,
+    "BLACKWELL_180": 0.3,
+}
 PRIOR_PROMPT_TOKENS = 256
 
-REALISTIC_COLD = {"container_start_s": 20.0, "engine_init_s": 25.0, "flashboot_start_s": 3.0,
-                  "flashboot_window_s": 900.0, "scaler_tick_s": 0.5, "volume_read_bytes_per_s": 0.8e9}
+REALISTIC_COLD = {
+    "container_start_s": 20.0,
+    "engine_init_s": 25.0,
+    "flashboot_start_s": 3.0,
+    "flashboot_window_s": 900.0,
+    "scaler_tick_s": 0.5,
+    "volume_read_bytes_per_s": 0.8e9,
+}
 """localpod's ``realistic`` profile (lib/localpod/profiles.py): its stated range of what Runpod users
 see for a 7B model. An assumption for planning until a wake is measured."""
 
@@ -99,8 +117,7 @@ class ServiceModel:
         """The level measured nearest to ``concurrency`` (on a log scale; ties: the higher, the safe side)."""
         if not self.levels:
             raise ConfigError(f"service model {self.source!r} has no level")
-        return min(self.levels, key=lambda lv: (abs(math.log(lv.concurrency / max(concurrency, 1))),
-                                                -lv.concurrency))
+        return min(self.levels, key=lambda lv: (abs(math.log(lv.concurrency / max(concurrency, 1))), -lv.concurrency))
 
     def draw(self, arrivals: Arrivals, concurrency: int, *, seed: int = 0) -> Requests:
         """Per-request service times for the engine, at the per-worker ``concurrency`` (the
@@ -115,21 +132,32 @@ class ServiceModel:
             ttft = _lognormal(rng, lv.ttft_p50_s, n)
             tpot = _lognormal(rng, lv.tpot_p50_s, n)
         duration = ttft + np.maximum(arrivals.answer_tokens - 1, 0) * tpot
-        return Requests(arrival_s=np.asarray(arrivals.arrival_s, dtype=np.float64), ttft_s=ttft.astype(np.float64),
-                        duration_s=duration.astype(np.float64))
+        return Requests(
+            arrival_s=np.asarray(arrivals.arrival_s, dtype=np.float64),
+            ttft_s=ttft.astype(np.float64),
+            duration_s=duration.astype(np.float64),
+        )
 
     def describe(self, concurrency: int, arrivals: Arrivals | None = None) -> str:
         lv = self.level(concurrency)
         how = "measured" if lv.measured else "prior"
-        text = (f"{how} at {lv.concurrency} concurrent requests per worker (wanted {concurrency}): TTFT p50 "
-                f"{lv.ttft_p50_s * 1000:.0f} ms, TPOT p50 {lv.tpot_p50_s * 1000:.1f} ms; {self.source}")
+        text = (
+            f"{how} at {lv.concurrency} concurrent requests per worker (wanted {concurrency}): TTFT p50 "
+            f"{lv.ttft_p50_s * 1000:.0f} ms, TPOT p50 {lv.tpot_p50_s * 1000:.1f} ms; {self.source}"
+        )
         notes = list(self.notes)
         if lv.concurrency != concurrency:
             notes.append(f"nothing was measured at {concurrency}; {lv.concurrency} is the nearest level")
-        if arrivals is not None and self.prompt_tokens and len(arrivals) and \
-                np.mean(arrivals.prompt_tokens) > 2 * self.prompt_tokens:
-            notes.append(f"the event's prompts (mean {np.mean(arrivals.prompt_tokens):.0f} tokens) are much longer "
-                         f"than the {self.prompt_tokens} the TTFT was measured with: prefill will take longer")
+        if (
+            arrivals is not None
+            and self.prompt_tokens
+            and len(arrivals)
+            and np.mean(arrivals.prompt_tokens) > 2 * self.prompt_tokens
+        ):
+            notes.append(
+                f"the event's prompts (mean {np.mean(arrivals.prompt_tokens):.0f} tokens) are much longer "
+                f"than the {self.prompt_tokens} the TTFT was measured with: prefill will take longer"
+            )
         return text + "".join(f"\nnote: {n}" for n in notes)
 
     def __str__(self) -> str:
@@ -146,13 +174,19 @@ def prior(pool: str) -> ServiceModel:
         factor, source = 1.0, f"prior for ADA_24 from a published benchmark: {ADA_24_SOURCE}"
     elif pool in _ASSUMED_FACTOR:
         factor = _ASSUMED_FACTOR[pool]
-        source = (f"prior for {pool}: an ASSUMPTION (ADA_24's published figures × {factor:g}, a guess from memory "
-                  "bandwidth; no source read): measure with runbook 05")
+        source = (
+            f"prior for {pool}: an ASSUMPTION (ADA_24's published figures × {factor:g}, a guess from memory "
+            "bandwidth; no source read): measure with runbook 05"
+        )
     else:
-        raise ConfigError(f"no prior for GPU pool {pool!r}; known: ADA_24, {', '.join(sorted(_ASSUMED_FACTOR))}, "
-                          "or pass runbook 05's load-test result")
-    levels = tuple(Level(c, np.array([ttft * factor]), np.array([tpot * factor]), measured=False)
-                   for c, (ttft, tpot) in sorted(_ADA_24.items()))
+        raise ConfigError(
+            f"no prior for GPU pool {pool!r}; known: ADA_24, {', '.join(sorted(_ASSUMED_FACTOR))}, "
+            "or pass runbook 05's load-test result"
+        )
+    levels = tuple(
+        Level(c, np.array([ttft * factor]), np.array([tpot * factor]), measured=False)
+        for c, (ttft, tpot) in sorted(_ADA_24.items())
+    )
     return ServiceModel(levels, source, PRIOR_PROMPT_TOKENS)
 
 
@@ -174,25 +208,38 @@ def from_loadtest(path: str | Path) -> ServiceModel:
         ttfts.append(float(r["ttft_s"]))
         if r.get("tpot_s") not in (None, ""):
             tpots.append(float(r["tpot_s"]))
-    levels = tuple(Level(c, np.array(t), np.array(p if p else [0.0]), measured=True)
-                   for c, (t, p) in sorted(groups.items()) if len(t) >= 3)
+    levels = tuple(
+        Level(c, np.array(t), np.array(p if p else [0.0]), measured=True)
+        for c, (t, p) in sorted(groups.items())
+        if len(t) >= 3
+    )
     if not levels:
-        raise ConfigError(f"{file}: fewer than 3 warm, successful requests with a TTFT at any concurrency; "
-                          "rerun runbook 05's load test (route chat or completions) or use a prior")
+        raise ConfigError(
+            f"{file}: fewer than 3 warm, successful requests with a TTFT at any concurrency; "
+            "rerun runbook 05's load test (route chat or completions) or use a prior"
+        )
     shape = data.get("shape") or {}
-    source = (f"measured by runbook 05 ({file.name}: {shape.get('kind', '?')} load, "
-              f"{sum(len(lv.ttft_s) for lv in levels)} warm requests, route {data.get('route', '?')})")
+    source = (
+        f"measured by runbook 05 ({file.name}: {shape.get('kind', '?')} load, "
+        f"{sum(len(lv.ttft_s) for lv in levels)} warm requests, route {data.get('route', '?')})"
+    )
     return ServiceModel(levels, source)
 
 
-def cold_start(profile: Mapping[str, float] | None = None, *, weights_bytes: float = 14.5e9,
-               from_volume: bool = True) -> ColdStart:
+def cold_start(
+    profile: Mapping[str, float] | None = None, *, weights_bytes: float = 14.5e9, from_volume: bool = True
+) -> ColdStart:
     """The engine's cold start from a localpod profile (``GET /_localpod/config``'s ``profile``),
     or from :data:`REALISTIC_COLD` when None. ``model_load_s`` is the weights read from the
     network volume (or downloaded, ``from_volume=False``)."""
     p = dict(REALISTIC_COLD if profile is None else profile)
     rate_key = "volume_read_bytes_per_s" if from_volume else "download_bytes_per_s"
     rate = float(p.get(rate_key) or REALISTIC_COLD["volume_read_bytes_per_s"])
-    return ColdStart(container_start_s=float(p["container_start_s"]), model_load_s=weights_bytes / rate,
-                     engine_init_s=float(p["engine_init_s"]), flashboot_start_s=float(p["flashboot_start_s"]),
-                     flashboot_window_s=float(p["flashboot_window_s"]), scaler_tick_s=float(p["scaler_tick_s"]))
+    return ColdStart(
+        container_start_s=float(p["container_start_s"]),
+        model_load_s=weights_bytes / rate,
+        engine_init_s=float(p["engine_init_s"]),
+        flashboot_start_s=float(p["flashboot_start_s"]),
+        flashboot_window_s=float(p["flashboot_window_s"]),
+        scaler_tick_s=float(p["scaler_tick_s"]),
+    )

@@ -82,10 +82,14 @@ def _recover_pins(settings: Settings) -> None:
 def describe(settings: Settings, status: LocalpodStatus) -> str:
     """Where local mode runs and which keys it uses (masked): nobody is asked for a key here."""
     how = "started" if status.started else "already running"
-    keys = ", ".join(f"{secret.name} {secret.masked} ({secret.source})"
-                     for secret in (settings.runpod_api_key(), settings.hf_token()))
-    return (f"target local: localpod {how} at {status.url} (log: {status.log_file}); "
-            f"env file {settings.env_file}\nkeys: {keys}")
+    keys = ", ".join(
+        f"{secret.name} {secret.masked} ({secret.source})"
+        for secret in (settings.runpod_api_key(), settings.hf_token())
+    )
+    return (
+        f"target local: localpod {how} at {status.url} (log: {status.log_file}); "
+        f"env file {settings.env_file}\nkeys: {keys}"
+    )
 
 
 def resolve_apply(apply: bool | None, settings: Settings) -> bool:

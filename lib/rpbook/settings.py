@@ -62,27 +62,43 @@ class Settings:
         """The Runpod API key: environment, env file, then (target runpod, a person at the kernel)
         a hidden prompt. Local mode never prompts: localpod's documented default is used, because
         a key typed there would only be refused by the localpod already running."""
-        return read_secret("RUNPOD_API_KEY", self.env_file, interactive=interactive and self.target == "runpod",
-                           default=LOCAL_DEFAULT_API_KEY if self.target == "local" else None,
-                           hint="Create one at https://console.runpod.io/user/settings (API Keys).")
+        return read_secret(
+            "RUNPOD_API_KEY",
+            self.env_file,
+            interactive=interactive and self.target == "runpod",
+            default=LOCAL_DEFAULT_API_KEY if self.target == "local" else None,
+            hint="Create one at https://console.runpod.io/user/settings (API Keys).",
+        )
 
     def hf_token(self, *, interactive: bool = False) -> Secret:
         """The HF token, found like :meth:`runpod_api_key` (no prompt in local mode either)."""
-        return read_secret("HF_TOKEN", self.env_file, interactive=interactive and self.target == "runpod",
-                           default=LOCAL_DEFAULT_HF_TOKEN if self.target == "local" else None,
-                           hint="Create one at https://huggingface.co/settings/tokens (read access, or "
-                                "fine-grained with 'Read access to contents of all public gated repos').")
+        return read_secret(
+            "HF_TOKEN",
+            self.env_file,
+            interactive=interactive and self.target == "runpod",
+            default=LOCAL_DEFAULT_HF_TOKEN if self.target == "local" else None,
+            hint="Create one at https://huggingface.co/settings/tokens (read access, or "
+            "fine-grained with 'Read access to contents of all public gated repos').",
+        )
 
 
-def load_settings(target: str = "local", *, env_file: str | os.PathLike[str] = ".env",
-                  localpod_url: str | None = None) -> Settings:
+def load_settings(
+    target: str = "local", *, env_file: str | os.PathLike[str] = ".env", localpod_url: str | None = None
+) -> Settings:
     """Settings for ``target``. ``localpod_url`` (or ``LOCALPOD_URL``) moves local mode's server."""
     path = Path(env_file).expanduser()
     if target == "local":
         root = (localpod_url or os.environ.get("LOCALPOD_URL") or LOCALPOD_URL).rstrip("/")
-        return Settings(target="local", rest_url=f"{root}/api.runpod.io", queue_url=f"{root}/api.runpod.ai/v2",
-                        hub_url=f"{root}/huggingface.co", env_file=path, localpod_url=root)
+        return Settings(
+            target="local",
+            rest_url=f"{root}/api.runpod.io",
+            queue_url=f"{root}/api.runpod.ai/v2",
+            hub_url=f"{root}/huggingface.co",
+            env_file=path,
+            localpod_url=root,
+        )
     if target == "runpod":
-        return Settings(target="runpod", rest_url=RUNPOD_REST_URL, queue_url=RUNPOD_QUEUE_URL, hub_url=HUB_URL,
-                        env_file=path)
+        return Settings(
+            target="runpod", rest_url=RUNPOD_REST_URL, queue_url=RUNPOD_QUEUE_URL, hub_url=HUB_URL, env_file=path
+        )
     raise ConfigError(f"target must be 'local' or 'runpod', got {target!r}")

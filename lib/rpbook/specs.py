@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.errors import ConfigError
@@ -27,8 +28,14 @@ MIN_EXECUTION_TIMEOUT_S = 5
 MAX_EXECUTION_TIMEOUT_S = 7 * 24 * 3600
 SCALERS = ("QUEUE_DELAY", "REQUEST_COUNT")
 VLLM_IMAGE = "runpod/worker-v1-vllm"
-VLLM_MANAGED_ENV = ("MODEL_NAME", "HUGGING_FACE_HUB_TOKEN", "BASE_PATH", "MAX_CONCURRENCY",
-                    "GPU_MEMORY_UTILIZATION", "MAX_MODEL_LEN")
+VLLM_MANAGED_ENV = (
+    "MODEL_NAME",
+    "HUGGING_FACE_HUB_TOKEN",
+    "BASE_PATH",
+    "MAX_CONCURRENCY",
+    "GPU_MEMORY_UTILIZATION",
+    "MAX_MODEL_LEN",
+)
 """Env keys ``vllm_template`` sets from its own parameters (``extra_env`` may not override them)."""
 VLLM_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
 """Where ``vllm_template`` puts the HF token, never ``HF_TOKEN``: worker-vllm (v2.25.2,
@@ -38,10 +45,12 @@ VLLM_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
 A Runpod secret reference does not help: it is resolved before the process starts.
 huggingface_hub inside the worker also reads ``HUGGING_FACE_HUB_TOKEN`` (``utils/_auth.py``, after
 ``HF_TOKEN``), which names no vLLM flag, so the gated model still downloads."""
-_HF_TOKEN_LEAK = ("the token would be printed in the worker's logs: worker-vllm turns HF_TOKEN into "
-                  "`--hf-token <token>` and logs the command line ('Starting vLLM: ...'), secret references "
-                  "included (Runpod resolves them before the process starts). Pass the token as vllm_template's "
-                  "hf_token_ref, which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)")
+_HF_TOKEN_LEAK = (
+    "the token would be printed in the worker's logs: worker-vllm turns HF_TOKEN into "
+    "`--hf-token <token>` and logs the command line ('Starting vLLM: ...'), secret references "
+    "included (Runpod resolves them before the process starts). Pass the token as vllm_template's "
+    "hf_token_ref, which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)"
+)
 
 _DATA_CENTER = re.compile(r"^[A-Z]{2,4}(-[A-Z0-9]+)*-\d+$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,8 +83,11 @@ def _int(where: str, value: Any, low: int | None = None, high: int | None = None
         else:
             raise _fail(where, f"must be a whole number{' of ' + unit if unit else ''}, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if low is not None and high is not None else (
-            f">= {low}" if low is not None else f"<= {high}")
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f">= {low}" if low is not None else f"<= {high}")
+        )
         raise _fail(where, f"must be {bounds}{' ' + unit if unit else ''}, got {value}")
     return value
 
@@ -87,22 +99,31 @@ def _optional(value: Any) -> Any:
 
 def _data_center(where: str, value: Any) -> str:
     if not isinstance(value, str) or not _DATA_CENTER.match(value):
-        raise _fail(where, f"{value!r} is not a data center id (like 'EU-RO-1' or 'US-TX-3'); "
-                           "pick_data_center() chooses one that offers your GPU pool")
+        raise _fail(
+            where,
+            f"{value!r} is not a data center id (like 'EU-RO-1' or 'US-TX-3'); "
+            "pick_data_center() chooses one that offers your GPU pool",
+        )
     return value
 
 
 def check_secret_reference(where: str, value: str) -> str:
     """A ``{{ RUNPOD_SECRET_name }}`` reference, checked against Runpod's secret-name rules."""
     if not is_secret_reference(value):
-        raise _fail(where, f"{value!r} is not a Runpod secret reference; write exactly "
-                           "'{{ RUNPOD_SECRET_<name> }}' (the name of a secret created in the Runpod console, "
-                           "Secrets page)")
+        raise _fail(
+            where,
+            f"{value!r} is not a Runpod secret reference; write exactly "
+            "'{{ RUNPOD_SECRET_<name> }}' (the name of a secret created in the Runpod console, "
+            "Secrets page)",
+        )
     match = _REFERENCE_NAME.search(value)
     name = match.group(1) if match else ""
     if not _SECRET_NAME.match(name) or name.upper().startswith("RUNPOD"):
-        raise _fail(where, f"secret name {name!r} is not valid: it must start with a letter or '_', use only "
-                           "letters, digits and _ . - /, be at most 191 characters and not start with 'RUNPOD'")
+        raise _fail(
+            where,
+            f"secret name {name!r} is not valid: it must start with a letter or '_', use only "
+            "letters, digits and _ . - /, be at most 191 characters and not start with 'RUNPOD'",
+        )
     return value
 
 
@@ -122,14 +143,16 @@ def _env(where: str, env: Any) -> dict[str, EnvValue]:
             out[key] = value
             continue
         if not isinstance(value, str):
-            raise _fail(here, f"env values are strings, got {type(value).__name__} {value!r}; write it as "
-                              f"'{value}'")
+            raise _fail(here, f"env values are strings, got {type(value).__name__} {value!r}; write it as '{value}'")
         if "RUNPOD_SECRET" in value or "{{" in value:
             check_secret_reference(here, value)
         elif is_secret_env_key(key) and value:
-            raise _fail(here, "looks like a secret but is a plain string: pass the value as a Secret "
-                              "(e.g. settings.hf_token()) or reference a Runpod secret with "
-                              "'{{ RUNPOD_SECRET_<name> }}'; never put a token in parameters")
+            raise _fail(
+                here,
+                "looks like a secret but is a plain string: pass the value as a Secret "
+                "(e.g. settings.hf_token()) or reference a Runpod secret with "
+                "'{{ RUNPOD_SECRET_<name> }}'; never put a token in parameters",
+            )
         out[key] = value
     return out
 
@@ -144,8 +167,9 @@ class VolumeSpec:
 
     def __post_init__(self) -> None:
         _name("VolumeSpec.name", self.name)
-        object.__setattr__(self, "size_gb", _int("VolumeSpec.size_gb", self.size_gb, MIN_VOLUME_GB, MAX_VOLUME_GB,
-                                                 "GB"))
+        object.__setattr__(
+            self, "size_gb", _int("VolumeSpec.size_gb", self.size_gb, MIN_VOLUME_GB, MAX_VOLUME_GB, "GB")
+        )
         _data_center("VolumeSpec.data_center", self.data_center)
 
 
@@ -205,9 +229,18 @@ class TemplateSpec:
     __str__ = __repr__
 
 
-def vllm_template(name: str, model: str, image_tag: str, hf_token_ref: Secret | str | None, max_model_len: int,
-                  gpu_memory_utilization: float, max_concurrency: int, base_path: str = "/runpod-volume",
-                  extra_env: Mapping[str, EnvValue] | None = None, disk_gb: int = 50) -> TemplateSpec:
+def vllm_template(
+    name: str,
+    model: str,
+    image_tag: str,
+    hf_token_ref: Secret | str | None,
+    max_model_len: int,
+    gpu_memory_utilization: float,
+    max_concurrency: int,
+    base_path: str = "/runpod-volume",
+    extra_env: Mapping[str, EnvValue] | None = None,
+    disk_gb: int = 50,
+) -> TemplateSpec:
     """A template for Runpod's vLLM worker (``runpod/worker-v1-vllm:<tag>``).
 
     ``image_tag`` must be pinned (e.g. ``v2.25.2``): ``latest`` moves, and a model that ran
@@ -219,20 +252,30 @@ def vllm_template(name: str, model: str, image_tag: str, hf_token_ref: Secret | 
     nor ``--hf-token`` in ``VLLM_EXTRA_ARGS``.
     """
     if not isinstance(model, str) or not _REPO_ID.match(model):
-        raise _fail("vllm_template.model", f"{model!r} is not a Hugging Face repo id like "
-                                           "'mistralai/Mistral-7B-Instruct-v0.3'")
+        raise _fail(
+            "vllm_template.model", f"{model!r} is not a Hugging Face repo id like 'mistralai/Mistral-7B-Instruct-v0.3'"
+        )
     tag = image_tag.strip() if isinstance(image_tag, str) else image_tag
     if not isinstance(tag, str) or not tag or tag.lower() == "latest":
-        raise _fail("vllm_template.image_tag", f"{image_tag!r}: pin a release tag such as 'v2.25.2' (not empty, "
-                                               "not 'latest', which changes under you)")
+        raise _fail(
+            "vllm_template.image_tag",
+            f"{image_tag!r}: pin a release tag such as 'v2.25.2' (not empty, not 'latest', which changes under you)",
+        )
     if not _IMAGE_TAG.match(tag):
-        raise _fail("vllm_template.image_tag", f"{image_tag!r} is not a Docker tag (give only the tag, e.g. "
-                                               "'v2.25.2', not the image name)")
+        raise _fail(
+            "vllm_template.image_tag",
+            f"{image_tag!r} is not a Docker tag (give only the tag, e.g. 'v2.25.2', not the image name)",
+        )
     _int("vllm_template.max_model_len", max_model_len, 1, None, "tokens")
-    if isinstance(gpu_memory_utilization, bool) or not isinstance(gpu_memory_utilization, (int, float)) \
-            or not 0 < gpu_memory_utilization <= 1:
-        raise _fail("vllm_template.gpu_memory_utilization", f"must be a fraction with 0 < x <= 1 (e.g. 0.9), got "
-                                                            f"{gpu_memory_utilization!r}")
+    if (
+        isinstance(gpu_memory_utilization, bool)
+        or not isinstance(gpu_memory_utilization, (int, float))
+        or not 0 < gpu_memory_utilization <= 1
+    ):
+        raise _fail(
+            "vllm_template.gpu_memory_utilization",
+            f"must be a fraction with 0 < x <= 1 (e.g. 0.9), got {gpu_memory_utilization!r}",
+        )
     _int("vllm_template.max_concurrency", max_concurrency, 1, None, "requests per worker")
     if not isinstance(base_path, str) or not base_path.startswith("/"):
         raise _fail("vllm_template.base_path", f"must be an absolute path such as '/runpod-volume', got {base_path!r}")
@@ -243,22 +286,34 @@ def vllm_template(name: str, model: str, image_tag: str, hf_token_ref: Secret | 
         elif isinstance(hf_token_ref, str):
             env[VLLM_TOKEN_ENV] = check_secret_reference("vllm_template.hf_token_ref", hf_token_ref)
         else:
-            raise _fail("vllm_template.hf_token_ref", "must be a Secret (settings.hf_token()) or a "
-                                                      "'{{ RUNPOD_SECRET_<name> }}' reference")
-    env.update(BASE_PATH=base_path, MAX_CONCURRENCY=str(max_concurrency),
-               GPU_MEMORY_UTILIZATION=f"{float(gpu_memory_utilization):g}", MAX_MODEL_LEN=str(max_model_len))
+            raise _fail(
+                "vllm_template.hf_token_ref",
+                "must be a Secret (settings.hf_token()) or a '{{ RUNPOD_SECRET_<name> }}' reference",
+            )
+    env.update(
+        BASE_PATH=base_path,
+        MAX_CONCURRENCY=str(max_concurrency),
+        GPU_MEMORY_UTILIZATION=f"{float(gpu_memory_utilization):g}",
+        MAX_MODEL_LEN=str(max_model_len),
+    )
     for key, value in (extra_env or {}).items():
         if key == "HF_TOKEN":
             raise _fail("vllm_template.extra_env['HF_TOKEN']", _HF_TOKEN_LEAK)
-        if key == "VLLM_EXTRA_ARGS" and isinstance(value, (str, Secret)) and re.search(
-                r"--hf-token\b", value.reveal() if isinstance(value, Secret) else value):
-            raise _fail("vllm_template.extra_env['VLLM_EXTRA_ARGS']",
-                        "--hf-token: the token would be printed in the worker's logs, as worker-vllm logs its whole "
-                        "command line ('Starting vLLM: ...'). Pass the token as vllm_template's hf_token_ref, "
-                        "which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)")
+        if (
+            key == "VLLM_EXTRA_ARGS"
+            and isinstance(value, (str, Secret))
+            and re.search(r"--hf-token\b", value.reveal() if isinstance(value, Secret) else value)
+        ):
+            raise _fail(
+                "vllm_template.extra_env['VLLM_EXTRA_ARGS']",
+                "--hf-token: the token would be printed in the worker's logs, as worker-vllm logs its whole "
+                "command line ('Starting vLLM: ...'). Pass the token as vllm_template's hf_token_ref, "
+                "which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)",
+            )
         if key in VLLM_MANAGED_ENV:
-            raise _fail(f"vllm_template.extra_env[{key!r}]", "is set by vllm_template's own parameter; pass it "
-                                                              "there instead")
+            raise _fail(
+                f"vllm_template.extra_env[{key!r}]", "is set by vllm_template's own parameter; pass it there instead"
+            )
     env.update(extra_env or {})
     return TemplateSpec(name=name, image=f"{VLLM_IMAGE}:{tag}", env=env, disk_gb=disk_gb)
 
@@ -303,22 +358,29 @@ class EndpointSpec:
         if isinstance(pools, str):
             pools = [p.strip() for p in pools.split(",") if p.strip()]
         if not isinstance(pools, (list, tuple)) or not pools or not all(isinstance(p, str) and p for p in pools):
-            raise _fail("EndpointSpec.gpu_pools", f"must list at least one serverless GPU pool id (e.g. "
-                                                  f"['AMPERE_24', 'ADA_24']), got {self.gpu_pools!r}")
+            raise _fail(
+                "EndpointSpec.gpu_pools",
+                f"must list at least one serverless GPU pool id (e.g. ['AMPERE_24', 'ADA_24']), got {self.gpu_pools!r}",
+            )
         if len(set(pools)) != len(pools):
-            raise _fail("EndpointSpec.gpu_pools", f"{list(pools)} lists a pool twice; list each once, in order "
-                                                  "of preference")
+            raise _fail(
+                "EndpointSpec.gpu_pools", f"{list(pools)} lists a pool twice; list each once, in order of preference"
+            )
         object.__setattr__(self, "gpu_pools", tuple(pools))
         self._set_int("gpu_count", 1, None, "GPUs per worker")
         self._set_int("workers_min", 0, None, "workers")
-        self._set_int("workers_max", 1, None, "workers (0 would mean no worker can ever start: the first "
-                                              "request waits forever)")
+        self._set_int(
+            "workers_max", 1, None, "workers (0 would mean no worker can ever start: the first request waits forever)"
+        )
         if self.workers_min > self.workers_max:
-            raise _fail("EndpointSpec.workers_min", f"{self.workers_min} is above workers_max {self.workers_max}; "
-                                                    "lower workers_min or raise workers_max")
+            raise _fail(
+                "EndpointSpec.workers_min",
+                f"{self.workers_min} is above workers_max {self.workers_max}; lower workers_min or raise workers_max",
+            )
         self._set_int("idle_timeout_s", 1, 3600, "seconds")
-        self._set_int("execution_timeout_s", MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S,
-                      "seconds (5 s to 7 days)")
+        self._set_int(
+            "execution_timeout_s", MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S, "seconds (5 s to 7 days)"
+        )
         if not isinstance(self.flashboot, bool):
             raise _fail("EndpointSpec.flashboot", f"must be True or False, got {self.flashboot!r}")
         if self.scaler not in SCALERS:
@@ -327,8 +389,11 @@ class EndpointSpec:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise _fail("EndpointSpec.scaler_value", f"must be a finite number, got {value!r}")
         if self.scaler == "QUEUE_DELAY" and value < 0.5:
-            raise _fail("EndpointSpec.scaler_value", f"with QUEUE_DELAY it is seconds in the queue before a new "
-                                                     f"worker starts and must be >= 0.5, got {value}")
+            raise _fail(
+                "EndpointSpec.scaler_value",
+                f"with QUEUE_DELAY it is seconds in the queue before a new "
+                f"worker starts and must be >= 0.5, got {value}",
+            )
         if self.scaler == "REQUEST_COUNT":
             self._set_int("scaler_value", 1, None, "requests per worker (REQUEST_COUNT)")
         object.__setattr__(self, "network_volume_name", _optional(self.network_volume_name))
@@ -344,8 +409,9 @@ class EndpointSpec:
         except ConfigError as exc:
             raise ConfigError(f"EndpointSpec.{exc}") from None
         if cuda is not None:
-            object.__setattr__(self, "allowed_cuda_versions", cuda.allowed if self.allowed_cuda_versions is not None
-                               else None)
+            object.__setattr__(
+                self, "allowed_cuda_versions", cuda.allowed if self.allowed_cuda_versions is not None else None
+            )
 
     def _set_int(self, name: str, low: int | None, high: int | None, unit: str) -> None:
         object.__setattr__(self, name, _int(f"EndpointSpec.{name}", getattr(self, name), low, high, unit))
@@ -372,8 +438,11 @@ def check_pools(where: str, pools: Iterable[str], catalog: Iterable[Any]) -> Non
     known = _pool_ids(catalog)
     unknown = [p for p in pools if p not in known]
     if unknown:
-        raise _fail(where, f"unknown serverless GPU pool(s) {', '.join(map(repr, unknown))}; valid pools: "
-                           f"{', '.join(sorted(known)) or '(the catalog lists none)'}")
+        raise _fail(
+            where,
+            f"unknown serverless GPU pool(s) {', '.join(map(repr, unknown))}; valid pools: "
+            f"{', '.join(sorted(known)) or '(the catalog lists none)'}",
+        )
 
 
 # -- embeddings (Runpod's Infinity worker) ---------------------------------------------------------
@@ -387,11 +456,14 @@ INFINITY_DEFAULT_BATCH_SIZE = 32
 def _pinned_tag(where: str, image_tag: Any, example: str) -> str:
     tag = image_tag.strip() if isinstance(image_tag, str) else image_tag
     if not isinstance(tag, str) or not tag or tag.lower() == "latest":
-        raise _fail(where, f"{image_tag!r}: pin a release tag such as {example!r} (not empty, not 'latest', "
-                           "which changes under you)")
+        raise _fail(
+            where,
+            f"{image_tag!r}: pin a release tag such as {example!r} (not empty, not 'latest', which changes under you)",
+        )
     if not _IMAGE_TAG.match(tag):
-        raise _fail(where, f"{image_tag!r} is not a Docker tag (give only the tag, e.g. {example!r}, not the "
-                           "image name)")
+        raise _fail(
+            where, f"{image_tag!r} is not a Docker tag (give only the tag, e.g. {example!r}, not the image name)"
+        )
     return tag
 
 
@@ -409,15 +481,26 @@ def _per_model(where: str, value: Any, count: int, default: Any) -> list[Any]:
     if len(items) == 1 and count > 1 and not isinstance(value, (list, tuple)):
         items = items * count
     if len(items) != count:
-        raise _fail(where, f"has {len(items)} value(s) {items!r} for {count} model(s): give one per model, in "
-                           "the order of MODEL_NAMES (or a single value for all)")
+        raise _fail(
+            where,
+            f"has {len(items)} value(s) {items!r} for {count} model(s): give one per model, in "
+            "the order of MODEL_NAMES (or a single value for all)",
+        )
     return items
 
 
-def infinity_template(name: str, models: Sequence[str] | str, image_tag: str, *,
-                      batch_sizes: int | Sequence[int] | None = None, backend: str = "torch",
-                      dtypes: str | Sequence[str] | None = None, max_concurrency: int = 50,
-                      hf_token_ref: Secret | str | None = None, disk_gb: int = 20) -> TemplateSpec:
+def infinity_template(
+    name: str,
+    models: Sequence[str] | str,
+    image_tag: str,
+    *,
+    batch_sizes: int | Sequence[int] | None = None,
+    backend: str = "torch",
+    dtypes: str | Sequence[str] | None = None,
+    max_concurrency: int = 50,
+    hf_token_ref: Secret | str | None = None,
+    disk_gb: int = 20,
+) -> TemplateSpec:
     """A template for Runpod's embedding worker (``runpod/worker-infinity-embedding:<tag>``).
 
     One worker serves every model in ``models`` (``MODEL_NAMES``, ``;``-joined; a string may hold
@@ -435,17 +518,26 @@ def infinity_template(name: str, models: Sequence[str] | str, image_tag: str, *,
     where = "infinity_template"
     names = [part.strip() for part in models.split(";")] if isinstance(models, str) else models
     if not isinstance(names, (list, tuple)) or not names:
-        raise _fail(f"{where}.models", f"must list at least one Hugging Face repo id such as "
-                                       f"'BAAI/bge-small-en-v1.5', got {models!r}")
+        raise _fail(
+            f"{where}.models",
+            f"must list at least one Hugging Face repo id such as 'BAAI/bge-small-en-v1.5', got {models!r}",
+        )
     for model in names:
         if not isinstance(model, str) or not _REPO_ID.match(model):
             raise _fail(f"{where}.models", f"{model!r} is not a Hugging Face repo id like 'BAAI/bge-small-en-v1.5'")
     if len(set(names)) != len(names):
         raise _fail(f"{where}.models", f"{list(names)} lists a model twice; list each once")
     tag = _pinned_tag(f"{where}.image_tag", image_tag, "1.1.4")
-    sizes = [_int(f"{where}.batch_sizes", int(size) if isinstance(size, str) and size.isdigit() else size, 1, None,
-                  "inputs per batch")
-             for size in _per_model(f"{where}.batch_sizes", batch_sizes, len(names), INFINITY_DEFAULT_BATCH_SIZE)]
+    sizes = [
+        _int(
+            f"{where}.batch_sizes",
+            int(size) if isinstance(size, str) and size.isdigit() else size,
+            1,
+            None,
+            "inputs per batch",
+        )
+        for size in _per_model(f"{where}.batch_sizes", batch_sizes, len(names), INFINITY_DEFAULT_BATCH_SIZE)
+    ]
     if backend not in INFINITY_BACKENDS:
         raise _fail(f"{where}.backend", f"must be one of {', '.join(INFINITY_BACKENDS)}, got {backend!r}")
     kinds = _per_model(f"{where}.dtypes", dtypes, len(names), "auto")
@@ -453,15 +545,21 @@ def infinity_template(name: str, models: Sequence[str] | str, image_tag: str, *,
         if kind not in INFINITY_DTYPES:
             raise _fail(f"{where}.dtypes", f"each dtype must be one of {', '.join(INFINITY_DTYPES)}, got {kind!r}")
     _int(f"{where}.max_concurrency", max_concurrency, 1, None, "requests per worker")
-    env: dict[str, EnvValue] = {"MODEL_NAMES": ";".join(names), "BATCH_SIZES": ";".join(map(str, sizes)),
-                                "BACKEND": backend, "DTYPES": ";".join(kinds),
-                                "RUNPOD_MAX_CONCURRENCY": str(max_concurrency)}
+    env: dict[str, EnvValue] = {
+        "MODEL_NAMES": ";".join(names),
+        "BATCH_SIZES": ";".join(map(str, sizes)),
+        "BACKEND": backend,
+        "DTYPES": ";".join(kinds),
+        "RUNPOD_MAX_CONCURRENCY": str(max_concurrency),
+    }
     if hf_token_ref is not None and hf_token_ref != "":
         if isinstance(hf_token_ref, Secret):
             env["HF_TOKEN"] = hf_token_ref
         elif isinstance(hf_token_ref, str):
             env["HF_TOKEN"] = check_secret_reference(f"{where}.hf_token_ref", hf_token_ref)
         else:
-            raise _fail(f"{where}.hf_token_ref", "must be a Secret (settings.hf_token()) or a "
-                                                 "'{{ RUNPOD_SECRET_<name> }}' reference")
+            raise _fail(
+                f"{where}.hf_token_ref",
+                "must be a Secret (settings.hf_token()) or a '{{ RUNPOD_SECRET_<name> }}' reference",
+            )
     return TemplateSpec(name=name, image=f"{INFINITY_IMAGE}:{tag}", env=env, disk_gb=disk_gb)

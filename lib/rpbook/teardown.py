@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Literal, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from rpbook.controlplane import RunpodClient
 from rpbook.display import html_table
 from rpbook.errors import ControlPlaneError, RpbookError
+from rpbook.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.ledger import Ledger, LedgerEntry
 from rpbook.pending import Skipped
 from rpbook.secrets import Secret
-from rpbook.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.settings import Settings
 
 Kind = Literal["endpoint", "template", "volume"]
@@ -81,8 +82,12 @@ class TeardownPlan:
 
     @property
     def figures(self) -> dict[str, int | bool]:
-        return {"planned_deletes": len(self.deletes), "planned_kept": len(self.steps) - len(self.deletes),
-                "stale_ledger_rows": len(self.stale), "nothing_to_do": self.nothing_to_do}
+        return {
+            "planned_deletes": len(self.deletes),
+            "planned_kept": len(self.steps) - len(self.deletes),
+            "stale_ledger_rows": len(self.stale),
+            "nothing_to_do": self.nothing_to_do,
+        }
 
     @property
     def nothing_to_do(self) -> bool:
@@ -90,11 +95,22 @@ class TeardownPlan:
         return not self.deletes and not self.stale
 
     def rows(self) -> list[tuple[str, ...]]:
-        rows: list[tuple[str, ...]] = [(str(i), s.action.upper(), _LABEL[s.kind], s.name, s.resource_id, s.found_by, s.note)
-                for i, s in enumerate(self.steps, 1)]
-        rows += [("-", "CLOSE", _LABEL.get(e.kind, e.kind), e.name, e.resource_id or "(no id)", "ledger",
-                  f"ledger row {e.seq} ({e.status}, run {e.run_dir or 'interactive'}): not on the account")
-                 for e in self.stale]
+        rows: list[tuple[str, ...]] = [
+            (str(i), s.action.upper(), _LABEL[s.kind], s.name, s.resource_id, s.found_by, s.note)
+            for i, s in enumerate(self.steps, 1)
+        ]
+        rows += [
+            (
+                "-",
+                "CLOSE",
+                _LABEL.get(e.kind, e.kind),
+                e.name,
+                e.resource_id or "(no id)",
+                "ledger",
+                f"ledger row {e.seq} ({e.status}, run {e.run_dir or 'interactive'}): not on the account",
+            )
+            for e in self.stale
+        ]
         return rows
 
     @property
@@ -102,10 +118,14 @@ class TeardownPlan:
         if self.nothing_to_do:
             kept = f"; {len(self.steps)} kept" if self.steps else ""
             return f"teardown of {self.target} ({self.base_url}): nothing to do{kept}"
-        counts = ", ".join(f"{sum(1 for s in self.deletes if s.kind == k)} {k}(s)" for k in ORDER
-                           if any(s.kind == k for s in self.deletes))
-        return f"teardown of {self.target} ({self.base_url}): delete {counts or 'nothing'}" + \
-            (f", close {len(self.stale)} stale ledger row(s)" if self.stale else "")
+        counts = ", ".join(
+            f"{sum(1 for s in self.deletes if s.kind == k)} {k}(s)"
+            for k in ORDER
+            if any(s.kind == k for s in self.deletes)
+        )
+        return f"teardown of {self.target} ({self.base_url}): delete {counts or 'nothing'}" + (
+            f", close {len(self.stale)} stale ledger row(s)" if self.stale else ""
+        )
 
     def __str__(self) -> str:
         header = ("#", "action", "kind", "name", "id", "found by", "note")
@@ -113,14 +133,17 @@ class TeardownPlan:
         if not rows:
             return self.headline
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        fmt = "  ".join("{:<%d}" % w for w in widths)
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         return "\n".join([self.headline, fmt.format(*header), *(fmt.format(*r).rstrip() for r in rows)])
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        table = html_table(["#", "action", "kind", "name", "id", "found by", "note"], self.rows(), code={4}) \
-            if self.steps or self.stale else ""
+        table = (
+            html_table(["#", "action", "kind", "name", "id", "found by", "note"], self.rows(), code={4})
+            if self.steps or self.stale
+            else ""
+        )
         return f"<div><b>{html.escape(self.headline)}</b>{table}</div>"
 
 
@@ -128,8 +151,14 @@ def _names(values: Iterable[str]) -> set[str]:
     return {v for v in values if isinstance(v, str) and v}
 
 
-def plan_teardown(client: RunpodClient, *, endpoints: Iterable[str] = (), templates: Iterable[str] = (),
-                  volumes: Iterable[str] = (), delete_volumes: bool = False) -> TeardownPlan:
+def plan_teardown(
+    client: RunpodClient,
+    *,
+    endpoints: Iterable[str] = (),
+    templates: Iterable[str] = (),
+    volumes: Iterable[str] = (),
+    delete_volumes: bool = False,
+) -> TeardownPlan:
     """Reconcile the ledger and the given names with what the account lists; change nothing.
 
     A resource is the runbooks' when the ledger has its id, or a ledger row still ``creating``
@@ -138,17 +167,27 @@ def plan_teardown(client: RunpodClient, *, endpoints: Iterable[str] = (), templa
     settings = client.settings
     ledger = Ledger.for_settings(settings)
     entries = ledger.entries()
-    given: dict[Kind, set[str]] = {"endpoint": _names(endpoints), "template": _names(templates),
-                                   "volume": _names(volumes)}
-    listed: dict[str, list[Any]] = {"endpoint": client.list_endpoints(), "template": client.list_templates(),
-              "volume": client.list_network_volumes()}
+    given: dict[Kind, set[str]] = {
+        "endpoint": _names(endpoints),
+        "template": _names(templates),
+        "volume": _names(volumes),
+    }
+    listed: dict[str, list[Any]] = {
+        "endpoint": client.list_endpoints(),
+        "template": client.list_templates(),
+        "volume": client.list_network_volumes(),
+    }
     steps: list[Step] = []
     matched: set[int] = set()
     deleted_endpoints: set[str] = set()
     for kind in ORDER:
         for resource in listed[kind]:
-            by_ledger = [e for e in entries if e.kind == kind and (
-                e.resource_id == resource.id or (e.resource_id is None and e.name == resource.name))]
+            by_ledger = [
+                e
+                for e in entries
+                if e.kind == kind
+                and (e.resource_id == resource.id or (e.resource_id is None and e.name == resource.name))
+            ]
             by_name = resource.name in given[kind]
             if not by_ledger and not by_name:
                 continue
@@ -160,14 +199,27 @@ def plan_teardown(client: RunpodClient, *, endpoints: Iterable[str] = (), templa
                 deleted_endpoints.add(resource.id)
                 note = f"scale to zero (workers {resource.workers_min}-{resource.workers_max} now), drain, delete"
             elif kind == "volume":
-                users = [e.id for e in listed["endpoint"] if resource.id in e.network_volume_ids
-                         and e.id not in deleted_endpoints]
+                users = [
+                    e.id
+                    for e in listed["endpoint"]
+                    if resource.id in e.network_volume_ids and e.id not in deleted_endpoints
+                ]
                 if not delete_volumes:
-                    action, note = "keep", ("kept: delete_volumes is false (deleting it deletes the weights; "
-                                            f"{resource.size_gb} GB keep billing as storage)")
+                    action, note = (
+                        "keep",
+                        (
+                            "kept: delete_volumes is false (deleting it deletes the weights; "
+                            f"{resource.size_gb} GB keep billing as storage)"
+                        ),
+                    )
                 elif users:
-                    action, note = "keep", (f"kept: attached to endpoint(s) {', '.join(users)} that teardown does "
-                                            "not delete; Runpod refuses to delete it")
+                    action, note = (
+                        "keep",
+                        (
+                            f"kept: attached to endpoint(s) {', '.join(users)} that teardown does "
+                            "not delete; Runpod refuses to delete it"
+                        ),
+                    )
                 else:
                     note = "deletes the weights stored on it"
             steps.append(Step(kind, resource.name, resource.id, action, found, note))
@@ -197,12 +249,17 @@ class TeardownReport:
 
     @property
     def figures(self) -> dict[str, int | float | bool]:
-        return {"teardown_applied": self.applied, "deleted_endpoints": sum(s.kind == "endpoint" for s in self.deleted),
-                "deleted_templates": sum(s.kind == "template" for s in self.deleted),
-                "deleted_volumes": sum(s.kind == "volume" for s in self.deleted),
-                "kept_volumes": sum(s.kind == "volume" for s in self.kept),
-                "already_gone": len(self.already_gone), "purged_jobs": self.purged_jobs,
-                "drain_s": round(self.drain_s, 2), "stale_ledger_rows_closed": len(self.plan.stale) if self.applied else 0}
+        return {
+            "teardown_applied": self.applied,
+            "deleted_endpoints": sum(s.kind == "endpoint" for s in self.deleted),
+            "deleted_templates": sum(s.kind == "template" for s in self.deleted),
+            "deleted_volumes": sum(s.kind == "volume" for s in self.deleted),
+            "kept_volumes": sum(s.kind == "volume" for s in self.kept),
+            "already_gone": len(self.already_gone),
+            "purged_jobs": self.purged_jobs,
+            "drain_s": round(self.drain_s, 2),
+            "stale_ledger_rows_closed": len(self.plan.stale) if self.applied else 0,
+        }
 
     def __str__(self) -> str:
         return "\n".join(self.log) or "nothing done"
@@ -217,8 +274,15 @@ def _purge(settings: Settings, api_key: Secret, endpoint_id: str) -> int:
     return int(removed) if isinstance(removed, (int, float)) else 0
 
 
-def drain(settings: Settings, api_key: Secret, endpoint_ids: Sequence[str], *, timeout_s: float = 300,
-          poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> tuple[int, float]:
+def drain(
+    settings: Settings,
+    api_key: Secret,
+    endpoint_ids: Sequence[str],
+    *,
+    timeout_s: float = 300,
+    poll_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, float]:
     """Wait until no endpoint in ``endpoint_ids`` has a worker or a job (already scaled to zero);
     purge queued jobs on the way. Returns (jobs purged, seconds waited); raises ``TeardownError``
     naming what still runs after ``timeout_s``."""
@@ -242,34 +306,50 @@ def drain(settings: Settings, api_key: Secret, endpoint_ids: Sequence[str], *, t
             raise TeardownError(
                 f"endpoints scaled to zero but not drained after {timeout_s:g} s ({detail}). Nothing was deleted "
                 "yet and no new worker starts (workers max is 0); a job in progress runs until it ends or hits "
-                "the execution timeout. Run the teardown again later, or raise drain_timeout_s.")
+                "the execution timeout. Run the teardown again later, or raise drain_timeout_s."
+            )
         sleep(poll_s)
 
 
 def _delete(client: RunpodClient, step: Step) -> bool:
     """Delete one resource; False when it was already gone (404)."""
-    call = {"endpoint": client.delete_endpoint, "template": client.delete_template,
-            "volume": client.delete_network_volume}[step.kind]
+    call = {
+        "endpoint": client.delete_endpoint,
+        "template": client.delete_template,
+        "volume": client.delete_network_volume,
+    }[step.kind]
     try:
         call(step.resource_id)
     except ControlPlaneError as exc:
         if exc.status == 404:
             return False
-        raise TeardownError(f"could not delete {_LABEL[step.kind]} {step.name!r} ({step.resource_id}): {exc}. "
-                            "What was deleted before it stays deleted; fix this and run the teardown again "
-                            "(it plans only what is left).") from None
+        raise TeardownError(
+            f"could not delete {_LABEL[step.kind]} {step.name!r} ({step.resource_id}): {exc}. "
+            "What was deleted before it stays deleted; fix this and run the teardown again "
+            "(it plans only what is left)."
+        ) from None
     return True
 
 
-def apply_teardown(client: RunpodClient, api_key: Secret, plan: TeardownPlan, *, enabled: bool = True,
-                   drain_timeout_s: float = 300, poll_s: float = 1.0,
-                   sleep: Callable[[float], None] = time.sleep) -> TeardownReport:
+def apply_teardown(
+    client: RunpodClient,
+    api_key: Secret,
+    plan: TeardownPlan,
+    *,
+    enabled: bool = True,
+    drain_timeout_s: float = 300,
+    poll_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TeardownReport:
     """Execute ``plan``: scale endpoints to zero, purge and drain, delete endpoints, templates, then
     volumes (only those the plan deletes), and close the ledger's rows. ``enabled`` False (runbook
     99's default) changes nothing and says so."""
     if not enabled:
-        line = ("nothing deleted: teardown is False (the plan above is what teardown = True would do)"
-                if not plan.nothing_to_do else "nothing to do")
+        line = (
+            "nothing deleted: teardown is False (the plan above is what teardown = True would do)"
+            if not plan.nothing_to_do
+            else "nothing to do"
+        )
         return TeardownReport(plan, applied=False, log=[line])
     settings = client.settings
     ledger = Ledger.for_settings(settings)
@@ -288,10 +368,13 @@ def apply_teardown(client: RunpodClient, api_key: Secret, plan: TeardownPlan, *,
                 raise
             report.already_gone.append(step)
     if present:
-        report.purged_jobs, report.drain_s = drain(settings, api_key, [s.resource_id for s in present],
-                                                   timeout_s=drain_timeout_s, poll_s=poll_s, sleep=sleep)
-        report.log.append(f"drained in {report.drain_s:.1f} s: no worker, no job"
-                          + (f" ({report.purged_jobs} queued job(s) purged)" if report.purged_jobs else ""))
+        report.purged_jobs, report.drain_s = drain(
+            settings, api_key, [s.resource_id for s in present], timeout_s=drain_timeout_s, poll_s=poll_s, sleep=sleep
+        )
+        report.log.append(
+            f"drained in {report.drain_s:.1f} s: no worker, no job"
+            + (f" ({report.purged_jobs} queued job(s) purged)" if report.purged_jobs else "")
+        )
     entries = ledger.entries()
     for kind in ORDER:
         for step in plan.steps:
@@ -306,11 +389,13 @@ def apply_teardown(client: RunpodClient, api_key: Secret, plan: TeardownPlan, *,
             else:
                 done = _delete(client, step)
                 (report.deleted if done else report.already_gone).append(step)
-            report.log.append(f"{'deleted' if done else 'already gone:'} {_LABEL[kind]} {step.name} "
-                              f"({step.resource_id})")
+            report.log.append(
+                f"{'deleted' if done else 'already gone:'} {_LABEL[kind]} {step.name} ({step.resource_id})"
+            )
             for entry in entries:
-                if entry.kind == kind and (entry.resource_id == step.resource_id
-                                           or (entry.resource_id is None and entry.name == step.name)):
+                if entry.kind == kind and (
+                    entry.resource_id == step.resource_id or (entry.resource_id is None and entry.name == step.name)
+                ):
                     ledger.mark(entry.seq, "deleted" if done else "gone", resource_id=step.resource_id)
     for entry in plan.stale:
         ledger.mark(entry.seq, "gone", note="not on the account at teardown")
@@ -343,17 +428,26 @@ class Proof:
 
     @property
     def figures(self) -> dict[str, float | int | bool]:
-        return {"leftover": len(self.leftover), "billed_before_usd": self.billed_before_usd,
-                "billed_after_usd": self.billed_after_usd, "billing_delta_usd": self.billing_delta_usd,
-                "billing_interval_s": self.interval_s, "nothing_bills": self.ok}
+        return {
+            "leftover": len(self.leftover),
+            "billed_before_usd": self.billed_before_usd,
+            "billed_after_usd": self.billed_after_usd,
+            "billing_delta_usd": self.billing_delta_usd,
+            "billing_interval_s": self.interval_s,
+            "nothing_bills": self.ok,
+        }
 
     def __str__(self) -> str:
         lines = [("nothing left billing" if self.ok else "STILL BILLING OR LEFT OVER") + ":"]
-        lines.append(f"  left on the account: {', '.join(self.leftover) or 'none of the runbooks’ endpoints or templates'}")
+        lines.append(
+            f"  left on the account: {', '.join(self.leftover) or 'none of the runbooks’ endpoints or templates'}"
+        )
         if self.endpoint_ids:
-            lines.append(f"  serverless billing of the {len(self.endpoint_ids)} deleted endpoint(s): "
-                         f"${self.billed_before_usd:.6f}, then ${self.billed_after_usd:.6f} {self.interval_s:g} s "
-                         f"later (change ${self.billing_delta_usd:.6f})")
+            lines.append(
+                f"  serverless billing of the {len(self.endpoint_ids)} deleted endpoint(s): "
+                f"${self.billed_before_usd:.6f}, then ${self.billed_after_usd:.6f} {self.interval_s:g} s "
+                f"later (change ${self.billing_delta_usd:.6f})"
+            )
         else:
             lines.append("  no endpoint was deleted, so there is no billing to watch")
         if self.kept:
@@ -370,9 +464,14 @@ def _billed(client: RunpodClient, endpoint_ids: Sequence[str], start: str) -> fl
     return round(sum(r.total_usd for r in billing.records if r.endpoint_id in endpoint_ids), 6)
 
 
-def prove_nothing_bills(client: RunpodClient, report: TeardownReport, *, interval_s: float = 10,
-                        raise_if_billing: bool = True, sleep: Callable[[float], None] = time.sleep
-                        ) -> Proof | Skipped:
+def prove_nothing_bills(
+    client: RunpodClient,
+    report: TeardownReport,
+    *,
+    interval_s: float = 10,
+    raise_if_billing: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Proof | Skipped:
     """Plan the teardown again (it must find nothing to delete) and read serverless billing of the
     deleted endpoints twice, ``interval_s`` apart: a worker still running would add to it. Raises
     ``TeardownError`` with the figures when something is left or billing grew (``raise_if_billing``).
@@ -381,23 +480,30 @@ def prove_nothing_bills(client: RunpodClient, report: TeardownReport, *, interva
     Runpod's billing API may report with a delay; a flat figure here is necessary, and the console's
     billing page the final word. localpod bills from worker sessions up to now, so there it is exact."""
     if not report.applied:
-        return Skipped("nothing to prove: teardown is False, nothing was deleted",
-                       figures={"skipped": True, "nothing_bills": "not checked"})
+        return Skipped(
+            "nothing to prove: teardown is False, nothing was deleted",
+            figures={"skipped": True, "nothing_bills": "not checked"},
+        )
     plan = report.plan
-    again = plan_teardown(client, endpoints=[s.name for s in plan.steps if s.kind == "endpoint"],
-                          templates=[s.name for s in plan.steps if s.kind == "template"],
-                          volumes=[s.name for s in plan.steps if s.kind == "volume"],
-                          delete_volumes=plan.delete_volumes)
+    again = plan_teardown(
+        client,
+        endpoints=[s.name for s in plan.steps if s.kind == "endpoint"],
+        templates=[s.name for s in plan.steps if s.kind == "template"],
+        volumes=[s.name for s in plan.steps if s.kind == "volume"],
+        delete_volumes=plan.delete_volumes,
+    )
     leftover = tuple(f"{_LABEL[s.kind]} {s.name} ({s.resource_id})" for s in again.deletes)
     kept = tuple(f"{_LABEL[s.kind]} {s.name} ({s.resource_id})" for s in again.steps if s.action == "keep")
     ids = tuple(report.deleted_endpoint_ids)
-    start = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")
+    start = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")
     before = _billed(client, ids, start)
     if ids:
         sleep(interval_s)
     after = _billed(client, ids, start)
     proof = Proof(leftover, ids, before, after, interval_s, kept)
     if raise_if_billing and not proof.ok:
-        raise TeardownError(f"{proof}\nRun the teardown again; if billing still grows, scale the endpoint to zero "
-                            "or delete it in the Runpod console and check the billing page.")
+        raise TeardownError(
+            f"{proof}\nRun the teardown again; if billing still grows, scale the endpoint to zero "
+            "or delete it in the Runpod console and check the billing page."
+        )
     return proof

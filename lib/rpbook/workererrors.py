@@ -76,5 +76,5 @@ def worker_error_text(raw: Any) -> str:
             text = f"vLLM answered HTTP {status}: {inner_message or body.strip()}"
         break
     if text.startswith("handler: ") and "\ntraceback:" in text:
-        text = text[len("handler: "):text.index("\ntraceback:")].rstrip()
+        text = text[len("handler: ") : text.index("\ntraceback:")].rstrip()
     return text

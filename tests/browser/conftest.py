@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 from conftest import Isolated, free_port
 from rpbook.local import stop_localpod
-
-from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 
 
 @pytest.fixture(scope="package")
 def chromium() -> str:
     path = chromium_path()
     if path is None:
-        message = ("no Chromium: `apt-get install chromium fonts-noto-color-emoji` (.ci/run does), or set "
-                   "RPBOOK_CHROMIUM to a Chromium binary")
+        message = (
+            "no Chromium: `apt-get install chromium fonts-noto-color-emoji` (.ci/run does), or set "
+            "RPBOOK_CHROMIUM to a Chromium binary"
+        )
         if os.environ.get("RPBOOK_REQUIRE_BROWSER"):
             pytest.fail(message)
         pytest.skip(message)
@@ -37,8 +38,9 @@ def lab_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isolated
     home = tmp_path_factory.mktemp("lab")
     box = Isolated(home)
     project = home / "project"
-    shutil.copytree(ROOT / "notebooks", project / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs"))
+    shutil.copytree(
+        ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs")
+    )
     try:
         yield box, project
     finally:

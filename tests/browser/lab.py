@@ -25,10 +25,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -36,17 +36,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "jupyter"
 CHROMIUM_FLAGS = [
     # The network is closed here: without these Chromium floods refused connections to Google.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
-STDERR = 'application/vnd.jupyter.stderr'
+STDERR = "application/vnd.jupyter.stderr"
 VIEWPORT = {"width": 1400, "height": 900}
 MAX_SHOT_HEIGHT = 16000
 
 
 def chromium_path() -> str | None:
     """Debian's Chromium (``RPBOOK_CHROMIUM`` overrides), or None when none is installed."""
-    for candidate in (os.environ.get("RPBOOK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("RPBOOK_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -68,8 +75,9 @@ class Lab:
     log: Path
 
     def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        response = httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"token {self.token}"},
-                                 timeout=30, **kwargs)
+        response = httpx.request(
+            method, f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}, timeout=30, **kwargs
+        )
         response.raise_for_status()
         return response
 
@@ -89,11 +97,25 @@ def start_lab(root: Path, env: dict[str, str], port: int) -> Lab:
     workspaces and runtime files in ``root``'s parent."""
     token = secrets.token_hex(24)
     home = root.parent
-    env = {**env, "JUPYTER_CONFIG_DIR": str(CONFIG_DIR), "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), env.get("PYTHONPATH", "")]))}
-    argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}"]
+    env = {
+        **env,
+        "JUPYTER_CONFIG_DIR": str(CONFIG_DIR),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), env.get("PYTHONPATH", "")])),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+    ]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     log = home / "jupyterlab.log"
@@ -139,13 +161,16 @@ def open_notebook(page, lab: Lab, path: str, timeout_s: float = 90) -> None:  # 
     """Open ``path`` and wait until its kernel is idle (started and ready for Run All Cells)."""
     page.goto(lab.page_url(path))
     # The execution indicator says "idle" before a kernel exists; the status bar's kernel name does not.
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
       const bar = document.querySelector('#jp-main-statusbar');
       const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
       return bar && /Python 3[^|]*\\| Idle/.test(bar.innerText) && indicator
         && indicator.getAttribute('data-status') === 'idle'
         && document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell').length > 1;
-    }""", timeout=timeout_s * 1000)
+    }""",
+        timeout=timeout_s * 1000,
+    )
     page.wait_for_timeout(500)  # let the kernel's language info reach the model
 
 
@@ -156,10 +181,13 @@ def run_all_cells(page, timeout_s: float = 300) -> float:  # type: ignore[no-unt
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
     page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
     # Some cell leaves "[ ]:" first (queued "[*]:" or numbered), then all settle.
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
       const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt');
       return p && p.textContent.trim() !== '[ ]:';
-    }""", timeout=30_000)
+    }""",
+        timeout=30_000,
+    )
     deadline = started + timeout_s
     settled_since: float | None = None
     while True:
@@ -205,12 +233,21 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         right_prose: [...outputs.querySelectorAll('.jp-OutputArea-output td')]
           .filter(e => getComputedStyle(e).textAlign === 'right' && e.textContent.trim().length > 20)
           .map(e => e.textContent.trim()),
-        text: [...panel.querySelectorAll('.jp-OutputArea-output')].map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
+        text: [...panel.querySelectorAll('.jp-OutputArea-output')]
+          .map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
       }};
     }}""")
-    return PageReport(prompts=data["prompts"], stderr=data["stderr"], stdin_prompts=data["stdin"],
-                      tables=data["tables"], images=data["images"], right_prose=data["right_prose"], text=data["text"], dirty=data["dirty"])
+    return PageReport(
+        prompts=data["prompts"],
+        stderr=data["stderr"],
+        stdin_prompts=data["stdin"],
+        tables=data["tables"],
+        images=data["images"],
+        right_prose=data["right_prose"],
+        text=data["text"],
+        dirty=data["dirty"],
+    )
 
 
 def full_page_screenshot(page, path: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -223,7 +260,9 @@ def full_page_screenshot(page, path: Path) -> Path:  # type: ignore[no-untyped-d
     }""")
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(MAX_SHOT_HEIGHT, VIEWPORT["height"] + height)})
     try:
-        if page.evaluate("() => { const s = document.querySelector('#jp-left-stack'); return !!s && s.offsetWidth > 0; }"):
+        if page.evaluate(
+            "() => { const s = document.querySelector('#jp-left-stack'); return !!s && s.offsetWidth > 0; }"
+        ):
             page.keyboard.press("Escape")
             page.keyboard.press("Control+b")  # fold the file browser: the notebook gets the width
         page.evaluate("""() => {
@@ -249,8 +288,8 @@ def screenshot_on_failure(page, name: str) -> Iterator[None]:  # type: ignore[no
             full_page_screenshot(page, shot)
         except Exception as shot_error:  # noqa: BLE001 - the original failure matters more
             print(f"(no screenshot: {shot_error})")
-            raise exc
-        print(f"screenshot of the failure: {shot}")
-        if isinstance(exc, AssertionError):
-            raise AssertionError(f"{exc}\nscreenshot of the failure: {shot}") from exc
+        else:
+            print(f"screenshot of the failure: {shot}")
+            if isinstance(exc, AssertionError):
+                raise AssertionError(f"{exc}\nscreenshot of the failure: {shot}") from exc
         raise

@@ -19,8 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from browser.lab import (Lab, PageReport, artifacts_dir, full_page_screenshot, open_notebook, read_page,
-                         run_all_cells, screenshot_on_failure)
+from browser.lab import (
+    Lab,
+    PageReport,
+    artifacts_dir,
+    full_page_screenshot,
+    open_notebook,
+    read_page,
+    run_all_cells,
+    screenshot_on_failure,
+)
 from rpbook.runner import discover_notebooks
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -39,8 +47,9 @@ EXPECTED = {
     "00_huggingface_token.ipynb": Expect(tables=1, texts=("target local: localpod", "keys:")),
     "01_network_volume.ipynb": Expect(tables=1, texts=("storage cost",)),
     "02_vllm_endpoint.ipynb": Expect(tables=3, texts=("VLLM_API_URL",)),
-    "03_wake_and_sanity_chat.ipynb": Expect(tables=2, images=2,
-                                            texts=("4/4", "first token (awake)", "all 4 passed, 1 informational")),
+    "03_wake_and_sanity_chat.ipynb": Expect(
+        tables=2, images=2, texts=("4/4", "first token (awake)", "all 4 passed, 1 informational")
+    ),
     "04_embeddings_endpoint.ipynb": Expect(tables=4, images=2, texts=("4/4", "EMBEDDINGS_API_URL", "all 6 passed")),
     "05_conversation_and_load.ipynb": Expect(tables=1, images=2, texts=("figures recorded in",)),
     "06_plan_an_event.ipynb": Expect(tables=1, images=2, texts=("Pareto front", "figures recorded in")),
@@ -85,18 +94,30 @@ def test_a_broken_runbook_fails_with_a_screenshot(page, lab: Lab):
     """The suite must be able to fail: a runbook with an injected error fails the same checks, and
     the failure leaves a screenshot whose path is in the message."""
     source = json.loads((lab.root / "notebooks" / "00_huggingface_token.ipynb").read_text())
-    source["cells"].insert(4, {"cell_type": "code", "execution_count": None, "id": "injected-error",
-                               "metadata": {}, "outputs": [],
-                               "source": ["raise RuntimeError('injected by the browser test')"]})
+    source["cells"].insert(
+        4,
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "injected-error",
+            "metadata": {},
+            "outputs": [],
+            "source": ["raise RuntimeError('injected by the browser test')"],
+        },
+    )
     (lab.root / "broken").mkdir(exist_ok=True)
     (lab.root / "broken" / "00_broken.ipynb").write_text(json.dumps(source))
     shot = artifacts_dir() / "failures" / "00_broken.png"
     shot.unlink(missing_ok=True)
-    with pytest.raises(AssertionError) as failure:
+
+    def run_the_broken_notebook() -> None:
         with screenshot_on_failure(page, "00_broken"):
             open_notebook(page, lab, "broken/00_broken.ipynb")
             run_all_cells(page)
             check_page(read_page(page), EXPECTED["00_huggingface_token.ipynb"])
+
+    with pytest.raises(AssertionError) as failure:
+        run_the_broken_notebook()
     assert "injected by the browser test" in str(failure.value)
     assert f"screenshot of the failure: {shot}" in str(failure.value)
     assert shot.stat().st_size > 10_000
@@ -116,8 +137,9 @@ def test_saving_from_lab_writes_no_outputs(page, lab: Lab):
         page.keyboard.type("\n# edited in the browser")
         page.keyboard.press("Escape")
         page.keyboard.press("Control+s")
-        page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')",
-                               timeout=20_000)
+        page.wait_for_function(
+            "() => !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')", timeout=20_000
+        )
         assert "storage cost" in read_page(page).text  # the page still shows the outputs
     saved = json.loads(copy.read_text())
     code = [cell for cell in saved["cells"] if cell["cell_type"] == "code"]

@@ -44,5 +44,8 @@ def backends(store: Store, listener: EndpointListener, api: Literal["rest", "gra
     template_api = templates.REST if api == "rest" else templates.GRAPHQL
     endpoint_api = endpoints.REST if api == "rest" else endpoints.GRAPHQL
     template_backend = Templates(store, listener, template_api)
-    return Backends(endpoints=Endpoints(store, listener, endpoint_api, template_backend),
-                    templates=template_backend, volumes=Volumes(store))
+    return Backends(
+        endpoints=Endpoints(store, listener, endpoint_api, template_backend),
+        templates=template_backend,
+        volumes=Volumes(store),
+    )

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from localpod import catalog, limits
 from localpod.resources.common import EndpointListener, copy_into
@@ -60,47 +61,86 @@ class EndpointApi:
     delete_needs_zero_workers: bool
 
 
-_TIMEOUTS = {"min": MIN_TIMEOUT_MS, "max": MAX_TIMEOUT_MS, "min_s": MIN_TIMEOUT_MS / 1000,
-             "max_days": MAX_TIMEOUT_MS / 86_400_000}
+_TIMEOUTS = {
+    "min": MIN_TIMEOUT_MS,
+    "max": MAX_TIMEOUT_MS,
+    "min_s": MIN_TIMEOUT_MS / 1000,
+    "max_days": MAX_TIMEOUT_MS / 86_400_000,
+}
 
-REST = EndpointApi(Wording("REST v2", {
-    "not_found": ("id", "serverless endpoint {id!r} not found"),
-    "load_balancer": ("type", "LOAD_BALANCER endpoints are not emulated by localpod; use QUEUE"),
-    "workers_order": ("workers.max", "must be >= workers.min"),
-    "idle_not_applicable": ("workers.idleTimeout", "not applicable to a queue endpoint scaling on REQUEST_COUNT"),
-    "cuda_exclusive": ("gpu.minCudaVersion", "mutually exclusive with a non-empty gpu.allowedCudaVersions"),
-    "timeout": ("timeout", "must be between {min} and {max} ms"),
-    "unknown_pool": ("gpu.pools[{i}]", "unknown GPU pool {pool!r}; valid pools: {valid}"),
-    "excluded_not_in_pools": ("gpu.excludedTypes[{i}]", "{gpu!r} is not a GPU type in gpu.pools"),
-    "excludes_all": ("gpu.excludedTypes", "excludes every GPU type of gpu.pools; keep at least one"),
-    "unknown_dc": ("dataCenterIds[{i}]", "unknown data center {dc!r}; valid: {valid}"),
-    "volume_missing": ("networkVolumes[{i}]", "network volume {volume!r} does not exist"),
-    "volume_outside": ("networkVolumes[{i}]", "volume {volume!r} is in {dc}, which is not in dataCenterIds "
-                                              "({wanted})"),
-    "volume_twin": ("networkVolumes[{i}]", "at most one volume per data center; {volume!r} and {other!r} are both "
-                                           "in {dc}"),
-}), zero_timeout_is_no_limit=False, delete_needs_zero_workers=False)
+REST = EndpointApi(
+    Wording(
+        "REST v2",
+        {
+            "not_found": ("id", "serverless endpoint {id!r} not found"),
+            "load_balancer": ("type", "LOAD_BALANCER endpoints are not emulated by localpod; use QUEUE"),
+            "workers_order": ("workers.max", "must be >= workers.min"),
+            "idle_not_applicable": (
+                "workers.idleTimeout",
+                "not applicable to a queue endpoint scaling on REQUEST_COUNT",
+            ),
+            "cuda_exclusive": ("gpu.minCudaVersion", "mutually exclusive with a non-empty gpu.allowedCudaVersions"),
+            "timeout": ("timeout", "must be between {min} and {max} ms"),
+            "unknown_pool": ("gpu.pools[{i}]", "unknown GPU pool {pool!r}; valid pools: {valid}"),
+            "excluded_not_in_pools": ("gpu.excludedTypes[{i}]", "{gpu!r} is not a GPU type in gpu.pools"),
+            "excludes_all": ("gpu.excludedTypes", "excludes every GPU type of gpu.pools; keep at least one"),
+            "unknown_dc": ("dataCenterIds[{i}]", "unknown data center {dc!r}; valid: {valid}"),
+            "volume_missing": ("networkVolumes[{i}]", "network volume {volume!r} does not exist"),
+            "volume_outside": (
+                "networkVolumes[{i}]",
+                "volume {volume!r} is in {dc}, which is not in dataCenterIds ({wanted})",
+            ),
+            "volume_twin": (
+                "networkVolumes[{i}]",
+                "at most one volume per data center; {volume!r} and {other!r} are both in {dc}",
+            ),
+        },
+    ),
+    zero_timeout_is_no_limit=False,
+    delete_needs_zero_workers=False,
+)
 
-GRAPHQL = EndpointApi(Wording("GraphQL", {
-    "not_found": ("id", "Endpoint {id} not found"),
-    "load_balancer": ("type", "Load-balancer (LB) endpoints are not emulated by localpod; use QB"),
-    "workers_order": ("workersMax", "workersMin ({min}) must not exceed workersMax ({max})"),
-    "cuda_exclusive": ("minCudaVersion", "minCudaVersion and a non-empty allowedCudaVersions are mutually exclusive"),
-    "timeout": ("executionTimeoutMs", "executionTimeoutMs must be 0 (no limit) or between {min} ({min_s:g} s) and "
-                                      "{max} ({max_days:g} days)"),
-    "unknown_pool": ("gpuIds", 'Unknown GPU pool "{pool}" in gpuIds; valid pools: {valid}'),
-    "excluded_not_in_pools": ("gpuIds", 'Excluded GPU type "{gpu}" is not in the pools {pools}'),
-    "excludes_all": ("gpuIds", "gpuIds excludes every GPU type of its pools; leave at least one"),
-    "unknown_dc": ("locations", 'Unknown location "{dc}": expected data center ids such as {first} or country '
-                                "codes"),
-    "volume_missing": ("networkVolumeId", "Network volume {volume} not found"),
-    "volume_outside": ("networkVolumeId", "Network volume {volume} is in {dc}, which is not among the endpoint's "
-                                          "locations ({wanted_csv})"),
-    "volume_twin": ("networkVolumeIds", "At most one network volume per data center: {other} and {volume} are "
-                                        "both in {dc}"),
-    "has_workers": ("id", "Endpoint {id} still has workers (workersMin {min}, workersMax {max}): scale it to 0 "
-                          "(workersMin 0, workersMax 0) before deleting it"),
-}), zero_timeout_is_no_limit=True, delete_needs_zero_workers=True)
+GRAPHQL = EndpointApi(
+    Wording(
+        "GraphQL",
+        {
+            "not_found": ("id", "Endpoint {id} not found"),
+            "load_balancer": ("type", "Load-balancer (LB) endpoints are not emulated by localpod; use QB"),
+            "workers_order": ("workersMax", "workersMin ({min}) must not exceed workersMax ({max})"),
+            "cuda_exclusive": (
+                "minCudaVersion",
+                "minCudaVersion and a non-empty allowedCudaVersions are mutually exclusive",
+            ),
+            "timeout": (
+                "executionTimeoutMs",
+                "executionTimeoutMs must be 0 (no limit) or between {min} ({min_s:g} s) and {max} ({max_days:g} days)",
+            ),
+            "unknown_pool": ("gpuIds", 'Unknown GPU pool "{pool}" in gpuIds; valid pools: {valid}'),
+            "excluded_not_in_pools": ("gpuIds", 'Excluded GPU type "{gpu}" is not in the pools {pools}'),
+            "excludes_all": ("gpuIds", "gpuIds excludes every GPU type of its pools; leave at least one"),
+            "unknown_dc": (
+                "locations",
+                'Unknown location "{dc}": expected data center ids such as {first} or country codes',
+            ),
+            "volume_missing": ("networkVolumeId", "Network volume {volume} not found"),
+            "volume_outside": (
+                "networkVolumeId",
+                "Network volume {volume} is in {dc}, which is not among the endpoint's locations ({wanted_csv})",
+            ),
+            "volume_twin": (
+                "networkVolumeIds",
+                "At most one network volume per data center: {other} and {volume} are both in {dc}",
+            ),
+            "has_workers": (
+                "id",
+                "Endpoint {id} still has workers (workersMin {min}, workersMax {max}): scale it to 0 "
+                "(workersMin 0, workersMax 0) before deleting it",
+            ),
+        },
+    ),
+    zero_timeout_is_no_limit=True,
+    delete_needs_zero_workers=True,
+)
 
 
 class Endpoints:
@@ -130,8 +170,14 @@ class Endpoints:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def create(self, fields: Mapping[str, Any], *, template_id: str | None = None,
-               defaults: Mapping[str, Any] | None = None, idle_timeout_sent: bool = False) -> Endpoint:
+    def create(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        template_id: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        idle_timeout_sent: bool = False,
+    ) -> Endpoint:
         """A new endpoint from ``fields`` (``Endpoint`` field names): the API's ``defaults``, then
         the template's container settings, then ``fields``."""
         candidate = self._build(self.store.new_endpoint_id(), fields, template_id, defaults)
@@ -149,8 +195,14 @@ class Endpoints:
         candidate = self._build(existing.id, {**fields, **kept}, template_id, None)
         return self._save_over(existing, candidate, idle_timeout_sent=False)
 
-    def update(self, endpoint_id: str, changes: Mapping[str, Any], *, template_id: str | None = None,
-               idle_timeout_sent: bool = False) -> Endpoint:
+    def update(
+        self,
+        endpoint_id: str,
+        changes: Mapping[str, Any],
+        *,
+        template_id: str | None = None,
+        idle_timeout_sent: bool = False,
+    ) -> Endpoint:
         """Change only the given fields. With ``template_id`` the endpoint is re-pointed at that
         template and takes its container settings, ``changes`` on top."""
         existing = self.get(endpoint_id)
@@ -172,21 +224,24 @@ class Endpoints:
         GraphQL's scale-to-zero guard and the bound template)."""
         endpoint = self.get(endpoint_id)
         if self.api.delete_needs_zero_workers and (endpoint.workers_min > 0 or endpoint.workers_max > 0):
-            raise self.api.wording.error("has_workers", "conflict", id=endpoint.id, min=endpoint.workers_min,
-                                         max=endpoint.workers_max)
+            raise self.api.wording.error(
+                "has_workers", "conflict", id=endpoint.id, min=endpoint.workers_min, max=endpoint.workers_max
+            )
         self.listener.endpoint_deleted(endpoint.id)
         self.store.endpoints.pop(endpoint.id, None)
         self.store.commit()
 
     # -- rules -------------------------------------------------------------------------------
 
-    def _build(self, endpoint_id: str, fields: Mapping[str, Any], template_id: str | None,
-               defaults: Mapping[str, Any] | None) -> Endpoint:
+    def _build(
+        self, endpoint_id: str, fields: Mapping[str, Any], template_id: str | None, defaults: Mapping[str, Any] | None
+    ) -> Endpoint:
         self.check_type(fields.get("type", "QUEUE"))
         template = self.templates.serverless(template_id) if template_id is not None else None
         values = {**copy.deepcopy(dict(defaults or {})), **fields, **linked_container(template, fields)}
-        values["allowed_cuda_versions"] = _cuda_set(values.get("allowed_cuda_versions"),
-                                                    values.get("min_cuda_version"), template)
+        values["allowed_cuda_versions"] = _cuda_set(
+            values.get("allowed_cuda_versions"), values.get("min_cuda_version"), template
+        )
         return Endpoint(id=endpoint_id, template_id=template.id if template is not None else None, **values)
 
     def _save_over(self, existing: Endpoint, candidate: Endpoint, idle_timeout_sent: bool) -> Endpoint:
@@ -255,11 +310,20 @@ class Endpoints:
                 errors.append(say("volume_missing", i=i, volume=volume_id))
                 continue
             if wanted and volume.data_center not in wanted:
-                errors.append(say("volume_outside", i=i, volume=volume_id, dc=volume.data_center,
-                                  wanted=", ".join(wanted), wanted_csv=",".join(wanted)))
+                errors.append(
+                    say(
+                        "volume_outside",
+                        i=i,
+                        volume=volume_id,
+                        dc=volume.data_center,
+                        wanted=", ".join(wanted),
+                        wanted_csv=",".join(wanted),
+                    )
+                )
             if volume.data_center in by_dc:
-                errors.append(say("volume_twin", i=i, volume=volume_id, other=by_dc[volume.data_center],
-                                  dc=volume.data_center))
+                errors.append(
+                    say("volume_twin", i=i, volume=volume_id, other=by_dc[volume.data_center], dc=volume.data_center)
+                )
             by_dc.setdefault(volume.data_center, volume_id)
         return errors
 

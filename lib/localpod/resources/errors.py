@@ -13,8 +13,9 @@ one :class:`Wording` per API. A rule is still written once; only its sentence is
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 Kind = Literal["invalid", "unsupported", "not_found", "conflict"]
 """``invalid``: a value breaks a rule (REST 400, every problem listed); ``unsupported``: a request

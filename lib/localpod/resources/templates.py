@@ -13,8 +13,9 @@ Rules, with the API that states them:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import Wording
@@ -33,30 +34,59 @@ class TemplateApi:
     edits_reach_endpoints: bool
 
 
-REST = TemplateApi(Wording("REST v2", {
-    "not_found": ("templateId", "template {id!r} not found"),
-    "not_serverless": ("templateId", "template {id!r} is a pod template; an endpoint needs a serverless template "
-                                     "(serverless: true)"),
-    "in_use": ("", "template {id!r} is bound to serverless endpoint(s) {users}; delete them (or PATCH them onto "
-                   "another template) first"),
-}), unique_names=False, edits_reach_endpoints=False)
+REST = TemplateApi(
+    Wording(
+        "REST v2",
+        {
+            "not_found": ("templateId", "template {id!r} not found"),
+            "not_serverless": (
+                "templateId",
+                "template {id!r} is a pod template; an endpoint needs a serverless template (serverless: true)",
+            ),
+            "in_use": (
+                "",
+                "template {id!r} is bound to serverless endpoint(s) {users}; delete them (or PATCH them onto "
+                "another template) first",
+            ),
+        },
+    ),
+    unique_names=False,
+    edits_reach_endpoints=False,
+)
 
-GRAPHQL = TemplateApi(Wording("GraphQL", {
-    "not_found": ("templateId", "Template {id} not found"),
-    "not_serverless": ("templateId", "Template {id} is not a serverless template (isServerless: false)"),
-    "in_use": ("templateName", 'Template "{name}" is in use by endpoint(s) {users}; delete them or switch their '
-                               "template first"),
-    "name_taken": ("name", 'Template name "{name}" is already taken: template names must be unique'),
-    "name_not_found": ("templateName", 'Template "{name}" not found'),
-    "name_ambiguous": ("templateName", '{count} templates are named "{name}"; delete them by id through the '
-                                       "REST API"),
-}), unique_names=True, edits_reach_endpoints=True)
+GRAPHQL = TemplateApi(
+    Wording(
+        "GraphQL",
+        {
+            "not_found": ("templateId", "Template {id} not found"),
+            "not_serverless": ("templateId", "Template {id} is not a serverless template (isServerless: false)"),
+            "in_use": (
+                "templateName",
+                'Template "{name}" is in use by endpoint(s) {users}; delete them or switch their template first',
+            ),
+            "name_taken": ("name", 'Template name "{name}" is already taken: template names must be unique'),
+            "name_not_found": ("templateName", 'Template "{name}" not found'),
+            "name_ambiguous": (
+                "templateName",
+                '{count} templates are named "{name}"; delete them by id through the REST API',
+            ),
+        },
+    ),
+    unique_names=True,
+    edits_reach_endpoints=True,
+)
 
 
 def container_of(template: Template) -> dict[str, Any]:
     """The template's container settings as ``Endpoint`` fields (copies: the endpoint owns them)."""
-    return {"image": template.image, "args": template.args, "disk": template.disk, "ports": list(template.ports),
-            "registry": template.registry, "env": dict(template.env)}
+    return {
+        "image": template.image,
+        "args": template.args,
+        "disk": template.disk,
+        "ports": list(template.ports),
+        "registry": template.registry,
+        "env": dict(template.env),
+    }
 
 
 def linked_container(template: Template | None, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,8 +146,7 @@ class Templates:
         return named[0]
 
     def _check_name(self, name: str, template_id: str | None) -> None:
-        if self.api.unique_names and any(t.name == name and t.id != template_id
-                                         for t in self.store.templates.values()):
+        if self.api.unique_names and any(t.name == name and t.id != template_id for t in self.store.templates.values()):
             raise self.api.wording.error("name_taken", name=name)
 
     def create(self, fields: Mapping[str, Any]) -> Template:
@@ -148,7 +177,8 @@ class Templates:
         template = self.get(template_id)
         users = sorted(e.id for e in self.store.endpoints.values() if e.template_id == template.id)
         if users:
-            raise self.api.wording.error("in_use", "conflict", id=template.id, name=template.name,
-                                         users=", ".join(users))
+            raise self.api.wording.error(
+                "in_use", "conflict", id=template.id, name=template.name, users=", ".join(users)
+            )
         del self.store.templates[template.id]
         self.store.commit()

@@ -14,14 +14,19 @@ from localpod import catalog
 from localpod.resources.errors import Wording
 from localpod.store import NetworkVolume, Store
 
-WORDING = Wording("REST v2", {
-    "not_found": ("id", "network volume {id!r} not found"),
-    "bad_data_center": ("dataCenter", "{dc!r} {reason}; data centers with network volumes: {valid}"),
-    "bad_type": ("type", "{dc} offers {offered} volumes, not {type}"),
-    "shrink": ("size", "network volume storage cannot be reduced (current {current} GB, requested {requested} GB)"),
-    "in_use": ("", "network volume {id!r} is attached to serverless endpoint(s) {users}; detach it or delete "
-                   "them first"),
-})
+WORDING = Wording(
+    "REST v2",
+    {
+        "not_found": ("id", "network volume {id!r} not found"),
+        "bad_data_center": ("dataCenter", "{dc!r} {reason}; data centers with network volumes: {valid}"),
+        "bad_type": ("type", "{dc} offers {offered} volumes, not {type}"),
+        "shrink": ("size", "network volume storage cannot be reduced (current {current} GB, requested {requested} GB)"),
+        "in_use": (
+            "",
+            "network volume {id!r} is attached to serverless endpoint(s) {users}; detach it or delete them first",
+        ),
+    },
+)
 """Only REST v2 manages volumes in localpod (GraphQL lists them, through ``myself``)."""
 
 
@@ -50,8 +55,9 @@ class Volumes:
         dc = catalog.data_center(data_center)
         if dc is None or not dc.volume_types:
             reason = "is not a data center" if dc is None else "offers no network volume storage"
-            raise self.wording.error("bad_data_center", dc=data_center, reason=reason,
-                                     valid=", ".join(volume_data_centers()))
+            raise self.wording.error(
+                "bad_data_center", dc=data_center, reason=reason, valid=", ".join(volume_data_centers())
+            )
         chosen = volume_type or dc.volume_types[0]  # the data center's primary tier when omitted
         if chosen not in dc.volume_types:
             raise self.wording.error("bad_type", dc=dc.id, offered=", ".join(dc.volume_types), type=chosen)

@@ -42,8 +42,9 @@ class ColdStartPlan:
         return ", ".join(parts)
 
 
-def plan_cold_start(profile: Profile, repos: list[str], cached_on_volume: set[str] | None,
-                    flashboot_snapshot: bool) -> ColdStartPlan:
+def plan_cold_start(
+    profile: Profile, repos: list[str], cached_on_volume: set[str] | None, flashboot_snapshot: bool
+) -> ColdStartPlan:
     """Plan a start. ``cached_on_volume`` is None without a network volume."""
     if flashboot_snapshot:
         return ColdStartPlan(container_s=profile.flashboot_start_s, flashboot=True)

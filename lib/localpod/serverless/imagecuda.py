@@ -42,12 +42,27 @@ class ImageCuda:
 
 
 IMAGE_CUDA: tuple[ImageCuda, ...] = (
-    ImageCuda("runpod/worker-v1-vllm", (2, 19, 0), (2, 25, 2), "13.0",
-              "runpod-workers/worker-vllm .runpod/hub.json allowedCudaVersions [\"13.0\"]"),
-    ImageCuda("runpod/worker-v1-vllm", (2, 12, 0), (2, 18, 1), "12.8",
-              "runpod-workers/worker-vllm .runpod/hub.json allowedCudaVersions [\"12.9\", \"12.8\"]"),
-    ImageCuda("runpod/worker-infinity-embedding", (1, 1, 0), (1, 1, 4), "12.4",
-              "runpod-workers/worker-infinity-embedding Dockerfile FROM nvidia/cuda:12.4.1"),
+    ImageCuda(
+        "runpod/worker-v1-vllm",
+        (2, 19, 0),
+        (2, 25, 2),
+        "13.0",
+        'runpod-workers/worker-vllm .runpod/hub.json allowedCudaVersions ["13.0"]',
+    ),
+    ImageCuda(
+        "runpod/worker-v1-vllm",
+        (2, 12, 0),
+        (2, 18, 1),
+        "12.8",
+        'runpod-workers/worker-vllm .runpod/hub.json allowedCudaVersions ["12.9", "12.8"]',
+    ),
+    ImageCuda(
+        "runpod/worker-infinity-embedding",
+        (1, 1, 0),
+        (1, 1, 4),
+        "12.4",
+        "runpod-workers/worker-infinity-embedding Dockerfile FROM nvidia/cuda:12.4.1",
+    ),
 )
 
 

@@ -132,6 +132,6 @@ class Job:
 
     def take_stream(self) -> list[dict[str, Any]]:
         """Chunks produced since the last ``/stream`` call, each as ``{"output": chunk}``."""
-        fresh = self.chunks[self.stream_cursor:]
+        fresh = self.chunks[self.stream_cursor :]
         self.stream_cursor = len(self.chunks)
         return [{"output": chunk} for chunk in fresh]

@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -76,7 +77,11 @@ def _chunks_mark(job: J.Job) -> Any:
     chunks, output = job.chunks, job.output
     if not chunks:
         return None
-    if isinstance(output, list) and len(output) == len(chunks) and all(a is b for a, b in zip(output, chunks)):
+    if (
+        isinstance(output, list)
+        and len(output) == len(chunks)
+        and all(a is b for a, b in zip(output, chunks, strict=True))
+    ):
         return "out"
     if len(chunks) == 1 and chunks[0] is output:
         return "one"
@@ -87,8 +92,15 @@ def job_record(job: J.Job, offset: float | None = None) -> dict[str, Any]:
     """The whole job as one ``job`` record."""
     offset = _wall_offset() if offset is None else offset
     record: dict[str, Any] = {
-        "t": "job", "id": job.id, "ep": job.endpoint_id, "in": job.input, "sync": job.sync,
-        "xt": job.execution_timeout_s, "ttl": job.ttl_s, "st": job.status, "sub": _wall(job.submitted_at, offset),
+        "t": "job",
+        "id": job.id,
+        "ep": job.endpoint_id,
+        "in": job.input,
+        "sync": job.sync,
+        "xt": job.execution_timeout_s,
+        "ttl": job.ttl_s,
+        "st": job.status,
+        "sub": _wall(job.submitted_at, offset),
         "r": job.retries,
     }
     if job.webhook:
@@ -120,9 +132,16 @@ def _end_fields(job: J.Job, offset: float) -> dict[str, Any]:
 def job_from_record(record: dict[str, Any], offset: float | None = None) -> J.Job:
     """A :class:`~localpod.serverless.jobs.Job` in the state the record describes (not journaled)."""
     offset = _wall_offset() if offset is None else offset
-    job = J.Job(id=record["id"], endpoint_id=record["ep"], input=record.get("in"), sync=bool(record.get("sync")),
-                execution_timeout_s=float(record.get("xt", 600.0)), webhook=record.get("wh"),
-                low_priority=bool(record.get("lp", False)), ttl_s=float(record.get("ttl", J.DEFAULT_TTL_S)))
+    job = J.Job(
+        id=record["id"],
+        endpoint_id=record["ep"],
+        input=record.get("in"),
+        sync=bool(record.get("sync")),
+        execution_timeout_s=float(record.get("xt", 600.0)),
+        webhook=record.get("wh"),
+        low_priority=bool(record.get("lp", False)),
+        ttl_s=float(record.get("ttl", J.DEFAULT_TTL_S)),
+    )
     job.status = record.get("st", J.IN_QUEUE)
     job.submitted_at = _mono(record.get("sub"), offset) or time.monotonic()
     job.started_at = _mono(record.get("start"), offset)
@@ -195,7 +214,7 @@ class JobJournal:
         self.records = 0
 
     @classmethod
-    def beside(cls, state_file: Path | None) -> "JobJournal":
+    def beside(cls, state_file: Path | None) -> JobJournal:
         return cls(None if state_file is None else state_file.with_name(state_file.name + JOURNAL_SUFFIX))
 
     @property
@@ -231,8 +250,10 @@ class JobJournal:
             while written < len(line):  # a regular file takes it in one call; be exact anyway
                 written += os.write(self._fd, line[written:])
         except OSError as exc:
-            message = (f"cannot write the job journal {self.path}: {exc.strerror or exc}; free disk space or fix the "
-                       f"folder's permissions (jobs changed meanwhile are lost if localpod crashes)")
+            message = (
+                f"cannot write the job journal {self.path}: {exc.strerror or exc}; free disk space or fix the "
+                f"folder's permissions (jobs changed meanwhile are lost if localpod crashes)"
+            )
             if record.get("t") == "job":
                 raise JournalError(message) from exc
             log.error("%s", message)
@@ -267,9 +288,13 @@ class JobJournal:
         if self.path is None:
             return
         offset = _wall_offset()
-        payload = b"".join(orjson.dumps(job_record(job, offset), option=JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE,
-                                        default=_encode_fallback)
-                           for job in live if job.durable)
+        payload = b"".join(
+            orjson.dumps(
+                job_record(job, offset), option=JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE, default=_encode_fallback
+            )
+            for job in live
+            if job.durable
+        )
         write_atomically(self.path, payload, ".localpod-jobs-")
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -60,7 +60,7 @@ class EndpointRuntime:
     """Queue, jobs and workers of one endpoint; the :class:`~localpod.serverless.worker_host.WorkerHost`
     of its workers (the only way they reach the platform's settings, store and logs)."""
 
-    def __init__(self, platform: "Platform", endpoint_id: str) -> None:
+    def __init__(self, platform: Platform, endpoint_id: str) -> None:
         self.platform = platform
         self.endpoint_id = endpoint_id
         self.queue: collections.deque[J.Job] = collections.deque()
@@ -322,8 +322,13 @@ class EndpointRuntime:
         # Max below min is refused by the API; the docs speak of max only, min follows it down.
         endpoint.workers_min = min(endpoint.workers_min, endpoint.workers_max)
         endpoint.parked_step = step
-        log.info("endpoint %s idle for %.0f s: parked (step %d), max workers now %d",
-                 endpoint.id, idle, step, endpoint.workers_max)
+        log.info(
+            "endpoint %s idle for %.0f s: parked (step %d), max workers now %d",
+            endpoint.id,
+            idle,
+            step,
+            endpoint.workers_max,
+        )
         self.platform.store.commit()
         return step
 
@@ -356,8 +361,11 @@ class EndpointRuntime:
             await victim.stop()
         if now >= self.next_expiry:
             self.expire(now)
-        while self.finished and self.finished[0].finished_at is not None and \
-                now - self.finished[0].finished_at > self.finished[0].retention_s():
+        while (
+            self.finished
+            and self.finished[0].finished_at is not None
+            and now - self.finished[0].finished_at > self.finished[0].retention_s()
+        ):
             job = self.finished.popleft()
             self.jobs.pop(job.id, None)
         self.scale()
@@ -379,11 +387,21 @@ class EndpointRuntime:
     def health(self) -> dict[str, Any]:
         counts = collections.Counter(w.status for w in self.live_workers())
         return {
-            "jobs": {"completed": self.completed, "failed": self.failed, "inProgress": self.in_progress(),
-                     "inQueue": len(self.queue), "retried": self.retried},
-            "workers": {"idle": counts[IDLE], "initializing": counts[INITIALIZING],
-                        "ready": counts[IDLE] + counts[RUNNING], "running": counts[RUNNING],
-                        "throttled": counts[THROTTLED], "unhealthy": counts[UNHEALTHY]},
+            "jobs": {
+                "completed": self.completed,
+                "failed": self.failed,
+                "inProgress": self.in_progress(),
+                "inQueue": len(self.queue),
+                "retried": self.retried,
+            },
+            "workers": {
+                "idle": counts[IDLE],
+                "initializing": counts[INITIALIZING],
+                "ready": counts[IDLE] + counts[RUNNING],
+                "running": counts[RUNNING],
+                "throttled": counts[THROTTLED],
+                "unhealthy": counts[UNHEALTHY],
+            },
         }
 
 
@@ -488,8 +506,9 @@ class Platform:
         self.store.heartbeat()
         if self.journal.needs_compaction():
             self.journal.compact(self.durable_jobs())
-        elif now - self._last_sync >= SYNC_S and self.journal.enabled and \
-                (self._syncing is None or self._syncing.done()):
+        elif (
+            now - self._last_sync >= SYNC_S and self.journal.enabled and (self._syncing is None or self._syncing.done())
+        ):
             self._last_sync = now
             self._syncing = asyncio.get_running_loop().create_task(asyncio.to_thread(self.journal.sync))
 
@@ -521,10 +540,20 @@ class Platform:
         runtime = self.runtimes.get(endpoint_id)
         if runtime is None:
             return []
-        return [WorkerInfo(id=w.id, status=w.status, version=w.version, gpu_count=w.gpu_count, image=w.image,
-                           uptime_seconds=w.uptime_s(), gpu_type_id=w.gpu_type_id, data_center_id=w.data_center_id,
-                           started_at=w.started_iso())
-                for w in runtime.live_workers()]
+        return [
+            WorkerInfo(
+                id=w.id,
+                status=w.status,
+                version=w.version,
+                gpu_count=w.gpu_count,
+                image=w.image,
+                uptime_seconds=w.uptime_s(),
+                gpu_type_id=w.gpu_type_id,
+                data_center_id=w.data_center_id,
+                started_at=w.started_iso(),
+            )
+            for w in runtime.live_workers()
+        ]
 
     async def reset(self) -> None:
         for runtime in list(self.runtimes.values()):
@@ -540,13 +569,21 @@ class Platform:
         for endpoint_id, runtime in self.runtimes.items():
             out[endpoint_id] = {
                 "health": runtime.health(),
-                "workers": [{"id": w.id, "status": w.status, "version": w.version, "stale": w.stale,
-                             "gpuTypeId": w.gpu_type_id, "dataCenterId": w.data_center_id,
-                             "hostCudaVersion": w.host_cuda,
-                             "coldStart": w.plan.describe() if w.plan else None,
-                             "unhealthyReason": w.unhealthy_reason,
-                             "events": [[round(t, 4), s] for t, s in w.events]}
-                            for w in runtime.live_workers()],
+                "workers": [
+                    {
+                        "id": w.id,
+                        "status": w.status,
+                        "version": w.version,
+                        "stale": w.stale,
+                        "gpuTypeId": w.gpu_type_id,
+                        "dataCenterId": w.data_center_id,
+                        "hostCudaVersion": w.host_cuda,
+                        "coldStart": w.plan.describe() if w.plan else None,
+                        "unhealthyReason": w.unhealthy_reason,
+                        "events": [[round(t, 4), s] for t, s in w.events],
+                    }
+                    for w in runtime.live_workers()
+                ],
             }
         return out
 
@@ -568,8 +605,9 @@ class Platform:
         async with httpx.AsyncClient(timeout=10) as client:
             for attempt in range(3):
                 try:
-                    response = await client.post(job.webhook or "", content=dumps(body),
-                                                 headers={"Content-Type": "application/json"})
+                    response = await client.post(
+                        job.webhook or "", content=dumps(body), headers={"Content-Type": "application/json"}
+                    )
                     if response.status_code < 400:
                         return
                 except httpx.HTTPError:

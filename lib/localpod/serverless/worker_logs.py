@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 CONTAINER = "container"
 SYSTEM = "system"
@@ -32,7 +32,7 @@ RETAINED_WORKERS = 20
 
 def iso_utc(ts: float) -> str:
     """RFC 3339 in UTC with milliseconds (``2026-06-01T12:05:04.123Z``)."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_cursor(value: str) -> tuple[float, int | None]:
@@ -42,9 +42,11 @@ def parse_cursor(value: str) -> tuple[float, int | None]:
     try:
         moment = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{value!r} is not an RFC 3339 timestamp (like 2026-06-01T12:05:04Z) or a log event id")
+        raise ValueError(
+            f"{value!r} is not an RFC 3339 timestamp (like 2026-06-01T12:05:04Z) or a log event id"
+        ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     if seq and not seq.isdigit():
         raise ValueError(f"{value!r}: the part after '/' must be the event's sequence number")
     return moment.timestamp(), int(seq) if seq else None
@@ -100,8 +102,14 @@ class WorkerLog:
         while not self.closed and (not self.lines or self.lines[-1].seq <= after_seq):
             await self._changed.wait()
 
-    def select(self, *, source: str | None = None, tail: int = 100, since: float | None = None,
-               after: tuple[float, int | None] | None = None) -> list[LogLine]:
+    def select(
+        self,
+        *,
+        source: str | None = None,
+        tail: int = 100,
+        since: float | None = None,
+        after: tuple[float, int | None] | None = None,
+    ) -> list[LogLine]:
         """The backfill: lines after the ``after`` cursor (Last-Event-ID), else from ``since``, else
         the last ``tail`` lines; only ``source``'s lines when given. Precedence as the spec's
         ``LogLastEventID``, ``LogSince`` and ``LogTail`` parameters describe."""

@@ -34,8 +34,8 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from datetime import datetime, timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from localpod.serverless.worker_logs import CONTAINER, SYSTEM, WorkerLog
 
@@ -57,22 +57,61 @@ VLLM_ENV_ALIASES = {
 VLLM_RESERVED_ENV = frozenset({"HOST", "PORT", "API_KEY", "MODEL", "CONFIG", "HELP"})
 # A subset of the upstream allowlists: the flags its docs/configuration.md documents plus the ones
 # templates commonly set. An env var naming an upstream flag missing here is left out of the line.
-VLLM_VALUE_FLAGS = frozenset({
-    "--block-size", "--chat-template", "--cpu-offload-gb", "--download-dir", "--dtype", "--generation-config",
-    "--gpu-memory-utilization", "--hf-overrides", "--hf-token", "--kv-cache-dtype", "--limit-mm-per-prompt",
-    "--load-format", "--lora-modules", "--max-log-len", "--max-logprobs", "--max-lora-rank", "--max-loras",
-    "--max-model-len", "--max-num-batched-tokens", "--max-num-seqs", "--model", "--pipeline-parallel-size",
-    "--quantization", "--reasoning-parser", "--revision", "--seed", "--served-model-name", "--speculative-config",
-    "--tensor-parallel-size", "--tokenizer", "--tokenizer-mode", "--tokenizer-revision", "--tool-call-parser",
-})
-VLLM_PAIRED_BOOL_FLAGS = frozenset({
-    "--async-scheduling", "--disable-custom-all-reduce", "--disable-sliding-window", "--enable-auto-tool-choice",
-    "--enable-chunked-prefill", "--enable-lora", "--enable-prefix-caching", "--enforce-eager", "--trust-remote-code",
-})
+VLLM_VALUE_FLAGS = frozenset(
+    {
+        "--block-size",
+        "--chat-template",
+        "--cpu-offload-gb",
+        "--download-dir",
+        "--dtype",
+        "--generation-config",
+        "--gpu-memory-utilization",
+        "--hf-overrides",
+        "--hf-token",
+        "--kv-cache-dtype",
+        "--limit-mm-per-prompt",
+        "--load-format",
+        "--lora-modules",
+        "--max-log-len",
+        "--max-logprobs",
+        "--max-lora-rank",
+        "--max-loras",
+        "--max-model-len",
+        "--max-num-batched-tokens",
+        "--max-num-seqs",
+        "--model",
+        "--pipeline-parallel-size",
+        "--quantization",
+        "--reasoning-parser",
+        "--revision",
+        "--seed",
+        "--served-model-name",
+        "--speculative-config",
+        "--tensor-parallel-size",
+        "--tokenizer",
+        "--tokenizer-mode",
+        "--tokenizer-revision",
+        "--tool-call-parser",
+    }
+)
+VLLM_PAIRED_BOOL_FLAGS = frozenset(
+    {
+        "--async-scheduling",
+        "--disable-custom-all-reduce",
+        "--disable-sliding-window",
+        "--enable-auto-tool-choice",
+        "--enable-chunked-prefill",
+        "--enable-lora",
+        "--enable-prefix-caching",
+        "--enforce-eager",
+        "--trust-remote-code",
+    }
+)
 VLLM_BOOL_FLAGS = frozenset({"--disable-log-stats"})
 VLLM_ZERO_MEANS_UNSET = frozenset({"--max-num-batched-tokens"})
-VLLM_REMOVED_FLAGS = frozenset({"--disable-log-requests", "--guided-decoding-backend", "--rope-scaling",
-                                "--swap-space", "--task"})
+VLLM_REMOVED_FLAGS = frozenset(
+    {"--disable-log-requests", "--guided-decoding-backend", "--rope-scaling", "--swap-space", "--task"}
+)
 _ALL_FLAGS = VLLM_VALUE_FLAGS | VLLM_PAIRED_BOOL_FLAGS | VLLM_BOOL_FLAGS
 
 
@@ -113,8 +152,11 @@ def vllm_serve_args(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     vars of flags vLLM removed give a warning and nothing else. An invalid boolean raises
     ``ValueError`` with upstream's message.
     """
-    warnings = [f"{flag_env_name(flag)} is set but vLLM no longer supports {flag}; ignoring it."
-                for flag in sorted(VLLM_REMOVED_FLAGS) if (env.get(flag_env_name(flag)) or "").strip()]
+    warnings = [
+        f"{flag_env_name(flag)} is set but vLLM no longer supports {flag}; ignoring it."
+        for flag in sorted(VLLM_REMOVED_FLAGS)
+        if (env.get(flag_env_name(flag)) or "").strip()
+    ]
     flags: dict[str, str | None] = {}
     for flag in sorted(_ALL_FLAGS):
         name = flag_env_name(flag)
@@ -145,7 +187,7 @@ def vllm_start_command(env: Mapping[str, str]) -> list[str]:
 
 def python_log(ts: float, fmt_name_first: bool, name: str, level: str, message: str) -> str:
     """A stdlib ``logging`` line with its default ``asctime`` (``2026-06-01 12:05:04,123``)."""
-    moment = datetime.fromtimestamp(ts, timezone.utc)
+    moment = datetime.fromtimestamp(ts, UTC)
     asctime = f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d}"
     if fmt_name_first:  # Infinity: "%(asctime)s %(name)s %(levelname)s: %(message)s"
         return f"{asctime} {name} {level}: {message}"
@@ -201,8 +243,9 @@ class WorkerOutput:
             names = [n for n in (self.env.get("MODEL_NAMES") or "").split(";") if n]
             backend = self.env.get("BACKEND") or "torch"
             for name in names:
-                self._python(True, "infinity_emb", "INFO",
-                             f"model=`{name}` selected, using engine=`{backend}` and device=`cuda`")
+                self._python(
+                    True, "infinity_emb", "INFO", f"model=`{name}` selected, using engine=`{backend}` and device=`cuda`"
+                )
 
     def ready(self) -> None:
         """The handler is up and polls for jobs."""

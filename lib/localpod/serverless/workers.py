@@ -18,18 +18,18 @@ import json
 import logging
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from localpod import catalog, hubdata
 from localpod.http import JSON_OPTIONS, dumps
+from localpod.runpod_secrets import resolve_env
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
-from localpod.runpod_secrets import resolve_env
 from localpod.serverless.imagecuda import image_min_cuda
 from localpod.serverless.worker_output import WorkerOutput
 from localpod.store import WorkerSession, new_id
@@ -61,7 +61,7 @@ class Worker:
     """A worker's life, driven by its own asyncio task (``run``). Everything it needs from its
     endpoint and the server comes through ``host`` (:class:`~localpod.serverless.worker_host.WorkerHost`)."""
 
-    def __init__(self, host: "WorkerHost") -> None:
+    def __init__(self, host: WorkerHost) -> None:
         endpoint = host.endpoint
         self.host = host
         self.id = new_id(14)
@@ -111,7 +111,7 @@ class Worker:
     def started_iso(self) -> str | None:
         if self.started_wall is None:
             return None
-        return datetime.fromtimestamp(self.started_wall, timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(self.started_wall, UTC).isoformat().replace("+00:00", "Z")
 
     def _set(self, status: str) -> None:
         self.status = status
@@ -139,9 +139,13 @@ class Worker:
     async def _place(self) -> None:
         endpoint = self.host.endpoint
         while True:
-            placement = catalog.place_worker(endpoint.gpu_pools, endpoint.gpu_excluded_types,
-                                             self.host.allowed_data_centers(),
-                                             endpoint.allowed_cuda_versions, endpoint.min_cuda_version)
+            placement = catalog.place_worker(
+                endpoint.gpu_pools,
+                endpoint.gpu_excluded_types,
+                self.host.allowed_data_centers(),
+                endpoint.allowed_cuda_versions,
+                endpoint.min_cuda_version,
+            )
             if placement is not None:
                 break
             await asyncio.sleep(max(self.host.profile.scaler_tick_s, 0.05))
@@ -150,9 +154,14 @@ class Worker:
         self.host_cuda = placement.cuda_version
         self.started_wall = time.time()
         self.output.system(f"worker {self.id} placed on {placement.gpu_type_id} in {placement.data_center_id}")
-        self.session = WorkerSession(endpoint_id=endpoint.id, worker_id=self.id, gpu_type_id=placement.gpu_type_id,
-                                     gpu_count=self.gpu_count, price_per_gpu_s=placement.price_per_gpu_s,
-                                     started_at=self.started_wall)
+        self.session = WorkerSession(
+            endpoint_id=endpoint.id,
+            worker_id=self.id,
+            gpu_type_id=placement.gpu_type_id,
+            gpu_count=self.gpu_count,
+            price_per_gpu_s=placement.price_per_gpu_s,
+            started_at=self.started_wall,
+        )
         self.host.add_session(self.session)
 
     async def _boot(self) -> bool:
@@ -163,8 +172,14 @@ class Worker:
         settings = host.settings
         # Runpod substitutes {{ RUNPOD_SECRET_name }} when the container starts (localpod.runpod_secrets).
         env, missing = resolve_env(endpoint.env, settings.secret)
-        spec = WorkerSpec(endpoint_id=endpoint.id, image=endpoint.image, env=env,
-                          profile=host.profile, proxy_url=settings.proxy_url, proxy_api_key=settings.proxy_api_key)
+        spec = WorkerSpec(
+            endpoint_id=endpoint.id,
+            image=endpoint.image,
+            env=env,
+            profile=host.profile,
+            proxy_url=settings.proxy_url,
+            proxy_api_key=settings.proxy_api_key,
+        )
         backend = create_backend(spec)
         repos = backend.model_repos
         volume = host.volume()
@@ -176,9 +191,11 @@ class Worker:
         self.output.system(f"container started: {endpoint.image}")
         self.output.container_started()
         if missing:  # Runpod docs: a template using a deleted secret makes its deployments fail
-            denial: str | None = (f"the env references Runpod secret(s) {', '.join(missing)} that this account does "
-                                  "not have (localpod: define them with `localpod serve --secret NAME=ENVVAR` or "
-                                  "LOCALPOD_SECRET_<NAME>)")
+            denial: str | None = (
+                f"the env references Runpod secret(s) {', '.join(missing)} that this account does "
+                "not have (localpod: define them with `localpod serve --secret NAME=ENVVAR` or "
+                "LOCALPOD_SECRET_<NAME>)"
+            )
         else:
             denial = self._cuda_denial(endpoint.image) or self._download_denial(env, plan)
         if denial is not None:
@@ -216,9 +233,11 @@ class Worker:
             return None
         if catalog.cuda_version_key(self.host_cuda) >= catalog.cuda_version_key(need.min_cuda):
             return None
-        return (f"{image} needs CUDA >= {need.min_cuda} ({need.source}) but host {self.gpu_type_id} in "
-                f"{self.data_center_id} reports CUDA {self.host_cuda}: the container cannot start and restarts "
-                f"(crash loop, billed); set the endpoint's gpu.allowedCudaVersions or gpu.minCudaVersion")
+        return (
+            f"{image} needs CUDA >= {need.min_cuda} ({need.source}) but host {self.gpu_type_id} in "
+            f"{self.data_center_id} reports CUDA {self.host_cuda}: the container cannot start and restarts "
+            f"(crash loop, billed); set the endpoint's gpu.allowedCudaVersions or gpu.minCudaVersion"
+        )
 
     def _download_denial(self, env: dict[str, str], plan: ColdStartPlan) -> str | None:
         """What the Hub would refuse this worker, for the repos it downloads in this start, with
@@ -286,8 +305,9 @@ class Worker:
                     # rp_http._handle_result: json.dumps raises, the SDK logs it and sends nothing,
                     # then frees its slot. The platform never hears back: the job stays IN_PROGRESS
                     # (and the worker busy, billed) until the execution timeout.
-                    log.error("worker %s job %s: Error while returning job result. | %s", self.id, job.id,
-                              undeliverable)
+                    log.error(
+                        "worker %s job %s: Error while returning job result. | %s", self.id, job.id, undeliverable
+                    )
                     self.running.discard(job)
                     self.orphaned.add(job)
                     self.host.dispatch()
@@ -304,7 +324,7 @@ class Worker:
         except WorkerCrash as exc:
             crashed = exc
             job.finish(J.FAILED, error=self._error_text(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as rp_job.run_job: any handler error fails the job, not the worker
             job.finish(J.FAILED, error=self._error_text(exc))
         finally:
             self.output.job_finished(job.id, failed=job.status == J.FAILED)
@@ -319,8 +339,9 @@ class Worker:
             # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
             log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
             for other in list(self.running) + list(self.orphaned):
-                other.finish(J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the "
-                                             "execution timeout")
+                other.finish(
+                    J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the execution timeout"
+                )
             await self.stop()
             return
         if crashed is not None and self.status != STOPPED:
@@ -360,8 +381,11 @@ class Worker:
             output = dict(output)
             error = output.pop("error")
             if error:
-                return {"output": output, "error": error if isinstance(error, str) else dumps(error).decode(),
-                        "error_item": error}
+                return {
+                    "output": output,
+                    "error": error if isinstance(error, str) else dumps(error).decode(),
+                    "error_item": error,
+                }
         return {"output": output}
 
     def _deliver(self, job: J.Job, result: dict[str, Any]) -> None:
@@ -376,19 +400,21 @@ class Worker:
         job.finish(J.COMPLETED, output=output)
 
     async def _restart(self) -> None:
-        while not await self._boot():
+        while not await self._boot():  # noqa: ASYNC110 - boots again after a pause: a retry, no event to wait for
             await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
 
     def _error_text(self, exc: BaseException) -> str:
         """The ``error`` field as the runpod SDK's worker reports a handler exception."""
-        return json.dumps({
-            "error_type": str(type(exc)),
-            "error_message": str(exc),
-            "error_traceback": "".join(traceback.format_exception(exc)),
-            "hostname": self.id,
-            "worker_id": self.id,
-            "runpod_version": RUNPOD_SDK_VERSION,
-        })
+        return json.dumps(
+            {
+                "error_type": str(type(exc)),
+                "error_message": str(exc),
+                "error_traceback": "".join(traceback.format_exception(exc)),
+                "hostname": self.id,
+                "worker_id": self.id,
+                "runpod_version": RUNPOD_SDK_VERSION,
+            }
+        )
 
 
 def _undeliverable(result: dict[str, Any]) -> str | None:
@@ -398,8 +424,10 @@ def _undeliverable(result: dict[str, Any]) -> str | None:
     worker converts them with ``tolist()``), so numpy arrays count as serialisable."""
     try:
         # orjson would write a dataclass as an object; json.dumps, which the SDK uses, refuses it
-        orjson.dumps({k: v for k, v in result.items() if k != "error_item"},
-                     option=JSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS)
+        orjson.dumps(
+            {k: v for k, v in result.items() if k != "error_item"},
+            option=JSON_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS,
+        )
         return None
     except TypeError:
         pass

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,8 +65,10 @@ def _secret_name(key: str) -> bool:
     """``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``, ``OPENAI_API_KEY``, ``DB_PASSWORD``: yes;
     ``MAX_NUM_BATCHED_TOKENS``, ``KEY_PREFIX``: no."""
     words = key.upper().replace("-", "_").split("_")
-    return any(word in _SECRET_WORDS or (word == "KEY" and index > 0 and words[index - 1] in _KEY_QUALIFIERS)
-               for index, word in enumerate(words))
+    return any(
+        word in _SECRET_WORDS or (word == "KEY" and index > 0 and words[index - 1] in _KEY_QUALIFIERS)
+        for index, word in enumerate(words)
+    )
 
 
 def validate_overrides(profile: Profile, overrides: Any) -> Profile:
@@ -96,9 +99,13 @@ def validate_overrides(profile: Profile, overrides: Any) -> Profile:
     result = profile.with_overrides(overrides)
     if result.parking_step2_s < result.parking_step1_s:
         # Idle parking lowers max workers to 2 first, then to 0 (Runpod endpoint-configurations).
-        raise _ConfigErrors([f"overrides.parking_step2_s ({result.parking_step2_s:g}) must not be below "
-                             f"parking_step1_s ({result.parking_step1_s:g}): step 2 (max workers 0) "
-                             "follows step 1 (max workers 2)"])
+        raise _ConfigErrors(
+            [
+                f"overrides.parking_step2_s ({result.parking_step2_s:g}) must not be below "
+                f"parking_step1_s ({result.parking_step1_s:g}): step 2 (max workers 0) "
+                "follows step 1 (max workers 2)"
+            ]
+        )
     return result
 
 
@@ -121,12 +128,20 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         async def endpoint(request: Request) -> Response:
             key = bearer_key(request)
             if not key:
-                return problem(401, "missing API key: send Authorization: Bearer <the key localpod was started with "
-                                    "(LOCALPOD_API_KEY)>", headers={"WWW-Authenticate": "Bearer"})
+                return problem(
+                    401,
+                    "missing API key: send Authorization: Bearer <the key localpod was started with "
+                    "(LOCALPOD_API_KEY)>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             if not ctx.is_valid_api_key(key):
-                return problem(401, "invalid API key: this localpod was started with another LOCALPOD_API_KEY",
-                               headers={"WWW-Authenticate": "Bearer"})
+                return problem(
+                    401,
+                    "invalid API key: this localpod was started with another LOCALPOD_API_KEY",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             return await fn(request)
+
         return endpoint
 
     async def health(request: Request) -> Response:
@@ -153,8 +168,11 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             return problem(400, str(exc))
 
     def config_body() -> dict[str, Any]:
-        return {"profile": settings.profile.to_dict(), "proxy_url": settings.proxy_url,
-                "rate_limits": settings.rate_limits}
+        return {
+            "profile": settings.profile.to_dict(),
+            "proxy_url": settings.proxy_url,
+            "rate_limits": settings.rate_limits,
+        }
 
     async def config(request: Request) -> Response:
         if request.method == "GET":
@@ -185,8 +203,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             except ValueError as exc:
                 errors.append(str(exc))
         proxy_url = body.get("proxy_url")
-        if proxy_url is not None and (not isinstance(proxy_url, str)
-                                      or not re.match(r"^https?://[^\s/]+", proxy_url)):
+        if proxy_url is not None and (not isinstance(proxy_url, str) or not re.match(r"^https?://[^\s/]+", proxy_url)):
             errors.append(f"proxy_url must be null or an http(s) URL, got {proxy_url!r}")
         if "rate_limits" in body and not isinstance(body["rate_limits"], bool):
             errors.append(f"rate_limits must be true or false (a JSON boolean), got {body['rate_limits']!r}")

@@ -28,7 +28,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from ariadne import graphql, make_executable_schema
 from ariadne.utils import unwrap_graphql_error
@@ -37,8 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from localpod import catalog
-from localpod import limits
+from localpod import catalog, limits
 from localpod.context import ServerContext
 from localpod.graphql_schema import ENDPOINT_TYPES, OBJECT_TYPES, TYPE_DEFS
 from localpod.http import JSONResponse, bearer_key, json_body
@@ -106,14 +106,21 @@ def template_fields(input: dict) -> dict[str, Any]:
         fail("volumeInGb must not be negative")
     mount_path = input.get("volumeMountPath") or "/workspace"
     return {
-        "name": name, "image": image, "args": input.get("dockerArgs") or "", "disk": disk,
-        "env": _parse_env(input.get("env")), "ports": _parse_ports(input.get("ports")),
-        "registry": input.get("containerRegistryAuthId") or None, "serverless": bool(input.get("isServerless")),
-        "public": bool(input.get("isPublic")), "category": input.get("category") or "NVIDIA",
+        "name": name,
+        "image": image,
+        "args": input.get("dockerArgs") or "",
+        "disk": disk,
+        "env": _parse_env(input.get("env")),
+        "ports": _parse_ports(input.get("ports")),
+        "registry": input.get("containerRegistryAuthId") or None,
+        "serverless": bool(input.get("isServerless")),
+        "public": bool(input.get("isPublic")),
+        "category": input.get("category") or "NVIDIA",
         "start_ssh": input.get("startSsh", True) is not False,
         "start_jupyter": input.get("startJupyter", True) is not False,
         "mounts": {"persistent": {"size": volume, "path": mount_path}} if volume else {},
-        "volume_in_gb": volume, "volume_mount_path": mount_path,
+        "volume_in_gb": volume,
+        "volume_mount_path": mount_path,
     }
 
 
@@ -189,11 +196,20 @@ def endpoint_fields(input: dict) -> dict[str, Any]:
     if min_cuda:
         _parse_cuda([min_cuda], "minCudaVersion")
     return {
-        "name": name, "type": ENDPOINT_TYPES[kind], "gpu_pools": pools, "gpu_excluded_types": excluded,
-        "gpu_count": gpu_count, "allowed_cuda_versions": cuda or None, "min_cuda_version": min_cuda,
-        "workers_min": workers_min, "workers_max": workers_max, "idle_timeout": idle_timeout,
-        "scaler_type": scaler_type, "scaler_value": scaler_value,
-        "data_center_ids": _parse_locations(input.get("locations")), "network_volume_ids": _parse_volumes(input),
+        "name": name,
+        "type": ENDPOINT_TYPES[kind],
+        "gpu_pools": pools,
+        "gpu_excluded_types": excluded,
+        "gpu_count": gpu_count,
+        "allowed_cuda_versions": cuda or None,
+        "min_cuda_version": min_cuda,
+        "workers_min": workers_min,
+        "workers_max": workers_max,
+        "idle_timeout": idle_timeout,
+        "scaler_type": scaler_type,
+        "scaler_value": scaler_value,
+        "data_center_ids": _parse_locations(input.get("locations")),
+        "network_volume_ids": _parse_volumes(input),
         "timeout_ms": _default(input, "executionTimeoutMs", DEFAULT_TIMEOUT_MS),
         "flashboot": input.get("flashBootType") or "OFF",
     }
@@ -247,8 +263,9 @@ def root_fields(ctx: ServerContext) -> dict[str, Callable[..., Any]]:
         return gpus
 
     def serverless_gpu_pools(info: GraphQLResolveInfo) -> list[dict]:
-        return [{"id": pool, "gpuTypeIds": [gpu.id for gpu in catalog.pool_gpu_types(pool)]}
-                for pool in catalog.pool_ids()]
+        return [
+            {"id": pool, "gpuTypeIds": [gpu.id for gpu in catalog.pool_gpu_types(pool)]} for pool in catalog.pool_ids()
+        ]
 
     def save_template(info: GraphQLResolveInfo, input: dict) -> Template:
         template_id = input.get("id")
@@ -288,9 +305,14 @@ def root_fields(ctx: ServerContext) -> dict[str, Callable[..., Any]]:
         return store.account
 
     fields: dict[str, Callable[..., Any]] = {
-        "myself": myself, "gpuTypes": gpu_types, "serverlessGpuPools": serverless_gpu_pools,
-        "saveTemplate": save_template, "deleteTemplate": delete_template, "saveEndpoint": save_endpoint,
-        "deleteEndpoint": delete_endpoint, "updateEndpointTemplate": update_endpoint_template,
+        "myself": myself,
+        "gpuTypes": gpu_types,
+        "serverlessGpuPools": serverless_gpu_pools,
+        "saveTemplate": save_template,
+        "deleteTemplate": delete_template,
+        "saveEndpoint": save_endpoint,
+        "deleteEndpoint": delete_endpoint,
+        "updateEndpointTemplate": update_endpoint_template,
         "updateUserSettings": update_user_settings,
     }
     return {name: _answering(resolve) for name, resolve in fields.items()}
@@ -331,8 +353,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         except ValueError as exc:
             return _errors(400, str(exc))
         # ariadne validates the body shape (object, string "query", dict "variables") itself.
-        _, result = await graphql(executable, body, context_value={"ctx": ctx, "request": request},
-                                  root_value=root, logger=_error_log)
+        _, result = await graphql(
+            executable, body, context_value={"ctx": ctx, "request": request}, root_value=root, logger=_error_log
+        )
         return JSONResponse(result)
 
     return [Route("/graphql", handle, methods=["POST"])]

@@ -33,13 +33,41 @@ _MALFORMED_AUTH = "\x00malformed-authorization"
 
 _WWW_AUTHENTICATE = 'Bearer realm="Authentication required", charset="UTF-8"'
 
-EXPAND_PROPERTIES = frozenset({
-    "author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled", "downloads",
-    "downloadsAllTime", "evalResults", "gated", "gguf", "inference", "inferenceProviderMapping",
-    "lastModified", "library_name", "likes", "mask_token", "model-index", "pipeline_tag", "private",
-    "resourceGroup", "safetensors", "sha", "siblings", "spaces", "tags", "transformersInfo",
-    "trendingScore", "usedStorage", "widgetData",
-})
+EXPAND_PROPERTIES = frozenset(
+    {
+        "author",
+        "baseModels",
+        "cardData",
+        "childrenModelCount",
+        "config",
+        "createdAt",
+        "disabled",
+        "downloads",
+        "downloadsAllTime",
+        "evalResults",
+        "gated",
+        "gguf",
+        "inference",
+        "inferenceProviderMapping",
+        "lastModified",
+        "library_name",
+        "likes",
+        "mask_token",
+        "model-index",
+        "pipeline_tag",
+        "private",
+        "resourceGroup",
+        "safetensors",
+        "sha",
+        "siblings",
+        "spaces",
+        "tags",
+        "transformersInfo",
+        "trendingScore",
+        "usedStorage",
+        "widgetData",
+    }
+)
 """Values ``expand`` accepts (huggingface_hub's ``ExpandModelProperty_T``); the ones the snapshot does
 not model are accepted and left out of the answer."""
 
@@ -102,11 +130,14 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         if not repo.has_revision(revision):
             return _api_error(Denial(404, "RevisionNotFound", f"Invalid rev id: {revision}", "unknown revision"))
         folder = request.path_params.get("path", "").strip("/")
-        entries = _tree_entries(repo, folder, recursive=_flag(request.query_params.get("recursive")),
-                                expand=_flag(request.query_params.get("expand")))
+        entries = _tree_entries(
+            repo,
+            folder,
+            recursive=_flag(request.query_params.get("recursive")),
+            expand=_flag(request.query_params.get("expand")),
+        )
         if entries is None:
-            return _api_error(Denial(404, "EntryNotFound", f"{folder} does not exist on \"{revision}\"",
-                                     "unknown path"))
+            return _api_error(Denial(404, "EntryNotFound", f'{folder} does not exist on "{revision}"', "unknown path"))
         return JSONResponse(entries)
 
     async def resolve(request: Request) -> Response:
@@ -121,8 +152,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             return _text_error(Denial(404, "RevisionNotFound", "Revision not found", "unknown revision"), head)
         file = repo.files.get(path)
         if file is None:
-            return _text_error(Denial(404, "EntryNotFound", "Entry not found", "unknown file"), head,
-                               {"X-Repo-Commit": repo.sha})
+            return _text_error(
+                Denial(404, "EntryNotFound", "Entry not found", "unknown file"), head, {"X-Repo-Commit": repo.sha}
+            )
         return _serve_file(repo, file, request.headers.get("range"), head)
 
     repo = "{namespace}/{name}"
@@ -177,8 +209,9 @@ def _text_error(denial: Denial, head: bool, extra: dict[str, str] | None = None)
     """Plain-text error as on ``/resolve/``; a HEAD gets the same headers and no body."""
     body = denial.message.encode()
     headers = {**_error_headers(denial), **(extra or {}), "Content-Length": str(len(body))}
-    return Response(b"" if head else body, status_code=denial.status, headers=headers,
-                    media_type="text/plain; charset=utf-8")
+    return Response(
+        b"" if head else body, status_code=denial.status, headers=headers, media_type="text/plain; charset=utf-8"
+    )
 
 
 def _serve_file(repo: HubRepo, file: HubFile, range_header: str | None, head: bool) -> Response:
@@ -206,8 +239,7 @@ def _serve_file(repo: HubRepo, file: HubFile, range_header: str | None, head: bo
     headers["Content-Length"] = str(end - start)
     if head:
         return Response(b"", status_code=status, headers=headers, media_type=media_type)
-    return StreamingResponse(file.iter_bytes(start, end), status_code=status, headers=headers,
-                             media_type=media_type)
+    return StreamingResponse(file.iter_bytes(start, end), status_code=status, headers=headers, media_type=media_type)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -233,13 +265,12 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 def _tree_entries(repo: HubRepo, folder: str, *, recursive: bool, expand: bool) -> list[dict[str, Any]] | None:
     """Entries of ``GET /api/models/{repo}/tree/{rev}[/{folder}]``; None if ``folder`` is not a folder."""
     prefix = f"{folder}/" if folder else ""
-    folders = {"/".join(path.split("/")[:depth]) for path in repo.files
-               for depth in range(1, path.count("/") + 1)}
+    folders = {"/".join(path.split("/")[:depth]) for path in repo.files for depth in range(1, path.count("/") + 1)}
     if folder and folder not in folders:
         return None
     entries: list[dict[str, Any]] = []
     for name in sorted(folders | set(repo.files)):
-        if not name.startswith(prefix) or (not recursive and "/" in name[len(prefix):]):
+        if not name.startswith(prefix) or (not recursive and "/" in name[len(prefix) :]):
             continue
         if name in folders:
             entries.append({"type": "directory", "oid": _folder_oid(repo, name), "size": 0, "path": name})
@@ -249,8 +280,11 @@ def _tree_entries(repo: HubRepo, folder: str, *, recursive: bool, expand: bool) 
         if file.is_lfs:
             entry["lfs"] = {"oid": file.lfs_sha256, "size": file.size, "pointerSize": len(file.lfs_pointer)}
         if expand:
-            entry["lastCommit"] = {"id": repo.sha, "title": "Upload folder using huggingface_hub",
-                                   "date": repo.last_modified}
+            entry["lastCommit"] = {
+                "id": repo.sha,
+                "title": "Upload folder using huggingface_hub",
+                "date": repo.last_modified,
+            }
         entries.append(entry)
     return entries
 

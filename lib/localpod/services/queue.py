@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -70,14 +71,18 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
                 return await fn(request, runtime)
             except QueueError as exc:
                 return _error(exc.status, exc.message)
+
         return endpoint
 
     async def new_job(request: Request, runtime: EndpointRuntime, sync: bool) -> J.Job:
         raw = await request.body()
         limit = RUNSYNC_MAX_BYTES if sync else RUN_MAX_BYTES
         if len(raw) > limit:
-            raise QueueError(413, f"payload is {len(raw)} bytes; the limit for /{'runsync' if sync else 'run'} "
-                                  f"is {limit // (1024 * 1024)} MB")
+            raise QueueError(
+                413,
+                f"payload is {len(raw)} bytes; the limit for /{'runsync' if sync else 'run'} "
+                f"is {limit // (1024 * 1024)} MB",
+            )
         try:
             body = await json_body(request)
         except ValueError as exc:
@@ -85,16 +90,24 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         if not isinstance(body, dict) or "input" not in body:
             raise QueueError(400, 'request body must be a JSON object with an "input" field')
         try:  # bounds and types of policy and webhook: localpod.limits
-            timeout_ms, low_priority, ttl_ms = limits.job_policy(body.get("policy"), runtime.endpoint.timeout_ms,
-                                                                 int(J.DEFAULT_TTL_S * 1000))
+            timeout_ms, low_priority, ttl_ms = limits.job_policy(
+                body.get("policy"), runtime.endpoint.timeout_ms, int(J.DEFAULT_TTL_S * 1000)
+            )
         except ValueError as exc:
             raise QueueError(400, str(exc)) from None
         webhook_problem = limits.webhook_error(body["webhook"]) if body.get("webhook") is not None else None
         if webhook_problem is not None:
             raise QueueError(400, webhook_problem)
-        job = J.Job(id=J.new_job_id(sync), endpoint_id=runtime.endpoint_id, input=body["input"], sync=sync,
-                    execution_timeout_s=timeout_ms / 1000, webhook=body.get("webhook"),
-                    low_priority=low_priority, ttl_s=ttl_ms / 1000)
+        job = J.Job(
+            id=J.new_job_id(sync),
+            endpoint_id=runtime.endpoint_id,
+            input=body["input"],
+            sync=sync,
+            execution_timeout_s=timeout_ms / 1000,
+            webhook=body.get("webhook"),
+            low_priority=low_priority,
+            ttl_s=ttl_ms / 1000,
+        )
         try:
             runtime.submit(job)
         except JournalError as exc:
@@ -171,8 +184,14 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             job_input = {"openai_route": route, "openai_input": body}
         # Not journaled (durable=False): its id never reaches the client and its HTTP request dies
         # with the process, so there is nobody to hand it back to after a crash.
-        job = J.Job(id=J.new_job_id(sync=True), endpoint_id=runtime.endpoint_id, input=job_input, sync=True,
-                    execution_timeout_s=runtime.endpoint.timeout_ms / 1000, durable=False)
+        job = J.Job(
+            id=J.new_job_id(sync=True),
+            endpoint_id=runtime.endpoint_id,
+            input=job_input,
+            sync=True,
+            execution_timeout_s=runtime.endpoint.timeout_ms / 1000,
+            durable=False,
+        )
         runtime.submit(job)
         if isinstance(body, dict) and body.get("stream"):
             return await _stream_openai(job, request)
@@ -218,8 +237,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
                     continue
                 await job.changed.wait()
 
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     routes_: list[BaseRoute] = [
         Route("/v2/{endpoint_id}/run", handler("run", run), methods=["POST"]),
@@ -240,8 +260,9 @@ def _is_sse(chunk: Any) -> bool:
 
 
 def _openai_error(status: int, message: str, kind: str = "BadRequestError") -> Response:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status
+    )
 
 
 def _openai_result(job: J.Job) -> Response:
@@ -285,8 +306,7 @@ def _failed_openai(job: J.Job) -> Response:
         found = _HTTP_STATUS_IN_TEXT.search(message)
         code = int(found.group(1)) if found and 400 <= int(found.group(1)) < 600 else 500
     kind = item.get("type") if isinstance(item, dict) and isinstance(item.get("type"), str) else "worker_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
-                        status_code=code)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=code)
 
 
 def _sdk_error_message(error: str | None) -> str | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from localpod.profiles import Profile
 
@@ -59,12 +60,12 @@ class WorkerBackend(ABC):
         """Hub repos this worker downloads at start (drives the cold-start download time)."""
         return []
 
-    async def load(self) -> None:
+    async def load(self) -> None:  # noqa: B027 - an optional hook: a backend with nothing to load keeps this
         """Load what the handler needs (real work only; simulated time is the platform's)."""
 
     @abstractmethod
     def handle(self, job_input: Any, ctx: JobContext) -> AsyncIterator[Any]:
         """Run one job: an async generator of outputs (one item for non-generator handlers)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: a backend with nothing to release keeps this
         """Release resources when the worker stops."""

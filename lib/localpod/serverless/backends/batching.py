@@ -17,9 +17,9 @@ import collections
 import functools
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -92,8 +92,13 @@ class EmbeddingBatcher:
         if self._closed:
             raise RuntimeError("the embedding model is shut down")
         loop = asyncio.get_running_loop()
-        request = _Request(texts, loop, loop.create_future(), np.empty((len(texts), self.dimension), dtype=np.float32),
-                           np.empty(len(texts), dtype=np.int64))
+        request = _Request(
+            texts,
+            loop,
+            loop.create_future(),
+            np.empty((len(texts), self.dimension), dtype=np.float32),
+            np.empty(len(texts), dtype=np.int64),
+        )
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -166,8 +171,8 @@ class EmbeddingBatcher:
             offset = 0
             for request, start, stop in batch:
                 size = stop - start
-                request.vectors[start:stop] = vectors[offset:offset + size]
-                request.tokens[start:stop] = tokens[offset:offset + size]
+                request.vectors[start:stop] = vectors[offset : offset + size]
+                request.tokens[start:stop] = tokens[offset : offset + size]
                 offset += size
                 request.filled += size
                 if request.filled == len(request.texts) and not request.failed:

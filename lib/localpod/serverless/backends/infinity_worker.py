@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,7 @@ returns ``RerankReturnType`` dataclasses (infinity_emb/primitives.py), ``to_rera
 Object of type RerankReturnType is not JSON serializable" and sends nothing, so the job stays
 IN_PROGRESS until the execution timeout (worker-infinity-embedding issues #29 and #37, open). No
 release fixes it; other tags and images (a patched build) rerank cleanly here."""
+
 
 @dataclass(kw_only=True)
 class RerankReturnType:
@@ -129,16 +131,20 @@ class InfinityWorker(WorkerBackend):
         """Load the shared model and one batcher per served model; the real worker exits at start
         without ``MODEL_NAMES`` or with a ``BATCH_SIZES`` count that does not match it."""
         if not self.model_names:
-            raise WorkerCrash("MODEL_NAMES is not set: worker-infinity-embedding needs at least one model "
-                              "(';'-separated Hugging Face ids)")
+            raise WorkerCrash(
+                "MODEL_NAMES is not set: worker-infinity-embedding needs at least one model "
+                "(';'-separated Hugging Face ids)"
+            )
         sizes = batch_sizes(self.spec.env, len(self.model_names))
         model = shared_model_process()
         try:
             dimension = await asyncio.to_thread(model.start)
         except ModelProcessError as exc:
             raise WorkerCrash(str(exc)) from None
-        self.batchers = {name: EmbeddingBatcher(model.submit, size, dimension)
-                         for name, size in zip(self.model_names, sizes)}
+        self.batchers = {
+            name: EmbeddingBatcher(model.submit, size, dimension)
+            for name, size in zip(self.model_names, sizes, strict=True)
+        }
         self.capabilities = {name: capability(name) for name in self.model_names}
         self.created = int(time.time())
 
@@ -169,11 +175,13 @@ class InfinityWorker(WorkerBackend):
                 return await self._guarded(self._embeddings(openai_input.get("input"), model_name, as_list=True))
             return error_response(f"Invalid OpenAI Route: {route}")
         if job_input.get("query"):
-            return await self._guarded(self._rerank(job_input.get("query"), job_input.get("docs"),
-                                                    job_input.get("return_docs"), job_input.get("model")))
+            return await self._guarded(
+                self._rerank(
+                    job_input.get("query"), job_input.get("docs"), job_input.get("return_docs"), job_input.get("model")
+                )
+            )
         if job_input.get("input"):
-            return await self._guarded(self._embeddings(job_input.get("input"), job_input.get("model"),
-                                                        as_list=False))
+            return await self._guarded(self._embeddings(job_input.get("input"), job_input.get("model"), as_list=False))
         return error_response(f"Invalid input: {{'id': '{ctx.job_id}', 'input': {dict(job_input)!r}}}")
 
     @staticmethod
@@ -185,14 +193,26 @@ class InfinityWorker(WorkerBackend):
             return error_response(str(exc))
 
     def models(self) -> dict[str, Any]:
-        return {"data": [{"id": name, "stats": {}, "object": "model", "owned_by": "infinity",
-                          "created": self.created, "backend": ""} for name in self.model_names],
-                "object": "list"}
+        return {
+            "data": [
+                {
+                    "id": name,
+                    "stats": {},
+                    "object": "model",
+                    "owned_by": "infinity",
+                    "created": self.created,
+                    "backend": "",
+                }
+                for name in self.model_names
+            ],
+            "object": "list",
+        }
 
     def _check_model(self, model_name: Any, wanted: str) -> None:
         if model_name not in self.model_names:
-            raise IndexError(f"Engine for model name `{model_name}` not found. "
-                             f"Available model names are {self.model_names}")
+            raise IndexError(
+                f"Engine for model name `{model_name}` not found. Available model names are {self.model_names}"
+            )
         has = self.capabilities[model_name]
         if has != wanted:
             raise RuntimeError(refusal(wanted, has))
@@ -209,8 +229,7 @@ class InfinityWorker(WorkerBackend):
             "object": "list",
             # numpy rows, not lists: localpod's JSON encoder (orjson) writes float32 arrays as JSON
             # numbers directly, which at batch 64 costs less than converting them to Python floats
-            "data": [{"object": "embedding", "embedding": vector, "index": i}
-                     for i, vector in enumerate(vectors)],
+            "data": [{"object": "embedding", "embedding": vector, "index": i} for i, vector in enumerate(vectors)],
             "usage": {"prompt_tokens": usage, "total_tokens": usage},
         }
         return [result] if as_list else result
@@ -231,8 +250,10 @@ class InfinityWorker(WorkerBackend):
             # cannot send this; see RERANK_UNSENDABLE_TAGS.
             ranked = [RerankReturnType(relevance_score=float(scores[i]), document=docs[i], index=i) for i in order]
             shown: list[Any] = docs if return_docs else [None] * len(docs)
-            unsent = [{"relevance_score": rank, "index": count, **({"document": doc} if return_docs else {})}
-                      for count, (rank, doc) in enumerate(zip(ranked, shown))]
+            unsent = [
+                {"relevance_score": rank, "index": count, **({"document": doc} if return_docs else {})}
+                for count, (rank, doc) in enumerate(zip(ranked, shown, strict=True))
+            ]
             return {"model": model_name, "results": unsent, "usage": {"prompt_tokens": usage, "total_tokens": usage}}
         results = []
         for i in order:

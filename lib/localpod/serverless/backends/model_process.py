@@ -46,19 +46,24 @@ READY_ID = -1
 
 
 def encode_result(batch_id: int, vectors: np.ndarray, tokens: np.ndarray) -> bytes:
-    return b"".join((_HEADER.pack(batch_id, len(tokens)), np.ascontiguousarray(vectors, dtype=np.float32).data,
-                     np.ascontiguousarray(tokens, dtype=np.int64).data))
+    return b"".join(
+        (
+            _HEADER.pack(batch_id, len(tokens)),
+            np.ascontiguousarray(vectors, dtype=np.float32).data,
+            np.ascontiguousarray(tokens, dtype=np.int64).data,
+        )
+    )
 
 
 def encode_error(batch_id: int, message: str) -> bytes:
     return _HEADER.pack(batch_id, -1) + message.encode("utf-8", "replace")
 
 
-def decode_message(raw: bytes, dimension: int) -> tuple[int, EmbedResult | None, str | None]:
+def decode_message(raw: bytes, dimension: int) -> tuple[int, EmbedResult, None] | tuple[int, None, str]:
     """``(batch_id, (vectors, tokens), None)`` or ``(batch_id, None, error text)``."""
     batch_id, rows = _HEADER.unpack_from(raw)
     if rows < 0:
-        return batch_id, None, bytes(raw[_HEADER.size:]).decode("utf-8", "replace")
+        return batch_id, None, bytes(raw[_HEADER.size :]).decode("utf-8", "replace")
     vectors = np.frombuffer(raw, dtype=np.float32, count=rows * dimension, offset=_HEADER.size)
     tokens = np.frombuffer(raw, dtype=np.int64, count=rows, offset=_HEADER.size + vectors.nbytes)
     return batch_id, (vectors.reshape(rows, dimension), tokens), None
@@ -145,8 +150,9 @@ class ModelProcess:
         except EOFError:
             raise ModelProcessError(f"the embedding model process exited at start (code {process.exitcode})") from None
         self._child = _Child(parent, process, dimension)
-        threading.Thread(target=self._read, args=(self._child,), name="localpod-embeddings-results",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(self._child,), name="localpod-embeddings-results", daemon=True
+        ).start()
         log.info("embedding model process %s started", process.pid)
         return self._child
 
@@ -155,17 +161,17 @@ class ModelProcess:
         the batches it still had."""
         while True:
             try:
-                batch_id, result, error = decode_message(child.conn.recv_bytes(), child.dimension)
+                message = decode_message(child.conn.recv_bytes(), child.dimension)
             except (EOFError, OSError):
                 break
             with self._lock:
-                future = child.pending.pop(batch_id, None)
+                future = child.pending.pop(message[0], None)
             if future is None:
                 continue
-            if error is not None:
-                future.set_exception(ModelProcessError(error))
+            if message[2] is not None:
+                future.set_exception(ModelProcessError(message[2]))
             else:
-                future.set_result(result)
+                future.set_result(message[1])
         child.process.join(timeout=1)
         with self._lock:
             orphans = list(child.pending.values())
@@ -173,8 +179,11 @@ class ModelProcess:
             if self._child is child:
                 self._child = None
         for future in orphans:
-            future.set_exception(ModelProcessError(
-                f"the embedding model process exited (code {child.process.exitcode}) during the batch"))
+            future.set_exception(
+                ModelProcessError(
+                    f"the embedding model process exited (code {child.process.exitcode}) during the batch"
+                )
+            )
 
     @property
     def pid(self) -> int | None:

@@ -9,7 +9,8 @@ one complete SSE event per yielded item for a stream.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -55,8 +56,14 @@ def _error_output(status: int, content: bytes) -> dict[str, Any]:
     if isinstance(parsed, dict) and parsed.get("object") == "error":
         return {**parsed, "code": parsed["code"] if isinstance(parsed.get("code"), int) else status}
     text = content.decode("utf-8", "replace")[:_ERROR_BODY_LIMIT]
-    return {"error": {"message": f"upstream server returned HTTP {status}: {text}", "type": "upstream_error",
-                      "param": None, "code": status}}
+    return {
+        "error": {
+            "message": f"upstream server returned HTTP {status}: {text}",
+            "type": "upstream_error",
+            "param": None,
+            "code": status,
+        }
+    }
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
@@ -70,7 +77,7 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
             if not cut:
                 break
             index, size = min(cut)
-            event, buffer = buffer[:index + size], buffer[index + size:]
+            event, buffer = buffer[: index + size], buffer[index + size :]
             yield event.decode("utf-8", "replace")
     if buffer.strip():
         yield buffer.decode("utf-8", "replace")
@@ -85,8 +92,10 @@ class OpenAIProxy:
         self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0))
 
     def _unreachable(self, exc: Exception) -> WorkerCrash:
-        return WorkerCrash(f"cannot reach the upstream OpenAI-compatible server at {safe_url(self.base_url)} "
-                           f"({type(exc).__name__}): is it running?")
+        return WorkerCrash(
+            f"cannot reach the upstream OpenAI-compatible server at {safe_url(self.base_url)} "
+            f"({type(exc).__name__}): is it running?"
+        )
 
     async def request(self, method: str, route: str, body: Any) -> AsyncIterator[Any]:
         """Send one request and yield the output items: SSE event strings when ``body["stream"]``
@@ -108,14 +117,26 @@ class OpenAIProxy:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from None
         except httpx.TransportError as exc:
-            yield {"error": {"message": f"request to the upstream server failed: {type(exc).__name__}",
-                             "type": "upstream_error", "param": None, "code": 502}}
+            yield {
+                "error": {
+                    "message": f"request to the upstream server failed: {type(exc).__name__}",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": 502,
+                }
+            }
             return
         try:
             yield orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
-            yield {"error": {"message": "the upstream server returned a non-JSON response", "type": "upstream_error",
-                             "param": None, "code": 502}}
+            yield {
+                "error": {
+                    "message": "the upstream server returned a non-JSON response",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": 502,
+                }
+            }
 
     async def close(self) -> None:
         await self.client.aclose()

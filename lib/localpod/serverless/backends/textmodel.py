@@ -15,8 +15,9 @@ import asyncio
 import hashlib
 import random
 import re
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from localpod.serverless.backends.base import JobContext
 
@@ -110,15 +111,24 @@ _GENERAL_SENTENCES = (
 _GREETING = re.compile(r"^\s*(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b", re.I)
 _HOW_ARE_YOU = re.compile(r"\bhow (?:are you|are things|is it going|'s it going)\b|\bhow's it going\b", re.I)
 _THANKS = re.compile(r"^\s*(?:thanks|thank you|thx|many thanks)\b", re.I)
-_IDENTITY = re.compile(r"\b(?:who|what) are you\b|\bwhat (?:model|llm) are you\b|\bare you an? (?:ai|bot|llm|language model)\b", re.I)
-_SAY = re.compile(r"^\s*(?:please\s+)?(?:say|repeat|reply with|respond with|answer with)\s+(?:only\s+|just\s+|exactly\s+)?"
-                  r"(?:the (?:word|words|phrase)\s+)?[:\-]?\s*(?P<phrase>.+?)\s*$", re.I | re.S)
-_HOW_TO = re.compile(r"^\s*how\s+(?:do|can|should|would|could|might|to)\s+(?:i|we|you|one|people)?\s*(?P<rest>.+)$", re.I)
+_IDENTITY = re.compile(
+    r"\b(?:who|what) are you\b|\bwhat (?:model|llm) are you\b|\bare you an? (?:ai|bot|llm|language model)\b", re.I
+)
+_SAY = re.compile(
+    r"^\s*(?:please\s+)?(?:say|repeat|reply with|respond with|answer with)\s+(?:only\s+|just\s+|exactly\s+)?"
+    r"(?:the (?:word|words|phrase)\s+)?[:\-]?\s*(?P<phrase>.+?)\s*$",
+    re.I | re.S,
+)
+_HOW_TO = re.compile(
+    r"^\s*how\s+(?:do|can|should|would|could|might|to)\s+(?:i|we|you|one|people)?\s*(?P<rest>.+)$", re.I
+)
 _WHAT = re.compile(r"^\s*(?P<w>what|who)(?:\s+|'s\s+)(?:is|are|was|were)?\s*(?P<rest>.+)$", re.I)
 _QUESTION_WORD = re.compile(r"^\s*(?:why|where|when|which|how|is|are|can|could|do|does|did|should|would|will)\b", re.I)
 _INSTRUCTION = re.compile(
     r"^\s*(?:please\s+|can you\s+|could you\s+)?(?P<verb>tell me about|describe|explain|summari[sz]e|define|list"
-    r"|write(?: me)?(?: a| an| some)?\s+(?P<kind>\w+)\s+(?:about|on))\s+(?P<rest>.+)$", re.I | re.S)
+    r"|write(?: me)?(?: a| an| some)?\s+(?P<kind>\w+)\s+(?:about|on))\s+(?P<rest>.+)$",
+    re.I | re.S,
+)
 _NOT_A_PHRASE = {"something", "anything", "some", "more", "a", "an", "what", "why", "how"}
 """First words after "say" that ask for content rather than give the exact words to repeat."""
 _PRONOUNS = {"my": "your", "me": "you", "i": "you", "myself": "yourself", "our": "your", "us": "you", "mine": "yours"}
@@ -161,8 +171,12 @@ def _plan(user_text: str, seed: int) -> _Plan:
     if not text:
         return _Plan("Hello! How can I help you today?", None, 0)
     if _IDENTITY.search(text):
-        return _Plan("I am localpod's deterministic stand-in text model: no real language model runs here, "
-                     "so my replies are placeholders built from your prompt.", None, 0)
+        return _Plan(
+            "I am localpod's deterministic stand-in text model: no real language model runs here, "
+            "so my replies are placeholders built from your prompt.",
+            None,
+            0,
+        )
     say = _SAY.match(text)
     if say and len(text) <= 200:
         raw = say.group("phrase").strip()
@@ -228,8 +242,7 @@ def _continuations(plan: _Plan, user_text: str, seed: int) -> Iterator[str]:
         rng.shuffle(order)
         if order[0] == previous and len(order) > 1:
             order[0], order[-1] = order[-1], order[0]
-        for sentence in order:
-            yield sentence
+        yield from order
         previous = order[-1]
 
 
@@ -262,8 +275,16 @@ class Generation:
         object.__setattr__(self, "text", "".join(self.tokens))
 
 
-def generate(user_text: str, *, seed: int = 0, max_tokens: int, stop: Sequence[str] = (), min_tokens: int = 0,
-             ignore_eos: bool = False, prefix: str = "") -> Generation:
+def generate(
+    user_text: str,
+    *,
+    seed: int = 0,
+    max_tokens: int,
+    stop: Sequence[str] = (),
+    min_tokens: int = 0,
+    ignore_eos: bool = False,
+    prefix: str = "",
+) -> Generation:
     """Write the reply to ``user_text``.
 
     The reply has a natural end (a few sentences); ``max_tokens`` cuts it earlier with
@@ -291,7 +312,7 @@ def generate(user_text: str, *, seed: int = 0, max_tokens: int, stop: Sequence[s
                 hits = [(pos, s) for pos, s in hits if pos >= 0]
                 if hits:
                     pos, matched = min(hits)
-                    partial = candidate[len(text):pos] if pos > len(text) else ""
+                    partial = candidate[len(text) : pos] if pos > len(text) else ""
                     if partial:
                         tokens.append(partial)
                     elif pos < len(text):  # the stop began inside earlier tokens: trim them

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 
@@ -39,15 +40,21 @@ class HttpError:
     body: dict[str, Any]
 
 
-def openai_error(message: str, err_type: str = "BadRequestError", status: int = HTTPStatus.BAD_REQUEST,
-                 param: str | None = None) -> dict[str, Any]:
+def openai_error(
+    message: str, err_type: str = "BadRequestError", status: int = HTTPStatus.BAD_REQUEST, param: str | None = None
+) -> dict[str, Any]:
     """vLLM 0.2x's ``ErrorResponse``: ``{"error": {message, type, param, code}}``, ``code`` = HTTP status."""
     return {"error": {"message": message, "type": err_type, "param": param, "code": int(status)}}
 
 
 class _RequestError(Exception):
-    def __init__(self, message: str, param: str | None = None, status: int = HTTPStatus.BAD_REQUEST,
-                 err_type: str = "BadRequestError") -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        status: int = HTTPStatus.BAD_REQUEST,
+        err_type: str = "BadRequestError",
+    ) -> None:
         super().__init__(message)
         self.body = openai_error(message, err_type, status, param)
 
@@ -63,8 +70,9 @@ SSE_DONE = "data: [DONE]\n\n"
 class EmulatedVllmServer:
     """Answers OpenAI routes like ``vllm serve`` 0.2x, generating text with the stand-in model."""
 
-    def __init__(self, model_path: str, served_name: str, max_model_len: int,
-                 max_n: int = DEFAULT_MAX_N_SEQUENCES) -> None:
+    def __init__(
+        self, model_path: str, served_name: str, max_model_len: int, max_n: int = DEFAULT_MAX_N_SEQUENCES
+    ) -> None:
         self.model_path = model_path
         self.served_name = served_name
         self.max_model_len = max_model_len
@@ -83,10 +91,7 @@ class EmulatedVllmServer:
                 yield openai_error("Expected a JSON object as the request body")
                 return
             try:
-                if path == "/v1/chat/completions":
-                    generator = self._chat(body, ctx)
-                else:
-                    generator = self._completions(body, ctx)
+                generator = self._chat(body, ctx) if path == "/v1/chat/completions" else self._completions(body, ctx)
                 async for item in generator:
                     yield item
             except _RequestError as exc:
@@ -105,30 +110,34 @@ class EmulatedVllmServer:
         ``localpod`` field tells a reader the text comes from the stand-in model."""
         return {
             "object": "list",
-            "data": [{
-                "id": self.served_name,
-                "object": "model",
-                "created": self.created,
-                "owned_by": "vllm",
-                "root": self.model_path,
-                "parent": None,
-                "max_model_len": self.max_model_len,
-                "permission": [{
-                    "id": f"modelperm-{uuid.uuid4().hex[:16]}",
-                    "object": "model_permission",
+            "data": [
+                {
+                    "id": self.served_name,
+                    "object": "model",
                     "created": self.created,
-                    "allow_create_engine": False,
-                    "allow_sampling": True,
-                    "allow_logprobs": True,
-                    "allow_search_indices": False,
-                    "allow_view": True,
-                    "allow_fine_tuning": False,
-                    "organization": "*",
-                    "group": None,
-                    "is_blocking": False,
-                }],
-                "localpod": textmodel.MODEL_NOTE,
-            }],
+                    "owned_by": "vllm",
+                    "root": self.model_path,
+                    "parent": None,
+                    "max_model_len": self.max_model_len,
+                    "permission": [
+                        {
+                            "id": f"modelperm-{uuid.uuid4().hex[:16]}",
+                            "object": "model_permission",
+                            "created": self.created,
+                            "allow_create_engine": False,
+                            "allow_sampling": True,
+                            "allow_logprobs": True,
+                            "allow_search_indices": False,
+                            "allow_view": True,
+                            "allow_fine_tuning": False,
+                            "organization": "*",
+                            "group": None,
+                            "is_blocking": False,
+                        }
+                    ],
+                    "localpod": textmodel.MODEL_NOTE,
+                }
+            ],
         }
 
     # -- shared request checks
@@ -141,8 +150,10 @@ class EmulatedVllmServer:
     def _sampling(self, body: Mapping[str, Any], prompt_tokens: int, default_max: int | None) -> dict[str, Any]:
         """Validate sampling parameters and resolve ``max_tokens`` the way vLLM does."""
         if prompt_tokens >= self.max_model_len:
-            raise _RequestError(f"This model's maximum context length is {self.max_model_len} tokens. However, your "
-                                f"request has {prompt_tokens} input tokens. Please reduce the length of the input.")
+            raise _RequestError(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, your "
+                f"request has {prompt_tokens} input tokens. Please reduce the length of the input."
+            )
         requested = body.get("max_completion_tokens")
         if requested is None:
             requested = body.get("max_tokens")
@@ -158,7 +169,9 @@ class EmulatedVllmServer:
                 raise _RequestError(
                     f"'max_tokens' or 'max_completion_tokens' is too large: {requested}. This model's maximum "
                     f"context length is {self.max_model_len} tokens and your request has {prompt_tokens} input "
-                    f"tokens ({requested} > {self.max_model_len} - {prompt_tokens}).", "max_tokens")
+                    f"tokens ({requested} > {self.max_model_len} - {prompt_tokens}).",
+                    "max_tokens",
+                )
             max_tokens = requested
         n = body.get("n", 1)
         if n is None:
@@ -166,8 +179,11 @@ class EmulatedVllmServer:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise _RequestError(f"n must be at least 1, got {n}.", "n")
         if n > self.max_n:  # vllm/sampling_params.py SamplingParams._verify_args, same text
-            raise _RequestError(f"n must be at most {self.max_n}, got {n}. To increase this limit, set the "
-                                "VLLM_MAX_N_SEQUENCES environment variable.", "n")
+            raise _RequestError(
+                f"n must be at most {self.max_n}, got {n}. To increase this limit, set the "
+                "VLLM_MAX_N_SEQUENCES environment variable.",
+                "n",
+            )
         temperature = body.get("temperature")
         if temperature is not None and (not isinstance(temperature, (int, float)) or temperature < 0):
             raise _RequestError(f"temperature must be non-negative, got {temperature}.", "temperature")
@@ -185,8 +201,9 @@ class EmulatedVllmServer:
             raise _RequestError(f"{stop!r} is not valid under any of the given schemas - 'stop'", "stop")
         min_tokens = body.get("min_tokens") or 0
         if not isinstance(min_tokens, int) or min_tokens < 0 or min_tokens > max_tokens:
-            raise _RequestError(f"min_tokens must be between 0 and max_tokens={max_tokens}, got {min_tokens}.",
-                                "min_tokens")
+            raise _RequestError(
+                f"min_tokens must be between 0 and max_tokens={max_tokens}, got {min_tokens}.", "min_tokens"
+            )
         stream = body.get("stream") is True
         if body.get("stream_options") is not None and not stream:
             raise _RequestError("Stream options can only be defined when `stream=True`.", "stream_options")
@@ -195,24 +212,43 @@ class EmulatedVllmServer:
             raise _RequestError("stream_options must be an object", "stream_options")
         # vLLM's StreamOptions.include_usage defaults to true: `stream_options: {}` asks for usage.
         include_usage = options is not None and options.get("include_usage", True) is not False
-        return {"max_tokens": max_tokens, "n": n, "seed": seed or 0, "stop": stops, "min_tokens": min_tokens,
-                "ignore_eos": bool(body.get("ignore_eos")), "stream": stream, "include_usage": include_usage}
+        return {
+            "max_tokens": max_tokens,
+            "n": n,
+            "seed": seed or 0,
+            "stop": stops,
+            "min_tokens": min_tokens,
+            "ignore_eos": bool(body.get("ignore_eos")),
+            "stream": stream,
+            "include_usage": include_usage,
+        }
 
     @staticmethod
     def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-                "completion_tokens": completion_tokens, "prompt_tokens_details": None}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens,
+            "prompt_tokens_details": None,
+        }
 
     @staticmethod
     def _generate(user_text: str, params: Mapping[str, Any], choice: int, prefix: str = "") -> textmodel.Generation:
-        return textmodel.generate(user_text, seed=params["seed"] + choice, max_tokens=params["max_tokens"],
-                                  stop=params["stop"], min_tokens=params["min_tokens"],
-                                  ignore_eos=params["ignore_eos"], prefix=prefix)
+        return textmodel.generate(
+            user_text,
+            seed=params["seed"] + choice,
+            max_tokens=params["max_tokens"],
+            stop=params["stop"],
+            min_tokens=params["min_tokens"],
+            ignore_eos=params["ignore_eos"],
+            prefix=prefix,
+        )
 
     # -- /v1/chat/completions
 
-    async def _generate_all(self, prompts: list[tuple[str, int, str]],
-                            params: Mapping[str, Any]) -> list[textmodel.Generation]:
+    async def _generate_all(
+        self, prompts: list[tuple[str, int, str]], params: Mapping[str, Any]
+    ) -> list[textmodel.Generation]:
         """Every choice, giving the event loop a turn every 32 of them: a large ``n`` (vLLM allows
         16384) must not stall every other request localpod serves meanwhile."""
         outputs: list[textmodel.Generation] = []
@@ -225,8 +261,7 @@ class EmulatedVllmServer:
     async def _chat(self, body: dict[str, Any], ctx: JobContext) -> AsyncIterator[Any]:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise _RequestError("Field required: 'messages' must be a non-empty list of message objects",
-                                "messages")
+            raise _RequestError("Field required: 'messages' must be a non-empty list of message objects", "messages")
         for message in messages:
             if message.get("role") not in ("system", "developer", "user", "assistant", "tool", "function"):
                 raise _RequestError(f"Invalid message role: {message.get('role')!r}", "messages")
@@ -245,15 +280,26 @@ class EmulatedVllmServer:
                 "object": "chat.completion",
                 "created": created,
                 "model": self.served_name,
-                "choices": [{
-                    "index": i,
-                    "message": {"role": "assistant", "content": o.text, "refusal": None, "annotations": None,
-                                "audio": None, "function_call": None, "tool_calls": [], "reasoning": None},
-                    "logprobs": None,
-                    "finish_reason": o.finish_reason,
-                    "stop_reason": o.stop_reason,
-                    "token_ids": None,
-                } for i, o in enumerate(outputs)],
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {
+                            "role": "assistant",
+                            "content": o.text,
+                            "refusal": None,
+                            "annotations": None,
+                            "audio": None,
+                            "function_call": None,
+                            "tool_calls": [],
+                            "reasoning": None,
+                        },
+                        "logprobs": None,
+                        "finish_reason": o.finish_reason,
+                        "stop_reason": o.stop_reason,
+                        "token_ids": None,
+                    }
+                    for i, o in enumerate(outputs)
+                ],
                 "service_tier": None,
                 "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
                 "usage": self._usage(prompt_tokens, completion_tokens),
@@ -264,9 +310,14 @@ class EmulatedVllmServer:
             return
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-            payload: dict[str, Any] = {"id": request_id, "object": "chat.completion.chunk", "created": created,
-                                       "model": self.served_name, "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
-                                       "choices": choices}
+            payload: dict[str, Any] = {
+                "id": request_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.served_name,
+                "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
+                "choices": choices,
+            }
             if usage is not None:
                 payload["usage"] = usage
             return sse(payload)
@@ -280,10 +331,17 @@ class EmulatedVllmServer:
                 # in result_generator``).
                 first = False
                 for index in range(len(outputs)):
-                    yield chunk([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                  "finish_reason": None}])
-            choice: dict[str, Any] = {"index": i, "delta": {"content": delta}, "logprobs": None,
-                                      "finish_reason": None}
+                    yield chunk(
+                        [
+                            {
+                                "index": index,
+                                "delta": {"role": "assistant", "content": ""},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+            choice: dict[str, Any] = {"index": i, "delta": {"content": delta}, "logprobs": None, "finish_reason": None}
             if final:
                 choice["finish_reason"] = outputs[i].finish_reason
                 choice["stop_reason"] = outputs[i].stop_reason
@@ -323,16 +381,19 @@ class EmulatedVllmServer:
                 "object": "text_completion",
                 "created": created,
                 "model": self.served_name,
-                "choices": [{
-                    "index": i,
-                    "text": o.text,
-                    "logprobs": None,
-                    "finish_reason": o.finish_reason,
-                    "stop_reason": o.stop_reason,
-                    "token_ids": None,
-                    "prompt_logprobs": None,
-                    "prompt_token_ids": None,
-                } for i, o in enumerate(outputs)],
+                "choices": [
+                    {
+                        "index": i,
+                        "text": o.text,
+                        "logprobs": None,
+                        "finish_reason": o.finish_reason,
+                        "stop_reason": o.stop_reason,
+                        "token_ids": None,
+                        "prompt_logprobs": None,
+                        "prompt_token_ids": None,
+                    }
+                    for i, o in enumerate(outputs)
+                ],
                 "service_tier": None,
                 "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
                 "usage": self._usage(prompt_tokens, completion_tokens),
@@ -341,16 +402,26 @@ class EmulatedVllmServer:
             return
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-            payload: dict[str, Any] = {"id": request_id, "object": "text_completion", "created": created,
-                                       "model": self.served_name, "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
-                                       "choices": choices}
+            payload: dict[str, Any] = {
+                "id": request_id,
+                "object": "text_completion",
+                "created": created,
+                "model": self.served_name,
+                "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
+                "choices": choices,
+            }
             if usage is not None:
                 payload["usage"] = usage
             return sse(payload)
 
         async for i, delta, final in textmodel.paced(ctx, _steps(outputs)):
-            choice: dict[str, Any] = {"index": i, "text": delta, "logprobs": None, "finish_reason": None,
-                                      "stop_reason": None}
+            choice: dict[str, Any] = {
+                "index": i,
+                "text": delta,
+                "logprobs": None,
+                "finish_reason": None,
+                "stop_reason": None,
+            }
             if final:
                 choice["finish_reason"] = outputs[i].finish_reason
                 choice["stop_reason"] = outputs[i].stop_reason

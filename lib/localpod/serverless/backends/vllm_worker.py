@@ -10,8 +10,9 @@ module is the handler: :func:`normalize_job_input` is the worker's job -> reques
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 
@@ -48,8 +49,9 @@ def normalize_job_input(job_input: Any) -> tuple[str, str, dict[str, Any] | None
         return job_input["route"], method, body
     messages, prompt = job_input.get("messages"), job_input.get("prompt")
     if messages is None and prompt is None:
-        raise ValueError("Job input must contain one of: openai_input (+openai_route), route (+body), or "
-                         "prompt/messages.")
+        raise ValueError(
+            "Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages."
+        )
     body = dict(job_input.get("sampling_params") or {})
     body["stream"] = bool(job_input.get("stream", False))
     if messages is not None:
@@ -106,8 +108,11 @@ class VllmWorker(WorkerBackend):
         """Start the request target: the upstream proxy, or the emulated vLLM server. Without
         ``MODEL_NAME`` ``vllm serve`` has no model and exits, which crash-loops the worker."""
         if self.spec.proxy_url:
-            self.proxy = OpenAIProxy(self.spec.proxy_url, self.spec.proxy_api_key,
-                                     timeout_s=float(self.spec.env.get("REQUEST_TIMEOUT") or 3600))
+            self.proxy = OpenAIProxy(
+                self.spec.proxy_url,
+                self.spec.proxy_api_key,
+                timeout_s=float(self.spec.env.get("REQUEST_TIMEOUT") or 3600),
+            )
             return
         if not self.model_name:
             raise WorkerCrash("MODEL_NAME is not set: `vllm serve` exited during startup (no --model argument)")

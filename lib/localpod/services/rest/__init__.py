@@ -53,6 +53,6 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *volumes.routes(ctx),
         *catalog_api.routes(ctx),
         *billing.routes(ctx),
-        resource(ctx, "/v2/{rest:path}", {method: unknown for method in ALL_METHODS}),
+        resource(ctx, "/v2/{rest:path}", dict.fromkeys(ALL_METHODS, unknown)),
     ]
     return [any_character(route) for route in routes_]

@@ -20,9 +20,10 @@ micro-dollars. Buckets are UTC; weeks start on Monday.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,7 +63,7 @@ class Window:
 
 def floor_bucket(moment: datetime, size: str) -> datetime:
     """Start of the UTC bucket containing ``moment``."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     if size == "hour":
         return moment.replace(minute=0, second=0, microsecond=0)
     day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -96,7 +97,7 @@ def previous_bucket(start: datetime, size: str) -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(name: str, raw: str, errors: list[str]) -> datetime | None:
@@ -105,7 +106,7 @@ def _parse_time(name: str, raw: str, errors: list[str]) -> datetime | None:
     except ValueError:
         errors.append(f"{name}: {raw!r} is not an RFC 3339 date-time")
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_window(request: Request, now: datetime) -> Window:
@@ -160,8 +161,9 @@ def _overlap(span: tuple[float, float], start: float, end: float) -> float:
     return max(0.0, min(span[1], end) - max(span[0], start))
 
 
-def _bucketed(window: Window, items: Iterable[tuple[str, tuple[float, float], Callable[[float], float]]]
-              ) -> dict[tuple[int, str], float]:
+def _bucketed(
+    window: Window, items: Iterable[tuple[str, tuple[float, float], Callable[[float], float]]]
+) -> dict[tuple[int, str], float]:
     """Sum ``cost(seconds)`` of each item's span per (bucket index, id)."""
     buckets = window.buckets()
     totals: dict[tuple[int, str], float] = {}
@@ -177,8 +179,9 @@ def _money(amount: float) -> float:
     return round(amount, 6)
 
 
-def serverless_billing(sessions: Iterable[WorkerSession], window: Window, now: float,
-                       serverless_id: str | None) -> dict[str, Any]:
+def serverless_billing(
+    sessions: Iterable[WorkerSession], window: Window, now: float, serverless_id: str | None
+) -> dict[str, Any]:
     """A ``ListServerlessBillingResponse`` for the window."""
     items = []
     for session in sessions:
@@ -193,19 +196,31 @@ def serverless_billing(sessions: Iterable[WorkerSession], window: Window, now: f
         if gpu <= 0:
             continue
         _, _, b_start, b_end = buckets[index]
-        records.append({"startTime": rfc3339(b_start), "endTime": rfc3339(b_end), "serverlessId": endpoint_id,
-                        "totalAmount": gpu, "gpuAmount": gpu, "cpuAmount": 0.0, "diskAmount": 0.0,
-                        "feeAmount": 0.0})
+        records.append(
+            {
+                "startTime": rfc3339(b_start),
+                "endTime": rfc3339(b_end),
+                "serverlessId": endpoint_id,
+                "totalAmount": gpu,
+                "gpuAmount": gpu,
+                "cpuAmount": 0.0,
+                "diskAmount": 0.0,
+                "feeAmount": 0.0,
+            }
+        )
     total = _money(sum(r["gpuAmount"] for r in records))
     return {
         "records": records,
         "metadata": {
-            "query": {"startTime": rfc3339(window.start), "endTime": rfc3339(window.end),
-                      "bucketSize": window.bucket_size, "serverlessId": serverless_id},
+            "query": {
+                "startTime": rfc3339(window.start),
+                "endTime": rfc3339(window.end),
+                "bucketSize": window.bucket_size,
+                "serverlessId": serverless_id,
+            },
             "recordCount": len(records),
             "uniqueServerlessCount": len({r["serverlessId"] for r in records}),
-            "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0,
-                       "feeAmount": 0.0},
+            "totals": {"totalAmount": total, "gpuAmount": total, "cpuAmount": 0.0, "diskAmount": 0.0, "feeAmount": 0.0},
         },
     }
 
@@ -217,8 +232,9 @@ def volume_monthly_cost(volume: NetworkVolume) -> float:
     return min(volume.size, 1000) * STANDARD_GB_MONTH + max(0, volume.size - 1000) * STANDARD_GB_MONTH_OVER_1TB
 
 
-def volume_billing(volumes: Iterable[NetworkVolume], window: Window, now: float,
-                   volume_id: str | None) -> dict[str, Any]:
+def volume_billing(
+    volumes: Iterable[NetworkVolume], window: Window, now: float, volume_id: str | None
+) -> dict[str, Any]:
     """A ``ListNetworkVolumeBillingResponse`` for the window."""
     by_id = {}
     items = []
@@ -237,20 +253,34 @@ def volume_billing(volumes: Iterable[NetworkVolume], window: Window, now: float,
             continue
         _, _, b_start, b_end = buckets[index]
         high = by_id[vid].type == "HIGH_PERFORMANCE"
-        records.append({"startTime": rfc3339(b_start), "endTime": rfc3339(b_end), "networkVolumeId": vid,
-                        "totalAmount": total, "standardAmount": 0.0 if high else total,
-                        "highPerformanceAmount": total if high else 0.0})
+        records.append(
+            {
+                "startTime": rfc3339(b_start),
+                "endTime": rfc3339(b_end),
+                "networkVolumeId": vid,
+                "totalAmount": total,
+                "standardAmount": 0.0 if high else total,
+                "highPerformanceAmount": total if high else 0.0,
+            }
+        )
     standard = _money(sum(r["standardAmount"] for r in records))
     high_perf = _money(sum(r["highPerformanceAmount"] for r in records))
     return {
         "records": records,
         "metadata": {
-            "query": {"startTime": rfc3339(window.start), "endTime": rfc3339(window.end),
-                      "bucketSize": window.bucket_size, "networkVolumeId": volume_id},
+            "query": {
+                "startTime": rfc3339(window.start),
+                "endTime": rfc3339(window.end),
+                "bucketSize": window.bucket_size,
+                "networkVolumeId": volume_id,
+            },
             "recordCount": len(records),
             "uniqueNetworkVolumeCount": len({r["networkVolumeId"] for r in records}),
-            "totals": {"totalAmount": _money(standard + high_perf), "standardAmount": standard,
-                       "highPerformanceAmount": high_perf},
+            "totals": {
+                "totalAmount": _money(standard + high_perf),
+                "standardAmount": standard,
+                "highPerformanceAmount": high_perf,
+            },
         },
     }
 
@@ -258,17 +288,22 @@ def volume_billing(volumes: Iterable[NetworkVolume], window: Window, now: float,
 def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     async def serverless(request: Request) -> Response:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = parse_window(request, now)
-        body = serverless_billing(list(ctx.store.sessions), window, now.timestamp(),
-                                  request.query_params.get("serverlessId") or None)
+        body = serverless_billing(
+            list(ctx.store.sessions), window, now.timestamp(), request.query_params.get("serverlessId") or None
+        )
         return JSONResponse(body)
 
     async def network_volumes(request: Request) -> Response:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = parse_window(request, now)
-        body = volume_billing(list(ctx.store.volumes.values()), window, now.timestamp(),
-                              request.query_params.get("networkVolumeId") or None)
+        body = volume_billing(
+            list(ctx.store.volumes.values()),
+            window,
+            now.timestamp(),
+            request.query_params.get("networkVolumeId") or None,
+        )
         return JSONResponse(body)
 
     return [

@@ -30,11 +30,32 @@ from localpod.services.rest.common import bad_request, not_found, query_list, re
 LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
 PRODUCTS = ("POD", "CLUSTER", "SERVERLESS")
 CLOUDS = ("SECURE", "COMMUNITY")
-REGIONS = ("NORTH_AMERICA", "SOUTH_AMERICA", "EUROPE", "ASIA", "MIDDLE_EAST", "AFRICA", "OCEANIA", "ANTARCTICA",
-           "UNKNOWN")
+REGIONS = (
+    "NORTH_AMERICA",
+    "SOUTH_AMERICA",
+    "EUROPE",
+    "ASIA",
+    "MIDDLE_EAST",
+    "AFRICA",
+    "OCEANIA",
+    "ANTARCTICA",
+    "UNKNOWN",
+)
 VOLUME_TYPES = ("STANDARD", "HIGH_PERFORMANCE")
-COMPLIANCE = ("GDPR", "ISO_IEC_27001", "ISO_14001", "PCI_DSS", "HITRUST", "SOC_1_TYPE_2", "SOC_2_TYPE_2",
-              "SOC_3_TYPE_2", "ITAR", "FISMA_HIGH", "HIPAA", "RENEWABLE")
+COMPLIANCE = (
+    "GDPR",
+    "ISO_IEC_27001",
+    "ISO_14001",
+    "PCI_DSS",
+    "HITRUST",
+    "SOC_1_TYPE_2",
+    "SOC_2_TYPE_2",
+    "SOC_3_TYPE_2",
+    "ITAR",
+    "FISMA_HIGH",
+    "HIPAA",
+    "RENEWABLE",
+)
 DC_INCLUDES = ("GPU_AVAILABILITY", "CPU_AVAILABILITY")
 
 _AVAILABILITY_FILTERS = ("product", "count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion")
@@ -78,8 +99,9 @@ def parse_availability(request: Request) -> AvailabilityQuery | None:
     if cloud not in CLOUDS:
         errors.append(f"cloud: {cloud!r} is not one of {', '.join(CLOUDS)}")
     countries = query_list(request, "countryCodes")
-    errors += [f"countryCodes: {c!r} is not an ISO 3166-1 alpha-2 code" for c in countries
-               if not re.fullmatch(r"[A-Z]{2}", c)]
+    errors += [
+        f"countryCodes: {c!r} is not an ISO 3166-1 alpha-2 code" for c in countries if not re.fullmatch(r"[A-Z]{2}", c)
+    ]
     cuda_exact = query_list(request, "cudaVersions")
     errors += [f"cudaVersions: {v!r} is not major.minor" for v in cuda_exact if not re.fullmatch(r"\d+\.\d+", v)]
     cuda_min = request.query_params.get("minCudaVersion")
@@ -97,9 +119,14 @@ def parse_availability(request: Request) -> AvailabilityQuery | None:
         raise bad_request(["cudaVersions, minCudaVersion: mutually exclusive; send one or the other"])
     if not wanted:
         return None
-    return AvailabilityQuery(products=tuple(products), count=count, cloud=cloud, countries=tuple(countries),
-                             cuda_exact=tuple(cuda_exact),
-                             cuda_min=cuda_min)
+    return AvailabilityQuery(
+        products=tuple(products),
+        count=count,
+        cloud=cloud,
+        countries=tuple(countries),
+        cuda_exact=tuple(cuda_exact),
+        cuda_min=cuda_min,
+    )
 
 
 def _cuda_filtered(query: AvailabilityQuery) -> bool:
@@ -126,8 +153,11 @@ def _offered(gpu: GpuType, query: AvailabilityQuery) -> bool:
 
 def _centers(gpu: GpuType, query: AvailabilityQuery) -> list[DataCenter]:
     """Data centers stocking the type, in the requested countries (any product, any CUDA)."""
-    return [dc for dc in catalog.data_centers() if gpu.id in dc.gpu_stock
-            and (not query.countries or catalog.country_code(dc.id) in query.countries)]
+    return [
+        dc
+        for dc in catalog.data_centers()
+        if gpu.id in dc.gpu_stock and (not query.countries or catalog.country_code(dc.id) in query.countries)
+    ]
 
 
 def _stocking_centers(gpu: GpuType, query: AvailabilityQuery) -> list[DataCenter]:
@@ -157,8 +187,14 @@ def gpu_json(gpu: GpuType, query: AvailabilityQuery | None) -> dict[str, Any]:
     if gpu.pool is not None:
         price["serverless"] = round(catalog.pool_price_per_gpu_s(gpu.pool) * 3600, 4)
     body: dict[str, Any] = {
-        "id": gpu.id, "name": gpu.name, "pool": gpu.pool, "manufacturer": gpu.manufacturer,
-        "memory": gpu.memory_gb, "secure": gpu.secure, "community": gpu.community, "price": price,
+        "id": gpu.id,
+        "name": gpu.name,
+        "pool": gpu.pool,
+        "manufacturer": gpu.manufacturer,
+        "memory": gpu.memory_gb,
+        "secure": gpu.secure,
+        "community": gpu.community,
+        "price": price,
         "maxCount": {"secure": gpu.max_count_secure, "community": gpu.max_count_community},
     }
     if query is None:
@@ -168,8 +204,7 @@ def gpu_json(gpu: GpuType, query: AvailabilityQuery | None) -> dict[str, Any]:
     overall = max(levels, key=LEVELS.index) if levels else "NONE"
     body["availability"] = overall
     if centers:
-        body["dataCenters"] = [{"id": dc.id, "name": dc.name, "availability": dc.gpu_stock[gpu.id]}
-                               for dc in centers]
+        body["dataCenters"] = [{"id": dc.id, "name": dc.name, "availability": dc.gpu_stock[gpu.id]} for dc in centers]
     versions = _cuda_versions(gpu, query, centers)
     if versions:
         body["cudaVersions"] = versions  # absent, not empty, for a type with none (the spec's rule)
@@ -178,11 +213,20 @@ def gpu_json(gpu: GpuType, query: AvailabilityQuery | None) -> dict[str, Any]:
 
 def data_center_json(dc: DataCenter, include: list[str]) -> dict[str, Any]:
     """A ``DataCenter`` exactly as the spec's schema has it."""
-    body: dict[str, Any] = {"id": dc.id, "name": dc.name, "region": dc.region, "globalNetwork": dc.global_network,
-                            "networkVolumeTypes": list(dc.volume_types), "compliance": list(dc.compliance)}
+    body: dict[str, Any] = {
+        "id": dc.id,
+        "name": dc.name,
+        "region": dc.region,
+        "globalNetwork": dc.global_network,
+        "networkVolumeTypes": list(dc.volume_types),
+        "compliance": list(dc.compliance),
+    }
     if "GPU_AVAILABILITY" in include:
-        stock = [{"id": gpu.id, "name": gpu.name, "availability": dc.gpu_stock[gpu.id]}
-                 for gpu in catalog.gpu_types() if gpu.id in dc.gpu_stock]
+        stock = [
+            {"id": gpu.id, "name": gpu.name, "availability": dc.gpu_stock[gpu.id]}
+            for gpu in catalog.gpu_types()
+            if gpu.id in dc.gpu_stock
+        ]
         if stock:
             body["gpuAvailability"] = stock
     # CPU_AVAILABILITY is accepted but localpod has no CPU catalog: the spec omits the field then.
@@ -250,4 +294,3 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         resource(ctx, "/v2/catalog/datacenters", {"GET": list_data_centers}),
         resource(ctx, "/v2/catalog/datacenters/{id}", {"GET": get_data_center}),
     ]
-

@@ -11,7 +11,8 @@ problem document (:func:`from_resource_error`), so handlers only parse and seria
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Mapping, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request

@@ -59,6 +59,7 @@ class ContainerConfig(Body):
 
 # -- serverless endpoints ------------------------------------------------------------------
 
+
 class QueueDelayScaling(Body):
     type: Literal["QUEUE_DELAY"]
     queue_delay: Annotated[float, Field(ge=0.5)]
@@ -144,6 +145,7 @@ class UpdateEndpointRequest(ContainerConfig):
 
 
 # -- templates -----------------------------------------------------------------------------
+
 
 class PersistentMount(Body):
     size: Annotated[int, Field(ge=10)]

@@ -20,20 +20,40 @@ from starlette.routing import BaseRoute
 from localpod.context import ServerContext
 from localpod.http import JSONResponse
 from localpod.services.rest.common import bad_request, parse_body, resource, rest_backends, unprocessable
-from localpod.services.rest.models import (CreateEndpointRequest, EndpointWorkers, QueueDelayScaling,
-                                           UpdateEndpointRequest)
+from localpod.services.rest.models import (
+    CreateEndpointRequest,
+    EndpointWorkers,
+    QueueDelayScaling,
+    UpdateEndpointRequest,
+)
 from localpod.store import Endpoint
 
 DEFAULT_DISK_GB = 20
 """Container disk when neither body nor template sets one (the value in the spec's examples)."""
 
-CREATE_DEFAULTS = {"image": "", "args": "", "disk": DEFAULT_DISK_GB, "env": {}, "ports": [], "registry": None,
-                   "workers_min": 0, "workers_max": 3, "idle_timeout": 10}
+CREATE_DEFAULTS = {
+    "image": "",
+    "args": "",
+    "disk": DEFAULT_DISK_GB,
+    "env": {},
+    "ports": [],
+    "registry": None,
+    "workers_min": 0,
+    "workers_max": 3,
+    "idle_timeout": 10,
+}
 """What a REST v2 create leaves out; a template's container settings come before these."""
 
-_QUEUE_PATHS = {"run": "run", "runSync": "runsync", "status": "status/{job_id}", "stream": "stream/{job_id}",
-                "cancel": "cancel/{job_id}", "retry": "retry/{job_id}", "purgeQueue": "purge-queue",
-                "health": "health"}
+_QUEUE_PATHS = {
+    "run": "run",
+    "runSync": "runsync",
+    "status": "status/{job_id}",
+    "stream": "stream/{job_id}",
+    "cancel": "cancel/{job_id}",
+    "retry": "retry/{job_id}",
+    "purgeQueue": "purge-queue",
+    "health": "health",
+}
 
 
 def request_urls(endpoint_id: str, request: Request) -> dict[str, str]:
@@ -48,8 +68,11 @@ def endpoint_json(endpoint: Endpoint, request: Request) -> dict[str, Any]:
     gpu: dict[str, Any] = {"pools": list(endpoint.gpu_pools)}
     if endpoint.gpu_excluded_types:
         gpu["excludedTypes"] = list(endpoint.gpu_excluded_types)
-    gpu.update(count=endpoint.gpu_count, allowedCudaVersions=list(endpoint.allowed_cuda_versions),
-               minCudaVersion=endpoint.min_cuda_version)
+    gpu.update(
+        count=endpoint.gpu_count,
+        allowedCudaVersions=list(endpoint.allowed_cuda_versions),
+        minCudaVersion=endpoint.min_cuda_version,
+    )
     workers: dict[str, Any] = {"min": endpoint.workers_min, "max": endpoint.workers_max}
     if endpoint.scaler_type == "REQUEST_COUNT":
         scaling: dict[str, Any] = {"type": "REQUEST_COUNT", "requestCount": int(endpoint.scaler_value)}
@@ -117,12 +140,19 @@ def create_fields(body: CreateEndpointRequest) -> dict[str, Any]:
     assert body.gpu is not None
     gpu = body.gpu
     return {
-        "name": body.name, "type": body.type, "gpu_pools": list(gpu.pools),
-        "gpu_excluded_types": [t.strip() for t in gpu.excluded_types or []], "gpu_count": gpu.count,
+        "name": body.name,
+        "type": body.type,
+        "gpu_pools": list(gpu.pools),
+        "gpu_excluded_types": [t.strip() for t in gpu.excluded_types or []],
+        "gpu_count": gpu.count,
         "allowed_cuda_versions": None if gpu.allowed_cuda_versions is None else list(gpu.allowed_cuda_versions),
-        "min_cuda_version": gpu.min_cuda_version, "data_center_ids": list(body.data_center_ids or []),
-        "network_volume_ids": list(body.network_volumes or []), "timeout_ms": body.timeout,
-        "flashboot": body.flashboot, **_container_fields(body), **_worker_fields(body.workers),
+        "min_cuda_version": gpu.min_cuda_version,
+        "data_center_ids": list(body.data_center_ids or []),
+        "network_volume_ids": list(body.network_volumes or []),
+        "timeout_ms": body.timeout,
+        "flashboot": body.flashboot,
+        **_container_fields(body),
+        **_worker_fields(body.workers),
         **_scaling_fields(body.scaling),
     }
 
@@ -169,8 +199,12 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         _refuse_cpu(body)
         if body.gpu is None:
             raise bad_request(["gpu: required (send exactly one of gpu or cpu)"])
-        created = endpoints.create(create_fields(body), template_id=body.template_id, defaults=CREATE_DEFAULTS,
-                                   idle_timeout_sent=_idle_timeout_sent(body))
+        created = endpoints.create(
+            create_fields(body),
+            template_id=body.template_id,
+            defaults=CREATE_DEFAULTS,
+            idle_timeout_sent=_idle_timeout_sent(body),
+        )
         return JSONResponse(endpoint_json(created, request), status_code=201)
 
     async def get_one(request: Request) -> Response:
@@ -180,8 +214,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         body = await parse_body(request, UpdateEndpointRequest)
         endpoint = endpoints.get(request.path_params["id"])
         _refuse_cpu(body)
-        updated = endpoints.update(endpoint.id, update_fields(body), template_id=body.template_id,
-                                   idle_timeout_sent=_idle_timeout_sent(body))
+        updated = endpoints.update(
+            endpoint.id, update_fields(body), template_id=body.template_id, idle_timeout_sent=_idle_timeout_sent(body)
+        )
         return JSONResponse(endpoint_json(updated, request))
 
     async def delete_endpoint(request: Request) -> Response:
@@ -191,18 +226,26 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     async def list_workers(request: Request) -> Response:
         endpoint = endpoints.get(request.path_params["id"])
         workers = ctx.platform.list_workers(endpoint.id)
-        summary = {status: 0 for status in ("running", "idle", "initializing", "throttled", "unhealthy")}
+        summary = dict.fromkeys(("running", "idle", "initializing", "throttled", "unhealthy"), 0)
         items = []
         for worker in workers:
             key = worker.status.lower()
             if key in summary:
                 summary[key] += 1
-            items.append({
-                "id": worker.id, "status": worker.status, "isStale": worker.version != endpoint.version,
-                "version": worker.version, "gpuCount": worker.gpu_count, "image": worker.image,
-                "uptimeSeconds": worker.uptime_seconds, "gpuTypeId": worker.gpu_type_id,
-                "dataCenterId": worker.data_center_id, "startedAt": worker.started_at,
-            })
+            items.append(
+                {
+                    "id": worker.id,
+                    "status": worker.status,
+                    "isStale": worker.version != endpoint.version,
+                    "version": worker.version,
+                    "gpuCount": worker.gpu_count,
+                    "image": worker.image,
+                    "uptimeSeconds": worker.uptime_seconds,
+                    "gpuTypeId": worker.gpu_type_id,
+                    "dataCenterId": worker.data_center_id,
+                    "startedAt": worker.started_at,
+                }
+            )
         summary["total"] = len(items)
         return JSONResponse({"endpointVersion": endpoint.version, "summary": summary, "workers": items})
 

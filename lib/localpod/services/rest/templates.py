@@ -57,8 +57,19 @@ def _mount_fields(mounts: TemplateMounts) -> dict[str, Any]:
     return {"volume_in_gb": size, "volume_mount_path": path, "mounts": {"persistent": {"size": size, "path": path}}}
 
 
-_SIMPLE_FIELDS = ("name", "image", "args", "disk", "ports", "registry", "category", "public", "serverless",
-                  "start_ssh", "start_jupyter")
+_SIMPLE_FIELDS = (
+    "name",
+    "image",
+    "args",
+    "disk",
+    "ports",
+    "registry",
+    "category",
+    "public",
+    "serverless",
+    "start_ssh",
+    "start_jupyter",
+)
 
 
 def update_fields(body: UpdateTemplateRequest) -> dict[str, Any]:
@@ -82,12 +93,21 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     async def create_template(request: Request) -> Response:
         body = await parse_body(request, CreateTemplateRequest)
         fields = dict(
-            name=body.name, image=body.image, args=body.args or "",
-            disk=body.disk if body.disk is not None else DEFAULT_DISK_GB, env=dict(body.env or {}),
-            ports=list(body.ports or []), registry=body.registry, serverless=body.serverless,
-            public=body.public, category=body.category, start_ssh=body.start_ssh,
-            start_jupyter=body.start_jupyter, allowed_cuda_versions=list(body.allowed_cuda_versions or []),
-            volume_in_gb=0)
+            name=body.name,
+            image=body.image,
+            args=body.args or "",
+            disk=body.disk if body.disk is not None else DEFAULT_DISK_GB,
+            env=dict(body.env or {}),
+            ports=list(body.ports or []),
+            registry=body.registry,
+            serverless=body.serverless,
+            public=body.public,
+            category=body.category,
+            start_ssh=body.start_ssh,
+            start_jupyter=body.start_jupyter,
+            allowed_cuda_versions=list(body.allowed_cuda_versions or []),
+            volume_in_gb=0,
+        )
         if body.mounts is not None:
             fields.update(_mount_fields(body.mounts))
         return JSONResponse(template_json(templates.create(fields)), status_code=201)

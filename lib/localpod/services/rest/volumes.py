@@ -17,15 +17,19 @@ from starlette.routing import BaseRoute
 from localpod.context import ServerContext
 from localpod.http import JSONResponse
 from localpod.services.rest.common import parse_body, resource, rest_backends
-from localpod.services.rest.models import (VOLUME_PATCH_HINTS, CreateNetworkVolumeRequest,
-                                           UpdateNetworkVolumeRequest)
+from localpod.services.rest.models import VOLUME_PATCH_HINTS, CreateNetworkVolumeRequest, UpdateNetworkVolumeRequest
 from localpod.store import NetworkVolume
 
 
 def volume_json(volume: NetworkVolume) -> dict[str, Any]:
     """A ``NetworkVolume`` exactly as the spec's schema has it."""
-    return {"id": volume.id, "name": volume.name, "size": volume.size, "dataCenter": volume.data_center,
-            "type": volume.type}
+    return {
+        "id": volume.id,
+        "name": volume.name,
+        "size": volume.size,
+        "dataCenter": volume.data_center,
+        "type": volume.type,
+    }
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:

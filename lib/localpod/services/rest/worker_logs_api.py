@@ -13,7 +13,7 @@ the worker id may be one no longer listed by ``/workers`` while its log is kept
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -77,9 +77,12 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         endpoints.get(endpoint_id)  # 404 for an unknown endpoint
         log = ctx.platform.worker_logs.get(endpoint_id, worker_id)
         if log is None:
-            raise ApiError(404, f"worker {worker_id!r} not found on serverless endpoint {endpoint_id!r} (ids come "
-                                f"from GET /v2/serverless/{endpoint_id}/workers; logs of stopped workers are kept "
-                                "for the endpoint's most recent workers only)")
+            raise ApiError(
+                404,
+                f"worker {worker_id!r} not found on serverless endpoint {endpoint_id!r} (ids come "
+                f"from GET /v2/serverless/{endpoint_id}/workers; logs of stopped workers are kept "
+                "for the endpoint's most recent workers only)",
+            )
         source = request.query_params.get("source") or None
         if source is not None and source not in SOURCES:
             raise ApiError(400, f"source: {source!r} is not one of {', '.join(SOURCES)} (omit it for both)")
@@ -88,7 +91,8 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         after = _cursor("Last-Event-ID", request.headers.get("last-event-id"))
         backfill = log.select(source=source, tail=tail, since=since[0] if since else None, after=after)
         seen = log.lines[-1].seq if log.lines else 0
-        return StreamingResponse(follow(log, backfill, source, seen), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(
+            follow(log, backfill, source, seen), media_type="text/event-stream", headers=SSE_HEADERS
+        )
 
     return [resource(ctx, "/v2/serverless/{id}/workers/{workerId}/logs", {"GET": worker_logs})]
