@@ -299,6 +299,8 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
         assert facts.endpoint is not None and facts.gpu_pools == ("ADA_24",)
         plans = eventplan.event_plans(facts.endpoint, chosen, restore_file=restore_file)
         assert plans.during.action == "update"
+        # display() records repr as text/plain in a headless run: the plans, not a dataclass dump
+        assert repr(plans) == str(plans) and "PosixPath(" not in repr(plans) and "saved=" not in repr(plans)
         assert {c.field: (c.actual, c.wanted) for c in plans.during.changes} == {
             "workers_min": (0, 1),
             "workers_max": (5, 8),

@@ -537,7 +537,14 @@ class EventPlans:
         )
 
     def __str__(self) -> str:
-        return f"during the event:\n{self.during}\nafter the event:\n{self.restore}"
+        where = (
+            f"\nthe restore plan is saved to {self.restore_file} when the event plan is applied"
+            if self.restore_file
+            else ""
+        )
+        return f"during the event:\n{self.during}\nafter the event:\n{self.restore}{where}"
+
+    __repr__ = __str__  # the text a headless run records: no dataclass repr with paths and saved values
 
 
 def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: str | Path | None = None) -> EventPlans:
