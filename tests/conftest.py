@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def localpod_process(env: dict[str, str], profile: str = "fast") -> Iterator[str]:
+    """A localpod in a process of its own on a free port (its base URL), stopped on exit. Timing
+    figures measured against the in-process test server would include the GIL the client shares
+    with it. ``env`` adds to this process's environment (``LOCALPOD_API_KEY``, ...)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", "--profile", profile],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/_localpod/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "localpod did not start"
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @dataclass

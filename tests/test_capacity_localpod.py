@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import localpod_process
 from rpbook import capacity, eventtraffic, servicetimes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -80,28 +77,8 @@ def _close(simulated: float, measured: float, *, floor: float = 0.0) -> bool:
 
 @pytest.fixture(scope="module")
 def pod():  # type: ignore[no-untyped-def]
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", "--profile", "fast"],
-        env={**os.environ, "LOCALPOD_API_KEY": KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/_localpod/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "localpod did not start"
-            time.sleep(0.05)
+    with localpod_process({"LOCALPOD_API_KEY": KEY}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> list[float]:

@@ -44,35 +44,14 @@ def endpoint(localpod, plant_endpoint):  # type: ignore[no-untyped-def]
 def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A localpod in a process of its own with a warm vLLM endpoint: timing figures measured against
     the in-process test server would include the GIL the client shares with it."""
-    import os
-    import subprocess
-    import sys
-    import time
-
     import httpx
 
-    from conftest import free_port
+    from conftest import localpod_process
     from rpbook.settings import load_settings
 
-    key, token, port = "rpa_LOADTEST_KEY_NOT_REAL", "hf_loadtest_token_not_real", free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localpod", "serve", "--port", str(port), "--quiet", "--profile", "fast"],
-        env={**os.environ, "LOCALPOD_API_KEY": key, "LOCALPOD_HF_TOKEN": token},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": f"Bearer {key}"}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/_localpod/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "localpod did not start"
-            time.sleep(0.05)
+    key, token = "rpa_LOADTEST_KEY_NOT_REAL", "hf_loadtest_token_not_real"
+    with localpod_process({"LOCALPOD_API_KEY": key, "LOCALPOD_HF_TOKEN": token}) as base:
+        auth = {"Authorization": f"Bearer {key}"}
         httpx.patch(
             f"{base}/_localpod/config", headers=auth, json={"rate_limits": False}, timeout=10
         ).raise_for_status()
@@ -101,9 +80,6 @@ def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
         endpoint.raise_for_status()
         settings = load_settings("local", env_file=tmp_path_factory.mktemp("lt") / ".env", localpod_url=base)
         yield settings, key, str(endpoint.json()["id"]), base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type: ignore[no-untyped-def]

@@ -108,3 +108,22 @@ def test_the_repository_runbooks_are_discovered_in_order():
         "02_vllm_endpoint.ipynb",
         "03_wake_and_sanity_chat.ipynb",
     ]
+
+
+@pytest.mark.parametrize(
+    "path", discover_notebooks(Path(__file__).resolve().parent.parent / "notebooks"), ids=lambda p: p.name
+)
+def test_papermill_reads_every_parameter_of_the_real_runbooks(path: Path):
+    """papermill parses a parameters cell line by line and silently drops a line it cannot read (an ``=``
+    inside a help comment did it: "Unable to parse line 30"); the dropped parameter would
+    then be unknown to ``rpbook run`` and missing from ``rpbook params``."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    [cell] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    declared = [
+        node.target.id
+        for node in ast.parse(cell.source).body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    ]
+    assert declared and list(notebook_parameters(path)) == declared
