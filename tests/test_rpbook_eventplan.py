@@ -262,6 +262,11 @@ def test_plan_end_to_end_on_a_small_event() -> None:
     html = result._repr_html_()
     assert "◀ chosen" in html and "cheapest setting meeting" in html
     assert "<img" in result.pareto_plot()._repr_html_() and "<img" in result.timeline_plot()._repr_html_()
+    # text/plain, which a headless run also records: words, not the dataclass dump or the PNG's base64
+    assert repr(result) == result.headline() and "rows=" not in repr(result)
+    assert repr(result.pareto_plot()).startswith("cost vs p95 time to first token") and "base64" not in repr(
+        result.timeline_plot()
+    )
     figures = result.figures
     assert figures["event_meets_slo"] is True and figures["event_requests"] == len(arrivals)
     json.dumps(figures)

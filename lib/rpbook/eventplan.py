@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
@@ -296,6 +297,8 @@ class EventPlan:
     def __str__(self) -> str:
         return self.headline()
 
+    __repr__ = __str__  # a notebook's text/plain output: the answer, not every simulated row
+
     def table_rows(self, rows: Sequence[Mapping[str, Any]] | None = None) -> list[list[str]]:
         front_ids = {id(r) for r in self.front}
         out = []
@@ -457,6 +460,11 @@ class Figure:
 
     def _repr_html_(self) -> str:
         return self.html_text
+
+    def __repr__(self) -> str:
+        """The image's alt text (what the plot shows, in words) as the text/plain output, not base64."""
+        found = re.search(r'alt="([^"]*)"', self.html_text)
+        return html.unescape(found.group(1)) if found else re.sub(r"<[^>]+>", "", self.html_text)
 
 
 # -- the endpoint plan and its restore ----------------------------------------------------------
