@@ -66,6 +66,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/embeddings_throughput.py
 	$(PY) benchmarks/localpod_durability.py
 	$(PY) benchmarks/loadtest_capacity.py
+	$(PY) benchmarks/capacity_sim.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .jupyter-lab
