@@ -134,10 +134,13 @@ def pareto_html(
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter
 
-    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, 2, 30 rather than 2×10⁻¹
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    def two_and_five(value: float, _: object) -> str:
+        # minor ticks labelled at 2 and 5 only (0.2, 0.5, 2, 5...): readable, not a column of digits
+        return f"{value:g}" if value > 0 and f"{value:.0e}"[0] in "25" else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.2, 2, 30 rather than 2×10⁻¹
+    ax.yaxis.set_minor_formatter(FuncFormatter(two_and_five))
+    ax.tick_params(axis="y", which="both", labelsize=8)
     ax.set_xlabel("cost of the event (USD)", fontsize=9)
     ax.set_ylabel("p95 time to first token (s)", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
