@@ -242,6 +242,9 @@ def test_bad_key_is_a_config_error_and_an_unknown_endpoint_its_own(settings, pla
     with pytest.raises(EndpointNotFound, match="not found") as missing:
         health(settings, settings.runpod_api_key(), "nosuchendpoint0")
     assert not isinstance(missing.value, ConfigError)
+    assert "endpoint_name" in str(missing.value) and "RUNPOD_ENDPOINT_ID" not in str(
+        missing.value
+    )  # advice that exists
 
 
 def test_a_runtime_error_saying_401_is_not_taken_for_a_rejected_key():

@@ -186,8 +186,8 @@ def sdk_endpoint(settings: Settings, api_key: Secret | str, endpoint_id: str) ->
     is set only for that instant and put back; the key is never written to ``runpod.api_key``."""
     if not endpoint_id or "/" in endpoint_id:
         raise ConfigError(
-            f"endpoint id {endpoint_id!r} is not valid: use the id shown by the endpoint step "
-            "(RUNPOD_ENDPOINT_ID in the env file)"
+            f"endpoint id {endpoint_id!r} is not valid: use the id runbooks 02 and 04 print, or find it "
+            "by name (rpbook.plans.find_endpoint_id, as runbooks 03 and 05 do)"
         )
     # Imported here, not with this module: importing the runpod SDK runs logging.basicConfig(level=INFO)
     # (runpod/serverless/utils/rp_upload.py), and importing rpbook must leave logging as it was
@@ -234,9 +234,9 @@ def _call(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
             ) from None
         if status == 404:
             raise EndpointNotFound(
-                f"{what}: endpoint {endpoint_id} not found (404). Check the endpoint id (it is "
-                "in the env file as RUNPOD_ENDPOINT_ID after the endpoint step) and the target "
-                f"(local or runpod). Answer: {body}"
+                f"{what}: endpoint {endpoint_id} not found (404): deleted since, or on the other "
+                "target (local or runpod). Check endpoint_name and target; runbook 02 or 04 creates "
+                f"it. Answer: {body}"
             ) from None
         raise EndpointNotReadyError(f"{what}: the queue API answered HTTP {status}: {body}") from None
     except requests.RequestException as exc:
