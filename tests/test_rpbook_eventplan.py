@@ -7,6 +7,8 @@ against localpod in tests/test_capacity_localpod.py; here: what feeds it and wha
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import numpy as np
 import pytest
@@ -197,8 +199,20 @@ def test_grid_skips_more_active_than_max_and_refuses_bad_values() -> None:
     assert len(settings) == 6 and all(s.workers_min <= s.workers_max for s in settings)
     with pytest.raises(ConfigError, match="scaler_type"):
         eventplan.grid(workers_max=[1], scaler_type="GPU_UTIL")
-    with pytest.raises(ConfigError, match="bad candidate"):
-        eventplan.grid(workers_max=[0])
+    # each grid parameter is checked as a whole; the error names the runbook's parameter and the bad values
+    for kwargs, message in [
+        ({"workers_max": [0]}, "grid_workers_max: 0; give a list of int values, each at least 1"),
+        ({"workers_max": [-1, 3]}, "grid_workers_max: -1;"),
+        ({"workers_max": [2.5]}, "grid_workers_max: 2.5;"),
+        ({"workers_max": ["5"]}, "grid_workers_max: '5';"),
+        ({"workers_max": [True]}, "grid_workers_max: True;"),
+        ({"workers_max": []}, "grid_workers_max: no value;"),
+        ({"workers_max": [3], "workers_min": [-1]}, "grid_workers_min: -1;"),
+        ({"workers_max": [3], "idle_timeout_s": [math.nan]}, "grid_idle_timeout_s: nan;"),
+        ({"workers_max": [3], "scaler_value": [0]}, "grid_scaler_value: 0; give a list of float values, each greater"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            eventplan.grid(**kwargs)
 
 
 def test_prices_take_the_dearest_pool_times_gpus() -> None:

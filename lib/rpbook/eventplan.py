@@ -69,6 +69,25 @@ def _is_scaler_type(value: str) -> TypeGuard[ScalerType]:
     return value in ("QUEUE_DELAY", "REQUEST_COUNT")
 
 
+def _candidates(name: str, values: Iterable[Any], kind: type, *, low: float, above: bool = False) -> list[Any]:
+    """One grid parameter's values, checked as a whole: the error names the runbook's parameter."""
+    items = list(values) if isinstance(values, Iterable) and not isinstance(values, str) else [values]
+    bound = f"greater than {low:g}" if above else f"at least {low:g}"
+    wrong = [
+        v
+        for v in items
+        if isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or not math.isfinite(v)
+        or (kind is int and v != int(v))
+        or (v <= low if above else v < low)
+    ]
+    if not items or wrong:
+        found = ", ".join(repr(v) for v in wrong) if wrong else "no value"
+        raise ConfigError(f"{name}: {found}; give a list of {kind.__name__} values, each {bound}")
+    return [kind(v) for v in items]
+
+
 def grid(
     *,
     workers_max: Iterable[int],
@@ -86,13 +105,12 @@ def grid(
         raise ConfigError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {scaler_type!r}")
     if concurrency < 1:
         raise ConfigError(f"concurrency (MAX_CONCURRENCY) must be at least 1, got {concurrency}")
+    maxes = _candidates("grid_workers_max", workers_max, int, low=1)
+    mins = _candidates("grid_workers_min", workers_min, int, low=0)
+    idles = _candidates("grid_idle_timeout_s", idle_timeout_s, float, low=0)
+    values = _candidates("grid_scaler_value", scaler_value, float, low=0, above=True)
     out = []
-    for wmax, wmin, idle, value in product(workers_max, workers_min, idle_timeout_s, scaler_value):
-        if int(wmax) < 1 or int(wmin) < 0 or float(idle) < 0 or float(value) <= 0:
-            raise ConfigError(
-                f"bad candidate: workers_max {wmax} (>= 1), workers_min {wmin} (>= 0), idle_timeout_s "
-                f"{idle} (>= 0), scaler_value {value} (> 0)"
-            )
+    for wmax, wmin, idle, value in product(maxes, mins, idles, values):
         if int(wmin) > int(wmax):
             continue
         out.append(
