@@ -223,6 +223,27 @@ class EmulatedVllmServer:
             "include_usage": include_usage,
         }
 
+    def _stream_chunk(
+        self,
+        request_id: str,
+        obj: str,
+        created: int,
+        choices: list[dict[str, Any]],
+        usage: dict[str, Any] | None,
+    ) -> str:
+        """One SSE chunk of a streamed chat or completion: the same envelope, only ``object`` differs."""
+        payload: dict[str, Any] = {
+            "id": request_id,
+            "object": obj,
+            "created": created,
+            "model": self.served_name,
+            "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
+            "choices": choices,
+        }
+        if usage is not None:
+            payload["usage"] = usage
+        return sse(payload)
+
     @staticmethod
     def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         return {
@@ -310,17 +331,7 @@ class EmulatedVllmServer:
             return
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-            payload: dict[str, Any] = {
-                "id": request_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.served_name,
-                "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
-                "choices": choices,
-            }
-            if usage is not None:
-                payload["usage"] = usage
-            return sse(payload)
+            return self._stream_chunk(request_id, "chat.completion.chunk", created, choices, usage)
 
         first = True
         async for i, delta, final in textmodel.paced(ctx, _steps(outputs)):
@@ -402,17 +413,7 @@ class EmulatedVllmServer:
             return
 
         def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-            payload: dict[str, Any] = {
-                "id": request_id,
-                "object": "text_completion",
-                "created": created,
-                "model": self.served_name,
-                "system_fingerprint": textmodel.SYSTEM_FINGERPRINT,
-                "choices": choices,
-            }
-            if usage is not None:
-                payload["usage"] = usage
-            return sse(payload)
+            return self._stream_chunk(request_id, "text_completion", created, choices, usage)
 
         async for i, delta, final in textmodel.paced(ctx, _steps(outputs)):
             choice: dict[str, Any] = {
