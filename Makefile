@@ -53,11 +53,11 @@ serve: $(VENV)/.installed-localpod
 
 ## make stop: stop the localpod that the runbooks started in the background
 stop: $(VENV)/.installed-core
-	$(PY) -c "from rpbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
+	$(PY) -c "from rpbook.runbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
 
 ## make status: the localpod serving .localpod/ (pid and URL from its state lock), or "not running"
 status: $(VENV)/.installed-core
-	$(PY) -c "from rpbook.local import running_localpod; r = running_localpod(); print(f'running: pid {r[0]} at {r[1]}' if r else 'not running')"
+	$(PY) -c "from rpbook.runbook.local import running_localpod; r = running_localpod(); print(f'running: pid {r[0]} at {r[1]}' if r else 'not running')"
 
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed-bench

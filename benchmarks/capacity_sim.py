@@ -1,4 +1,4 @@
-"""How fast ``rpbook.capacity`` simulates an event, against simpy, and how a grid sweep uses both cores.
+"""How fast ``rpbook.planning.capacity`` simulates an event, against simpy, and how a grid sweep uses both cores.
 
 Three measurements on one synthetic event (chat traffic whose rate swings between a trough and a
 peak, like a workshop's sessions and breaks; 1,000,000 requests by default):
@@ -8,7 +8,7 @@ peak, like a workshop's sessions and breaks; 1,000,000 requests by default):
    (goal: at most 5 s for 1,000,000 requests on this 2-core machine), wall and CPU time, and the
    load average, since the machine is shared and a busy one stretches the wall time.
 2. **The same event without cold starts** (a fixed pool of always-on workers: simpy has no model of
-   cold starts or a scaler) in ``rpbook.capacity`` and in simpy (``simpy.Resource`` with one slot per
+   cold starts or a scaler) in ``rpbook.planning.capacity`` and in simpy (``simpy.Resource`` with one slot per
    worker-concurrency, FIFO): the speed-up, and that both give the same mean wait within 2%.
 3. **A 50-setting grid sweep** (workers max x idle timeout x scaler) on a smaller event, serially
    and with ``processes=2``: the wall-time ratio.
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from rpbook.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep  # noqa: E402
+from rpbook.planning.capacity import ColdStart, Prices, Requests, Scaling, simulate, sweep  # noqa: E402
 
 GOAL_S = 5.0
 # localpod's ``realistic`` profile for a 7B model (lib/localpod/profiles.py): container 20 s,
@@ -166,13 +166,13 @@ def main() -> int:
         f"{s['worker_h']:.1f} worker-h, ${result.cost_usd:.2f}"
     )
 
-    # 2. fixed pool: rpbook.capacity against simpy
+    # 2. fixed pool: rpbook.planning.capacity against simpy
     fixed = Scaling(workers_min=args.fixed_workers, workers_max=args.fixed_workers, concurrency=CONCURRENCY)
     ours, our_wall, our_cpu = timed(simulate, event, fixed, COLD, PRICES, seed=args.seed)
     our_mean = float(ours.queue_wait_s.mean())
     print(f"\n2. the same event with {args.fixed_workers} always-on workers (no cold starts)")
     print(
-        f"   rpbook.capacity: {our_wall:.2f} s wall, {our_cpu:.2f} s CPU ({n / our_wall:,.0f} req/s), "
+        f"   rpbook.planning.capacity: {our_wall:.2f} s wall, {our_cpu:.2f} s CPU ({n / our_wall:,.0f} req/s), "
         f"mean wait {our_mean:.4f} s"
     )
     ok = True

@@ -1,4 +1,4 @@
-"""How many concurrent streams one ``rpbook.loadtest`` client process sustains on this machine.
+"""How many concurrent streams one ``rpbook.endpoint.loadtest`` client process sustains on this machine.
 
 A load generator that cannot keep up measures itself: its event loop reads chunks late, and the
 inter-token latency (ITL) it reports grows above what the server sends. So the ITL is injected
@@ -28,8 +28,8 @@ from localpod_process import free_port, start_localpod
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from rpbook.loadtest import LoadShape, run_load_test  # noqa: E402
-from rpbook.settings import load_settings  # noqa: E402
+from rpbook.core.settings import load_settings  # noqa: E402
+from rpbook.endpoint.loadtest import LoadShape, run_load_test  # noqa: E402
 
 KEY = "rpa_BENCH_LOADTEST_KEY_NOT_REAL"
 HF_TOKEN = "hf_bench_loadtest_not_real"

@@ -19,8 +19,8 @@ from pathlib import Path
 import nbformat
 
 from localpod_process import free_port
-from rpbook.local import stop_localpod
-from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
+from rpbook.runbook.local import stop_localpod
+from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ project's default settings.
 import os
 from pathlib import Path
 
-from rpbook.lab import RunbookContentsManager, strip_outputs
+from rpbook.runbook.lab import RunbookContentsManager, strip_outputs
 
 c = get_config()  # noqa: F821 - provided by traitlets when it runs this file
 

@@ -22,7 +22,7 @@ from localpod.app import create_app
 from localpod.config import Settings
 from localpod.context import ServerContext
 from localpod.profiles import FAST
-from rpbook.local import stop_localpod
+from rpbook.runbook.local import stop_localpod
 
 TEST_API_KEY = "rpa_TEST_KEY_NOT_REAL"
 TEST_HF_TOKEN = "hf_test_token_not_real"
@@ -197,7 +197,7 @@ def plant_endpoint(localpod: LocalpodServer):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def settings(localpod: LocalpodServer, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     """rpbook settings for the test localpod, with its keys in the environment (as a user's would be)."""
-    from rpbook.settings import load_settings
+    from rpbook.core.settings import load_settings
 
     monkeypatch.setenv("RUNPOD_API_KEY", localpod.api_key)
     monkeypatch.setenv("HF_TOKEN", localpod.hf_token)

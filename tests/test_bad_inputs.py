@@ -1,6 +1,6 @@
 """The bad-input catalog (issue 10): every row ends in a clear error that says what to fix, and
 localpod's state is unchanged, because runbooks 02 and 04 build every spec and run
-``rpbook.preflight.check_stack`` before their first write; parameter files fail ``rpbook run``
+``rpbook.account.preflight.check_stack`` before their first write; parameter files fail ``rpbook run``
 with exit 2 before any notebook runs.
 
 Rows are grouped by where they are caught: building a spec (a notebook's spec cell), the whole-stack
@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from localpod.hubdata import NO_LICENCE_TOKEN
-from rpbook.cli import main
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError, RpbookError
-from rpbook.plans import ensure_endpoint, ensure_template
-from rpbook.preflight import check_stack
-from rpbook.secrets import Secret
-from rpbook.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.plans import ensure_endpoint, ensure_template
+from rpbook.account.preflight import check_stack
+from rpbook.account.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.secrets import Secret
+from rpbook.runbook.cli import main
 from test_rpbook_runner import make_notebook
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -296,8 +296,8 @@ def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_r
 
     import openai
 
-    from rpbook.chat import openai_client
-    from rpbook.checks import client_error_detail
+    from rpbook.endpoint.chat import openai_client
+    from rpbook.endpoint.checks import client_error_detail
 
     hits: list[str] = []
 
@@ -319,7 +319,7 @@ def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_r
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        from rpbook.settings import Settings as RpSettings
+        from rpbook.core.settings import Settings as RpSettings
 
         fake = RpSettings(
             target="local",
@@ -340,7 +340,7 @@ def test_a_generation_that_failed_with_a_5xx_is_sent_once_and_says_it_may_have_r
 def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) -> None:
     import httpx
 
-    from rpbook.errors import ControlPlaneError
+    from rpbook.core.errors import ControlPlaneError
 
     sent: list[str] = []
 

@@ -1,11 +1,11 @@
 """The planner against localpod: a scaled-down event played for real, the simulator within 10 %.
 
-A workshop's shape (ramp up, plateau, ramp down: ``rpbook.eventtraffic.from_event``) shrunk to
+A workshop's shape (ramp up, plateau, ramp down: ``rpbook.planning.eventtraffic.from_event``) shrunk to
 40 s is sent to a real localpod (a process of its own, so the client's GIL does not slow the
 server) as ``runpod/mock-worker`` jobs whose ``mock_delay`` is each request's service time
 (localpod lib/localpod/serverless/backends/mock_worker.py). The endpoint has the same scaling
 settings and the profile the same cold-start durations as the simulation
-(``rpbook.capacity.simulate``) of the *same* requests. Compared, each within 10 %:
+(``rpbook.planning.capacity.simulate``) of the *same* requests. Compared, each within 10 %:
 
 - p50 and p95 queue wait: localpod's ``delayTime`` of each job (submit -> start on a worker,
   lib/localpod/serverless/jobs.py ``delay_ms``), against the simulator's ``queue_wait_s``;
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from conftest import localpod_process
-from rpbook import capacity, eventtraffic, servicetimes
+from rpbook.planning import capacity, eventtraffic, servicetimes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

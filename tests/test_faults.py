@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
-from rpbook.jobqueue import health, wake
-from rpbook.plans import ensure_endpoint, ensure_template
-from rpbook.settings import load_settings
-from rpbook.specs import EndpointSpec, vllm_template
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import health, wake
+from rpbook.account.plans import ensure_endpoint, ensure_template
+from rpbook.account.specs import EndpointSpec, vllm_template
+from rpbook.core.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
+from rpbook.core.settings import load_settings
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 

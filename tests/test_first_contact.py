@@ -10,17 +10,20 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rpbook import hub, secrets, session
-from rpbook.cli import main
-from rpbook.controlplane import RunpodClient
-from rpbook.display import FinalStateBar, html_table
-from rpbook.errors import ConfigError, ControlPlaneError, EndpointNotFound
-from rpbook.pending import NotCreated, Skipped, pending, record_pending
-from rpbook.readiness import kv_cache_fit
-from rpbook.resources import GpuType
-from rpbook.runner import check_parameters, discover_notebooks, load_parameters, notebook_dir
-from rpbook.secrets import Secret
-from rpbook.settings import LOCAL_DEFAULT_API_KEY, load_settings
+from rpbook.account import hub
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.readiness import kv_cache_fit
+from rpbook.account.resources import GpuType
+from rpbook.core import secrets
+from rpbook.core.display import FinalStateBar, html_table
+from rpbook.core.errors import ConfigError, ControlPlaneError, EndpointNotFound
+from rpbook.core.paths import notebook_dir
+from rpbook.core.pending import NotCreated, Skipped, pending, record_pending
+from rpbook.core.secrets import Secret
+from rpbook.core.settings import LOCAL_DEFAULT_API_KEY, load_settings
+from rpbook.runbook import session
+from rpbook.runbook.cli import main
+from rpbook.runbook.runner import check_parameters, discover_notebooks, load_parameters
 from test_rpbook_runner import make_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +93,7 @@ def test_apply_defaults_to_the_targets_choice(tmp_path, capsys):
 
 
 def test_every_runbook_that_creates_declares_apply_as_optional():
-    from rpbook.runner import notebook_parameters
+    from rpbook.runbook.runner import notebook_parameters
 
     for notebook in discover_notebooks():
         params = notebook_parameters(notebook)
@@ -105,10 +108,11 @@ def test_a_plan_not_applied_lets_the_next_steps_skip_with_one_line(tmp_path, mon
     monkeypatch.setenv("RPBOOK_RUN_DIR", str(tmp_path))
     assert pending("endpoint", "never-planned") is None
     record_pending("endpoint", "planned-only")
-    monkeypatch.setattr("rpbook.pending._IN_PROCESS", {})  # as a later notebook's kernel sees it
+    monkeypatch.setattr("rpbook.core.pending._IN_PROCESS", {})  # as a later notebook's kernel sees it
     missing = pending("endpoint", "planned-only")
     assert isinstance(missing, NotCreated) and not missing
-    from rpbook import chat, jobqueue
+    from rpbook.account import jobqueue
+    from rpbook.endpoint import chat
 
     settings = load_settings("local", env_file=tmp_path / ".env")
     wake = jobqueue.wake(settings, "rpa_unused", missing)
@@ -120,7 +124,7 @@ def test_a_plan_not_applied_lets_the_next_steps_skip_with_one_line(tmp_path, mon
 
 def test_find_endpoint_id_fails_when_nothing_planned_it(settings, localpod, tmp_path, monkeypatch):
     """A scheduled check of an endpoint someone deleted is a failure, not a skip."""
-    from rpbook.plans import find_endpoint_id
+    from rpbook.account.plans import find_endpoint_id
 
     monkeypatch.setenv("RPBOOK_RUN_DIR", str(tmp_path))
     with RunpodClient(settings, settings.runpod_api_key()) as client:
@@ -299,7 +303,7 @@ def test_a_non_editable_install_runs_from_the_project_folder(tmp_path):
     )
     assert build.returncode == 0, build.stderr[-2000:]
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
-    code = "import rpbook.runner as r, sys; print(r.__file__); sys.exit(r.__name__ and 0)"
+    code = "import rpbook.runbook.runner as r, sys; print(r.__file__); sys.exit(r.__name__ and 0)"
     where = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.startswith(str(target)), where.stdout + where.stderr
     listed = subprocess.run(

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import LocalpodServer
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError
-from rpbook.jobqueue import wake
-from rpbook.plans import (
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import wake
+from rpbook.account.plans import (
     FieldChange,
     apply,
     ensure_endpoint,
@@ -27,9 +26,10 @@ from rpbook.plans import (
     plan_endpoint,
     plan_template,
 )
-from rpbook.secrets import Secret
-from rpbook.settings import Settings
-from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.core.errors import ConfigError
+from rpbook.core.secrets import Secret
+from rpbook.core.settings import Settings
 from spec import SpecCheckedClient, load_spec
 from test_worker_logs import CANARY, MISTRAL, all_log_text, read_log
 

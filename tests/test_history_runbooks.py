@@ -7,7 +7,7 @@ start from a FlashBoot snapshot (localpod keeps it for its FlashBoot window, as 
 slow run's worker start takes 10 s, FlashBoot restore or full start alike, through localpod's
 profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without
 a cost receipt: billing is bucketed by the hour, so receipts of runs minutes apart overlap (see
-``rpbook.receipt``).
+``rpbook.records.receipt``).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 
 from conftest import Isolated
-from rpbook.billing_now import scale_to_zero
-from rpbook.cli import main
-from rpbook.controlplane import RunpodClient
-from rpbook.history import append_run, load_history
-from rpbook.history_report import history_report, plot_html
-from rpbook.jobqueue import health
-from rpbook.local import set_profile_overrides
-from rpbook.plans import find_endpoint_id
-from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.settings import load_settings
+from rpbook.account.billing_now import scale_to_zero
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import health
+from rpbook.account.plans import find_endpoint_id
+from rpbook.core.localpod_control import set_profile_overrides
+from rpbook.core.settings import load_settings
+from rpbook.records.history import append_run, load_history
+from rpbook.records.history_report import history_report, plot_html
+from rpbook.runbook.cli import main
+from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"

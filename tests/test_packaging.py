@@ -52,7 +52,7 @@ def _requirements(extras: tuple[str, ...]) -> list[str]:
 
 def test_console_scripts_are_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"localpod": "localpod.cli:main", "rpbook": "rpbook.cli:main"}
+    assert scripts == {"localpod": "localpod.cli:main", "rpbook": "rpbook.runbook.cli:main"}
 
 
 def _rpbook_imports(source: str, where: str) -> list[str]:
@@ -101,24 +101,25 @@ def test_localpod_never_imports_rpbook():
 
 def test_the_import_scan_finds_every_way_of_importing_rpbook():
     source = (
-        "import rpbook\nfrom rpbook.settings import Settings\nimport importlib\n"
-        "importlib.import_module('rpbook.chat')\n__import__('rpbook')\nimport rpbookish\nfrom . import rpbook\n"
+        "import rpbook\nfrom rpbook.core.settings import Settings\nimport importlib\n"
+        "importlib.import_module('rpbook.endpoint.chat')\n__import__('rpbook')\n"
+        "import rpbookish\nfrom . import rpbook\n"
     )
     assert _rpbook_imports(source, "probe.py") == [
         "probe.py:1 rpbook",
-        "probe.py:2 rpbook.settings",
-        "probe.py:4 rpbook.chat",
+        "probe.py:2 rpbook.core.settings",
+        "probe.py:4 rpbook.endpoint.chat",
         "probe.py:5 rpbook",
     ]
 
 
 def test_rpbooks_local_defaults_are_localpods():
     """rpbook's local target uses localpod's documented default key and HF token when the user sets
-    none (rpbook/settings.py, localpod/__init__.py); if they drifted apart, every local run would be
+    none (rpbook/core/settings.py, localpod/__init__.py); if they drifted apart, every local run would be
     refused with a 401."""
     import localpod
     from localpod import config
-    from rpbook import settings
+    from rpbook.core import settings
 
     assert settings.LOCAL_DEFAULT_API_KEY == localpod.DEFAULT_API_KEY == config.Settings().api_key
     assert settings.LOCAL_DEFAULT_HF_TOKEN == localpod.DEFAULT_HF_TOKEN == config.Settings().hf_token
@@ -147,7 +148,7 @@ def _optional(tree: ast.AST) -> set[int]:
 
 
 def third_party_imports(package: Path) -> dict[str, dict[str, list[str]]]:
-    """Every module of ``package`` (``rpbook.lab``, ...) -> third-party top-level name -> where
+    """Every module of ``package`` (``rpbook.runbook.lab``, ...) -> third-party top-level name -> where
     (``file:line``), imports inside functions included, optional ones and stdlib left out."""
     found: dict[str, dict[str, list[str]]] = {}
     for path in sorted(package.rglob("*.py")):
@@ -196,10 +197,10 @@ def undeclared_imports(package: Path, extras_for: dict[str, tuple[str, ...]]) ->
 
 def test_rpbook_imports_only_core_dependencies():
     """rpbook, the client library, installs without the emulator's server stack or JupyterLab. Only
-    rpbook.lab, the contents hooks jupyter/jupyter_server_config.py loads into JupyterLab, needs [lab].
+    rpbook.runbook.lab, the contents hooks jupyter/jupyter_server_config.py loads into JupyterLab, needs [lab].
     rpbook starts localpod as ``python -m localpod serve``, a subprocess, so local mode needs
     [localpod] installed but rpbook imports none of it."""
-    assert undeclared_imports(ROOT / "lib" / "rpbook", {"rpbook.lab": ("lab",)}) == []
+    assert undeclared_imports(ROOT / "lib" / "rpbook", {"rpbook.runbook.lab": ("lab",)}) == []
 
 
 def test_localpod_imports_only_core_and_its_extra():

@@ -1,13 +1,13 @@
-"""The budget guard's arithmetic against catalog prices (rpbook.budget)."""
+"""The budget guard's arithmetic against catalog prices (rpbook.account.budget)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rpbook.budget import HOURS_PER_MONTH, check_max_hourly, worst_case
-from rpbook.errors import ConfigError
-from rpbook.resources import GpuType
-from rpbook.specs import EndpointSpec
+from rpbook.account.budget import HOURS_PER_MONTH, check_max_hourly, worst_case
+from rpbook.account.resources import GpuType
+from rpbook.account.specs import EndpointSpec
+from rpbook.core.errors import ConfigError
 
 GPUS = [
     GpuType(id="a5000", name="A5000", pool="AMPERE_24", memory_gb=24, serverless_price_hr=0.68),

@@ -1,4 +1,4 @@
-"""rpbook.capacity: the endpoint simulator against queueing theory and hand-checked mechanics.
+"""rpbook.planning.capacity: the endpoint simulator against queueing theory and hand-checked mechanics.
 
 The mechanics follow localpod (lib/localpod/serverless/platform.py ``EndpointRuntime.scale`` and
 ``tick``, workers.py ``Worker._place`` / ``_execute`` / ``stop``, coldstart.py ``plan_cold_start``)
@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from rpbook.capacity import ColdStart, Prices, Requests, Scaling, SimResult, quantile, simulate, sweep
+from rpbook.planning.capacity import ColdStart, Prices, Requests, Scaling, SimResult, quantile, simulate, sweep
 
 # A cold start of 2 + 3 + 5 = 10 s, a FlashBoot restore of 1 s, ticks every 0.5 s.
 COLD = ColdStart(

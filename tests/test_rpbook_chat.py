@@ -1,4 +1,5 @@
-"""rpbook.chat and rpbook.records against localpod: clients, sanity checks, the curl example, run figures."""
+"""rpbook.endpoint.chat and rpbook.records.figures against localpod: clients, sanity checks, the curl example,
+run figures."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import stat
 import openai
 import pytest
 
-from rpbook import records
-from rpbook.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
-from rpbook.checks import guard
-from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.jobqueue import wake
-from rpbook.records import load_figures, record_figures
+from rpbook.account.jobqueue import wake
+from rpbook.core.errors import ConfigError, SanityCheckError
+from rpbook.endpoint.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
+from rpbook.endpoint.checks import guard
+from rpbook.records import figures as records
+from rpbook.records.figures import load_figures, record_figures
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -149,7 +150,7 @@ def test_the_trap_check_fails_when_its_request_fails() -> None:
     import httpx
     import openai
 
-    from rpbook import chat
+    from rpbook.endpoint import chat
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -180,7 +181,7 @@ def test_the_trap_check_fails_when_its_request_fails() -> None:
 def test_wrong_model_error_names_vllms_message(settings, key, awake):
     """worker-vllm v2.25.2 wraps vLLM's 404 as "vLLM returned HTTP 404: {json}"; the check's
     message unwraps it to vLLM's own sentence."""
-    from rpbook.checks import client_error_detail
+    from rpbook.endpoint.checks import client_error_detail
 
     client = openai_client(settings, key, awake(), timeout=30)
     with pytest.raises(openai.NotFoundError) as info:

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from localpod.store import WorkerSession
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ControlPlaneError
-from rpbook.resources import DataCenter, Endpoint, GpuType, NetworkVolume, Template, WorkerSummary
-from rpbook.secrets import Secret, redact_env
-from rpbook.settings import Settings, load_settings
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.resources import DataCenter, Endpoint, GpuType, NetworkVolume, Template, WorkerSummary
+from rpbook.core.errors import ControlPlaneError
+from rpbook.core.secrets import Secret, redact_env
+from rpbook.core.settings import Settings, load_settings
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 LITERAL_TOKEN = "hf_literal_token_in_template_env_not_real"
@@ -431,7 +431,7 @@ def test_patch_and_delete_are_not_retried(settings: Settings) -> None:
 
 
 def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
-    from rpbook.errors import ConfigError
+    from rpbook.core.errors import ConfigError
 
     for bad in ("", " ", "a/b"):
         with pytest.raises(ConfigError, match="not a Runpod resource id"):
@@ -443,8 +443,8 @@ def test_a_name_is_not_an_id(client: RunpodClient, localpod: Any) -> None:
 
 def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoint: Any) -> None:
     """GET /v2/serverless/{id}/workers/{workerId}/logs streams SSE and stays open: the helper reads the backfill."""
-    from rpbook.errors import ConfigError
-    from rpbook.resources import WorkerLogLine
+    from rpbook.account.resources import WorkerLogLine
+    from rpbook.core.errors import ConfigError
 
     endpoint = plant_endpoint(image="runpod/mock-worker:latest", workers_min=1, workers_max=1)
     deadline = time.monotonic() + 10

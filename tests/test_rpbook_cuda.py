@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from rpbook.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields, version_key
-from rpbook.errors import ConfigError
-from rpbook.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.account.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields, version_key
+from rpbook.account.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.core.errors import ConfigError
 
 
 def test_worker_images_map_to_what_their_sources_say() -> None:

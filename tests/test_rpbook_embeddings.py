@@ -1,4 +1,4 @@
-"""rpbook.embeddings against localpod's Infinity worker, and specs.infinity_template's validation.
+"""rpbook.endpoint.embeddings against localpod's Infinity worker, and specs.infinity_template's validation.
 
 localpod's worker computes real 256-dimension vectors (wordllama) in place of bge-small's 384, so the
 checks run here with ``expected_dimension=256``, as the local parameters state."""
@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.embeddings import (
+from rpbook.account.jobqueue import wake
+from rpbook.account.specs import TemplateSpec, infinity_template
+from rpbook.core.errors import ConfigError, SanityCheckError
+from rpbook.core.secrets import Secret
+from rpbook.endpoint.embeddings import (
     EmbeddingReport,
     batch_texts,
     decode_base64_embedding,
@@ -20,10 +24,6 @@ from rpbook.embeddings import (
     embeddings_ping,
     langchain_embeddings,
 )
-from rpbook.errors import ConfigError, SanityCheckError
-from rpbook.jobqueue import wake
-from rpbook.secrets import Secret
-from rpbook.specs import TemplateSpec, infinity_template
 
 INFINITY_IMAGE = "runpod/worker-infinity-embedding:1.1.4"
 PATCHED_IMAGE = "example/worker-infinity-embedding:1.1.4-rerank-fix"
@@ -77,7 +77,7 @@ def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpo
     assert "PASS" in text and "FAIL" not in text and "embeddings_per_s=" in text and "<table>" in page
     assert localpod.api_key not in text + page + repr(report)
     # every figure is a JSON scalar the runbook can record
-    from rpbook.records import load_figures, record_figures
+    from rpbook.records.figures import load_figures, record_figures
 
     assert load_figures(record_figures("04-embeddings", figures, run_dir=tmp_path)) == figures
 
@@ -128,7 +128,7 @@ def test_rerank_with_the_embedding_model_explains_what_to_add(settings, key, end
 def test_rerank_on_released_workers_fails_fast_without_a_job(localpod, settings, key, endpoint_id):
     """worker-infinity-embedding 1.0.0-1.1.4 never answer a rerank (issues #29, #37): knowing the
     image, the check fails at once and sends nothing that could keep a worker billing."""
-    from rpbook.embeddings import rerank_broken
+    from rpbook.endpoint.embeddings import rerank_broken
 
     assert rerank_broken("1.1.4") and rerank_broken(INFINITY_IMAGE) and rerank_broken(" 1.0.0 ")
     assert not rerank_broken(PATCHED_IMAGE) and not rerank_broken("other/image:1.1.4") and not rerank_broken(None)
@@ -335,7 +335,7 @@ def _fake_openai(byteorder: str = "<"):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("byteorder, ok", [("<", True), (">", False)])
 def test_base64_check_with_a_server_that_answers_base64(byteorder, ok):
-    from rpbook import embeddings
+    from rpbook.endpoint import embeddings
 
     client = _fake_openai(byteorder)
     state: dict = {}
@@ -393,8 +393,8 @@ def test_base64_check_with_a_server_that_answers_base64(byteorder, ok):
     ],
 )
 def test_rerank_answers(monkeypatch, settings, key, output, ok, words):
-    from rpbook import embeddings
-    from rpbook.jobqueue import JobResult
+    from rpbook.account.jobqueue import JobResult
+    from rpbook.endpoint import embeddings
 
     monkeypatch.setattr(embeddings, "run_job", lambda *a, **k: JobResult("job-1", "COMPLETED", output, 1, 1))
     result = embeddings._check_rerank(settings, key, "abc", BGE, 5, [BGE])

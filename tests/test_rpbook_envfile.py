@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rpbook import envfile
-from rpbook.envfile import read_env_file, update_env_file
-from rpbook.errors import ConfigError
-from rpbook.secrets import Secret, read_secret
+from rpbook.account import envfile
+from rpbook.account.envfile import read_env_file, update_env_file
+from rpbook.core.errors import ConfigError
+from rpbook.core.secrets import Secret, read_secret
 
 ORIGINAL = """\
 # Runpod runbooks: secrets and outputs

@@ -1,6 +1,6 @@
 """Runbook 06's planner: traffic, service times, the grid, the SLO choice, the Pareto front, the plans.
 
-The simulation engine itself (``rpbook.capacity``) is checked in tests/test_rpbook_capacity.py and
+The simulation engine itself (``rpbook.planning.capacity``) is checked in tests/test_rpbook_capacity.py and
 against localpod in tests/test_capacity_localpod.py; here: what feeds it and what is made of its rows.
 """
 
@@ -13,12 +13,12 @@ import re
 import numpy as np
 import pytest
 
-from rpbook import capacity, eventplan, eventtraffic, servicetimes
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError
-from rpbook.loadtest import SLO as LoadSLO
-from rpbook.loadtest import LoadShape, LoadTestResult, RequestRecord
-from rpbook.resources import GpuType
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.resources import GpuType
+from rpbook.core.errors import ConfigError
+from rpbook.endpoint.loadtest import SLO as LoadSLO
+from rpbook.endpoint.loadtest import LoadShape, LoadTestResult, RequestRecord
+from rpbook.planning import capacity, eventplan, eventtraffic, servicetimes
 
 SMALL = eventtraffic.EventShape(
     attendees=60,
@@ -73,7 +73,7 @@ def test_bad_event_descriptions_say_what_to_fix(field: str, value: float) -> Non
 
 
 def _loadtest_json(tmp_path, records):  # type: ignore[no-untyped-def]
-    """A load-test result written by rpbook.loadtest itself, so the format is the real one."""
+    """A load-test result written by rpbook.endpoint.loadtest itself, so the format is the real one."""
     result = LoadTestResult(
         "ep1",
         "chat",
@@ -370,7 +370,7 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
 def test_a_phase_typo_is_refused_before_any_call():
     """Runbook 06 checks ``phase`` in its first cell: "evnet" must not fall through to a plan-only run
     that looks like success, nor reach the endpoint."""
-    from rpbook.eventplan import PHASES, check_phase
+    from rpbook.planning.eventplan import PHASES, check_phase
 
     assert [check_phase(p) for p in PHASES] == list(PHASES)
     with pytest.raises(ConfigError, match="phase must be one of 'plan', 'event', 'restore', got 'evnet'"):

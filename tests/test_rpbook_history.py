@@ -1,4 +1,4 @@
-"""The history of scheduled checks (``rpbook.history``): appending runs, flags, the report, the CLI."""
+"""The history of scheduled checks (``rpbook.records.history``): appending runs, flags, the report, the CLI."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rpbook.cli import main
-from rpbook.errors import ConfigError
-from rpbook.history import Threshold, append_run, find_regressions, latest_regressions, load_history, parse_thresholds
-from rpbook.history_report import history_report
+from rpbook.core.errors import ConfigError
+from rpbook.records.history import (
+    Threshold,
+    append_run,
+    find_regressions,
+    latest_regressions,
+    load_history,
+    parse_thresholds,
+)
+from rpbook.records.history_report import history_report
+from rpbook.runbook.cli import main
 
 NB = "03_wake_and_sanity_chat"
 
@@ -158,7 +165,7 @@ def test_rpbook_run_appends_to_the_history_beside_the_run(tmp_path, capsys):
     nb.cells = [
         params,
         nbformat.v4.new_code_cell(
-            "from rpbook.records import record_figures\nrecord_figures('00_t', {'ttft_s': 0.1, 'cold': True})"
+            "from rpbook.records.figures import record_figures\nrecord_figures('00_t', {'ttft_s': 0.1, 'cold': True})"
         ),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -177,7 +184,7 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_health_his
 
 
 def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tmp_path):
-    from rpbook.runner import run_notebooks
+    from rpbook.runbook.runner import run_notebooks
 
     empty = run_notebooks(
         [NOTEBOOK], {"history_file": str(tmp_path / "none.sqlite")}, out_dir=tmp_path / "a", receipt=False
@@ -199,12 +206,13 @@ def test_runbook_07_says_not_enough_runs_and_fails_on_a_regression_when_asked(tm
 
 
 def test_run_folder_is_read_in_one_place_by_records_history_and_receipt(tmp_path):
-    """rpbook.runfolder reads what rpbook run leaves: a figures file asked for by name must be valid,
+    """rpbook.records.runfolder reads what rpbook run leaves: a figures file asked for by name must be valid,
     a folder's figures skip a damaged file (it loses its own figures, not the run), and the summary
     gives the run's times."""
     from datetime import datetime
 
-    from rpbook import receipt, records, runfolder
+    from rpbook.records import figures as records
+    from rpbook.records import receipt, runfolder
 
     run = fake_run(tmp_path, 1)
     (run / "05_broken.figures.json").write_text("{not json")

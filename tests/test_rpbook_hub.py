@@ -14,10 +14,10 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from localpod.hubdata import FINEGRAINED_NO_GATED_TOKEN, NO_LICENCE_TOKEN, WRITE_TOKEN
-from rpbook import hub, modelsize
-from rpbook.errors import ConfigError, GatedModelError, HubError
-from rpbook.secrets import Secret
-from rpbook.settings import load_settings
+from rpbook.account import hub, modelsize
+from rpbook.core.errors import ConfigError, GatedModelError, HubError
+from rpbook.core.secrets import Secret
+from rpbook.core.settings import load_settings
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"

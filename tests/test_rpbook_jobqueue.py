@@ -1,4 +1,4 @@
-"""rpbook.jobqueue against localpod: health, wake-up (cold, warm, unhealthy, throttled, no worker), jobs."""
+"""rpbook.account.jobqueue against localpod: health, wake-up (cold, warm, unhealthy, throttled, no worker), jobs."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import runpod
 
 from localpod import hubdata
-from rpbook import jobqueue
-from rpbook.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
-from rpbook.jobqueue import Health, WakeReport, health, run_job, wake
-from rpbook.secrets import Secret
-from rpbook.settings import load_settings
+from rpbook.account import jobqueue
+from rpbook.account.jobqueue import Health, WakeReport, health, run_job, wake
+from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
+from rpbook.core.secrets import Secret
+from rpbook.core.settings import load_settings
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -82,7 +82,7 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
 
 
 def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.display.person_at_kernel", lambda: True)
+    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: True)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     err = capsys.readouterr().err
@@ -90,7 +90,7 @@ def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint,
 
 
 def test_headless_progress_is_one_final_line(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.display.person_at_kernel", lambda: False)
+    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: False)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     captured = capsys.readouterr()
@@ -268,7 +268,7 @@ def test_run_job_returns_output_and_times(settings, key, plant_endpoint):
 def test_importing_rpbook_leaves_logging_alone_and_session_start_quiets_http_logs():
     """Importing a module must not change third-party log levels: the runpod SDK (whose import runs
     logging.basicConfig(level=INFO), runpod/serverless/utils/rp_upload.py) is imported on first use,
-    and the HTTP clients are quieted by rpbook.session.start, the runbooks' first call."""
+    and the HTTP clients are quieted by rpbook.runbook.session.start, the runbooks' first call."""
     import subprocess
     import sys
 
@@ -278,7 +278,7 @@ def test_importing_rpbook_leaves_logging_alone_and_session_start_quiets_http_log
         "for m in pkgutil.iter_modules(rpbook.__path__):\n"
         "    if m.name != '__main__':\n"
         "        importlib.import_module('rpbook.' + m.name)\n"
-        "from rpbook.session import QUIET_LOGGERS, quiet_http_logs\n"
+        "from rpbook.runbook.session import QUIET_LOGGERS, quiet_http_logs\n"
         "root = logging.getLogger()\n"
         "print(root.level, len(root.handlers), 'runpod' in sys.modules,\n"
         "      [logging.getLogger(n).level for n in QUIET_LOGGERS])\n"

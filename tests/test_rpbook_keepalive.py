@@ -17,11 +17,11 @@ import time
 import pytest
 
 from localpod import catalog
-from rpbook import keepalive as K
-from rpbook.controlplane import RunpodClient
-from rpbook.conversation import run_conversation
-from rpbook.errors import ConfigError
-from rpbook.jobqueue import health, wake
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import health, wake
+from rpbook.core.errors import ConfigError
+from rpbook.endpoint import keepalive as K
+from rpbook.endpoint.conversation import run_conversation
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -154,8 +154,8 @@ def _holder_script(settings, endpoint_id: str) -> str:  # type: ignore[no-untype
     return textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from rpbook.settings import load_settings
-        from rpbook.keepalive import KeepAlive
+        from rpbook.core.settings import load_settings
+        from rpbook.endpoint.keepalive import KeepAlive
         settings = load_settings("local", env_file=Path({str(settings.env_file)!r}),
                                  localpod_url={settings.localpod_url!r})
         ka = KeepAlive(settings, settings.runpod_api_key(), {endpoint_id!r}, strategy="pin", max_session_s=600)
@@ -195,7 +195,7 @@ def test_kill_9_of_a_pin_holder_is_restored_by_the_next_rpbook_call(
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert workers_min(settings, key, endpoint.id) == 1  # nothing ran on the way out
-    from rpbook import session
+    from rpbook.runbook import session
 
     session.start("local", str(settings.env_file))  # the next runbook's first call
     assert workers_min(settings, key, endpoint.id) == 0
@@ -218,7 +218,7 @@ def test_an_expired_lease_is_stale_even_when_the_pid_lives() -> None:
 
 
 def test_wrapped_openai_client_counts_turns_and_langchain_callbacks_too(settings, key, endpoint):  # type: ignore[no-untyped-def]
-    from rpbook.chat import langchain_chat, openai_client
+    from rpbook.endpoint.chat import langchain_chat, openai_client
 
     ka = K.KeepAlive(settings, key, endpoint.id, strategy="ping", conversation_idle_s=60)
     with ka:
@@ -235,7 +235,7 @@ def test_wrapped_openai_client_counts_turns_and_langchain_callbacks_too(settings
 def test_scaled_idle_timeout_plays_two_minute_pauses_in_seconds(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
     """localpod's ``idle_timeout_scale`` (a profile override) shortens every idle timeout; the
     conversation and its keep-alive scale their pauses and ping times by the same factor."""
-    from rpbook.local import set_profile_overrides
+    from rpbook.core.localpod_control import set_profile_overrides
 
     ep = plant_endpoint(
         image=VLLM_IMAGE,
@@ -259,8 +259,8 @@ def test_scaled_idle_timeout_plays_two_minute_pauses_in_seconds(localpod, plant_
 
 
 def test_profile_overrides_are_local_only(tmp_path, key):  # type: ignore[no-untyped-def]
-    from rpbook.local import set_profile_overrides
-    from rpbook.settings import load_settings
+    from rpbook.core.localpod_control import set_profile_overrides
+    from rpbook.core.settings import load_settings
 
     with pytest.raises(ConfigError, match="localpod"):
         set_profile_overrides(load_settings("runpod", env_file=tmp_path / ".env"), key, {"idle_timeout_scale": 0.1})
@@ -297,7 +297,7 @@ def test_async_context_manager_and_async_openai_client(settings, key, endpoint):
 
 def test_ping_inputs_are_the_smallest_jobs_each_worker_accepts(localpod, plant_endpoint, settings, key):  # type: ignore[no-untyped-def]
     """worker-vllm: one token; worker-infinity-embedding (src/handler.py: ``input`` + ``model``): one word."""
-    from rpbook.jobqueue import run_job
+    from rpbook.account.jobqueue import run_job
 
     assert K.ping_input(VLLM_IMAGE, MISTRAL) == {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
     image = "runpod/worker-infinity-embedding:1.1.4"

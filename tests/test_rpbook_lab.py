@@ -15,7 +15,7 @@ import pytest
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from rpbook.lab import RunbookContentsManager, clear_outputs, is_record, local_kernel_metadata, strip_outputs
+from rpbook.runbook.lab import RunbookContentsManager, clear_outputs, is_record, local_kernel_metadata, strip_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""rpbook.loadtest against localpod: metrics against injected timings, load shapes, errors, outputs.
+"""rpbook.endpoint.loadtest against localpod: metrics against injected timings, load shapes, errors, outputs.
 
 TTFT and inter-token time are injected through localpod's profile (``/_localpod/config``
 overrides of ``time_to_first_token_s`` and ``inter_token_s``, which the emulated vLLM server reads
@@ -14,9 +14,9 @@ import random
 
 import pytest
 
-from rpbook.errors import ConfigError
-from rpbook.jobqueue import wake
-from rpbook.loadtest import SLO, LoadShape, plot, run_load_test
+from rpbook.account.jobqueue import wake
+from rpbook.core.errors import ConfigError
+from rpbook.endpoint.loadtest import SLO, LoadShape, plot, run_load_test
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -47,7 +47,7 @@ def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
     import httpx
 
     from conftest import localpod_process
-    from rpbook.settings import load_settings
+    from rpbook.core.settings import load_settings
 
     key, token = "rpa_LOADTEST_KEY_NOT_REAL", "hf_loadtest_token_not_real"
     with localpod_process({"LOCALPOD_API_KEY": key, "LOCALPOD_HF_TOKEN": token}) as base:

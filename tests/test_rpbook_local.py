@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from conftest import free_port
-from rpbook import hub
-from rpbook.errors import ConfigError, RpbookError
-from rpbook.local import LocalpodStatus, ensure_localpod, localpod_running, running_localpod, stop_localpod
-from rpbook.settings import load_settings
+from rpbook.account import hub
+from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.settings import load_settings
+from rpbook.runbook.local import LocalpodStatus, ensure_localpod, localpod_running, running_localpod, stop_localpod
 
 KEY = "rpa_LOCAL_MODE_TEST_KEY"
 OTHER_KEY = "rpa_SOME_OTHER_KEY_FOR_TEST"
@@ -120,8 +120,8 @@ def test_server_outlives_the_process_that_started_it(env, state_dir):
     """Notebooks run in separate kernels: the server started by one must still answer for the next."""
     port = free_port()
     code = (
-        "import sys; from pathlib import Path; from rpbook.local import ensure_localpod; "
-        "from rpbook.settings import load_settings; "
+        "import sys; from pathlib import Path; from rpbook.runbook.local import ensure_localpod; "
+        "from rpbook.core.settings import load_settings; "
         f"s = load_settings('local', env_file={str(env / '.env')!r}, localpod_url='http://127.0.0.1:{port}'); "
         f"print(ensure_localpod(s, state_dir=Path({str(state_dir)!r})).pid)"
     )

@@ -1,4 +1,4 @@
-"""Idle parking days-left and warnings (``rpbook.parking``), from the history of scheduled checks.
+"""Idle parking days-left and warnings (``rpbook.records.parking``), from the history of scheduled checks.
 
 Rule: Runpod docs serverless/endpoints/endpoint-configurations, "Idle endpoint scale-down" (runpod/docs
 PR #674): 3 days without requests -> max workers 2, 7 days -> 0, until raised.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from rpbook.history import load_history
-from rpbook.history_report import history_report
-from rpbook.parking import parking_from_history, parking_status
+from rpbook.records.history import load_history
+from rpbook.records.history_report import history_report
+from rpbook.records.parking import parking_from_history, parking_status
 from test_rpbook_history import NB, fake_run
 
 NOW = datetime(2026, 11, 10, 6, 0, tzinfo=UTC)
@@ -33,7 +33,7 @@ def test_passed_steps_say_what_runpod_set_and_how_to_undo_it():
 
 
 def test_history_per_endpoint_and_warning_when_only_the_check_pings(tmp_path):
-    from rpbook.history import append_run
+    from rpbook.records.history import append_run
 
     file = tmp_path / "history.sqlite"
     append_run(file, fake_run(tmp_path / "runs", 7, endpoint_id="epA"))
@@ -59,7 +59,7 @@ def test_history_per_endpoint_and_warning_when_only_the_check_pings(tmp_path):
 
 
 def test_history_report_shows_parking(tmp_path):
-    from rpbook.history import append_run
+    from rpbook.records.history import append_run
 
     file = tmp_path / "history.sqlite"
     append_run(file, fake_run(tmp_path / "runs", 1, endpoint_id="epA"))

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ConfigError, EndpointNotFound, PlanConflictError
-from rpbook.placement import check_data_center, pick_data_center, volume_data_center
-from rpbook.plans import (
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.placement import check_data_center, pick_data_center, volume_data_center
+from rpbook.account.plans import (
     Blocker,
     BlockerKind,
     EnsureResult,
@@ -26,10 +25,11 @@ from rpbook.plans import (
     plan_volume,
     volume_monthly_cost_usd,
 )
-from rpbook.resources import Endpoint, NetworkVolume, Template
-from rpbook.secrets import Secret
-from rpbook.settings import Settings
-from rpbook.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.account.resources import Endpoint, NetworkVolume, Template
+from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.core.errors import ConfigError, EndpointNotFound, PlanConflictError
+from rpbook.core.secrets import Secret
+from rpbook.core.settings import Settings
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 REF = "{{ RUNPOD_SECRET_hf_token }}"
@@ -462,7 +462,7 @@ def test_volume_data_center_follows_an_existing_volume(client: RunpodClient) -> 
 
 
 def test_find_endpoint_by_name(client: RunpodClient, localpod) -> None:  # type: ignore[no-untyped-def]
-    from rpbook.plans import find_endpoint
+    from rpbook.account.plans import find_endpoint
 
     with pytest.raises(EndpointNotFound, match="runbook 02"):  # gone at run time: not a configuration error
         find_endpoint(client, "nope")
@@ -615,7 +615,7 @@ def test_unknown_image_cuda_is_left_alone_with_a_note(client: RunpodClient) -> N
 
 
 def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -> None:
-    from rpbook.cuda import image_cuda_requirement
+    from rpbook.account.cuda import image_cuda_requirement
 
     cuda = image_cuda_requirement("runpod/worker-v1-vllm:v2.25.2")
     # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
@@ -648,7 +648,7 @@ def test_template_carries_the_image_cuda_set(client: RunpodClient, localpod: Any
 
 
 def test_infinity_template_states_no_cuda_set_its_endpoint_a_floor(client: RunpodClient) -> None:
-    from rpbook.specs import infinity_template
+    from rpbook.account.specs import infinity_template
 
     tspec = infinity_template("infinity-bge-small", "BAAI/bge-small-en-v1.5", "1.1.4")
     assert tspec.cuda_versions is None  # a floor (>= 12.4, its Dockerfile) is not a template field

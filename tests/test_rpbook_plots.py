@@ -6,10 +6,10 @@ import base64
 import logging
 import re
 
-from rpbook.chat import SanityReport
-from rpbook.checks import CheckResult
-from rpbook.jobqueue import Health, WakeReport
-from rpbook.plots import latency_bars_html, timeline_html
+from rpbook.account.jobqueue import Health, WakeReport
+from rpbook.core.plots import latency_bars_html, timeline_html
+from rpbook.endpoint.chat import SanityReport
+from rpbook.endpoint.checks import CheckResult
 
 PNG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

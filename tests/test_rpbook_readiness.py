@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rpbook.errors import GatedModelError, HubError
-from rpbook.readiness import check_model_readiness
-from rpbook.secrets import Secret
+from rpbook.account.readiness import check_model_readiness
+from rpbook.core.errors import GatedModelError, HubError
+from rpbook.core.secrets import Secret
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
 

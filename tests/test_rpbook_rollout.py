@@ -1,4 +1,4 @@
-"""rpbook.rollout against localpod: an env change applied through rpbook's plans is a new release;
+"""rpbook.account.rollout against localpod: an env change applied through rpbook's plans is a new release;
 the worker busy on the old one finishes its job and is replaced, and follow_rollout times that.
 
 Sources: the REST v2 spec (/work/shared/runpod/openapi-v2.json): ``ListEndpointWorkersResponse``
@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from rpbook.controlplane import RunpodClient
-from rpbook.jobqueue import sdk_endpoint
-from rpbook.pending import Skipped
-from rpbook.plans import ensure_endpoint, ensure_template
-from rpbook.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
-from rpbook.settings import Settings
-from rpbook.specs import EndpointSpec, TemplateSpec
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import sdk_endpoint
+from rpbook.account.plans import ensure_endpoint, ensure_template
+from rpbook.account.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
+from rpbook.account.specs import EndpointSpec, TemplateSpec
+from rpbook.core.pending import Skipped
+from rpbook.core.settings import Settings
 
 IMAGE = "runpod/mock-worker:latest"
 
@@ -119,8 +119,8 @@ def test_after_apply_skips_when_there_is_no_new_release(settings: Settings, clie
 
 
 def test_a_worker_on_another_version_counts_as_old_even_without_the_flag() -> None:
-    from rpbook.resources import WorkerSummary
-    from rpbook.rollout import is_old
+    from rpbook.account.resources import WorkerSummary
+    from rpbook.account.rollout import is_old
 
     summary = WorkerSummary.from_api(
         {

@@ -8,9 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rpbook.cli import main
-from rpbook.errors import ConfigError
-from rpbook.runner import check_parameters, discover_notebooks, notebook_parameters, run_notebooks
+from rpbook.core.errors import ConfigError
+from rpbook.runbook.cli import main
+from rpbook.runbook.runner import check_parameters, discover_notebooks, notebook_parameters, run_notebooks
 
 
 def make_notebook(path: Path, parameters: str, *cells: str) -> Path:

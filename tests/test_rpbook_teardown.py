@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from rpbook.controlplane import RunpodClient
-from rpbook.errors import ControlPlaneError
-from rpbook.jobqueue import sdk_endpoint
-from rpbook.ledger import Ledger, LedgerError, ledger_path
-from rpbook.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
-from rpbook.settings import Settings
-from rpbook.specs import EndpointSpec, VolumeSpec, vllm_template
-from rpbook.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.jobqueue import sdk_endpoint
+from rpbook.account.ledger import Ledger, LedgerError, ledger_path
+from rpbook.account.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
+from rpbook.account.specs import EndpointSpec, VolumeSpec, vllm_template
+from rpbook.account.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.core.errors import ControlPlaneError
+from rpbook.core.settings import Settings
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 NAMES = {"endpoints": ["mistral-7b-vllm"], "templates": ["vllm-mistral-7b"], "volumes": ["llm-weights"]}
@@ -265,7 +265,7 @@ def test_busy_endpoint_is_drained_and_billing_stays_flat(localpod: Any, settings
 def test_the_proof_fails_while_a_worker_still_bills(localpod: Any, settings: Settings) -> None:
     """A teardown that left a worker running must not pass: the endpoint is reported as left over
     and its billing grows over the interval."""
-    from rpbook.teardown import Step, TeardownPlan, TeardownReport
+    from rpbook.account.teardown import Step, TeardownPlan, TeardownReport
 
     key = settings.runpod_api_key()
     with RunpodClient(settings, key) as rp:

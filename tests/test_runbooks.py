@@ -1,7 +1,7 @@
 """The runbooks end to end against localpod: nbmake, papermill via ``rpbook run``, idempotency, secrets.
 
 Each test gets its own localpod (free port, its own state folder) and env file, through the
-variables ``rpbook.session`` honours, so nothing touches a developer's real ``.env``.
+variables ``rpbook.runbook.session`` honours, so nothing touches a developer's real ``.env``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import nbformat
 import pytest
 
 from conftest import Isolated
-from rpbook.billing_now import scale_to_zero
-from rpbook.envfile import read_env_file
-from rpbook.jobqueue import health
-from rpbook.receipt import receipt_for_run_dir
-from rpbook.records import load_figures
-from rpbook.runner import discover_notebooks, load_parameters, run_notebooks
-from rpbook.settings import load_settings
+from rpbook.account.billing_now import scale_to_zero
+from rpbook.account.envfile import read_env_file
+from rpbook.account.jobqueue import health
+from rpbook.core.settings import load_settings
+from rpbook.records.figures import load_figures
+from rpbook.records.receipt import receipt_for_run_dir
+from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"

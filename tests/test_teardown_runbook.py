@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from conftest import Isolated
-from rpbook.local import running_localpod
-from rpbook.records import load_figures
+from rpbook.records.figures import load_figures
+from rpbook.runbook.local import running_localpod
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"

@@ -1,3 +1,3 @@
-from rpbook.cli import main
+from rpbook.runbook.cli import main
 
 raise SystemExit(main())

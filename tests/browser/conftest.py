@@ -16,7 +16,7 @@ import pytest
 
 from browser.lab import CHROMIUM_FLAGS, ROOT, VIEWPORT, Lab, chromium_path, start_lab, stop_lab
 from conftest import Isolated, free_port
-from rpbook.local import stop_localpod
+from rpbook.runbook.local import stop_localpod
 
 
 @pytest.fixture(scope="package")

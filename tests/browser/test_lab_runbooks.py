@@ -29,7 +29,7 @@ from browser.lab import (
     run_all_cells,
     screenshot_on_failure,
 )
-from rpbook.runner import discover_notebooks
+from rpbook.runbook.runner import discover_notebooks
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 

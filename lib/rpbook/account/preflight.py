@@ -1,0 +1,289 @@
+"""Everything a runbook that creates an endpoint checks before its first write.
+
+A runbook that creates the template and then finds a bad endpoint setting leaves a half-built,
+possibly billable stack behind; one that creates an endpoint for a model its token cannot read,
+or a context its GPUs cannot hold, leaves workers crash-looping on Runpod's bill. So runbooks 02
+and 04 build every spec first, then call :func:`check_stack`, which collects *all* problems (not
+the first) and raises one ``ConfigError`` listing each with what to set, before anything exists:
+
+- the Hub: every served model exists and the token may read it (licence accepted);
+- the model's own limits: ``max_model_len`` within the context its config declares, and at least
+  one full-length sequence in the KV cache of each GPU pool (``MAX_CONCURRENCY`` far above what
+  fits is a warning, see ``rpbook.account.readiness.kv_cache_fit``);
+- the catalog: ``gpu_count`` within the most GPUs any card of the pool can give one worker
+  (``maxCount``), and the worst case (every worker busy at once) within the account's spend limit
+  (Runpod's default is $80 per hour: docs ``get-started/manage-accounts``, "Account spend limits");
+- the plans of template and endpoint, computed together (name conflicts, data center, CUDA),
+  without writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rpbook.account import hub
+from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.plans import Plan, plan_endpoint, plan_template
+from rpbook.account.readiness import KvCacheFit, kv_cache_fit
+from rpbook.account.resources import GpuType
+from rpbook.account.specs import EndpointSpec, TemplateSpec
+from rpbook.core.display import html_table
+from rpbook.core.errors import ConfigError, GatedModelError, HubError
+from rpbook.core.secrets import Secret, scrub
+from rpbook.core.settings import Settings
+
+ACCOUNT_SPEND_LIMIT_USD_PER_HOUR = 80.0
+"""Runpod's default account-wide spend limit (docs: manage accounts, "Account spend limits")."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StackCheck:
+    """What was checked before the first write; ``plans`` are the template's and endpoint's."""
+
+    checks: tuple[Check, ...]
+    plans: tuple[Plan, ...] = ()
+    kv_cache: KvCacheFit | None = None
+    warnings: tuple[str, ...] = field(default=())
+    worst_case: WorstCase | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
+
+    @property
+    def figures(self) -> dict[str, float | int | bool]:
+        """For ``record_figures``: whether all passed, and the fewest full-length sequences per worker."""
+        out: dict[str, float | int | bool] = {"preflight_ok": self.ok}
+        if self.kv_cache is not None and self.kv_cache.fits:
+            out["kv_cache_sequences"] = min(count for _, _, count in self.kv_cache.fits)
+        if self.worst_case is not None:
+            out["worst_case_usd_per_hour"] = round(self.worst_case.usd_per_hour, 4)
+            out["floor_usd_per_month"] = round(self.worst_case.floor_usd_per_month, 2)
+        return out
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            raise ConfigError("nothing was created; fix these first:\n  " + "\n  ".join(self.problems))
+
+    def __str__(self) -> str:
+        lines = [f"checked before creating anything: {'all passed' if self.ok else 'problems found'}"]
+        lines += [f"  {'PASS' if c.ok else 'FAIL'}  {c.name:<16} {c.detail}" for c in self.checks]
+        lines += [f"  WARNING: {w}" for w in self.warnings]
+        if self.kv_cache is not None:
+            lines.append(str(self.kv_cache))
+        return scrub("\n".join(lines))
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        table = html_table(
+            ["", "check", "result"], [("PASS" if c.ok else "FAIL", c.name, c.detail) for c in self.checks]
+        )
+        warnings = "".join(f"<div><b>warning:</b> {w}</div>" for w in self.warnings)
+        kv = self.kv_cache._repr_html_() if self.kv_cache is not None else ""
+        head = f"<div><b>Checked before creating anything</b>: {'all passed' if self.ok else 'problems found'}"
+        return scrub(head + table + warnings + kv + "</div>")
+
+
+def _guarded(name: str, checks: list[Check], fn: Any) -> Any:
+    """Run one check; a ConfigError/HubError becomes a failed row instead of stopping the others."""
+    try:
+        return fn()
+    except (ConfigError, HubError) as exc:
+        checks.append(Check(name, False, scrub(str(exc))))
+        return None
+
+
+def _hub_access(settings: Settings, token: Secret, models: Sequence[str], checks: list[Check]) -> None:
+    for model in models:
+
+        def one(model: str = model) -> None:
+            access = hub.check_model_access(settings, token, model)
+            if not access.accessible:
+                raise GatedModelError(access.reason)
+            checks.append(Check(f"hub {model}", True, access.reason))
+
+        _guarded(f"hub {model}", checks, one)
+
+
+def model_context_limit(settings: Settings, token: Secret, model: str) -> int | None:
+    """The longest context the model's config declares (what vLLM derives ``max_model_len`` from:
+    ``max_position_embeddings``, times a rope-scaling factor when the config has one); None when
+    the config states none."""
+    config = hub.model_config(settings, token, model)
+    limit = config.get("max_position_embeddings") or config.get("max_sequence_length") or config.get("n_positions")
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    scaling = config.get("rope_scaling") or {}
+    factor = scaling.get("factor") if isinstance(scaling, dict) else None
+    if isinstance(factor, (int, float)) and factor > 1 and "original_max_position_embeddings" not in scaling:
+        limit = int(limit * factor)
+    return limit
+
+
+def _max_count(gpu: GpuType) -> int:
+    """The most GPUs of this type one machine has (REST v2 ``maxCount``, per cloud): a worker, like
+    a pod, runs on one machine, so no worker can have more."""
+    counts = gpu.raw.get("maxCount") or {}
+    values = [v for v in counts.values() if isinstance(v, int)] if isinstance(counts, dict) else []
+    return max(values, default=0)
+
+
+def _catalog(spec: EndpointSpec, gpus: Sequence[GpuType], checks: list[Check]) -> None:
+    in_pools = [g for g in gpus if g.pool in spec.gpu_pools]
+    max_counts = [_max_count(g) for g in in_pools]
+    most = max(max_counts, default=0)
+    if most and spec.gpu_count > most:
+        checks.append(
+            Check(
+                "gpu_count",
+                False,
+                f"{spec.gpu_count} GPUs per worker, but no card in "
+                f"{', '.join(spec.gpu_pools)} gives a worker more than {most}; set gpu_count to at most "
+                f"{most} or choose a pool of larger GPUs",
+            )
+        )
+    else:
+        checks.append(Check("gpu_count", True, f"{spec.gpu_count} per worker (pool cards allow up to {most or '?'})"))
+
+
+def _budget(
+    spec: EndpointSpec, gpus: Sequence[GpuType], max_hourly_usd: float | None, account_limit: float, checks: list[Check]
+) -> WorstCase | None:
+    """The worst case against the team's ``max_hourly_usd`` and the account's spend limit."""
+    worst = _guarded("worst case", checks, lambda: worst_case(spec, gpus))
+    if worst is None:
+        return None
+    problem = worst.within(max_hourly_usd) if max_hourly_usd is not None else None
+    problem = problem or worst.within(
+        account_limit,
+        ceiling="the account's spend limit (Runpod's default)",
+        or_else="or ask Runpod support to raise the account's limit",
+    )
+    if problem is not None:
+        checks.append(Check("worst case", False, problem))
+        return worst
+    checks.append(
+        Check(
+            "worst case",
+            True,
+            f"{worst.describe()} (max_hourly_usd "
+            f"{'$' + format(max_hourly_usd, ',.2f') if max_hourly_usd is not None else 'not set'})",
+        )
+    )
+    return worst
+
+
+def check_stack(
+    settings: Settings,
+    client: RunpodClient,
+    token: Secret,
+    template_spec: TemplateSpec,
+    endpoint_spec: EndpointSpec,
+    *,
+    models: Sequence[str],
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+    max_concurrency: int | None = None,
+    max_hourly_usd: float | None = None,
+    spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
+    raise_for_problems: bool = True,
+) -> StackCheck:
+    """Every check of the module docstring for one template + endpoint, writing nothing. With
+    ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too;
+    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.account.budget``)."""
+    if max_hourly_usd is not None:
+        max_hourly_usd = check_max_hourly(max_hourly_usd)
+    checks: list[Check] = []
+    warnings: list[str] = []
+    _hub_access(settings, token, models, checks)
+    kv: KvCacheFit | None = None
+    gpus = client.gpu_types(serverless_availability=True)
+    if max_model_len is not None and checks and all(c.ok for c in checks):
+        model = models[0]
+        limit = _guarded("max_model_len", checks, lambda: model_context_limit(settings, token, model))
+        if limit is not None and max_model_len > limit:
+            checks.append(
+                Check(
+                    "max_model_len",
+                    False,
+                    f"{max_model_len} tokens, but {model} handles at most "
+                    f"{limit} (max_position_embeddings in its config.json); set max_model_len to "
+                    f"{limit} or less",
+                )
+            )
+        elif not any(c.name == "max_model_len" for c in checks):
+            checks.append(
+                Check(
+                    "max_model_len",
+                    True,
+                    f"{max_model_len} tokens (the model allows "
+                    f"{limit if limit is not None else 'an unstated number of'})",
+                )
+            )
+        if limit is None or max_model_len <= limit:
+            memory = _guarded(
+                "KV cache",
+                checks,
+                lambda: hub.min_gpu_memory_gb(settings, token, model, max_model_len, gpu_memory_utilization),
+            )
+            if memory is not None:
+                kv = kv_cache_fit(memory, gpus, endpoint_spec.gpu_pools, max_concurrency or 1)
+                empty = [pool for pool, _, count in kv.fits if count == 0]
+                if empty and len(empty) == len(kv.fits):
+                    checks.append(
+                        Check(
+                            "KV cache",
+                            False,
+                            f"no pool of {', '.join(endpoint_spec.gpu_pools)} holds "
+                            f"one sequence of {max_model_len} tokens (≥ {memory.memory_gb:.1f} GiB "
+                            "needed): lower max_model_len or choose a pool of larger GPUs",
+                        )
+                    )
+                else:
+                    checks.append(
+                        Check(
+                            "KV cache",
+                            True,
+                            ", ".join(f"{pool}: {count} full-length sequences" for pool, _, count in kv.fits),
+                        )
+                    )
+                    warnings += list(kv.warnings)
+    _catalog(endpoint_spec, gpus, checks)
+    worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
+    plans: list[Plan] = []
+    template_plan = _guarded("template plan", checks, lambda: plan_template(client, template_spec))
+    endpoint_plan = _guarded(
+        "endpoint plan", checks, lambda: plan_endpoint(client, endpoint_spec, template_spec=template_spec)
+    )
+    for plan in (template_plan, endpoint_plan):
+        if plan is None:
+            continue
+        plans.append(plan)
+        # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
+        real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
+        checks.append(
+            Check(
+                f"{plan.kind} plan",
+                not real,
+                "; ".join(real) if real else f"{plan.action} ({len(plan.changes)} field(s))",
+            )
+        )
+    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)
+    if raise_for_problems:
+        result.raise_for_problems()
+    return result

@@ -1,0 +1,565 @@
+"""What the team wants on Runpod, as plain frozen dataclasses checked before anything is sent.
+
+A spec is validated when it is built: a wrong value raises ``ConfigError`` naming the field and
+what to fix, so a runbook fails in its parameters cell instead of half-way through creating
+billable resources. The only check that needs Runpod is whether GPU pool ids exist; pass the
+catalog in (``EndpointSpec.check_pools(client.gpu_types())``), the plans do it for you.
+
+The defaults of ``EndpointSpec`` are the team's: at most 5 workers, none always on, one GPU each,
+workers idle 120 s before stopping (so a chat session does not pay a cold start per message),
+600 s execution timeout, FlashBoot on, a new worker when a request waits 15 s in the queue.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rpbook.account.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
+from rpbook.core.errors import ConfigError
+from rpbook.core.secrets import Secret, is_secret_env_key, is_secret_reference
+
+MIN_VOLUME_GB = 10
+MAX_VOLUME_GB = 4096
+MIN_EXECUTION_TIMEOUT_S = 5
+MAX_EXECUTION_TIMEOUT_S = 7 * 24 * 3600
+SCALERS = ("QUEUE_DELAY", "REQUEST_COUNT")
+VLLM_IMAGE = "runpod/worker-v1-vllm"
+VLLM_MANAGED_ENV = (
+    "MODEL_NAME",
+    "HUGGING_FACE_HUB_TOKEN",
+    "BASE_PATH",
+    "MAX_CONCURRENCY",
+    "GPU_MEMORY_UTILIZATION",
+    "MAX_MODEL_LEN",
+)
+"""Env keys ``vllm_template`` sets from its own parameters (``extra_env`` may not override them)."""
+VLLM_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
+"""Where ``vllm_template`` puts the HF token, never ``HF_TOKEN``: worker-vllm (v2.25.2,
+``src/args_builder.py``) turns every env var named like a ``vllm serve`` flag into that flag,
+``HF_TOKEN`` into ``--hf-token <token>``, and ``src/main.py`` logs the whole command line
+(``Starting vLLM: ...``) into the worker's logs, where anyone with access to the endpoint reads it.
+A Runpod secret reference does not help: it is resolved before the process starts.
+huggingface_hub inside the worker also reads ``HUGGING_FACE_HUB_TOKEN`` (``utils/_auth.py``, after
+``HF_TOKEN``), which names no vLLM flag, so the gated model still downloads."""
+_HF_TOKEN_LEAK = (
+    "the token would be printed in the worker's logs: worker-vllm turns HF_TOKEN into "
+    "`--hf-token <token>` and logs the command line ('Starting vLLM: ...'), secret references "
+    "included (Runpod resolves them before the process starts). Pass the token as vllm_template's "
+    "hf_token_ref, which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)"
+)
+
+_DATA_CENTER = re.compile(r"^[A-Z]{2,4}(-[A-Z0-9]+)*-\d+$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REFERENCE_NAME = re.compile(r"\{\{\s*RUNPOD_SECRET_(.*?)\s*\}\}")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,190}$")
+
+EnvValue = str | Secret
+
+
+def _fail(where: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}: {problem}")
+
+
+def _name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"must be a non-empty name, got {value!r}")
+    if value != value.strip() or any(ord(c) < 32 for c in value):
+        raise _fail(where, f"{value!r} has leading/trailing spaces or control characters; remove them")
+    if len(value) > 191:
+        raise _fail(where, f"is {len(value)} characters long; use at most 191")
+    return value
+
+
+def _int(where: str, value: Any, low: int | None = None, high: int | None = None, unit: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise _fail(where, f"must be a whole number{' of ' + unit if unit else ''}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f">= {low}" if low is not None else f"<= {high}")
+        )
+        raise _fail(where, f"must be {bounds}{' ' + unit if unit else ''}, got {value}")
+    return value
+
+
+def _optional(value: Any) -> Any:
+    """Papermill parameter files write "unset" as an empty string: treat it as None."""
+    return None if value == "" else value
+
+
+def _data_center(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not _DATA_CENTER.match(value):
+        raise _fail(
+            where,
+            f"{value!r} is not a data center id (like 'EU-RO-1' or 'US-TX-3'); "
+            "pick_data_center() chooses one that offers your GPU pool",
+        )
+    return value
+
+
+def check_secret_reference(where: str, value: str) -> str:
+    """A ``{{ RUNPOD_SECRET_name }}`` reference, checked against Runpod's secret-name rules."""
+    if not is_secret_reference(value):
+        raise _fail(
+            where,
+            f"{value!r} is not a Runpod secret reference; write exactly "
+            "'{{ RUNPOD_SECRET_<name> }}' (the name of a secret created in the Runpod console, "
+            "Secrets page)",
+        )
+    match = _REFERENCE_NAME.search(value)
+    name = match.group(1) if match else ""
+    if not _SECRET_NAME.match(name) or name.upper().startswith("RUNPOD"):
+        raise _fail(
+            where,
+            f"secret name {name!r} is not valid: it must start with a letter or '_', use only "
+            "letters, digits and _ . - /, be at most 191 characters and not start with 'RUNPOD'",
+        )
+    return value
+
+
+def _env(where: str, env: Any) -> dict[str, EnvValue]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise _fail(where, f"must be a mapping of NAME -> value, got {type(env).__name__}")
+    out: dict[str, EnvValue] = {}
+    for key, value in env.items():
+        here = f"{where}[{key!r}]"
+        if not isinstance(key, str) or not _ENV_KEY.match(key):
+            raise _fail(here, "env var names use letters, digits and '_' and do not start with a digit")
+        if isinstance(value, Secret):
+            if not value.reveal():
+                raise _fail(here, "the secret is empty")
+            out[key] = value
+            continue
+        if not isinstance(value, str):
+            raise _fail(here, f"env values are strings, got {type(value).__name__} {value!r}; write it as '{value}'")
+        if "RUNPOD_SECRET" in value or "{{" in value:
+            check_secret_reference(here, value)
+        elif is_secret_env_key(key) and value:
+            raise _fail(
+                here,
+                "looks like a secret but is a plain string: pass the value as a Secret "
+                "(e.g. settings.hf_token()) or reference a Runpod secret with "
+                "'{{ RUNPOD_SECRET_<name> }}'; never put a token in parameters",
+            )
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A network volume holding the model weights, so that only the first worker downloads them."""
+
+    name: str
+    size_gb: int
+    data_center: str
+
+    def __post_init__(self) -> None:
+        _name("VolumeSpec.name", self.name)
+        object.__setattr__(
+            self, "size_gb", _int("VolumeSpec.size_gb", self.size_gb, MIN_VOLUME_GB, MAX_VOLUME_GB, "GB")
+        )
+        _data_center("VolumeSpec.data_center", self.data_center)
+
+
+@dataclass(frozen=True, repr=False)
+class TemplateSpec:
+    """A serverless template: image and env the endpoint's workers run with.
+
+    Env values are strings, or ``Secret`` for a literal secret (shown masked, revealed only when
+    sent); secret-looking keys (``HF_TOKEN``, ``*_API_KEY`` ...) must be a ``Secret`` or a
+    ``{{ RUNPOD_SECRET_name }}`` reference, never a plain string."""
+
+    name: str
+    image: str
+    env: Mapping[str, EnvValue] = field(default_factory=dict)
+    disk_gb: int = 20
+    serverless: bool = True
+    args: str = ""
+    ports: tuple[str, ...] = ()
+    allowed_cuda_versions: Sequence[str] | None = None
+    """Host CUDA versions containers from it may run on (``allowedCudaVersions``, inherited by an
+    endpoint created from it). None: the image's exact set when ``rpbook.account.cuda`` knows one."""
+
+    def __post_init__(self) -> None:
+        _name("TemplateSpec.name", self.name)
+        if not isinstance(self.image, str) or not self.image.strip() or any(c.isspace() for c in self.image):
+            raise _fail("TemplateSpec.image", f"must be an image reference like 'repo/image:tag', got {self.image!r}")
+        object.__setattr__(self, "env", _env("TemplateSpec.env", self.env))
+        object.__setattr__(self, "disk_gb", _int("TemplateSpec.disk_gb", self.disk_gb, 1, None, "GB"))
+        if not isinstance(self.serverless, bool):
+            raise _fail("TemplateSpec.serverless", f"must be True or False, got {self.serverless!r}")
+        if not isinstance(self.args, str):
+            raise _fail("TemplateSpec.args", f"must be a string, got {self.args!r}")
+        ports = (self.ports,) if isinstance(self.ports, str) else tuple(self.ports)
+        if not all(isinstance(p, str) and re.fullmatch(r"\d+/(http|tcp|udp)", p) for p in ports):
+            raise _fail("TemplateSpec.ports", f"each port is 'NUMBER/http' or 'NUMBER/tcp', got {self.ports!r}")
+        object.__setattr__(self, "ports", ports)
+        if self.allowed_cuda_versions is not None:
+            try:
+                cuda = requirement_from_fields(self.allowed_cuda_versions, None)
+            except ConfigError as exc:
+                raise ConfigError(f"TemplateSpec.{exc}") from None
+            object.__setattr__(self, "allowed_cuda_versions", cuda.allowed if cuda is not None else ())
+
+    @property
+    def cuda_versions(self) -> tuple[str, ...] | None:
+        """The template's ``allowedCudaVersions``: as set, else the image's exact set (a floor such as
+        the Infinity worker's cannot be stated on a template), else None (not known: left alone)."""
+        if self.allowed_cuda_versions is not None:
+            return tuple(self.allowed_cuda_versions)
+        need = image_cuda_requirement(self.image)
+        return need.allowed if need is not None and need.allowed else None
+
+    def __repr__(self) -> str:
+        env = {k: (v.masked if isinstance(v, Secret) else v) for k, v in self.env.items()}
+        return f"TemplateSpec(name={self.name!r}, image={self.image!r}, env={env!r}, disk_gb={self.disk_gb})"
+
+    __str__ = __repr__
+
+
+def vllm_template(
+    name: str,
+    model: str,
+    image_tag: str,
+    hf_token_ref: Secret | str | None,
+    max_model_len: int,
+    gpu_memory_utilization: float,
+    max_concurrency: int,
+    base_path: str = "/runpod-volume",
+    extra_env: Mapping[str, EnvValue] | None = None,
+    disk_gb: int = 50,
+) -> TemplateSpec:
+    """A template for Runpod's vLLM worker (``runpod/worker-v1-vllm:<tag>``).
+
+    ``image_tag`` must be pinned (e.g. ``v2.25.2``): ``latest`` moves, and a model that ran
+    yesterday can fail on a newer vLLM (worker-vllm#276). ``hf_token_ref`` is the HF token as a
+    ``Secret`` or a ``{{ RUNPOD_SECRET_name }}`` reference (None only for public, ungated models).
+    ``base_path`` on the network volume (``/runpod-volume``) keeps downloaded weights across workers.
+    The token goes into ``HUGGING_FACE_HUB_TOKEN``, never ``HF_TOKEN`` (see ``VLLM_TOKEN_ENV``:
+    worker-vllm would print ``HF_TOKEN`` in its start line), and ``extra_env`` may not set ``HF_TOKEN``
+    nor ``--hf-token`` in ``VLLM_EXTRA_ARGS``.
+    """
+    if not isinstance(model, str) or not _REPO_ID.match(model):
+        raise _fail(
+            "vllm_template.model", f"{model!r} is not a Hugging Face repo id like 'mistralai/Mistral-7B-Instruct-v0.3'"
+        )
+    tag = image_tag.strip() if isinstance(image_tag, str) else image_tag
+    if not isinstance(tag, str) or not tag or tag.lower() == "latest":
+        raise _fail(
+            "vllm_template.image_tag",
+            f"{image_tag!r}: pin a release tag such as 'v2.25.2' (not empty, not 'latest', which changes under you)",
+        )
+    if not _IMAGE_TAG.match(tag):
+        raise _fail(
+            "vllm_template.image_tag",
+            f"{image_tag!r} is not a Docker tag (give only the tag, e.g. 'v2.25.2', not the image name)",
+        )
+    _int("vllm_template.max_model_len", max_model_len, 1, None, "tokens")
+    if (
+        isinstance(gpu_memory_utilization, bool)
+        or not isinstance(gpu_memory_utilization, (int, float))
+        or not 0 < gpu_memory_utilization <= 1
+    ):
+        raise _fail(
+            "vllm_template.gpu_memory_utilization",
+            f"must be a fraction with 0 < x <= 1 (e.g. 0.9), got {gpu_memory_utilization!r}",
+        )
+    _int("vllm_template.max_concurrency", max_concurrency, 1, None, "requests per worker")
+    if not isinstance(base_path, str) or not base_path.startswith("/"):
+        raise _fail("vllm_template.base_path", f"must be an absolute path such as '/runpod-volume', got {base_path!r}")
+    env: dict[str, EnvValue] = {"MODEL_NAME": model}
+    if hf_token_ref is not None and hf_token_ref != "":
+        if isinstance(hf_token_ref, Secret):
+            env[VLLM_TOKEN_ENV] = hf_token_ref
+        elif isinstance(hf_token_ref, str):
+            env[VLLM_TOKEN_ENV] = check_secret_reference("vllm_template.hf_token_ref", hf_token_ref)
+        else:
+            raise _fail(
+                "vllm_template.hf_token_ref",
+                "must be a Secret (settings.hf_token()) or a '{{ RUNPOD_SECRET_<name> }}' reference",
+            )
+    env.update(
+        BASE_PATH=base_path,
+        MAX_CONCURRENCY=str(max_concurrency),
+        GPU_MEMORY_UTILIZATION=f"{float(gpu_memory_utilization):g}",
+        MAX_MODEL_LEN=str(max_model_len),
+    )
+    for key, value in (extra_env or {}).items():
+        if key == "HF_TOKEN":
+            raise _fail("vllm_template.extra_env['HF_TOKEN']", _HF_TOKEN_LEAK)
+        if (
+            key == "VLLM_EXTRA_ARGS"
+            and isinstance(value, (str, Secret))
+            and re.search(r"--hf-token\b", value.reveal() if isinstance(value, Secret) else value)
+        ):
+            raise _fail(
+                "vllm_template.extra_env['VLLM_EXTRA_ARGS']",
+                "--hf-token: the token would be printed in the worker's logs, as worker-vllm logs its whole "
+                "command line ('Starting vLLM: ...'). Pass the token as vllm_template's hf_token_ref, "
+                "which sets HUGGING_FACE_HUB_TOKEN (read by huggingface_hub, never a vLLM flag)",
+            )
+        if key in VLLM_MANAGED_ENV:
+            raise _fail(
+                f"vllm_template.extra_env[{key!r}]", "is set by vllm_template's own parameter; pass it there instead"
+            )
+    env.update(extra_env or {})
+    return TemplateSpec(name=name, image=f"{VLLM_IMAGE}:{tag}", env=env, disk_gb=disk_gb)
+
+
+def _pool_ids(catalog: Iterable[Any]) -> set[str]:
+    """Pool ids from ``GpuType``s (their ``pool``) or from plain strings."""
+    pools: set[str] = set()
+    for item in catalog:
+        pool = item if isinstance(item, str) else getattr(item, "pool", None)
+        if pool:
+            pools.add(pool)
+    return pools
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A queue-based serverless endpoint (the team's defaults; see the module docstring)."""
+
+    name: str
+    template_name: str
+    gpu_pools: Sequence[str]
+    gpu_count: int = 1
+    workers_min: int = 0
+    workers_max: int = 5
+    idle_timeout_s: int = 120
+    execution_timeout_s: int = 600
+    flashboot: bool = True
+    scaler: str = "QUEUE_DELAY"
+    scaler_value: float = 15
+    network_volume_name: str | None = None
+    data_center: str | None = None
+    allowed_cuda_versions: Sequence[str] | None = None
+    """Host CUDA versions workers may run on (``gpu.allowedCudaVersions``, e.g. ``['13.0']``). None
+    with ``min_cuda_version`` None: what the template's image needs (``rpbook.account.cuda``); ``[]``: any."""
+    min_cuda_version: str | None = None
+    """A CUDA floor instead (``gpu.minCudaVersion``, e.g. ``'12.4'``); exclusive with the above."""
+
+    def __post_init__(self) -> None:
+        _name("EndpointSpec.name", self.name)
+        _name("EndpointSpec.template_name", self.template_name)
+        pools = self.gpu_pools
+        if isinstance(pools, str):
+            pools = [p.strip() for p in pools.split(",") if p.strip()]
+        if not isinstance(pools, (list, tuple)) or not pools or not all(isinstance(p, str) and p for p in pools):
+            raise _fail(
+                "EndpointSpec.gpu_pools",
+                f"must list at least one serverless GPU pool id (e.g. ['AMPERE_24', 'ADA_24']), got {self.gpu_pools!r}",
+            )
+        if len(set(pools)) != len(pools):
+            raise _fail(
+                "EndpointSpec.gpu_pools", f"{list(pools)} lists a pool twice; list each once, in order of preference"
+            )
+        object.__setattr__(self, "gpu_pools", tuple(pools))
+        self._set_int("gpu_count", 1, None, "GPUs per worker")
+        self._set_int("workers_min", 0, None, "workers")
+        self._set_int(
+            "workers_max", 1, None, "workers (0 would mean no worker can ever start: the first request waits forever)"
+        )
+        if self.workers_min > self.workers_max:
+            raise _fail(
+                "EndpointSpec.workers_min",
+                f"{self.workers_min} is above workers_max {self.workers_max}; lower workers_min or raise workers_max",
+            )
+        self._set_int("idle_timeout_s", 1, 3600, "seconds")
+        self._set_int(
+            "execution_timeout_s", MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S, "seconds (5 s to 7 days)"
+        )
+        if not isinstance(self.flashboot, bool):
+            raise _fail("EndpointSpec.flashboot", f"must be True or False, got {self.flashboot!r}")
+        if self.scaler not in SCALERS:
+            raise _fail("EndpointSpec.scaler", f"must be one of {', '.join(SCALERS)}, got {self.scaler!r}")
+        value = self.scaler_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _fail("EndpointSpec.scaler_value", f"must be a finite number, got {value!r}")
+        if self.scaler == "QUEUE_DELAY" and value < 0.5:
+            raise _fail(
+                "EndpointSpec.scaler_value",
+                f"with QUEUE_DELAY it is seconds in the queue before a new "
+                f"worker starts and must be >= 0.5, got {value}",
+            )
+        if self.scaler == "REQUEST_COUNT":
+            self._set_int("scaler_value", 1, None, "requests per worker (REQUEST_COUNT)")
+        object.__setattr__(self, "network_volume_name", _optional(self.network_volume_name))
+        if self.network_volume_name is not None:
+            _name("EndpointSpec.network_volume_name", self.network_volume_name)
+        object.__setattr__(self, "data_center", _optional(self.data_center))
+        if self.data_center is not None:
+            _data_center("EndpointSpec.data_center", self.data_center)
+        object.__setattr__(self, "min_cuda_version", _optional(self.min_cuda_version))
+        object.__setattr__(self, "allowed_cuda_versions", _optional(self.allowed_cuda_versions))  # [] is "any"
+        try:
+            cuda = requirement_from_fields(self.allowed_cuda_versions, self.min_cuda_version)
+        except ConfigError as exc:
+            raise ConfigError(f"EndpointSpec.{exc}") from None
+        if cuda is not None:
+            object.__setattr__(
+                self, "allowed_cuda_versions", cuda.allowed if self.allowed_cuda_versions is not None else None
+            )
+
+    def _set_int(self, name: str, low: int | None, high: int | None, unit: str) -> None:
+        object.__setattr__(self, name, _int(f"EndpointSpec.{name}", getattr(self, name), low, high, unit))
+
+    @property
+    def timeout_ms(self) -> int:
+        return self.execution_timeout_s * 1000
+
+    @property
+    def flashboot_mode(self) -> str:
+        return "FLASHBOOT" if self.flashboot else "OFF"
+
+    @property
+    def cuda(self) -> CudaRequirement | None:
+        """The CUDA constraint set here, or None: derive it from the template's image."""
+        return requirement_from_fields(self.allowed_cuda_versions, self.min_cuda_version)
+
+    def check_pools(self, catalog: Iterable[Any]) -> None:
+        """Refuse pool ids the catalog does not have; ``catalog`` is ``client.gpu_types()`` or pool ids."""
+        check_pools("EndpointSpec.gpu_pools", self.gpu_pools, catalog)
+
+
+def check_pools(where: str, pools: Iterable[str], catalog: Iterable[Any]) -> None:
+    known = _pool_ids(catalog)
+    unknown = [p for p in pools if p not in known]
+    if unknown:
+        raise _fail(
+            where,
+            f"unknown serverless GPU pool(s) {', '.join(map(repr, unknown))}; valid pools: "
+            f"{', '.join(sorted(known)) or '(the catalog lists none)'}",
+        )
+
+
+# -- embeddings (Runpod's Infinity worker) ---------------------------------------------------------
+
+INFINITY_IMAGE = "runpod/worker-infinity-embedding"
+INFINITY_BACKENDS = ("torch", "optimum", "ctranslate2")
+INFINITY_DTYPES = ("auto", "fp16", "fp8")
+INFINITY_DEFAULT_BATCH_SIZE = 32
+
+
+def _pinned_tag(where: str, image_tag: Any, example: str) -> str:
+    tag = image_tag.strip() if isinstance(image_tag, str) else image_tag
+    if not isinstance(tag, str) or not tag or tag.lower() == "latest":
+        raise _fail(
+            where,
+            f"{image_tag!r}: pin a release tag such as {example!r} (not empty, not 'latest', which changes under you)",
+        )
+    if not _IMAGE_TAG.match(tag):
+        raise _fail(
+            where, f"{image_tag!r} is not a Docker tag (give only the tag, e.g. {example!r}, not the image name)"
+        )
+    return tag
+
+
+def _per_model(where: str, value: Any, count: int, default: Any) -> list[Any]:
+    """One value per model: None means the default for all, a single value applies to all, a list
+    (or a ';'-joined string) must have one entry per model, in the order of ``models``."""
+    if value is None or value == "":
+        return [default] * count
+    if isinstance(value, str):
+        items: list[Any] = [part.strip() for part in value.split(";")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    if len(items) == 1 and count > 1 and not isinstance(value, (list, tuple)):
+        items = items * count
+    if len(items) != count:
+        raise _fail(
+            where,
+            f"has {len(items)} value(s) {items!r} for {count} model(s): give one per model, in "
+            "the order of MODEL_NAMES (or a single value for all)",
+        )
+    return items
+
+
+def infinity_template(
+    name: str,
+    models: Sequence[str] | str,
+    image_tag: str,
+    *,
+    batch_sizes: int | Sequence[int] | None = None,
+    backend: str = "torch",
+    dtypes: str | Sequence[str] | None = None,
+    max_concurrency: int = 50,
+    hf_token_ref: Secret | str | None = None,
+    disk_gb: int = 20,
+) -> TemplateSpec:
+    """A template for Runpod's embedding worker (``runpod/worker-infinity-embedding:<tag>``).
+
+    One worker serves every model in ``models`` (``MODEL_NAMES``, ``;``-joined; a string may hold
+    one id or several joined by ``;``). ``batch_sizes`` and ``dtypes`` are per model (``BATCH_SIZES``,
+    ``DTYPES``; default 32 and ``auto``; one value applies to all): the worker refuses to start
+    when their count differs from the models'. ``backend`` is Infinity's engine for all models.
+    ``image_tag`` must be pinned (e.g. ``1.1.4``). ``max_concurrency`` becomes
+    ``RUNPOD_MAX_CONCURRENCY``: requests one worker takes at once (the worker's default is 300;
+    Infinity batches concurrent requests together, so tens are useful, hundreds only queue inside
+    one GPU). ``hf_token_ref`` (a ``Secret`` or ``{{ RUNPOD_SECRET_name }}``) only for gated models.
+    It stays in ``HF_TOKEN``, huggingface_hub's first choice: worker-infinity-embedding 1.1.4 prints
+    neither its env nor its arguments (``src/handler.py``, ``src/config.py``,
+    ``src/embedding_service.py``), unlike worker-vllm (see ``VLLM_TOKEN_ENV``).
+    """
+    where = "infinity_template"
+    names = [part.strip() for part in models.split(";")] if isinstance(models, str) else models
+    if not isinstance(names, (list, tuple)) or not names:
+        raise _fail(
+            f"{where}.models",
+            f"must list at least one Hugging Face repo id such as 'BAAI/bge-small-en-v1.5', got {models!r}",
+        )
+    for model in names:
+        if not isinstance(model, str) or not _REPO_ID.match(model):
+            raise _fail(f"{where}.models", f"{model!r} is not a Hugging Face repo id like 'BAAI/bge-small-en-v1.5'")
+    if len(set(names)) != len(names):
+        raise _fail(f"{where}.models", f"{list(names)} lists a model twice; list each once")
+    tag = _pinned_tag(f"{where}.image_tag", image_tag, "1.1.4")
+    sizes = [
+        _int(
+            f"{where}.batch_sizes",
+            int(size) if isinstance(size, str) and size.isdigit() else size,
+            1,
+            None,
+            "inputs per batch",
+        )
+        for size in _per_model(f"{where}.batch_sizes", batch_sizes, len(names), INFINITY_DEFAULT_BATCH_SIZE)
+    ]
+    if backend not in INFINITY_BACKENDS:
+        raise _fail(f"{where}.backend", f"must be one of {', '.join(INFINITY_BACKENDS)}, got {backend!r}")
+    kinds = _per_model(f"{where}.dtypes", dtypes, len(names), "auto")
+    for kind in kinds:
+        if kind not in INFINITY_DTYPES:
+            raise _fail(f"{where}.dtypes", f"each dtype must be one of {', '.join(INFINITY_DTYPES)}, got {kind!r}")
+    _int(f"{where}.max_concurrency", max_concurrency, 1, None, "requests per worker")
+    env: dict[str, EnvValue] = {
+        "MODEL_NAMES": ";".join(names),
+        "BATCH_SIZES": ";".join(map(str, sizes)),
+        "BACKEND": backend,
+        "DTYPES": ";".join(kinds),
+        "RUNPOD_MAX_CONCURRENCY": str(max_concurrency),
+    }
+    if hf_token_ref is not None and hf_token_ref != "":
+        if isinstance(hf_token_ref, Secret):
+            env["HF_TOKEN"] = hf_token_ref
+        elif isinstance(hf_token_ref, str):
+            env["HF_TOKEN"] = check_secret_reference(f"{where}.hf_token_ref", hf_token_ref)
+        else:
+            raise _fail(
+                f"{where}.hf_token_ref",
+                "must be a Secret (settings.hf_token()) or a '{{ RUNPOD_SECRET_<name> }}' reference",
+            )
+    return TemplateSpec(name=name, image=f"{INFINITY_IMAGE}:{tag}", env=env, disk_gb=disk_gb)

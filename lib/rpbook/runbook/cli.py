@@ -1,0 +1,151 @@
+"""``rpbook``: run the runbooks headlessly and list their parameters.
+
+    rpbook run [NOTEBOOK ...] -f params/local.yaml [-f more.yaml] [--out DIR]
+    rpbook params [NOTEBOOK ...]
+    rpbook receipt RUN_DIR
+    rpbook history [--check] [FILE]
+
+Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
+or bad parameters (nothing ran). ``rpbook history --check`` exits 1 when the newest run regressed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rpbook import __version__
+from rpbook.core.errors import RpbookError
+from rpbook.core.secrets import scrub
+from rpbook.runbook.runner import discover_notebooks, load_parameters, notebook_parameters, run_notebooks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpbook", description="Runpod runbooks, headless.")
+    parser.add_argument("--version", action="version", version=f"rpbook {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute runbooks with papermill, in order, stopping at the first failure")
+    run.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every numbered runbook)")
+    run.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        type=Path,
+        default=[],
+        dest="files",
+        help="YAML parameters file (repeatable; later files win)",
+    )
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<UTC timestamp>/)")
+    run.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell (default: none)")
+    run.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
+    run.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="SQLite history the run's figures are appended to (default: history.sqlite beside the "
+        "run folder, i.e. runs/history.sqlite)",
+    )
+    run.add_argument("--no-history", action="store_true", help="do not append this run to a history")
+    params = sub.add_parser("params", help="list the parameters each runbook declares")
+    params.add_argument("notebooks", nargs="*", type=Path)
+    receipt = sub.add_parser("receipt", help="what a run cost, from Runpod's billing (again, once it is final)")
+    receipt.add_argument("run_dir", type=Path, help="the folder `rpbook run` wrote (runs/<UTC time>/)")
+    history = sub.add_parser("history", help="regressions of the newest run against the recent median")
+    history.add_argument("file", nargs="?", type=Path, default=None, help="history file (default: runs/history.sqlite)")
+    history.add_argument("--check", action="store_true", help="exit 1 when the newest run regressed (cron, CI)")
+    history.add_argument("--window", type=int, default=7, help="how many earlier runs make the median (default 7)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "receipt":
+        return _receipt(args.run_dir)
+    if args.command == "history":
+        return _history(args.file, args.check, args.window)
+    try:
+        notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
+    except RpbookError as exc:
+        print(f"rpbook: {exc}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in notebooks if not p.exists()]
+    if missing:
+        print(f"rpbook: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not notebooks:
+        print("rpbook: no notebooks found", file=sys.stderr)
+        return 2
+    if args.command == "params":
+        for notebook in notebooks:
+            print(notebook.name)
+            for p in notebook_parameters(notebook).values():
+                print(f"  {p.name}: {p.type_name} = {p.default}  # {p.help}")
+        return 0
+    try:
+        parameters = load_parameters(args.files)
+        summary = run_notebooks(
+            notebooks,
+            parameters,
+            out_dir=args.out,
+            execution_timeout=args.execution_timeout,
+            log_output=args.log_output,
+        )
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(summary)
+    print(f"executed notebooks and summary.json in {summary.run_dir}")
+    if summary.receipt:
+        print(summary.receipt["line"])
+    if not args.no_history:
+        _append_history(args.history or Path(summary.run_dir).parent / "history.sqlite", summary.run_dir)
+    if not summary.ok:
+        failed = next(r for r in summary.results if r.status == "failed")
+        where = f"cell {failed.failed_cell}" if failed.failed_cell is not None else "execution"
+        print(f"rpbook: {failed.notebook} failed in {where}: {failed.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _receipt(run_dir: Path) -> int:
+    from rpbook.records.receipt import receipt_for_run_dir
+
+    try:
+        receipt = receipt_for_run_dir(run_dir)
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(receipt.line())
+    return 0
+
+
+def _append_history(history_file: Path, run_dir: str) -> None:
+    """Append the run to the history; a history problem is said, never turned into a failed run."""
+    import sqlite3
+
+    from rpbook.records.history import append_run
+
+    try:
+        append_run(history_file, run_dir)
+    except (RpbookError, OSError, sqlite3.Error) as exc:
+        print(f"rpbook: this run was not added to the history {history_file}: {scrub(str(exc))}", file=sys.stderr)
+        return
+    print(f"appended to the history {history_file} (`rpbook history --check {history_file}` looks for regressions)")
+
+
+def _history(history_file: Path | None, check: bool, window: int) -> int:
+    from rpbook.records.history import DEFAULT_HISTORY, load_history
+    from rpbook.records.history_report import history_report
+
+    path = history_file or DEFAULT_HISTORY
+    if history_file is not None and not path.exists():
+        print(f"rpbook: no history at {path}: `rpbook run` writes one (see --history)", file=sys.stderr)
+        return 2
+    try:
+        report = history_report(load_history(path), window=window)
+    except RpbookError as exc:
+        print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    print(report)
+    return 1 if check and report.regressed else 0

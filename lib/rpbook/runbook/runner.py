@@ -1,0 +1,355 @@
+"""Headless runs of the runbooks: a thin, strict wrapper around papermill.
+
+What it adds to ``papermill``: parameter names that no selected notebook declares are an error
+(papermill only warns, so a typo silently runs the defaults), values must fit the declared type,
+names that look like secrets are refused (papermill writes every parameter into each output
+notebook), notebooks run in order and stop at the first failure, and each run gets its own folder
+``runs/<UTC timestamp>/`` with the executed notebooks, the figures they record and a summary.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.paths import notebook_dir
+from rpbook.core.secrets import scrub
+
+_SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class NotebookParameter:
+    name: str
+    type_name: str
+    default: str
+    help: str
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    output: str
+    status: str  # "ok" | "failed" | "skipped"
+    seconds: float = 0.0
+    failed_cell: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_dir: str
+    parameters: dict[str, Any]
+    results: list[NotebookResult] = field(default_factory=list)
+    started_at: str = ""
+    ended_at: str = ""
+    receipt: dict[str, Any] | None = None
+    """What the run cost (``rpbook.records.receipt``), or why it could not be read."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.results)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_dir": self.run_dir,
+                "ok": self.ok,
+                "parameters": self.parameters,
+                "started_at": self.started_at,
+                "ended_at": self.ended_at,
+                "receipt": self.receipt,
+                "results": [asdict(r) for r in self.results],
+            },
+            indent=2,
+        )
+
+    def __str__(self) -> str:
+        lines = [f"{'notebook':<36}{'status':<9}{'seconds':>8}  detail"]
+        for r in self.results:
+            detail = f"cell {r.failed_cell}: {r.error}" if r.status == "failed" else r.output
+            lines.append(f"{r.notebook:<36}{r.status:<9}{r.seconds:>8.1f}  {detail}")
+        return "\n".join(lines)
+
+
+def discover_notebooks(directory: Path | None = None) -> list[Path]:
+    """The numbered runbooks (``NN_name.ipynb``) in order."""
+    return sorted(p for p in (directory or notebook_dir()).glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
+    """The ``parameters`` cell as papermill reads it (``name: type = default  # help``)."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {
+        name: NotebookParameter(
+            name, str(p.get("inferred_type_name") or "None"), str(p.get("default")), str(p.get("help") or "")
+        )
+        for name, p in found.items()
+    }
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: {key!r} is given twice (first on line {seen[key]}); keep one"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
+    """Merge YAML parameter files, later files winning (as papermill's ``-f``). Every problem with a
+    file (missing, a folder, not UTF-8, not YAML, a key twice, not a mapping) is a ``ConfigError``
+    naming the file, so the command exits 2 before anything runs."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        except FileNotFoundError:
+            raise ConfigError(f"parameters file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(
+                f"parameters file {path} is a folder; give a YAML file such as params/local.yaml"
+            ) from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"parameters file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
+        except OSError as err:
+            raise ConfigError(f"parameters file {path} cannot be read: {err.strerror}") from None
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path} is not valid YAML{at}: {problem}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a parameters file must be a YAML mapping of name: value")
+        merged.update(data)
+    return merged
+
+
+def _declared_type(type_name: str) -> tuple[tuple[type, ...] | None, bool]:
+    """The Python types a declared annotation admits, and whether ``None`` is one of them
+    (``Optional[bool]``); unknown annotations admit anything."""
+    optional = type_name.startswith("Optional[") and type_name.endswith("]")
+    base = type_name[len("Optional[") : -1] if optional else type_name
+    base = base.split("[", 1)[0]  # list[str] -> list
+    return _TYPES.get(base), optional or type_name == "None"
+
+
+def _type_problem(name: str, type_name: str, value: Any) -> str | None:
+    allowed, optional = _declared_type(type_name)
+    if value is None:
+        return None if optional or allowed is None else f"{name}: expected {type_name}, got null (give a value)"
+    if allowed is None:
+        return None
+    numeric = type_name.removeprefix("Optional[").startswith(("int", "float"))
+    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
+        return f"{name}: expected {type_name}, got {type(value).__name__} {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name}: expected a finite number, got {value!r}"
+    return None
+
+
+def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
+    """Validate names and types; return the parameters each notebook receives (only those it declares)."""
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    # A parameters file serves the whole collection, so a name is known when any runbook beside the
+    # selected ones declares it (it is then simply not passed); only names no runbook has are typos.
+    siblings = {p for nb in notebooks for p in discover_notebooks(nb.parent)} - set(notebooks)
+    known: dict[str, NotebookParameter] = {}
+    for params in [*(notebook_parameters(p) for p in sorted(siblings)), *declared.values()]:
+        known.update(params)
+    problems: list[str] = []
+    for name, value in parameters.items():
+        if not isinstance(name, str):
+            problems.append(f"{name!r}: parameter names are words such as apply or model")
+            continue
+        if name not in known:
+            if _SECRET_NAME.search(name):  # a declared parameter such as save_token is not a secret
+                problems.append(
+                    f"{name}: looks like a secret; secrets never go in parameters (papermill writes "
+                    f"them into every output notebook) - put it in the environment or the .env file"
+                )
+                continue
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{name}: no runbook has this parameter{hint}")
+            continue
+        problem = _type_problem(name, known[name].type_name, value)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError("bad parameters:\n  " + "\n  ".join(problems))
+    return {nb: {k: v for k, v in parameters.items() if k in params} for nb, params in declared.items()}
+
+
+def _ipc_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over Unix sockets instead of TCP on loopback.
+
+    ipykernel warns "Kernel is running over TCP without encryption" once per kernel on stderr, so
+    every notebook of ``rpbook run`` printed it; with IPC there is no port anyone else on the
+    machine can connect to, and nothing to warn about. The socket files sit beside the kernel's
+    connection file in Jupyter's runtime folder (an absolute path, valid from any working folder)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IpcKernelManager
+
+
+def new_run_dir(root: Path = Path("runs")) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = root / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def run_notebooks(
+    notebooks: Sequence[Path],
+    parameters: Mapping[str, Any],
+    *,
+    out_dir: Path | None = None,
+    kernel_name: str = "python3",
+    execution_timeout: int | None = None,
+    log_output: bool = False,
+    receipt: bool = True,
+) -> RunSummary:
+    """Run ``notebooks`` in order with papermill; stop at the first failure. Never raises for a
+    failing notebook: the summary says which cell failed and why (scrubbed of secrets)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    per_notebook = check_parameters(parameters, notebooks)
+    run_dir = out_dir if out_dir is not None else new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
+    previous = os.environ.get("RPBOOK_RUN_DIR")
+    os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    try:
+        failed = False
+        for notebook in notebooks:
+            output = run_dir / notebook.name
+            if failed:
+                summary.results.append(NotebookResult(notebook.name, str(output), "skipped"))
+                continue
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=per_notebook[notebook],
+                    cwd=str(notebook.parent),
+                    kernel_name=kernel_name,
+                    progress_bar=False,
+                    log_output=log_output,
+                    execution_timeout=execution_timeout,
+                    kernel_manager_class=_ipc_kernel_manager(),
+                )
+                summary.results.append(NotebookResult(notebook.name, str(output), "ok", time.perf_counter() - start))
+            except PapermillExecutionError as exc:
+                failed = True
+                summary.results.append(
+                    NotebookResult(
+                        notebook.name,
+                        str(output),
+                        "failed",
+                        time.perf_counter() - start,
+                        failed_cell=exc.exec_count,
+                        error=scrub(f"{exc.ename}: {exc.evalue}"),
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - kernel died, timeout, missing kernel: still a failed notebook
+                failed = True
+                summary.results.append(
+                    NotebookResult(
+                        notebook.name,
+                        str(output),
+                        "failed",
+                        time.perf_counter() - start,
+                        error=scrub(f"{type(exc).__name__}: {exc}"),
+                    )
+                )
+    finally:
+        if previous is None:
+            os.environ.pop("RPBOOK_RUN_DIR", None)
+        else:
+            os.environ["RPBOOK_RUN_DIR"] = previous
+    summary.ended_at = datetime.now(UTC).isoformat()
+    if receipt:
+        summary.receipt = _take_receipt(summary, run_dir)
+    (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
+    return summary
+
+
+def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
+    """The run's cost from Runpod's billing; never fails the run (a failure is said instead), and is
+    appended to the last executed notebook as its final cell, where a reader of the record looks."""
+    from rpbook.core.paths import resolve_env_file
+    from rpbook.core.settings import load_settings
+    from rpbook.records.receipt import make_receipt, write_receipt
+
+    try:
+        settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
+        receipt = make_receipt(
+            settings,
+            settings.runpod_api_key(),
+            run_dir,
+            datetime.fromisoformat(summary.started_at),
+            datetime.fromisoformat(summary.ended_at),
+        )
+    except RpbookError as exc:
+        return {"line": scrub(f"cost receipt unavailable ({exc}); run `rpbook receipt {run_dir}` later")}
+    write_receipt(receipt)
+    executed = [Path(r.output) for r in summary.results if r.status != "skipped" and Path(r.output).exists()]
+    if executed:
+        import nbformat
+
+        notebook = nbformat.read(executed[-1], as_version=4)
+        notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Cost receipt.** {receipt.line()}"))
+        nbformat.write(notebook, executed[-1])
+    return receipt.to_dict()
