@@ -586,7 +586,7 @@ def test_catalog_gpu_availability_filters(api: SpecCheckedClient) -> None:
     ).json()
     assert blackwell["availability"] == "NONE" and "cudaVersions" not in blackwell
     floor = api.get(f"/v2/catalog/gpus/{quote('NVIDIA RTX A4000')}", params=base | {"minCudaVersion": "12.8"}).json()
-    assert [c["version"] for c in floor["cudaVersions"]] == ["12.8", "12.9", "13.0"]
+    assert [c["version"] for c in floor["cudaVersions"]] == ["12.8", "12.9", "13.0", "13.1", "13.2"]
     assert all(c["available"] for c in floor["cudaVersions"])
 
     problem_errors(api.get("/v2/catalog/gpus", params={"include": "AVAILABILITY"}), 400)  # product required
@@ -767,7 +767,7 @@ def test_catalog_cuda_filter_scopes_data_centers_to_matching_hosts(api: SpecChec
     assert set(with13) < set(stocking) and {"US-TX-3", "US-IL-1", "AP-JP-1"} <= set(stocking) - set(with13)
     assert cuda13["cudaVersions"] == [{"version": "13.0", "available": True}]
     floor = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"minCudaVersion": "12.9"}).json()
-    assert [c["version"] for c in floor["cudaVersions"]] == ["12.9", "13.0"]
+    assert [c["version"] for c in floor["cudaVersions"]] == ["12.9", "13.0", "13.1", "13.2"]
     assert "US-IL-1" not in [dc["id"] for dc in floor["dataCenters"]]  # its hosts stop at 12.8
     japan = api.get(f"/v2/catalog/gpus/{a5000}", params=base | {"countryCodes": "JP"}).json()
     assert "13.0" not in [c["version"] for c in japan["cudaVersions"]]  # scoped to Japan's hosts

@@ -215,12 +215,16 @@ class TemplateSpec:
 
     @property
     def cuda_versions(self) -> tuple[str, ...] | None:
-        """The template's ``allowedCudaVersions``: as set, else the image's exact set (a floor such as
-        the Infinity worker's cannot be stated on a template), else None (not known: left alone)."""
+        """The template's ``allowedCudaVersions``: as set, else the image's exact set, else ``()``
+        when the image needs a floor (a template cannot state one, and an exact set there would
+        shut out newer hosts of endpoints created from it; the endpoint carries the floor), else
+        None (not known: left alone)."""
         if self.allowed_cuda_versions is not None:
             return tuple(self.allowed_cuda_versions)
         need = image_cuda_requirement(self.image)
-        return need.allowed if need is not None and need.allowed else None
+        if need is None:
+            return None
+        return need.allowed
 
     def __repr__(self) -> str:
         env = {k: (v.masked if isinstance(v, Secret) else v) for k, v in self.env.items()}
