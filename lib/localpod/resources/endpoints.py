@@ -24,10 +24,13 @@ the endpoint as it would be stored, stores it and tells the platform. Rules, wit
 - deleting: REST v2 ``DELETE /v2/serverless/{id}`` needs no scale-down ("all workers are
   terminated and any queued or in-progress jobs are cancelled", openapi-v2.json), while GraphQL
   ``deleteEndpoint`` is refused until ``workersMin`` and ``workersMax`` are both 0 (runpod-api.md,
-  from Runpod's ``sdks/graphql/manage-endpoints.mdx``). The spec also says a REST delete removes
-  the endpoint's "bound template"; localpod keeps the template (which templates Runpod counts as
-  bound, a user's template or only one it made for the endpoint, is not stated), so deleting it
-  stays a separate call, refused while an endpoint still uses the template.
+  from Runpod's ``sdks/graphql/manage-endpoints.mdx``). A REST delete also removes the endpoint's
+  "bound template" (openapi-v2.json, ``deleteEndpoint``: "Permanently deletes a serverless endpoint
+  and its bound template"): localpod deletes the template the endpoint was created from
+  (``templateId``). The spec does not say what happens to a template another endpoint still uses;
+  localpod keeps it then (deleting it would break that endpoint, and ``deleteTemplate`` refuses a
+  bound template), which is localpod's assumption. GraphQL's ``deleteEndpoint`` keeps the template
+  (its docs say nothing of one).
 
 ``LOAD_BALANCER`` endpoints are refused in both APIs: localpod does not emulate them.
 """
@@ -60,6 +63,7 @@ class EndpointApi:
     wording: Wording
     zero_timeout_is_no_limit: bool
     delete_needs_zero_workers: bool
+    delete_removes_template: bool
 
 
 _TIMEOUTS = {
@@ -100,6 +104,7 @@ REST = EndpointApi(
     ),
     zero_timeout_is_no_limit=False,
     delete_needs_zero_workers=False,
+    delete_removes_template=True,
 )
 
 GRAPHQL = EndpointApi(
@@ -143,6 +148,7 @@ GRAPHQL = EndpointApi(
     ),
     zero_timeout_is_no_limit=True,
     delete_needs_zero_workers=True,
+    delete_removes_template=False,
 )
 
 
@@ -223,8 +229,8 @@ class Endpoints:
         return self._save_over(existing, dataclasses.replace(existing, **values), idle_timeout_sent=False)
 
     def delete(self, endpoint_id: str) -> None:
-        """Terminate the endpoint's workers and jobs and forget it (see the module docstring for
-        GraphQL's scale-to-zero guard and the bound template)."""
+        """Terminate the endpoint's workers and jobs and forget it, with its bound template in REST
+        v2 (see the module docstring for GraphQL's scale-to-zero guard and the bound template)."""
         endpoint = self.get(endpoint_id)
         if self.api.delete_needs_zero_workers and (endpoint.workers_min > 0 or endpoint.workers_max > 0):
             raise self.api.wording.error(
@@ -232,6 +238,13 @@ class Endpoints:
             )
         self.listener.endpoint_deleted(endpoint.id)
         self.store.endpoints.pop(endpoint.id, None)
+        bound = endpoint.template_id
+        if (
+            self.api.delete_removes_template
+            and bound in self.store.templates
+            and not any(e.template_id == bound for e in self.store.endpoints.values())
+        ):
+            del self.store.templates[bound]
         self.store.commit()
 
     # -- rules -------------------------------------------------------------------------------

@@ -12,7 +12,8 @@
   set directly, an int from 0; ``null``: what the balance buys, :mod:`localpod.resources.account`).
   GET also shows ``client_balance`` and the quota in force, ``max_workers_quota_in_force``.
 
-Every route but health wants the Runpod API key localpod accepts, as the REST API does (401
+Every route but health wants the Runpod API key localpod accepts, as the REST API does
+(``Authorization: Bearer`` only; 401
 problem otherwise): a web page can send a request to loopback, and without a key a cross-site POST
 could wipe all state. Foreign ``Host``/``Origin`` headers are refused before these routes run
 (:mod:`localpod.guard`).
@@ -31,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 
 from localpod import __version__
 from localpod.context import ServerContext
-from localpod.http import JSONResponse, bearer_key, json_body, problem
+from localpod.http import JSONResponse, json_body, problem, strict_bearer_key
 from localpod.profiles import Profile, get_profile
 from localpod.resources.account import client_balance, max_workers_quota
 
@@ -132,7 +133,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     def guarded(fn: Any) -> Any:
         async def endpoint(request: Request) -> Response:
-            key = bearer_key(request)
+            key = strict_bearer_key(request)
             if not key:
                 return problem(
                     401,
