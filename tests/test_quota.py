@@ -180,6 +180,9 @@ def test_check_quota_counts_every_endpoint_and_says_what_to_change(api: Any, set
     lower = check_quota(quota, endpoints, [PlannedMax("mistral-7b-vllm", 3)])
     assert lower.ok and lower.total == 4 and lower.rows[0].change == "changed"
     assert "3 (now 5)" in str(lower)
+    # Already over (the balance fell): a plan that raises nothing is not refused, and says so.
+    same = check_quota(AccountQuota(4, "balance $50.00 buys 5"), endpoints, [PlannedMax("mistral-7b-vllm", 5)])
+    assert same.ok and same.over_by == 2 and "over its quota by 2 already" in same.describe()
 
 
 def test_preflight_refuses_before_the_first_write(settings: Any, api: Any, localpod: Any) -> None:
@@ -254,3 +257,26 @@ def test_runbook_04_on_a_new_account_stops_before_creating_anything(isolated: An
         "endpoints": 2,
         "volumes": 1,
     }
+
+
+def test_an_unreadable_balance_says_how_to_go_on(settings: Any) -> None:
+    """The balance comes only from GraphQL; when it cannot be read the message names the way
+    around it (``account_max_workers``) and never the key."""
+    from rpbook.account.quota import account_balance
+    from rpbook.core.errors import ControlPlaneError
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"].startswith("Bearer ")
+        return httpx.Response(200, json={"errors": [{"message": "Unauthorized"}], "data": None})
+
+    key = settings.runpod_api_key()
+    with pytest.raises(ControlPlaneError) as caught:
+        account_balance(settings, key, transport=httpx.MockTransport(refuse))
+    assert "Unauthorized" in str(caught.value) and "account_max_workers" in str(caught.value)
+    assert key.reveal() not in str(caught.value)
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ControlPlaneError, match="account_max_workers"):
+        account_balance(settings, key, transport=httpx.MockTransport(down))

@@ -261,7 +261,13 @@ class QuotaCheck:
         """One line for a preflight row."""
         if not self.ok:
             return self.problem()
-        return f"{self.total} of {self.quota.max_workers} max workers across all endpoints ({self.quota.source})"
+        line = f"{self.total} of {self.quota.max_workers} max workers across all endpoints ({self.quota.source})"
+        if self.over_by:
+            line += (
+                f"; the account is over its quota by {self.over_by} already, but this plan raises no max, which "
+                "Runpod does not refuse (localpod's reading: only a raise is checked)"
+            )
+        return line
 
     def raise_if_over(self) -> QuotaCheck:
         if not self.ok:
