@@ -209,7 +209,20 @@ def test_grid_skips_more_active_than_max_and_refuses_bad_values() -> None:
         ({"workers_max": []}, "grid_workers_max: no value;"),
         ({"workers_max": [3], "workers_min": [-1]}, "grid_workers_min: -1;"),
         ({"workers_max": [3], "idle_timeout_s": [math.nan]}, "grid_idle_timeout_s: nan;"),
-        ({"workers_max": [3], "scaler_value": [0]}, "grid_scaler_value: 0; give a list of float values, each greater"),
+        # the API's bounds (REST v2 spec, rpbook.account.endpointscaling): idle timeout 1-3600 whole
+        # seconds, queue delay >= 0.5 s, request count a whole number >= 1
+        ({"workers_max": [3], "idle_timeout_s": [0]}, "grid_idle_timeout_s: 0; give a list of int values, each from 1"),
+        ({"workers_max": [3], "idle_timeout_s": [3601]}, "grid_idle_timeout_s: 3601;"),
+        ({"workers_max": [3], "idle_timeout_s": [2.5]}, "grid_idle_timeout_s: 2.5;"),
+        (
+            {"workers_max": [3], "scaler_value": [0]},
+            "grid_scaler_value: 0; give a list of float values, each at least 0.5",
+        ),
+        ({"workers_max": [3], "scaler_value": [0.4, 4]}, "grid_scaler_value: 0.4;"),
+        (
+            {"workers_max": [3], "scaler_value": [1.5], "scaler_type": "REQUEST_COUNT"},
+            "grid_scaler_value: 1.5; give a list of int values, each at least 1",
+        ),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             eventgrid.grid(**kwargs)

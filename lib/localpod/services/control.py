@@ -8,7 +8,7 @@
 - ``POST /_localpod/echo``: parses a JSON body and returns it; the bare-route baseline that the
   overhead benchmark compares the queue against (same server, same HTTP and JSON work).
 - ``GET|PATCH /_localpod/config``: the timing profile (switch ``profile`` or override single
-  durations), ``proxy_url`` and ``rate_limits``.
+  durations, or the QUEUE_DELAY reading ``queue_delay_reading``), ``proxy_url`` and ``rate_limits``.
 
 Every route but health wants the Runpod API key localpod accepts, as the REST API does (401
 problem otherwise): a web page can send a request to loopback, and without a key a cross-site POST
@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from localpod import __version__
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, bearer_key, json_body, problem
-from localpod.profiles import Profile, get_profile
+from localpod.profiles import QUEUE_DELAY_READINGS, Profile, get_profile
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
@@ -81,6 +81,10 @@ def validate_overrides(profile: Profile, overrides: Any) -> Profile:
     for key, value in overrides.items():
         if key not in known:
             errors.append(f"overrides.{key}: unknown profile field; known: {', '.join(sorted(known))}")
+            continue
+        if key == "queue_delay_reading":
+            if value not in QUEUE_DELAY_READINGS:
+                errors.append(f"overrides.{key}: must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             errors.append(f"overrides.{key}: must be a finite JSON number, got {value!r}")

@@ -10,23 +10,28 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from itertools import product
-from typing import Any, TypeGuard
+from typing import Any
 
+from rpbook.account.endpointscaling import (
+    IDLE_TIMEOUT_HIGH_S,
+    IDLE_TIMEOUT_LOW_S,
+    QUEUE_DELAY_LOW_S,
+    REQUEST_COUNT_LOW,
+    WORKERS_LOW,
+    check_scaler_type,
+)
 from rpbook.core.errors import ConfigError
-from rpbook.planning.capacity import ScalerType, Scaling
+from rpbook.planning.capacity import Scaling
 
 SETTING_KEYS = ("workers_min", "workers_max", "idle_timeout_s", "scaler_type", "scaler_value")
 
 
-def _is_scaler_type(value: str) -> TypeGuard[ScalerType]:
-    """The two scaler types Runpod knows: checked here so that a typo fails before any simulation."""
-    return value in ("QUEUE_DELAY", "REQUEST_COUNT")
-
-
-def _candidates(name: str, values: Iterable[Any], kind: type, *, low: float, above: bool = False) -> list[Any]:
+def _candidates(
+    name: str, values: Iterable[Any], kind: type, *, low: float, high: float | None = None, source: str = ""
+) -> list[Any]:
     """One grid parameter's values, checked as a whole: the error names the runbook's parameter."""
     items = list(values) if isinstance(values, Iterable) and not isinstance(values, str) else [values]
-    bound = f"greater than {low:g}" if above else f"at least {low:g}"
+    bound = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
     wrong = [
         v
         for v in items
@@ -34,11 +39,12 @@ def _candidates(name: str, values: Iterable[Any], kind: type, *, low: float, abo
         or not isinstance(v, int | float)
         or not math.isfinite(v)
         or (kind is int and v != int(v))
-        or (v <= low if above else v < low)
+        or v < low
+        or (high is not None and v > high)
     ]
     if not items or wrong:
         found = ", ".join(repr(v) for v in wrong) if wrong else "no value"
-        raise ConfigError(f"{name}: {found}; give a list of {kind.__name__} values, each {bound}")
+        raise ConfigError(f"{name}: {found}; give a list of {kind.__name__} values, each {bound}{source}")
     return [kind(v) for v in items]
 
 
@@ -46,7 +52,7 @@ def grid(
     *,
     workers_max: Iterable[int],
     workers_min: Iterable[int] = (0,),
-    idle_timeout_s: Iterable[float] = (5.0,),
+    idle_timeout_s: Iterable[float] = (5,),
     scaler_value: Iterable[float] = (4.0,),
     scaler_type: str = "QUEUE_DELAY",
     concurrency: int = 8,
@@ -54,15 +60,22 @@ def grid(
     flashboot: bool = True,
 ) -> list[Scaling]:
     """Every combination of the candidate values, skipping those with more active workers than max
-    (Runpod refuses min > max)."""
-    if not _is_scaler_type(scaler_type):
-        raise ConfigError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {scaler_type!r}")
+    (Runpod refuses min > max). Only values the API accepts are proposed: the idle timeout and the
+    scaler value within the REST v2 spec's bounds (``rpbook.account.endpointscaling``: idle timeout
+    1–3600 whole seconds, queue delay >= 0.5 s, request count a whole number >= 1)."""
+    scaler = check_scaler_type("scaler_type", scaler_type)
     if concurrency < 1:
         raise ConfigError(f"concurrency (MAX_CONCURRENCY) must be at least 1, got {concurrency}")
+    spec = " (the REST v2 spec's bounds)"
     maxes = _candidates("grid_workers_max", workers_max, int, low=1)
-    mins = _candidates("grid_workers_min", workers_min, int, low=0)
-    idles = _candidates("grid_idle_timeout_s", idle_timeout_s, float, low=0)
-    values = _candidates("grid_scaler_value", scaler_value, float, low=0, above=True)
+    mins = _candidates("grid_workers_min", workers_min, int, low=WORKERS_LOW)
+    idles = _candidates(
+        "grid_idle_timeout_s", idle_timeout_s, int, low=IDLE_TIMEOUT_LOW_S, high=IDLE_TIMEOUT_HIGH_S, source=spec
+    )
+    if scaler == "REQUEST_COUNT":
+        values = _candidates("grid_scaler_value", scaler_value, int, low=REQUEST_COUNT_LOW, source=spec)
+    else:
+        values = _candidates("grid_scaler_value", scaler_value, float, low=QUEUE_DELAY_LOW_S, source=spec)
     out = []
     for wmax, wmin, idle, value in product(maxes, mins, idles, values):
         if int(wmin) > int(wmax):
@@ -72,7 +85,7 @@ def grid(
                 workers_min=int(wmin),
                 workers_max=int(wmax),
                 idle_timeout_s=float(idle),
-                scaler_type=scaler_type,
+                scaler_type=scaler,
                 scaler_value=float(value),
                 concurrency=int(concurrency),
                 execution_timeout_s=float(execution_timeout_s),

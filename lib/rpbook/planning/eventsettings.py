@@ -16,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
 from rpbook.account.plans import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
 from rpbook.account.resources import Endpoint
 from rpbook.core.errors import ConfigError
-
-
-def _scaling_body(scaler_type: str, value: float) -> dict[str, Any]:
-    # The body REST v2 takes (as rpbook.account.plans sends it for runbook 02).
-    if scaler_type == "REQUEST_COUNT":
-        return {"type": "REQUEST_COUNT", "requestCount": int(value)}
-    return {"type": "QUEUE_DELAY", "queueDelay": value}
 
 
 def _actual(endpoint: Endpoint) -> dict[str, Any]:
@@ -34,13 +28,18 @@ def _actual(endpoint: Endpoint) -> dict[str, Any]:
         "workers_min": endpoint.workers_min,
         "workers_max": endpoint.workers_max,
         "idle_timeout_s": endpoint.idle_timeout_s,
-        "scaler": endpoint.scaler_type,
+        "scaler_type": endpoint.scaler_type,
         "scaler_value": endpoint.scaler_value,
     }
 
 
 def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> Plan:
-    """A ``rpbook.account.plans.Plan`` that PATCHes only the scaling fields that differ."""
+    """A ``rpbook.account.plans.Plan`` that PATCHes only the scaling fields that differ, its body
+    built by ``rpbook.account.endpointscaling`` (the spec's bounds checked) as runbooks 02/04's are,
+    and applied by ``rpbook.account.plans.apply`` as theirs are."""
+    if wanted.get("scaler_type") == "REQUEST_COUNT":
+        # REST v2 EndpointWorkers.idleTimeout: rejected with REQUEST_COUNT, omitted from its responses.
+        wanted = {**wanted, "idle_timeout_s": None}
     actual = _actual(endpoint)
     changes = [
         FieldChange(k, wanted[k], actual[k])
@@ -48,20 +47,25 @@ def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> P
         if k in wanted and wanted[k] is not None and _differs(wanted[k], actual[k])
     ]
     changed = {c.field for c in changes}
-    body: dict[str, Any] = {}
-    workers = {}
-    if "workers_min" in changed:
-        workers["min"] = int(wanted["workers_min"])
-    if "workers_max" in changed:
-        workers["max"] = int(wanted["workers_max"])
-    if "idle_timeout_s" in changed:
-        workers["idleTimeout"] = round(wanted["idle_timeout_s"])
-    if workers:
-        body["workers"] = workers
-    if changed & {"scaler", "scaler_value"}:
-        body["scaling"] = _scaling_body(wanted["scaler"], wanted["scaler_value"])
+    workers = WorkerSettings(
+        wanted["workers_min"] if "workers_min" in changed else None,
+        wanted["workers_max"] if "workers_max" in changed else None,
+        wanted["idle_timeout_s"] if "idle_timeout_s" in changed else None,
+    )
+    scaler = (
+        ScalerSettings(check_scaler_type("scaler_type", wanted["scaler_type"]), wanted["scaler_value"])
+        if changed & {"scaler_type", "scaler_value"}
+        else None
+    )
     return Plan(
-        "endpoint", endpoint.name, "update" if changes else "none", changes, endpoint.id, [note], body, current=endpoint
+        "endpoint",
+        endpoint.name,
+        "update" if changes else "none",
+        changes,
+        endpoint.id,
+        [note],
+        scaling_body(workers, scaler),
+        current=endpoint,
     )
 
 
@@ -116,7 +120,7 @@ def event_plans(endpoint: Endpoint, chosen: Mapping[str, Any], *, restore_file: 
         "workers_min": int(chosen["workers_min"]),
         "workers_max": int(chosen["workers_max"]),
         "idle_timeout_s": round(float(chosen["idle_timeout_s"])),
-        "scaler": chosen["scaler_type"],
+        "scaler_type": chosen["scaler_type"],
         "scaler_value": float(chosen["scaler_value"]),
     }
     during = settings_plan(endpoint, wanted, "settings chosen by runbook 06 for the event window")
@@ -157,7 +161,7 @@ def _restore_plan(endpoint: Endpoint, during_values: Mapping[str, Any], restore_
         workers_min=int(during_values["workers_min"]),
         workers_max=int(during_values["workers_max"]),
         idle_timeout_s=during_values["idle_timeout_s"],
-        scaler_type=during_values["scaler"],
+        scaler_type=during_values["scaler_type"],
         scaler_value=float(during_values["scaler_value"]),
     )
     plan_ = settings_plan(event_view, restore_values, "restores the settings the endpoint had before the event")
