@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpod import catalog, limits
+from localpod.resources.account import QUOTA_MESSAGE, quota_exceeded
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import ResourceError, Wording
 from localpod.resources.templates import Templates, linked_container
@@ -75,6 +76,7 @@ REST = EndpointApi(
             "not_found": ("id", "serverless endpoint {id!r} not found"),
             "load_balancer": ("type", "LOAD_BALANCER endpoints are not emulated by localpod; use QUEUE"),
             "workers_order": ("workers.max", "must be >= workers.min"),
+            "quota": ("workers.max", QUOTA_MESSAGE),
             "idle_not_applicable": (
                 "workers.idleTimeout",
                 "not applicable to a queue endpoint scaling on REQUEST_COUNT",
@@ -107,6 +109,7 @@ GRAPHQL = EndpointApi(
             "not_found": ("id", "Endpoint {id} not found"),
             "load_balancer": ("type", "Load-balancer (LB) endpoints are not emulated by localpod; use QB"),
             "workers_order": ("workersMax", "workersMin ({min}) must not exceed workersMax ({max})"),
+            "quota": ("workersMax", QUOTA_MESSAGE),
             "cuda_exclusive": (
                 "minCudaVersion",
                 "minCudaVersion and a non-empty allowedCudaVersions are mutually exclusive",
@@ -181,7 +184,7 @@ class Endpoints:
         """A new endpoint from ``fields`` (``Endpoint`` field names): the API's ``defaults``, then
         the template's container settings, then ``fields``."""
         candidate = self._build(self.store.new_endpoint_id(), fields, template_id, defaults)
-        self._check(candidate, idle_timeout_sent)
+        self._check(candidate, idle_timeout_sent, previous_max=0)
         self.store.endpoints[candidate.id] = candidate
         self.store.commit()
         self.listener.endpoint_created(candidate)
@@ -245,7 +248,7 @@ class Endpoints:
         return Endpoint(id=endpoint_id, template_id=template.id if template is not None else None, **values)
 
     def _save_over(self, existing: Endpoint, candidate: Endpoint, idle_timeout_sent: bool) -> Endpoint:
-        self._check(candidate, idle_timeout_sent)
+        self._check(candidate, idle_timeout_sent, previous_max=existing.workers_max)
         if candidate.release() != existing.release():
             candidate.version = existing.version + 1
         copy_into(existing, candidate)  # in place: the platform holds this very object
@@ -253,10 +256,15 @@ class Endpoints:
         self.listener.endpoint_updated(existing)
         return existing
 
-    def _check(self, candidate: Endpoint, idle_timeout_sent: bool) -> None:
-        """Every rule, on the endpoint as it would be stored; all problems at once. Then pins the
-        endpoint to its volumes' data centers."""
-        ResourceError.raise_all(self.rule_errors(candidate, idle_timeout_sent))
+    def _check(self, candidate: Endpoint, idle_timeout_sent: bool, previous_max: int) -> None:
+        """Every rule, on the endpoint as it would be stored, then the account's worker quota
+        (``previous_max``: the endpoint's max before this change, 0 for a new one); all problems at
+        once. Then pins the endpoint to its volumes' data centers."""
+        errors = self.rule_errors(candidate, idle_timeout_sent)
+        quota = quota_exceeded(self.store, candidate, previous_max)
+        if quota is not None:
+            errors.append(self.api.wording.error("quota", quota=quota))
+        ResourceError.raise_all(errors)
         if candidate.network_volume_ids:
             pinned = [self.store.volumes[v].data_center for v in candidate.network_volume_ids]
             candidate.data_center_ids = list(dict.fromkeys(pinned))
