@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.resources import GpuType
+from rpbook.account.quota import AccountQuota, PlannedMax, WorkerQuotaError, check_quota
+from rpbook.account.resources import Endpoint, GpuType
 from rpbook.core.errors import ConfigError
 from rpbook.endpoint.loadtest import SLO as LoadSLO
 from rpbook.endpoint.loadtest import LoadShape, LoadTestResult, RequestRecord
@@ -271,8 +272,9 @@ def test_plan_end_to_end_on_a_small_event() -> None:
     result = eventchoice.plan(requests, candidates, cold, prices, slo=slo, processes=1, timeline_step_s=60.0)
     assert len(result.rows) == len(candidates)
     assert result.meets_slo and slo.met(result.chosen)
-    cheaper = [r for r in result.rows if r["cost_usd"] < result.chosen["cost_usd"]]
-    assert not any(slo.met(r) for r in cheaper)  # nothing cheaper meets the SLOs
+    budget = eventchoice.budget_usd
+    cheaper = [r for r in result.rows if budget(r) < budget(result.chosen)]
+    assert not any(slo.met(r) for r in cheaper)  # nothing cheaper (at the higher of its two costs) meets the SLOs
     for row in result.rows:  # every metric is filled in from the engine's row
         assert all(np.isfinite(row[k]) or np.isinf(row[k]) for k in eventchoice.METRIC_KEYS)
         assert row["worker_hours"] > 0 and row["cost_usd"] > 0
@@ -388,3 +390,93 @@ def test_a_phase_typo_is_refused_before_any_call():
     assert [check_phase(p) for p in PHASES] == list(PHASES)
     with pytest.raises(ConfigError, match="phase must be one of 'plan', 'event', 'restore', got 'evnet'"):
         check_phase("evnet")
+
+
+def _small_plan(**kw):  # type: ignore[no-untyped-def]
+    arrivals = eventtraffic.from_event(SMALL, seed=4)
+    requests = servicetimes.prior("ADA_24").draw(arrivals, 4, seed=4)
+    prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
+    grid_kw = {"workers_max": [1, 2, 4], "idle_timeout_s": [5, 120], "scaler_value": [4], "concurrency": 4}
+    grid_kw.update(kw.pop("grid", {}))
+    candidates = eventgrid.grid(**grid_kw)
+    slo = kw.pop("slo", eventchoice.SLO(p95_ttft_s=2.0, p95_wait_s=1.0))
+    return eventchoice.plan(
+        requests, candidates, servicetimes.cold_start(), prices, slo=slo, processes=1, timeline_step_s=60.0, **kw
+    )
+
+
+def test_every_setting_is_simulated_under_both_queue_delay_readings() -> None:
+    """Issue 17 item 4: the main columns are the one-worker-per-decision reading, the whole-queue
+    reading sits beside them, the choice meets the SLOs under both, and the assumption is stated."""
+    result = _small_plan()
+    for row in result.rows:
+        other = row["whole_queue"]
+        assert set(eventchoice.METRIC_KEYS) <= set(other)
+        # more workers at once never makes people wait longer on these requests (no throttling)
+        assert other["wait_p95_s"] <= row["wait_p95_s"] + 1e-9
+    assert any(r["whole_queue"]["wait_p95_s"] < r["wait_p95_s"] for r in result.rows)  # the readings differ
+    assert result.meets_slo and result.slo.met_by(result.chosen) and result.slo.met_by(result.chosen["whole_queue"])
+    html = result._repr_html_()
+    assert "whole queue: TTFT p95" in html and "Runpod&#x27;s docs do not say how many workers" in html
+    assert "pessimistic reading" in result.headline()
+    figures = result.figures
+    assert figures["event_budget_usd"] == round(
+        max(result.chosen["cost_usd"], result.chosen["whole_queue"]["cost_usd"]), 4
+    )
+    # REQUEST_COUNT follows the docs' formula: both readings are the same simulation
+    counted = _small_plan(grid={"scaler_type": "REQUEST_COUNT", "scaler_value": [2]})
+    assert all(r["whole_queue"] == {k: r[k] for k in r["whole_queue"]} for r in counted.rows)
+
+
+def _quota(max_workers: int, others: dict[str, int]):  # type: ignore[no-untyped-def]
+    """The quota check runbook 06 builds (``eventinputs.quota_checker``), over a stated quota and
+    the account's other endpoints."""
+    quota = AccountQuota(max_workers, f"account_max_workers = {max_workers}", stated=True)
+    endpoints = [Endpoint.from_api({"id": f"id{n}", "name": n, "workers": {"max": m}}) for n, m in others.items()]
+    return lambda wmax: check_quota(quota, endpoints, [PlannedMax("mistral-7b-vllm", wmax, "grid_workers_max")])
+
+
+def test_settings_over_the_worker_quota_are_marked_and_never_chosen() -> None:
+    """Issue 17 item 1 (runbook 06's part): with another endpoint holding 2 of a quota of 5, max 4
+    needs 6 and is marked; the plan states the quota it needs."""
+    result = _small_plan(quota=_quota(5, {"bge-small-embeddings": 2}))
+    by_max = {r["workers_max"]: r for r in result.rows}
+    assert by_max[4]["quota_ok"] is False and by_max[4]["quota_needed"] == 6
+    assert by_max[2]["quota_ok"] is True and by_max[2]["quota_needed"] == 4
+    assert result.chosen["workers_max"] <= 3
+    assert result.quota is not None and result.quota.ok
+    line = result.quota_line()
+    assert f"needs {2 + result.chosen['workers_max']} max workers across all endpoints" in line
+    assert "the quota is 5 (account_max_workers = 5)" in line
+    assert "✗ quota (6)" in result.all_settings_html()
+    assert result.figures["event_quota_needed"] == 2 + result.chosen["workers_max"]
+
+
+def test_the_cheapest_setting_over_the_quota_is_named_not_taken_and_none_fitting_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Only max 4 meets a tight SLO; the quota does not allow it: the plan says what it passed over.
+    tight = eventchoice.SLO(p95_ttft_s=1.2, p95_wait_s=0.3)
+    unlimited = _small_plan(slo=tight)
+    best = unlimited.chosen
+    assert unlimited.meets_slo
+    limited = _small_plan(slo=tight, quota=_quota(int(best["workers_max"]) - 1, {}))
+    assert limited.chosen["workers_max"] < best["workers_max"]
+    assert limited.quota_passed_over is not None
+    assert "not chosen (raise the quota to use it)" in limited.quota_line()
+    # Nothing fits (another endpoint already holds the whole quota): said loudly, and never applied.
+    none = _small_plan(quota=_quota(3, {"other": 3}))
+    assert none.quota is not None and not none.quota.ok
+    assert none.headline().startswith("NO setting of the grid fits the account's worker quota (3)")
+    assert "lower max workers of the account's other endpoints" in none.quota_line()
+    endpoint = Endpoint.from_api(
+        {
+            "id": "ep1",
+            "name": "mistral-7b-vllm",
+            "workers": {"min": 0, "max": 1, "idleTimeout": 120},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 15},
+        }
+    )
+    plans = eventsettings.event_plans(endpoint, none.chosen, restore_file=tmp_path / "restore.json")
+    assert plans.during.action == "update"
+    with pytest.raises(WorkerQuotaError, match="Max workers across all endpoints must not exceed your workers quota"):
+        eventsettings.apply_event(None, plans, do_apply=True, quota=none.quota)  # type: ignore[arg-type]
+    assert not (tmp_path / "restore.json").exists()  # refused before anything was written

@@ -17,9 +17,15 @@ docs' formula, so its two columns are the same.
 
 **The choice**: the cheapest setting whose p95 TTFT and p95 queue wait meet the SLOs under both
 readings (so under the pessimistic one) and that times nothing out, ranked by the higher of its two
-costs; ties go to the lower p95 TTFT. When none meets them the plan says so and names
-the setting closest to them (lowest p95 TTFT) and what to widen. The **Pareto front** (no other
-setting is both cheaper and faster at p95) shows what each extra dollar buys.
+costs; ties go to the lower p95 TTFT. When none meets them the plan says so and names the setting
+closest to them (lowest p95 TTFT) and what to widen. The **Pareto front** (no other setting is both
+cheaper and faster at p95) shows what each extra dollar buys.
+
+**The account's worker quota** (Runpod docs ``serverless/workers/overview.mdx``, "Max worker limits";
+the rule is ``rpbook.account.quota``'s): a setting whose max workers, added to every other endpoint's
+on the account, exceed the quota is marked ``✗ quota`` and never chosen; when the best setting is one
+of those, the headline says so, and when every setting is, the plan says none fits and the event
+phase refuses to apply it. The chosen setting's check (``EventPlan.quota``) states the quota it needs.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
+from rpbook.account.quota import QuotaCheck
 from rpbook.core.display import html_table
 from rpbook.core.errors import ConfigError
 from rpbook.planning.capacity import QUEUE_DELAY_READINGS, ColdStart, Prices, Requests, Scaling, simulate, sweep
@@ -123,11 +130,18 @@ def budget_usd(row: Mapping[str, Any]) -> float:
     return max(float(row["cost_usd"]), float(other["cost_usd"])) if other else float(row["cost_usd"])
 
 
+def fits_quota(row: Mapping[str, Any]) -> bool:
+    """False only for a row marked over the account's worker quota (unchecked rows fit)."""
+    return bool(row.get("quota_ok", True))
+
+
 def choose(rows: Sequence[Mapping[str, Any]], slo: SLO) -> tuple[Mapping[str, Any], bool]:
-    """The cheapest row (by :func:`budget_usd`) meeting the SLOs under both readings (True), else the
-    one with the lowest p95 TTFT under the pessimistic reading (False)."""
+    """The cheapest row (by :func:`budget_usd`) within the worker quota meeting the SLOs under both
+    readings (True), else the one with the lowest p95 TTFT under the pessimistic reading (False).
+    Rows over the quota are left out unless every row is over it."""
     if not rows:
         raise ConfigError("no simulated setting to choose from")
+    rows = [r for r in rows if fits_quota(r)] or list(rows)
     good = [r for r in rows if slo.met(r)]
     if good:
         return min(good, key=lambda r: (budget_usd(r), r["ttft_p95_s"])), True
@@ -158,9 +172,38 @@ class EventPlan:
     timeline: Any = None
     """The chosen setting's ``capacity.Timeline`` (t, queued, workers_running, workers_starting, cost_so_far)."""
     front: list[Mapping[str, Any]] = field(default_factory=list)
+    quota: QuotaCheck | None = None
+    """The chosen setting against the account's worker quota (None: not checked)."""
+    quota_passed_over: Mapping[str, Any] | None = None
+    """The setting that would have been chosen without the quota, when it is over it."""
+
+    def quota_line(self) -> str:
+        """What the chosen setting needs of the account's worker quota, in one sentence."""
+        if self.quota is None:
+            return "worker quota not checked"
+        q = self.quota
+        mine = int(self.chosen["workers_max"])
+        line = (
+            f"worker quota: this plan needs {q.total} max workers across all endpoints of the account (this "
+            f"endpoint {mine}, the others {q.total - mine}); the quota is {q.quota.max_workers} ({q.quota.source})"
+        )
+        if not q.ok:
+            return f"{line}: OVER by {q.over_by}, no setting of the grid fits; fix one: " + "; ".join(q.fixes())
+        if self.quota_passed_over is not None:
+            skipped = self.quota_passed_over
+            line += (
+                f"; {describe_setting(skipped)} (${budget_usd(skipped):,.2f}) would be cheaper and meet the SLOs but "
+                f"needs {skipped['quota_needed']} max workers: not chosen (raise the quota to use it)"
+            )
+        return line
 
     def headline(self) -> str:
         c = self.chosen
+        if self.quota is not None and not self.quota.ok:
+            return (
+                f"NO setting of the grid fits the account's worker quota ({self.quota.quota.max_workers}); closest "
+                f"shown, NOT to be applied: {describe_setting(c)}. {self.quota_line()}"
+            )
         if self.meets_slo:
             verdict = (
                 f"cheapest setting meeting p95 TTFT ≤ {self.slo.p95_ttft_s:g} s and p95 queue wait ≤ "
@@ -197,7 +240,7 @@ class EventPlan:
         )
 
     def __str__(self) -> str:
-        return self.headline()
+        return f"{self.headline()}\n{self.quota_line()}" if self.quota is not None else self.headline()
 
     __repr__ = __str__  # a notebook's text/plain output: the answer, not every simulated row
 
@@ -206,7 +249,8 @@ class EventPlan:
         out = []
         for r in rows if rows is not None else sorted(self.rows, key=lambda r: r["cost_usd"]):
             mark = "◀ chosen" if r is self.chosen else ("pareto" if id(r) in front_ids else "")
-            mark += "" if self.slo.met(r) else (" ✗ SLO" if mark else "✗ SLO")
+            mark += "" if self.slo.met(r) else " ✗ SLO"
+            mark += "" if fits_quota(r) else f" ✗ quota ({r['quota_needed']})"
             other = r.get("whole_queue") or r
             out.append(
                 [
@@ -258,6 +302,7 @@ class EventPlan:
         shown = sorted([*self.front, *([] if on_front else [self.chosen])], key=lambda r: r["cost_usd"])
         parts = [
             f"<p><b>{html.escape(self.headline())}</b></p>",
+            f"<p>{html.escape(self.quota_line())}</p>" if self.quota is not None else "",
             (
                 f"<p>{self.requests:,} requests · traffic: {html.escape(self.traffic)}<br>service: "
                 f"{html.escape(self.service)}<br>prices: {html.escape(self.prices)}</p>"
@@ -318,6 +363,11 @@ class EventPlan:
             "event_wait_p95_s": round(float(c["wait_p95_s"]), 4),
             "event_cold_starts": int(c["cold_starts"]),
             "event_budget_usd": round(budget_usd(c), 4),
+            **(
+                {"event_quota_needed": self.quota.total, "event_quota": self.quota.quota.max_workers}
+                if self.quota
+                else {}
+            ),
             "event_wait_p95_whole_queue_s": round(float((c.get("whole_queue") or c)["wait_p95_s"]), 4),
             "event_cost_whole_queue_usd": round(float((c.get("whole_queue") or c)["cost_usd"]), 4),
         }
@@ -337,9 +387,12 @@ def plan(
     traffic: str = "",
     service: str = "",
     price_note: str = "",
+    quota: Callable[[int], QuotaCheck] | None = None,
 ) -> EventPlan:
     """Simulate every candidate on the same requests under both QUEUE_DELAY readings, choose, and
-    replay the choice (pessimistic reading) with a timeline."""
+    replay the choice (pessimistic reading) with a timeline. ``quota``: the account's worker quota check
+    of a candidate max (``rpbook.account.quota.check_quota`` with the endpoint's name as the planned
+    change); each row gets ``quota_needed`` and ``quota_ok``, and rows over the quota are not chosen."""
     if not candidates:
         raise ConfigError("no candidate settings: give at least one workers_max")
     pessimistic, other = QUEUE_DELAY_READINGS
@@ -370,7 +423,16 @@ def plan(
     for setting, row, row_alt in zip(candidates, raw, alt, strict=True):
         settings = {k: getattr(setting, k) for k in SETTING_KEYS}
         rows.append({**settings, **normalise({**settings, **row}), other: normalise({**settings, **row_alt})})
+    checks: dict[int, QuotaCheck] = {}
+    if quota is not None:
+        for row in rows:
+            wmax = int(row["workers_max"])
+            check = checks.setdefault(wmax, quota(wmax))
+            row["quota_needed"], row["quota_ok"] = check.total, check.ok
     chosen, ok = choose(rows, slo)
+    meeting = [r for r in rows if slo.met(r)]
+    best_any = min(meeting, key=lambda r: (budget_usd(r), r["ttft_p95_s"])) if meeting else None
+    passed_over = best_any if best_any is not None and not fits_quota(best_any) and fits_quota(chosen) else None
     scaling = scaling_of(chosen, candidates[0])
     replay = simulate(
         requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed, timeline_step_s=timeline_step_s
@@ -387,6 +449,8 @@ def plan(
         prices=price_note,
         timeline=replay.timeline,
         front=pareto_front(rows),
+        quota=checks.get(int(chosen["workers_max"])),
+        quota_passed_over=passed_over,
     )
 
 

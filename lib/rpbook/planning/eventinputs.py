@@ -12,14 +12,16 @@ when it exists, else taken from the runbook's parameters (the ones runbook 02 cr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.resources import Endpoint, GpuType
 from rpbook.core.errors import ConfigError
+from rpbook.core.secrets import Secret
 from rpbook.planning.capacity import Prices
 
 
@@ -179,3 +181,17 @@ def local_profile(settings: Any, api_key: Any) -> dict[str, float] | None:
             f"could not read localpod's profile at {settings.localpod_url}: {type(exc).__name__}"
         ) from None
     return {k: float(v) for k, v in profile.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def quota_checker(
+    client: RunpodClient, api_key: Secret, endpoint_name: str, account_max_workers: int | None = None
+) -> Callable[[int], QuotaCheck]:
+    """A check of one grid max against the account's worker quota, for ``eventchoice.plan(quota=...)``:
+    the quota in force (``account_max_workers``, else the balance: ``rpbook.account.quota``) and the
+    account's endpoints are read once; each candidate max is then the planned change of
+    ``endpoint_name`` (its parameter: ``grid_workers_max``)."""
+    quota = account_quota(client.settings, api_key, account_max_workers)
+    endpoints = client.list_endpoints()
+    return lambda workers_max: check_quota(
+        quota, endpoints, [PlannedMax(endpoint_name, workers_max, "grid_workers_max")]
+    )

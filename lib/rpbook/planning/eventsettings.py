@@ -19,6 +19,7 @@ from rpbook.account.controlplane import RunpodClient
 from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
 from rpbook.account.plans import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
+from rpbook.account.quota import QuotaCheck
 from rpbook.account.resources import Endpoint
 from rpbook.core.errors import ConfigError
 
@@ -182,10 +183,14 @@ def check_phase(phase: str) -> str:
     return phase
 
 
-def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool) -> str:
-    """Apply the event plan when ``do_apply``; say what happened and how to restore."""
+def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool, quota: QuotaCheck | None = None) -> str:
+    """Apply the event plan when ``do_apply``; say what happened and how to restore. ``quota``, the
+    chosen setting's worker-quota check (``EventPlan.quota``), is enforced before anything is written:
+    Runpod would refuse a max over it (``rpbook.account.quota``)."""
     if plans.during.action == "none":
         return "the endpoint already has the chosen settings: nothing to apply"
+    if quota is not None:
+        quota.raise_if_over()
     if not do_apply:
         return "not applied (apply is false): read the plan, then rerun with apply = True before the event"
     if plans.restore_file is not None:  # written before the change, so no crash can lose it
