@@ -367,7 +367,7 @@ def apply_teardown(
     present: list[Step] = []
     for step in endpoints:
         try:
-            client.update_endpoint(step.resource_id, {"workers": {"min": 0, "max": 0}})
+            client.set_workers(step.resource_id, workers_min=0, workers_max=0)
             present.append(step)
             report.log.append(f"scaled endpoint {step.name} ({step.resource_id}) to zero")
         except ControlPlaneError as exc:
