@@ -166,7 +166,8 @@ class NetworkVolume:
 
 @dataclass
 class WorkerSession:
-    """One worker's billable lifetime: from start until it is fully stopped (rounded up to 1 s)."""
+    """One stretch of a worker's life that bills (:mod:`localpod.serverless.workers` opens and closes
+    them by state; :mod:`localpod.resources.billing` turns them into money)."""
 
     endpoint_id: str
     worker_id: str
@@ -175,10 +176,6 @@ class WorkerSession:
     price_per_gpu_s: float
     started_at: float
     stopped_at: float | None = None
-
-    def seconds_between(self, start: float, end: float, now: float | None = None) -> float:
-        stop = self.stopped_at if self.stopped_at is not None else (now if now is not None else time.time())
-        return max(0.0, min(stop, end) - max(self.started_at, start))
 
 
 T = TypeVar("T")
