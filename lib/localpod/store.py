@@ -129,6 +129,9 @@ class Endpoint:
     parked_step: int = 0
     """Idle-parking steps already applied since the last request (0, 1 or 2), so that raising max
     workers by hand after a step is not undone by the next scaler tick."""
+    unhealthy_scale_down_at: float | None = None
+    """Wall-clock time Runpod last scaled this endpoint down for producing unhealthy workers
+    (max workers set to 0; Runpod emails the account). Not in any API response."""
 
     def release(self) -> tuple[Any, ...]:
         """What workers run with; compare two of these to know whether a change is a new release."""
