@@ -2,7 +2,7 @@
 
 A runbook that creates the template and then finds a bad endpoint setting leaves a half-built,
 possibly billable stack behind; one that creates an endpoint for a model its token cannot read,
-or a context its GPUs cannot hold, leaves workers crash-looping on Runpod's bill. So runbooks 02
+or a context its GPUs cannot hold, leaves workers crash-looping until Runpod scales it down. So runbooks 02
 and 04 build every spec first, then call :func:`check_stack`, which collects *all* problems (not
 the first) and raises one ``ConfigError`` listing each with what to set, before anything exists:
 
