@@ -156,17 +156,7 @@ class Worker:
     async def run(self) -> None:
         try:
             await self._place()
-            while True:
-                if await self._boot():
-                    return
-                # The handler could not start: crash loop (unbilled, UNHEALTHY) until it starts, the
-                # endpoint changes, Runpod gives up after profile.unhealthy_retry_s, or we are stopped.
-                await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
-                if self.gave_up_retrying():
-                    log.info("worker %s: unhealthy for %.0f s, no more retries", self.id, self.unhealthy_for())
-                    self.output.system(f"worker {self.id} unhealthy too long: Runpod stops retrying it")
-                    await self.stop()
-                    return
+            await self._boot_until_ready()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a bug here must not kill the platform
@@ -473,8 +463,18 @@ class Worker:
         job.finish(J.COMPLETED, output=output)
 
     async def _restart(self) -> None:
+        await self._boot_until_ready()
+
+    async def _boot_until_ready(self) -> None:
+        """Boot; when the handler cannot start, crash-loop (UNHEALTHY, unbilled) until it starts, the
+        endpoint changes, Runpod gives up after ``profile.unhealthy_retry_s``, or the worker is stopped."""
         while not await self._boot():  # noqa: ASYNC110 - boots again after a pause: a retry, no event to wait for
             await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
+            if self.gave_up_retrying():
+                log.info("worker %s: unhealthy for %.0f s, no more retries", self.id, self.unhealthy_for())
+                self.output.system(f"worker {self.id} unhealthy too long: Runpod stops retrying it")
+                await self.stop()
+                return
 
     def _error_text(self, exc: BaseException) -> str:
         """The ``error`` field as the runpod SDK's worker reports a handler exception."""
