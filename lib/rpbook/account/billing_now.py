@@ -50,11 +50,11 @@ class StillRunning:
             price = f", up to ${self.usd_per_hour:.2f}/h" if self.usd_per_hour is not None else ""
             idle = f"{self.idle_timeout_s} s" if self.idle_timeout_s else "its idle timeout"
             parts.append(
-                f"still billing: {self.billing_workers} worker(s) of endpoint {self.endpoint_id}{price} "
+                f"still running: {self.billing_workers} worker(s) of endpoint {self.endpoint_id}{price}, billed "
                 f"(initializing or ready; ready workers stop by themselves after {idle} without requests)."
             )
         else:
-            parts.append(f"no worker of endpoint {self.endpoint_id} bills now.")
+            parts.append(f"no worker of endpoint {self.endpoint_id} is running now: nothing bills.")
         if self.unhealthy_workers:
             parts.append(
                 f"{self.unhealthy_workers} unhealthy worker(s): not billed while unhealthy (Runpod's worker "
