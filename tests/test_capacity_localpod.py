@@ -12,7 +12,7 @@ settings and the profile the same cold-start durations as the simulation
 - cold starts: localpod's worker sessions (one per worker start, lib/localpod/serverless/workers.py
   ``_place``); FlashBoot is off, so every start is a cold start;
 - billed worker-seconds: each session from start to full stop rounded up to a whole second, as
-  localpod's billing does (lib/localpod/services/rest/billing.py ``billed_interval``).
+  localpod's billing does (lib/localpod/resources/billing.py ``billed_seconds``).
 
 Queue waits near zero are compared with an absolute floor of 50 ms besides the 10 %: the HTTP
 round trip and localpod's scaler tick (50 ms here) are below what the simulator models.

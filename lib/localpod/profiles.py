@@ -61,6 +61,14 @@ class Profile:
     queue_delay_reading: str = "one_per_decision"
     """How many workers a QUEUE_DELAY decision starts: one of :data:`QUEUE_DELAY_READINGS` (an
     assumption; Runpod's docs are silent). Not a duration: the one profile field that is a name."""
+    unhealthy_retry_s: float = 7 * 86400.0
+    """How long an UNHEALTHY worker keeps retrying before Runpod gives up on it (runpod/docs
+    serverless/workers/overview.mdx, "Worker states": "auto-retries for up to 7 days")."""
+    unhealthy_scale_down_s: float = 600.0
+    """How long an endpoint may go on producing unhealthy workers (at least one UNHEALTHY, none
+    ready) before Runpod scales it down (max workers to 0). The docs (serverless/troubleshooting.mdx,
+    "My endpoint was scaled down unexpectedly") say Runpod does this when an endpoint "consistently
+    produces unhealthy (crashing) workers" but give no threshold: 10 minutes is localpod's assumption."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -456,6 +456,17 @@ class RunpodClient:
             ) from None
         return lines
 
+    # -- account ------------------------------------------------------------------------------
+
+    def account_secret_names(self, name: str | None = None) -> list[str]:
+        """Names of the account's Runpod secrets (never their values): ``GET /v2/account/secrets``,
+        with ``name`` keeping the one of that name, compared case-insensitively (docs.runpod.io
+        ``api-reference-v2/account/list-secrets``, runpod/docs 6bedc9af; the REST v2 spec of 2026-08
+        predates the route). A key without access to it gets a ``ControlPlaneError`` with status 403."""
+        params = {"name": name} if name else None
+        secrets = self._json("GET", "/v2/account/secrets", params=params).get("secrets") or []
+        return [str(s["name"]) for s in secrets if isinstance(s, Mapping) and isinstance(s.get("name"), str)]
+
     # -- templates ----------------------------------------------------------------------------
 
     def list_templates(self) -> list[Template]:

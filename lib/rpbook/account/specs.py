@@ -106,6 +106,15 @@ def _data_center(where: str, value: Any) -> str:
     return value
 
 
+def secret_references(env: Mapping[str, EnvValue]) -> list[str]:
+    """Names of the Runpod secrets an env references (``{{ RUNPOD_SECRET_name }}``), in order."""
+    names: list[str] = []
+    for value in env.values():
+        if isinstance(value, str):
+            names += [n for n in _REFERENCE_NAME.findall(value) if n not in names]
+    return names
+
+
 def check_secret_reference(where: str, value: str) -> str:
     """A ``{{ RUNPOD_SECRET_name }}`` reference, checked against Runpod's secret-name rules."""
     if not is_secret_reference(value):
