@@ -16,6 +16,7 @@ Run from the project folder, with your own localpod port:
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def main() -> int:
     if setup.returncode != 0:
         print(setup.stdout, setup.stderr)
         return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the hogs
     hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(args.hogs)]
     false_alarms = 0
     try:
@@ -77,7 +79,8 @@ def main() -> int:
             label = "injected" if injected else "healthy"
             print(
                 f"run {index} ({label}, {time.perf_counter() - started:.0f} s, run exit {result.returncode}): "
-                f"check exit {check.returncode}: {verdict}"
+                f"check exit {check.returncode}: {verdict}",
+                flush=True,
             )
             if not injected and check.returncode != 0:
                 false_alarms += 1

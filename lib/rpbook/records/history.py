@@ -121,7 +121,9 @@ def append_run(history_file: str | Path, run_dir: str | Path) -> HistoryRun:
     summary = read_summary(folder)
     parameters = summary.get("parameters") or {}
     receipt = summary.get("receipt") or {}
-    cost = receipt.get("total_usd") if isinstance(receipt, dict) else None
+    # the run's own workers' cost (``rpbook.records.runcost``), not its billing buckets' total, which
+    # includes every other run in the same hours; older receipts have only the total
+    cost = receipt.get("run_usd", receipt.get("total_usd")) if isinstance(receipt, dict) else None
     tags = {k: str(v) for k, v in parameters.items() if k.endswith("image_tag")}
     workers = parameters.get("workers_max")
     key = str(folder.resolve())
