@@ -19,13 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.paths import notebook_dir
 from rpbook.core.secrets import scrub
+
+if TYPE_CHECKING:
+    from rpbook.records.runcost import WorkerWatch
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -270,6 +273,7 @@ def run_notebooks(
     summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
     previous = os.environ.get("RPBOOK_RUN_DIR")
     os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    watch = _watch_workers(summary, run_dir) if receipt else None
     try:
         failed = False
         for notebook in notebooks:
@@ -315,6 +319,8 @@ def run_notebooks(
                     )
                 )
     finally:
+        if watch is not None:
+            watch.stop()
         if previous is None:
             os.environ.pop("RPBOOK_RUN_DIR", None)
         else:
@@ -324,6 +330,22 @@ def run_notebooks(
         summary.receipt = _take_receipt(summary, run_dir)
     (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
     return summary
+
+
+def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
+    """Start watching the workers of the endpoints the run names, so that its receipt can count
+    its own workers (``rpbook.records.runcost``); None when the settings cannot be read (the
+    receipt then says why)."""
+    from rpbook.core.paths import resolve_env_file
+    from rpbook.core.settings import load_settings
+    from rpbook.records.runcost import WorkerWatch, endpoint_names
+
+    try:
+        settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
+        key = settings.runpod_api_key()
+    except RpbookError:
+        return None
+    return WorkerWatch(settings, key, run_dir, endpoint_names(summary.parameters)).start()
 
 
 def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
