@@ -29,7 +29,8 @@ from localpod_process import free_port, start_localpod
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from rpbook.core.settings import load_settings  # noqa: E402
-from rpbook.endpoint.loadtest import LoadShape, run_load_test  # noqa: E402
+from rpbook.endpoint.loadtest import run_load_test  # noqa: E402
+from rpbook.endpoint.loadtest_result import LoadShape  # noqa: E402
 
 KEY = "rpa_BENCH_LOADTEST_KEY_NOT_REAL"
 HF_TOKEN = "hf_bench_loadtest_not_real"

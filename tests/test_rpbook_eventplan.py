@@ -16,8 +16,8 @@ import pytest
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.resources import GpuType
 from rpbook.core.errors import ConfigError
-from rpbook.endpoint.loadtest import SLO as LoadSLO
-from rpbook.endpoint.loadtest import LoadShape, LoadTestResult, RequestRecord
+from rpbook.endpoint.loadtest_result import SLO as LoadSLO
+from rpbook.endpoint.loadtest_result import LoadShape, LoadTestResult, RequestRecord
 from rpbook.planning import capacity, eventplan, eventtraffic, servicetimes
 
 SMALL = eventtraffic.EventShape(

@@ -16,7 +16,9 @@ import pytest
 
 from rpbook.account.jobqueue import wake
 from rpbook.core.errors import ConfigError
-from rpbook.endpoint.loadtest import SLO, LoadShape, plot, run_load_test
+from rpbook.endpoint.loadtest import run_load_test
+from rpbook.endpoint.loadtest_plot import plot
+from rpbook.endpoint.loadtest_result import SLO, LoadShape
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

@@ -19,7 +19,8 @@ from rpbook.core.display import html_table
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 from rpbook.endpoint.chat import openai_client
-from rpbook.endpoint.keepalive import KeepAlive, KeepAliveReport, Strategy
+from rpbook.endpoint.keepalive import KeepAlive, Strategy
+from rpbook.endpoint.keepalive_report import KeepAliveReport
 
 if TYPE_CHECKING:
     from rpbook.core.pending import NotCreated, Skipped
@@ -170,7 +171,7 @@ def run_conversation(
 
 def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     """Per-turn TTFT of each strategy side by side (cold turns hatched), and the keep-alive cost."""
-    from rpbook.endpoint.loadtest import new_figure
+    from rpbook.core.plots import Chart, new_figure
 
     fig, (ax, cost_ax) = new_figure(10, 3.6, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / max(len(reports), 1)
@@ -192,8 +193,6 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
     cost_ax.set_title("keep-alive cost (USD, at most)")
     fig.tight_layout()
-    from rpbook.endpoint.loadtest import Chart
-
     return Chart(fig)
 
 
