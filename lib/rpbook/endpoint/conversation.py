@@ -191,7 +191,7 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     ax.legend()
     labels = [f"{r.strategy}\n{len(r.keepalive.pings) if r.keepalive else 0} pings" for r in reports]
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
-    cost_ax.set_title("keep-alive cost (USD, at most)")
+    cost_ax.set_title("keep-alive cost\n(USD, at most)")
     fig.tight_layout()
     return Chart(fig)
 

@@ -4,7 +4,11 @@ Metrics follow ``vllm bench serve`` (read in vllm-project/vllm ``benchmarks/back
 ``async_request_openai_completions`` / ``async_request_openai_chat_completions``, and
 ``benchmarks/benchmark_serving.py`` ``calculate_metrics``):
 
-- **TTFT**: from sending the request to the first streamed chunk that carries text;
+- **TTFT**: from sending the request to the first streamed chunk that carries text. The clock
+  starts when the request's first byte is written on its connection (httpcore's
+  ``send_request_headers`` trace event), not when the client begins building it: connections are
+  opened before the run, so time spent inside this client waiting for a pooled connection or for
+  its event loop is not counted as the server's;
 - **ITL** (inter-token latency): the gaps between successive text-carrying chunks after the first;
 - **TPOT** (time per output token): ``(E2EL - TTFT) / (output tokens - 1)``, per request, for
   requests with more than one output token (output tokens from the stream's ``usage``);
@@ -26,7 +30,14 @@ Load shapes: ``closed`` (``concurrency`` requests in flight at all times), ``ope
 at ``rate`` per second, Poisson or ``fixed`` intervals; ``burstiness`` < 1 makes it burstier, as the
 gamma shape of ``vllm bench serve``), and ``ramp`` (open loop whose rate goes linearly from
 ``ramp_start_rate`` to ``rate``). Each run is bounded by ``num_requests`` and ``duration_s``;
-``warmup_requests`` are sent first and left out of every figure.
+``warmup_requests`` are sent first and left out of every figure. The lanes of a closed loop start at
+seeded random offsets within ``LoadShape.stagger_s``: started together against a server that paces
+every stream alike, they would stay in lock-step for the whole run, all their tokens arriving in the
+same millisecond, and the client would measure its own queue.
+
+Chunks are read raw (``aiter_raw``) and split into server-sent events here: one timestamp per
+network read, and no per-line decoding layer, so that the client's own CPU per token stays small
+(``benchmarks/loadtest_capacity.py`` measures it against a minimal client and GuideLLM).
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import numpy as np
 
 from rpbook import __version__
@@ -87,15 +98,19 @@ class _Runner:
         self.t0 = 0.0
 
     async def run(self) -> tuple[list[RequestRecord], list[HealthSample], float]:
-        limit = max(self.shape.concurrency, 1) + 16
-        limits = httpx.Limits(
-            max_connections=None if self.shape.kind != "closed" else limit, max_keepalive_connections=limit
-        )
-        async with httpx.AsyncClient(
-            headers=self.headers, limits=limits, timeout=httpx.Timeout(self.timeout_s, connect=30)
-        ) as client:
-            self.client = client
+        limit = max(self.shape.concurrency, 1) + 16 if self.shape.kind == "closed" else 0  # 0: no limit
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_headers_sent)
+        async with aiohttp.ClientSession(
+            headers={**self.headers, "Accept-Encoding": "identity"},
+            connector=aiohttp.TCPConnector(limit=limit),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=30),
+            trace_configs=[trace],
+            auto_decompress=False,
+        ) as session:
+            self.session = session
             self.t0 = time.monotonic()
+            await self._open_connections()
             await self._sample_health()
             sampler = asyncio.create_task(self._health_loop())
             try:
@@ -122,6 +137,22 @@ class _Runner:
                 await self._sample_health()
         return self.records, self.health, overhead
 
+    async def _get(self, path: str) -> tuple[int, Any]:
+        """GET ``path`` of the endpoint: status and JSON body (None when it is not JSON)."""
+        async with self.session.get(f"{self.base}{path}") as response:
+            try:
+                return response.status, await response.json(content_type=None)
+            except ValueError:
+                return response.status, None
+
+    async def _open_connections(self) -> None:
+        """Open one pooled connection per stream before any request is timed (concurrent
+        ``/health`` calls each take a connection of their own), so no measured request pays for a
+        TCP handshake or waits for a connection."""
+        n = min(self.shape.concurrency, self.shape.num_requests + self.shape.warmup_requests)
+        if n > 0:
+            await asyncio.gather(*(self._get("/health") for _ in range(n)), return_exceptions=True)
+
     async def _transport_overhead(self, n: int = 7) -> float:
         """p50 round trip of a request that takes the same path as a generation but generates
         nothing: ``GET /openai/v1/models`` (a job the worker answers from vLLM's model list) on the
@@ -132,10 +163,10 @@ class _Runner:
         for _ in range(n):
             start = time.perf_counter()
             try:
-                response = await self.client.get(f"{self.base}{path}")
-            except httpx.HTTPError:
+                status, _ = await self._get(path)
+            except (aiohttp.ClientError, TimeoutError):
                 continue
-            if response.status_code < 400:
+            if status < 400:
                 times.append(time.perf_counter() - start)
         return float(np.median(times)) if times else 0.0
 
@@ -146,10 +177,11 @@ class _Runner:
 
     async def _sample_health(self) -> None:
         try:
-            response = await self.client.get(f"{self.base}/health")
-            body = response.json() if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            status, body = await self._get("/health")
+        except (aiohttp.ClientError, TimeoutError):
             return
+        if status != 200 or not isinstance(body, dict):
+            body = {}
         jobs, workers = body.get("jobs") or {}, body.get("workers") or {}
         ready = int(workers.get("ready") or 0) or int(workers.get("idle") or 0) + int(workers.get("running") or 0)
         self.ready_now = ready > 0
@@ -167,13 +199,19 @@ class _Runner:
     async def _closed(self, count: int, *, warmup: bool, deadline: float | None) -> None:
         next_index = iter(range(len(self.records), len(self.records) + count))
 
-        async def lane() -> None:
+        lanes = min(self.shape.concurrency, count)
+        rng = random.Random(len(self.records))
+        offsets = sorted(rng.uniform(0.0, self.shape.stagger_s) for _ in range(lanes)) if lanes > 1 else [0.0]
+
+        async def lane(offset: float) -> None:
+            if offset:
+                await asyncio.sleep(offset)
             for index in next_index:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 await self._one(index, warmup)
 
-        await asyncio.gather(*(lane() for _ in range(min(self.shape.concurrency, count))))
+        await asyncio.gather(*(lane(offset) for offset in offsets))
 
     async def _open(self, deadline: float) -> None:
         rng = random.Random(0)
@@ -212,9 +250,9 @@ class _Runner:
                 await self._queue(record, start)
             else:
                 await self._stream(record, start)
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             record.error, record.detail = "timeout", type(exc).__name__
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             record.error, record.detail = "connection", f"{type(exc).__name__}: {exc}"[:200]
         finally:
             if record.e2el_s is None:
@@ -243,44 +281,53 @@ class _Runner:
             ignore_eos=True,
             stream_options={"include_usage": True},
         )
+        sent: dict[str, float] = {}
         last: float | None = None
         done: float | None = None
         chunks = 0
         usage_tokens: int | None = None
-        async with self.client.stream("POST", url, json=body) as response:
-            if response.status_code >= 400:
-                self._http_error(record, response.status_code, (await response.aread()).decode(errors="replace"))
+        chat = self.route == "chat"
+        async with self.session.post(url, json=body, trace_request_ctx=sent) as response:
+            start = sent.get("headers_sent", start)
+            if response.status >= 400:
+                self._http_error(record, response.status, (await response.read()).decode(errors="replace"))
                 return
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = time.perf_counter()
-                    break
+            pending = b""
+            async for raw in response.content.iter_any():
                 now = time.perf_counter()
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue
-                if event.get("error"):
-                    record.error, record.detail = "5xx", str(event["error"])[:200]
+                *lines, pending = (pending + raw).split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = now
+                        break
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        continue
+                    if event.get("error"):
+                        record.error, record.detail = "5xx", str(event["error"])[:200]
+                        done = now
+                        break
+                    if event.get("usage"):
+                        usage_tokens = event["usage"].get("completion_tokens")
+                    choices = event.get("choices")
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    if not text:
+                        continue
+                    chunks += 1
+                    if last is None:
+                        record.ttft_s = now - start
+                    else:
+                        record.itl_s.append(now - last)
+                    last = now
+                if done is not None:
                     break
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens")
-                choices = event.get("choices") or []
-                if not choices:
-                    continue
-                choice = choices[0]
-                text = (choice.get("delta") or {}).get("content") if self.route == "chat" else choice.get("text")
-                if not text:
-                    continue
-                chunks += 1
-                if last is None:
-                    record.ttft_s = now - start
-                else:
-                    record.itl_s.append(now - last)
-                last = now
         record.e2el_s = (done if done is not None else time.perf_counter()) - start
         record.output_tokens = usage_tokens if usage_tokens is not None else chunks
         if record.ttft_s is not None and record.output_tokens > 1:
@@ -288,24 +335,25 @@ class _Runner:
 
     async def _queue(self, record: RequestRecord, start: float) -> None:
         job = {"input": {"prompt": self.prompt, "sampling_params": {"max_tokens": self.max_tokens, "ignore_eos": True}}}
-        response = await self.client.post(f"{self.base}/run", json=job)
-        if response.status_code >= 400:
-            self._http_error(record, response.status_code, response.text)
-            return
-        job_id = str(response.json().get("id", ""))
+        async with self.session.post(f"{self.base}/run", json=job) as response:
+            if response.status >= 400:
+                self._http_error(record, response.status, await response.text())
+                return
+            job_id = str((await response.json(content_type=None)).get("id", ""))
         record.job_id = job_id
         deadline = start + self.timeout_s
         while True:
             await asyncio.sleep(self.poll_s)
-            status = await self.client.get(f"{self.base}/status/{job_id}")
-            if status.status_code >= 400:
-                self._http_error(record, status.status_code, status.text)
-                return
-            body = status.json()
+            async with self.session.get(f"{self.base}/status/{job_id}") as status:
+                if status.status >= 400:
+                    self._http_error(record, status.status, await status.text())
+                    return
+                body = await status.json(content_type=None)
             if body.get("status") in FINAL_JOB_STATES:
                 break
             if time.perf_counter() >= deadline:
-                await self.client.post(f"{self.base}/cancel/{job_id}")
+                async with self.session.post(f"{self.base}/cancel/{job_id}"):
+                    pass
                 record.error, record.detail = "timeout", f"job {job_id} still {body.get('status')}; cancelled"
                 return
         record.e2el_s = time.perf_counter() - start
@@ -319,6 +367,13 @@ class _Runner:
         output = body.get("output")
         usage = _find_usage(output)
         record.output_tokens = usage if usage is not None else 0
+
+
+async def _headers_sent(session: Any, context: Any, params: Any) -> None:
+    """aiohttp's trace hook: the request's headers are written on its connection; the clock of the
+    request whose ``trace_request_ctx`` is a dict starts here."""
+    if isinstance(context.trace_request_ctx, dict):
+        context.trace_request_ctx["headers_sent"] = time.perf_counter()
 
 
 def _find_usage(output: Any) -> int | None:
@@ -337,7 +392,7 @@ def _versions(settings: Settings, api_key: Secret, endpoint_id: str) -> dict[str
 
     out = {
         "rpbook": __version__,
-        "httpx": httpx.__version__,
+        "aiohttp": aiohttp.__version__,
         "python": platform.python_version(),
         "target": settings.target,
     }

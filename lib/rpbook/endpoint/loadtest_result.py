@@ -36,6 +36,9 @@ class LoadShape:
     num_requests: int = 100
     duration_s: float = 300.0
     warmup_requests: int = 0
+    stagger_s: float = 0.5
+    """closed: each lane starts at a random offset within this many seconds, so streams do not run
+    in lock-step (a server that paces every stream alike would keep them so for the whole run)."""
 
     def __post_init__(self) -> None:
         if self.kind not in SHAPES:
@@ -48,6 +51,8 @@ class LoadShape:
             raise ConfigError(f"an open loop needs rate > 0 requests/s, got {self.rate}")
         if self.burstiness <= 0:
             raise ConfigError(f"burstiness must be > 0 (1 = Poisson), got {self.burstiness}")
+        if self.stagger_s < 0:
+            raise ConfigError(f"stagger_s must be >= 0 seconds, got {self.stagger_s}")
         if self.num_requests < 1 or self.duration_s <= 0:
             raise ConfigError("num_requests must be >= 1 and duration_s > 0")
 
