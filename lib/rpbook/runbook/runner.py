@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 import time
@@ -25,17 +24,14 @@ import yaml
 
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.paths import notebook_dir
+from rpbook.core.pending import PENDING_FILE
 from rpbook.core.secrets import scrub
+from rpbook.runbook.paramcheck import Declared, declared_parameters, value_problem
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
-}
+MAX_PARAMETERS_FILE_BYTES = 1 << 20
+"""A parameters file is a few dozen lines; anything over 1 MiB is refused before YAML reads it (a
+6 MB file took 116 s to be refused, issue 20)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,8 @@ class NotebookParameter:
     type_name: str
     default: str
     help: str
+    range: str = ""
+    """The declared valid range (``rpbook.runbook.paramcheck``), "" when none is declared."""
 
 
 @dataclass
@@ -98,15 +96,10 @@ def discover_notebooks(directory: Path | None = None) -> list[Path]:
 
 
 def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
-    """The ``parameters`` cell as papermill reads it (``name: type = default  # help``)."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(path))
+    """The ``parameters`` cell as papermill reads it (``name: type = default  # [range] help``)."""
     return {
-        name: NotebookParameter(
-            name, str(p.get("inferred_type_name") or "None"), str(p.get("default")), str(p.get("help") or "")
-        )
-        for name, p in found.items()
+        name: NotebookParameter(d.name, d.type_name, d.default, d.help, d.spec.text if d.spec else "")
+        for name, d in declared_parameters(path).items()
     }
 
 
@@ -137,6 +130,11 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
     for path in files:
         path = Path(path)
         try:
+            if path.is_file() and path.stat().st_size > MAX_PARAMETERS_FILE_BYTES:
+                raise ConfigError(
+                    f"parameters file {path} is {path.stat().st_size} bytes; a parameters file is a short YAML "
+                    f"mapping (at most {MAX_PARAMETERS_FILE_BYTES} bytes): give the file of name: value lines"
+                )
             text = path.read_text(encoding="utf-8")
             data = yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 - a SafeLoader subclass
         except FileNotFoundError:
@@ -164,37 +162,15 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
     return merged
 
 
-def _declared_type(type_name: str) -> tuple[tuple[type, ...] | None, bool]:
-    """The Python types a declared annotation admits, and whether ``None`` is one of them
-    (``Optional[bool]``); unknown annotations admit anything."""
-    optional = type_name.startswith("Optional[") and type_name.endswith("]")
-    base = type_name[len("Optional[") : -1] if optional else type_name
-    base = base.split("[", 1)[0]  # list[str] -> list
-    return _TYPES.get(base), optional or type_name == "None"
-
-
-def _type_problem(name: str, type_name: str, value: Any) -> str | None:
-    allowed, optional = _declared_type(type_name)
-    if value is None:
-        return None if optional or allowed is None else f"{name}: expected {type_name}, got null (give a value)"
-    if allowed is None:
-        return None
-    numeric = type_name.removeprefix("Optional[").startswith(("int", "float"))
-    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
-        return f"{name}: expected {type_name}, got {type(value).__name__} {value!r}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{name}: expected a finite number, got {value!r}"
-    return None
-
-
 def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
-    """Validate names and types; return the parameters each notebook receives (only those it declares)."""
-    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    """Validate names, types and declared ranges (``rpbook.runbook.paramcheck``), and refuse values
+    shaped like secrets; return the parameters each notebook receives (only those it declares)."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
     # A parameters file serves the whole collection, so a name is known when any runbook beside the
     # selected ones declares it (it is then simply not passed); only names no runbook has are typos.
     siblings = {p for nb in notebooks for p in discover_notebooks(nb.parent)} - set(notebooks)
-    known: dict[str, NotebookParameter] = {}
-    for params in [*(notebook_parameters(p) for p in sorted(siblings)), *declared.values()]:
+    known: dict[str, Declared] = {}
+    for params in [*(declared_parameters(p) for p in sorted(siblings)), *declared.values()]:
         known.update(params)
     problems: list[str] = []
     for name, value in parameters.items():
@@ -212,7 +188,8 @@ def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{name}: no runbook has this parameter{hint}")
             continue
-        problem = _type_problem(name, known[name].type_name, value)
+        d = known[name]
+        problem = value_problem(name, d.type_name, d.spec, d.help, value)
         if problem:
             problems.append(problem)
     if problems:
@@ -322,8 +299,22 @@ def run_notebooks(
     summary.ended_at = datetime.now(UTC).isoformat()
     if receipt:
         summary.receipt = _take_receipt(summary, run_dir)
-    (run_dir / "summary.json").write_text(summary.to_json(), encoding="utf-8")
+    (run_dir / "summary.json").write_text(scrub(summary.to_json()), encoding="utf-8")
+    for written in [*(Path(r.output) for r in summary.results), run_dir / PENDING_FILE]:
+        scrub_file(written)
     return summary
+
+
+def scrub_file(path: Path) -> None:
+    """Mask secrets in a file the run wrote (executed notebook, ``pending.json``): the second line of
+    defence behind :func:`check_parameters`, which refuses secret-shaped values before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return
+    clean = scrub(text)
+    if clean != text:
+        path.write_text(clean, encoding="utf-8")
 
 
 def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
