@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"executed notebooks and summary.json in {summary.run_dir}")
     if summary.receipt:
         print(summary.receipt["line"])
+    if summary.stopped_by:
+        import signal
+
+        print(f"rpbook: stopped by {summary.stopped_by}; the kernel restored what it had changed", file=sys.stderr)
+        return 128 + int(signal.Signals[summary.stopped_by])
     if not args.no_history:
         _append_history(args.history or Path(summary.run_dir).parent / "history.sqlite", summary.run_dir)
     if not summary.ok:

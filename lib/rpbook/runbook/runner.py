@@ -13,6 +13,8 @@ import difflib
 import json
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +31,7 @@ from rpbook.core.secrets import scrub
 from rpbook.runbook.paramcheck import Declared, declared_parameters, value_problem
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 MAX_PARAMETERS_FILE_BYTES = 1 << 20
 """A parameters file is a few dozen lines; anything over 1 MiB is refused before YAML reads it (a
 6 MB file took 116 s to be refused, issue 20)."""
@@ -63,6 +66,8 @@ class RunSummary:
     ended_at: str = ""
     receipt: dict[str, Any] | None = None
     """What the run cost (``rpbook.records.receipt``), or why it could not be read."""
+    stopped_by: str = ""
+    """``SIGTERM`` or ``SIGHUP`` when the run was told to stop (its kernel restored what it changed)."""
 
     @property
     def ok(self) -> bool:
@@ -77,6 +82,7 @@ class RunSummary:
                 "started_at": self.started_at,
                 "ended_at": self.ended_at,
                 "receipt": self.receipt,
+                "stopped_by": self.stopped_by or None,
                 "results": [asdict(r) for r in self.results],
             },
             indent=2,
@@ -212,7 +218,48 @@ def _ipc_kernel_manager() -> type:
         def _default_transport(self) -> str:
             return "ipc"
 
+        async def _async_post_start_kernel(self, **kw: Any) -> None:
+            await super()._async_post_start_kernel(**kw)
+            pid = getattr(self.provisioner, "pid", None)
+            if isinstance(pid, int):
+                _KERNEL_PIDS.add(pid)
+
     return IpcKernelManager
+
+
+_KERNEL_PIDS: set[int] = set()
+"""Kernels this process started. They run in a session of their own (jupyter_client), so a signal
+sent to ``rpbook run``'s process group never reaches them; :class:`_ForwardStopSignals` does."""
+
+
+class _ForwardStopSignals:
+    """While notebooks run, SIGTERM and SIGHUP are passed on to the running kernel, whose
+    ``rpbook.core.restore`` registry sets back the pin, the event phase and the sped-up timings
+    before the kernel ends; the run then stops (the notebook counts as failed, the rest as skipped)
+    and ``rpbook run`` exits 128 + the signal's number. Without this the kernel, orphaned, was
+    ended by its parent poller with nothing restored (issue 20)."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _ForwardStopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        self.received = signal.Signals(signum)
+        for pid in sorted(_KERNEL_PIDS):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                _KERNEL_PIDS.discard(pid)
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -247,11 +294,13 @@ def run_notebooks(
     summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
     previous = os.environ.get("RPBOOK_RUN_DIR")
     os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    stop = _ForwardStopSignals()
     try:
+        stop.__enter__()
         failed = False
         for notebook in notebooks:
             output = run_dir / notebook.name
-            if failed:
+            if failed or stop.received is not None:
                 summary.results.append(NotebookResult(notebook.name, str(output), "skipped"))
                 continue
             start = time.perf_counter()
@@ -292,6 +341,9 @@ def run_notebooks(
                     )
                 )
     finally:
+        stop.__exit__()
+        if stop.received is not None:
+            summary.stopped_by = stop.received.name
         if previous is None:
             os.environ.pop("RPBOOK_RUN_DIR", None)
         else:
