@@ -45,6 +45,7 @@ from rpbook.account.jobqueue import _as_secret, run_job
 from rpbook.core import restore
 from rpbook.core.display import html_table
 from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.paths import pins_dir
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 
@@ -69,8 +70,9 @@ def ping_input(image: str, model: str) -> dict[str, Any]:
 
 
 def lease_dir(settings: Settings) -> Path:
-    """Where pin leases live: beside the env file, so every runbook of a project sees them."""
-    return settings.env_file.parent / ".rpbook" / "pins"
+    """Where pin leases live: ``<project>/.rpbook/pins`` (``rpbook.core.paths``), so every runbook
+    of a project sees them whatever its ``env_file``."""
+    return pins_dir()
 
 
 @dataclass(frozen=True)

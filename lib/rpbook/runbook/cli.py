@@ -140,10 +140,11 @@ def _append_history(history_file: Path, run_dir: str) -> None:
 
 
 def _history(history_file: Path | None, check: bool, window: int) -> int:
-    from rpbook.records.history import DEFAULT_HISTORY, load_history
+    from rpbook.core.paths import history_file as default_history
+    from rpbook.records.history import load_history
     from rpbook.records.history_report import history_report
 
-    path = history_file or DEFAULT_HISTORY
+    path = history_file or default_history()
     if history_file is not None and not path.exists():
         print(f"rpbook: no history at {path}: `rpbook run` writes one (see --history)", file=sys.stderr)
         return 2

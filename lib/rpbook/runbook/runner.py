@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from rpbook.core.errors import ConfigError, RpbookError
-from rpbook.core.paths import notebook_dir
+from rpbook.core.paths import RUN_DIR_ENV, notebook_dir, runs_dir
 from rpbook.core.pending import PENDING_FILE
 from rpbook.core.secrets import scrub
 from rpbook.runbook.paramcheck import Declared, declared_parameters, value_problem
@@ -262,7 +262,9 @@ class _ForwardStopSignals:
                 _KERNEL_PIDS.discard(pid)
 
 
-def new_run_dir(root: Path = Path("runs")) -> Path:
+def new_run_dir(root: Path | None = None) -> Path:
+    """``runs/<UTC time>/`` in the project (``rpbook.core.paths.runs_dir``), never an existing one."""
+    root = root if root is not None else runs_dir()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = root / stamp
     suffix = 1
@@ -292,8 +294,8 @@ def run_notebooks(
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
-    previous = os.environ.get("RPBOOK_RUN_DIR")
-    os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     stop = _ForwardStopSignals()
     try:
         stop.__enter__()
@@ -345,9 +347,9 @@ def run_notebooks(
         if stop.received is not None:
             summary.stopped_by = stop.received.name
         if previous is None:
-            os.environ.pop("RPBOOK_RUN_DIR", None)
+            os.environ.pop(RUN_DIR_ENV, None)
         else:
-            os.environ["RPBOOK_RUN_DIR"] = previous
+            os.environ[RUN_DIR_ENV] = previous
     summary.ended_at = datetime.now(UTC).isoformat()
     if receipt:
         summary.receipt = _take_receipt(summary, run_dir)
