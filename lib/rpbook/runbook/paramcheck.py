@@ -31,6 +31,7 @@ executed notebook.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -326,7 +327,15 @@ class Declared:
 
 
 def declared_parameters(notebook: Path) -> dict[str, Declared]:
-    """The ``parameters`` cell as papermill reads it, with each range parsed from the help."""
+    """The ``parameters`` cell as papermill reads it, with each range parsed from the help (read
+    once per version of the file: ``rpbook run`` looks at every sibling runbook per check)."""
+    path = Path(notebook).resolve()
+    stat = path.stat()
+    return dict(_declared(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(notebook: Path, mtime_ns: int, size: int) -> dict[str, Declared]:
     import papermill
 
     found = papermill.inspect_notebook(str(notebook))
