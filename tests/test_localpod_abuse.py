@@ -184,8 +184,8 @@ def test_a_191_character_name_is_accepted_and_graphql_is_bounded_too(localpod: A
 @pytest.mark.parametrize(
     "route, size, status",
     [
-        ("/api.runpod.io/v2/templates", 9 * 1024 * 1024, 413),
-        ("/api.runpod.io/graphql", 9 * 1024 * 1024, 413),
+        ("/api.runpod.io/v2/templates", 2 * 1024 * 1024 + 1, 413),
+        ("/api.runpod.io/graphql", 3 * 1024 * 1024, 413),
         ("/api.runpod.ai/v2/x/run", 10 * 1000 * 1000 + 1, 413),
         ("/api.runpod.ai/v2/x/runsync", 20 * 1000 * 1000 + 1, 413),
     ],

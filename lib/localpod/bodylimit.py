@@ -3,10 +3,11 @@
 Runpod documents payload limits for the queue: ``/run`` 10 MB and ``/runsync`` 20 MB (docs,
 ``serverless/endpoints/send-requests``, summarised in /work/shared/reference/runpod-api.md); the
 OpenAI-compatible routes go through the same queue as a ``/runsync`` job, so they take the larger
-bound. The control plane (REST v2, GraphQL) documents none; its bodies are a few kilobytes (a
-template with 50 env variables of at most 128 KiB each would be the largest thing a client can
-mean), so localpod takes 8 MiB there. Without a bound, eight 50 MiB template names were read,
-parsed and stored: 1.7 GB of memory and a 419 MB state file (issue 20).
+bound. The control plane (REST v2, GraphQL) documents none; its bodies are a few kilobytes, so
+localpod takes 2 MiB there (a template of 50 env variables of 40 KiB each still fits): eight 50 MiB
+names sent at once then peak at 1.2x localpod's idle memory (``benchmarks/localpod_abuse.py``).
+Without a bound they were read, parsed and stored: 1.7 GB of memory and a 419 MB state file
+(issue 20).
 
 A body over its bound is refused with a 413 problem: at once when ``Content-Length`` says so, else
 as soon as the streamed bytes pass it; at most the bound is ever held in memory.
@@ -24,7 +25,7 @@ from localpod.http import problem
 MB = 1000 * 1000
 RUN_BODY_BYTES = 10 * MB
 RUNSYNC_BODY_BYTES = 20 * MB
-CONTROL_BODY_BYTES = 8 * 1024 * 1024
+CONTROL_BODY_BYTES = 2 * 1024 * 1024
 
 _RUN = re.compile(r"^/api\.runpod\.ai/v2/[^/]+/run$")
 _RUNSYNC = re.compile(r"^/api\.runpod\.ai/v2/[^/]+/(runsync|openai/.*)$")
