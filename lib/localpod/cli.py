@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -103,6 +104,26 @@ def parse_secrets(specs: list[str], environ: Mapping[str, str]) -> dict[str, str
     return out
 
 
+def state_folder_problem(state_file: Path) -> str | None:
+    """Why localpod cannot keep its state at ``state_file`` (one sentence), or None: checked before
+    anything starts, so a read-only or missing folder is one line, not a traceback."""
+    folder = state_file.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".localpod-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+        if state_file.exists():
+            with state_file.open("rb+"):
+                pass
+    except OSError as exc:
+        return (
+            f"cannot keep state in {folder}: {exc.strerror or type(exc).__name__}. Make the folder writable "
+            "(or free space), or choose another with --state (RPBOOK_LOCALPOD_DIR for the runbooks)"
+        )
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     global _STATE_LOCK  # noqa: PLW0603 - the state lock must outlive this function: held until exit
     import uvicorn
@@ -130,6 +151,10 @@ def serve(args: argparse.Namespace) -> int:
     )
     settings.secrets.update(secrets)
     if args.state is not None:
+        unwritable = state_folder_problem(args.state.absolute())
+        if unwritable is not None:
+            print(f"localpod: {unwritable}", file=sys.stderr)
+            return 2
         try:
             _STATE_LOCK = statelock.acquire(args.state.absolute(), settings.base_url)
         except statelock.StateInUse as exc:

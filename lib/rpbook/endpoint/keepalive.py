@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import signal
 import socket
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any, Literal
 from rpbook.account.billing_now import price_per_worker_hour
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret, run_job
+from rpbook.core import restore
 from rpbook.core.display import html_table
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
@@ -137,7 +137,7 @@ class KeepAlive:
         self._last_activity = 0.0
         self._lease: Lease | None = None
         self._pin_since: float | None = None
-        self._old_handlers: dict[int, Any] = {}
+        self._on_signal: restore.Registration | None = None
         self.report = KeepAliveReport(
             strategy=strategy, endpoint_id=endpoint_id, started_wall=0.0, duration_s=0.0, stop_reason="not started"
         )
@@ -221,14 +221,11 @@ class KeepAlive:
         self._t0 = self._last_turn = self._last_activity = time.monotonic()
         self.report.started_wall = time.time()
         self.report.stop_reason = "running"
+        if self.install_signal_handlers:  # SIGTERM/SIGHUP restore the pin before the process ends
+            what = "the keep-alive pin" if self.strategy == "pin" else "the keep-alive"
+            self._on_signal = restore.register(f"{what} of endpoint {self.endpoint_id}", lambda: self._finish("signal"))
         if self.strategy == "pin":
             self._pin()
-        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                try:
-                    self._old_handlers[sig] = signal.signal(sig, _raise_exit)
-                except (ValueError, OSError):  # pragma: no cover - not allowed here
-                    pass
         atexit.register(self._atexit)
         self._thread = threading.Thread(target=self._run, name=f"keepalive-{self.endpoint_id}", daemon=True)
         self._thread.start()
@@ -239,12 +236,9 @@ class KeepAlive:
         self._finish(reason)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        for sig, handler in self._old_handlers.items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError):  # pragma: no cover
-                pass
-        self._old_handlers.clear()
+        if self._on_signal is not None:
+            restore.unregister(self._on_signal)
+            self._on_signal = None
         atexit.unregister(self._atexit)
         return self.report
 
@@ -414,7 +408,3 @@ class KeepAlive:
         if self.report.stop_reason not in ("not started", "running"):
             rows.append(["report", str(self.report)])
         return html_table(None, rows, row_headers=True)
-
-
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)

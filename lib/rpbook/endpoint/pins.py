@@ -19,6 +19,7 @@ from pathlib import Path
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret
 from rpbook.core.errors import RpbookError
+from rpbook.core.paths import pins_dir
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 
@@ -27,8 +28,9 @@ LEASE_GRACE_S = 60.0
 
 
 def lease_dir(settings: Settings) -> Path:
-    """Where pin leases live: beside the env file, so every runbook of a project sees them."""
-    return settings.env_file.parent / ".rpbook" / "pins"
+    """Where pin leases live: ``<project>/.rpbook/pins`` (``rpbook.core.paths``), so every runbook
+    of a project sees them whatever its ``env_file``."""
+    return pins_dir()
 
 
 @dataclass(frozen=True)

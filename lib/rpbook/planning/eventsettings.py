@@ -228,7 +228,9 @@ def restore_saved(client: RunpodClient, restore_file: str | Path, *, do_apply: b
 
 
 def restore_file_for(settings: Any, endpoint_name: str) -> Path:
-    """Where the restore plan of ``endpoint_name`` is kept: beside the env file (as keep-alive pin
-    leases are), so the run after the event finds it whatever its run folder."""
+    """Where the restore plan of ``endpoint_name`` is kept: ``<project>/.rpbook/events``
+    (``rpbook.core.paths``), so the run after the event finds it whatever its run folder."""
+    from rpbook.core.paths import events_dir
+
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in endpoint_name) or "endpoint"
-    return Path(settings.env_file).parent / ".rpbook" / "events" / f"{safe}.restore.json"
+    return events_dir() / f"{safe}.restore.json"

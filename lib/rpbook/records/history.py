@@ -30,8 +30,6 @@ from typing import Any
 from rpbook.core.errors import ConfigError
 from rpbook.records.runfolder import read_summary, run_figures
 
-DEFAULT_HISTORY = Path("runs") / "history.sqlite"
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_dir     TEXT PRIMARY KEY,

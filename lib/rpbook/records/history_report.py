@@ -17,7 +17,6 @@ from rpbook.core.display import html_table
 from rpbook.core.errors import RpbookError
 from rpbook.core.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 from rpbook.records.history import (
-    DEFAULT_HISTORY,
     DEFAULT_MIN_RUNS,
     DEFAULT_THRESHOLDS,
     DEFAULT_WINDOW,
@@ -180,12 +179,9 @@ def resolve_history_file(history_file: str = "") -> Path:
     project (the notebook runs in ``notebooks/``, ``rpbook run`` in the project folder)."""
     if history_file:
         return Path(history_file).expanduser()
-    from rpbook.core.paths import notebook_dir
+    from rpbook.core.paths import history_file as default_history
 
-    try:
-        return notebook_dir().parent / DEFAULT_HISTORY
-    except RpbookError:
-        return DEFAULT_HISTORY
+    return default_history()
 
 
 def report_for(

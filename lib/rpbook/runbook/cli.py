@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"executed notebooks and summary.json in {summary.run_dir}")
     if summary.receipt:
         print(summary.receipt["line"])
+    if summary.stopped_by:
+        import signal
+
+        print(f"rpbook: stopped by {summary.stopped_by}; the kernel restored what it had changed", file=sys.stderr)
+        return 128 + int(signal.Signals[summary.stopped_by])
     if not args.no_history:
         _append_history(args.history or Path(summary.run_dir).parent / "history.sqlite", summary.run_dir)
     if not summary.ok:
@@ -140,10 +145,11 @@ def _append_history(history_file: Path, run_dir: str) -> None:
 
 
 def _history(history_file: Path | None, check: bool, window: int, min_runs: int) -> int:
-    from rpbook.records.history import DEFAULT_HISTORY, load_history
+    from rpbook.core.paths import history_file as default_history
+    from rpbook.records.history import load_history
     from rpbook.records.history_report import history_report
 
-    path = history_file or DEFAULT_HISTORY
+    path = history_file or default_history()
     if history_file is not None and not path.exists():
         print(f"rpbook: no history at {path}: `rpbook run` writes one (see --history)", file=sys.stderr)
         return 2
