@@ -82,7 +82,7 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
 
 
 def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: True)
+    monkeypatch.setattr("rpbook.core.person.person_at_kernel", lambda: True)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     err = capsys.readouterr().err
@@ -90,7 +90,7 @@ def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint,
 
 
 def test_headless_progress_is_one_final_line(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: False)
+    monkeypatch.setattr("rpbook.core.person.person_at_kernel", lambda: False)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     captured = capsys.readouterr()

@@ -18,8 +18,9 @@ from conftest import wait_for
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import sdk_endpoint
 from rpbook.account.plans import ensure_endpoint, ensure_template
-from rpbook.account.rollout import RolloutReport, RolloutTimeoutError, after_apply, follow_rollout
+from rpbook.account.rollout import RolloutReport, after_apply, follow_rollout
 from rpbook.account.specs import EndpointSpec, TemplateSpec
+from rpbook.core.errors import RolloutTimeoutError
 from rpbook.core.pending import Skipped
 from rpbook.core.settings import Settings
 

@@ -24,8 +24,8 @@ from rpbook.account.billing_now import scale_to_zero
 from rpbook.account.envfile import read_env_file
 from rpbook.account.jobqueue import health
 from rpbook.core.settings import load_settings
-from rpbook.records.figures import load_figures
 from rpbook.records.receipt import receipt_for_run_dir
+from rpbook.records.runfolder import load_figures
 from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -38,7 +38,7 @@ from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import Health, _call, health, sdk_endpoint
 from rpbook.account.ledger import Ledger, LedgerEntry
 from rpbook.core.display import html_table
-from rpbook.core.errors import ControlPlaneError, RpbookError
+from rpbook.core.errors import ControlPlaneError, TeardownError
 from rpbook.core.pending import Skipped
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -46,10 +46,6 @@ from rpbook.core.settings import Settings
 Kind = Literal["endpoint", "template", "volume"]
 ORDER: tuple[Kind, ...] = ("endpoint", "template", "volume")
 _LABEL = {"endpoint": "serverless endpoint", "template": "template", "volume": "network volume"}
-
-
-class TeardownError(RpbookError):
-    """Teardown could not finish; the message says what still exists or bills and what to do."""
 
 
 @dataclass(frozen=True)

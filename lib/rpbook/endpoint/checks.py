@@ -20,7 +20,7 @@ import openai
 
 from rpbook.account.workererrors import worker_error_text
 from rpbook.core.display import html_table
-from rpbook.core.errors import RpbookError, SanityCheckError
+from rpbook.core.errors import CheckFailed, SanityCheckError
 from rpbook.core.plots import latency_bars_html
 from rpbook.core.secrets import scrub
 
@@ -140,10 +140,6 @@ def raise_if_failed(report: CheckReport, what: str) -> None:
 
 
 # -- running checks -------------------------------------------------------------------------------
-
-
-class CheckFailed(RpbookError):
-    """Raised inside a check to fail it with this message as the detail (``guard`` catches it)."""
 
 
 def client_error_detail(exc: BaseException) -> str:

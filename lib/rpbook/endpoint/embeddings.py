@@ -33,13 +33,12 @@ from pydantic import SecretStr
 
 from rpbook.account import hub
 from rpbook.account.jobqueue import run_job
-from rpbook.core.errors import ConfigError, JobTimeoutError
+from rpbook.core.errors import CheckFailed, ConfigError, JobTimeoutError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key, scrub
 from rpbook.core.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 from rpbook.endpoint.chat import openai_client
 from rpbook.endpoint.checks import (
-    CheckFailed,
     CheckReport,
     CheckResult,
     Figure,

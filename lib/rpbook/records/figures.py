@@ -26,7 +26,7 @@ from rpbook.records.runfolder import Scalar, figures_path, load_figures
 RUN_DIR_ENV = "RPBOOK_RUN_DIR"
 DEFAULT_RUN_DIR = Path("runs") / "latest"
 
-__all__ = ["DEFAULT_RUN_DIR", "RUN_DIR_ENV", "Scalar", "clean_text", "figures_dir", "load_figures", "record_figures"]
+__all__ = ["DEFAULT_RUN_DIR", "RUN_DIR_ENV", "clean_text", "figures_dir", "record_figures"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOKEN_SHAPED = re.compile(r"\b(?:hf|rpa|rps)_[A-Za-z0-9_]{8,}")
