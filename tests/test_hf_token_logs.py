@@ -17,8 +17,8 @@ import pytest
 from conftest import LocalpodServer
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import wake
+from rpbook.account.plan import FieldChange
 from rpbook.account.plans import (
-    FieldChange,
     apply,
     ensure_endpoint,
     ensure_template,

@@ -11,11 +11,8 @@ import pytest
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.placement import check_data_center, pick_data_center, volume_data_center
+from rpbook.account.plan import Blocker, BlockerKind, EnsureResult, FieldChange
 from rpbook.account.plans import (
-    Blocker,
-    BlockerKind,
-    EnsureResult,
-    FieldChange,
     apply,
     ensure_endpoint,
     ensure_template,

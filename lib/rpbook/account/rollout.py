@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import EnsureResult
+from rpbook.account.plan import EnsureResult
 from rpbook.account.resources import Worker, WorkerSummary
 from rpbook.core.errors import ConfigError, RolloutTimeoutError
 from rpbook.core.pending import Skipped

@@ -19,7 +19,7 @@ discount is not in the catalog; "discounts available through sales inquiry", doc
 serverless/pricing): an upper bound, unless ``active_discount`` is given.
 
 **The plan** (optional): the chosen settings as a field-by-field plan of the endpoint
-(``rpbook.account.plans.Plan``, applied with ``rpbook.account.plans.apply`` only when ``apply`` is true), and the
+(``rpbook.account.plan.Plan``, applied with ``rpbook.account.plans.apply`` only when ``apply`` is true), and the
 restore plan (the endpoint's settings now) for afterwards, saved as JSON so that it survives the
 kernel: active workers bill around the clock until they are restored.
 """
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeGuard, cast
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import FieldChange, Plan
+from rpbook.account.plan import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
 from rpbook.account.resources import Endpoint, GpuType
 from rpbook.core.display import html_table
@@ -506,7 +506,7 @@ def _actual(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> Plan:
-    """A ``rpbook.account.plans.Plan`` that PATCHes only the scaling fields that differ."""
+    """A ``rpbook.account.plan.Plan`` that PATCHes only the scaling fields that differ."""
     actual = _actual(endpoint)
     changes = [
         FieldChange(k, wanted[k], actual[k])
