@@ -10,7 +10,7 @@ import stat
 import openai
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError, SanityCheckError
 from rpbook.endpoint.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
 from rpbook.endpoint.checks import guard

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.account.jobqueue import wake
 from rpbook.account.specs import TemplateSpec, infinity_template
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError, SanityCheckError
 from rpbook.core.secrets import Secret
 from rpbook.endpoint.embeddings import (

@@ -10,8 +10,9 @@ import pytest
 import runpod
 
 from localpod import hubdata
-from rpbook.account import jobqueue
-from rpbook.account.jobqueue import Health, WakeReport, health, run_job, wake
+from rpbook.account import jobqueue, wakeup
+from rpbook.account.jobqueue import Health, health, run_job
+from rpbook.account.wakeup import WakeReport, wake
 from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import load_settings
@@ -63,7 +64,7 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
     report = wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     assert isinstance(report, WakeReport) and report.cold
     timeline = report.timeline
-    assert list(timeline) == [s for s in jobqueue.STAGES if s in timeline]
+    assert list(timeline) == [s for s in wakeup.STAGES if s in timeline]
     assert {"queued", "initializing", "ready", "first token"} <= set(timeline)
     assert timeline["queued"] <= timeline["initializing"] <= timeline["ready"] <= timeline["first token"]
     expected = expected_cold_start_s(localpod)
@@ -139,7 +140,7 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
         polls.append(seconds)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobqueue.time, "sleep", interrupt)
+    monkeypatch.setattr(wakeup.time, "sleep", interrupt)
     with pytest.raises(KeyboardInterrupt):
         wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     monkeypatch.undo()
@@ -149,8 +150,8 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
 
 
 def test_default_grace_is_short_in_local_mode_and_longer_on_runpod(settings, tmp_path):
-    assert jobqueue._default_grace(settings) <= 3
-    assert jobqueue._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
+    assert wakeup._default_grace(settings) <= 3
+    assert wakeup._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
 
 
 def test_throttled_only_says_gpu_capacity(settings, key, vllm_endpoint):
@@ -183,7 +184,7 @@ def test_failed_job_error_is_scrubbed(key):
         "status": "FAILED",
         "error": json.dumps({"error_type": "ValueError", "error_message": f"bad header Bearer {secret}"}),
     }
-    text = jobqueue._error_text(body)
+    text = jobqueue.job_error_text(body)
     assert secret not in text and "ValueError: bad header Bearer rpa_" in text
 
 
@@ -214,7 +215,7 @@ def test_failed_job_error_is_scrubbed(key):
     ],
 )
 def test_failed_job_error_shapes_read_as_one_line(error, expected):
-    text = jobqueue._error_text({"status": "FAILED", "error": error})
+    text = jobqueue.job_error_text({"status": "FAILED", "error": error})
     assert text.startswith(expected) and "traceback" not in text.lower(), text
 
 
@@ -254,7 +255,7 @@ def test_a_runtime_error_saying_401_is_not_taken_for_a_rejected_key():
         raise RuntimeError("401 Unauthorized | Make sure Runpod API key is set and valid.")
 
     with pytest.raises(EndpointNotReadyError) as info:
-        jobqueue._call("health check", "abc", sdk_failure)
+        jobqueue.call_sdk("health check", "abc", sdk_failure)
     assert not isinstance(info.value, ConfigError)
 
 

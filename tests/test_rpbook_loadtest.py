@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
 from rpbook.endpoint.loadtest import SLO, LoadShape, plot, run_load_test
 

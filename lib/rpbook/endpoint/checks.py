@@ -156,7 +156,7 @@ def client_error_detail(exc: BaseException) -> str:
         text = f"HTTP {exc.status_code}: {detail}" + (may_have_run if exc.status_code >= 500 else "")
     elif isinstance(exc, openai.APITimeoutError):
         text = (
-            "the request timed out: wake the endpoint first (rpbook.account.jobqueue.wake) or raise the timeout"
+            "the request timed out: wake the endpoint first (rpbook.account.wakeup.wake) or raise the timeout"
             + may_have_run
         )
     elif isinstance(exc, openai.APIConnectionError):
