@@ -162,3 +162,23 @@ def test_the_import_guard_sees_a_re_export():
     assert "load_figures" not in _defined_names("rpbook.records.figures")  # imported there, defined in runfolder
     assert {"load_figures", "Scalar"} <= _defined_names("rpbook.records.runfolder")
     assert "core" in _defined_names("rpbook")
+
+
+def test_the_layout_page_names_every_module_and_only_modules_that_exist():
+    """docs/layout.md's table of rpbook is the newcomer's map: every module is on it, in its room's
+    rows, and it names no module that is gone."""
+    import re
+
+    text = (ROOT / "docs" / "layout.md").read_text(encoding="utf-8")
+    section = text.split("## `lib/rpbook/`", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    room = ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not line.startswith("|") or cells[1] in ("Module", "---"):
+            continue
+        found = re.match(r"`(\w+)/`", cells[0])
+        room = found.group(1) if found else room
+        rows.setdefault(room, set()).update(re.findall(r"`(\w+\.py)`", cells[1]))
+    actual = {r: {p.name for p in (RPBOOK / r).glob("*.py")} - {"__init__.py"} for r in LAYER}
+    assert rows == actual

@@ -16,7 +16,6 @@ are parsed in :mod:`localpod.services.graphql_api`; their rules live in :mod:`lo
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from graphql import GraphQLResolveInfo
 
 from localpod import catalog
 from localpod.context import ServerContext
+from localpod.resources.account import client_balance
 from localpod.store import Endpoint, NetworkVolume, Store, Template
 
 ENDPOINT_TYPES = {"QB": "QUEUE", "LB": "LOAD_BALANCER"}
@@ -390,22 +390,12 @@ def _current_spend_per_hr(ctx: ServerContext) -> float:
     return round(total, 6)
 
 
-def _client_balance(store: Store) -> float:
-    """The account's credit minus every billed worker second (each session rounded up to 1 s)."""
-    now = time.time()
-    spent = 0.0
-    for session in store.sessions:
-        seconds = math.ceil(session.seconds_between(session.started_at, math.inf, now))
-        spent += seconds * session.price_per_gpu_s * session.gpu_count
-    return round(store.account.client_balance - spent, 6)
-
-
 user_type = _bind(
     "User",
     {
         "id": lambda a, info: a.id,
         "email": lambda a, info: a.email,
-        "clientBalance": lambda a, info: _client_balance(ctx_of(info).store),
+        "clientBalance": lambda a, info: client_balance(ctx_of(info).store),
         "currentSpendPerHr": lambda a, info: _current_spend_per_hr(ctx_of(info)),
         "spendLimit": lambda a, info: a.spend_limit,
         "pubKey": lambda a, info: a.pub_key,

@@ -13,6 +13,9 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 - the catalog: ``gpu_count`` within the most GPUs any card of the pool can give one worker
   (``maxCount``), and the worst case (every worker busy at once) within the account's spend limit
   (Runpod's default is $80 per hour: docs ``get-started/manage-accounts``, "Account spend limits");
+- the account's worker quota: ``workers.max`` of every endpoint on the account plus this plan's
+  within the quota the balance buys, or ``account_max_workers`` (:mod:`rpbook.account.quota`, docs
+  ``serverless/workers/overview.mdx`` "Max worker limits"), shown as a table;
 - the plans of template and endpoint, computed together (name conflicts, data center, CUDA),
   without writing.
 """
@@ -28,11 +31,12 @@ from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.plan import Plan
 from rpbook.account.plans import plan_endpoint, plan_template
+from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType
 from rpbook.account.specs import EndpointSpec, TemplateSpec
 from rpbook.core.display import html_table
-from rpbook.core.errors import ConfigError, GatedModelError, HubError
+from rpbook.core.errors import ConfigError, ControlPlaneError, GatedModelError, HubError
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
 
@@ -56,6 +60,7 @@ class StackCheck:
     kv_cache: KvCacheFit | None = None
     warnings: tuple[str, ...] = field(default=())
     worst_case: WorstCase | None = None
+    quota: QuotaCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,6 +79,9 @@ class StackCheck:
         if self.worst_case is not None:
             out["worst_case_usd_per_hour"] = round(self.worst_case.usd_per_hour, 4)
             out["floor_usd_per_month"] = round(self.worst_case.floor_usd_per_month, 2)
+        if self.quota is not None:
+            out["account_max_workers"] = self.quota.quota.max_workers
+            out["account_workers_max_total"] = self.quota.total
         return out
 
     def raise_for_problems(self) -> None:
@@ -86,6 +94,8 @@ class StackCheck:
         lines += [f"  WARNING: {w}" for w in self.warnings]
         if self.kv_cache is not None:
             lines.append(str(self.kv_cache))
+        if self.quota is not None:
+            lines.append(str(self.quota))
         return scrub("\n".join(lines))
 
     __repr__ = __str__
@@ -96,8 +106,9 @@ class StackCheck:
         )
         warnings = "".join(f"<div><b>warning:</b> {w}</div>" for w in self.warnings)
         kv = self.kv_cache._repr_html_() if self.kv_cache is not None else ""
+        quota = self.quota._repr_html_() if self.quota is not None else ""
         head = f"<div><b>Checked before creating anything</b>: {'all passed' if self.ok else 'problems found'}"
-        return scrub(head + table + warnings + kv + "</div>")
+        return scrub(head + table + warnings + kv + quota + "</div>")
 
 
 def _guarded(name: str, checks: list[Check], fn: Any) -> Any:
@@ -189,6 +200,32 @@ def _budget(
     return worst
 
 
+def _quota(
+    settings: Settings,
+    client: RunpodClient,
+    api_key: Secret | None,
+    spec: EndpointSpec,
+    account_max_workers: int | None,
+    workers_max_parameter: str,
+    checks: list[Check],
+) -> QuotaCheck | None:
+    """Every endpoint on the account plus this plan's max against the account's worker quota."""
+
+    def run() -> QuotaCheck:
+        try:
+            key = api_key if api_key is not None else settings.runpod_api_key()
+            quota = account_quota(settings, key, account_max_workers)
+            planned = PlannedMax(spec.name, spec.workers_max, workers_max_parameter)
+            return check_quota(quota, client.list_endpoints(), [planned])
+        except ControlPlaneError as exc:
+            raise ConfigError(str(exc)) from None
+
+    result: QuotaCheck | None = _guarded("worker quota", checks, run)
+    if result is not None:
+        checks.append(Check("worker quota", result.ok, result.describe()))
+    return result
+
+
 def check_stack(
     settings: Settings,
     client: RunpodClient,
@@ -202,11 +239,18 @@ def check_stack(
     max_concurrency: int | None = None,
     max_hourly_usd: float | None = None,
     spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
+    account_max_workers: int | None = None,
+    workers_max_parameter: str = "workers_max",
+    api_key: Secret | None = None,
     raise_for_problems: bool = True,
 ) -> StackCheck:
     """Every check of the module docstring for one template + endpoint, writing nothing. With
     ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too;
-    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.account.budget``)."""
+    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.account.budget``).
+    ``account_max_workers``: the account's worker quota when known (support raised it), else the
+    balance decides (read with ``api_key``, default ``settings.runpod_api_key()``);
+    ``workers_max_parameter`` names the runbook parameter that sets this endpoint's max, for the
+    advice when the quota is exceeded."""
     if max_hourly_usd is not None:
         max_hourly_usd = check_max_hourly(max_hourly_usd)
     checks: list[Check] = []
@@ -266,6 +310,7 @@ def check_stack(
                     warnings += list(kv.warnings)
     _catalog(endpoint_spec, gpus, checks)
     worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
+    quota = _quota(settings, client, api_key, endpoint_spec, account_max_workers, workers_max_parameter, checks)
     plans: list[Plan] = []
     template_plan = _guarded("template plan", checks, lambda: plan_template(client, template_spec))
     endpoint_plan = _guarded(
@@ -284,7 +329,7 @@ def check_stack(
                 "; ".join(real) if real else f"{plan.action} ({len(plan.changes)} field(s))",
             )
         )
-    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)
+    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst, quota)
     if raise_for_problems:
         result.raise_for_problems()
     return result

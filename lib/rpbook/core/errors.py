@@ -106,3 +106,13 @@ class TeardownError(RpbookError):
 
 class RegressionError(RpbookError):
     """The newest scheduled check regressed; raised on request so that papermill (and cron) exit 1."""
+
+
+class WorkerQuotaError(ConfigError):
+    """A planned change needs more max workers than the account's quota (nothing was created);
+    ``check`` holds the table and the advice (an ``rpbook.account.quota.QuotaCheck``, typed loosely
+    here because core imports no room above it)."""
+
+    def __init__(self, check: Any) -> None:
+        super().__init__(check.problem())
+        self.check = check
