@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
+
+
+def ipython_shell() -> Any | None:
+    """The IPython shell this code runs in (a kernel, or IPython in a terminal), or None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return None
+    return get_ipython()
 
 
 def person_at_kernel() -> bool:
     """True when a person runs this code and can answer a prompt (see the module docstring)."""
     if os.environ.get("RPBOOK_HEADLESS"):
         return False
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
+    shell = ipython_shell()
     kernel = getattr(shell, "kernel", None)
     if kernel is not None:
         return bool(getattr(kernel, "_allow_stdin", False))
