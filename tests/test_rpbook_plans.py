@@ -11,11 +11,8 @@ import pytest
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.placement import check_data_center, pick_data_center, volume_data_center
+from rpbook.account.plan import Blocker, BlockerKind, EnsureResult, FieldChange
 from rpbook.account.plans import (
-    Blocker,
-    BlockerKind,
-    EnsureResult,
-    FieldChange,
     apply,
     ensure_endpoint,
     ensure_template,
@@ -108,7 +105,7 @@ def test_endpoint_spec_defaults_are_the_teams() -> None:
         spec.idle_timeout_s,
         spec.execution_timeout_s,
         spec.flashboot,
-        spec.scaler,
+        spec.scaler_type,
         spec.scaler_value,
     ) == (5, 0, 1, 120, 600, True, "QUEUE_DELAY", 15)
     assert spec.gpu_pools == ("AMPERE_24",) and spec.timeout_ms == 600_000
@@ -163,8 +160,8 @@ def test_vllm_template_env() -> None:
         (lambda: endpoint_spec(execution_timeout_s=4), "EndpointSpec.execution_timeout_s"),
         (lambda: endpoint_spec(execution_timeout_s=7 * 24 * 3600 + 1), "EndpointSpec.execution_timeout_s"),
         (lambda: endpoint_spec(scaler_value=0.4), "EndpointSpec.scaler_value"),
-        (lambda: endpoint_spec(scaler="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
-        (lambda: endpoint_spec(scaler="FASTEST"), "EndpointSpec.scaler"),
+        (lambda: endpoint_spec(scaler_type="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
+        (lambda: endpoint_spec(scaler_type="FASTEST"), "EndpointSpec.scaler_type"),
         (lambda: endpoint_spec(gpu_pools=[]), "EndpointSpec.gpu_pools"),
         (lambda: endpoint_spec(gpu_pools=["ADA_24", "ADA_24"]), "EndpointSpec.gpu_pools"),
         (lambda: endpoint_spec(gpu_count=0), "EndpointSpec.gpu_count"),
@@ -275,9 +272,9 @@ def test_workers_change_is_an_update_of_exactly_those_fields(client: RunpodClien
 
 def test_scaling_timeout_flashboot_changes(client: RunpodClient) -> None:
     ensure_all(client)
-    spec = endpoint_spec(scaler="REQUEST_COUNT", scaler_value=4, execution_timeout_s=300, flashboot=False)
+    spec = endpoint_spec(scaler_type="REQUEST_COUNT", scaler_value=4, execution_timeout_s=300, flashboot=False)
     plan = plan_endpoint(client, spec)
-    assert set(plan.changed_fields) == {"scaler", "scaler_value", "execution_timeout_s", "flashboot"}
+    assert set(plan.changed_fields) == {"scaler_type", "scaler_value", "execution_timeout_s", "flashboot"}
     assert plan.request == {
         "scaling": {"type": "REQUEST_COUNT", "requestCount": 4},
         "timeout": 300_000,
@@ -627,14 +624,14 @@ def test_a_worker_lands_on_a_data_center_that_only_has_newer_cuda_hosts(
     import httpx
 
     from conftest import wait_for
-    from rpbook.account import jobqueue
+    from rpbook.account import wakeup
 
     vspec = VolumeSpec("llm-weights", 50, "EU-CZ-1")
     _, _, endpoint = ensure_all(client, espec=endpoint_spec(data_center="EU-CZ-1"), vspec=vspec)
     created = endpoint.resource
     assert isinstance(created, Endpoint) and created.min_cuda_version == "13.0" and created.allowed_cuda_versions == ()
-    wake = jobqueue.wake(settings, settings.runpod_api_key(), created.id, timeout_s=60, progress=False)
-    assert isinstance(wake, jobqueue.WakeReport) and wake.cold  # it served a job
+    wake = wakeup.wake(settings, settings.runpod_api_key(), created.id, timeout_s=60, progress=False)
+    assert isinstance(wake, wakeup.WakeReport) and wake.cold  # it served a job
     [worker] = localpod.control("GET", "state").json()["live"][created.id]["workers"]
     assert (worker["dataCenterId"], worker["hostCudaVersion"]) == ("EU-CZ-1", "13.2")
     assert worker["status"] in ("IDLE", "RUNNING")

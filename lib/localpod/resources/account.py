@@ -24,9 +24,9 @@ below was lowered) can still scale down and delete.
 
 from __future__ import annotations
 
-import math
 import time
 
+from localpod.resources import billing
 from localpod.store import Endpoint, Store
 
 DEFAULT_QUOTA = 5
@@ -52,21 +52,10 @@ def quota_for_balance(balance: float) -> int:
     return DEFAULT_QUOTA
 
 
-def client_balance(store: Store, now: float | None = None) -> float:
-    """The account's credit minus every billed worker second (each session rounded up to 1 s):
-    what GraphQL ``myself { clientBalance }`` answers."""
-    at = time.time() if now is None else now
-    spent = 0.0
-    for session in store.sessions:
-        seconds = math.ceil(session.seconds_between(session.started_at, math.inf, at))
-        spent += seconds * session.price_per_gpu_s * session.gpu_count
-    return round(store.account.client_balance - spent, 6)
-
-
 def max_workers_quota(store: Store) -> int:
     """The account's quota: the override when set, else what its balance buys."""
     override = store.account.max_workers_quota
-    return override if override is not None else quota_for_balance(client_balance(store))
+    return override if override is not None else quota_for_balance(billing.client_balance(store, time.time()))
 
 
 def quota_exceeded(store: Store, candidate: Endpoint, previous_max: int) -> int | None:

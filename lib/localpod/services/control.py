@@ -8,9 +8,10 @@
 - ``POST /_localpod/echo``: parses a JSON body and returns it; the bare-route baseline that the
   overhead benchmark compares the queue against (same server, same HTTP and JSON work).
 - ``GET|PATCH /_localpod/config``: the timing profile (switch ``profile`` or override single
-  durations), ``proxy_url``, ``rate_limits`` and ``max_workers_quota`` (the account's worker quota
-  set directly, an int from 0; ``null``: what the balance buys, :mod:`localpod.resources.account`).
-  GET also shows ``client_balance`` and the quota in force, ``max_workers_quota_in_force``.
+  durations, or the QUEUE_DELAY reading ``queue_delay_reading``), ``proxy_url``, ``rate_limits`` and
+  ``max_workers_quota`` (the account's worker quota set directly, an int from 0; ``null``: what the
+  balance buys, :mod:`localpod.resources.account`). GET also shows ``client_balance`` and the quota in
+  force, ``max_workers_quota_in_force``.
 
 Every route but health wants the Runpod API key localpod accepts, as the REST API does
 (``Authorization: Bearer`` only; 401
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,8 +35,9 @@ from starlette.routing import BaseRoute, Route
 from localpod import __version__
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, json_body, problem, strict_bearer_key
-from localpod.profiles import Profile, get_profile
-from localpod.resources.account import client_balance, max_workers_quota
+from localpod.profiles import QUEUE_DELAY_READINGS, Profile, get_profile
+from localpod.resources import billing
+from localpod.resources.account import max_workers_quota
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
@@ -88,6 +91,10 @@ def validate_overrides(profile: Profile, overrides: Any) -> Profile:
     for key, value in overrides.items():
         if key not in known:
             errors.append(f"overrides.{key}: unknown profile field; known: {', '.join(sorted(known))}")
+            continue
+        if key == "queue_delay_reading":
+            if value not in QUEUE_DELAY_READINGS:
+                errors.append(f"overrides.{key}: must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             errors.append(f"overrides.{key}: must be a finite JSON number, got {value!r}")
@@ -181,7 +188,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             "rate_limits": settings.rate_limits,
             "max_workers_quota": ctx.store.account.max_workers_quota,
             "max_workers_quota_in_force": max_workers_quota(ctx.store),
-            "client_balance": client_balance(ctx.store),
+            "client_balance": billing.client_balance(ctx.store, time.time()),
         }
 
     async def config(request: Request) -> Response:

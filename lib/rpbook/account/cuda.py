@@ -2,7 +2,7 @@
 
 A worker image built on a CUDA toolkit starts only on a host whose driver reports that CUDA version
 (or, for a floor, a newer one). An endpoint that does not say so lets Runpod place its workers on
-any host; on an older one the container cannot start and the worker crash-loops, billed. REST v2
+any host; on an older one the container cannot start and the worker crash-loops (UNHEALTHY). REST v2
 states the constraint on the endpoint as ``gpu.allowedCudaVersions`` (an exact set of ``major.minor``
 versions) or ``gpu.minCudaVersion`` (a floor), mutually exclusive, and the catalog tells where it
 can be met: ``/v2/catalog/gpus?include=AVAILABILITY&product=SERVERLESS&cudaVersions=13.0`` lists

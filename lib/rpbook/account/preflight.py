@@ -2,7 +2,7 @@
 
 A runbook that creates the template and then finds a bad endpoint setting leaves a half-built,
 possibly billable stack behind; one that creates an endpoint for a model its token cannot read,
-or a context its GPUs cannot hold, leaves workers crash-looping on Runpod's bill. So runbooks 02
+or a context its GPUs cannot hold, leaves workers crash-looping until Runpod scales it down. So runbooks 02
 and 04 build every spec first, then call :func:`check_stack`, which collects *all* problems (not
 the first) and raises one ``ConfigError`` listing each with what to set, before anything exists:
 
@@ -16,6 +16,12 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 - the account's worker quota: ``workers.max`` of every endpoint on the account plus this plan's
   within the quota the balance buys, or ``account_max_workers`` (:mod:`rpbook.account.quota`, docs
   ``serverless/workers/overview.mdx`` "Max worker limits"), shown as a table;
+- the Runpod secrets the template references (``{{ RUNPOD_SECRET_name }}``, e.g. runbook 02's
+  ``hf_token_ref``) exist on the account, listed by REST v2 ``GET /v2/account/secrets``
+  (docs.runpod.io ``api-reference-v2/account/list-secrets``). An undefined one would let the
+  endpoint be created and its workers crash-loop (runpod/docs ``pods/templates/secrets.mdx``:
+  deployments that use a missing secret fail); a key that may not list secrets (403) or an API
+  without the route (404) leaves a warning instead, since the check cannot be made;
 - the plans of template and endpoint, computed together (name conflicts, data center, CUDA),
   without writing.
 """
@@ -29,11 +35,12 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import Plan, plan_endpoint, plan_template
+from rpbook.account.plan import Plan
+from rpbook.account.plans import plan_endpoint, plan_template
 from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType
-from rpbook.account.specs import EndpointSpec, TemplateSpec
+from rpbook.account.specs import EndpointSpec, TemplateSpec, secret_references
 from rpbook.core.display import html_table
 from rpbook.core.errors import ConfigError, ControlPlaneError, GatedModelError, HubError
 from rpbook.core.secrets import Secret, scrub
@@ -129,6 +136,48 @@ def _hub_access(settings: Settings, token: Secret, models: Sequence[str], checks
             checks.append(Check(f"hub {model}", True, access.reason))
 
         _guarded(f"hub {model}", checks, one)
+
+
+SECRETS_CONSOLE = "https://www.console.runpod.io/user/secrets"
+
+
+def _runpod_secrets(
+    client: RunpodClient, template_spec: TemplateSpec, checks: list[Check], warnings: list[str]
+) -> None:
+    """Every secret the template's env references exists on the account (names compared exactly)."""
+    wanted = secret_references(template_spec.env)
+    if not wanted:
+        return
+    try:
+        have = client.account_secret_names()
+    except ControlPlaneError as exc:
+        if exc.status in (403, 404):
+            warnings.append(
+                f"could not check that Runpod secret(s) {', '.join(wanted)} exist (GET /v2/account/secrets "
+                f"answered {exc.status}): make sure they do ({SECRETS_CONSOLE}), or the workers crash-loop"
+            )
+            return
+        checks.append(Check("Runpod secrets", False, scrub(str(exc))))
+        return
+    missing = [name for name in wanted if name not in have]
+    if not missing:
+        checks.append(Check("Runpod secrets", True, ", ".join(f"{name} exists" for name in wanted)))
+        return
+    folded = {name.casefold(): name for name in have}
+    details = []
+    for name in missing:
+        near = folded.get(name.casefold())
+        also = f" (the account has {near!r}: secret names are case-sensitive)" if near else ""
+        details.append(f"{{{{ RUNPOD_SECRET_{name} }}}} names no secret of this account{also}")
+    checks.append(
+        Check(
+            "Runpod secrets",
+            False,
+            "; ".join(details)
+            + f". Create it under Secrets in the Runpod console ({SECRETS_CONSOLE}) or fix the reference "
+            f"(runbook 02: hf_token_ref); the account's secrets: {', '.join(sorted(have)) or 'none'}",
+        )
+    )
 
 
 def model_context_limit(settings: Settings, token: Secret, model: str) -> int | None:
@@ -308,6 +357,7 @@ def check_stack(
                     )
                     warnings += list(kv.warnings)
     _catalog(endpoint_spec, gpus, checks)
+    _runpod_secrets(client, template_spec, checks, warnings)
     worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
     quota = _quota(settings, client, api_key, endpoint_spec, account_max_workers, workers_max_parameter, checks)
     plans: list[Plan] = []
