@@ -64,6 +64,20 @@ def _context(job: dict[str, Any], fallback: Profile) -> JobContext:
     return JobContext(job_id=job["id"], profile=profile_from(data) if isinstance(data, dict) else fallback)
 
 
+def as_sent(value: Any) -> Any:
+    """The output as the real image hands it to the SDK: localpod's Infinity emulation keeps numpy
+    rows (its in-process path serialises them with orjson), worker-infinity-embedding converts them
+    with ``tolist()`` (``utils.list_embeddings_to_response``). Anything else, such as the rerank
+    objects the released images return, is left for the SDK to refuse."""
+    if isinstance(value, dict):
+        return {key: as_sent(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_sent(item) for item in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
 def _die(exc: WorkerCrash) -> None:
     """The emulated image's process dies (mock_crash, a CUDA error): print why, exit 1 at once."""
     print(f"worker process exiting: {exc}", flush=True)
@@ -90,7 +104,7 @@ def main() -> None:
         backend = await loaded.get()
         try:
             async for item in backend.handle(job["input"], _context(job, profile)):
-                yield item
+                yield as_sent(item)
         except WorkerCrash as exc:
             _die(exc)
 
@@ -100,7 +114,7 @@ def main() -> None:
             items = [item async for item in backend.handle(job["input"], _context(job, profile))]
         except WorkerCrash as exc:
             _die(exc)
-        return items[0] if items else None
+        return as_sent(items[0]) if items else None
 
     config: dict[str, Any] = {"concurrency_modifier": lambda _current: concurrency}
     if loaded.backend.generator:
