@@ -179,6 +179,7 @@ def test_a_process_that_exits_mid_job_fails_the_job_and_restarts(localpod, sdk_e
     result = runsync(localpod, endpoint.id, {"mode": "exit"})
     assert result["status"] == "FAILED"
     assert "exited with code 3" in json.loads(result["error"])["error_message"]
+    wait_for(lambda: f"worker crashed during job {result['id']}" in worker_log(localpod, endpoint.id))
     again = runsync(localpod, endpoint.id, {"mode": "echo", "value": "back"})
     assert again["status"] == "COMPLETED" and again["output"]["echo"] == "back"
 
@@ -194,6 +195,7 @@ def test_a_handler_that_never_returns_times_out_and_stops_its_worker(localpod, s
     )
     assert final["status"] == "TIMED_OUT"
     wait_for(lambda: final["workerId"] not in [w.id for w in live_workers(localpod, endpoint.id)], timeout=30)
+    assert f"job {job['id']} hit the execution timeout (5 s): worker stopped" in worker_log(localpod, endpoint.id)
 
 
 def test_a_handler_that_crashes_on_import_leaves_the_worker_unhealthy(localpod, sdk_endpoint, plant_endpoint):  # type: ignore[no-untyped-def]

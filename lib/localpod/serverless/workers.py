@@ -376,6 +376,9 @@ class Worker:
             # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
             # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
             log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
+            self.output.system(
+                f"job {job.id} hit the execution timeout ({job.execution_timeout_s:g} s): worker stopped"
+            )
             for other in list(self.running) + list(self.orphaned):
                 other.finish(
                     J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the execution timeout"
@@ -390,6 +393,7 @@ class Worker:
             return
         if crashed is not None and self.status != STOPPED:
             log.info("worker %s crashed: %s; restarting", self.id, crashed)
+            self.output.system(f"worker crashed during job {job.id}: {crashed}; restarting")
             if isinstance(backend, ProcessWorker):
                 await backend.close()
             self.backend = None
