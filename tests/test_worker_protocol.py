@@ -247,3 +247,30 @@ def test_reset_stops_every_worker_process(localpod, sdk_endpoint):  # type: igno
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_a_failed_fitness_check_is_reported_and_the_worker_is_unhealthy(localpod, sdk_endpoint):  # type: ignore[no-untyped-def]
+    """rp_fitness.run_fitness_checks: a failing check is reported on the ping URL
+    (``status=unhealthy``) before ``os._exit(1)``; localpod names it as the worker's reason."""
+    endpoint = sdk_endpoint(env={"FAIL_FITNESS": "1"})
+    _queue(localpod, endpoint.id, "run", {"input": {"mode": "echo"}})
+    wait_for(lambda: any(w.status == "UNHEALTHY" for w in live_workers(localpod, endpoint.id)), timeout=60)
+    worker = next(w for w in live_workers(localpod, endpoint.id) if w.status == "UNHEALTHY")
+    assert (
+        "a fitness check failed (weights_present: RuntimeError: weights not found in /models)"
+        in worker.unhealthy_reason
+    )
+
+
+def test_the_sdk_takes_a_batch_up_to_its_concurrency(localpod, sdk_endpoint):  # type: ignore[no-untyped-def]
+    """With ``concurrency_modifier`` returning 4 the SDK asks job-take-batch for several jobs
+    (rp_job._job_get_url) and one worker runs four at once."""
+    endpoint = sdk_endpoint(env={"CONCURRENCY": "4"})
+    runsync(localpod, endpoint.id, {"mode": "echo"})  # the worker is up
+    jobs = [_queue(localpod, endpoint.id, "run", {"input": {"mode": "sleep", "seconds": 3}}) for _ in range(4)]
+    running = wait_for(
+        lambda: all(status(localpod, endpoint.id, j["id"])["status"] == "IN_PROGRESS" for j in jobs), timeout=30
+    )
+    assert running
+    assert len({status(localpod, endpoint.id, j["id"])["workerId"] for j in jobs}) == 1
+    assert "job-take-batch" in worker_log(localpod, endpoint.id)

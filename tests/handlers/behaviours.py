@@ -18,6 +18,12 @@ import runpod
 if os.environ.get("CRASH_ON_IMPORT") == "1":
     raise RuntimeError("boom at import: the model file is missing")
 
+if os.environ.get("FAIL_FITNESS") == "1":
+
+    @runpod.serverless.register_fitness_check
+    def weights_present() -> None:
+        raise RuntimeError("weights not found in /models")
+
 
 async def handler(job: dict[str, Any]) -> Any:
     job_input = job["input"]

@@ -130,7 +130,9 @@ class ProcessWorker(WorkerBackend):
             await self.close()
             if code is None:
                 raise WorkerCrash(f"the handler process did not start its worker loop within {START_TIMEOUT_S:g} s")
-            raise WorkerCrash(f"the handler process exited with code {code} before taking a job: {self.last_lines()}")
+            reported = self.mailbox.last_ping.unhealthy if self.mailbox.last_ping is not None else None
+            why = f"a fitness check failed ({reported})" if reported else self.last_lines()
+            raise WorkerCrash(f"the handler process exited with code {code} before taking a job: {why}")
 
     async def _read_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
