@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
 from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback
-from localpod.profiles import PROFILES, get_profile
+from localpod.profiles import PROFILES, QUEUE_DELAY_READINGS, get_profile
 
 EXIT_STATE_IN_USE = 75
 """EX_TEMPFAIL: not 3, which uvicorn exits with when it cannot start (a port in use)."""
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file that keeps resources across restarts (one server per file: it is locked)",
     )
     serve.add_argument("--profile", choices=sorted(PROFILES), default="fast", help="timing profile")
+    serve.add_argument(
+        "--queue-delay-reading",
+        choices=QUEUE_DELAY_READINGS,
+        default="one_per_decision",
+        help="workers one QUEUE_DELAY decision starts: one (default) or enough for the whole queue "
+        "(Runpod's docs do not say; an assumption either way)",
+    )
     serve.add_argument(
         "--proxy-url",
         default=None,
@@ -128,6 +136,26 @@ def parse_handlers(specs: list[str]) -> dict[str, str]:
     return out
 
 
+def state_folder_problem(state_file: Path) -> str | None:
+    """Why localpod cannot keep its state at ``state_file`` (one sentence), or None: checked before
+    anything starts, so a read-only or missing folder is one line, not a traceback."""
+    folder = state_file.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".localpod-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+        if state_file.exists():
+            with state_file.open("rb+"):
+                pass
+    except OSError as exc:
+        return (
+            f"cannot keep state in {folder}: {exc.strerror or type(exc).__name__}. Make the folder writable "
+            "(or free space), or choose another with --state (RPBOOK_LOCALPOD_DIR for the runbooks)"
+        )
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     global _STATE_LOCK  # noqa: PLW0603 - the state lock must outlive this function: held until exit
     import uvicorn
@@ -149,7 +177,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         state_file=args.state,
-        profile=get_profile(args.profile),
+        profile=get_profile(args.profile).with_overrides({"queue_delay_reading": args.queue_delay_reading}),
         proxy_url=args.proxy_url,
         log_requests=not args.quiet,
         allowed_hosts=list(args.allowed_host),
@@ -158,6 +186,10 @@ def serve(args: argparse.Namespace) -> int:
     )
     settings.secrets.update(secrets)
     if args.state is not None:
+        unwritable = state_folder_problem(args.state.absolute())
+        if unwritable is not None:
+            print(f"localpod: {unwritable}", file=sys.stderr)
+            return 2
         try:
             _STATE_LOCK = statelock.acquire(args.state.absolute(), settings.base_url)
         except statelock.StateInUse as exc:

@@ -20,9 +20,6 @@ from localpod.context import ServerContext
 from localpod.http import JSONResponse
 from localpod.serverless.worker_protocol import WorkerMailbox
 
-RESULT_MAX_BYTES = 20 * 1024 * 1024
-"""The largest job-done body accepted: the queue's own ``/runsync`` payload limit (20 MB); the SDK
-warns about large results itself (``rp_tips.check_return_size``)."""
 BATCH_MAX = 1000
 
 
@@ -60,9 +57,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         mailbox = mailbox_for(request)
         if mailbox is None:
             return None, None, unauthorized()
-        raw = await request.body()
-        if len(raw) > RESULT_MAX_BYTES:
-            return None, None, JSONResponse({"error": "result too large"}, status_code=413)
+        raw = await request.body()  # bounded like a /runsync answer (localpod.bodylimit)
         try:
             # The SDK sends json.dumps(...) labelled application/x-www-form-urlencoded (rp_http._transmit).
             return mailbox, json.loads(raw), None
