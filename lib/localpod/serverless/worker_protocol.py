@@ -171,8 +171,9 @@ class WorkerMailbox:
     def done(self, job_id: str, payload: Any, *, is_stream: bool = False) -> bool:
         """A job-done post; False when no job of this worker has that id (late, or foreign).
 
-        The result handed to :meth:`run`'s caller is :class:`SdkResult`-shaped: the body the SDK
-        sent and whether the handler was a generator (its items already came as job-stream posts)."""
+        :meth:`run` then returns ``{"body": <what the SDK sent>, "is_stream": <the handler was a
+        generator, whose items already came as job-stream posts>}``; a progress update
+        (``"status": "IN_PROGRESS"``) is passed on and the job keeps waiting."""
         pending = self._pending.get(job_id)
         if pending is None or pending.result.done():
             return False
