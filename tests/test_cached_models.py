@@ -27,7 +27,7 @@ from rpbook.account.controlplane import RunpodClient
 from rpbook.account.modelrefs import model_reference, weights_settings
 from rpbook.account.plans import ensure_endpoint, ensure_template
 from rpbook.account.specs import EndpointSpec, vllm_template
-from rpbook.core.errors import ConfigError
+from rpbook.core.errors import ConfigError, ControlPlaneError
 from rpbook.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +289,30 @@ def test_plan_and_apply_a_cached_endpoint_idempotently(
                               apply=True, template_spec=template)  # fmt: skip
     assert cleared.plan.changed_fields == ["model_references"]
     assert localpod.ctx.store.endpoints[created.resource.id].model_references == []
+
+
+class NoModelReferences(httpx.HTTPTransport):
+    """localpod's REST v2, and a GraphQL API whose Endpoint type has no ``modelReferences``."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/graphql"):
+            message = 'Cannot query field "modelReferences" on type "Endpoint".'
+            return httpx.Response(200, json={"data": None, "errors": [{"message": message}]}, request=request)
+        return super().handle_request(request)
+
+
+def test_a_graphql_api_without_the_field_stops_the_plan_before_anything_is_created(
+    settings: Settings, localpod: LocalpodServer
+) -> None:
+    """The field is undocumented: if Runpod's API refuses it (or the key cannot reach GraphQL), the
+    endpoint plan fails with Runpod's message before the endpoint is created."""
+    with RunpodClient(settings, settings.runpod_api_key(), transport=NoModelReferences()) as client:
+        template = vllm_template("vllm-qwen", QWEN, "v2.25.2", settings.hf_token(), 4096, 0.9, 8)
+        ensure_template(client, template, apply=True)
+        spec = EndpointSpec("qwen-cached", "vllm-qwen", ["ADA_24"], model_references=(model_reference(QWEN),))
+        with pytest.raises(ControlPlaneError, match="modelReferences"):
+            ensure_endpoint(client, spec, apply=True, template_spec=template)
+    assert not localpod.ctx.store.endpoints
 
 
 @pytest.mark.slow

@@ -53,6 +53,13 @@ def read_endpoint(client: RunpodClient, endpoint_id: str) -> dict[str, Any]:
     raise EndpointNotFound(f"endpoint {endpoint_id!r} is not among the account's endpoints (GraphQL myself.endpoints)")
 
 
+def check_cached_models_api(client: RunpodClient) -> None:
+    """Read every endpoint with the fields :func:`save_model_references` reads and writes: the
+    plan of a new endpoint with cached models calls it, so a key GraphQL refuses, or a schema without
+    ``modelReferences``, stops the runbook before the endpoint (or anything) is created."""
+    client.graphql(ENDPOINTS_QUERY)
+
+
 def model_references(client: RunpodClient, endpoint_id: str) -> tuple[str, ...]:
     """The endpoint's cached models, as Runpod keeps them."""
     return tuple(read_endpoint(client, endpoint_id).get("modelReferences") or ())

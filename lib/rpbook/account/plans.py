@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from rpbook.account.cachedmodels import model_references, save_model_references
+from rpbook.account.cachedmodels import check_cached_models_api, model_references, save_model_references
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.cuda import CudaRequirement
 from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
@@ -347,6 +347,9 @@ def plan_endpoint(
     endpoint: Endpoint | None = _named("endpoint", client.list_endpoints(), spec.name)
     refs = None if spec.model_references is None else tuple(spec.model_references)
     if endpoint is None:
+        if refs:
+            # Before anything is created: the key reaches GraphQL and its Endpoint type has modelReferences.
+            check_cached_models_api(client)
         changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ((), None)]
         if volume is None and spec.network_volume_name is not None:
             changes.append(FieldChange("network_volume", f"{spec.network_volume_name} (to be created)", None))
