@@ -50,6 +50,9 @@ class Account:
     client_balance: float = 250.0
     spend_limit: float = 80.0
     pub_key: str = ""
+    max_workers_quota: int | None = None
+    """Max workers over all endpoints, set directly (support raised it, or a test); None: what the
+    balance buys (:mod:`localpod.resources.account`)."""
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Scaling follows the endpoint's own settings: ``workers_min`` are kept running; with the
 QUEUE_DELAY scaler a first worker starts as soon as a job waits with no worker to take it, and
-another is added each time the oldest job has waited ``scaler_value`` seconds; with REQUEST_COUNT
+another is added each time the oldest job has waited ``scaler_value`` seconds (or, with the profile's
+``queue_delay_reading = "whole_queue"``, enough for the whole queue at once); with REQUEST_COUNT
 the target is ``ceil((in queue + in progress) / scaler_value)``. Idle workers stop after the idle
 timeout; workers of an older endpoint version finish their jobs and recycle. Jobs are handed to
 the ready worker with the fewest running jobs, up to each worker's concurrency.
@@ -290,8 +291,15 @@ class EndpointRuntime:
         # others, so the oldest job that may scale is the first of the queue.
         queued = sum(1 for job in self.queue if not job.low_priority)
         if endpoint.scaler_type == "REQUEST_COUNT":
-            per_worker = max(1.0, float(endpoint.scaler_value))
-            target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
+            # The docs' formula (endpoint-configurations.mdx "Request count"): ceil((in queue + in
+            # progress) / value); the REST v2 spec makes requestCount an integer >= 1.
+            target = max(target, math.ceil((queued + self.in_progress()) / float(endpoint.scaler_value)))
+        elif queued and self.profile.queue_delay_reading == "whole_queue":
+            # The second reading (localpod.profiles.QUEUE_DELAY_READINGS): once the oldest job has
+            # waited the delay (or no worker lives), enough workers for every queued and running job.
+            waited = time.monotonic() - self.queue[0].submitted_at
+            if count == 0 or waited >= endpoint.scaler_value:
+                target = max(target, math.ceil((queued + self.in_progress()) / max(1, endpoint.max_concurrency)))
         elif queued:
             capacity = sum(w.concurrency - len(w.running) for w in current if w.status not in (UNHEALTHY,))
             if count == 0 or capacity <= 0:

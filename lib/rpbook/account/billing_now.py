@@ -106,7 +106,7 @@ def scale_to_zero(settings: Settings, api_key: Secret | str, endpoint_id: str) -
     """Set the endpoint's workers min and max to 0 so no worker runs or restarts; say what it was."""
     with _client(settings, api_key) as client:
         before = client.get_endpoint(endpoint_id)
-        client.update_endpoint(endpoint_id, {"workers": {"min": 0, "max": 0}})
+        client.set_workers(endpoint_id, workers_min=0, workers_max=0)
     return (
         f"endpoint {endpoint_id} scaled to zero (workers were {before.workers_min}-{before.workers_max}): its "
         f"workers stop and none restarts; runbook 02 (or 04) sets them back on its next run"

@@ -132,7 +132,7 @@ def _restore(client: RunpodClient, lease: Lease) -> str:
             f"endpoint {lease.endpoint_id}: workers.min is {endpoint.workers_min}, not the pinned "
             f"{lease.pinned_min}: someone changed it since, left as is"
         )
-    client.update_endpoint(lease.endpoint_id, {"workers": {"min": lease.previous_min}})
+    client.set_workers(lease.endpoint_id, workers_min=lease.previous_min)
     return f"endpoint {lease.endpoint_id}: workers.min restored {lease.pinned_min} -> {lease.previous_min}"
 
 
@@ -455,7 +455,7 @@ class KeepAlive:
                 now + self.max_session_s + LEASE_GRACE_S,
             )
             write_lease(self.leases, self._lease)  # before the change: a crash in between is recoverable
-            client.update_endpoint(self.endpoint_id, {"workers": {"min": target}})
+            client.set_workers(self.endpoint_id, workers_min=target)
         self._pin_since = time.monotonic()
 
     def _unpin(self, now: float) -> None:
