@@ -58,6 +58,9 @@ class Profile:
     Tests scale it to seconds through ``/_localpod/config`` overrides."""
     parking_step2_s: float = 7 * 86400.0
     """Idle parking, step 2: max workers set to 0 (same docs page: 7 days); stays until raised."""
+    queue_delay_reading: str = "one_per_decision"
+    """How many workers a QUEUE_DELAY decision starts: one of :data:`QUEUE_DELAY_READINGS` (an
+    assumption; Runpod's docs are silent). Not a duration: the one profile field that is a name."""
     unhealthy_retry_s: float = 7 * 86400.0
     """How long an UNHEALTHY worker keeps retrying before Runpod gives up on it (runpod/docs
     serverless/workers/overview.mdx, "Worker states": "auto-retries for up to 7 days")."""
@@ -66,9 +69,6 @@ class Profile:
     ready) before Runpod scales it down (max workers to 0). The docs (serverless/troubleshooting.mdx,
     "My endpoint was scaled down unexpectedly") say Runpod does this when an endpoint "consistently
     produces unhealthy (crashing) workers" but give no threshold: 10 minutes is localpod's assumption."""
-    queue_delay_reading: str = "one_per_decision"
-    """How many workers a QUEUE_DELAY decision starts: one of :data:`QUEUE_DELAY_READINGS` (an
-    assumption; Runpod's docs are silent). Not a duration: the one profile field that is a name."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -52,15 +52,10 @@ def quota_for_balance(balance: float) -> int:
     return DEFAULT_QUOTA
 
 
-def client_balance(store: Store, now: float | None = None) -> float:
-    """The account's balance now (what buys its quota): :func:`localpod.resources.billing.client_balance`."""
-    return billing.client_balance(store, time.time() if now is None else now)
-
-
 def max_workers_quota(store: Store) -> int:
     """The account's quota: the override when set, else what its balance buys."""
     override = store.account.max_workers_quota
-    return override if override is not None else quota_for_balance(client_balance(store))
+    return override if override is not None else quota_for_balance(billing.client_balance(store, time.time()))
 
 
 def quota_exceeded(store: Store, candidate: Endpoint, previous_max: int) -> int | None:

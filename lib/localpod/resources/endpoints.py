@@ -191,8 +191,8 @@ class Endpoints:
         the template's container settings, then ``fields``."""
         candidate = self._build(self.store.new_endpoint_id(), fields, template_id, defaults)
         self._check(candidate, idle_timeout_sent, previous_max=0)
-        self.store.endpoints[candidate.id] = candidate
-        self.store.commit()
+        with self.store.change():
+            self.store.endpoints[candidate.id] = candidate
         self.listener.endpoint_created(candidate)
         return candidate
 
@@ -236,16 +236,16 @@ class Endpoints:
             raise self.api.wording.error(
                 "has_workers", "conflict", id=endpoint.id, min=endpoint.workers_min, max=endpoint.workers_max
             )
+        with self.store.change():
+            self.store.endpoints.pop(endpoint.id, None)
+            bound = endpoint.template_id
+            if (
+                self.api.delete_removes_template
+                and bound in self.store.templates
+                and not any(e.template_id == bound for e in self.store.endpoints.values())
+            ):
+                del self.store.templates[bound]
         self.listener.endpoint_deleted(endpoint.id)
-        self.store.endpoints.pop(endpoint.id, None)
-        bound = endpoint.template_id
-        if (
-            self.api.delete_removes_template
-            and bound in self.store.templates
-            and not any(e.template_id == bound for e in self.store.endpoints.values())
-        ):
-            del self.store.templates[bound]
-        self.store.commit()
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -264,8 +264,8 @@ class Endpoints:
         self._check(candidate, idle_timeout_sent, previous_max=existing.workers_max)
         if candidate.release() != existing.release():
             candidate.version = existing.version + 1
-        copy_into(existing, candidate)  # in place: the platform holds this very object
-        self.store.commit()
+        with self.store.change():
+            copy_into(existing, candidate)  # in place: the platform holds this very object
         self.listener.endpoint_updated(existing)
         return existing
 
@@ -288,6 +288,9 @@ class Endpoints:
         endpoint scaling on REQUEST_COUNT (its schema omits the field there)."""
         say = self.api.wording.error
         errors: list[ResourceError] = []
+        too_long = limits.name_error(candidate.name)
+        if too_long is not None:
+            errors.append(ResourceError("name", too_long))
         if candidate.workers_max < candidate.workers_min:
             errors.append(say("workers_order", min=candidate.workers_min, max=candidate.workers_max))
         if idle_timeout_sent and candidate.type == "QUEUE" and candidate.scaler_type == "REQUEST_COUNT":

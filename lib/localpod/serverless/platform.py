@@ -26,8 +26,9 @@ from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
 from localpod.serverless.journal import JobJournal, job_from_record
 from localpod.serverless.worker_logs import WorkerLog, WorkerLogBook
+from localpod.serverless.worker_protocol import WorkerProtocolHub
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
-from localpod.store import Endpoint, NetworkVolume, Store, WorkerSession
+from localpod.store import WRITE_FAILURES, Endpoint, NetworkVolume, Store, WorkerSession
 
 log = logging.getLogger("localpod.platform")
 
@@ -119,15 +120,19 @@ class EndpointRuntime:
 
     # -- what workers write ------------------------------------------------------------------------
 
+    @property
+    def worker_protocol(self) -> WorkerProtocolHub:
+        return self.platform.worker_protocol
+
     def open_log(self, worker_id: str) -> WorkerLog:
         return self.platform.worker_logs.open(self.endpoint_id, worker_id)
 
     def add_session(self, session: WorkerSession) -> None:
         self.platform.store.sessions.append(session)
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
 
     def commit(self) -> None:
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -339,7 +344,7 @@ class EndpointRuntime:
             step,
             endpoint.workers_max,
         )
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
         return step
 
     def scale_down_if_unhealthy(self, endpoint: Endpoint, now: float | None = None) -> bool:
@@ -458,6 +463,8 @@ class Platform:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.rate_limiter = RateLimiter()
+        self.worker_protocol = WorkerProtocolHub()
+        """The mailboxes of worker processes that speak Runpod's worker protocol (job-take, job-done)."""
         self.worker_logs = WorkerLogBook()
         """Recent workers' logs (memory only), for ``GET /v2/serverless/{id}/workers/{workerId}/logs``."""
         self.journal = JobJournal.beside(store.path)
@@ -525,7 +532,7 @@ class Platform:
         self.journal.close()
         for runtime in list(self.runtimes.values()):
             await runtime.shutdown("localpod stopped")
-        self.store.commit()
+        self.store.commit_or_log()
 
     async def _scaler_loop(self) -> None:
         while True:
@@ -537,7 +544,9 @@ class Platform:
                     log.exception("scaler tick failed for %s", runtime.endpoint_id)
             try:
                 self.beat()
-            except Exception:  # pragma: no cover - a full disk must not stop the queue
+            except OSError as exc:  # a full or read-only disk must not stop the queue: one line a minute
+                WRITE_FAILURES.warning("heartbeat or journal upkeep failed: %s", exc.strerror or exc)
+            except Exception:  # pragma: no cover - a bug: keep the queue going, show the traceback
                 log.exception("heartbeat or journal upkeep failed")
 
     def beat(self) -> None:
@@ -645,12 +654,23 @@ class Platform:
     async def _post_webhook(self, job: J.Job) -> None:
         import httpx
 
+        from localpod import limits
+
         body = job.view()
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, trust_env=False, follow_redirects=False) as client:
             for attempt in range(3):
+                try:  # checked again now, names resolved: the POST goes to the very address checked
+                    target = await limits.resolve_webhook(job.webhook or "")
+                except ValueError as refused:
+                    log.warning("webhook of job %s not sent: %s", job.id, refused)
+                    return
+                extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
                 try:
                     response = await client.post(
-                        job.webhook or "", content=dumps(body), headers={"Content-Type": "application/json"}
+                        target.url,
+                        content=dumps(body),
+                        headers={"Content-Type": "application/json", "Host": target.host_header},
+                        extensions=extensions,
                     )
                     if response.status_code < 400:
                         return

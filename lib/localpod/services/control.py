@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,8 @@ from localpod import __version__
 from localpod.context import ServerContext
 from localpod.http import JSONResponse, json_body, problem, strict_bearer_key
 from localpod.profiles import QUEUE_DELAY_READINGS, Profile, get_profile
-from localpod.resources.account import client_balance, max_workers_quota
+from localpod.resources import billing
+from localpod.resources.account import max_workers_quota
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
@@ -186,7 +188,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             "rate_limits": settings.rate_limits,
             "max_workers_quota": ctx.store.account.max_workers_quota,
             "max_workers_quota_in_force": max_workers_quota(ctx.store),
-            "client_balance": client_balance(ctx.store),
+            "client_balance": billing.client_balance(ctx.store, time.time()),
         }
 
     async def config(request: Request) -> Response:

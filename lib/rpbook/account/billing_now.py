@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.pricing import worker_usd_per_hour
 from rpbook.account.resources import Endpoint
 from rpbook.core.errors import RpbookError
 from rpbook.core.secrets import Secret, reveal_api_key
@@ -76,12 +77,7 @@ def _client(settings: Settings, api_key: Secret | str) -> RunpodClient:
 def price_per_worker_hour(client: RunpodClient, endpoint: Endpoint) -> float | None:
     """USD per hour one worker of the endpoint bills at most: the catalog's serverless price of its
     dearest pool times its GPUs per worker; None when the catalog has no price for its pools."""
-    prices = [
-        g.serverless_price_hr
-        for g in client.gpu_types(serverless_availability=False)
-        if g.pool in endpoint.gpu_pools and g.serverless_price_hr is not None
-    ]
-    return max(prices) * endpoint.gpu_count if prices else None
+    return worker_usd_per_hour(client.gpu_types(serverless_availability=False), endpoint.gpu_pools, endpoint.gpu_count)
 
 
 def still_running(

@@ -13,15 +13,15 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 - the catalog: ``gpu_count`` within the most GPUs any card of the pool can give one worker
   (``maxCount``), and the worst case (every worker busy at once) within the account's spend limit
   (Runpod's default is $80 per hour: docs ``get-started/manage-accounts``, "Account spend limits");
+- the account's worker quota: ``workers.max`` of every endpoint on the account plus this plan's
+  within the quota the balance buys, or ``account_max_workers`` (:mod:`rpbook.account.quota`, docs
+  ``serverless/workers/overview.mdx`` "Max worker limits"), shown as a table;
 - the Runpod secrets the template references (``{{ RUNPOD_SECRET_name }}``, e.g. runbook 02's
   ``hf_token_ref``) exist on the account, listed by REST v2 ``GET /v2/account/secrets``
   (docs.runpod.io ``api-reference-v2/account/list-secrets``). An undefined one would let the
   endpoint be created and its workers crash-loop (runpod/docs ``pods/templates/secrets.mdx``:
   deployments that use a missing secret fail); a key that may not list secrets (403) or an API
   without the route (404) leaves a warning instead, since the check cannot be made;
-- the account's worker quota: ``workers.max`` of every endpoint on the account plus this plan's
-  within the quota the balance buys, or ``account_max_workers`` (:mod:`rpbook.account.quota`, docs
-  ``serverless/workers/overview.mdx`` "Max worker limits"), shown as a table;
 - the plans of template and endpoint, computed together (name conflicts, data center, CUDA),
   without writing.
 """
@@ -35,7 +35,8 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import Plan, plan_endpoint, plan_template
+from rpbook.account.plan import Plan
+from rpbook.account.plans import plan_endpoint, plan_template
 from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType

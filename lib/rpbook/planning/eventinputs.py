@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.pricing import require_pool_price
 from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.resources import Endpoint, GpuType
 from rpbook.core.errors import ConfigError
@@ -51,23 +52,16 @@ class PriceQuote:
 def prices_from_catalog(
     gpu_types: Sequence[GpuType], gpu_pools: Sequence[str], gpu_count: int = 1, *, active_discount: float = 0.0
 ) -> PriceQuote:
-    """Prices as ``rpbook.account.budget.worst_case`` takes them: the dearest of the pools' serverless
-    prices (``GET /v2/catalog/gpus``, ``price.serverless``) × GPUs per worker."""
+    """Prices by ``rpbook.account.pricing``'s rule, as the budget guard takes them: the dearest of the
+    pools' serverless prices (``GET /v2/catalog/gpus``, ``price.serverless``) × GPUs per worker."""
     if not 0 <= active_discount < 1:
         raise ConfigError(f"active_discount must be in [0, 1), got {active_discount}")
-    priced = [
-        (g.serverless_price_hr, str(g.pool))
-        for g in gpu_types
-        if g.pool in gpu_pools and g.serverless_price_hr is not None
-    ]
-    if not priced:
-        raise ConfigError(f"the catalog gives no serverless price for {', '.join(gpu_pools)}; check gpu_pools")
-    price, pool = max(priced)
-    flex = float(price) * gpu_count / 3600
+    price = require_pool_price(gpu_types, gpu_pools, "check gpu_pools")
+    flex = price.usd_per_gpu_hour * gpu_count / 3600
     return PriceQuote(
         Prices(flex_usd_per_s=flex, active_usd_per_s=flex * (1 - active_discount)),
-        pool,
-        float(price),
+        price.pool,
+        price.usd_per_gpu_hour,
         gpu_count,
         active_discount,
     )
