@@ -87,7 +87,7 @@ def test_the_endpoints_a_run_names_are_watched():
 
 WAKE = """
 import os
-from rpbook.account import jobqueue
+from rpbook.account import wakeup
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.plans import find_endpoint_id
 from rpbook.core.settings import load_settings
@@ -96,7 +96,7 @@ from rpbook.records.figures import record_figures
 settings = load_settings("local", env_file=os.environ["RPBOOK_ENV_FILE"])
 key = settings.runpod_api_key()
 endpoint_id = find_endpoint_id(RunpodClient(settings, key), endpoint_name)
-wake = jobqueue.wake(settings, key, endpoint_id, timeout_s=60, poll_s=0.05, progress=False)
+wake = wakeup.wake(settings, key, endpoint_id, timeout_s=60, poll_s=0.05, progress=False)
 if fail_after_wake:
     raise RuntimeError("the check failed after waking the endpoint")
 record_figures("00_wake", {"endpoint_id": endpoint_id, **wake.figures})
