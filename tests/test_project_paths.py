@@ -36,10 +36,9 @@ def test_session_start_refuses_a_folder_before_anything(tmp_path: Path, monkeypa
 def test_state_paths_do_not_follow_the_env_file_parameter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rpbook_state_dir: Path
 ) -> None:
-    from rpbook.planning.eventplan import restore_file_for
-
     from rpbook.account.ledger import ledger_path
-    from rpbook.endpoint.keepalive import lease_dir
+    from rpbook.endpoint.pins import lease_dir
+    from rpbook.planning.eventsettings import restore_file_for
 
     elsewhere = tmp_path / "secrets" / "prod.env"
     elsewhere.parent.mkdir()
