@@ -38,7 +38,7 @@ def test_state_paths_do_not_follow_the_env_file_parameter(
 ) -> None:
     from rpbook.account.ledger import ledger_path
     from rpbook.endpoint.keepalive import lease_dir
-    from rpbook.planning.eventplan import restore_file_for
+    from rpbook.planning.eventsettings import restore_file_for
 
     elsewhere = tmp_path / "secrets" / "prod.env"
     elsewhere.parent.mkdir()

@@ -113,12 +113,17 @@ def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, k
 
 
 def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, settings, key, vllm_endpoint):
-    """Crash-looping workers bill until someone scales to zero (worker-vllm#29): say so, with $/h."""
+    """Unhealthy workers do not bill but Runpod retries them for up to 7 days and scales an endpoint
+    that keeps producing them down by itself (runpod/docs serverless/workers/overview.mdx "Worker
+    states", serverless/troubleshooting.mdx): the message says so, what the user must do, and how
+    to stop the retries at once."""
     endpoint = vllm_endpoint(hf_token="hf_localpod_no_licence", workers_max=2)
     with pytest.raises(EndpointNotReadyError) as info:
         wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
     message = str(info.value)
-    assert "still running:" in message and "/h" in message and "scale_to_zero_on_failure" in message
+    assert "unhealthy worker(s): not billed while unhealthy" in message and "up to 7 days" in message
+    assert "scales it down by itself" in message and "fix the cause" in message
+    assert "scale_to_zero_on_failure" in message
     assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 2  # only reported, nothing changed
     with pytest.raises(EndpointNotReadyError) as info:
         wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, scale_to_zero_on_failure=True, **FAST)
@@ -128,6 +133,19 @@ def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, set
     while health(settings, key, endpoint.id).billing_workers and time.monotonic() < deadline:
         time.sleep(0.05)
     assert health(settings, key, endpoint.id).billing_workers == 0
+
+
+def test_an_undefined_runpod_secret_is_named_from_the_workers_log(localpod, settings, key, plant_endpoint):
+    """Issue 20 item 3: the worker of a template referencing a secret the account lacks is UNHEALTHY;
+    the wake-up names the secret (read from the worker's log), not the licence causes."""
+    env = {"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": "{{ RUNPOD_SECRET_nope }}"}
+    endpoint = plant_endpoint(image=VLLM_IMAGE, env=env)
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
+    message = str(info.value)
+    assert "{{ RUNPOD_SECRET_nope }} unresolved" in message and "no Runpod secret named 'nope'" in message
+    assert "hf_token_ref" in message and "licence" not in message
+    assert "not billed while unhealthy" in message
 
 
 def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpoint, monkeypatch):

@@ -13,7 +13,7 @@ from typing import IO
 
 from localpod import __version__, statelock
 from localpod.config import SECRET_NAME, Settings, is_loopback
-from localpod.profiles import PROFILES, get_profile
+from localpod.profiles import PROFILES, QUEUE_DELAY_READINGS, get_profile
 
 EXIT_STATE_IN_USE = 75
 """EX_TEMPFAIL: not 3, which uvicorn exits with when it cannot start (a port in use)."""
@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file that keeps resources across restarts (one server per file: it is locked)",
     )
     serve.add_argument("--profile", choices=sorted(PROFILES), default="fast", help="timing profile")
+    serve.add_argument(
+        "--queue-delay-reading",
+        choices=QUEUE_DELAY_READINGS,
+        default="one_per_decision",
+        help="workers one QUEUE_DELAY decision starts: one (default) or enough for the whole queue "
+        "(Runpod's docs do not say; an assumption either way)",
+    )
     serve.add_argument(
         "--proxy-url",
         default=None,
@@ -137,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         state_file=args.state,
-        profile=get_profile(args.profile),
+        profile=get_profile(args.profile).with_overrides({"queue_delay_reading": args.queue_delay_reading}),
         proxy_url=args.proxy_url,
         log_requests=not args.quiet,
         allowed_hosts=list(args.allowed_host),

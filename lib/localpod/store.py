@@ -100,6 +100,9 @@ class Account:
     client_balance: float = 250.0
     spend_limit: float = 80.0
     pub_key: str = ""
+    max_workers_quota: int | None = None
+    """Max workers over all endpoints, set directly (support raised it, or a test); None: what the
+    balance buys (:mod:`localpod.resources.account`)."""
 
 
 @dataclass
@@ -179,6 +182,9 @@ class Endpoint:
     parked_step: int = 0
     """Idle-parking steps already applied since the last request (0, 1 or 2), so that raising max
     workers by hand after a step is not undone by the next scaler tick."""
+    unhealthy_scale_down_at: float | None = None
+    """Wall-clock time Runpod last scaled this endpoint down for producing unhealthy workers
+    (max workers set to 0; Runpod emails the account). Not in any API response."""
 
     def release(self) -> tuple[Any, ...]:
         """What workers run with; compare two of these to know whether a change is a new release."""
@@ -216,7 +222,8 @@ class NetworkVolume:
 
 @dataclass
 class WorkerSession:
-    """One worker's billable lifetime: from start until it is fully stopped (rounded up to 1 s)."""
+    """One stretch of a worker's life that bills (:mod:`localpod.serverless.workers` opens and closes
+    them by state; :mod:`localpod.resources.billing` turns them into money)."""
 
     endpoint_id: str
     worker_id: str
@@ -225,10 +232,6 @@ class WorkerSession:
     price_per_gpu_s: float
     started_at: float
     stopped_at: float | None = None
-
-    def seconds_between(self, start: float, end: float, now: float | None = None) -> float:
-        stop = self.stopped_at if self.stopped_at is not None else (now if now is not None else time.time())
-        return max(0.0, min(stop, end) - max(self.started_at, start))
 
 
 T = TypeVar("T")

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from rpbook.account.billing_now import describe_after_failure
-from rpbook.account.workererrors import worker_error_text
+from rpbook.account.controlplane import RunpodClient
+from rpbook.account.workererrors import unhealthy_cause, worker_error_text
 from rpbook.core.display import html_table, progress_bar
 from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
 from rpbook.core.pending import NotCreated, Skipped, skip
@@ -46,7 +47,9 @@ STAGES = ("queued", "throttled", "initializing", "ready", "in progress", "first 
 when seen. ``first token`` is when the job finished (the ping asks for one token, not a stream)."""
 
 UNHEALTHY_HINT = (
-    "the usual causes are: the model's licence is not accepted on huggingface.co by the account of "
+    "the usual causes are: the template references a Runpod secret the account does not have "
+    "({{ RUNPOD_SECRET_name }}: create it under Secrets in the Runpod console or fix hf_token_ref in runbook 02), "
+    "the model's licence is not accepted on huggingface.co by the account of "
     "HF_TOKEN (gated models such as Mistral or Llama), the token is missing or invalid in the endpoint's "
     "env (HUGGING_FACE_HUB_TOKEN for vLLM workers, else HF_TOKEN; or a fine-grained token lacks 'Read access "
     "to contents of all public gated repos'), or MODEL_NAME has a typo (the repo does not exist). Check the "
@@ -122,8 +125,10 @@ class Health:
 
     @property
     def billing_workers(self) -> int:
-        """Workers that bill now: every state but throttled (no GPU yet)."""
-        return self.workers_total - self.throttled
+        """Workers that bill now: initializing and ready (idle or running) ones. Throttled and
+        unhealthy workers do not bill (runpod/docs serverless/workers/overview.mdx, "Worker states":
+        billing "No" for both; a ready worker waiting out its idle timeout bills, pricing.mdx)."""
+        return self.initializing + max(self.ready, self.idle + self.running)
 
     @property
     def stage(self) -> str:
@@ -478,9 +483,10 @@ def wake(
                 unhealthy_since = unhealthy_since if unhealthy_since is not None else now
                 if now - unhealthy_since >= grace:
                     _cancel(endpoint, endpoint_id, job_id)
+                    cause = _cause_from_worker_logs(settings, api_key, endpoint_id)
                     raise EndpointNotReadyError(
                         f"endpoint {endpoint_id} cannot start: its workers are unhealthy (the model server "
-                        f"crashes while starting) for {now - unhealthy_since:.1f} s; {UNHEALTHY_HINT} "
+                        f"crashes while starting) for {now - unhealthy_since:.1f} s; {cause} "
                         f"[{current.summary()}] (wake-up job cancelled)"
                     )
             show(_describe(status, current))
@@ -500,8 +506,14 @@ def wake(
         bar.n = 4
         bar.refresh()
     except EndpointNotReadyError as exc:
+        now_health = _health(endpoint, endpoint_id)
         after = describe_after_failure(
-            settings, api_key, endpoint_id, _health(endpoint, endpoint_id).billing_workers, scale_to_zero_on_failure
+            settings,
+            api_key,
+            endpoint_id,
+            now_health.billing_workers,
+            scale_to_zero_on_failure,
+            unhealthy_workers=now_health.unhealthy,
         )
         raise EndpointNotReadyError(f"{exc}\n{after}") from None
     except BaseException:
@@ -528,6 +540,22 @@ def wake(
         execution_time_ms=body.get("executionTime"),
         output_preview=scrub(json.dumps(body.get("output"), default=str))[:300],
     )
+
+
+def _cause_from_worker_logs(settings: Settings, api_key: Secret | str, endpoint_id: str) -> str:
+    """Why the workers are unhealthy: what their logs say (``rpbook.account.workererrors.unhealthy_cause``),
+    with the usual causes unless the log names the whole story (a missing Runpod secret). Reading
+    the logs is best effort: when they cannot be read, the usual causes alone."""
+    try:
+        with RunpodClient(settings, _as_secret(api_key)) as client:
+            lines = client.worker_logs(endpoint_id, tail=200, idle_s=0.3, max_s=1.5)  # a crash loop never goes quiet
+    except RpbookError:
+        return UNHEALTHY_HINT
+    found = unhealthy_cause([line.line for line in lines])
+    if found is None:
+        return UNHEALTHY_HINT
+    cause, whole = found
+    return cause if whole else f"{cause}; {UNHEALTHY_HINT}"
 
 
 def _describe(status: str, health_now: Health) -> str:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.cuda import CudaRequirement
+from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
 from rpbook.account.ledger import record_create
 from rpbook.account.placement import cuda_placement_notes, endpoint_cuda, endpoint_data_center
 from rpbook.account.resources import Endpoint, NetworkVolume, Template, one_by_name
@@ -447,7 +448,7 @@ def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
         "workers_min": endpoint.workers_min,
         "workers_max": endpoint.workers_max,
         "idle_timeout_s": endpoint.idle_timeout_s,
-        "scaler": endpoint.scaler_type,
+        "scaler_type": endpoint.scaler_type,
         "scaler_value": endpoint.scaler_value,
         "execution_timeout_s": endpoint.timeout_ms / 1000,
         "flashboot": endpoint.flashboot_enabled,
@@ -458,10 +459,8 @@ def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def _scaling(spec: EndpointSpec) -> dict[str, Any]:
-    if spec.scaler == "REQUEST_COUNT":
-        return {"type": "REQUEST_COUNT", "requestCount": int(spec.scaler_value)}
-    return {"type": "QUEUE_DELAY", "queueDelay": spec.scaler_value}
+def _scaler(spec: EndpointSpec) -> ScalerSettings:
+    return ScalerSettings(check_scaler_type("EndpointSpec.scaler_type", spec.scaler_type), spec.scaler_value)
 
 
 def plan_endpoint(
@@ -572,10 +571,10 @@ def _endpoint_wanted(
         workers_min=spec.workers_min,
         workers_max=spec.workers_max,
     )
-    if spec.scaler == "QUEUE_DELAY":
+    if spec.scaler_type == "QUEUE_DELAY":
         wanted["idle_timeout_s"] = spec.idle_timeout_s  # not applicable to REQUEST_COUNT (the API refuses it)
     wanted.update(
-        scaler=spec.scaler,
+        scaler_type=spec.scaler_type,
         scaler_value=spec.scaler_value,
         execution_timeout_s=spec.execution_timeout_s,
         flashboot=spec.flashboot,
@@ -604,13 +603,18 @@ def _create_body(
         "type": "QUEUE",
         "templateId": template_id,
         "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
-        "workers": {"min": spec.workers_min, "max": spec.workers_max},
-        "scaling": _scaling(spec),
+        **scaling_body(
+            WorkerSettings(
+                spec.workers_min,
+                spec.workers_max,
+                # not applicable to REQUEST_COUNT (the API refuses it)
+                spec.idle_timeout_s if spec.scaler_type == "QUEUE_DELAY" else None,
+            ),
+            _scaler(spec),
+        ),
         "timeout": spec.timeout_ms,
         "flashboot": spec.flashboot_mode,
     }
-    if spec.scaler == "QUEUE_DELAY":
-        body["workers"]["idleTimeout"] = spec.idle_timeout_s
     if volume is not None:
         body["networkVolumes"] = [volume.id]
     if data_center is not None:
@@ -639,17 +643,16 @@ def _update_body(
         gpu["minCudaVersion"] = wanted["min_cuda_version"] or ""  # "" clears the floor
     if gpu:
         body["gpu"] = gpu
-    workers = {}
-    if "workers_min" in changed:
-        workers["min"] = spec.workers_min
-    if "workers_max" in changed:
-        workers["max"] = spec.workers_max
-    if "idle_timeout_s" in changed:
-        workers["idleTimeout"] = spec.idle_timeout_s
-    if workers:
-        body["workers"] = workers
-    if changed & {"scaler", "scaler_value"}:
-        body["scaling"] = _scaling(spec)
+    body.update(
+        scaling_body(
+            WorkerSettings(
+                spec.workers_min if "workers_min" in changed else None,
+                spec.workers_max if "workers_max" in changed else None,
+                spec.idle_timeout_s if "idle_timeout_s" in changed else None,
+            ),
+            _scaler(spec) if changed & {"scaler_type", "scaler_value"} else None,
+        )
+    )
     if "execution_timeout_s" in changed:
         body["timeout"] = spec.timeout_ms
     if "flashboot" in changed:

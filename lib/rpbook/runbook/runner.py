@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -29,6 +29,9 @@ from rpbook.core.paths import RUN_DIR_ENV, notebook_dir, runs_dir
 from rpbook.core.pending import PENDING_FILE
 from rpbook.core.secrets import scrub
 from rpbook.runbook.paramcheck import Declared, declared_parameters, value_problem
+
+if TYPE_CHECKING:
+    from rpbook.records.runcost import WorkerWatch
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -296,6 +299,7 @@ def run_notebooks(
     summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    watch = _watch_workers(summary, run_dir) if receipt else None
     stop = _ForwardStopSignals()
     try:
         stop.__enter__()
@@ -346,6 +350,8 @@ def run_notebooks(
         stop.__exit__()
         if stop.received is not None:
             summary.stopped_by = stop.received.name
+        if watch is not None:
+            watch.stop()
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
@@ -369,6 +375,22 @@ def scrub_file(path: Path) -> None:
     clean = scrub(text)
     if clean != text:
         path.write_text(clean, encoding="utf-8")
+
+
+def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
+    """Start watching the workers of the endpoints the run names, so that its receipt can count
+    its own workers (``rpbook.records.runcost``); None when the settings cannot be read (the
+    receipt then says why)."""
+    from rpbook.core.paths import resolve_env_file
+    from rpbook.core.settings import load_settings
+    from rpbook.records.runcost import WorkerWatch, endpoint_names
+
+    try:
+        settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
+        key = settings.runpod_api_key()
+    except RpbookError:
+        return None
+    return WorkerWatch(settings, key, run_dir, endpoint_names(summary.parameters)).start()
 
 
 def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:

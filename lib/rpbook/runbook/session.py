@@ -63,7 +63,7 @@ def quiet_http_logs() -> None:
 
 def _recover_pins(settings: Settings) -> None:
     """A keep-alive pin whose holder died (``kill -9``) or expired is restored by the next runbook."""
-    from rpbook.endpoint.keepalive import lease_dir, read_leases, recover_stale_pins
+    from rpbook.endpoint.pins import lease_dir, read_leases, recover_stale_pins
 
     if not read_leases(lease_dir(settings)):
         return
