@@ -165,9 +165,10 @@ def test_no_secret_reaches_outputs_logs_or_errors(isolated: Isolated):
     )
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert "without encryption" not in good.stderr  # rpbook run's kernels talk over IPC, not TCP
-    # A run that fails half-way: notebook 02 refuses an unpinned image tag after 00 and 01 ran.
+    # A run that fails half-way: notebook 02's budget guard stops it after 00 and 01 ran (an unpinned
+    # image tag no longer gets that far: its declared range refuses it before anything runs).
     broken = isolated.root / "broken.yaml"
-    broken.write_text("vllm_image_tag: latest\n")
+    broken.write_text("max_hourly_usd: 3\n")
     bad = subprocess.run(
         [*rpbook, "run", "-f", str(LOCAL_PARAMS), "-f", str(broken), "--out", str(isolated.root / "runs" / "bad")],
         env=env,
