@@ -27,6 +27,9 @@ LIB = Path(__file__).resolve().parent.parent / "lib" / "rpbook"
 HOME = LIB / "account" / "endpointscaling.py"
 BODY_KEYS = {"workers", "scaling", "idleTimeout", "queueDelay", "requestCount"}
 """Members of ``UpdateEndpointRequest`` that only the home module may write."""
+LIST_VALUES = (ast.List, ast.ListComp, ast.Tuple)
+"""A list under ``"workers"`` is a listing (``ListEndpointWorkersResponse``, a run's record of the
+workers it saw), never an update body: the spec's ``EndpointWorkers`` is an object."""
 
 
 def _schemas() -> dict[str, Any]:
@@ -99,8 +102,8 @@ def _hand_built(tree: ast.AST) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
-            for key in node.keys:
-                if isinstance(key, ast.Constant) and key.value in BODY_KEYS:
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value in BODY_KEYS and not isinstance(value, LIST_VALUES):
                     found.append((node.lineno, f"{{{key.value!r}: ...}}"))
         elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
             key = node.slice
@@ -135,3 +138,4 @@ def test_the_guard_sees_a_hand_built_body() -> None:
     ]
     assert all(_hand_built(ast.parse(source)) for source in sources)
     assert not _hand_built(ast.parse('workers = data.get("workers") or {}'))  # reading a response is fine
+    assert not _hand_built(ast.parse('record = {"workers": [asdict(w) for w in seen]}'))  # a listing, not a body

@@ -360,15 +360,18 @@ def test_vllm_n_is_bounded_like_vllm_and_answers_fast(localpod, plant_endpoint):
     client = httpx.Client(
         base_url=localpod.openai_base(endpoint.id), headers={"Authorization": f"Bearer {localpod.api_key}"}, timeout=60
     )
+    warm_start = time.monotonic()
     assert (
         client.post(
             "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         ).status_code
         == 200
     )  # warm
+    one_token_s = time.monotonic() - warm_start  # this machine's noise, measured now (it includes the cold start)
     start = time.monotonic()
     response = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "n": 200_000})
-    assert time.monotonic() - start < 2
+    # refused before any sequence is generated: no slower than the one-token request that woke the worker
+    assert time.monotonic() - start < max(one_token_s, 1.0) * 2
     assert response.status_code == 400
     assert "n must be at most 16384, got 200000." in response.json()["error"]["message"]
 

@@ -37,7 +37,7 @@ def test_state_paths_do_not_follow_the_env_file_parameter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rpbook_state_dir: Path
 ) -> None:
     from rpbook.account.ledger import ledger_path
-    from rpbook.endpoint.keepalive import lease_dir
+    from rpbook.endpoint.pins import lease_dir
     from rpbook.planning.eventsettings import restore_file_for
 
     elsewhere = tmp_path / "secrets" / "prod.env"

@@ -28,7 +28,6 @@ from rpbook.account.preflight import check_stack
 from rpbook.account.quota import (
     AccountQuota,
     PlannedMax,
-    WorkerQuotaError,
     account_quota,
     balance_for_quota,
     check_account_max_workers,
@@ -37,7 +36,7 @@ from rpbook.account.quota import (
     workers_max_total,
 )
 from rpbook.account.specs import EndpointSpec, infinity_template
-from rpbook.core.errors import ConfigError
+from rpbook.core.errors import ConfigError, WorkerQuotaError
 from spec import SpecCheckedClient, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent

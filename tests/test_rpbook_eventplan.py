@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.quota import AccountQuota, PlannedMax, WorkerQuotaError, check_quota
+from rpbook.account.quota import AccountQuota, PlannedMax, check_quota
 from rpbook.account.resources import Endpoint, GpuType
-from rpbook.core.errors import ConfigError
+from rpbook.core.errors import ConfigError, WorkerQuotaError
 from rpbook.endpoint.loadtest_result import SLO as LoadSLO
 from rpbook.endpoint.loadtest_result import LoadShape, LoadTestResult, RequestRecord
 from rpbook.planning import capacity, eventchoice, eventgrid, eventinputs, eventsettings, eventtraffic, servicetimes

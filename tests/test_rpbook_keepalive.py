@@ -18,7 +18,8 @@ import pytest
 
 from localpod import catalog
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.jobqueue import health, wake
+from rpbook.account.jobqueue import health
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
 from rpbook.endpoint import keepalive as K
 from rpbook.endpoint import pins

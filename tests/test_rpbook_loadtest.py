@@ -18,7 +18,7 @@ import random
 import numpy as np
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
 from rpbook.endpoint.loadtest import run_load_test
 from rpbook.endpoint.loadtest_plot import plot

@@ -44,10 +44,9 @@ def test_billed_seconds_round_up_per_worker():
 
 
 def test_budget_planner_and_billing_now_share_the_rule():
-    from rpbook.planning.eventplan import prices_from_catalog
-
     from rpbook.account.budget import worst_case
     from rpbook.account.specs import EndpointSpec
+    from rpbook.planning.eventinputs import prices_from_catalog
 
     spec = EndpointSpec(name="e", template_name="t", gpu_pools=["AMPERE_24", "ADA_24"], gpu_count=2)
     rule = pricing.worker_usd_per_hour(GPUS, spec.gpu_pools, spec.gpu_count)

@@ -20,11 +20,11 @@ import pytest
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import sdk_endpoint
-from rpbook.account.ledger import Ledger, LedgerError, ledger_path
+from rpbook.account.ledger import Ledger, ledger_path
 from rpbook.account.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
 from rpbook.account.specs import EndpointSpec, VolumeSpec, vllm_template
-from rpbook.account.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
-from rpbook.core.errors import ControlPlaneError
+from rpbook.account.teardown import Proof, apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.core.errors import ControlPlaneError, LedgerError, TeardownError
 from rpbook.core.settings import Settings
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"

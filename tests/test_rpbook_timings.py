@@ -12,7 +12,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.settings import load_settings
 from rpbook.endpoint.conversation import compare_strategies
 from rpbook.endpoint.timings import RUNPOD_7B_COLD_START, LocalTimings, scaled_profile

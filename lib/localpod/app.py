@@ -21,7 +21,7 @@ from localpod.context import ServerContext
 from localpod.guard import HostOriginGuard
 from localpod.http import problem
 from localpod.serverless.platform import Platform
-from localpod.services import control, graphql_api, hub, queue, rest
+from localpod.services import control, graphql_api, hub, queue, rest, worker_api
 from localpod.store import StateWriteError, Store
 
 log = logging.getLogger("localpod.requests")
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         rest.any_character(Mount("/api.runpod.io", routes=rest.routes(ctx) + graphql_api.routes(ctx))),
-        Mount("/api.runpod.ai", routes=queue.routes(ctx)),
+        Mount("/api.runpod.ai", routes=queue.routes(ctx) + worker_api.routes(ctx)),
         Mount("/huggingface.co", routes=hub.routes(ctx)),
         Mount("/_localpod", routes=control.routes(ctx)),
     ]

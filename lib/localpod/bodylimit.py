@@ -29,13 +29,15 @@ CONTROL_BODY_BYTES = 2 * 1024 * 1024
 
 _RUN = re.compile(r"^/api\.runpod\.ai/v2/[^/]+/run$")
 _RUNSYNC = re.compile(r"^/api\.runpod\.ai/v2/[^/]+/(runsync|openai/.*)$")
+_WORKER_RESULT = re.compile(r"^/api\.runpod\.ai/v2/[^/]+/job-(done|stream)/")
+"""A worker's result or stream chunk (localpod.services.worker_api): as large as a /runsync answer."""
 
 
 def body_limit(path: str) -> int:
     """The largest body ``path`` accepts, in bytes."""
     if _RUN.match(path):
         return RUN_BODY_BYTES
-    if _RUNSYNC.match(path):
+    if _RUNSYNC.match(path) or _WORKER_RESULT.match(path):
         return RUNSYNC_BODY_BYTES
     return CONTROL_BODY_BYTES
 

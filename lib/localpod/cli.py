@@ -70,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="required to bind a non-loopback address: anyone who can reach it and has the key controls localpod",
     )
     serve.add_argument(
+        "--handler",
+        action="append",
+        default=[],
+        metavar="IMAGE=PATH",
+        help="run workers of endpoints whose template uses IMAGE (with or without its tag) as real "
+        "processes running your handler file or module under the runpod SDK, e.g. "
+        "--handler myteam/worker=./handler.py (docs/custom-workers.md)",
+    )
+    serve.add_argument(
+        "--worker-processes",
+        action="store_true",
+        help="run localpod's own worker emulations as handlers inside the real runpod SDK loop, one "
+        "process per worker (slower to start; the default runs them in localpod's process)",
+    )
+    serve.add_argument(
         "--log-file",
         type=Path,
         default=None,
@@ -101,6 +116,23 @@ def parse_secrets(specs: list[str], environ: Mapping[str, str]) -> dict[str, str
         if not value:
             raise ValueError(f"--secret {name}={var}: environment variable {var} is not set (or empty)")
         out[name] = value
+    return out
+
+
+def parse_handlers(specs: list[str]) -> dict[str, str]:
+    """``IMAGE=PATH`` options -> {image: handler}; a file must exist (a module name is taken as
+    given: its import error shows in the worker's log). Raises ``ValueError`` saying what to fix."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        image, sep, handler = spec.partition("=")
+        if not sep or not image or not handler:
+            raise ValueError(f"--handler {spec!r}: write IMAGE=PATH, e.g. --handler myteam/worker=./handler.py")
+        if handler.endswith(".py"):
+            path = Path(handler).expanduser()
+            if not path.is_file():
+                raise ValueError(f"--handler {image}={handler}: no such file")
+            handler = str(path.resolve())
+        out[image] = handler
     return out
 
 
@@ -137,6 +169,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         secrets = parse_secrets(args.secret, os.environ)
+        handlers = parse_handlers(args.handler)
     except ValueError as exc:
         print(f"localpod: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +181,8 @@ def serve(args: argparse.Namespace) -> int:
         proxy_url=args.proxy_url,
         log_requests=not args.quiet,
         allowed_hosts=list(args.allowed_host),
+        handlers=handlers,
+        worker_processes=args.worker_processes,
     )
     settings.secrets.update(secrets)
     if args.state is not None:

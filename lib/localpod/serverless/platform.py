@@ -26,6 +26,7 @@ from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
 from localpod.serverless.journal import JobJournal, job_from_record
 from localpod.serverless.worker_logs import WorkerLog, WorkerLogBook
+from localpod.serverless.worker_protocol import WorkerProtocolHub
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
 from localpod.store import WRITE_FAILURES, Endpoint, NetworkVolume, Store, WorkerSession
 
@@ -118,6 +119,10 @@ class EndpointRuntime:
             self.flashboot_until[version] = time.monotonic() + self.profile.flashboot_window_s
 
     # -- what workers write ------------------------------------------------------------------------
+
+    @property
+    def worker_protocol(self) -> WorkerProtocolHub:
+        return self.platform.worker_protocol
 
     def open_log(self, worker_id: str) -> WorkerLog:
         return self.platform.worker_logs.open(self.endpoint_id, worker_id)
@@ -458,6 +463,8 @@ class Platform:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.rate_limiter = RateLimiter()
+        self.worker_protocol = WorkerProtocolHub()
+        """The mailboxes of worker processes that speak Runpod's worker protocol (job-take, job-done)."""
         self.worker_logs = WorkerLogBook()
         """Recent workers' logs (memory only), for ``GET /v2/serverless/{id}/workers/{workerId}/logs``."""
         self.journal = JobJournal.beside(store.path)

@@ -57,6 +57,7 @@ from localpod.runpod_secrets import resolve_env
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
+from localpod.serverless.backends.process_worker import ProcessWorker
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
 from localpod.serverless.imagecuda import image_min_cuda
 from localpod.serverless.worker_output import WorkerOutput
@@ -73,6 +74,9 @@ IDLE = "IDLE"
 RUNNING = "RUNNING"
 UNHEALTHY = "UNHEALTHY"
 STOPPED = "STOPPED"  # internal: gone from every listing
+
+PROCESS_KIND = "process"
+"""The log kind of a real worker process: its container lines are what the process prints."""
 
 RUNPOD_SDK_VERSION = "1.12.0"
 
@@ -130,6 +134,10 @@ class Worker:
     def free_slots(self) -> int:
         if not self.is_ready or self.stale:
             return 0
+        if isinstance(self.backend, ProcessWorker):
+            # A worker process pulls: as many jobs as its SDK asked for in the job-take it holds
+            # open (its own concurrency minus the jobs it holds), whatever the platform thinks it runs.
+            return self.backend.demand
         return self.concurrency - len(self.running)
 
     @property
@@ -243,6 +251,16 @@ class Worker:
             profile=host.profile,
             proxy_url=settings.proxy_url,
             proxy_api_key=settings.proxy_api_key,
+            worker_id=self.id,
+            gpu_type_id=self.gpu_type_id,
+            base_url=settings.worker_base_url,
+            protocol=host.worker_protocol,
+            handler=settings.handler_for(endpoint.image),
+            sdk_process=settings.worker_processes,
+            log=self._process_line,
+            on_demand=host.dispatch,
+            live_profile=lambda: self.host.profile,
+            concurrency=self.concurrency,
         )
         backend = create_backend(spec)
         repos = backend.model_repos
@@ -251,7 +269,10 @@ class Worker:
         plan = plan_cold_start(host.profile, repos, cached, host.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
-        self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
+        # A user's handler prints its own lines; localpod's emulations in a real SDK process keep
+        # their image's emulated lines, and the SDK prints its own.
+        kind = PROCESS_KIND if spec.handler is not None else backend_kind(endpoint.image)
+        self.output = WorkerOutput(self.log, kind, env, real_sdk=isinstance(backend, ProcessWorker))
         self.output.system(f"container started: {endpoint.image}")
         self.output.container_started()
         if missing:  # Runpod docs: a template using a deleted secret makes its deployments fail
@@ -291,6 +312,10 @@ class Worker:
         host.worker_ready(self)
         return True
 
+    def _process_line(self, line: str) -> None:
+        """A line the worker process printed: the container's own log."""
+        self.output.process_line(line)
+
     def _cuda_denial(self, image: str) -> str | None:
         """Why the container cannot start on this host's CUDA, or None when it can (or is unknown)."""
         need = image_min_cuda(image)
@@ -326,14 +351,16 @@ class Worker:
         for job in list(self.running) + list(self.orphaned):
             if job.task is not None:
                 job.task.cancel()
+        # Billing ends and FlashBoot remembers the worker when it is stopped, before its backend is
+        # closed: a worker process may take a few seconds to exit (the SDK drains its jobs on SIGTERM).
+        self._unbill()
+        if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
+            self.host.remember_flashboot(self.version)
         if self.backend is not None:
             try:
                 await self.backend.close()
             except Exception:  # pragma: no cover
                 log.exception("closing backend of worker %s", self.id)
-        self._unbill()
-        if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
-            self.host.remember_flashboot(self.version)
         self.output.system(f"worker {self.id} stopped")
         self.log.close()
 
@@ -342,6 +369,8 @@ class Worker:
     def assign(self, job: J.Job) -> None:
         """Start a job on this worker (the platform checked ``free_slots``)."""
         job.start(self.id)
+        if isinstance(self.backend, ProcessWorker):
+            self.backend.reserve()
         self.running.add(job)
         if self.status != RUNNING:
             self._set(RUNNING)
@@ -357,13 +386,21 @@ class Worker:
         ctx = JobContext(job_id=job.id, profile=self.host.profile)
         crashed: WorkerCrash | None = None
         timed_out = False
+        refresh = False
         try:
             async with asyncio.timeout(job.execution_timeout_s if job.execution_timeout_s > 0 else None):
-                if backend.generator:
+                if isinstance(backend, ProcessWorker):
+                    # The SDK in the worker process decides what the job's result is; it sends
+                    # nothing at all for a result it cannot serialise, and the job then waits here.
+                    posted = await backend.run_job(job.id, job.input, job.add_chunk, job.set_progress)
+                    refresh = bool(posted["body"].get("stopPod"))
+                    self._deliver_posted(job, posted["body"], posted["is_stream"])
+                    result = None
+                elif backend.generator:
                     result = await self._run_generator(backend, job, ctx)
                 else:
                     result = await self._run_plain(backend, job, ctx)
-                undeliverable = _undeliverable(result)
+                undeliverable = None if result is None else _undeliverable(result)
                 if undeliverable is not None:
                     # rp_http._handle_result: json.dumps raises, the SDK logs it and sends nothing,
                     # then frees its slot. The platform never hears back: the job stays IN_PROGRESS
@@ -375,7 +412,8 @@ class Worker:
                     self.orphaned.add(job)
                     self.host.dispatch()
                     await asyncio.Event().wait()
-                self._deliver(job, result)
+                if result is not None:
+                    self._deliver(job, result)
         except TimeoutError:
             ctx.cancelled.set()
             timed_out = True
@@ -401,14 +439,26 @@ class Worker:
             # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
             # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
             log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
+            self.output.system(
+                f"job {job.id} hit the execution timeout ({job.execution_timeout_s:g} s): worker stopped"
+            )
             for other in list(self.running) + list(self.orphaned):
                 other.finish(
                     J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the execution timeout"
                 )
             await self.stop()
             return
+        if refresh and self.status != STOPPED:
+            # rp_job.handle_job: refresh_worker sends "stopPod": true; Runpod stops the worker after
+            # the job and the scaler starts a fresh one when jobs need it.
+            log.info("worker %s stopped after job %s: the handler asked for refresh_worker", self.id, job.id)
+            await self.stop()
+            return
         if crashed is not None and self.status != STOPPED:
             log.info("worker %s crashed: %s; restarting", self.id, crashed)
+            self.output.system(f"worker crashed during job {job.id}: {crashed}; restarting")
+            if isinstance(backend, ProcessWorker):
+                await backend.close()
             self.backend = None
             for other in list(self.running):
                 if other.task is not None:
@@ -450,6 +500,21 @@ class Worker:
                     "error_item": error,
                 }
         return {"output": output}
+
+    def _deliver_posted(self, job: J.Job, body: dict[str, Any], is_stream: bool) -> None:
+        """What the queue does with a job-done body the SDK posted: an ``error`` makes the job
+        FAILED with that error (a non-string error, e.g. worker-vllm's ``{"message", "type",
+        "code"}`` from a plain handler, as its JSON text); else COMPLETED with ``output``. A plain
+        handler's output is also its one ``/stream`` item (generators streamed theirs already)."""
+        if "error" in body:
+            error = body["error"]
+            job.error_item = error
+            job.finish(J.FAILED, error=error if isinstance(error, str) else dumps(error).decode())
+            return
+        output = body.get("output")
+        if not is_stream:
+            job.add_chunk(output)
+        job.finish(J.COMPLETED, output=output)
 
     def _deliver(self, job: J.Job, result: dict[str, Any]) -> None:
         """What the platform does with the result the worker sent: ``error`` makes the job FAILED."""

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from rpbook.core.errors import ConfigError, ControlPlaneError
+from rpbook.core.errors import ControlPlaneError, LedgerError
 from rpbook.core.paths import LEDGER_ENV, RUN_DIR_ENV, ledger_file
 from rpbook.core.settings import Settings
 
@@ -61,10 +61,6 @@ CREATE INDEX IF NOT EXISTS resources_account ON resources (target, base_url, sta
 """
 
 T = TypeVar("T")
-
-
-class LedgerError(ConfigError):
-    """The ledger cannot be written: nothing is created, so nothing can be forgotten."""
 
 
 def _now() -> str:

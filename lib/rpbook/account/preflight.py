@@ -35,7 +35,8 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import Plan, plan_endpoint, plan_template
+from rpbook.account.plan import Plan
+from rpbook.account.plans import plan_endpoint, plan_template
 from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType

@@ -35,7 +35,7 @@ import httpx
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.resources import Endpoint
 from rpbook.core.display import html_table
-from rpbook.core.errors import ConfigError, ControlPlaneError
+from rpbook.core.errors import ConfigError, ControlPlaneError, WorkerQuotaError
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
 
@@ -53,15 +53,6 @@ DOCS_PAGE = "docs.runpod.io/serverless/workers/overview (Max worker limits)"
 SUPPORT_URL = "https://www.runpod.io/contact"
 BALANCE_QUERY = "query { myself { clientBalance } }"
 GRAPHQL_TIMEOUT_S = 15.0
-
-
-class WorkerQuotaError(ConfigError):
-    """A planned change needs more max workers than the account's quota (nothing was created);
-    ``check`` holds the table and the advice."""
-
-    def __init__(self, check: QuotaCheck) -> None:
-        super().__init__(check.problem())
-        self.check = check
 
 
 def quota_for_balance(balance_usd: float) -> int:

@@ -38,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.jobqueue import Health, _call, health, sdk_endpoint
+from rpbook.account.jobqueue import Health, call_sdk, health, sdk_endpoint
 from rpbook.account.ledger import Ledger, LedgerEntry
 from rpbook.core.display import html_table
-from rpbook.core.errors import ControlPlaneError, RpbookError
+from rpbook.core.errors import ControlPlaneError, TeardownError
 from rpbook.core.pending import Skipped
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -49,10 +49,6 @@ from rpbook.core.settings import Settings
 Kind = Literal["endpoint", "template", "volume"]
 ORDER: tuple[Kind, ...] = ("endpoint", "template", "volume")
 _LABEL = {"endpoint": "serverless endpoint", "template": "template", "volume": "network volume"}
-
-
-class TeardownError(RpbookError):
-    """Teardown could not finish; the message says what still exists or bills and what to do."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +272,7 @@ class TeardownReport:
 
 def _purge(settings: Settings, api_key: Secret, endpoint_id: str) -> int:
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    answer = _call("purge queue", endpoint_id, lambda: endpoint.purge_queue(timeout=10))
+    answer = call_sdk("purge queue", endpoint_id, lambda: endpoint.purge_queue(timeout=10))
     removed = answer.get("removed", 0) if isinstance(answer, dict) else 0
     return int(removed) if isinstance(removed, (int, float)) else 0
 

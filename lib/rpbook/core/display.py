@@ -12,13 +12,13 @@ while a headless run waits and prints the bar once, in its final state, when it 
 from __future__ import annotations
 
 import html
-import os
-import sys
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from rpbook.core import person
 
 LEFT = "text-align:left;vertical-align:top"
 RIGHT = "text-align:right;vertical-align:top"
@@ -52,23 +52,6 @@ def html_table(
         )
     parts.append("</tbody></table>")
     return "".join(parts)
-
-
-def person_at_kernel() -> bool:
-    """True when a person runs this code: a Jupyter frontend that accepts input (JupyterLab sends
-    ``allow_stdin``; papermill and nbmake do not), or a terminal. ``RPBOOK_HEADLESS=1`` says no."""
-    if os.environ.get("RPBOOK_HEADLESS"):
-        return False
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    kernel = getattr(shell, "kernel", None)
-    if kernel is not None:
-        return bool(getattr(kernel, "_allow_stdin", False))
-    return sys.stdin is not None and sys.stdin.isatty()
 
 
 class FinalStateBar:
@@ -106,6 +89,6 @@ def progress_bar(total: int, desc: str, *, bar_format: str, enabled: bool = True
     """tqdm's live bar for a person, :class:`FinalStateBar` for a headless run, nothing when disabled."""
     if not enabled:
         return tqdm(total=total, disable=True)
-    if person_at_kernel():
+    if person.person_at_kernel():
         return tqdm(total=total, desc=desc, leave=True, bar_format=bar_format)
     return FinalStateBar(total, desc, bar_format)

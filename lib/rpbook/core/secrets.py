@@ -15,7 +15,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from rpbook.core import person
 from rpbook.core.errors import SecretMissingError
 
 _KNOWN: set[str] = set()
@@ -204,19 +204,9 @@ def read_secret(
 def prompt_hidden(question: str) -> str | None:
     """Ask a person for a hidden value; None when nobody can answer.
 
-    papermill and nbmake run kernels without stdin, where ipykernel's getpass raises
-    ``StdinNotImplementedError`` (a ``NotImplementedError``): that is how a headless run is told
-    apart from a person in JupyterLab. Outside a kernel, a TTY on stdin means a person.
-    ``RPBOOK_HEADLESS=1`` forces headless behaviour."""
-    if os.environ.get("RPBOOK_HEADLESS"):
-        return None
-    try:
-        from IPython import get_ipython
-
-        in_kernel = get_ipython() is not None
-    except ImportError:
-        in_kernel = False
-    if not in_kernel and not (sys.stdin is not None and sys.stdin.isatty()):
+    Whether anybody can answer is ``rpbook.core.person``'s one answer; a frontend that still fails
+    to read (ipykernel's ``StdinNotImplementedError``, a closed stdin) counts as nobody."""
+    if not person.person_at_kernel():
         return None
     try:
         return getpass.getpass(question).strip() or None

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from rpbook.account.jobqueue import _as_secret
+from rpbook.core.person import ipython_shell
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 
@@ -119,11 +120,7 @@ class LocalTimings:
 
     def _hook_cells(self) -> None:
         """In an IPython kernel, restore after the first cell that raises."""
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - IPython comes with ipykernel
-            return
-        shell = get_ipython()
+        shell = ipython_shell()
         if shell is None:
             return
         shell.events.register("post_run_cell", self._after_cell)

@@ -1,6 +1,6 @@
 """Runbook 06's endpoint settings for the event window, and the restore plan for afterwards.
 
-The chosen settings become a field-by-field plan of the endpoint (``rpbook.account.plans.Plan``,
+The chosen settings become a field-by-field plan of the endpoint (``rpbook.account.plan.Plan``,
 applied with ``rpbook.account.plans.apply`` only when ``apply`` is true), and the settings the
 endpoint has now become the restore plan, saved as JSON beside the env file before the endpoint
 changes so that it survives the kernel: active workers bill around the clock until they are restored.
@@ -17,7 +17,7 @@ from typing import Any
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
-from rpbook.account.plans import FieldChange, Plan
+from rpbook.account.plan import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
 from rpbook.account.quota import QuotaCheck
 from rpbook.account.resources import Endpoint
@@ -35,7 +35,7 @@ def _actual(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def settings_plan(endpoint: Endpoint, wanted: Mapping[str, Any], note: str) -> Plan:
-    """A ``rpbook.account.plans.Plan`` that PATCHes only the scaling fields that differ, its body
+    """A ``rpbook.account.plan.Plan`` that PATCHes only the scaling fields that differ, its body
     built by ``rpbook.account.endpointscaling`` (the spec's bounds checked) as runbooks 02/04's are,
     and applied by ``rpbook.account.plans.apply`` as theirs are."""
     if wanted.get("scaler_type") == "REQUEST_COUNT":

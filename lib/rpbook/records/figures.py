@@ -24,7 +24,7 @@ from rpbook.core.paths import current_run_dir
 from rpbook.core.secrets import mask, scrub
 from rpbook.records.runfolder import Scalar, figures_path, load_figures
 
-__all__ = ["Scalar", "clean_text", "figures_dir", "load_figures", "record_figures"]
+__all__ = ["clean_text", "figures_dir", "record_figures"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOKEN_SHAPED = re.compile(r"\b(?:hf|rpa|rps)_[A-Za-z0-9_]{8,}")

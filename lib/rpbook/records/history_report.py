@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rpbook.core.display import html_table
-from rpbook.core.errors import RpbookError
+from rpbook.core.errors import RegressionError
 from rpbook.core.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 from rpbook.records.history import (
     DEFAULT_MIN_RUNS,
@@ -33,10 +33,6 @@ from rpbook.records.history import (
 from rpbook.records.parking import ParkingStatus, parking_from_history
 
 FLAG_COLOR = "#c44e52"
-
-
-class RegressionError(RpbookError):
-    """The newest scheduled check regressed; raised on request so that papermill (and cron) exit 1."""
 
 
 @dataclass(frozen=True)

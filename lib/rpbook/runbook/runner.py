@@ -347,11 +347,11 @@ def run_notebooks(
                     )
                 )
     finally:
+        if watch is not None:
+            watch.stop()
         stop.__exit__()
         if stop.received is not None:
             summary.stopped_by = stop.received.name
-        if watch is not None:
-            watch.stop()
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
         else:
@@ -363,18 +363,6 @@ def run_notebooks(
     for written in [*(Path(r.output) for r in summary.results), run_dir / PENDING_FILE]:
         scrub_file(written)
     return summary
-
-
-def scrub_file(path: Path) -> None:
-    """Mask secrets in a file the run wrote (executed notebook, ``pending.json``): the second line of
-    defence behind :func:`check_parameters`, which refuses secret-shaped values before anything runs."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
-        return
-    clean = scrub(text)
-    if clean != text:
-        path.write_text(clean, encoding="utf-8")
 
 
 def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
@@ -391,6 +379,18 @@ def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
     except RpbookError:
         return None
     return WorkerWatch(settings, key, run_dir, endpoint_names(summary.parameters)).start()
+
+
+def scrub_file(path: Path) -> None:
+    """Mask secrets in a file the run wrote (executed notebook, ``pending.json``): the second line of
+    defence behind :func:`check_parameters`, which refuses secret-shaped values before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return
+    clean = scrub(text)
+    if clean != text:
+        path.write_text(clean, encoding="utf-8")
 
 
 def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
