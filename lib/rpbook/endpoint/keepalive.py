@@ -127,7 +127,7 @@ class KeepAlive:
                 f"margin_s must be between 0 and the idle timeout ({self.idle_timeout_s:g} s), got {self.margin_s:g}"
             )
         self.job_input = dict(job_input) if job_input is not None else ping_input(endpoint.image or "", model)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM restore may run while the main thread holds it
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None

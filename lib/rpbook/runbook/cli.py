@@ -6,7 +6,9 @@
     rpbook history [--check] [FILE]
 
 Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
-or bad parameters (nothing ran). ``rpbook history --check`` exits 1 when the newest run regressed.
+or bad parameters (nothing ran; every parameter's declared range is checked, ``rpbook.runbook.paramcheck``),
+128 + N when signal N (SIGTERM, SIGHUP) stopped the run after its kernel restored what it had changed
+(``rpbook.core.restore``). ``rpbook history --check`` exits 1 when the newest run regressed.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in notebooks:
             print(notebook.name)
             for p in notebook_parameters(notebook).values():
-                print(f"  {p.name}: {p.type_name} = {p.default}  # {p.help}")
+                where = f"[{p.range}] " if p.range else ""
+                print(f"  {p.name}: {p.type_name} = {p.default}  # {where}{p.help}")
         return 0
     try:
         parameters = load_parameters(args.files)
