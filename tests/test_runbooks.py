@@ -27,6 +27,7 @@ from rpbook.core.settings import load_settings
 from rpbook.records.figures import load_figures
 from rpbook.records.receipt import receipt_for_run_dir
 from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
+from test_lab_first_contact import check_executed_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"
@@ -95,6 +96,19 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     ]
     wake_lines = [line for text in streams for line in text.splitlines() if "4/4" in line]
     assert len(wake_lines) == 1 and "first token (awake)" in wake_lines[0]
+    check_executed_outputs(isolated.root / "run1")  # money kept from MathJax, short text outputs
+
+    # JupyterLab runs each runbook with its own defaults: after `make demo` they must describe the same
+    # stack as params/local.yaml, or Lab and the demo undo each other (a new release each time).
+    creators = [p for p in discover_notebooks() if p.name[:2] in ("01", "02", "04")]
+    defaults = run_notebooks(creators, {}, out_dir=isolated.root / "defaults", receipt=False)
+    assert defaults.ok, str(defaults)
+    for name in ("01_network_volume", "02_vllm_endpoint", "04_embeddings_endpoint"):
+        figures = load_figures(isolated.root / "defaults" / f"{name}.figures.json")
+        actions = {k: v for k, v in figures.items() if k == "action" or k.endswith("_action")}
+        assert set(actions.values()) == {"none"}, (name, actions)
+        assert "UPDATE" not in (isolated.root / "defaults" / f"{name}.ipynb").read_text(), name
+    assert isolated.resources() == created
 
     second = run_notebooks(discover_notebooks(), parameters, out_dir=isolated.root / "run2")
     assert second.ok, str(second)
@@ -114,7 +128,8 @@ def test_second_run_creates_nothing_new(isolated: Isolated):
     summary = json.loads((isolated.root / "run1" / "summary.json").read_text())
     assert summary["receipt"]["line"].startswith("this run: $")
     last = [r["output"] for r in summary["results"] if r["status"] == "ok"][-1]
-    assert "**Cost receipt.** this run: $" in Path(last).read_text()
+    # Markdown: "\$" shows a dollar sign where "$...$" would be typeset as math
+    assert nbformat.read(last, as_version=4).cells[-1].source.startswith("**Cost receipt.** this run: \\$")
     settings = load_settings("local", env_file=isolated.env_file)
     key = settings.runpod_api_key()
     endpoint_ids = sorted(summary["receipt"]["endpoints_usd"])

@@ -26,7 +26,7 @@ import requests
 
 from rpbook.account.billing_now import describe_after_failure
 from rpbook.account.workererrors import worker_error_text
-from rpbook.core.display import html_table, progress_bar
+from rpbook.core.display import html_table, progress_bar, rich_output
 from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.plots import timeline_html
@@ -347,6 +347,7 @@ def run_job(
 # -- wake-up --------------------------------------------------------------------------------------
 
 
+@rich_output
 @dataclass(frozen=True)
 class WakeReport:
     """What a wake-up saw: was it cold, and when each stage was reached (seconds since submit)."""

@@ -37,7 +37,7 @@ from rpbook.account.ledger import record_create
 from rpbook.account.placement import cuda_placement_notes, endpoint_cuda, endpoint_data_center
 from rpbook.account.resources import Endpoint, NetworkVolume, Template, one_by_name
 from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.core.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.core.secrets import Secret, display_env_value, scrub
@@ -111,14 +111,16 @@ class BlockerKind(Enum):
     """Why a plan cannot be applied yet."""
 
     TEMPLATE_MISSING = "template missing"
-    """The endpoint's template does not exist yet (``ensure_template`` creates it)."""
+    """The endpoint's template does not exist yet (the same runbook creates it just before)."""
     VOLUME_MISSING = "volume missing"
-    """The endpoint's network volume does not exist yet (``ensure_volume`` creates it)."""
+    """The endpoint's network volume does not exist yet (runbook 01 creates it)."""
 
     @property
     def awaits_prerequisite(self) -> bool:
-        """A resource that an earlier step of the same run creates: the block lifts when its turn comes."""
-        return self in (BlockerKind.TEMPLATE_MISSING, BlockerKind.VOLUME_MISSING)
+        """A resource the same runbook creates in an earlier step: the block lifts when its turn comes.
+        A missing volume does not: another runbook (01) creates it, so the preflight stops on it
+        unless a dry run of this run planned it (``rpbook.core.pending``)."""
+        return self is BlockerKind.TEMPLATE_MISSING
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,14 @@ class Blocker:
 
     kind: BlockerKind
     message: str
+    resource: str = ""
+    """The name of the missing resource."""
 
     def __str__(self) -> str:
         return self.message
 
 
+@rich_output
 @dataclass(frozen=True, repr=False)
 class Plan:
     """What ``apply`` would do to one resource, and why."""
@@ -198,6 +203,7 @@ class Plan:
         return scrub("".join(parts))
 
 
+@rich_output
 @dataclass(frozen=True)
 class EnsureResult:
     """A plan, and the resource: after ``apply`` the applied one; without it the current one (None
@@ -532,14 +538,18 @@ def _missing_prerequisites(spec: EndpointSpec, template_id: str | None, volume: 
         blocked.append(
             Blocker(
                 BlockerKind.TEMPLATE_MISSING,
-                f"template {spec.template_name!r} does not exist yet: run ensure_template first",
+                f"template {spec.template_name!r} does not exist yet: this runbook creates it in its "
+                "template step, before the endpoint",
+                spec.template_name,
             )
         )
     if volume is None and spec.network_volume_name is not None:
         blocked.append(
             Blocker(
                 BlockerKind.VOLUME_MISSING,
-                f"network volume {spec.network_volume_name!r} does not exist yet: run ensure_volume first",
+                f"network volume {spec.network_volume_name!r} does not exist yet: create it with runbook 01 "
+                '(01_network_volume.ipynb, apply = True), or set the volume name to "" to run without one',
+                spec.network_volume_name,
             )
         )
     return blocked

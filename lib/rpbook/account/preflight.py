@@ -26,12 +26,13 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import Plan, plan_endpoint, plan_template
+from rpbook.account.plans import Blocker, BlockerKind, Plan, plan_endpoint, plan_template
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType
 from rpbook.account.specs import EndpointSpec, TemplateSpec
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, GatedModelError, HubError
+from rpbook.core.pending import pending
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
 
@@ -46,6 +47,7 @@ class Check:
     detail: str
 
 
+@rich_output
 @dataclass(frozen=True)
 class StackCheck:
     """What was checked before the first write; ``plans`` are the template's and endpoint's."""
@@ -188,6 +190,14 @@ def _budget(
     return worst
 
 
+def _awaited(blocker: Blocker) -> bool:
+    """A prerequisite the run will create before the endpoint: this runbook's template, or a volume
+    a dry run of runbook 01 planned in this run."""
+    if blocker.kind.awaits_prerequisite:
+        return True
+    return blocker.kind is BlockerKind.VOLUME_MISSING and pending("volume", blocker.resource) is not None
+
+
 def check_stack(
     settings: Settings,
     client: RunpodClient,
@@ -274,8 +284,9 @@ def check_stack(
         if plan is None:
             continue
         plans.append(plan)
-        # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
-        real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
+        # A template "to be created" blocks the endpoint plan only until its turn comes in this runbook;
+        # a missing volume is another runbook's (01) to create, unless this run's dry run planned it.
+        real = [str(b) for b in plan.blocked if not _awaited(b)]
         checks.append(
             Check(
                 f"{plan.kind} plan",

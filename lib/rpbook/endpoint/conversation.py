@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpbook.account.jobqueue import _as_secret, health
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 from rpbook.endpoint.chat import openai_client
@@ -43,6 +43,7 @@ class Turn:
     tokens: int
 
 
+@rich_output
 @dataclass
 class ConversationReport:
     """Turns of one conversation and what its keep-alive did."""
@@ -190,13 +191,14 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     ax.legend()
     labels = [f"{r.strategy}\n{len(r.keepalive.pings) if r.keepalive else 0} pings" for r in reports]
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
-    cost_ax.set_title("keep-alive cost (USD, at most)")
+    cost_ax.set_title("keep-alive cost\n(USD, at most)")  # one line is wider than this narrow axis
     fig.tight_layout()
     from rpbook.endpoint.loadtest import Chart
 
     return Chart(fig)
 
 
+@rich_output
 @dataclass
 class Comparison:
     """The same conversation under each keep-alive strategy."""

@@ -43,7 +43,7 @@ from typing import Any, Literal
 from rpbook.account.billing_now import price_per_worker_hour
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret, run_job
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -238,6 +238,7 @@ class KeepAliveReport:
 # -- the keep-alive -----------------------------------------------------------------------------
 
 
+@rich_output
 class KeepAlive:
     """Keeps an endpoint warm for one conversation (see the module docstring).
 
@@ -585,6 +586,15 @@ class KeepAlive:
                 keepalive.turn_ended()
 
         return [_TurnCallback()]
+
+    def __str__(self) -> str:
+        lines = [
+            f"keep-alive {self.strategy} on endpoint {self.endpoint_id} (idle timeout {self.idle_timeout_s:g} s)",
+            f"  estimate: {self.estimate}",
+        ]
+        if self.report.stop_reason not in ("not started", "running"):
+            lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = [

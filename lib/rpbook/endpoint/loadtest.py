@@ -46,7 +46,7 @@ import httpx
 import numpy as np
 
 from rpbook import __version__
-from rpbook.core.display import html_table, progress_bar
+from rpbook.core.display import html_table, progress_bar, rich_output
 from rpbook.core.errors import ConfigError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key
@@ -156,6 +156,7 @@ class HealthSample:
     initializing: int
 
 
+@rich_output
 @dataclass
 class LoadTestResult:
     endpoint_id: str

@@ -40,7 +40,7 @@ from rpbook.account.controlplane import RunpodClient
 from rpbook.account.plans import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
 from rpbook.account.resources import Endpoint, GpuType
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError
 from rpbook.planning.capacity import ColdStart, Prices, Requests, ScalerType, Scaling, simulate, sweep
 
@@ -276,6 +276,7 @@ def describe_setting(row: Mapping[str, Any]) -> str:
     )
 
 
+@rich_output
 @dataclass
 class EventPlan:
     """Every simulated setting, the choice, the Pareto front, and the chosen setting's timeline."""
@@ -470,6 +471,7 @@ def plan(
     )
 
 
+@rich_output
 @dataclass(frozen=True)
 class Figure:
     """One plot as HTML (a PNG inside), the cell's single output."""
@@ -537,6 +539,7 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
+@rich_output
 @dataclass
 class EventPlans:
     """The plan for the event window and the restore plan for afterwards."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import RpbookError
 from rpbook.core.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 from rpbook.records.history import (
@@ -35,6 +35,7 @@ class RegressionError(RpbookError):
     """The newest scheduled check regressed; raised on request so that papermill (and cron) exit 1."""
 
 
+@rich_output
 @dataclass(frozen=True)
 class HistoryReport:
     runs: list[HistoryRun] = field(hash=False)
