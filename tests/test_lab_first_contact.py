@@ -342,9 +342,13 @@ def test_a_clean_kernel_shutdown_sends_no_interrupt(tmp_path, monkeypatch):
 
 
 def test_kernels_leave_no_ipc_sockets_beside_the_notebooks(tmp_path):
+    """A kernel that exits cleanly removes its sockets itself; one that dies (killed, crashed) leaves
+    them to the manager, which looked for them in its own working folder, not the notebook's."""
     book = make_notebook(tmp_path / "00_one.ipynb", "x: int = 1  # x", "print(x)")
-    assert run_notebooks([book], {}, out_dir=tmp_path / "run", receipt=False).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["00_one.ipynb", "run"]
+    dying = make_notebook(tmp_path / "01_dies.ipynb", "y: int = 1  # y", "import os\nos._exit(1)")
+    summary = run_notebooks([book, dying], {}, out_dir=tmp_path / "run", receipt=False)
+    assert [r.status for r in summary.results] == ["ok", "failed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00_one.ipynb", "01_dies.ipynb", "run"]
 
 
 # -- 7: the curl example works when pasted ----------------------------------------------------------------
