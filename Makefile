@@ -72,6 +72,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/localpod_durability.py
 	$(PY) benchmarks/loadtest_capacity.py
 	$(PY) benchmarks/capacity_sim.py
+	$(PY) benchmarks/worker_protocol.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .jupyter-lab

@@ -1,25 +1,47 @@
-"""How many concurrent streams one ``rpbook.endpoint.loadtest`` client process sustains on this machine.
+"""Does ``rpbook.endpoint.loadtest`` measure the server, not itself? And how many streams does one client sustain?
 
-A load generator that cannot keep up measures itself: its event loop reads chunks late, and the
-inter-token latency (ITL) it reports grows above what the server sends. So the ITL is injected
-through localpod's profile (``inter_token_s``, with ``time_to_first_token_s``), and the client runs
-closed loops of rising concurrency against a warm ``runpod/worker-v1-vllm`` endpoint (one worker,
-``MAX_CONCURRENCY`` above the largest step, rate limits off). A step is *sustained* when the client's
-p50 ITL stays within 5% of the injected value. The table shows each step's p50/p99 ITL, p50 TTFT,
-the client's CPU use (its own process time over wall time: 100% is one core) and the server's.
+A load generator that cannot keep up measures itself: its event loop reads chunks late, and the TTFT
+and inter-token latency (ITL) it reports grow above what the server sends. So both are injected
+through localpod's profile (``time_to_first_token_s``, ``inter_token_s``; defaults: the project's
+``realistic`` profile, 150 ms and 25 ms) and, at each step of concurrent streams, the same closed
+loop runs against a warm ``runpod/worker-v1-vllm`` endpoint (one worker, ``MAX_CONCURRENCY`` above
+the largest step, rate limits off) from three clients, one after the other:
 
-localpod runs as a subprocess (``python -m localpod serve``); client and server share this
-machine's cores, so a busy machine lowers the figure. The goal is at least 200 streams.
+- **rpbook**: ``run_load_test`` (chat route), one warm-up request per stream left out;
+- **reference**: a minimal aiohttp client (one session, clock started before the POST as in
+  ``vllm bench serve``, the same staggered lanes and warm-up), the floor of what a client adds;
+- **GuideLLM** (``--guidellm PATH`` to a ``guidellm`` 0.8.1 executable in a venv of its own):
+  ``guidellm run`` with a concurrent profile; its ITL is a per-request mean (i.e. TPOT, see
+  docs/metrics.md), its CPU is its whole process tree's.
 
-Run: ``python benchmarks/loadtest_capacity.py`` (``--help`` for the steps and timings).
+Each client runs twice per step, with ``--rounds`` and twice as many requests per stream: latencies
+are the second run's, CPU per output token the difference of the two runs' CPU over the difference of
+their output tokens (steady state: start-up, imports and connections are not counted).
+
+A step is *sustained* by rpbook when, against the injected values, its p50 TTFT and p50 ITL are
+within 5% (``--tolerance``) and its p99 ITL at most 50% above (``--p99-tolerance``), all together.
+The server's CPU share is printed beside them: client and server share this machine's cores, so a
+busy machine lowers every figure.
+
+Run: ``python benchmarks/loadtest_capacity.py`` (``--help``); the goals of issue 18 item 4:
+``python benchmarks/loadtest_capacity.py --ttft 0.2 --itl 0.02 --tokens 32 --steps 8,64,200
+--guidellm /path/to/venv/bin/guidellm``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
+import random
+import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -29,14 +51,14 @@ from localpod_process import free_port, start_localpod
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from rpbook.core.settings import load_settings  # noqa: E402
-from rpbook.endpoint.loadtest import LoadShape, run_load_test  # noqa: E402
+from rpbook.endpoint.loadtest import run_load_test  # noqa: E402
+from rpbook.endpoint.loadtest_result import LoadShape  # noqa: E402
 
 KEY = "rpa_BENCH_LOADTEST_KEY_NOT_REAL"
 HF_TOKEN = "hf_bench_loadtest_not_real"
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 IMAGE = "runpod/worker-v1-vllm:v2.25.2"
-GOAL = 200
-TOLERANCE = 0.05
+PROMPT = "Write a short story about a lighthouse."
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -89,13 +111,182 @@ def warm_endpoint(base: str, ttft_s: float, itl_s: float, max_concurrency: int) 
     return endpoint_id
 
 
+@dataclass
+class Figures:
+    """One client's figures at one step (milliseconds; CPU in microseconds per output token)."""
+
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    tokens: int = 0
+    errors: int = 0
+    cpu_s: float = 0.0
+
+    def p(self, name: str, q: float) -> float:
+        values = sorted(getattr(self, name))
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q / 100 * len(values)))] if q != 50 else statistics.median(values)
+
+    @property
+    def cpu_us_per_token(self) -> float:
+        return self.cpu_s / self.tokens * 1e6 if self.tokens else float("nan")
+
+
+def run_rpbook(settings: object, endpoint_id: str, streams: int, rounds: int, tokens: int, stagger_s: float) -> Figures:
+    cpu0 = time.process_time()
+    result = run_load_test(
+        settings,  # type: ignore[arg-type]
+        KEY,
+        endpoint_id,
+        MODEL,
+        route="chat",
+        max_tokens=tokens,
+        prompt=PROMPT,
+        progress=False,
+        health_interval_s=1.0,
+        timeout_s=120,
+        shape=LoadShape(
+            "closed",
+            concurrency=streams,
+            num_requests=streams * rounds,
+            warmup_requests=streams,
+            stagger_s=stagger_s,
+        ),
+    )
+    out = Figures(cpu_s=time.process_time() - cpu0)
+    assert not isinstance(result, str)
+    for r in result.measured:  # type: ignore[union-attr]
+        if r.error:
+            out.errors += 1
+            continue
+        if r.ttft_s is not None:
+            out.ttft.append(r.ttft_s * 1000)
+        out.itl.extend(x * 1000 for x in r.itl_s)
+        out.tokens += r.output_tokens
+    return out
+
+
+async def _reference(url: str, streams: int, rounds: int, tokens: int, stagger_s: float) -> Figures:
+    """A minimal streaming client: aiohttp, one session, the clock before the POST."""
+    import aiohttp
+
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    out = Figures()
+    connector = aiohttp.TCPConnector(limit=streams + 16)
+    timeout = aiohttp.ClientTimeout(total=120)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+
+        async def one(measured: bool) -> None:
+            start = time.perf_counter()
+            last = None
+            async with session.post(url, json=body) as response:
+                if response.status >= 400:
+                    out.errors += measured
+                    await response.read()
+                    return
+                async for line in response.content:
+                    if not line.startswith(b"data:") or line.startswith(b"data: [DONE]"):
+                        continue
+                    choices = json.loads(line[5:]).get("choices")
+                    if not choices or not (choices[0].get("delta") or {}).get("content"):
+                        continue
+                    now = time.perf_counter()
+                    if measured:
+                        out.tokens += 1
+                        if last is None:
+                            out.ttft.append((now - start) * 1000)
+                        else:
+                            out.itl.append((now - last) * 1000)
+                    last = now
+
+        async def lane(offset: float) -> None:
+            await asyncio.sleep(offset)
+            await one(False)
+            for _ in range(rounds):
+                await one(True)
+
+        rng = random.Random(0)
+        cpu0 = time.process_time()
+        await asyncio.gather(*(lane(rng.uniform(0.0, stagger_s)) for _ in range(streams)))
+        out.cpu_s = time.process_time() - cpu0
+    return out
+
+
+def run_reference(url: str, streams: int, rounds: int, tokens: int, stagger_s: float) -> Figures:
+    return asyncio.run(_reference(url, streams, rounds, tokens, stagger_s))
+
+
+def _guidellm_once(exe: str, base: str, streams: int, requests: int, tokens: int, out_dir: Path) -> tuple[dict, float]:
+    data = out_dir / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": PROMPT}) + "\n" for _ in range(requests)))
+    report = out_dir / f"guidellm-{streams}-{requests}.json"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [
+            exe,
+            "run",
+            "--backend",
+            f"kind=openai_http,target={base},api_key={KEY},model={MODEL},max_tokens={tokens},"
+            "extras.body.ignore_eos=true,validate_backend=false",
+            "--profile",
+            f"kind=concurrent,streams={streams}",
+            "--constraint",
+            f"kind=max_requests,count={requests}",
+            "--data",
+            f"kind=json_file,path={data}",
+            "--output",
+            f"kind=json,path={report}",
+            "--disable-console",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "ERROR"},
+    )
+    if done.returncode:
+        raise RuntimeError(f"guidellm failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(report.read_text()), cpu
+
+
+def run_guidellm(exe: str, base: str, streams: int, rounds: int, tokens: int) -> Figures:
+    """GuideLLM's p50 TTFT and p50 of its per-request ITL (its definition) from its JSON report; CPU
+    of its whole process tree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report, cpu = _guidellm_once(exe, base, streams, streams * rounds, tokens, Path(tmp))
+    metrics = report["benchmarks"][0]["metrics"]
+    out = Figures(cpu_s=cpu, tokens=streams * rounds * tokens)
+    out.ttft = [float(metrics["time_to_first_token_ms"]["successful"]["median"])]
+    out.itl = [float(metrics["inter_token_latency_ms"]["successful"]["median"])]
+    return out
+
+
+def steady(small: Figures, large: Figures) -> Figures:
+    """The large run's latencies, with CPU per token at steady state: the extra CPU of the large run
+    over its extra tokens, so that start-up (imports, processes, connections) is not counted."""
+    large.cpu_s, large.tokens = large.cpu_s - small.cpu_s, large.tokens - small.tokens
+    return large
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", default="50,100,200,300,400", help="concurrency steps (comma-separated)")
-    parser.add_argument("--itl", type=float, default=0.25, help="injected inter-token time, seconds")
-    parser.add_argument("--ttft", type=float, default=0.2, help="injected time to first token, seconds")
-    parser.add_argument("--tokens", type=int, default=24, help="output tokens per request")
-    parser.add_argument("--rounds", type=int, default=2, help="requests per stream at each step")
+    parser.add_argument("--steps", default="8,64,200,400", help="concurrent streams per step (comma-separated)")
+    parser.add_argument("--itl", type=float, default=0.025, help="injected inter-token time, s (realistic)")
+    parser.add_argument("--ttft", type=float, default=0.15, help="injected TTFT, s (realistic)")
+    parser.add_argument("--tokens", type=int, default=32, help="output tokens per request")
+    parser.add_argument("--rounds", type=int, default=3, help="measured requests per stream at each step")
+    parser.add_argument("--stagger", type=float, default=0.5, help="lanes start within this many seconds")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="p50 TTFT and ITL: allowed relative error")
+    parser.add_argument("--p99-tolerance", type=float, default=0.5, help="p99 ITL: allowed excess over injected")
+    parser.add_argument("--guidellm", default="", help="path to a guidellm 0.8.1 executable (its own venv)")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     port = free_port()
@@ -105,48 +296,64 @@ def main() -> int:
         endpoint_id = warm_endpoint(base, args.ttft, args.itl, max(steps) + 16)
         os.environ["RUNPOD_API_KEY"] = KEY
         settings = load_settings("local", env_file=Path("/nonexistent/.env"), localpod_url=base)
+        openai_base = f"{base}/api.runpod.ai/v2/{endpoint_id}/openai"
+        ttft_ms, itl_ms = args.ttft * 1000, args.itl * 1000
         print(
-            f"injected ITL {args.itl * 1000:.0f} ms, TTFT {args.ttft * 1000:.0f} ms, {args.tokens} tokens per "
-            f"request; sustained = p50 ITL within {TOLERANCE:.0%}; {os.cpu_count()} cores, load average "
-            f"{os.getloadavg()[0]:.1f}"
+            f"injected TTFT {ttft_ms:.0f} ms, ITL {itl_ms:.0f} ms, {args.tokens} tokens per request, "
+            f"{args.rounds} measured requests per stream; sustained = p50 TTFT and p50 ITL "
+            f"within {args.tolerance:.0%}, p99 ITL <= +{args.p99_tolerance:.0%}; {os.cpu_count()} cores, load "
+            f"average {os.getloadavg()[0]:.1f}"
         )
         print(
-            f"{'streams':>8} {'p50 ITL ms':>11} {'p99 ITL ms':>11} {'p50 TTFT ms':>12} {'errors':>7} "
-            f"{'client CPU':>11} {'server CPU':>11}  sustained"
+            f"{'streams':>7} {'client':>9} {'p50 TTFT':>9} {'p50 ITL':>8} {'p99 ITL':>8} {'errors':>6} "
+            f"{'CPU us/tok':>10} {'server CPU':>10}  sustained"
         )
-        best = 0
-        for concurrency in steps:
-            cpu0, srv0, wall0 = time.process_time(), proc_cpu_s(server.pid), time.monotonic()
-            result = run_load_test(
-                settings,
-                KEY,
-                endpoint_id,
-                MODEL,
-                route="chat",
-                max_tokens=args.tokens,
-                progress=False,
-                health_interval_s=1.0,
-                timeout_s=120,
-                shape=LoadShape("closed", concurrency=concurrency, num_requests=concurrency * args.rounds),
-            )
-            wall = time.monotonic() - wall0
-            client_cpu = (time.process_time() - cpu0) / wall
-            server_cpu = (proc_cpu_s(server.pid) - srv0) / wall
-            s = result.summary()
-            errors = sum(s["errors"].values())
-            ok = errors == 0 and abs(s.get("p50_itl_ms", 1e9) - args.itl * 1000) <= TOLERANCE * args.itl * 1000
-            if ok:
-                best = concurrency
-            print(
-                f"{concurrency:>8} {s.get('p50_itl_ms', float('nan')):>11.1f} "
-                f"{s.get('p99_itl_ms', float('nan')):>11.1f} "
-                f"{s.get('p50_ttft_ms', float('nan')):>12.1f} {errors:>7} {client_cpu:>10.0%} {server_cpu:>10.0%}  "
-                f"{'yes' if ok else 'NO'}"
-            )
-            if not ok:
-                break
-        verdict = "meets" if best >= GOAL else "misses"
-        print(f"most concurrent streams sustained by one client process: {best} ({verdict} the goal of {GOAL})")
+        best, sustained_so_far = 0, True
+        for streams in steps:
+            rows: list[tuple[str, Figures, float]] = []
+            for name in ("rpbook", "reference", "guidellm"):
+                if name == "guidellm" and not args.guidellm:
+                    continue
+                srv0, wall0 = proc_cpu_s(server.pid), time.monotonic()
+                runs = []
+                for rounds in (args.rounds, 2 * args.rounds):
+                    if name == "rpbook":
+                        runs.append(run_rpbook(settings, endpoint_id, streams, rounds, args.tokens, args.stagger))
+                    elif name == "reference":
+                        url = f"{openai_base}/v1/chat/completions"
+                        runs.append(run_reference(url, streams, rounds, args.tokens, args.stagger))
+                    else:
+                        runs.append(run_guidellm(args.guidellm, openai_base, streams, rounds, args.tokens))
+                figures = steady(*runs)
+                rows.append((name, figures, (proc_cpu_s(server.pid) - srv0) / (time.monotonic() - wall0)))
+            for name, f, server_cpu in rows:
+                verdict = ""
+                if name == "rpbook":
+                    ok = (
+                        f.errors == 0
+                        and abs(f.p("ttft", 50) - ttft_ms) <= ttft_ms * args.tolerance
+                        and abs(f.p("itl", 50) - itl_ms) <= itl_ms * args.tolerance
+                        and f.p("itl", 99) <= itl_ms * (1 + args.p99_tolerance)
+                    )
+                    verdict = "yes" if ok else "NO"
+                    sustained_so_far = sustained_so_far and ok
+                    best = streams if sustained_so_far else best
+                p99 = f"{f.p('itl', 99):>8.1f}" if name != "guidellm" else f"{'n/a':>8}"
+                print(
+                    f"{streams:>7} {name:>9} {f.p('ttft', 50):>9.1f} {f.p('itl', 50):>8.2f} {p99} {f.errors:>6} "
+                    f"{f.cpu_us_per_token:>10.0f} {server_cpu:>9.0%}  {verdict}"
+                )
+            rpbook_row = rows[0][1]
+            ref_row = rows[1][1]
+            ratio = rpbook_row.cpu_us_per_token / ref_row.cpu_us_per_token
+            line = f"{streams:>7} rpbook/reference: TTFT {rpbook_row.p('ttft', 50) - ref_row.p('ttft', 50):+.1f} ms"
+            line += f", CPU per token x{ratio:.2f}"
+            if len(rows) == 3:
+                line += (
+                    f"; rpbook/GuideLLM CPU per token x{rpbook_row.cpu_us_per_token / rows[2][1].cpu_us_per_token:.2f}"
+                )
+            print(line)
+        print(f"most concurrent streams sustained by one rpbook client process: {best}")
         return 0
     finally:
         server.terminate()

@@ -258,6 +258,14 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Isolat
         stop_localpod(box.state_dir)
 
 
+@pytest.fixture(autouse=True)
+def rpbook_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's ledger, pin leases and event restore plans in its own ``.rpbook`` (beside its env
+    file, where ``settings`` and ``isolated`` put it), never in the checkout's (``rpbook.core.paths``)."""
+    monkeypatch.setenv("RPBOOK_STATE_DIR", str(tmp_path / ".rpbook"))
+    return tmp_path / ".rpbook"
+
+
 # -- the suite itself ---------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent

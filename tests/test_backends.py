@@ -339,7 +339,7 @@ def test_the_role_chunk_comes_with_the_first_token_not_before_prefill() -> None:
     result_generator`` on its first iteration (vllm/entrypoints/openai/serving_chat.py, later
     chat_completion/serving.py), so they arrive with the first token and right before its content;
     a job cancelled during the prefill sends nothing."""
-    profile = replace(FAST, time_to_first_token_s=0.05, inter_token_s=0.3)
+    profile = replace(FAST, time_to_first_token_s=0.05, inter_token_s=1.0)
     worker = loaded(VllmWorker(spec(VLLM_IMAGE, {"MODEL_NAME": MODEL}, profile=profile)))
 
     async def timed() -> tuple[list[tuple[float, str]], list[Any]]:
@@ -362,7 +362,7 @@ def test_the_role_chunk_comes_with_the_first_token_not_before_prefill() -> None:
     ]
     assert deltas[:2] == [{"role": "assistant", "content": ""}] * 2  # one per choice ...
     assert all(stamp >= 0.05 for stamp, _ in stamped[:3])  # ... after the prefill,
-    assert stamped[2][0] < 0.05 + 0.3  # right before the first token's content, not an inter-token later
+    assert stamped[2][0] < 0.05 + 1.0  # right before the first token's content, not an inter-token later
     assert "role" not in deltas[2] and deltas[2]["content"]
     assert during_prefill == []
 

@@ -82,7 +82,7 @@ SPEC_ROWS: list[tuple[str, Callable[[], Any], str]] = [
     ("queue delay 0.1", lambda: endpoint(scaler_value=0.1), "must be >= 0.5"),
     ("queue delay NaN", lambda: endpoint(scaler_value=math.nan), "finite number"),
     ("queue delay inf", lambda: endpoint(scaler_value=math.inf), "finite number"),
-    ("unknown scaler", lambda: endpoint(scaler="CPU"), "QUEUE_DELAY, REQUEST_COUNT"),
+    ("unknown scaler", lambda: endpoint(scaler_type="CPU"), "QUEUE_DELAY, REQUEST_COUNT"),
     ("data center not an id", lambda: endpoint(data_center="romania"), "not a data center id"),
     ("flashboot text", lambda: endpoint(flashboot="yes"), "True or False"),
     ("image tag latest", lambda: vllm(image_tag="latest"), "pin a release tag"),

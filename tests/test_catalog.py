@@ -190,12 +190,25 @@ def test_cuda_13_is_not_offered_everywhere() -> None:
         for dc in catalog.data_centers()
         if not any("13.0" in catalog.host_cuda_versions(dc, gpu) for gpu in dc.gpu_stock)
     ]
-    assert set(without) == {"EU-SE-1", "US-IL-1", "AP-JP-1", "OC-AU-1"}
+    # EU-CZ-1 has no 13.0 host either: all its hosts already run 13.1 or 13.2.
+    assert set(without) == {"EU-SE-1", "US-IL-1", "AP-JP-1", "OC-AU-1", "EU-CZ-1"}
     # US-TX-3 stocks AMPERE_24 and ADA_24, but only its ADA_24 hosts run 13.0 drivers.
     assert "US-TX-3" in catalog.data_centers_offering_pool("AMPERE_24")
     assert "US-TX-3" not in hosts_with("AMPERE_24", "13.0") and "US-TX-3" in hosts_with("ADA_24", "13.0")
     for pool in ("AMPERE_16", "AMPERE_24", "ADA_24", "AMPERE_80", "ADA_80_PRO"):
         assert hosts_with(pool, "13.0"), f"no data center offers CUDA 13.0 for {pool}"
+
+
+def test_some_hosts_run_newer_cuda_and_one_data_center_only_newer() -> None:
+    """Hosts move past 13.0 (the data is invented, see the catalog's docstring): an exact set
+    ``["13.0"]`` finds no host in EU-CZ-1, a floor of 13.0 finds its 13.2 hosts."""
+    czech = catalog.data_center("EU-CZ-1")
+    assert czech is not None
+    assert {v for gpu in czech.gpu_stock for v in catalog.host_cuda_versions(czech, gpu)} == {"13.1", "13.2"}
+    assert "13.2" in catalog.host_cuda_versions(catalog.data_center("US-KS-2"), "NVIDIA GeForce RTX 4090")
+    assert catalog.place_worker(["ADA_24"], [], ["EU-CZ-1"], ["13.0"]) is None
+    newer = catalog.place_worker(["ADA_24"], [], ["EU-CZ-1"], min_cuda="13.0")
+    assert newer is not None and (newer.data_center_id, newer.cuda_version) == ("EU-CZ-1", "13.2")
 
 
 def test_cuda_filter_is_exact_or_a_numeric_floor() -> None:

@@ -111,11 +111,11 @@ def test_a_plan_not_applied_lets_the_next_steps_skip_with_one_line(tmp_path, mon
     monkeypatch.setattr("rpbook.core.pending._IN_PROCESS", {})  # as a later notebook's kernel sees it
     missing = pending("endpoint", "planned-only")
     assert isinstance(missing, NotCreated) and not missing
-    from rpbook.account import jobqueue
+    from rpbook.account import wakeup
     from rpbook.endpoint import chat
 
     settings = load_settings("local", env_file=tmp_path / ".env")
-    wake = jobqueue.wake(settings, "rpa_unused", missing)
+    wake = wakeup.wake(settings, "rpa_unused", missing)
     assert isinstance(wake, Skipped)
     assert str(wake) == "nothing to wake: endpoint `planned-only` is not created yet (apply is false)"
     assert chat.sanity_checks(settings, "rpa_unused", missing, MISTRAL).figures == {"skipped": True}

@@ -16,9 +16,8 @@ import pytest
 
 from conftest import LocalpodServer
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.jobqueue import wake
+from rpbook.account.plan import FieldChange
 from rpbook.account.plans import (
-    FieldChange,
     apply,
     ensure_endpoint,
     ensure_template,
@@ -27,6 +26,7 @@ from rpbook.account.plans import (
     plan_template,
 )
 from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings

@@ -6,8 +6,13 @@ wait until no worker bills, then give the workers back. After the first run the 
 start from a FlashBoot snapshot (localpod keeps it for its FlashBoot window, as Runpod does); the
 slow run's worker start takes 10 s, FlashBoot restore or full start alike, through localpod's
 profile overrides (``PATCH /_localpod/config``), as a slower image would. Runs are taken without
-a cost receipt: billing is bucketed by the hour, so receipts of runs minutes apart overlap (see
-``rpbook.records.receipt``).
+a cost receipt (``tests/test_rpbook_runcost.py`` covers the run's own cost in the history).
+
+Independent of machine speed (issue 18): the figures that measure the machine (tokens/s through
+localpod) are not judged in local mode, and the judged ones sit far from their floors on a busy
+machine — measured with two CPU-bound processes beside runbook 03 (``benchmarks/history_false_alarms.py``):
+cold starts ~0.5 s against a 5 s floor, TTFT ~0.02-0.04 s against 0.25 s — while the slow run adds
+20 s to its cold start.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ def test_ten_scheduled_runs_flag_exactly_the_slow_cold_start(isolated: Isolated)
     assert [r.run_dir for r in history] == run_dirs
     assert all(r.figure("cold") == 1.0 for r in history), [r.figure("cold") for r in history]
     report = history_report(history)
+    assert "tokens_per_s" in report.not_judged  # it measures this machine in local mode
     assert {f.run_dir for f in report.flags} == {run_dirs[SLOW]}, str(report)
     assert "wake_total_s" in {f.figure for f in report.flags}
     assert not report.regressed  # the newest run is fine again

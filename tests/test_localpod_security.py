@@ -148,6 +148,8 @@ def test_state_redacts_secret_env_values_and_keeps_references(localpod):
         ({"proxy_url": "file:///etc/passwd"}, "proxy_url"),
         ({"proxy_url": 3}, "proxy_url"),
         ({"colour": "red"}, "colour"),
+        ({"overrides": {"queue_delay_reading": "all_at_once"}}, "queue_delay_reading"),
+        ({"overrides": {"queue_delay_reading": 1}}, "queue_delay_reading"),
     ],
 )
 def test_config_rejects_malformed_values_with_400_and_changes_nothing(localpod, body, fragment):
@@ -179,6 +181,9 @@ def test_config_accepts_valid_values(localpod):
         "PATCH", "config", json={"overrides": {"scaler_tick_s": 0.05, "container_start_s": 1}, "rate_limits": False}
     ).json()
     assert body["profile"]["scaler_tick_s"] == 0.05 and body["rate_limits"] is False
+    assert body["profile"]["queue_delay_reading"] == "one_per_decision"  # the default, the pessimistic reading
+    body = localpod.control("PATCH", "config", json={"overrides": {"queue_delay_reading": "whole_queue"}}).json()
+    assert body["profile"]["queue_delay_reading"] == "whole_queue"
 
 
 # -- Runpod secrets -----------------------------------------------------------------------------
@@ -355,15 +360,18 @@ def test_vllm_n_is_bounded_like_vllm_and_answers_fast(localpod, plant_endpoint):
     client = httpx.Client(
         base_url=localpod.openai_base(endpoint.id), headers={"Authorization": f"Bearer {localpod.api_key}"}, timeout=60
     )
+    warm_start = time.monotonic()
     assert (
         client.post(
             "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         ).status_code
         == 200
     )  # warm
+    one_token_s = time.monotonic() - warm_start  # this machine's noise, measured now (it includes the cold start)
     start = time.monotonic()
     response = client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "n": 200_000})
-    assert time.monotonic() - start < 2
+    # refused before any sequence is generated: no slower than the one-token request that woke the worker
+    assert time.monotonic() - start < max(one_token_s, 1.0) * 2
     assert response.status_code == 400
     assert "n must be at most 16384, got 200000." in response.json()["error"]["message"]
 

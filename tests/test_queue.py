@@ -45,11 +45,11 @@ def test_run_sync_cold_start_then_warm(localpod, sdk, plant_endpoint):
     assert client.run_sync({"mock_return": {"answer": 42}}, timeout=30) == {"answer": 42}
     cold = time.monotonic() - started
     profile = localpod.ctx.settings.profile
-    assert cold >= profile.container_start_s + profile.engine_init_s
-    started = time.monotonic()
+    assert cold >= profile.container_start_s + profile.engine_init_s  # a lower bound: true however busy
     assert client.run_sync({"mock_return": "again"}, timeout=30) == "again"
-    warm = time.monotonic() - started
-    assert warm < cold / 2
+    # warm: the same worker answered, no second cold start (what the machine's speed cannot blur)
+    sessions = [s for s in localpod.control("GET", "state").json()["sessions"] if s["endpoint_id"] == endpoint.id]
+    assert len(sessions) == 1
     body = health(localpod, endpoint.id)
     assert body["jobs"]["completed"] == 2
     assert body["workers"]["idle"] == 1
@@ -205,10 +205,12 @@ def test_concurrency_lets_one_worker_run_jobs_in_parallel(localpod, sdk, plant_e
     endpoint = plant_endpoint(workers_max=1, env={"RUNPOD_MAX_CONCURRENCY": "4"})
     client = sdk.Endpoint(endpoint.id)
     client.run_sync({"mock_return": "warm"}, timeout=20)
-    started = time.monotonic()
-    jobs = [client.run({"mock_return": i, "mock_delay": 0.5}) for i in range(4)]
+    jobs = [client.run({"mock_return": i, "mock_delay": 3.0}) for i in range(4)]
+    # all four in progress at once on the one worker (seen by the queue, not by a stopwatch: one
+    # at a time, the count would never pass 1)
+    wait_for(lambda: health(localpod, endpoint.id)["jobs"]["inProgress"] == 4, timeout=10)
+    assert len(live(localpod, endpoint.id)["workers"]) == 1
     assert [j.output(timeout=20) for j in jobs] == [0, 1, 2, 3]
-    assert time.monotonic() - started < 1.9  # four 0.5 s jobs overlapped on one worker
 
 
 @pytest.mark.slow

@@ -264,10 +264,29 @@ def test_rest_delete_terminates_workers_graphql_wants_them_at_zero(store: Store,
     assert info.value.kind == "conflict" and "scale it to 0 (workersMin 0, workersMax 0)" in info.value.message
     rest.delete(busy.id)
     assert busy.id not in store.endpoints and ("deleted", busy.id) in listener.calls
-    assert template.id in store.templates  # kept: see the endpoints backend's docstring
+    # REST v2 removes the bound template with it (openapi-v2.json, deleteEndpoint)...
+    assert template.id not in store.templates
     with pytest.raises(ResourceError) as gone:
         graphql.delete(busy.id)
     assert (gone.value.kind, gone.value.message) == ("not_found", f"Endpoint {busy.id} not found")
+    # ...GraphQL's deleteEndpoint does not (its docs name none).
+    kept = serverless_template(store)
+    idle = graphql.create(fields(workers_min=0, workers_max=0), template_id=kept.id)
+    graphql.delete(idle.id)
+    assert kept.id in store.templates
+
+
+def test_rest_delete_keeps_a_template_another_endpoint_still_uses(store: Store, listener: Listener) -> None:
+    """localpod's assumption (the spec does not say): a bound template shared with another endpoint
+    stays until the last endpoint created from it is deleted."""
+    rest = api(store, listener).endpoints
+    template = serverless_template(store)
+    first = rest.create(fields(), template_id=template.id)
+    second = rest.create(fields(name="second"), template_id=template.id)
+    rest.delete(first.id)
+    assert template.id in store.templates
+    rest.delete(second.id)
+    assert template.id not in store.templates
 
 
 # -- templates ----------------------------------------------------------------------------------------
@@ -280,9 +299,9 @@ def test_a_template_in_use_cannot_be_deleted(store: Store, listener: Listener) -
     with pytest.raises(ResourceError) as info:
         resources.templates.delete(template.id)
     assert info.value.kind == "conflict" and endpoint.id in info.value.message
-    resources.endpoints.delete(endpoint.id)
-    resources.templates.delete(template.id)
-    assert store.templates == {}
+    resources.endpoints.link_template(endpoint.id, serverless_template(store, name="other").id)
+    resources.templates.delete(template.id)  # no endpoint is bound to it any more
+    assert template.id not in store.templates
 
 
 def test_graphql_template_names_are_unique_and_looked_up_by_name(store: Store, listener: Listener) -> None:

@@ -141,6 +141,32 @@ def test_request_count_targets_ceil_of_queued_plus_running_over_value() -> None:
     assert two.cold_starts == 1
 
 
+def test_the_two_queue_delay_readings() -> None:
+    """Runpod's docs do not say how many workers one QUEUE_DELAY decision starts (see the module
+    docstring). Six jobs at once, one slot per worker: under both readings the first job starts one
+    worker at once (none lives) and the others wait the 4 s delay; then the whole-queue reading starts
+    the five others together (every job waits at most 4 + 10 s); one worker per decision starts the
+    next only when the previous one is ready (a starting worker counts as free capacity), so the last
+    job waits six cold starts (60 s). With an active worker busy, three queued jobs get three workers once
+    the oldest has waited the delay."""
+    burst = reqs([0.0] * 6, [50.0] * 6)
+    scaling = Scaling(workers_max=10, scaler_value=4.0, idle_timeout_s=5)
+    one = run(burst, scaling, queue_delay_reading="one_per_decision")
+    whole = run(burst, scaling, queue_delay_reading="whole_queue")
+    assert one.cold_starts == whole.cold_starts == 6
+    assert float(np.max(whole.queue_wait_s)) == pytest.approx(4.0 + COLD.cold_s)
+    assert float(np.max(one.queue_wait_s)) == pytest.approx(6 * COLD.cold_s)
+    busy = reqs([0.0, 1.0, 1.0, 1.0], [100.0] * 4)
+    active = Scaling(workers_min=1, workers_max=10, scaler_value=4.0, idle_timeout_s=5)
+    after = run(busy, active, queue_delay_reading="whole_queue", timeline_step_s=0.5)
+    assert after.cold_starts == 3
+    assert after.timeline is not None
+    starting = after.timeline.workers_starting
+    assert int(starting.max()) == 3 and after.timeline.t[int(np.argmax(starting > 0))] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="queue_delay_reading"):
+        run(burst, scaling, queue_delay_reading="all")
+
+
 def test_workers_max_caps_every_scaler() -> None:
     for scaler, value in (("REQUEST_COUNT", 1.0), ("QUEUE_DELAY", 0.5)):
         scaling = Scaling(workers_max=3, scaler_type=scaler, scaler_value=value, idle_timeout_s=5.0)  # type: ignore[arg-type]

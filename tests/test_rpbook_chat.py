@@ -10,12 +10,13 @@ import stat
 import openai
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError, SanityCheckError
 from rpbook.endpoint.chat import SanityReport, curl_example, langchain_chat, openai_client, sanity_checks
 from rpbook.endpoint.checks import guard
 from rpbook.records import figures as records
-from rpbook.records.figures import load_figures, record_figures
+from rpbook.records.figures import record_figures
+from rpbook.records.runfolder import load_figures
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"

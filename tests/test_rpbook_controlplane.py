@@ -11,6 +11,7 @@ import pytest
 
 from localpod.store import WorkerSession
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings
 from rpbook.account.resources import DataCenter, Endpoint, GpuType, NetworkVolume, Template, WorkerSummary
 from rpbook.core.errors import ControlPlaneError
 from rpbook.core.secrets import Secret, redact_env
@@ -132,8 +133,8 @@ def test_endpoint_crud_and_parsing(client: RunpodClient, localpod: Any) -> None:
     assert [e.id for e in client.list_endpoints()] == [endpoint.id]
     assert client.get_endpoint(endpoint.id) == endpoint
 
-    updated = client.update_endpoint(
-        endpoint.id, {"workers": {"max": 4}, "scaling": {"type": "REQUEST_COUNT", "requestCount": 3}}
+    updated = client.set_scaling(
+        endpoint.id, workers=WorkerSettings(workers_max=4), scaler=ScalerSettings("REQUEST_COUNT", 3)
     )
     assert updated.workers_max == 4 and updated.scaler_type == "REQUEST_COUNT" and updated.scaler_value == 3
     assert updated.idle_timeout_s is None  # the API omits it for REQUEST_COUNT
@@ -424,7 +425,7 @@ def test_patch_and_delete_are_not_retried(settings: Settings) -> None:
         settings, settings.runpod_api_key(), transport=httpx.MockTransport(handler), sleep=lambda s: None
     ) as rp:
         with pytest.raises(ControlPlaneError):
-            rp.update_endpoint("ep1", {"workers": {"max": 1}})
+            rp.set_workers("ep1", workers_max=1)
         with pytest.raises(ControlPlaneError):
             rp.delete_endpoint("ep1")
     assert len(calls) == 2
@@ -452,8 +453,8 @@ def test_worker_logs_reads_one_worker_or_all(client: RunpodClient, plant_endpoin
         time.sleep(0.05)
     worker_id = client.endpoint_workers(endpoint.id).workers[0].id
     started = time.monotonic()
-    lines = client.worker_logs(endpoint.id, worker_id, idle_s=0.3)
-    assert time.monotonic() - started < 5  # stopped by the quiet stream, not by max_s
+    lines = client.worker_logs(endpoint.id, worker_id, idle_s=0.3, max_s=60)
+    assert time.monotonic() - started < 60 / 2  # stopped by the quiet stream, long before max_s
     assert lines and all(isinstance(line, WorkerLogLine) and line.worker_id == worker_id for line in lines)
     assert "--- Starting Serverless Worker |  Version 1.12.0 ---" in [line.line for line in lines]
     assert [line.source for line in client.worker_logs(endpoint.id, worker_id, source="system", idle_s=0.3)] == [

@@ -3,6 +3,9 @@
 Rows checked against the upstream files: runpod-workers/worker-vllm ``.runpod/hub.json``
 (``allowedCudaVersions: ["13.0"]`` at v2.19.0..v2.25.2, ``["12.9", "12.8"]`` at v2.12.0..v2.18.1) and
 runpod-workers/worker-infinity-embedding ``Dockerfile`` (``FROM nvidia/cuda:12.4.1-...`` at 1.1.x).
+Each becomes a floor (``minCudaVersion``): the REST v2 spec says ``allowedCudaVersions`` matches
+exactly, and Runpod's docs (``serverless/endpoints/endpoint-configurations.mdx``, "CUDA version
+selection") say to select the required version "plus all newer versions".
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from rpbook.core.errors import ConfigError
 def test_worker_images_map_to_what_their_sources_say() -> None:
     vllm = vllm_template("t", "mistralai/Mistral-7B-Instruct-v0.3", "v2.25.2", None, 8192, 0.9, 30)
     need = image_cuda_requirement(vllm.image)
-    assert need is not None and need.allowed == ("13.0",) and need.minimum is None
-    assert "worker-vllm" in need.source and "hub.json" in need.source
-    assert image_cuda_requirement("runpod/worker-v1-vllm:v2.19.0").allowed == ("13.0",)
-    assert image_cuda_requirement("runpod/worker-v1-vllm:v2.18.1").allowed == ("12.9", "12.8")
+    assert need is not None and need.allowed == () and need.minimum == "13.0"
+    assert "worker-vllm" in need.source and "hub.json" in need.source and "floor" in need.source
+    assert image_cuda_requirement("runpod/worker-v1-vllm:v2.19.0").minimum == "13.0"
+    assert image_cuda_requirement("runpod/worker-v1-vllm:v2.18.1").minimum == "12.8"
     infinity = image_cuda_requirement(infinity_template("e", "BAAI/bge-small-en-v1.5", "1.1.4").image)
     assert infinity is not None and infinity.minimum == "12.4" and infinity.allowed == ()
     assert "Dockerfile" in infinity.source
@@ -49,7 +52,8 @@ def test_requirement_rules() -> None:
     assert CudaRequirement(("12.9", "12.8")).catalog_params() == {"cudaVersions": "12.9,12.8"}
     floor = CudaRequirement(minimum="12.4")
     assert floor.describe() == "CUDA >= 12.4" and floor.catalog_params() == {"minCudaVersion": "12.4"}
-    assert floor.endpoint_gpu_fields() == {"minCudaVersion": "12.4"}
+    # With an explicit [] beside the floor, so a template's exact set is not inherited (spec).
+    assert floor.endpoint_gpu_fields() == {"allowedCudaVersions": [], "minCudaVersion": "12.4"}
     anything = CudaRequirement()
     assert not anything.constrained and anything.catalog_params() == {} and anything.describe() == "any CUDA"
     assert version_key("12.11") > version_key("12.2")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.account.jobqueue import wake
 from rpbook.account.specs import TemplateSpec, infinity_template
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError, SanityCheckError
 from rpbook.core.secrets import Secret
 from rpbook.endpoint.embeddings import (
@@ -77,7 +77,8 @@ def test_all_checks_pass_with_the_local_dimension(localpod, settings, key, endpo
     assert "PASS" in text and "FAIL" not in text and "embeddings_per_s=" in text and "<table>" in page
     assert localpod.api_key not in text + page + repr(report)
     # every figure is a JSON scalar the runbook can record
-    from rpbook.records.figures import load_figures, record_figures
+    from rpbook.records.figures import record_figures
+    from rpbook.records.runfolder import load_figures
 
     assert load_figures(record_figures("04-embeddings", figures, run_dir=tmp_path)) == figures
 

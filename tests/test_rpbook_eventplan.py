@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.resources import GpuType
-from rpbook.core.errors import ConfigError
-from rpbook.endpoint.loadtest import SLO as LoadSLO
-from rpbook.endpoint.loadtest import LoadShape, LoadTestResult, RequestRecord
-from rpbook.planning import capacity, eventplan, eventtraffic, servicetimes
+from rpbook.account.quota import AccountQuota, PlannedMax, check_quota
+from rpbook.account.resources import Endpoint, GpuType
+from rpbook.core.errors import ConfigError, WorkerQuotaError
+from rpbook.endpoint.loadtest_result import SLO as LoadSLO
+from rpbook.endpoint.loadtest_result import LoadShape, LoadTestResult, RequestRecord
+from rpbook.planning import capacity, eventchoice, eventgrid, eventinputs, eventsettings, eventtraffic, servicetimes
 
 SMALL = eventtraffic.EventShape(
     attendees=60,
@@ -137,9 +138,9 @@ def test_missing_or_empty_inputs_say_where_to_get_them(tmp_path) -> None:  # typ
     with pytest.raises(ConfigError, match="no prior for GPU pool"):
         servicetimes.prior("TPU_V5")
     with pytest.raises(ConfigError, match="does not exist"):
-        eventplan.find_loadtest(str(tmp_path / "missing.json"))
-    assert eventplan.find_loadtest("", run_dir=tmp_path / "empty") is None
-    assert eventplan.find_loadtest("", run_dir=tmp_path) == tmp_path / "05_loadtest.json"
+        eventinputs.find_loadtest(str(tmp_path / "missing.json"))
+    assert eventinputs.find_loadtest("", run_dir=tmp_path / "empty") is None
+    assert eventinputs.find_loadtest("", run_dir=tmp_path) == tmp_path / "05_loadtest.json"
 
 
 def test_trace_of_seconds_or_date_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -195,10 +196,10 @@ def test_cold_start_from_a_localpod_profile_or_the_stated_assumptions() -> None:
 
 
 def test_grid_skips_more_active_than_max_and_refuses_bad_values() -> None:
-    settings = eventplan.grid(workers_max=[1, 3], workers_min=[0, 2], idle_timeout_s=[5], scaler_value=[4, 15])
+    settings = eventgrid.grid(workers_max=[1, 3], workers_min=[0, 2], idle_timeout_s=[5], scaler_value=[4, 15])
     assert len(settings) == 6 and all(s.workers_min <= s.workers_max for s in settings)
     with pytest.raises(ConfigError, match="scaler_type"):
-        eventplan.grid(workers_max=[1], scaler_type="GPU_UTIL")
+        eventgrid.grid(workers_max=[1], scaler_type="GPU_UTIL")
     # each grid parameter is checked as a whole; the error names the runbook's parameter and the bad values
     for kwargs, message in [
         ({"workers_max": [0]}, "grid_workers_max: 0; give a list of int values, each at least 1"),
@@ -209,10 +210,23 @@ def test_grid_skips_more_active_than_max_and_refuses_bad_values() -> None:
         ({"workers_max": []}, "grid_workers_max: no value;"),
         ({"workers_max": [3], "workers_min": [-1]}, "grid_workers_min: -1;"),
         ({"workers_max": [3], "idle_timeout_s": [math.nan]}, "grid_idle_timeout_s: nan;"),
-        ({"workers_max": [3], "scaler_value": [0]}, "grid_scaler_value: 0; give a list of float values, each greater"),
+        # the API's bounds (REST v2 spec, rpbook.account.endpointscaling): idle timeout 1-3600 whole
+        # seconds, queue delay >= 0.5 s, request count a whole number >= 1
+        ({"workers_max": [3], "idle_timeout_s": [0]}, "grid_idle_timeout_s: 0; give a list of int values, each from 1"),
+        ({"workers_max": [3], "idle_timeout_s": [3601]}, "grid_idle_timeout_s: 3601;"),
+        ({"workers_max": [3], "idle_timeout_s": [2.5]}, "grid_idle_timeout_s: 2.5;"),
+        (
+            {"workers_max": [3], "scaler_value": [0]},
+            "grid_scaler_value: 0; give a list of float values, each at least 0.5",
+        ),
+        ({"workers_max": [3], "scaler_value": [0.4, 4]}, "grid_scaler_value: 0.4;"),
+        (
+            {"workers_max": [3], "scaler_value": [1.5], "scaler_type": "REQUEST_COUNT"},
+            "grid_scaler_value: 1.5; give a list of int values, each at least 1",
+        ),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
-            eventplan.grid(**kwargs)
+            eventgrid.grid(**kwargs)
 
 
 def test_prices_take_the_dearest_pool_times_gpus() -> None:
@@ -221,13 +235,13 @@ def test_prices_take_the_dearest_pool_times_gpus() -> None:
         GpuType("b", "B", "ADA_24", 24, 1.116),
         GpuType("c", "C", "AMPERE_80", 80, 2.736),
     ]
-    quote = eventplan.prices_from_catalog(gpus, ["AMPERE_24", "ADA_24"], 2)
+    quote = eventinputs.prices_from_catalog(gpus, ["AMPERE_24", "ADA_24"], 2)
     assert quote.pool == "ADA_24" and quote.prices.flex_usd_per_s == pytest.approx(2 * 1.116 / 3600)
     assert quote.prices.active_usd_per_s == quote.prices.flex_usd_per_s  # upper bound: no discount in the catalog
-    discounted = eventplan.prices_from_catalog(gpus, ["ADA_24"], 1, active_discount=0.2)
+    discounted = eventinputs.prices_from_catalog(gpus, ["ADA_24"], 1, active_discount=0.2)
     assert discounted.prices.active_usd_per_s == pytest.approx(0.8 * 1.116 / 3600)
     with pytest.raises(ConfigError, match="no serverless price"):
-        eventplan.prices_from_catalog(gpus, ["HOPPER_141"])
+        eventinputs.prices_from_catalog(gpus, ["HOPPER_141"])
 
 
 def _row(cost: float, ttft: float, wait: float = 0.0, timed_out: int = 0) -> dict:  # type: ignore[type-arg]
@@ -236,13 +250,13 @@ def _row(cost: float, ttft: float, wait: float = 0.0, timed_out: int = 0) -> dic
 
 def test_pareto_front_and_the_cheapest_setting_meeting_the_slos() -> None:
     rows = [_row(10, 0.5), _row(4, 9.0), _row(6, 1.5), _row(7, 2.0), _row(6, 1.8), _row(12, 0.4), _row(5, 1.9, 3.0)]
-    front = eventplan.pareto_front(rows)
+    front = eventchoice.pareto_front(rows)
     assert [(r["cost_usd"], r["ttft_p95_s"]) for r in front] == [(4, 9.0), (5, 1.9), (6, 1.5), (10, 0.5), (12, 0.4)]
-    chosen, ok = eventplan.choose(rows, eventplan.SLO(p95_ttft_s=2.0, p95_wait_s=1.0))
+    chosen, ok = eventchoice.choose(rows, eventchoice.SLO(p95_ttft_s=2.0, p95_wait_s=1.0))
     assert ok and chosen["cost_usd"] == 6 and chosen["ttft_p95_s"] == 1.5  # the $5 one waits 3 s in the queue
     timed_out = [_row(1, 0.1, timed_out=1), _row(3, 0.2)]
-    assert eventplan.choose(timed_out, eventplan.SLO())[0]["cost_usd"] == 3
-    closest, ok = eventplan.choose(rows, eventplan.SLO(p95_ttft_s=0.1, p95_wait_s=0.0))
+    assert eventchoice.choose(timed_out, eventchoice.SLO())[0]["cost_usd"] == 3
+    closest, ok = eventchoice.choose(rows, eventchoice.SLO(p95_ttft_s=0.1, p95_wait_s=0.0))
     assert not ok and closest["ttft_p95_s"] == 0.4
 
 
@@ -251,17 +265,18 @@ def test_plan_end_to_end_on_a_small_event() -> None:
     requests = servicetimes.prior("ADA_24").draw(arrivals, 4, seed=4)
     cold = servicetimes.cold_start()
     prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
-    candidates = eventplan.grid(
+    candidates = eventgrid.grid(
         workers_max=[1, 2, 4], workers_min=[0, 1], idle_timeout_s=[5, 120], scaler_value=[4], concurrency=4
     )
-    slo = eventplan.SLO(p95_ttft_s=2.0, p95_wait_s=1.0)
-    result = eventplan.plan(requests, candidates, cold, prices, slo=slo, processes=1, timeline_step_s=60.0)
+    slo = eventchoice.SLO(p95_ttft_s=2.0, p95_wait_s=1.0)
+    result = eventchoice.plan(requests, candidates, cold, prices, slo=slo, processes=1, timeline_step_s=60.0)
     assert len(result.rows) == len(candidates)
     assert result.meets_slo and slo.met(result.chosen)
-    cheaper = [r for r in result.rows if r["cost_usd"] < result.chosen["cost_usd"]]
-    assert not any(slo.met(r) for r in cheaper)  # nothing cheaper meets the SLOs
+    budget = eventchoice.budget_usd
+    cheaper = [r for r in result.rows if budget(r) < budget(result.chosen)]
+    assert not any(slo.met(r) for r in cheaper)  # nothing cheaper (at the higher of its two costs) meets the SLOs
     for row in result.rows:  # every metric is filled in from the engine's row
-        assert all(np.isfinite(row[k]) or np.isinf(row[k]) for k in eventplan.METRIC_KEYS)
+        assert all(np.isfinite(row[k]) or np.isinf(row[k]) for k in eventchoice.METRIC_KEYS)
         assert row["worker_hours"] > 0 and row["cost_usd"] > 0
     # Active workers bill the whole event at least.
     active = [r for r in result.rows if r["workers_min"] == 1]
@@ -304,9 +319,9 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
         "scaler_type": "QUEUE_DELAY",
         "scaler_value": 4.0,
     }
-    restore_file = eventplan.restore_file_for(settings, ep.name)
+    restore_file = eventsettings.restore_file_for(settings, ep.name)
     with RunpodClient(settings, key) as client:
-        facts = eventplan.endpoint_facts(
+        facts = eventinputs.endpoint_facts(
             client,
             ep.name,
             gpu_pools=["AMPERE_24"],
@@ -316,7 +331,7 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
             flashboot=True,
         )
         assert facts.endpoint is not None and facts.gpu_pools == ("ADA_24",)
-        plans = eventplan.event_plans(facts.endpoint, chosen, restore_file=restore_file)
+        plans = eventsettings.event_plans(facts.endpoint, chosen, restore_file=restore_file)
         assert plans.during.action == "update"
         # display() records repr as text/plain in a headless run: the plans, not a dataclass dump
         assert repr(plans) == str(plans) and "PosixPath(" not in repr(plans) and "saved=" not in repr(plans)
@@ -333,14 +348,14 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
             "scaler_value": 15,
         }
 
-        assert "not applied" in eventplan.apply_event(client, plans, do_apply=False)
+        assert "not applied" in eventsettings.apply_event(client, plans, do_apply=False)
         assert client.get_endpoint(ep.id).workers_max == 5 and not restore_file.exists()
 
-        assert "applied" in eventplan.apply_event(client, plans, do_apply=True)
+        assert "applied" in eventsettings.apply_event(client, plans, do_apply=True)
         now = client.get_endpoint(ep.id)
         assert (now.workers_min, now.workers_max, now.idle_timeout_s, now.scaler_value) == (1, 8, 5, 4)
         # Planning again during the event keeps the pre-event settings as the ones to restore.
-        again = eventplan.event_plans(now, chosen, restore_file=restore_file)
+        again = eventsettings.event_plans(now, chosen, restore_file=restore_file)
         assert again.during.action == "none" and {c.field for c in again.restore.changes} == {
             "workers_min",
             "workers_max",
@@ -348,14 +363,14 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
             "scaler_value",
         }
 
-        plan, message = eventplan.restore_saved(client, restore_file, do_apply=True)
+        plan, message = eventsettings.restore_saved(client, restore_file, do_apply=True)
         assert "restored" in message and plan.action == "update"
         back = client.get_endpoint(ep.id)
         assert (back.workers_min, back.workers_max, back.idle_timeout_s, back.scaler_value) == (0, 5, 120, 15)
         assert not restore_file.exists()
         with pytest.raises(ConfigError, match="phase"):
-            eventplan.restore_saved(client, restore_file, do_apply=True)
-        missing = eventplan.endpoint_facts(
+            eventsettings.restore_saved(client, restore_file, do_apply=True)
+        missing = eventinputs.endpoint_facts(
             client,
             "no-such-endpoint",
             gpu_pools=["AMPERE_24"],
@@ -370,8 +385,98 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
 def test_a_phase_typo_is_refused_before_any_call():
     """Runbook 06 checks ``phase`` in its first cell: "evnet" must not fall through to a plan-only run
     that looks like success, nor reach the endpoint."""
-    from rpbook.planning.eventplan import PHASES, check_phase
+    from rpbook.planning.eventsettings import PHASES, check_phase
 
     assert [check_phase(p) for p in PHASES] == list(PHASES)
     with pytest.raises(ConfigError, match="phase must be one of 'plan', 'event', 'restore', got 'evnet'"):
         check_phase("evnet")
+
+
+def _small_plan(**kw):  # type: ignore[no-untyped-def]
+    arrivals = eventtraffic.from_event(SMALL, seed=4)
+    requests = servicetimes.prior("ADA_24").draw(arrivals, 4, seed=4)
+    prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
+    grid_kw = {"workers_max": [1, 2, 4], "idle_timeout_s": [5, 120], "scaler_value": [4], "concurrency": 4}
+    grid_kw.update(kw.pop("grid", {}))
+    candidates = eventgrid.grid(**grid_kw)
+    slo = kw.pop("slo", eventchoice.SLO(p95_ttft_s=2.0, p95_wait_s=1.0))
+    return eventchoice.plan(
+        requests, candidates, servicetimes.cold_start(), prices, slo=slo, processes=1, timeline_step_s=60.0, **kw
+    )
+
+
+def test_every_setting_is_simulated_under_both_queue_delay_readings() -> None:
+    """Issue 17 item 4: the main columns are the one-worker-per-decision reading, the whole-queue
+    reading sits beside them, the choice meets the SLOs under both, and the assumption is stated."""
+    result = _small_plan()
+    for row in result.rows:
+        other = row["whole_queue"]
+        assert set(eventchoice.METRIC_KEYS) <= set(other)
+        # more workers at once never makes people wait longer on these requests (no throttling)
+        assert other["wait_p95_s"] <= row["wait_p95_s"] + 1e-9
+    assert any(r["whole_queue"]["wait_p95_s"] < r["wait_p95_s"] for r in result.rows)  # the readings differ
+    assert result.meets_slo and result.slo.met_by(result.chosen) and result.slo.met_by(result.chosen["whole_queue"])
+    html = result._repr_html_()
+    assert "whole queue: TTFT p95" in html and "Runpod&#x27;s docs do not say how many workers" in html
+    assert "pessimistic reading" in result.headline()
+    figures = result.figures
+    assert figures["event_budget_usd"] == round(
+        max(result.chosen["cost_usd"], result.chosen["whole_queue"]["cost_usd"]), 4
+    )
+    # REQUEST_COUNT follows the docs' formula: both readings are the same simulation
+    counted = _small_plan(grid={"scaler_type": "REQUEST_COUNT", "scaler_value": [2]})
+    assert all(r["whole_queue"] == {k: r[k] for k in r["whole_queue"]} for r in counted.rows)
+
+
+def _quota(max_workers: int, others: dict[str, int]):  # type: ignore[no-untyped-def]
+    """The quota check runbook 06 builds (``eventinputs.quota_checker``), over a stated quota and
+    the account's other endpoints."""
+    quota = AccountQuota(max_workers, f"account_max_workers = {max_workers}", stated=True)
+    endpoints = [Endpoint.from_api({"id": f"id{n}", "name": n, "workers": {"max": m}}) for n, m in others.items()]
+    return lambda wmax: check_quota(quota, endpoints, [PlannedMax("mistral-7b-vllm", wmax, "grid_workers_max")])
+
+
+def test_settings_over_the_worker_quota_are_marked_and_never_chosen() -> None:
+    """Issue 17 item 1 (runbook 06's part): with another endpoint holding 2 of a quota of 5, max 4
+    needs 6 and is marked; the plan states the quota it needs."""
+    result = _small_plan(quota=_quota(5, {"bge-small-embeddings": 2}))
+    by_max = {r["workers_max"]: r for r in result.rows}
+    assert by_max[4]["quota_ok"] is False and by_max[4]["quota_needed"] == 6
+    assert by_max[2]["quota_ok"] is True and by_max[2]["quota_needed"] == 4
+    assert result.chosen["workers_max"] <= 3
+    assert result.quota is not None and result.quota.ok
+    line = result.quota_line()
+    assert f"needs {2 + result.chosen['workers_max']} max workers across all endpoints" in line
+    assert "the quota is 5 (account_max_workers = 5)" in line
+    assert "✗ quota (6)" in result.all_settings_html()
+    assert result.figures["event_quota_needed"] == 2 + result.chosen["workers_max"]
+
+
+def test_the_cheapest_setting_over_the_quota_is_named_not_taken_and_none_fitting_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Only max 4 meets a tight SLO; the quota does not allow it: the plan says what it passed over.
+    tight = eventchoice.SLO(p95_ttft_s=1.2, p95_wait_s=0.3)
+    unlimited = _small_plan(slo=tight)
+    best = unlimited.chosen
+    assert unlimited.meets_slo
+    limited = _small_plan(slo=tight, quota=_quota(int(best["workers_max"]) - 1, {}))
+    assert limited.chosen["workers_max"] < best["workers_max"]
+    assert limited.quota_passed_over is not None
+    assert "not chosen (raise the quota to use it)" in limited.quota_line()
+    # Nothing fits (another endpoint already holds the whole quota): said loudly, and never applied.
+    none = _small_plan(quota=_quota(3, {"other": 3}))
+    assert none.quota is not None and not none.quota.ok
+    assert none.headline().startswith("NO setting of the grid fits the account's worker quota (3)")
+    assert "lower max workers of the account's other endpoints" in none.quota_line()
+    endpoint = Endpoint.from_api(
+        {
+            "id": "ep1",
+            "name": "mistral-7b-vllm",
+            "workers": {"min": 0, "max": 1, "idleTimeout": 120},
+            "scaling": {"type": "QUEUE_DELAY", "queueDelay": 15},
+        }
+    )
+    plans = eventsettings.event_plans(endpoint, none.chosen, restore_file=tmp_path / "restore.json")
+    assert plans.during.action == "update"
+    with pytest.raises(WorkerQuotaError, match="Max workers across all endpoints must not exceed your workers quota"):
+        eventsettings.apply_event(None, plans, do_apply=True, quota=none.quota)  # type: ignore[arg-type]
+    assert not (tmp_path / "restore.json").exists()  # refused before anything was written

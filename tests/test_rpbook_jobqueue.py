@@ -10,8 +10,9 @@ import pytest
 import runpod
 
 from localpod import hubdata
-from rpbook.account import jobqueue
-from rpbook.account.jobqueue import Health, WakeReport, health, run_job, wake
+from rpbook.account import jobqueue, wakeup
+from rpbook.account.jobqueue import Health, health, run_job
+from rpbook.account.wakeup import WakeReport, wake
 from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import load_settings
@@ -63,11 +64,12 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
     report = wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     assert isinstance(report, WakeReport) and report.cold
     timeline = report.timeline
-    assert list(timeline) == [s for s in jobqueue.STAGES if s in timeline]
+    assert list(timeline) == [s for s in wakeup.STAGES if s in timeline]
     assert {"queued", "initializing", "ready", "first token"} <= set(timeline)
     assert timeline["queued"] <= timeline["initializing"] <= timeline["ready"] <= timeline["first token"]
     expected = expected_cold_start_s(localpod)
-    assert expected * 0.8 <= timeline["ready"] <= expected + 0.6, (timeline, expected)
+    # at least the injected cold start (a lower bound holds however busy the machine is)
+    assert expected * 0.8 <= timeline["ready"], (timeline, expected)
     assert report.health_at_end.has_ready_worker
     assert report.delay_time_ms is not None and report.delay_time_ms >= expected * 800
     assert report.figures["cold"] is True and report.figures["ready_s"] == pytest.approx(timeline["ready"], abs=1e-3)
@@ -76,13 +78,12 @@ def test_cold_wake_then_warm_wake(localpod, settings, key, vllm_endpoint):
     again = wake(settings, key, endpoint.id, timeout_s=10, **FAST)
     assert not again.cold
     assert again.timeline["ready"] == 0.0 and "initializing" not in again.timeline
-    assert again.total_s < report.total_s
     # The SDK's globals are as they were: rpbook sets the base URL only while building a client.
     assert (runpod.api_key, runpod.endpoint_url_base) == saved
 
 
 def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: True)
+    monkeypatch.setattr("rpbook.core.person.person_at_kernel", lambda: True)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     err = capsys.readouterr().err
@@ -90,7 +91,7 @@ def test_progress_bar_shows_the_stages_to_a_person(settings, key, vllm_endpoint,
 
 
 def test_headless_progress_is_one_final_line(settings, key, vllm_endpoint, capsys, monkeypatch):
-    monkeypatch.setattr("rpbook.core.display.person_at_kernel", lambda: False)
+    monkeypatch.setattr("rpbook.core.person.person_at_kernel", lambda: False)
     endpoint = vllm_endpoint()
     wake(settings, key, endpoint.id, timeout_s=30, poll_s=0.02, progress=True)
     captured = capsys.readouterr()
@@ -104,7 +105,7 @@ def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, k
     started = time.monotonic()
     with pytest.raises(EndpointNotReadyError) as info:
         wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30 / 2  # after the 0.3 s grace, long before the 30 s timeout
     message = str(info.value)
     assert "unhealthy" in message and "licence" in message and "HF_TOKEN" in message and "MODEL_NAME" in message
     assert "hf_localpod_no_licence" not in message and localpod.api_key not in message
@@ -113,12 +114,17 @@ def test_unhealthy_workers_fail_fast_with_the_licence_hint(localpod, settings, k
 
 
 def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, settings, key, vllm_endpoint):
-    """Crash-looping workers bill until someone scales to zero (worker-vllm#29): say so, with $/h."""
+    """Unhealthy workers do not bill but Runpod retries them for up to 7 days and scales an endpoint
+    that keeps producing them down by itself (runpod/docs serverless/workers/overview.mdx "Worker
+    states", serverless/troubleshooting.mdx): the message says so, what the user must do, and how
+    to stop the retries at once."""
     endpoint = vllm_endpoint(hf_token="hf_localpod_no_licence", workers_max=2)
     with pytest.raises(EndpointNotReadyError) as info:
         wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
     message = str(info.value)
-    assert "still running:" in message and "/h" in message and "scale_to_zero_on_failure" in message
+    assert "unhealthy worker(s): not billed while unhealthy" in message and "up to 7 days" in message
+    assert "scales it down by itself" in message and "fix the cause" in message
+    assert "scale_to_zero_on_failure" in message
     assert localpod.ctx.store.endpoints[endpoint.id].workers_max == 2  # only reported, nothing changed
     with pytest.raises(EndpointNotReadyError) as info:
         wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, scale_to_zero_on_failure=True, **FAST)
@@ -130,6 +136,19 @@ def test_a_failed_wake_says_what_still_bills_and_can_scale_to_zero(localpod, set
     assert health(settings, key, endpoint.id).billing_workers == 0
 
 
+def test_an_undefined_runpod_secret_is_named_from_the_workers_log(localpod, settings, key, plant_endpoint):
+    """Issue 20 item 3: the worker of a template referencing a secret the account lacks is UNHEALTHY;
+    the wake-up names the secret (read from the worker's log), not the licence causes."""
+    env = {"MODEL_NAME": MISTRAL, "HUGGING_FACE_HUB_TOKEN": "{{ RUNPOD_SECRET_nope }}"}
+    endpoint = plant_endpoint(image=VLLM_IMAGE, env=env)
+    with pytest.raises(EndpointNotReadyError) as info:
+        wake(settings, key, endpoint.id, timeout_s=30, unhealthy_grace_s=0.3, **FAST)
+    message = str(info.value)
+    assert "{{ RUNPOD_SECRET_nope }} unresolved" in message and "no Runpod secret named 'nope'" in message
+    assert "hf_token_ref" in message and "licence" not in message
+    assert "not billed while unhealthy" in message
+
+
 def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpoint, monkeypatch):
     """A cell timeout interrupts the kernel (KeyboardInterrupt): the wake-up job must not stay queued."""
     endpoint = vllm_endpoint()
@@ -139,7 +158,7 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
         polls.append(seconds)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobqueue.time, "sleep", interrupt)
+    monkeypatch.setattr(wakeup.time, "sleep", interrupt)
     with pytest.raises(KeyboardInterrupt):
         wake(settings, key, endpoint.id, timeout_s=30, **FAST)
     monkeypatch.undo()
@@ -149,8 +168,8 @@ def test_an_interrupted_wake_cancels_its_job(localpod, settings, key, vllm_endpo
 
 
 def test_default_grace_is_short_in_local_mode_and_longer_on_runpod(settings, tmp_path):
-    assert jobqueue._default_grace(settings) <= 3
-    assert jobqueue._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
+    assert wakeup._default_grace(settings) <= 3
+    assert wakeup._default_grace(load_settings("runpod", env_file=tmp_path / ".env")) >= 20
 
 
 def test_throttled_only_says_gpu_capacity(settings, key, vllm_endpoint):
@@ -183,7 +202,7 @@ def test_failed_job_error_is_scrubbed(key):
         "status": "FAILED",
         "error": json.dumps({"error_type": "ValueError", "error_message": f"bad header Bearer {secret}"}),
     }
-    text = jobqueue._error_text(body)
+    text = jobqueue.job_error_text(body)
     assert secret not in text and "ValueError: bad header Bearer rpa_" in text
 
 
@@ -214,7 +233,7 @@ def test_failed_job_error_is_scrubbed(key):
     ],
 )
 def test_failed_job_error_shapes_read_as_one_line(error, expected):
-    text = jobqueue._error_text({"status": "FAILED", "error": error})
+    text = jobqueue.job_error_text({"status": "FAILED", "error": error})
     assert text.startswith(expected) and "traceback" not in text.lower(), text
 
 
@@ -254,7 +273,7 @@ def test_a_runtime_error_saying_401_is_not_taken_for_a_rejected_key():
         raise RuntimeError("401 Unauthorized | Make sure Runpod API key is set and valid.")
 
     with pytest.raises(EndpointNotReadyError) as info:
-        jobqueue._call("health check", "abc", sdk_failure)
+        jobqueue.call_sdk("health check", "abc", sdk_failure)
     assert not isinstance(info.value, ConfigError)
 
 

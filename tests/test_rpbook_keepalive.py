@@ -18,9 +18,11 @@ import pytest
 
 from localpod import catalog
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.jobqueue import health, wake
+from rpbook.account.jobqueue import health
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
 from rpbook.endpoint import keepalive as K
+from rpbook.endpoint import pins
 from rpbook.endpoint.conversation import run_conversation
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
@@ -86,7 +88,7 @@ def test_with_keepalive_every_turn_is_warm_and_workers_return_to_zero_after(  # 
     assert [t.cold for t in report.turns] == [False, False, False]
     assert report.keepalive is not None and report.keepalive.stop_reason == "conversation closed"
     assert workers_min(settings, key, endpoint.id) == 0
-    assert not list(K.lease_dir(settings).glob("*.json"))
+    assert not list(pins.lease_dir(settings).glob("*.json"))
     if strategy == "ping":
         # one ping per pause: never more often than needed (pause 1.5 s, interval 0.75 s)
         assert 2 <= len(report.keepalive.pings) <= 4 and all(p.ok and p.job_id for p in report.keepalive.pings)
@@ -191,7 +193,7 @@ def test_kill_9_of_a_pin_holder_is_restored_by_the_next_rpbook_call(
     proc = _start_holder(settings, endpoint.id)
     assert workers_min(settings, key, endpoint.id) == 1
     # a live holder's pin is left alone
-    assert K.recover_stale_pins(settings, key) == []
+    assert pins.recover_stale_pins(settings, key) == []
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert workers_min(settings, key, endpoint.id) == 1  # nothing ran on the way out
@@ -199,7 +201,7 @@ def test_kill_9_of_a_pin_holder_is_restored_by_the_next_rpbook_call(
 
     session.start("local", str(settings.env_file))  # the next runbook's first call
     assert workers_min(settings, key, endpoint.id) == 0
-    assert not list(K.lease_dir(settings).glob("*.json"))
+    assert not list(pins.lease_dir(settings).glob("*.json"))
 
 
 def test_sigterm_of_a_pin_holder_restores_on_its_way_out(settings, key, endpoint):  # type: ignore[no-untyped-def]
@@ -207,13 +209,13 @@ def test_sigterm_of_a_pin_holder_restores_on_its_way_out(settings, key, endpoint
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
     assert workers_min(settings, key, endpoint.id) == 0
-    assert not list(K.lease_dir(settings).glob("*.json"))
+    assert not list(pins.lease_dir(settings).glob("*.json"))
 
 
 def test_an_expired_lease_is_stale_even_when_the_pid_lives() -> None:
-    lease = K.Lease("ep", "http://x", 0, 1, os.getpid(), __import__("socket").gethostname(), 0.0, time.time() - 1)
+    lease = pins.Lease("ep", "http://x", 0, 1, os.getpid(), __import__("socket").gethostname(), 0.0, time.time() - 1)
     assert lease.stale()
-    alive = K.Lease("ep", "http://x", 0, 1, os.getpid(), __import__("socket").gethostname(), 0.0, time.time() + 60)
+    alive = pins.Lease("ep", "http://x", 0, 1, os.getpid(), __import__("socket").gethostname(), 0.0, time.time() + 60)
     assert not alive.stale()
 
 

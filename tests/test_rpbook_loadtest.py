@@ -3,8 +3,11 @@
 TTFT and inter-token time are injected through localpod's profile (``/_localpod/config``
 overrides of ``time_to_first_token_s`` and ``inter_token_s``, which the emulated vLLM server reads
 live: serverless/backends/textmodel.py ``paced``), into a localpod running in a process of its own.
-The expected p50 TTFT is the injected one plus the transport overhead the load test measures itself
-(a generation-free ``/openai/v1/models`` job through the same route).
+How close the measured p50 TTFT and ITL come to the injected values is a figure of the machine, so it
+lives in ``benchmarks/loadtest_capacity.py`` (at 8, 64 and 200 streams, beside a minimal reference
+client and GuideLLM). The tests check what holds however busy the machine is: localpod sleeps the
+injected times before each token, so every TTFT and E2EL has a floor, and the metrics relate to one
+another exactly as their definitions say.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
-from rpbook.account.jobqueue import wake
+from rpbook.account.wakeup import wake
 from rpbook.core.errors import ConfigError
-from rpbook.endpoint.loadtest import SLO, LoadShape, plot, run_load_test
+from rpbook.endpoint.loadtest import run_load_test
+from rpbook.endpoint.loadtest_plot import plot
+from rpbook.endpoint.loadtest_result import SLO, LoadShape
 
 VLLM_IMAGE = "runpod/worker-v1-vllm:v2.25.2"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -82,7 +88,7 @@ def own_localpod(tmp_path_factory):  # type: ignore[no-untyped-def]
         yield settings, key, str(endpoint.json()["id"]), base
 
 
-def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type: ignore[no-untyped-def]
+def test_metrics_follow_their_definitions_and_the_injected_floors(own_localpod, tmp_path):  # type: ignore[no-untyped-def]
     import httpx
 
     settings, key, endpoint_id, base = own_localpod
@@ -107,11 +113,16 @@ def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type
     )
     s = result.summary()
     assert s["completed"] == 24 and not s["errors"] and s["requests"] == 24
-    overhead_ms = s["transport_overhead_ms"]
-    assert abs(s["p50_ttft_ms"] - (TTFT_S * 1000 + overhead_ms)) <= 0.05 * TTFT_S * 1000
-    assert abs(s["p50_itl_ms"] - ITL_S * 1000) <= 0.05 * ITL_S * 1000
-    assert s["p50_tpot_ms"] == pytest.approx(ITL_S * 1000, rel=0.05)
-    assert all(r.output_tokens == 12 for r in result.measured)
+    for r in result.measured:
+        # the server sleeps TTFT_S before the first token and ITL_S before each next one
+        assert r.ttft_s >= TTFT_S and r.e2el_s >= TTFT_S + 11 * ITL_S
+        # each of the 12 tokens is one chunk: 11 gaps, and the last token arrives before [DONE]
+        assert r.output_tokens == 12 and len(r.itl_s) == 11
+        assert r.ttft_s + sum(r.itl_s) <= r.e2el_s + 1e-9
+        assert r.tpot_s == pytest.approx((r.e2el_s - r.ttft_s) / 11)
+    assert s["p50_ttft_ms"] == pytest.approx(float(np.median([r.ttft_s * 1000 for r in result.measured])))
+    assert s["p50_itl_ms"] == pytest.approx(float(np.median([x * 1000 for r in result.measured for x in r.itl_s])))
+    assert s["transport_overhead_ms"] > 0
     assert s["cold_starts_seen"] == 0 and s["max_concurrency_seen"] == 4
     saved = json.loads((tmp_path / "loadtest.json").read_text())
     assert saved["shape"]["concurrency"] == 4 and saved["versions"]["image"] == VLLM_IMAGE
@@ -119,6 +130,28 @@ def test_p50_ttft_and_itl_match_injected_values(own_localpod, tmp_path):  # type
     assert (tmp_path / "loadtest.csv").read_text().count("\n") == 29
     chart = plot(result, pings_s=[0.5])
     assert len(chart.figure.axes) == 3 and chart._repr_png_().startswith(b"\x89PNG")
+
+
+def test_closed_loop_lanes_start_staggered_not_in_lock_step(own_localpod):  # type: ignore[no-untyped-def]
+    """Lanes started together against a server that paces every stream alike would stay in lock-step
+    (all tokens of all streams in the same millisecond); each lane starts at its own offset within
+    ``stagger_s`` instead, and every request's connection was opened before it was timed."""
+    settings, key, endpoint_id, _ = own_localpod
+    result = run_load_test(
+        settings,
+        key,
+        endpoint_id,
+        MISTRAL,
+        route="chat",
+        max_tokens=2,
+        progress=False,
+        shape=LoadShape("closed", concurrency=8, num_requests=8, stagger_s=0.4),
+    )
+    sends = sorted(r.sent_s for r in result.measured)
+    # the offsets are seeded (the same run, the same starts) and slept, so their spread is a floor
+    assert sends[-1] - sends[0] >= 0.1
+    with pytest.raises(ConfigError, match="stagger_s"):
+        LoadShape("closed", stagger_s=-1)
 
 
 def test_queue_route_reads_delay_and_execution_times_and_sees_the_cold_start(

@@ -11,11 +11,8 @@ import pytest
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.placement import check_data_center, pick_data_center, volume_data_center
+from rpbook.account.plan import Blocker, BlockerKind, EnsureResult, FieldChange
 from rpbook.account.plans import (
-    Blocker,
-    BlockerKind,
-    EnsureResult,
-    FieldChange,
     apply,
     ensure_endpoint,
     ensure_template,
@@ -108,7 +105,7 @@ def test_endpoint_spec_defaults_are_the_teams() -> None:
         spec.idle_timeout_s,
         spec.execution_timeout_s,
         spec.flashboot,
-        spec.scaler,
+        spec.scaler_type,
         spec.scaler_value,
     ) == (5, 0, 1, 120, 600, True, "QUEUE_DELAY", 15)
     assert spec.gpu_pools == ("AMPERE_24",) and spec.timeout_ms == 600_000
@@ -163,8 +160,8 @@ def test_vllm_template_env() -> None:
         (lambda: endpoint_spec(execution_timeout_s=4), "EndpointSpec.execution_timeout_s"),
         (lambda: endpoint_spec(execution_timeout_s=7 * 24 * 3600 + 1), "EndpointSpec.execution_timeout_s"),
         (lambda: endpoint_spec(scaler_value=0.4), "EndpointSpec.scaler_value"),
-        (lambda: endpoint_spec(scaler="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
-        (lambda: endpoint_spec(scaler="FASTEST"), "EndpointSpec.scaler"),
+        (lambda: endpoint_spec(scaler_type="REQUEST_COUNT", scaler_value=0), "EndpointSpec.scaler_value"),
+        (lambda: endpoint_spec(scaler_type="FASTEST"), "EndpointSpec.scaler_type"),
         (lambda: endpoint_spec(gpu_pools=[]), "EndpointSpec.gpu_pools"),
         (lambda: endpoint_spec(gpu_pools=["ADA_24", "ADA_24"]), "EndpointSpec.gpu_pools"),
         (lambda: endpoint_spec(gpu_count=0), "EndpointSpec.gpu_count"),
@@ -278,9 +275,9 @@ def test_workers_change_is_an_update_of_exactly_those_fields(client: RunpodClien
 
 def test_scaling_timeout_flashboot_changes(client: RunpodClient) -> None:
     ensure_all(client)
-    spec = endpoint_spec(scaler="REQUEST_COUNT", scaler_value=4, execution_timeout_s=300, flashboot=False)
+    spec = endpoint_spec(scaler_type="REQUEST_COUNT", scaler_value=4, execution_timeout_s=300, flashboot=False)
     plan = plan_endpoint(client, spec)
-    assert set(plan.changed_fields) == {"scaler", "scaler_value", "execution_timeout_s", "flashboot"}
+    assert set(plan.changed_fields) == {"scaler_type", "scaler_value", "execution_timeout_s", "flashboot"}
     assert plan.request == {
         "scaling": {"type": "REQUEST_COUNT", "requestCount": 4},
         "timeout": 300_000,
@@ -537,20 +534,24 @@ def test_plan_table_rendering(client: RunpodClient) -> None:
     assert "no change" in str(none) and "nothing to change" in none._repr_html_()
 
 
-# -- CUDA: worker-vllm v2.25.2 needs 13.0 (its .runpod/hub.json) ---------------------------------
+# -- CUDA: worker-vllm v2.25.2 needs 13.0 or newer (its .runpod/hub.json, as a floor) -----------
 
 
 def test_plan_shows_the_image_cuda_and_the_endpoint_carries_it(client: RunpodClient, localpod: Any) -> None:
+    """A floor, not an exact set: the spec's ``allowedCudaVersions`` "Matching is exact", and the
+    docs (``serverless/endpoints/endpoint-configurations.mdx``) advise the required version "plus
+    all newer versions"."""
     dry = ensure_endpoint(client, endpoint_spec(), apply=False, template_spec=template_spec())
-    assert FieldChange("allowed_cuda_versions", ("13.0",), None) in dry.plan.changes
-    assert "min_cuda_version" not in dry.plan.changed_fields
-    assert dry.plan.request["gpu"]["allowedCudaVersions"] == ["13.0"]
+    assert FieldChange("min_cuda_version", "13.0", None) in dry.plan.changes
+    assert "allowed_cuda_versions" not in dry.plan.changed_fields
+    assert dry.plan.request["gpu"]["allowedCudaVersions"] == [] and dry.plan.request["gpu"]["minCudaVersion"] == "13.0"
     text = str(dry.plan)
-    assert "allowed_cuda_versions" in text and "13.0" in text and "hub.json" in text
+    assert "min_cuda_version" in text and "13.0" in text and "hub.json" in text
     _, _, endpoint = ensure_all(client)
     created = endpoint.resource
-    assert isinstance(created, Endpoint) and created.allowed_cuda_versions == ("13.0",)
-    assert localpod.ctx.store.endpoints[created.id].allowed_cuda_versions == ["13.0"]
+    assert isinstance(created, Endpoint) and (created.allowed_cuda_versions, created.min_cuda_version) == ((), "13.0")
+    stored = localpod.ctx.store.endpoints[created.id]
+    assert (stored.allowed_cuda_versions, stored.min_cuda_version) == ([], "13.0")
     assert ensure_endpoint(client, endpoint_spec(), apply=True).plan.action == "none"
 
 
@@ -559,12 +560,18 @@ def test_existing_endpoint_without_cuda_gets_it_as_an_update(client: RunpodClien
     assert endpoint.resource.allowed_cuda_versions == ()  # type: ignore[union-attr]
     plan = plan_endpoint(client, endpoint_spec())
     assert plan.action == "update"
-    assert plan.changes == [FieldChange("allowed_cuda_versions", ("13.0",), ())]
-    assert plan.request == {"gpu": {"allowedCudaVersions": ["13.0"]}}
-    assert "13.0" in str(plan) and "(none)" in str(plan)
+    assert plan.changes == [FieldChange("min_cuda_version", "13.0", None)]
+    assert plan.request == {"gpu": {"minCudaVersion": "13.0"}}
+    assert "13.0" in str(plan)
     apply(client, plan)
-    assert localpod.ctx.store.endpoints[endpoint.resource.id].allowed_cuda_versions == ["13.0"]  # type: ignore[union-attr]
-    # From an exact set to a floor: the PATCH clears the set in the same request.
+    assert localpod.ctx.store.endpoints[endpoint.resource.id].min_cuda_version == "13.0"  # type: ignore[union-attr]
+    # An endpoint an older rpbook made with the exact set ["13.0"] moves to the floor; the PATCH
+    # clears the set in the same request (setting one does not clear the other, the spec says).
+    exact = plan_endpoint(client, endpoint_spec(allowed_cuda_versions=["13.0"]))
+    assert exact.request == {"gpu": {"allowedCudaVersions": ["13.0"], "minCudaVersion": ""}}
+    apply(client, exact)
+    back = plan_endpoint(client, endpoint_spec())
+    assert back.request == {"gpu": {"allowedCudaVersions": [], "minCudaVersion": "13.0"}}
     floor = plan_endpoint(client, endpoint_spec(min_cuda_version="12.9"))
     assert floor.request == {"gpu": {"allowedCudaVersions": [], "minCudaVersion": "12.9"}}
     apply(client, floor)
@@ -580,7 +587,7 @@ def test_refuse_a_pinned_data_center_without_cuda_13_hosts(client: RunpodClient,
     with pytest.raises(ConfigError) as caught:
         ensure_endpoint(client, spec, apply=True)
     message = str(caught.value)
-    assert "US-IL-1" in message and "CUDA 13.0" in message and "worker-v1-vllm:v2.25.2" in message
+    assert "US-IL-1" in message and "CUDA >= 13.0" in message and "worker-v1-vllm:v2.25.2" in message
     assert "EU-RO-1 (ADA_24, AMPERE_24)" in message and "US-TX-3 (ADA_24)" in message  # who does offer it
     assert "US-IL-1 (" not in message
     assert counts(localpod) == (0, 1, 0) and snapshot(localpod) == before  # nothing created
@@ -605,10 +612,57 @@ def test_a_volume_data_center_with_cuda_13_only_for_some_pools(client: RunpodCli
     ensure_template(client, template_spec(), apply=True)
     partial = plan_endpoint(client, endpoint_spec(data_center=None))
     assert partial.action == "create"
-    assert any("US-TX-3 has no AMPERE_24 host with CUDA 13.0" in n for n in partial.notes)
+    assert any("US-TX-3 has no AMPERE_24 host with CUDA >= 13.0" in n for n in partial.notes)
     with pytest.raises(ConfigError, match=r"pools that offer it in US-TX-3: .*ADA_24"):
         plan_endpoint(client, endpoint_spec(gpu_pools=["AMPERE_24"], data_center=None))
     assert counts(localpod) == (1, 1, 0)
+
+
+def test_a_worker_lands_on_a_data_center_that_only_has_newer_cuda_hosts(
+    client: RunpodClient, localpod: Any, settings: Settings
+) -> None:
+    """Issue 17.2: hosts move past the image's CUDA. EU-CZ-1's hosts in localpod's catalog all run
+    13.1 or 13.2; the endpoint rpbook creates for worker-vllm v2.25.2 (hub.json: 13.0) states a
+    floor, so its worker is placed there and serves. With the exact set ``["13.0"]`` (the spec:
+    "Matching is exact") the same endpoint gets no host there: THROTTLED."""
+    import httpx
+
+    from conftest import wait_for
+    from rpbook.account import wakeup
+
+    vspec = VolumeSpec("llm-weights", 50, "EU-CZ-1")
+    _, _, endpoint = ensure_all(client, espec=endpoint_spec(data_center="EU-CZ-1"), vspec=vspec)
+    created = endpoint.resource
+    assert isinstance(created, Endpoint) and created.min_cuda_version == "13.0" and created.allowed_cuda_versions == ()
+    wake = wakeup.wake(settings, settings.runpod_api_key(), created.id, timeout_s=60, progress=False)
+    assert isinstance(wake, wakeup.WakeReport) and wake.cold  # it served a job
+    [worker] = localpod.control("GET", "state").json()["live"][created.id]["workers"]
+    assert (worker["dataCenterId"], worker["hostCudaVersion"]) == ("EU-CZ-1", "13.2")
+    assert worker["status"] in ("IDLE", "RUNNING")
+
+    # rpbook refuses to plan the exact set there: no host in EU-CZ-1 reports exactly 13.0...
+    with pytest.raises(ConfigError, match=re.escape("EU-CZ-1 has no host with CUDA 13.0")):
+        plan_endpoint(client, endpoint_spec(name="exact-13", data_center="EU-CZ-1", allowed_cuda_versions=["13.0"]))
+    # ...and created by hand, such an endpoint's worker finds no host.
+    body = {
+        "name": "exact-13",
+        "type": "QUEUE",
+        "image": "runpod/worker-v1-vllm:v2.25.2",
+        "env": {"MODEL_NAME": MODEL},
+        "gpu": {"pools": ["AMPERE_24", "ADA_24"], "allowedCudaVersions": ["13.0"]},
+        "dataCenterIds": ["EU-CZ-1"],
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }
+    auth = {"Authorization": f"Bearer {localpod.api_key}"}
+    made = httpx.post(f"{localpod.rest_url}/v2/serverless", json=body, headers=auth).json()
+    httpx.post(f"{localpod.queue_url}/{made['id']}/run", json={"input": {"prompt": "hi"}}, headers=auth)
+
+    def throttled() -> dict[str, Any] | None:
+        live = localpod.control("GET", "state").json()["live"].get(made["id"], {"workers": []})["workers"]
+        return live[0] if live and live[0]["status"] == "THROTTLED" else None
+
+    stuck = wait_for(throttled)
+    assert stuck["hostCudaVersion"] is None and stuck["dataCenterId"] is None
 
 
 def test_unknown_image_cuda_is_left_alone_with_a_note(client: RunpodClient) -> None:
@@ -625,42 +679,52 @@ def test_data_center_choice_follows_the_cuda_requirement(client: RunpodClient) -
     # AMPERE_48's best stock is in EU-SE-1, whose hosts have no 13.0: the choice moves.
     assert pick_data_center(client, "AMPERE_48").id == "EU-SE-1"
     assert pick_data_center(client, "AMPERE_48", cuda=cuda).id == "EU-RO-1"
-    with pytest.raises(ConfigError, match=re.escape("CUDA 13.0")) as caught:
+    with pytest.raises(ConfigError, match=re.escape("CUDA >= 13.0")) as caught:
         pick_data_center(client, "AMPERE_24", preferred="US-IL-1", cuda=cuda)
-    assert "EU-RO-1" in str(caught.value) and "US-IL-1," not in str(caught.value).split("volumes:")[-1]
+    # EU-CZ-1's hosts all run 13.1 or 13.2: a floor admits them, an exact ["13.0"] would not.
+    assert (
+        "EU-RO-1" in str(caught.value)
+        and "EU-CZ-1" in str(caught.value)
+        and "US-IL-1," not in str(caught.value).split("volumes:")[-1]
+    )
     ensure_volume(client, VolumeSpec("weights", 20, "US-TX-3"), apply=True)
     assert volume_data_center(client, "weights", "AMPERE_24").id == "US-TX-3"
-    with pytest.raises(ConfigError, match=r"US-TX-3.*CUDA 13\.0"):
+    with pytest.raises(ConfigError, match=r"US-TX-3.*CUDA >= 13\.0"):
         volume_data_center(client, "weights", "AMPERE_24", cuda=cuda)
     assert volume_data_center(client, "weights", ["AMPERE_24", "ADA_24"], cuda=cuda).id == "US-TX-3"
 
 
-def test_template_carries_the_image_cuda_set(client: RunpodClient, localpod: Any) -> None:
+def test_template_states_no_exact_cuda_set_for_a_floor(client: RunpodClient, localpod: Any) -> None:
+    """A template has no CUDA floor (spec: only ``allowedCudaVersions``), and an exact set there
+    would be inherited by an endpoint created from it and shut out newer hosts: rpbook keeps it
+    empty, and moves a template an older rpbook made with ``["13.0"]`` back to empty."""
     created = ensure_template(client, template_spec(), apply=True)
-    assert FieldChange("allowed_cuda_versions", ("13.0",), None) in created.plan.changes
-    assert created.plan.request["allowedCudaVersions"] == ["13.0"]
-    assert isinstance(created.resource, Template) and created.resource.allowed_cuda_versions == ("13.0",)
-    assert localpod.ctx.store.templates[created.resource.id].allowed_cuda_versions == ["13.0"]
-    assert ensure_template(client, template_spec(), apply=False).plan.action == "none"
-    # A template made before (no constraint) gets it as a one-field update.
-    cleared = plan_template(client, TemplateSpec(**{**_template_args(template_spec()), "allowed_cuda_versions": []}))
-    assert cleared.request == {"allowedCudaVersions": []}
-    apply(client, cleared)
+    assert "allowed_cuda_versions" not in created.plan.changed_fields
+    assert "allowedCudaVersions" not in created.plan.request
+    assert isinstance(created.resource, Template) and created.resource.allowed_cuda_versions == ()
+    old = plan_template(client, TemplateSpec(**{**_template_args(template_spec()), "allowed_cuda_versions": ["13.0"]}))
+    assert old.request == {"allowedCudaVersions": ["13.0"]}
+    apply(client, old)
     update = plan_template(client, template_spec())
-    assert update.changes == [FieldChange("allowed_cuda_versions", ("13.0",), ())]
-    assert update.request == {"allowedCudaVersions": ["13.0"]}
+    assert update.changes == [FieldChange("allowed_cuda_versions", (), ("13.0",))]
+    assert update.request == {"allowedCudaVersions": []}
 
 
 def test_infinity_template_states_no_cuda_set_its_endpoint_a_floor(client: RunpodClient) -> None:
     from rpbook.account.specs import infinity_template
 
     tspec = infinity_template("infinity-bge-small", "BAAI/bge-small-en-v1.5", "1.1.4")
-    assert tspec.cuda_versions is None  # a floor (>= 12.4, its Dockerfile) is not a template field
+    assert tspec.cuda_versions == ()  # a floor (>= 12.4, its Dockerfile) is not a template field
     assert "allowed_cuda_versions" not in plan_template(client, tspec).changed_fields
     espec = EndpointSpec("bge-small-embeddings", "infinity-bge-small", ["AMPERE_16"])
     plan = plan_endpoint(client, espec, template_spec=tspec)
     assert FieldChange("min_cuda_version", "12.4", None) in plan.changes
-    assert plan.request["gpu"] == {"pools": ["AMPERE_16"], "count": 1, "minCudaVersion": "12.4"}
+    assert plan.request["gpu"] == {
+        "pools": ["AMPERE_16"],
+        "count": 1,
+        "allowedCudaVersions": [],
+        "minCudaVersion": "12.4",
+    }
 
 
 def _template_args(spec: TemplateSpec) -> dict[str, Any]:

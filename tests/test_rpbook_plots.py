@@ -6,7 +6,8 @@ import base64
 import logging
 import re
 
-from rpbook.account.jobqueue import Health, WakeReport
+from rpbook.account.jobqueue import Health
+from rpbook.account.wakeup import WakeReport
 from rpbook.core.plots import latency_bars_html, timeline_html
 from rpbook.endpoint.chat import SanityReport
 from rpbook.endpoint.checks import CheckResult

@@ -20,11 +20,11 @@ import pytest
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import sdk_endpoint
-from rpbook.account.ledger import Ledger, LedgerError, ledger_path
+from rpbook.account.ledger import Ledger, ledger_path
 from rpbook.account.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
 from rpbook.account.specs import EndpointSpec, VolumeSpec, vllm_template
-from rpbook.account.teardown import Proof, TeardownError, apply_teardown, plan_teardown, prove_nothing_bills
-from rpbook.core.errors import ControlPlaneError
+from rpbook.account.teardown import Proof, apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.core.errors import ControlPlaneError, LedgerError, TeardownError
 from rpbook.core.settings import Settings
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -181,12 +181,15 @@ def test_teardown_order_keeps_volumes_and_second_run_plans_nothing(localpod: Any
         recording.calls.clear()
         report = apply_teardown(rp, key, plan, poll_s=0.05)
         writes = [c for c in recording.calls if c[0] != "GET"]
+        # The endpoint's DELETE takes its bound template along (openapi-v2.json, deleteEndpoint):
+        # teardown sees it gone, says so, and sends no second DELETE.
         assert writes == [
             ("PATCH", f"/v2/serverless/{endpoint_id}"),
             ("DELETE", f"/v2/serverless/{endpoint_id}"),
-            ("DELETE", f"/v2/templates/{template_id}"),
         ]
-        assert report.figures["kept_volumes"] == 1
+        assert [s.resource_id for s in report.with_endpoint] == [template_id]
+        assert f"deleted template vllm-mistral-7b ({template_id}) with its endpoint" in str(report)
+        assert report.figures["kept_volumes"] == 1 and report.figures["deleted_templates"] == 1
         second = plan_teardown(rp, **NAMES)
         assert second.nothing_to_do and "nothing to do" in str(second)
     store = localpod.ctx.store
@@ -206,11 +209,8 @@ def test_delete_volumes_removes_the_volume_last(localpod: Any, settings: Setting
         recording.calls.clear()
         apply_teardown(rp, key, plan_teardown(rp, delete_volumes=True), poll_s=0.05)  # from the ledger alone
         deletes = [path for method, path in recording.calls if method == "DELETE"]
-        assert deletes == [
-            f"/v2/serverless/{endpoint_id}",
-            f"/v2/templates/{template_id}",
-            f"/v2/network-volumes/{volume_id}",
-        ]
+        assert deletes == [f"/v2/serverless/{endpoint_id}", f"/v2/network-volumes/{volume_id}"]
+        assert template_id not in localpod.ctx.store.templates  # went with its endpoint
         assert plan_teardown(rp, delete_volumes=True, **NAMES).steps == ()
     assert not localpod.ctx.store.volumes
 
@@ -306,14 +306,33 @@ def test_a_ledger_row_whose_resource_is_gone_is_closed_not_deleted(localpod: Any
     key = settings.runpod_api_key()
     recording = Recording()
     with RunpodClient(settings, key, transport=recording) as rp:
-        _, template_id, endpoint_id = build_stack(rp)
-        rp.delete_endpoint(endpoint_id)  # "in the console"
+        _, _, endpoint_id = build_stack(rp)
+        rp.delete_endpoint(endpoint_id)  # "in the console": its bound template goes with it
         plan = plan_teardown(rp)
-        assert [e.name for e in plan.stale] == ["mistral-7b-vllm"] and "CLOSE" in str(plan)
-        assert [s.resource_id for s in plan.deletes] == [template_id]
+        assert [e.name for e in plan.stale] == ["vllm-mistral-7b", "mistral-7b-vllm"] and "CLOSE" in str(plan)
+        assert [s.resource_id for s in plan.deletes] == []
         recording.calls.clear()
         report = apply_teardown(rp, key, plan, poll_s=0.05)
-        assert [c for c in recording.calls if c[0] != "GET"] == [("DELETE", f"/v2/templates/{template_id}")]
-        assert report.figures["stale_ledger_rows_closed"] == 1
+        assert [c for c in recording.calls if c[0] != "GET"] == []
+        assert report.figures["stale_ledger_rows_closed"] == 2
         assert plan_teardown(rp).nothing_to_do
-    assert [r[3] for r in rows(settings)] == ["created", "deleted", "gone"]
+    assert [r[3] for r in rows(settings)] == ["created", "gone", "gone"]
+
+
+def test_a_template_the_endpoint_delete_leaves_is_deleted_on_its_own(localpod: Any, settings: Settings) -> None:
+    """Either way: when the endpoint's DELETE does not take the runbooks' template (here the
+    endpoint was re-pointed at another template, so it is no longer bound to it), teardown deletes
+    it itself and says so."""
+    key = settings.runpod_api_key()
+    recording = Recording()
+    with RunpodClient(settings, key, transport=recording) as rp:
+        _, template_id, endpoint_id = build_stack(rp)
+        other = rp.create_template({"name": "other", "image": "runpod/mock-worker:latest", "serverless": True})
+        rp.update_endpoint(endpoint_id, {"templateId": other.id})
+        recording.calls.clear()
+        report = apply_teardown(rp, key, plan_teardown(rp, **NAMES), poll_s=0.05)
+        deletes = [path for method, path in recording.calls if method == "DELETE"]
+        assert deletes == [f"/v2/serverless/{endpoint_id}", f"/v2/templates/{template_id}"]
+    assert report.with_endpoint == []
+    assert f"deleted template vllm-mistral-7b ({template_id}) (the endpoints' deletes had left it)" in str(report)
+    assert other.id not in localpod.ctx.store.templates  # the bound one went with the endpoint

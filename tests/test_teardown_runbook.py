@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import Isolated
-from rpbook.records.figures import load_figures
+from rpbook.records.runfolder import load_figures
 from rpbook.runbook.local import running_localpod
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,6 +16,7 @@ from localpod.serverless import workers
 from localpod.serverless.platform import EndpointRuntime
 from localpod.serverless.worker_host import WorkerHost, WorkerSettings
 from localpod.serverless.worker_logs import WorkerLog
+from localpod.serverless.worker_protocol import WorkerProtocolHub
 from localpod.serverless.workers import IDLE, STOPPED, UNHEALTHY, Worker
 from localpod.store import Endpoint, NetworkVolume, WorkerSession
 
@@ -28,9 +29,14 @@ class FakeSettings:
     proxy_url: str | None = None
     proxy_api_key: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)
+    worker_base_url: str = "http://127.0.0.1:9"
+    worker_processes: bool = False
 
     def secret(self, name: str) -> str | None:
         return self.secrets.get(name)
+
+    def handler_for(self, image: str) -> str | None:
+        return None
 
 
 @dataclass
@@ -47,6 +53,7 @@ class FakeHost:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dispatches: int = 0
     remembered: list[int] = field(default_factory=list)
+    worker_protocol: WorkerProtocolHub = field(default_factory=WorkerProtocolHub)
 
     def volume(self) -> NetworkVolume | None:
         return None

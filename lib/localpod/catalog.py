@@ -25,6 +25,11 @@ The numbers are a **snapshot of public list prices and plausible stock, not live
   have no 13.0 host at all, ``US-TX-3``'s ``AMPERE_24`` hosts and ``EU-RO-1``'s A100 SXM hosts stop
   at 12.8, ``CA-MTL-1`` has 13.0 only on its L40S / RTX 6000 Ada hosts. A card never reports more
   than its type supports (``GpuType.cuda_versions``: Volta stops at 12.4, Blackwell starts at 12.8).
+  Hosts move on, too: ``US-KS-2`` also runs 13.1 and 13.2 drivers, and ``EU-CZ-1`` (a newly built
+  data center) has *only* 13.1 and 13.2 hosts, so an endpoint whose exact set is ``["13.0"]`` (the
+  spec: ``allowedCudaVersions`` "Matching is exact") gets no worker there, while a floor
+  (``minCudaVersion`` 13.0, what Runpod's docs advise: "your required version plus all newer
+  versions", ``serverless/endpoints/endpoint-configurations.mdx``) does.
   So a ``runpod/worker-v1-vllm`` image that needs 13.0 (its ``.runpod/hub.json``) meets the same
   question it meets on Runpod: which pools, in which data center, offer it.
 
@@ -105,10 +110,10 @@ _POOLS: dict[str, tuple[int, float]] = {
 
 # -- GPU types -----------------------------------------------------------------------------
 
-_CUDA_AMPERE = ("11.8", "12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0")
-_CUDA_ADA = ("11.8", "12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0")
-_CUDA_HOPPER = ("12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0")
-_CUDA_BLACKWELL = ("12.8", "12.9", "13.0")
+_CUDA_AMPERE = ("11.8", "12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2")
+_CUDA_ADA = ("11.8", "12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2")
+_CUDA_HOPPER = ("12.0", "12.1", "12.2", "12.4", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2")
+_CUDA_BLACKWELL = ("12.8", "12.9", "13.0", "13.1", "13.2")
 _CUDA_VOLTA = ("11.8", "12.0", "12.1", "12.2", "12.4")
 
 
@@ -222,6 +227,8 @@ def _stock(high: Sequence[str] = (), medium: Sequence[str] = (), low: Sequence[s
 _STD, _HPS = "STANDARD", "HIGH_PERFORMANCE"
 
 # CUDA versions hosts report, oldest first (stand-in data, see the module docstring).
+_FLEET_13_2_ONLY = ("13.1", "13.2")
+_FLEET_13_2 = ("12.6", "12.8", "12.9", "13.0", "13.1", "13.2")
 _FLEET_13_0 = ("12.4", "12.6", "12.8", "12.9", "13.0")
 _FLEET_12_9 = ("12.2", "12.4", "12.6", "12.8", "12.9")
 _FLEET_12_8 = ("12.0", "12.2", "12.4", "12.6", "12.8")
@@ -261,7 +268,7 @@ _DATA_CENTERS: tuple[DataCenter, ...] = (
         ("GDPR", "ISO_IEC_27001"),
         True,
         _stock(high=[_4090, _5090], medium=[_A4000, _A5000, _3090, _L40S], low=[_H100N, _PRO6000]),
-        cuda_fleet=_FLEET_13_0,
+        cuda_fleet=_FLEET_13_2_ONLY,
     ),
     DataCenter(
         "EUR-IS-1",
@@ -296,7 +303,7 @@ _DATA_CENTERS: tuple[DataCenter, ...] = (
         ("SOC_2_TYPE_2", "ISO_IEC_27001"),
         True,
         _stock(high=[_4090, _H100S], medium=[_A6000, _L40S, _A100S, _PRO6000, _H100N, _A4000], low=[_B200, _L40]),
-        cuda_fleet=_FLEET_13_0,
+        cuda_fleet=_FLEET_13_2,
     ),
     DataCenter(
         "US-GA-2",

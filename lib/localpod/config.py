@@ -70,6 +70,12 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
     """Host names besides loopback (and a specific bind address) that requests may name in
     ``Host``/``Origin``; anything else is refused, which is what stops DNS rebinding."""
+    handlers: dict[str, str] = field(default_factory=dict)
+    """Image name (without tag) -> a handler file or module: that image's workers are real
+    processes running the user's handler under the runpod SDK (``--handler IMAGE=PATH``)."""
+    worker_processes: bool = False
+    """Run the images localpod emulates (worker-vllm, worker-infinity-embedding, mock-worker) as
+    handlers inside the real runpod SDK loop, one process per worker (``--worker-processes``)."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -88,6 +94,20 @@ class Settings:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def worker_base_url(self) -> str:
+        """The base URL a worker process on this machine uses (loopback when bound to all addresses)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def handler_for(self, image: str) -> str | None:
+        """The handler mapped to ``image`` (its name with or without the tag), if any."""
+        head, sep, tail = image.rpartition(":")
+        untagged = head if sep and "/" not in tail else image  # "host:5000/name" has no tag
+        return self.handlers.get(image) or self.handlers.get(untagged)
 
     def secret(self, name: str) -> str | None:
         """The value of Runpod secret ``name``; ``hf_token`` falls back to the seed HF token."""

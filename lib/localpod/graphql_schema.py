@@ -25,6 +25,7 @@ from graphql import GraphQLResolveInfo
 
 from localpod import catalog
 from localpod.context import ServerContext
+from localpod.resources import billing
 from localpod.store import Endpoint, NetworkVolume, Store, Template
 
 ENDPOINT_TYPES = {"QB": "QUEUE", "LB": "LOAD_BALANCER"}
@@ -379,34 +380,15 @@ endpoint_type = _bind(
 )
 
 
-def _current_spend_per_hr(ctx: ServerContext) -> float:
-    """What the account's live serverless workers cost per hour right now."""
-    total = 0.0
-    for endpoint_id in list(ctx.store.endpoints):
-        for worker in ctx.platform.list_workers(endpoint_id):
-            price = catalog.serverless_price_per_gpu_s(worker.gpu_type_id) if worker.gpu_type_id else None
-            if price:
-                total += price * worker.gpu_count * 3600
-    return round(total, 6)
-
-
-def _client_balance(store: Store) -> float:
-    """The account's credit minus every billed worker second (each session rounded up to 1 s)."""
-    now = time.time()
-    spent = 0.0
-    for session in store.sessions:
-        seconds = math.ceil(session.seconds_between(session.started_at, math.inf, now))
-        spent += seconds * session.price_per_gpu_s * session.gpu_count
-    return round(store.account.client_balance - spent, 6)
-
-
 user_type = _bind(
     "User",
     {
         "id": lambda a, info: a.id,
         "email": lambda a, info: a.email,
-        "clientBalance": lambda a, info: _client_balance(ctx_of(info).store),
-        "currentSpendPerHr": lambda a, info: _current_spend_per_hr(ctx_of(info)),
+        "clientBalance": lambda a, info: billing.client_balance(ctx_of(info).store, time.time()),
+        "currentSpendPerHr": lambda a, info: billing.current_spend_per_hr(
+            ctx_of(info).store.sessions, ctx_of(info).store.endpoints
+        ),
         "spendLimit": lambda a, info: a.spend_limit,
         "pubKey": lambda a, info: a.pub_key,
         "endpoints": lambda a, info: list(ctx_of(info).store.endpoints.values()),

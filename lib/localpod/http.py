@@ -53,12 +53,22 @@ _TITLES = {
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
+def strict_bearer_key(request: Request) -> str | None:
+    """The API key of ``Authorization: Bearer <key>`` and nothing else: REST v2's only scheme
+    (openapi-v2.json ``securitySchemes.bearerAuth``: "send it in the ``Authorization`` header as
+    ``Bearer <api_key>``"). A bare key or ``?api_key=`` is no key there (401)."""
+    scheme, _, rest = request.headers.get("authorization", "").partition(" ")
+    return (rest.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def bearer_key(request: Request) -> str | None:
-    """The API key a request carries: ``Authorization: Bearer <key>``, a bare key (as in Runpod's
-    curl examples), or ``?api_key=`` (GraphQL docs examples)."""
+    """The API key a request carries to the queue or GraphQL: ``Authorization: Bearer <key>``, a
+    bare key (as in Runpod's curl examples), or ``?api_key=`` (GraphQL docs examples,
+    ``sdks/graphql/manage-endpoints.mdx``). REST v2 takes only the first: :func:`strict_bearer_key`."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, rest = header.partition(" ")

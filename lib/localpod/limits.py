@@ -14,14 +14,24 @@ Sources:
   user's machine, where link-local addresses are the cloud metadata service (169.254.169.254) and
   router admin pages. Only http(s) URLs, and no link-local, multicast or unspecified addresses.
   Loopback stays allowed: a local webhook receiver is the normal way to test them.
+  Hosts are read the way the HTTP client's resolver reads them: glibc's ``getaddrinfo`` (through
+  ``inet_aton``) takes ``2852039166``, ``0xa9fea9fe``, ``0251.0376.0251.0376`` and
+  ``169.254.43518`` as 169.254.169.254, so those are refused like the dotted form (issue 20). A host
+  name is checked again when the result is delivered: every address it resolves to then must be
+  allowed, and the POST goes to the address that was checked (no second lookup a rebinding DNS
+  server could answer differently).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Mapping
+import re
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 MIN_EXECUTION_TIMEOUT_MS = 5_000
 MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000
@@ -31,6 +41,23 @@ MAX_ENV_VARS = 50
 MAX_ENV_ENTRY_BYTES = 131_072
 MAX_ENV_KEY_CHARS = 255
 MAX_WEBHOOK_CHARS = 2048
+MAX_NAME_CHARS = 191
+"""Template, endpoint and volume names. Neither the REST v2 spec (``minLength: 1`` only) nor the docs
+state a maximum; 191 is rpbook's cap (``rpbook.account.specs``), the usual bound of an indexed
+utf8mb4 column, and far above any name a console shows. Stated as an assumption, not a Runpod fact."""
+MAX_STRING_CHARS = 2 * MAX_ENV_ENTRY_BYTES
+"""Any string field of a request body (image, args, an env value): a bound above the largest env
+entry a container can start with, so that env rule (:func:`env_errors`, a 400 naming
+``MAX_ARG_STRLEN``) speaks first for env values, and nothing can grow without bound."""
+
+
+def name_error(name: Any) -> str | None:
+    """Why ``name`` cannot name a resource (None when it can)."""
+    if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+        return f"is {len(name)} characters long; at most {MAX_NAME_CHARS} are allowed"
+    return None
+
+
 BLOCKED_WEBHOOK_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.azure.internal"})
 
 
@@ -81,18 +108,96 @@ def webhook_error(url: Any) -> str | None:
     host = parts.hostname.rstrip(".").lower()
     if host in BLOCKED_WEBHOOK_HOSTS:
         return f"webhook host {host!r} is a cloud metadata service; localpod does not call it"
+    address = literal_address(host)
+    return None if address is None else address_error(host, address)
+
+
+_NUMERIC_HOST = re.compile(r"^[0-9][0-9a-fx.]*$", re.IGNORECASE)
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` is written as, read as the resolver reads it: dotted, IPv6, and the
+    numeric IPv4 forms ``inet_aton`` takes (one to four parts, decimal, octal or hex); None for a name."""
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        pass
+    if _NUMERIC_HOST.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def address_error(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why localpod will not connect to ``address`` (``host`` resolved to it), or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
+        shown = host if host == str(address) else f"{host} ({address})"
         return (
-            f"webhook address {host} is link-local, multicast, reserved or unspecified (e.g. the cloud metadata "
-            "service 169.254.169.254); localpod does not call it"
+            f"webhook address {shown} is link-local, multicast, reserved or unspecified (e.g. the cloud "
+            "metadata service 169.254.169.254); localpod does not call it"
         )
     return None
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, as the HTTP client would connect (``getaddrinfo``)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+RESOLVER: list[Resolver] = [system_resolver]
+"""The resolver webhook delivery uses; a test puts its own first (no /etc/hosts, no network)."""
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where a checked webhook POST goes: the URL with the checked address in place of the host."""
+
+    url: str
+    host_header: str
+    sni_hostname: str | None
+
+
+async def resolve_webhook(url: str) -> WebhookTarget:
+    """Check ``url`` again at delivery time, names included; ``ValueError`` saying why when refused."""
+    problem = webhook_error(url)
+    if problem is not None:
+        raise ValueError(problem)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            found = await RESOLVER[0](host, port)
+        except OSError as exc:
+            raise ValueError(f"webhook host {host!r} does not resolve: {exc}") from None
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
+        if not addresses:
+            raise ValueError(f"webhook host {host!r} does not resolve")
+    for address in addresses:
+        refused = address_error(host, address)
+        if refused is not None:
+            raise ValueError(refused)
+    chosen = addresses[0]
+    netloc_host = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    netloc = f"{netloc_host}:{port}"
+    default_port = parts.port is None
+    host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
+    return WebhookTarget(
+        url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+        host_header=host_header or host,
+        sni_hostname=host if parts.scheme == "https" and literal is None else None,
+    )
 
 
 def job_policy(policy: Any, default_timeout_ms: int, default_ttl_ms: int) -> tuple[int, bool, int]:

@@ -15,6 +15,16 @@ from typing import Any
 
 GB = 1_000_000_000
 
+QUEUE_DELAY_READINGS = ("one_per_decision", "whole_queue")
+"""How many workers one QUEUE_DELAY scaler decision starts. Runpod's docs do not say: today's
+endpoint-configurations page says only that workers are added "if requests spend more than X seconds
+in the queue"; an older text said "With zero workers initially, the first request adds one worker.
+Subsequent requests add workers only after waiting in the queue" (runpod/docs, endpoint settings).
+``one_per_decision`` (the default, the pessimistic reading): one worker per decision, at most one
+decision per delay, and a starting worker counts as free capacity. ``whole_queue``: once the oldest
+job has waited the delay, the scaler starts enough workers for every queued and running job at once
+(``ceil((in queue + in progress) / concurrency)``). rpbook.planning.capacity plays both."""
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -48,6 +58,17 @@ class Profile:
     Tests scale it to seconds through ``/_localpod/config`` overrides."""
     parking_step2_s: float = 7 * 86400.0
     """Idle parking, step 2: max workers set to 0 (same docs page: 7 days); stays until raised."""
+    queue_delay_reading: str = "one_per_decision"
+    """How many workers a QUEUE_DELAY decision starts: one of :data:`QUEUE_DELAY_READINGS` (an
+    assumption; Runpod's docs are silent). Not a duration: the one profile field that is a name."""
+    unhealthy_retry_s: float = 7 * 86400.0
+    """How long an UNHEALTHY worker keeps retrying before Runpod gives up on it (runpod/docs
+    serverless/workers/overview.mdx, "Worker states": "auto-retries for up to 7 days")."""
+    unhealthy_scale_down_s: float = 600.0
+    """How long an endpoint may go on producing unhealthy workers (at least one UNHEALTHY, none
+    ready) before Runpod scales it down (max workers to 0). The docs (serverless/troubleshooting.mdx,
+    "My endpoint was scaled down unexpectedly") say Runpod does this when an endpoint "consistently
+    produces unhealthy (crashing) workers" but give no threshold: 10 minutes is localpod's assumption."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,11 +79,19 @@ class Profile:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown profile field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        # every field but `name` (refused above) is a duration in seconds; Any, because mypy pairs a
-        # dict[str, float] with every field of Profile, `name: str` included
-        clean: dict[str, Any] = {k: float(v) for k, v in overrides.items()}
-        for key, value in clean.items():
-            if value < 0:
+        # every field but `name` (refused above) and the scaler reading is a duration in seconds; Any,
+        # because mypy pairs a dict[str, float] with every field of Profile, `name: str` included
+        clean: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key == "queue_delay_reading":
+                if value not in QUEUE_DELAY_READINGS:
+                    raise ValueError(
+                        f"queue_delay_reading must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {value!r}"
+                    )
+                clean[key] = str(value)
+                continue
+            clean[key] = float(value)
+            if clean[key] < 0:
                 raise ValueError(f"profile field {key} must be >= 0, got {value}")
         return replace(self, **clean)
 

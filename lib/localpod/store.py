@@ -11,16 +11,27 @@ Billing across a crash: a running localpod writes the time into ``<state>.alive`
 second (:meth:`Store.heartbeat`). Worker sessions still open when the state is loaded died with the
 process; they end at its last sign of life (that time, or the state file's last commit), not at the
 restart, so the outage is not billed.
+
+A change that cannot be made durable (read-only or full state folder) is not made: resource
+backends change the store inside :meth:`Store.change`, which puts every resource back as it was
+when the state file refuses the write and raises :class:`StateWriteError` (the APIs answer 503).
+Facts the platform records (a worker's billed session) stay in memory and are written with the next
+commit that succeeds (:meth:`Store.commit_or_log`). Either way, a failing state folder is logged
+once a minute, not once per write (:class:`ThrottledLog`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import secrets
 import string
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +43,45 @@ _ALIVE_WIDTH = 24
 """The heartbeat is a fixed-width number rewritten in place: one small ``pwrite``, never torn."""
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+log = logging.getLogger("localpod.state")
+
+
+class StateWriteError(OSError):
+    """The state file could not be written: the change that needed it was not made."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        reason = cause.strerror or type(cause).__name__
+        super().__init__(
+            cause.errno,
+            f"localpod cannot write its state file {path} ({reason}); nothing was changed. Free disk space or "
+            "make the folder writable, then send the request again",
+        )
+        self.path = path
+
+
+class ThrottledLog:
+    """One log line per ``interval_s`` for a repeating failure, saying how many were not shown."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 60.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._last = -float("inf")
+        self._hidden = 0
+
+    def warning(self, message: str, *args: Any) -> bool:
+        """Log unless a line went out less than ``interval_s`` ago; True when logged."""
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self._hidden += 1
+            return False
+        hidden, self._hidden, self._last = self._hidden, 0, now
+        suffix = f" ({hidden} more like it in the last minute)" if hidden else ""
+        self.logger.warning(message + suffix, *args)
+        return True
+
+
+WRITE_FAILURES = ThrottledLog(log)
+"""Every state and heartbeat write failure of this process goes through this one throttle."""
 
 
 def new_id(length: int) -> str:
@@ -50,6 +100,9 @@ class Account:
     client_balance: float = 250.0
     spend_limit: float = 80.0
     pub_key: str = ""
+    max_workers_quota: int | None = None
+    """Max workers over all endpoints, set directly (support raised it, or a test); None: what the
+    balance buys (:mod:`localpod.resources.account`)."""
 
 
 @dataclass
@@ -129,6 +182,9 @@ class Endpoint:
     parked_step: int = 0
     """Idle-parking steps already applied since the last request (0, 1 or 2), so that raising max
     workers by hand after a step is not undone by the next scaler tick."""
+    unhealthy_scale_down_at: float | None = None
+    """Wall-clock time Runpod last scaled this endpoint down for producing unhealthy workers
+    (max workers set to 0; Runpod emails the account). Not in any API response."""
 
     def release(self) -> tuple[Any, ...]:
         """What workers run with; compare two of these to know whether a change is a new release."""
@@ -166,7 +222,8 @@ class NetworkVolume:
 
 @dataclass
 class WorkerSession:
-    """One worker's billable lifetime: from start until it is fully stopped (rounded up to 1 s)."""
+    """One stretch of a worker's life that bills (:mod:`localpod.serverless.workers` opens and closes
+    them by state; :mod:`localpod.resources.billing` turns them into money)."""
 
     endpoint_id: str
     worker_id: str
@@ -175,10 +232,6 @@ class WorkerSession:
     price_per_gpu_s: float
     started_at: float
     stopped_at: float | None = None
-
-    def seconds_between(self, start: float, end: float, now: float | None = None) -> float:
-        stop = self.stopped_at if self.stopped_at is not None else (now if now is not None else time.time())
-        return max(0.0, min(stop, end) - max(self.started_at, start))
 
 
 T = TypeVar("T")
@@ -260,15 +313,19 @@ class Store:
         return max(times) if times else time.time()
 
     def heartbeat(self, now: float | None = None) -> None:
-        """Note that this process is alive (called a few times a second by the platform)."""
+        """Note that this process is alive (called a few times a second by the platform). A folder
+        that refuses the write is logged once a minute (one line, no traceback)."""
         alive = self.alive_path
         if alive is None:
             return
-        if self._alive_fd is None:
-            alive.parent.mkdir(parents=True, exist_ok=True)
-            self._alive_fd = os.open(alive, os.O_WRONLY | os.O_CREAT, 0o600)
-        stamp = f"{time.time() if now is None else now:.6f}".rjust(_ALIVE_WIDTH).encode("ascii")
-        os.pwrite(self._alive_fd, stamp, 0)
+        try:
+            if self._alive_fd is None:
+                alive.parent.mkdir(parents=True, exist_ok=True)
+                self._alive_fd = os.open(alive, os.O_WRONLY | os.O_CREAT, 0o600)
+            stamp = f"{time.time() if now is None else now:.6f}".rjust(_ALIVE_WIDTH).encode("ascii")
+            os.pwrite(self._alive_fd, stamp, 0)
+        except OSError as exc:
+            WRITE_FAILURES.warning("cannot write the heartbeat %s: %s", alive, exc.strerror or exc)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,10 +338,50 @@ class Store:
         }
 
     def commit(self) -> None:
-        """Write the state file atomically, if one is configured. Call after every change."""
+        """Write the state file atomically, if one is configured; ``StateWriteError`` when it cannot."""
         if self.path is None:
             return
-        write_atomically(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True).encode(), ".localpod-state-")
+        payload = json.dumps(self.to_dict(), indent=1, sort_keys=True).encode()
+        try:
+            write_atomically(self.path, payload, ".localpod-state-")
+        except OSError as exc:
+            error = StateWriteError(self.path, exc)
+            WRITE_FAILURES.warning("%s", error.strerror)
+            raise error from None
+
+    def commit_or_log(self) -> bool:
+        """Commit what the platform recorded (it happened: it stays in memory and goes out with the
+        next commit that succeeds); a failure is logged once a minute. True when written."""
+        try:
+            self.commit()
+        except StateWriteError:
+            return False
+        return True
+
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        """Resource changes made in the block are kept only if the state file takes them: on a failed
+        write every template, endpoint and volume is put back as it was (the same objects, in place:
+        the platform holds references to them) and ``StateWriteError`` is raised."""
+        kinds = ("templates", "endpoints", "volumes")
+        members = {kind: dict(getattr(self, kind)) for kind in kinds}
+        saved = {id(obj): copy.deepcopy(obj) for kind in kinds for obj in members[kind].values()}
+        account = copy.deepcopy(self.account)
+        yield
+        try:
+            self.commit()
+        except StateWriteError:
+            for kind in kinds:
+                live: dict[str, Any] = getattr(self, kind)
+                live.clear()
+                live.update(members[kind])
+                for obj in live.values():
+                    before = saved[id(obj)]
+                    for f in fields(before):
+                        setattr(obj, f.name, getattr(before, f.name))
+            for f in fields(self.account):
+                setattr(self.account, f.name, getattr(account, f.name))
+            raise
 
     def reset(self) -> None:
         self.account = Account()

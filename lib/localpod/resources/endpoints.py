@@ -24,10 +24,13 @@ the endpoint as it would be stored, stores it and tells the platform. Rules, wit
 - deleting: REST v2 ``DELETE /v2/serverless/{id}`` needs no scale-down ("all workers are
   terminated and any queued or in-progress jobs are cancelled", openapi-v2.json), while GraphQL
   ``deleteEndpoint`` is refused until ``workersMin`` and ``workersMax`` are both 0 (runpod-api.md,
-  from Runpod's ``sdks/graphql/manage-endpoints.mdx``). The spec also says a REST delete removes
-  the endpoint's "bound template"; localpod keeps the template (which templates Runpod counts as
-  bound, a user's template or only one it made for the endpoint, is not stated), so deleting it
-  stays a separate call, refused while an endpoint still uses the template.
+  from Runpod's ``sdks/graphql/manage-endpoints.mdx``). A REST delete also removes the endpoint's
+  "bound template" (openapi-v2.json, ``deleteEndpoint``: "Permanently deletes a serverless endpoint
+  and its bound template"): localpod deletes the template the endpoint was created from
+  (``templateId``). The spec does not say what happens to a template another endpoint still uses;
+  localpod keeps it then (deleting it would break that endpoint, and ``deleteTemplate`` refuses a
+  bound template), which is localpod's assumption. GraphQL's ``deleteEndpoint`` keeps the template
+  (its docs say nothing of one).
 
 ``LOAD_BALANCER`` endpoints are refused in both APIs: localpod does not emulate them.
 """
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpod import catalog, limits
+from localpod.resources.account import QUOTA_MESSAGE, quota_exceeded
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import ResourceError, Wording
 from localpod.resources.templates import Templates, linked_container
@@ -59,6 +63,7 @@ class EndpointApi:
     wording: Wording
     zero_timeout_is_no_limit: bool
     delete_needs_zero_workers: bool
+    delete_removes_template: bool
 
 
 _TIMEOUTS = {
@@ -75,6 +80,7 @@ REST = EndpointApi(
             "not_found": ("id", "serverless endpoint {id!r} not found"),
             "load_balancer": ("type", "LOAD_BALANCER endpoints are not emulated by localpod; use QUEUE"),
             "workers_order": ("workers.max", "must be >= workers.min"),
+            "quota": ("workers.max", QUOTA_MESSAGE),
             "idle_not_applicable": (
                 "workers.idleTimeout",
                 "not applicable to a queue endpoint scaling on REQUEST_COUNT",
@@ -98,6 +104,7 @@ REST = EndpointApi(
     ),
     zero_timeout_is_no_limit=False,
     delete_needs_zero_workers=False,
+    delete_removes_template=True,
 )
 
 GRAPHQL = EndpointApi(
@@ -107,6 +114,7 @@ GRAPHQL = EndpointApi(
             "not_found": ("id", "Endpoint {id} not found"),
             "load_balancer": ("type", "Load-balancer (LB) endpoints are not emulated by localpod; use QB"),
             "workers_order": ("workersMax", "workersMin ({min}) must not exceed workersMax ({max})"),
+            "quota": ("workersMax", QUOTA_MESSAGE),
             "cuda_exclusive": (
                 "minCudaVersion",
                 "minCudaVersion and a non-empty allowedCudaVersions are mutually exclusive",
@@ -140,6 +148,7 @@ GRAPHQL = EndpointApi(
     ),
     zero_timeout_is_no_limit=True,
     delete_needs_zero_workers=True,
+    delete_removes_template=False,
 )
 
 
@@ -181,9 +190,9 @@ class Endpoints:
         """A new endpoint from ``fields`` (``Endpoint`` field names): the API's ``defaults``, then
         the template's container settings, then ``fields``."""
         candidate = self._build(self.store.new_endpoint_id(), fields, template_id, defaults)
-        self._check(candidate, idle_timeout_sent)
-        self.store.endpoints[candidate.id] = candidate
-        self.store.commit()
+        self._check(candidate, idle_timeout_sent, previous_max=0)
+        with self.store.change():
+            self.store.endpoints[candidate.id] = candidate
         self.listener.endpoint_created(candidate)
         return candidate
 
@@ -220,16 +229,23 @@ class Endpoints:
         return self._save_over(existing, dataclasses.replace(existing, **values), idle_timeout_sent=False)
 
     def delete(self, endpoint_id: str) -> None:
-        """Terminate the endpoint's workers and jobs and forget it (see the module docstring for
-        GraphQL's scale-to-zero guard and the bound template)."""
+        """Terminate the endpoint's workers and jobs and forget it, with its bound template in REST
+        v2 (see the module docstring for GraphQL's scale-to-zero guard and the bound template)."""
         endpoint = self.get(endpoint_id)
         if self.api.delete_needs_zero_workers and (endpoint.workers_min > 0 or endpoint.workers_max > 0):
             raise self.api.wording.error(
                 "has_workers", "conflict", id=endpoint.id, min=endpoint.workers_min, max=endpoint.workers_max
             )
+        with self.store.change():
+            self.store.endpoints.pop(endpoint.id, None)
+            bound = endpoint.template_id
+            if (
+                self.api.delete_removes_template
+                and bound in self.store.templates
+                and not any(e.template_id == bound for e in self.store.endpoints.values())
+            ):
+                del self.store.templates[bound]
         self.listener.endpoint_deleted(endpoint.id)
-        self.store.endpoints.pop(endpoint.id, None)
-        self.store.commit()
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -245,18 +261,23 @@ class Endpoints:
         return Endpoint(id=endpoint_id, template_id=template.id if template is not None else None, **values)
 
     def _save_over(self, existing: Endpoint, candidate: Endpoint, idle_timeout_sent: bool) -> Endpoint:
-        self._check(candidate, idle_timeout_sent)
+        self._check(candidate, idle_timeout_sent, previous_max=existing.workers_max)
         if candidate.release() != existing.release():
             candidate.version = existing.version + 1
-        copy_into(existing, candidate)  # in place: the platform holds this very object
-        self.store.commit()
+        with self.store.change():
+            copy_into(existing, candidate)  # in place: the platform holds this very object
         self.listener.endpoint_updated(existing)
         return existing
 
-    def _check(self, candidate: Endpoint, idle_timeout_sent: bool) -> None:
-        """Every rule, on the endpoint as it would be stored; all problems at once. Then pins the
-        endpoint to its volumes' data centers."""
-        ResourceError.raise_all(self.rule_errors(candidate, idle_timeout_sent))
+    def _check(self, candidate: Endpoint, idle_timeout_sent: bool, previous_max: int) -> None:
+        """Every rule, on the endpoint as it would be stored, then the account's worker quota
+        (``previous_max``: the endpoint's max before this change, 0 for a new one); all problems at
+        once. Then pins the endpoint to its volumes' data centers."""
+        errors = self.rule_errors(candidate, idle_timeout_sent)
+        quota = quota_exceeded(self.store, candidate, previous_max)
+        if quota is not None:
+            errors.append(self.api.wording.error("quota", quota=quota))
+        ResourceError.raise_all(errors)
         if candidate.network_volume_ids:
             pinned = [self.store.volumes[v].data_center for v in candidate.network_volume_ids]
             candidate.data_center_ids = list(dict.fromkeys(pinned))
@@ -267,6 +288,9 @@ class Endpoints:
         endpoint scaling on REQUEST_COUNT (its schema omits the field there)."""
         say = self.api.wording.error
         errors: list[ResourceError] = []
+        too_long = limits.name_error(candidate.name)
+        if too_long is not None:
+            errors.append(ResourceError("name", too_long))
         if candidate.workers_max < candidate.workers_min:
             errors.append(say("workers_order", min=candidate.workers_min, max=candidate.workers_max))
         if idle_timeout_sent and candidate.type == "QUEUE" and candidate.scaler_type == "REQUEST_COUNT":

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from localpod import limits
 from localpod.resources.common import EndpointListener, copy_into
-from localpod.resources.errors import Wording
+from localpod.resources.errors import ResourceError, Wording
 from localpod.store import Endpoint, Store, Template
 
 CONTAINER_FIELDS = ("image", "args", "disk", "ports", "registry")
@@ -146,6 +147,9 @@ class Templates:
         return named[0]
 
     def _check_name(self, name: str, template_id: str | None) -> None:
+        too_long = limits.name_error(name)
+        if too_long is not None:
+            raise ResourceError("name", too_long)
         if self.api.unique_names and any(t.name == name and t.id != template_id for t in self.store.templates.values()):
             raise self.api.wording.error("name_taken", name=name)
 
@@ -153,8 +157,8 @@ class Templates:
         """A new template from ``Template`` field values (the id is the store's to give)."""
         template = Template(id=self.store.new_template_id(), **fields)
         self._check_name(template.name, None)
-        self.store.templates[template.id] = template
-        self.store.commit()
+        with self.store.change():
+            self.store.templates[template.id] = template
         return template
 
     def update(self, template_id: str, changes: Mapping[str, Any]) -> Template:
@@ -163,13 +167,16 @@ class Templates:
         template = self.get(template_id)
         self._check_name(changes.get("name", template.name), template.id)
         candidate = Template(**{**vars(template), **changes})
-        copy_into(template, candidate)
-        if self.api.edits_reach_endpoints:
-            for endpoint in self.store.endpoints.values():
-                if endpoint.template_id == template.id and apply_template(endpoint, template):
-                    endpoint.version += 1
-                    self.listener.endpoint_updated(endpoint)
-        self.store.commit()
+        changed: list[Endpoint] = []
+        with self.store.change():
+            copy_into(template, candidate)
+            if self.api.edits_reach_endpoints:
+                for endpoint in self.store.endpoints.values():
+                    if endpoint.template_id == template.id and apply_template(endpoint, template):
+                        endpoint.version += 1
+                        changed.append(endpoint)
+        for endpoint in changed:  # told once the change is durable
+            self.listener.endpoint_updated(endpoint)
         return template
 
     def delete(self, template_id: str) -> None:
@@ -180,5 +187,5 @@ class Templates:
             raise self.api.wording.error(
                 "in_use", "conflict", id=template.id, name=template.name, users=", ".join(users)
             )
-        del self.store.templates[template.id]
-        self.store.commit()
+        with self.store.change():
+            del self.store.templates[template.id]

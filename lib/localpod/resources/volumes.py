@@ -10,8 +10,8 @@ leaving the endpoint pointing at nothing: delete or change the endpoint first.
 
 from __future__ import annotations
 
-from localpod import catalog
-from localpod.resources.errors import Wording
+from localpod import catalog, limits
+from localpod.resources.errors import ResourceError, Wording
 from localpod.store import NetworkVolume, Store
 
 WORDING = Wording(
@@ -52,6 +52,7 @@ class Volumes:
         return volume
 
     def create(self, name: str, size: int, data_center: str, volume_type: str | None = None) -> NetworkVolume:
+        _check_name(name)
         dc = catalog.data_center(data_center)
         if dc is None or not dc.volume_types:
             reason = "is not a data center" if dc is None else "offers no network volume storage"
@@ -62,19 +63,20 @@ class Volumes:
         if chosen not in dc.volume_types:
             raise self.wording.error("bad_type", dc=dc.id, offered=", ".join(dc.volume_types), type=chosen)
         volume = NetworkVolume(id=self.store.new_volume_id(), name=name, size=size, data_center=dc.id, type=chosen)
-        self.store.volumes[volume.id] = volume
-        self.store.commit()
+        with self.store.change():
+            self.store.volumes[volume.id] = volume
         return volume
 
     def update(self, volume_id: str, *, name: str | None = None, size: int | None = None) -> NetworkVolume:
         volume = self.get(volume_id)
+        _check_name(name)
         if size is not None and size < volume.size:
             raise self.wording.error("shrink", current=volume.size, requested=size)
-        if name is not None:
-            volume.name = name
-        if size is not None:
-            volume.size = size
-        self.store.commit()
+        with self.store.change():
+            if name is not None:
+                volume.name = name
+            if size is not None:
+                volume.size = size
         return volume
 
     def delete(self, volume_id: str) -> None:
@@ -82,5 +84,11 @@ class Volumes:
         users = sorted(e.id for e in self.store.endpoints.values() if volume.id in e.network_volume_ids)
         if users:
             raise self.wording.error("in_use", "conflict", id=volume.id, users=", ".join(users))
-        del self.store.volumes[volume.id]
-        self.store.commit()
+        with self.store.change():
+            del self.store.volumes[volume.id]
+
+
+def _check_name(name: str | None) -> None:
+    too_long = limits.name_error(name)
+    if too_long is not None:
+        raise ResourceError("name", too_long)

@@ -54,6 +54,8 @@ class Job:
     """The worker's own error value (e.g. worker-vllm's ``{"message", "type", "code"}``) before
     the worker SDK turned it into the ``error`` string; the OpenAI routes answer from it."""
     worker_id: str | None = None
+    progress: Any = None
+    """The last ``runpod.serverless.progress_update`` value, shown as ``output`` while IN_PROGRESS."""
     retries: int = 0
     stream_cursor: int = 0
     chunks: list[Any] = field(default_factory=list)
@@ -94,6 +96,11 @@ class Job:
         self.chunks.append(chunk)
         self.changed.set()
 
+    def set_progress(self, progress: Any) -> None:
+        if not self.is_final:
+            self.progress = progress
+            self.changed.set()
+
     def start(self, worker_id: str) -> None:
         """A worker took the job (journaled before anyone can see it IN_PROGRESS)."""
         self.status = IN_PROGRESS
@@ -126,6 +133,8 @@ class Job:
             body["workerId"] = self.worker_id
         if self.status == COMPLETED:
             body["output"] = self.output
+        elif self.status == IN_PROGRESS and self.progress is not None:
+            body["output"] = self.progress
         elif self.error is not None:
             body["error"] = self.error
         return body

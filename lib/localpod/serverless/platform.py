@@ -2,7 +2,8 @@
 
 Scaling follows the endpoint's own settings: ``workers_min`` are kept running; with the
 QUEUE_DELAY scaler a first worker starts as soon as a job waits with no worker to take it, and
-another is added each time the oldest job has waited ``scaler_value`` seconds; with REQUEST_COUNT
+another is added each time the oldest job has waited ``scaler_value`` seconds (or, with the profile's
+``queue_delay_reading = "whole_queue"``, enough for the whole queue at once); with REQUEST_COUNT
 the target is ``ceil((in queue + in progress) / scaler_value)``. Idle workers stop after the idle
 timeout; workers of an older endpoint version finish their jobs and recycle. Jobs are handed to
 the ready worker with the fewest running jobs, up to each worker's concurrency.
@@ -25,8 +26,9 @@ from localpod.ratelimit import RateLimiter
 from localpod.serverless import jobs as J
 from localpod.serverless.journal import JobJournal, job_from_record
 from localpod.serverless.worker_logs import WorkerLog, WorkerLogBook
+from localpod.serverless.worker_protocol import WorkerProtocolHub
 from localpod.serverless.workers import IDLE, INITIALIZING, RUNNING, STOPPED, THROTTLED, UNHEALTHY, Worker
-from localpod.store import Endpoint, NetworkVolume, Store, WorkerSession
+from localpod.store import WRITE_FAILURES, Endpoint, NetworkVolume, Store, WorkerSession
 
 log = logging.getLogger("localpod.platform")
 
@@ -42,7 +44,7 @@ class WorkerInfo:
     """A worker as the control plane shows it (REST v2 ``Worker``)."""
 
     id: str
-    status: str  # RUNNING | IDLE | INITIALIZING | THROTTLED | UNHEALTHY
+    status: str  # RUNNING | IDLE | INITIALIZING | THROTTLED | UNHEALTHY (REST v2 ``WorkerStatus``)
     version: int
     gpu_count: int
     image: str
@@ -74,6 +76,8 @@ class EndpointRuntime:
         self.next_expiry = math.inf
         """No job expires before this (a full scan of ``jobs`` is done only then)."""
         self.flashboot_until: dict[int, float] = {}
+        self.unhealthy_spell_since: float | None = None
+        """``time.monotonic()`` since when the endpoint has had unhealthy workers and none ready."""
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -116,15 +120,19 @@ class EndpointRuntime:
 
     # -- what workers write ------------------------------------------------------------------------
 
+    @property
+    def worker_protocol(self) -> WorkerProtocolHub:
+        return self.platform.worker_protocol
+
     def open_log(self, worker_id: str) -> WorkerLog:
         return self.platform.worker_logs.open(self.endpoint_id, worker_id)
 
     def add_session(self, session: WorkerSession) -> None:
         self.platform.store.sessions.append(session)
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
 
     def commit(self) -> None:
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -288,8 +296,15 @@ class EndpointRuntime:
         # others, so the oldest job that may scale is the first of the queue.
         queued = sum(1 for job in self.queue if not job.low_priority)
         if endpoint.scaler_type == "REQUEST_COUNT":
-            per_worker = max(1.0, float(endpoint.scaler_value))
-            target = max(target, math.ceil((queued + self.in_progress()) / per_worker))
+            # The docs' formula (endpoint-configurations.mdx "Request count"): ceil((in queue + in
+            # progress) / value); the REST v2 spec makes requestCount an integer >= 1.
+            target = max(target, math.ceil((queued + self.in_progress()) / float(endpoint.scaler_value)))
+        elif queued and self.profile.queue_delay_reading == "whole_queue":
+            # The second reading (localpod.profiles.QUEUE_DELAY_READINGS): once the oldest job has
+            # waited the delay (or no worker lives), enough workers for every queued and running job.
+            waited = time.monotonic() - self.queue[0].submitted_at
+            if count == 0 or waited >= endpoint.scaler_value:
+                target = max(target, math.ceil((queued + self.in_progress()) / max(1, endpoint.max_concurrency)))
         elif queued:
             capacity = sum(w.concurrency - len(w.running) for w in current if w.status not in (UNHEALTHY,))
             if count == 0 or capacity <= 0:
@@ -329,8 +344,40 @@ class EndpointRuntime:
             step,
             endpoint.workers_max,
         )
-        self.platform.store.commit()
+        self.platform.store.commit_or_log()
         return step
+
+    def scale_down_if_unhealthy(self, endpoint: Endpoint, now: float | None = None) -> bool:
+        """Runpod's scale-down of an endpoint that keeps producing unhealthy workers
+        (runpod/docs serverless/troubleshooting.mdx, "My endpoint was scaled down unexpectedly":
+        Runpod "scales it down to stop billing and reduce thrashing, and sends you an email"; the
+        way back is to fix the cause, then raise max workers). The docs give no threshold:
+        localpod scales down (max and min workers to 0) once the endpoint has had at least one
+        UNHEALTHY worker and no ready one for ``profile.unhealthy_scale_down_s`` without a break
+        (its assumption, 10 minutes by default). True when it scaled the endpoint down now."""
+        now = time.monotonic() if now is None else now
+        live = self.live_workers()
+        if any(w.is_ready for w in live) or not any(w.status == UNHEALTHY for w in live):
+            self.unhealthy_spell_since = None
+            return False
+        if self.unhealthy_spell_since is None:
+            self.unhealthy_spell_since = now
+        if now - self.unhealthy_spell_since < self.profile.unhealthy_scale_down_s or endpoint.workers_max == 0:
+            return False
+        endpoint.workers_max = 0
+        endpoint.workers_min = 0
+        endpoint.unhealthy_scale_down_at = time.time()
+        self.unhealthy_spell_since = None
+        reasons = sorted({w.unhealthy_reason for w in live if w.unhealthy_reason})
+        log.warning(
+            "endpoint %s kept producing unhealthy workers for %.0f s: scaled down (max workers 0), as "
+            "Runpod does (it also emails the account). Cause: %s",
+            endpoint.id,
+            self.profile.unhealthy_scale_down_s,
+            "; ".join(reasons) or "unknown",
+        )
+        self.platform.store.commit()
+        return True
 
     async def tick(self) -> None:
         """Periodic housekeeping: idle timeouts, stale recycling, retention, scaling."""
@@ -339,6 +386,7 @@ class EndpointRuntime:
         except EndpointGone:
             return
         self.park_if_idle(endpoint)
+        self.scale_down_if_unhealthy(endpoint)
         now = time.monotonic()
         fresh = [w for w in self.live_workers() if not w.stale]
         for worker in list(self.workers.values()):
@@ -415,6 +463,8 @@ class Platform:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.rate_limiter = RateLimiter()
+        self.worker_protocol = WorkerProtocolHub()
+        """The mailboxes of worker processes that speak Runpod's worker protocol (job-take, job-done)."""
         self.worker_logs = WorkerLogBook()
         """Recent workers' logs (memory only), for ``GET /v2/serverless/{id}/workers/{workerId}/logs``."""
         self.journal = JobJournal.beside(store.path)
@@ -482,7 +532,7 @@ class Platform:
         self.journal.close()
         for runtime in list(self.runtimes.values()):
             await runtime.shutdown("localpod stopped")
-        self.store.commit()
+        self.store.commit_or_log()
 
     async def _scaler_loop(self) -> None:
         while True:
@@ -494,7 +544,9 @@ class Platform:
                     log.exception("scaler tick failed for %s", runtime.endpoint_id)
             try:
                 self.beat()
-            except Exception:  # pragma: no cover - a full disk must not stop the queue
+            except OSError as exc:  # a full or read-only disk must not stop the queue: one line a minute
+                WRITE_FAILURES.warning("heartbeat or journal upkeep failed: %s", exc.strerror or exc)
+            except Exception:  # pragma: no cover - a bug: keep the queue going, show the traceback
                 log.exception("heartbeat or journal upkeep failed")
 
     def beat(self) -> None:
@@ -580,6 +632,7 @@ class Platform:
                         "hostCudaVersion": w.host_cuda,
                         "coldStart": w.plan.describe() if w.plan else None,
                         "unhealthyReason": w.unhealthy_reason,
+                        "billing": w.billing,
                         "events": [[round(t, 4), s] for t, s in w.events],
                     }
                     for w in runtime.live_workers()
@@ -601,12 +654,23 @@ class Platform:
     async def _post_webhook(self, job: J.Job) -> None:
         import httpx
 
+        from localpod import limits
+
         body = job.view()
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, trust_env=False, follow_redirects=False) as client:
             for attempt in range(3):
+                try:  # checked again now, names resolved: the POST goes to the very address checked
+                    target = await limits.resolve_webhook(job.webhook or "")
+                except ValueError as refused:
+                    log.warning("webhook of job %s not sent: %s", job.id, refused)
+                    return
+                extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
                 try:
                     response = await client.post(
-                        job.webhook or "", content=dumps(body), headers={"Content-Type": "application/json"}
+                        target.url,
+                        content=dumps(body),
+                        headers={"Content-Type": "application/json", "Host": target.host_header},
+                        extensions=extensions,
                     )
                     if response.status_code < 400:
                         return

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from localpod.profiles import Profile
     from localpod.serverless.jobs import Job
     from localpod.serverless.worker_logs import WorkerLog
+    from localpod.serverless.worker_protocol import WorkerProtocolHub
     from localpod.serverless.workers import Worker
     from localpod.store import Endpoint, NetworkVolume, WorkerSession
 
@@ -44,6 +45,20 @@ class WorkerSettings(Protocol):
 
     def secret(self, name: str) -> str | None:
         """The value of Runpod secret ``name`` (``{{ RUNPOD_SECRET_name }}`` in a worker's env)."""
+        ...
+
+    @property
+    def worker_base_url(self) -> str:
+        """Where a worker process reaches localpod (its worker-protocol routes)."""
+        ...
+
+    @property
+    def worker_processes(self) -> bool:
+        """Whether images localpod emulates run as real SDK worker processes."""
+        ...
+
+    def handler_for(self, image: str) -> str | None:
+        """The user's handler file or module that runs ``image``'s workers, if one is mapped."""
         ...
 
 
@@ -75,6 +90,11 @@ class WorkerHost(Protocol):
         ...
 
     def remember_flashboot(self, version: int) -> None: ...
+
+    @property
+    def worker_protocol(self) -> WorkerProtocolHub:
+        """Where a worker process's mailbox lives (the routes it calls find it there)."""
+        ...
 
     def open_log(self, worker_id: str) -> WorkerLog:
         """The log a new worker writes its container and system lines to."""

@@ -205,10 +205,12 @@ class WorkerOutput:
     ``env`` is the environment the container sees: Runpod resolves ``{{ RUNPOD_SECRET_* }}``
     references before the process starts, so the caller passes the resolved values."""
 
-    def __init__(self, log: WorkerLog, kind: str, env: Mapping[str, str]) -> None:
+    def __init__(self, log: WorkerLog, kind: str, env: Mapping[str, str], *, real_sdk: bool = False) -> None:
         self.log = log
         self.kind = kind
         self.env = env
+        self.real_sdk = real_sdk
+        """The worker is a real SDK process: the SDK prints its own lines, none are emulated."""
         self._engines_started = False
 
     def _container(self, text: str, ts: float | None = None) -> None:
@@ -223,6 +225,10 @@ class WorkerOutput:
 
     def system(self, text: str) -> None:
         self.log.write(SYSTEM, text, time.time())
+
+    def process_line(self, text: str) -> None:
+        """A line a real worker process printed (kind ``"process"``: nothing else is emulated)."""
+        self._container(text)
 
     def container_started(self) -> None:
         """What the image prints before its model is ready."""
@@ -251,7 +257,8 @@ class WorkerOutput:
         """The handler is up and polls for jobs."""
         if self.kind == "vllm":
             self._vllm("INFO", "vLLM is healthy")
-        self._container(SDK_START_LINE)
+        if not self.real_sdk:
+            self._container(SDK_START_LINE)
 
     def start_failed(self, reason: str) -> None:
         """The process exited during start (the worker crash-loops)."""
@@ -268,10 +275,12 @@ class WorkerOutput:
             for _ in [n for n in (self.env.get("MODEL_NAMES") or "").split(";") if n]:
                 self._python(True, "infinity_emb", "INFO", "creating batching engine")
                 self._python(True, "infinity_emb", "INFO", "ready to batch requests.")
-        if self.kind != "vllm":  # rp_job.run_job (plain handlers)
+        if self.kind != "vllm" and not self.real_sdk:  # rp_job.run_job (plain handlers)
             self._container(sdk_log("Started.", job_id=job_id))
 
     def job_finished(self, job_id: str, failed: bool) -> None:
+        if self.real_sdk:
+            return
         if self.kind == "vllm":  # rp_job.run_job_generator's finally
             self._container(sdk_log("Finished running generator.", job_id=job_id))
         elif failed:

@@ -1,10 +1,38 @@
-"""One emulated serverless worker: its Runpod states, its cold start, the jobs it runs.
+"""One emulated serverless worker: its Runpod states, its cold start, the jobs it runs, what bills.
 
-States as Runpod reports them: THROTTLED (no GPU free in the allowed pools and data centers),
-INITIALIZING (container start + model load), IDLE (ready, no job), RUNNING (at least one job, up
-to the endpoint's per-worker concurrency), UNHEALTHY (the handler cannot start, e.g. a gated
-model without an accepted licence, or an image built for a newer CUDA than its host reports; it
-keeps retrying, as a crash-looping container does, and stays billed).
+States as Runpod reports them (REST v2 ``WorkerStatus``): THROTTLED (no GPU free in the allowed
+pools and data centers), INITIALIZING (container start + model load), IDLE (ready and polling for
+jobs, within the idle timeout), RUNNING (at least one job, up to the endpoint's per-worker
+concurrency), UNHEALTHY (the handler cannot start, e.g. a gated model without an accepted licence,
+a Runpod secret the account does not have, or an image built for a newer CUDA than its host
+reports; it keeps retrying, as a crash-looping container does). Runpod's "Outdated" is REST v2's
+``isStale``: a stale worker finishes its jobs (billed while it does) and is then stopped.
+
+What bills follows the state table of runpod/docs ``serverless/workers/overview.mdx`` ("Worker
+states": Initializing, Idle, Running, Throttled, Outdated, Unhealthy and their billing column),
+read with ``serverless/pricing.mdx`` where the table is silent:
+
+- THROTTLED: not billed (table: "No"); no GPU is held.
+- INITIALIZING: billed from the container start. The table's Initializing row ("Downloading image,
+  loading code, and downloading cached models", billing "No") is the image and cached-model pull,
+  which localpod does not emulate (its images are on the host already); pricing.mdx bills the
+  "start time" (initializing the container, loading models into GPU memory) and overview.mdx's
+  "Model deployment" says reading weights from a network volume happens "after a worker starts
+  running and billing begins".
+- IDLE: billed. pricing.mdx bills the idle timeout ("the time a worker remains active (running)
+  after completing a request"); the table's Idle row ("Scaled down, waiting for requests", "No")
+  is a worker already scaled down, which localpod removes from every listing.
+- RUNNING: billed (table: "Yes"). Outdated: billed while it processes jobs (table), then stopped.
+- UNHEALTHY: **not billed** (table: "Crashed; auto-retries for up to 7 days", billing "No").
+  pricing.mdx's "from when a worker starts until it fully stops" would bill every restart of a
+  crash loop; where the two pages disagree localpod follows the state table. The retries belong to
+  the Unhealthy state: the worker stays UNHEALTHY (unbilled) while it retries, bills again from
+  the moment it is ready, and stops retrying after ``profile.unhealthy_retry_s`` (7 days).
+
+A :class:`~localpod.store.WorkerSession` is one billed stretch: opened when the worker starts
+billing, closed when it turns UNHEALTHY or stops; :mod:`localpod.resources.billing` prices them.
+Runpod's automatic scale-down of endpoints that keep producing unhealthy workers is the
+platform's (:meth:`localpod.serverless.platform.EndpointRuntime.scale_down_if_unhealthy`).
 
 Placement honours the endpoint's ``gpu.allowedCudaVersions`` / ``minCudaVersion``: no host
 matching them anywhere allowed leaves the worker THROTTLED. Without them a worker may land on a
@@ -29,6 +57,7 @@ from localpod.runpod_secrets import resolve_env
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
 from localpod.serverless.backends.base import JobContext, WorkerBackend, WorkerCrash, WorkerSpec
+from localpod.serverless.backends.process_worker import ProcessWorker
 from localpod.serverless.coldstart import ColdStartPlan, plan_cold_start
 from localpod.serverless.imagecuda import image_min_cuda
 from localpod.serverless.worker_output import WorkerOutput
@@ -45,6 +74,9 @@ IDLE = "IDLE"
 RUNNING = "RUNNING"
 UNHEALTHY = "UNHEALTHY"
 STOPPED = "STOPPED"  # internal: gone from every listing
+
+PROCESS_KIND = "process"
+"""The log kind of a real worker process: its container lines are what the process prints."""
 
 RUNPOD_SDK_VERSION = "1.12.0"
 
@@ -83,6 +115,9 @@ class Worker:
         self.session: WorkerSession | None = None
         self.plan: ColdStartPlan | None = None
         self.unhealthy_reason: str | None = None
+        self.unhealthy_since: float | None = None
+        """``time.monotonic()`` when the worker last turned UNHEALTHY from a healthy state."""
+        self.placement: catalog.Placement | None = None
         self.events: list[tuple[float, str]] = []
         self.task: asyncio.Task[None] | None = None
         self.log = host.open_log(self.id)
@@ -99,6 +134,10 @@ class Worker:
     def free_slots(self) -> int:
         if not self.is_ready or self.stale:
             return 0
+        if isinstance(self.backend, ProcessWorker):
+            # A worker process pulls: as many jobs as its SDK asked for in the job-take it holds
+            # open (its own concurrency minus the jobs it holds), whatever the platform thinks it runs.
+            return self.backend.demand
         return self.concurrency - len(self.running)
 
     @property
@@ -125,11 +164,7 @@ class Worker:
     async def run(self) -> None:
         try:
             await self._place()
-            while True:
-                if await self._boot():
-                    return
-                # The handler could not start: crash loop until the endpoint changes or we are stopped.
-                await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
+            await self._boot_until_ready()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a bug here must not kill the platform
@@ -149,24 +184,61 @@ class Worker:
             if placement is not None:
                 break
             await asyncio.sleep(max(self.host.profile.scaler_tick_s, 0.05))
+        self.placement = placement
         self.gpu_type_id = placement.gpu_type_id
         self.data_center_id = placement.data_center_id
         self.host_cuda = placement.cuda_version
         self.started_wall = time.time()
         self.output.system(f"worker {self.id} placed on {placement.gpu_type_id} in {placement.data_center_id}")
+        self._bill()
+
+    # -- billing -------------------------------------------------------------------------------
+
+    def _bill(self) -> None:
+        """Open a billed stretch (a session) unless one is open: the worker holds a GPU and runs."""
+        if self.session is not None and self.session.stopped_at is None:
+            return
+        assert self.placement is not None
         self.session = WorkerSession(
-            endpoint_id=endpoint.id,
+            endpoint_id=self.host.endpoint.id,
             worker_id=self.id,
-            gpu_type_id=placement.gpu_type_id,
+            gpu_type_id=self.placement.gpu_type_id,
             gpu_count=self.gpu_count,
-            price_per_gpu_s=placement.price_per_gpu_s,
-            started_at=self.started_wall,
+            price_per_gpu_s=self.placement.price_per_gpu_s,
+            started_at=time.time(),
         )
         self.host.add_session(self.session)
 
+    def _unbill(self) -> None:
+        """Close the open billed stretch, if any (the worker turned UNHEALTHY or stopped)."""
+        if self.session is not None and self.session.stopped_at is None:
+            self.session.stopped_at = time.time()
+            self.host.commit()
+
+    @property
+    def billing(self) -> bool:
+        return self.session is not None and self.session.stopped_at is None
+
+    def unhealthy_for(self) -> float:
+        return 0.0 if self.unhealthy_since is None else time.monotonic() - self.unhealthy_since
+
+    def gave_up_retrying(self) -> bool:
+        return self.status == UNHEALTHY and self.unhealthy_for() >= self.host.profile.unhealthy_retry_s
+
+    def _turn_unhealthy(self, reason: str) -> None:
+        """The container could not start: stop billing, say why in the log, keep retrying."""
+        self.unhealthy_reason = reason
+        self.output.start_failed(reason)
+        self._unbill()
+        if self.status != UNHEALTHY or self.unhealthy_since is None:
+            self.unhealthy_since = time.monotonic()
+        self._set(UNHEALTHY)
+
     async def _boot(self) -> bool:
-        """Start the container and load the model. True once the worker is IDLE."""
-        self._set(INITIALIZING)
+        """Start the container and load the model. True once the worker is IDLE. A retry of an
+        UNHEALTHY worker stays UNHEALTHY (and unbilled) until it is ready."""
+        if self.status != UNHEALTHY:
+            self._set(INITIALIZING)
         host = self.host
         endpoint = host.endpoint
         settings = host.settings
@@ -179,6 +251,16 @@ class Worker:
             profile=host.profile,
             proxy_url=settings.proxy_url,
             proxy_api_key=settings.proxy_api_key,
+            worker_id=self.id,
+            gpu_type_id=self.gpu_type_id,
+            base_url=settings.worker_base_url,
+            protocol=host.worker_protocol,
+            handler=settings.handler_for(endpoint.image),
+            sdk_process=settings.worker_processes,
+            log=self._process_line,
+            on_demand=host.dispatch,
+            live_profile=lambda: self.host.profile,
+            concurrency=self.concurrency,
         )
         backend = create_backend(spec)
         repos = backend.model_repos
@@ -187,30 +269,32 @@ class Worker:
         plan = plan_cold_start(host.profile, repos, cached, host.flashboot_ready(self.version))
         self.plan = plan
         await asyncio.sleep(plan.container_s)
-        self.output = WorkerOutput(self.log, backend_kind(endpoint.image), env)
+        # A user's handler prints its own lines; localpod's emulations in a real SDK process keep
+        # their image's emulated lines, and the SDK prints its own.
+        kind = PROCESS_KIND if spec.handler is not None else backend_kind(endpoint.image)
+        self.output = WorkerOutput(self.log, kind, env, real_sdk=isinstance(backend, ProcessWorker))
         self.output.system(f"container started: {endpoint.image}")
         self.output.container_started()
         if missing:  # Runpod docs: a template using a deleted secret makes its deployments fail
+            # localpod's wording (Runpod's own log line for this is not documented); it names each
+            # reference as written, so a reader of the log can search the template for it.
+            references = ", ".join("{{ RUNPOD_SECRET_" + name + " }}" for name in missing)
             denial: str | None = (
-                f"the env references Runpod secret(s) {', '.join(missing)} that this account does "
-                "not have (localpod: define them with `localpod serve --secret NAME=ENVVAR` or "
-                "LOCALPOD_SECRET_<NAME>)"
+                f"the env references Runpod secret(s) {references} that this account does not have "
+                "(create it under Secrets in the Runpod console, or fix the reference; localpod: "
+                "`localpod serve --secret NAME=ENVVAR` or LOCALPOD_SECRET_<NAME>)"
             )
         else:
             denial = self._cuda_denial(endpoint.image) or self._download_denial(env, plan)
         if denial is not None:
-            self.unhealthy_reason = denial
-            self.output.start_failed(denial)
-            self._set(UNHEALTHY)
+            self._turn_unhealthy(denial)
             log.info("worker %s unhealthy: %s", self.id, denial)
             return False
         await asyncio.sleep(plan.download_s + plan.volume_read_s + plan.engine_s)
         try:
             await backend.load()
         except WorkerCrash as exc:
-            self.unhealthy_reason = str(exc)
-            self.output.start_failed(str(exc))
-            self._set(UNHEALTHY)
+            self._turn_unhealthy(str(exc))
             return False
         if volume is not None and plan.downloaded:
             for repo in plan.downloaded:
@@ -219,12 +303,18 @@ class Worker:
             host.commit()
         self.backend = backend
         self.unhealthy_reason = None
+        self.unhealthy_since = None
+        self._bill()  # ready again after unhealthy retries: billed from now
         self.ready_at = time.monotonic()
         self.idle_since = self.ready_at
         self.output.ready()
         self._set(IDLE)
         host.worker_ready(self)
         return True
+
+    def _process_line(self, line: str) -> None:
+        """A line the worker process printed: the container's own log."""
+        self.output.process_line(line)
 
     def _cuda_denial(self, image: str) -> str | None:
         """Why the container cannot start on this host's CUDA, or None when it can (or is unknown)."""
@@ -261,16 +351,16 @@ class Worker:
         for job in list(self.running) + list(self.orphaned):
             if job.task is not None:
                 job.task.cancel()
+        # Billing ends and FlashBoot remembers the worker when it is stopped, before its backend is
+        # closed: a worker process may take a few seconds to exit (the SDK drains its jobs on SIGTERM).
+        self._unbill()
+        if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
+            self.host.remember_flashboot(self.version)
         if self.backend is not None:
             try:
                 await self.backend.close()
             except Exception:  # pragma: no cover
                 log.exception("closing backend of worker %s", self.id)
-        if self.session is not None and self.session.stopped_at is None:
-            self.session.stopped_at = time.time()
-            self.host.commit()
-        if self.plan is not None and not self.plan.flashboot and self.ready_at is not None:
-            self.host.remember_flashboot(self.version)
         self.output.system(f"worker {self.id} stopped")
         self.log.close()
 
@@ -279,6 +369,8 @@ class Worker:
     def assign(self, job: J.Job) -> None:
         """Start a job on this worker (the platform checked ``free_slots``)."""
         job.start(self.id)
+        if isinstance(self.backend, ProcessWorker):
+            self.backend.reserve()
         self.running.add(job)
         if self.status != RUNNING:
             self._set(RUNNING)
@@ -294,13 +386,21 @@ class Worker:
         ctx = JobContext(job_id=job.id, profile=self.host.profile)
         crashed: WorkerCrash | None = None
         timed_out = False
+        refresh = False
         try:
             async with asyncio.timeout(job.execution_timeout_s if job.execution_timeout_s > 0 else None):
-                if backend.generator:
+                if isinstance(backend, ProcessWorker):
+                    # The SDK in the worker process decides what the job's result is; it sends
+                    # nothing at all for a result it cannot serialise, and the job then waits here.
+                    posted = await backend.run_job(job.id, job.input, job.add_chunk, job.set_progress)
+                    refresh = bool(posted["body"].get("stopPod"))
+                    self._deliver_posted(job, posted["body"], posted["is_stream"])
+                    result = None
+                elif backend.generator:
                     result = await self._run_generator(backend, job, ctx)
                 else:
                     result = await self._run_plain(backend, job, ctx)
-                undeliverable = _undeliverable(result)
+                undeliverable = None if result is None else _undeliverable(result)
                 if undeliverable is not None:
                     # rp_http._handle_result: json.dumps raises, the SDK logs it and sends nothing,
                     # then frees its slot. The platform never hears back: the job stays IN_PROGRESS
@@ -312,7 +412,8 @@ class Worker:
                     self.orphaned.add(job)
                     self.host.dispatch()
                     await asyncio.Event().wait()
-                self._deliver(job, result)
+                if result is not None:
+                    self._deliver(job, result)
         except TimeoutError:
             ctx.cancelled.set()
             timed_out = True
@@ -338,14 +439,26 @@ class Worker:
             # runpod/docs endpoint-configurations.mdx: "When exceeded, the job fails and the worker stops."
             # What becomes of other jobs on that worker is not documented: they end FAILED, saying why.
             log.info("worker %s stopped: job %s hit the execution timeout", self.id, job.id)
+            self.output.system(
+                f"job {job.id} hit the execution timeout ({job.execution_timeout_s:g} s): worker stopped"
+            )
             for other in list(self.running) + list(self.orphaned):
                 other.finish(
                     J.FAILED, error=f"worker {self.id} was stopped: job {job.id} on it hit the execution timeout"
                 )
             await self.stop()
             return
+        if refresh and self.status != STOPPED:
+            # rp_job.handle_job: refresh_worker sends "stopPod": true; Runpod stops the worker after
+            # the job and the scaler starts a fresh one when jobs need it.
+            log.info("worker %s stopped after job %s: the handler asked for refresh_worker", self.id, job.id)
+            await self.stop()
+            return
         if crashed is not None and self.status != STOPPED:
             log.info("worker %s crashed: %s; restarting", self.id, crashed)
+            self.output.system(f"worker crashed during job {job.id}: {crashed}; restarting")
+            if isinstance(backend, ProcessWorker):
+                await backend.close()
             self.backend = None
             for other in list(self.running):
                 if other.task is not None:
@@ -388,6 +501,21 @@ class Worker:
                 }
         return {"output": output}
 
+    def _deliver_posted(self, job: J.Job, body: dict[str, Any], is_stream: bool) -> None:
+        """What the queue does with a job-done body the SDK posted: an ``error`` makes the job
+        FAILED with that error (a non-string error, e.g. worker-vllm's ``{"message", "type",
+        "code"}`` from a plain handler, as its JSON text); else COMPLETED with ``output``. A plain
+        handler's output is also its one ``/stream`` item (generators streamed theirs already)."""
+        if "error" in body:
+            error = body["error"]
+            job.error_item = error
+            job.finish(J.FAILED, error=error if isinstance(error, str) else dumps(error).decode())
+            return
+        output = body.get("output")
+        if not is_stream:
+            job.add_chunk(output)
+        job.finish(J.COMPLETED, output=output)
+
     def _deliver(self, job: J.Job, result: dict[str, Any]) -> None:
         """What the platform does with the result the worker sent: ``error`` makes the job FAILED."""
         if "error" in result:
@@ -400,8 +528,18 @@ class Worker:
         job.finish(J.COMPLETED, output=output)
 
     async def _restart(self) -> None:
+        await self._boot_until_ready()
+
+    async def _boot_until_ready(self) -> None:
+        """Boot; when the handler cannot start, crash-loop (UNHEALTHY, unbilled) until it starts, the
+        endpoint changes, Runpod gives up after ``profile.unhealthy_retry_s``, or the worker is stopped."""
         while not await self._boot():  # noqa: ASYNC110 - boots again after a pause: a retry, no event to wait for
             await asyncio.sleep(max(self.host.profile.container_start_s, 0.05))
+            if self.gave_up_retrying():
+                log.info("worker %s: unhealthy for %.0f s, no more retries", self.id, self.unhealthy_for())
+                self.output.system(f"worker {self.id} unhealthy too long: Runpod stops retrying it")
+                await self.stop()
+                return
 
     def _error_text(self, exc: BaseException) -> str:
         """The ``error`` field as the runpod SDK's worker reports a handler exception."""

@@ -8,9 +8,13 @@
 - ``POST /_localpod/echo``: parses a JSON body and returns it; the bare-route baseline that the
   overhead benchmark compares the queue against (same server, same HTTP and JSON work).
 - ``GET|PATCH /_localpod/config``: the timing profile (switch ``profile`` or override single
-  durations), ``proxy_url`` and ``rate_limits``.
+  durations, or the QUEUE_DELAY reading ``queue_delay_reading``), ``proxy_url``, ``rate_limits`` and
+  ``max_workers_quota`` (the account's worker quota set directly, an int from 0; ``null``: what the
+  balance buys, :mod:`localpod.resources.account`). GET also shows ``client_balance`` and the quota in
+  force, ``max_workers_quota_in_force``.
 
-Every route but health wants the Runpod API key localpod accepts, as the REST API does (401
+Every route but health wants the Runpod API key localpod accepts, as the REST API does
+(``Authorization: Bearer`` only; 401
 problem otherwise): a web page can send a request to loopback, and without a key a cross-site POST
 could wipe all state. Foreign ``Host``/``Origin`` headers are refused before these routes run
 (:mod:`localpod.guard`).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,8 +34,10 @@ from starlette.routing import BaseRoute, Route
 
 from localpod import __version__
 from localpod.context import ServerContext
-from localpod.http import JSONResponse, bearer_key, json_body, problem
-from localpod.profiles import Profile, get_profile
+from localpod.http import JSONResponse, json_body, problem, strict_bearer_key
+from localpod.profiles import QUEUE_DELAY_READINGS, Profile, get_profile
+from localpod.resources import billing
+from localpod.resources.account import max_workers_quota
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "APIKEY"})
@@ -44,6 +51,9 @@ MAX_DURATION_S = 7 * 24 * 3600.0
 SCALER_TICK_RANGE = (0.001, 60.0)
 """The autoscaler must look at the queue: never ``0`` (a busy loop), never ``inf`` (no scaler)."""
 MAX_BYTES_PER_S = 1e15
+MAX_WORKERS_QUOTA = 10_000
+"""Highest quota the override takes: far above any account (the docs' table stops at 60)."""
+_CONFIG_KEYS = ("profile", "overrides", "proxy_url", "rate_limits", "max_workers_quota")
 
 
 def redact_env(env: Mapping[str, str], known_secrets: set[str]) -> dict[str, str]:
@@ -81,6 +91,10 @@ def validate_overrides(profile: Profile, overrides: Any) -> Profile:
     for key, value in overrides.items():
         if key not in known:
             errors.append(f"overrides.{key}: unknown profile field; known: {', '.join(sorted(known))}")
+            continue
+        if key == "queue_delay_reading":
+            if value not in QUEUE_DELAY_READINGS:
+                errors.append(f"overrides.{key}: must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             errors.append(f"overrides.{key}: must be a finite JSON number, got {value!r}")
@@ -126,7 +140,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
 
     def guarded(fn: Any) -> Any:
         async def endpoint(request: Request) -> Response:
-            key = bearer_key(request)
+            key = strict_bearer_key(request)
             if not key:
                 return problem(
                     401,
@@ -172,6 +186,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             "profile": settings.profile.to_dict(),
             "proxy_url": settings.proxy_url,
             "rate_limits": settings.rate_limits,
+            "max_workers_quota": ctx.store.account.max_workers_quota,
+            "max_workers_quota_in_force": max_workers_quota(ctx.store),
+            "client_balance": billing.client_balance(ctx.store, time.time()),
         }
 
     async def config(request: Request) -> Response:
@@ -182,9 +199,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         except ValueError as exc:
             return problem(400, str(exc))
         if not isinstance(body, dict):
-            return problem(400, "body must be a JSON object with any of: profile, overrides, proxy_url, rate_limits")
+            return problem(400, f"body must be a JSON object with any of: {', '.join(_CONFIG_KEYS)}")
         errors: list[str] = []
-        unknown = set(body) - {"profile", "overrides", "proxy_url", "rate_limits"}
+        unknown = set(body) - set(_CONFIG_KEYS)
         if unknown:
             errors.append(f"unknown config key(s): {', '.join(sorted(unknown))}")
         profile = settings.profile
@@ -207,9 +224,20 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             errors.append(f"proxy_url must be null or an http(s) URL, got {proxy_url!r}")
         if "rate_limits" in body and not isinstance(body["rate_limits"], bool):
             errors.append(f"rate_limits must be true or false (a JSON boolean), got {body['rate_limits']!r}")
+        quota = body.get("max_workers_quota")
+        if quota is not None and (
+            isinstance(quota, bool) or not isinstance(quota, int) or not 0 <= quota <= MAX_WORKERS_QUOTA
+        ):
+            errors.append(
+                f"max_workers_quota must be null (what the balance buys) or a whole number from 0 to "
+                f"{MAX_WORKERS_QUOTA}, got {quota!r}"
+            )
         if errors:
             return problem(400, "; ".join(errors), errors=errors)
         settings.profile = profile
+        if "max_workers_quota" in body:
+            ctx.store.account.max_workers_quota = quota
+            ctx.store.commit()
         if "proxy_url" in body:
             settings.proxy_url = proxy_url or None
         if "rate_limits" in body:

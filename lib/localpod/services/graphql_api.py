@@ -300,8 +300,8 @@ def root_fields(ctx: ServerContext) -> dict[str, Callable[..., Any]]:
 
     def update_user_settings(info: GraphQLResolveInfo, input: dict | None = None) -> Account:
         if input and input.get("pubKey") is not None:
-            store.account.pub_key = input["pubKey"]
-            store.commit()
+            with store.change():
+                store.account.pub_key = input["pubKey"]
         return store.account
 
     fields: dict[str, Callable[..., Any]] = {

@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rpbook.account.pricing import require_pool_price
 from rpbook.account.resources import GpuType
 from rpbook.account.specs import EndpointSpec
 from rpbook.core.errors import ConfigError
@@ -90,24 +91,14 @@ class WorstCase:
 
 def worst_case(spec: EndpointSpec, gpu_types: Sequence[GpuType], volume_usd_per_month: float = 0.0) -> WorstCase:
     """The endpoint's worst case from the catalog's prices for its pools."""
-    priced = [
-        (g.serverless_price_hr, g.pool)
-        for g in gpu_types
-        if g.pool in spec.gpu_pools and g.serverless_price_hr is not None
-    ]
-    if not priced:
-        raise ConfigError(
-            f"the catalog gives no serverless price for {', '.join(spec.gpu_pools)}; cannot bound "
-            "the cost (check gpu_pools)"
-        )
-    price, pool = max(priced, key=lambda item: item[0])
+    price = require_pool_price(gpu_types, spec.gpu_pools, "cannot bound the cost (check gpu_pools)")
     return WorstCase(
         endpoint=spec.name,
         workers_max=spec.workers_max,
         workers_min=spec.workers_min,
         gpu_count=spec.gpu_count,
-        pool=str(pool),
-        usd_per_gpu_hour=float(price),
+        pool=price.pool,
+        usd_per_gpu_hour=price.usd_per_gpu_hour,
         volume_usd_per_month=volume_usd_per_month,
     )
 

@@ -31,6 +31,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from rpbook import __version__
+from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, scaling_body
 from rpbook.account.resources import (
     DataCenter,
     Endpoint,
@@ -333,8 +334,31 @@ class RunpodClient:
         return Endpoint.from_api(self._json("POST", "/v2/serverless", body=body))
 
     def update_endpoint(self, endpoint_id: str, body: Mapping[str, Any]) -> Endpoint:
-        """``UpdateEndpointRequest``: only the fields sent change."""
+        """``UpdateEndpointRequest``: only the fields sent change. Its ``workers`` and ``scaling``
+        members come from ``rpbook.account.endpointscaling.scaling_body`` (as ``rpbook.account.plans``
+        builds them); to change only those, use :meth:`set_workers` or :meth:`set_scaling`."""
         return Endpoint.from_api(self._json("PATCH", f"/v2/serverless/{self._path_id(endpoint_id)}", body=body))
+
+    def set_scaling(
+        self, endpoint_id: str, *, workers: WorkerSettings | None = None, scaler: ScalerSettings | None = None
+    ) -> Endpoint:
+        """PATCH the endpoint's workers and/or scaler, checked against the REST v2 spec's bounds
+        (``rpbook.account.endpointscaling``) before anything is sent."""
+        body = scaling_body(workers, scaler)
+        if not body:
+            raise ConfigError("set_scaling: nothing to change; give workers and/or a scaler")
+        return self.update_endpoint(endpoint_id, body)
+
+    def set_workers(
+        self,
+        endpoint_id: str,
+        *,
+        workers_min: int | None = None,
+        workers_max: int | None = None,
+        idle_timeout_s: int | None = None,
+    ) -> Endpoint:
+        """PATCH only the given worker fields (min, max, idle timeout), within the spec's bounds."""
+        return self.set_scaling(endpoint_id, workers=WorkerSettings(workers_min, workers_max, idle_timeout_s))
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self._send("DELETE", f"/v2/serverless/{self._path_id(endpoint_id)}")
@@ -431,6 +455,17 @@ class RunpodClient:
                 )
             ) from None
         return lines
+
+    # -- account ------------------------------------------------------------------------------
+
+    def account_secret_names(self, name: str | None = None) -> list[str]:
+        """Names of the account's Runpod secrets (never their values): ``GET /v2/account/secrets``,
+        with ``name`` keeping the one of that name, compared case-insensitively (docs.runpod.io
+        ``api-reference-v2/account/list-secrets``, runpod/docs 6bedc9af; the REST v2 spec of 2026-08
+        predates the route). A key without access to it gets a ``ControlPlaneError`` with status 403."""
+        params = {"name": name} if name else None
+        secrets = self._json("GET", "/v2/account/secrets", params=params).get("secrets") or []
+        return [str(s["name"]) for s in secrets if isinstance(s, Mapping) and isinstance(s.get("name"), str)]
 
     # -- templates ----------------------------------------------------------------------------
 

@@ -2,17 +2,28 @@
 
 A worker image built on a CUDA toolkit starts only on a host whose driver reports that CUDA version
 (or, for a floor, a newer one). An endpoint that does not say so lets Runpod place its workers on
-any host; on an older one the container cannot start and the worker crash-loops, billed. REST v2
+any host; on an older one the container cannot start and the worker crash-loops (UNHEALTHY). REST v2
 states the constraint on the endpoint as ``gpu.allowedCudaVersions`` (an exact set of ``major.minor``
 versions) or ``gpu.minCudaVersion`` (a floor), mutually exclusive, and the catalog tells where it
 can be met: ``/v2/catalog/gpus?include=AVAILABILITY&product=SERVERLESS&cudaVersions=13.0`` lists
 per GPU type only the data centers with hosts on 13.0.
 
+A floor, not an exact set: the spec says ``allowedCudaVersions`` "Matching is exact", so a set
+such as ``["13.0"]`` shuts out every host that moves to 13.1 or later and the workers stay
+THROTTLED; Runpod's docs (``serverless/endpoints/endpoint-configurations.mdx``, "CUDA version
+selection") say "Select your required version plus all newer versions, since CUDA is backward
+compatible". ``minCudaVersion`` states exactly that, open-ended, on the endpoint (the spec:
+"compared numerically ... Use this for an open-ended floor"). A template has only
+``allowedCudaVersions`` (no floor), so rpbook leaves the template's empty and puts the floor on
+the endpoint, with an explicit ``allowedCudaVersions: []`` beside it (the spec: "an explicit
+``[]`` ... may accompany this floor"), so no exact set is inherited from the template.
+
 The images the runbooks deploy, and what each needs (the only table of it in rpbook):
 
-- ``runpod/worker-v1-vllm`` v2.19.0 to v2.25.2: exactly ``["13.0"]``, as its
-  ``.runpod/hub.json`` (``allowedCudaVersions``) says at every one of those tags; v2.12.0 to
-  v2.18.1: ``["12.9", "12.8"]`` (same file). Source: github.com/runpod-workers/worker-vllm.
+- ``runpod/worker-v1-vllm`` v2.19.0 to v2.25.2: CUDA 13.0 or newer. Its ``.runpod/hub.json`` lists
+  ``allowedCudaVersions: ["13.0"]`` at every one of those tags (the newest CUDA when it was
+  written: its floor); v2.12.0 to v2.18.1: ``["12.9", "12.8"]`` (same file), floor 12.8.
+  Source: github.com/runpod-workers/worker-vllm.
 - ``runpod/worker-infinity-embedding`` 1.1.0 to 1.1.4: CUDA 12.4 or newer. Its ``Dockerfile``
   builds ``FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04`` with ``torch==2.5.1+cu124``; its
   ``.runpod/hub.json`` lists ``["12.7", "12.6", "12.5", "12.4"]``. That exact list would also shut
@@ -89,11 +100,12 @@ class CudaRequirement:
         return {}
 
     def endpoint_gpu_fields(self) -> dict[str, Any]:
-        """The ``gpu`` fields of an endpoint create body (nothing for no constraint)."""
+        """The ``gpu`` fields of an endpoint create body (nothing for no constraint). A floor goes
+        with an explicit ``allowedCudaVersions: []``, so the template's set is not inherited."""
         if self.allowed:
             return {"allowedCudaVersions": list(self.allowed)}
         if self.minimum is not None:
-            return {"minCudaVersion": self.minimum}
+            return {"allowedCudaVersions": [], "minCudaVersion": self.minimum}
         return {}
 
 
@@ -111,13 +123,13 @@ IMAGE_CUDA: tuple[_ImageCuda, ...] = (
         "runpod/worker-v1-vllm",
         (2, 19, 0),
         (2, 25, 2),
-        CudaRequirement(allowed=("13.0",), source=f"{_HUB_VLLM}, v2.19.0-v2.25.2"),
+        CudaRequirement(minimum="13.0", source=f'{_HUB_VLLM} ["13.0"], v2.19.0-v2.25.2, as a floor'),
     ),
     _ImageCuda(
         "runpod/worker-v1-vllm",
         (2, 12, 0),
         (2, 18, 1),
-        CudaRequirement(allowed=("12.9", "12.8"), source=f"{_HUB_VLLM}, v2.12.0-v2.18.1"),
+        CudaRequirement(minimum="12.8", source=f'{_HUB_VLLM} ["12.9", "12.8"], v2.12.0-v2.18.1, as a floor'),
     ),
     _ImageCuda(
         "runpod/worker-infinity-embedding",

@@ -1,11 +1,6 @@
-"""The job queue of one endpoint (Runpod's serverless queue) through the ``runpod`` SDK: health, wake-up, jobs.
+"""The job queue of one endpoint (Runpod's serverless queue) through the ``runpod`` SDK: health and jobs.
 
-Why a wake-up step: a queue endpoint with ``workers.min = 0`` scales to zero, and the first request
-after that waits for a cold start (GPU placement, container start, weights download or volume read,
-engine init), minutes for a 7B vLLM model. A chat client that hits a cold endpoint just
-hangs with no hint why. ``wake`` sends a one-token job and follows ``/health`` and the job's status,
-so a person sees which stage the endpoint is in, how long each took, and, when it cannot get
-ready (unhealthy workers, no GPU capacity, no worker allowed), an error that says what to fix.
+Waking an endpoint and following it to its first token is ``rpbook.account.wakeup``.
 
 The SDK's ``Endpoint`` reads the module global ``runpod.endpoint_url_base`` when it is built; we set
 it from ``settings.queue_url`` only for that moment (under a lock) and restore it, and pass the API
@@ -14,54 +9,23 @@ key per call, so nothing else in the process depends on rpbook's choice of targe
 
 from __future__ import annotations
 
-import html
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from rpbook.account.billing_now import describe_after_failure
 from rpbook.account.workererrors import worker_error_text
-from rpbook.core.display import html_table, progress_bar, rich_output
 from rpbook.core.errors import ConfigError, EndpointNotFound, EndpointNotReadyError, JobTimeoutError, RpbookError
-from rpbook.core.pending import NotCreated, Skipped, skip
-from rpbook.core.plots import timeline_html
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
 
 if TYPE_CHECKING:
     import runpod
 
-DEFAULT_VLLM_PING: dict[str, Any] = {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
-"""The smallest job a vLLM worker answers: one token of completion."""
-
 FINAL_STATES = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
-
-STAGES = ("queued", "throttled", "initializing", "ready", "in progress", "first token")
-"""Timeline stages in the order they happen; ``throttled`` and ``in progress`` are recorded only
-when seen. ``first token`` is when the job finished (the ping asks for one token, not a stream)."""
-
-UNHEALTHY_HINT = (
-    "the usual causes are: the model's licence is not accepted on huggingface.co by the account of "
-    "HF_TOKEN (gated models such as Mistral or Llama), the token is missing or invalid in the endpoint's "
-    "env (HUGGING_FACE_HUB_TOKEN for vLLM workers, else HF_TOKEN; or a fine-grained token lacks 'Read access "
-    "to contents of all public gated repos'), or MODEL_NAME has a typo (the repo does not exist). Check the "
-    "workers' logs (RunpodClient.worker_logs or the Runpod console), fix the template env, and wake again."
-)
-THROTTLED_HINT = (
-    "no GPU is free in the endpoint's GPU pools and data centers (a network volume pins the endpoint to "
-    "its data center). Add GPU pools, allow more data centers or use a volume in a data center with "
-    "capacity, or wait and wake again."
-)
-NO_WORKER_HINT = (
-    "no worker is running or starting, so no worker can start: check that the endpoint's max workers "
-    "(workers.max) is above 0 (Runpod lowers it on endpoints idle for days) and that the account has "
-    "balance left."
-)
 
 _SDK_LOCK = threading.Lock()
 
@@ -122,8 +86,10 @@ class Health:
 
     @property
     def billing_workers(self) -> int:
-        """Workers that bill now: every state but throttled (no GPU yet)."""
-        return self.workers_total - self.throttled
+        """Workers that bill now: initializing and ready (idle or running) ones. Throttled and
+        unhealthy workers do not bill (runpod/docs serverless/workers/overview.mdx, "Worker states":
+        billing "No" for both; a ready worker waiting out its idle timeout bills, pricing.mdx)."""
+        return self.initializing + max(self.ready, self.idle + self.running)
 
     @property
     def stage(self) -> str:
@@ -217,7 +183,7 @@ def _unauthorized_as_http_error(response: requests.Response, *args: Any, **kwarg
     return response
 
 
-def _call(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
+def call_sdk(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
     """Run one SDK request and turn its errors into rpbook's, scrubbed, by status code."""
     try:
         return fn()
@@ -252,19 +218,19 @@ def _call(what: str, endpoint_id: str, fn: Callable[[], Any]) -> Any:
 def health(settings: Settings, api_key: Secret | str, endpoint_id: str) -> Health:
     """The endpoint's worker and job counts right now."""
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    return _health(endpoint, endpoint_id)
+    return endpoint_health(endpoint, endpoint_id)
 
 
-def _health(endpoint: runpod.Endpoint, endpoint_id: str) -> Health:
-    return Health.from_json(_call("health check", endpoint_id, lambda: endpoint.health(timeout=10)))
+def endpoint_health(endpoint: runpod.Endpoint, endpoint_id: str) -> Health:
+    return Health.from_json(call_sdk("health check", endpoint_id, lambda: endpoint.health(timeout=10)))
 
 
-def _status(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> dict[str, Any]:
+def job_status(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> dict[str, Any]:
     """The full ``/status`` body (the SDK's ``Job.status()`` keeps only the state, not the error)."""
-    return _call("job status", endpoint_id, lambda: endpoint.rp_client.get(f"{endpoint_id}/status/{job_id}"))
+    return call_sdk("job status", endpoint_id, lambda: endpoint.rp_client.get(f"{endpoint_id}/status/{job_id}"))
 
 
-def _cancel(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> None:
+def cancel_job(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> None:
     """Cancel a job we gave up on, so it does not start a worker (and a bill) later. Best effort."""
     try:
         endpoint.rp_client.post(f"{endpoint_id}/cancel/{job_id}", data=None, timeout=5)
@@ -272,7 +238,7 @@ def _cancel(endpoint: runpod.Endpoint, endpoint_id: str, job_id: str) -> None:
         pass
 
 
-def _error_text(body: Mapping[str, Any]) -> str:
+def job_error_text(body: Mapping[str, Any]) -> str:
     """A failed job's ``error`` as one line: the worker SDK's JSON, a generator's traceback text or
     worker-vllm's error dict (see ``rpbook.account.workererrors``), scrubbed."""
     raw = body.get("error")
@@ -317,252 +283,28 @@ def run_job(
     timeout (``JobTimeoutError``; the job is cancelled, so it starts no worker later and no worker
     keeps billing for it) or when the job FAILED / TIMED_OUT / was CANCELLED."""
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    job = _call("submit job", endpoint_id, lambda: endpoint.run({"input": dict(job_input)}))
+    job = call_sdk("submit job", endpoint_id, lambda: endpoint.run({"input": dict(job_input)}))
     deadline = time.monotonic() + timeout_s
     while True:
-        body = _status(endpoint, endpoint_id, job.job_id)
+        body = job_status(endpoint, endpoint_id, job.job_id)
         status = body.get("status", "")
         if status in FINAL_STATES:
             break
         if time.monotonic() >= deadline:
-            _cancel(endpoint, endpoint_id, job.job_id)
+            cancel_job(endpoint, endpoint_id, job.job_id)
             raise JobTimeoutError(
                 f"job {job.job_id} was still {status} after {timeout_s:g} s (cancelled). "
-                "Wake the endpoint first (rpbook.account.jobqueue.wake) to see why.",
+                "Wake the endpoint first (rpbook.account.wakeup.wake) to see why.",
                 job.job_id,
                 status,
             )
         time.sleep(poll_s)
     if status != "COMPLETED":
-        raise EndpointNotReadyError(f"job {job.job_id} ended {status}: {_error_text(body)}")
+        raise EndpointNotReadyError(f"job {job.job_id} ended {status}: {job_error_text(body)}")
     return JobResult(
         job_id=job.job_id,
         status=status,
         output=body.get("output"),
         delay_time_ms=body.get("delayTime"),
         execution_time_ms=body.get("executionTime"),
-    )
-
-
-# -- wake-up --------------------------------------------------------------------------------------
-
-
-@rich_output
-@dataclass(frozen=True)
-class WakeReport:
-    """What a wake-up saw: was it cold, and when each stage was reached (seconds since submit)."""
-
-    endpoint_id: str
-    job_id: str
-    cold: bool
-    """No ready worker when the job was submitted."""
-    timeline: dict[str, float] = field(hash=False)
-    """Stage -> seconds since submit, in the order of ``STAGES``."""
-    total_s: float
-    health_at_submit: Health
-    health_at_end: Health
-    delay_time_ms: int | None = None
-    execution_time_ms: int | None = None
-    output_preview: str = ""
-
-    @property
-    def figures(self) -> dict[str, float | int | bool]:
-        """Numbers for ``rpbook.records.figures.record_figures``."""
-        out: dict[str, float | int | bool] = {"cold": self.cold, "wake_total_s": round(self.total_s, 3)}
-        for stage, seconds in self.timeline.items():
-            out[f"{stage.replace(' ', '_')}_s"] = round(seconds, 3)
-        if self.delay_time_ms is not None:
-            out["delay_time_ms"] = self.delay_time_ms
-        if self.execution_time_ms is not None:
-            out["execution_time_ms"] = self.execution_time_ms
-        return out
-
-    def __str__(self) -> str:
-        kind = "cold start" if self.cold else "warm (a worker was ready)"
-        lines = [f"endpoint {self.endpoint_id}: {kind}, answered in {self.total_s:.2f} s"]
-        lines += [f"  {stage:<13} {seconds:8.2f} s" for stage, seconds in self.timeline.items()]
-        lines.append(f"  now: {self.health_at_end.summary()}")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        kind = "cold start" if self.cold else "warm (a worker was ready)"
-        table = html_table(
-            ["stage", "since submit"],
-            [(stage, f"{seconds:.2f} s") for stage, seconds in self.timeline.items()],
-            right={1},
-        )
-        plot = timeline_html(self.timeline, self.total_s, f"wake-up of {self.endpoint_id} ({kind})")
-        return (
-            f"<div><b>endpoint {html.escape(self.endpoint_id)}</b>: {kind}, answered in "
-            f"{self.total_s:.2f} s{table}{plot}<small>{html.escape(self.health_at_end.summary())}</small></div>"
-        )
-
-
-def _default_grace(settings: Settings) -> float:
-    # localpod's unhealthy workers are deterministic (a denied download); on Runpod a worker can
-    # flap unhealthy for a moment during a release, so give it longer before giving up.
-    return 3.0 if settings.target == "local" else 30.0
-
-
-def wake(
-    settings: Settings,
-    api_key: Secret | str,
-    endpoint_id: str | NotCreated,
-    *,
-    timeout_s: float = 600,
-    poll_s: float = 0.5,
-    progress: bool = True,
-    job_input: Mapping[str, Any] | None = None,
-    unhealthy_grace_s: float | None = None,
-    scale_to_zero_on_failure: bool = False,
-) -> WakeReport | Skipped:
-    """Send a tiny job and follow the endpoint until it answers; return the timeline.
-
-    ``job_input`` defaults to a one-token vLLM completion; pass another for other workers (e.g.
-    Infinity: ``rpbook.endpoint.embeddings.embeddings_ping(model)``). Raises ``EndpointNotReadyError`` when workers
-    stay unhealthy for ``unhealthy_grace_s`` (3 s local, 30 s on Runpod), on timeout (with what the
-    health looked like), or when the job fails; the job is cancelled in those cases, and in any
-    interruption (a cell timeout, Ctrl-C). A failure's message ends with what still runs and
-    costs per hour, or, with ``scale_to_zero_on_failure``, scales the endpoint to zero
-    (``rpbook.account.billing_now``). A dry run's ``NotCreated`` gives one ``Skipped`` line."""
-    if isinstance(endpoint_id, NotCreated):
-        return skip("wake", endpoint_id)
-    endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    grace = _default_grace(settings) if unhealthy_grace_s is None else unhealthy_grace_s
-    payload = dict(job_input) if job_input is not None else json.loads(json.dumps(DEFAULT_VLLM_PING))
-    at_submit = _health(endpoint, endpoint_id)
-    cold = not at_submit.has_ready_worker
-    timeline: dict[str, float] = {}
-    bar = progress_bar(4, "submitting", bar_format="{desc:<44} {bar} {n}/{total} [{elapsed}]", enabled=progress)
-
-    started = time.monotonic()
-
-    def mark(stage: str) -> None:
-        if stage not in timeline:
-            timeline[stage] = round(time.monotonic() - started, 4)
-            bar.n = min(4, sum(1 for s in ("queued", "initializing", "ready", "first token") if s in timeline))
-
-    def show(text: str) -> None:
-        bar.set_description_str(text, refresh=False)
-        bar.refresh()
-
-    job_id = ""
-    status = ""
-    try:
-        job = _call("submit wake-up job", endpoint_id, lambda: endpoint.run({"input": payload}))
-        job_id = job.job_id
-        if not cold:
-            timeline["ready"] = 0.0  # a worker was ready when the job went in
-        mark("queued")
-        show("queued" if cold else "queued (a worker is ready)")
-        deadline = started + timeout_s
-        unhealthy_since: float | None = None
-        current = at_submit
-        while True:
-            body = _status(endpoint, endpoint_id, job_id)
-            status = body.get("status", "")
-            if status == "IN_PROGRESS":
-                mark("ready")
-                mark("in progress")
-            if status in FINAL_STATES:
-                break
-            current = _health(endpoint, endpoint_id)
-            now = time.monotonic()
-            if current.throttled and not current.has_ready_worker:
-                mark("throttled")
-            if current.initializing:
-                mark("initializing")
-            if current.has_ready_worker:
-                mark("ready")
-                unhealthy_since = None
-            elif current.unhealthy:
-                unhealthy_since = unhealthy_since if unhealthy_since is not None else now
-                if now - unhealthy_since >= grace:
-                    _cancel(endpoint, endpoint_id, job_id)
-                    raise EndpointNotReadyError(
-                        f"endpoint {endpoint_id} cannot start: its workers are unhealthy (the model server "
-                        f"crashes while starting) for {now - unhealthy_since:.1f} s; {UNHEALTHY_HINT} "
-                        f"[{current.summary()}] (wake-up job cancelled)"
-                    )
-            show(_describe(status, current))
-            if now >= deadline:
-                _cancel(endpoint, endpoint_id, job_id)
-                raise EndpointNotReadyError(_timeout_message(endpoint_id, timeout_s, status, current))
-            time.sleep(max(0.0, min(poll_s, deadline - now)))
-        if status != "COMPLETED":
-            raise EndpointNotReadyError(
-                f"the wake-up job on endpoint {endpoint_id} ended {status}: {_error_text(body)}. The worker "
-                "started but its handler failed: check MODEL_NAME and the other env vars of the template, "
-                "and the job input (default: a one-token vLLM completion)."
-            )
-        mark("ready")
-        mark("first token")
-        show("first token (awake)")
-        bar.n = 4
-        bar.refresh()
-    except EndpointNotReadyError as exc:
-        after = describe_after_failure(
-            settings, api_key, endpoint_id, _health(endpoint, endpoint_id).billing_workers, scale_to_zero_on_failure
-        )
-        raise EndpointNotReadyError(f"{exc}\n{after}") from None
-    except BaseException:
-        # A cell timeout or Ctrl-C interrupts the wait: the wake-up job must not stay queued.
-        if job_id and status not in FINAL_STATES:
-            try:
-                _cancel(endpoint, endpoint_id, job_id)
-            except RpbookError:
-                pass
-        raise
-    finally:
-        bar.close()
-    total = time.monotonic() - started
-    ordered = {stage: timeline[stage] for stage in STAGES if stage in timeline}
-    return WakeReport(
-        endpoint_id=endpoint_id,
-        job_id=job_id,
-        cold=cold,
-        timeline=ordered,
-        total_s=total,
-        health_at_submit=at_submit,
-        health_at_end=_health(endpoint, endpoint_id),
-        delay_time_ms=body.get("delayTime"),
-        execution_time_ms=body.get("executionTime"),
-        output_preview=scrub(json.dumps(body.get("output"), default=str))[:300],
-    )
-
-
-def _describe(status: str, health_now: Health) -> str:
-    if status == "IN_PROGRESS":
-        return "in progress (a worker runs the job)"
-    stage = health_now.stage
-    return {
-        "ready": "ready (the job is being handed over)",
-        "initializing": "initializing (container start, weights, engine)",
-        "unhealthy": "unhealthy workers (retrying)",
-        "throttled": "throttled (waiting for a free GPU)",
-        "cold": "queued (waiting for a worker to start)",
-    }[stage]
-
-
-def _timeout_message(endpoint_id: str, timeout_s: float, status: str, h: Health) -> str:
-    if h.has_ready_worker:
-        why = (
-            "a worker is ready but the job was not answered: the worker may be busy with other jobs, "
-            "or the execution timeout is too short"
-        )
-    elif h.initializing:
-        why = (
-            "workers are still initializing: a first start downloads the weights (minutes for a 7B model); "
-            "a network volume with the weights cached makes later starts faster. Wake again with a longer "
-            "timeout_s"
-        )
-    elif h.unhealthy:
-        why = f"workers are unhealthy; {UNHEALTHY_HINT}"
-    elif h.throttled:
-        why = f"workers are throttled: {THROTTLED_HINT}"
-    else:
-        why = NO_WORKER_HINT
-    return (
-        f"endpoint {endpoint_id} did not answer the wake-up job within {timeout_s:g} s (job {status or 'unknown'}, "
-        f"cancelled): {why}. Health: {h.summary()}"
     )

@@ -18,7 +18,7 @@ the ledger does not know about is exactly what this exists to prevent.
 
 Storage: SQLite (standard library), WAL journal and ``synchronous=FULL`` so a committed row survives
 a crash of the process, and several kernels (one per notebook) may write at once. The file sits
-beside the env file, ``<project>/.rpbook/ledger.sqlite`` (git-ignored), or at ``$RPBOOK_LEDGER``.
+in the project, ``<project>/.rpbook/ledger.sqlite`` (git-ignored; ``rpbook.core.paths``), or at ``$RPBOOK_LEDGER``.
 Rows are keyed by target and REST base URL, so localpod's entries and real Runpod's never mix (two
 localpods on different ports are two accounts, as they are).
 """
@@ -34,12 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from rpbook.core.errors import ConfigError, ControlPlaneError
+from rpbook.core.errors import ControlPlaneError, LedgerError
+from rpbook.core.paths import LEDGER_ENV, RUN_DIR_ENV, ledger_file
 from rpbook.core.settings import Settings
-
-LEDGER_ENV = "RPBOOK_LEDGER"
-LEDGER_DIR = ".rpbook"
-LEDGER_FILE = "ledger.sqlite"
 
 Status = Literal["creating", "created", "refused", "deleted", "gone"]
 ACTIVE: tuple[Status, ...] = ("creating", "created")
@@ -66,20 +63,15 @@ CREATE INDEX IF NOT EXISTS resources_account ON resources (target, base_url, sta
 T = TypeVar("T")
 
 
-class LedgerError(ConfigError):
-    """The ledger cannot be written: nothing is created, so nothing can be forgotten."""
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def ledger_path(settings: Settings) -> Path:
-    """``$RPBOOK_LEDGER``, else ``.rpbook/ledger.sqlite`` beside the env file (the project folder)."""
-    override = os.environ.get(LEDGER_ENV)
-    if override:
-        return Path(override).expanduser().resolve()
-    return settings.env_file.expanduser().resolve().parent / LEDGER_DIR / LEDGER_FILE
+    """``$RPBOOK_LEDGER``, else ``<project>/.rpbook/ledger.sqlite`` (``rpbook.core.paths``): never
+    beside the ``env_file`` parameter, which can be wrong. One file for every account; rows are
+    keyed by ``settings``' target and REST base URL."""
+    return ledger_file()
 
 
 @dataclass(frozen=True)
@@ -140,7 +132,7 @@ class Ledger:
 
     def intend(self, kind: str, name: str, *, run_dir: str | None = None) -> int:
         """Commit a ``creating`` row before the create call; return its number."""
-        run = run_dir if run_dir is not None else os.environ.get("RPBOOK_RUN_DIR", "")
+        run = run_dir if run_dir is not None else os.environ.get(RUN_DIR_ENV, "")
         stamp = _now()
         return self._write(
             "INSERT INTO resources (target, base_url, kind, name, resource_id, status, run_dir, pid, created_at, "

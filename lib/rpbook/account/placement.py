@@ -6,7 +6,7 @@ Runpod rules this module knows (plans ask it before anything is created):
   data center is fixed at creation, so the volume decides where the endpoint runs;
 - that data center must stock the endpoint's GPU pool for serverless, or the workers stay
   THROTTLED forever;
-- an image built for CUDA 13.0 (``runpod/worker-v1-vllm`` v2.19.0+) crash-loops, billed, on an older
+- an image built for CUDA 13.0 (``runpod/worker-v1-vllm`` v2.19.0+) crash-loops (UNHEALTHY) on an older
   host, so the endpoint carries its image's requirement (``gpu.allowedCudaVersions`` or
   ``minCudaVersion``, from :mod:`rpbook.account.cuda` unless the spec sets it), and the catalog must show
   hosts with it for the pools in the data center (pinned or the volume's); otherwise
@@ -173,7 +173,10 @@ def _check_cuda(
     stock = _pool_stock(gpus, spec.gpu_pools)
     pools = ", ".join(spec.gpu_pools)
     source = f"{image} needs it ({cuda.source})" if spec.cuda is None and image else "EndpointSpec asks for it"
-    why = f"{source}; a worker on another host never starts (crash loop, billed) or waits THROTTLED"
+    why = (
+        f"{source}; a worker on another host never starts (it crash-loops UNHEALTHY until Runpod scales "
+        "the endpoint down) or waits THROTTLED"
+    )
     offering = "; ".join(f"{dc} ({', '.join(sorted(levels))})" for dc, levels in sorted(stock.items()) if levels)
 
     def pools_offering(where: str | None) -> str:

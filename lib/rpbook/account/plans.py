@@ -24,27 +24,31 @@ An endpoint plan whose template or volume does not exist yet is ``blocked`` (a t
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.cuda import CudaRequirement
+from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
 from rpbook.account.ledger import record_create
 from rpbook.account.placement import cuda_placement_notes, endpoint_cuda, endpoint_data_center
+from rpbook.account.plan import (
+    KIND_LABEL,
+    Blocker,
+    BlockerKind,
+    EnsureResult,
+    FieldChange,
+    Kind,
+    Plan,
+    Resource,
+)
 from rpbook.account.resources import Endpoint, NetworkVolume, Template, one_by_name
 from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec
-from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.core.pending import NotCreated, clear_pending, pending, record_pending
-from rpbook.core.secrets import Secret, display_env_value, scrub
-
-Kind = Literal["volume", "template", "endpoint"]
-Action = Literal["create", "update", "none"]
-Resource = NetworkVolume | Template | Endpoint
+from rpbook.core.secrets import Secret
 
 VOLUME_TYPE = "STANDARD"
 VOLUME_USD_PER_GB_MONTH = 0.07
@@ -52,8 +56,6 @@ VOLUME_USD_PER_GB_MONTH_OVER_1TB = 0.05
 ONE_TB_GB = 1000
 """Runpod's STANDARD network volume price: $0.07/GB/month for the first 1 TB (1,000 GB, as localpod
 bills it), $0.05/GB/month beyond."""
-
-_KIND_LABEL = {"volume": "network volume", "template": "template", "endpoint": "serverless endpoint"}
 
 
 def volume_monthly_cost_usd(size_gb: int) -> float:
@@ -65,172 +67,9 @@ def volume_monthly_cost_usd(size_gb: int) -> float:
     return round(first * VOLUME_USD_PER_GB_MONTH + rest * VOLUME_USD_PER_GB_MONTH_OVER_1TB, 4)
 
 
-# -- plans -------------------------------------------------------------------------------------
-
-
-def _show(field_name: str, value: Any) -> str:
-    """A value as a person may see it: absent as an em dash, secrets masked, lists joined."""
-    if value is None:
-        return "—"
-    if isinstance(value, Secret):
-        return value.masked
-    if field_name.startswith("env."):
-        return display_env_value(field_name[4:], value)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_show(field_name, v) for v in value) if value else "(none)"
-    return scrub(str(value))
-
-
-@dataclass(frozen=True, repr=False)
-class FieldChange:
-    """One field whose wanted value differs from the actual one (``actual`` None: not there yet)."""
-
-    field: str
-    wanted: Any
-    actual: Any
-
-    @property
-    def wanted_text(self) -> str:
-        return _show(self.field, self.wanted)
-
-    @property
-    def actual_text(self) -> str:
-        return _show(self.field, self.actual)
-
-    def __repr__(self) -> str:
-        return f"FieldChange({self.field}: {self.actual_text} -> {self.wanted_text})"
-
-    __str__ = __repr__
-
-
-class BlockerKind(Enum):
-    """Why a plan cannot be applied yet."""
-
-    TEMPLATE_MISSING = "template missing"
-    """The endpoint's template does not exist yet (the same runbook creates it just before)."""
-    VOLUME_MISSING = "volume missing"
-    """The endpoint's network volume does not exist yet (runbook 01 creates it)."""
-
-    @property
-    def awaits_prerequisite(self) -> bool:
-        """A resource the same runbook creates in an earlier step: the block lifts when its turn comes.
-        A missing volume does not: another runbook (01) creates it, so the preflight stops on it
-        unless a dry run of this run planned it (``rpbook.core.pending``)."""
-        return self is BlockerKind.TEMPLATE_MISSING
-
-
-@dataclass(frozen=True)
-class Blocker:
-    """One reason a plan cannot be applied yet; ``message`` says what to run first."""
-
-    kind: BlockerKind
-    message: str
-    resource: str = ""
-    """The name of the missing resource."""
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@rich_output
-@dataclass(frozen=True, repr=False)
-class Plan:
-    """What ``apply`` would do to one resource, and why."""
-
-    kind: Kind
-    name: str
-    action: Action
-    changes: list[FieldChange] = field(default_factory=list)
-    resource_id: str | None = None
-    notes: list[str] = field(default_factory=list)
-    request: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    """The body ``apply`` sends (create: whole; update: only changed fields). Secrets stay ``Secret``."""
-    blocked: list[Blocker] = field(default_factory=list)
-    """Why it cannot be applied yet (a template or volume it needs does not exist)."""
-    current: Resource | None = field(default=None, compare=False)
-    """The resource as it is now (None when it is to be created)."""
-
-    @property
-    def changed_fields(self) -> list[str]:
-        return [c.field for c in self.changes]
-
-    @property
-    def title(self) -> str:
-        where = f" ({self.resource_id})" if self.resource_id else ""
-        verb = {"create": "CREATE", "update": "UPDATE", "none": "no change"}[self.action]
-        return f"{_KIND_LABEL[self.kind]} {self.name!r}{where}: {verb}"
-
-    def rows(self) -> list[tuple[str, str, str]]:
-        return [(c.field, c.wanted_text, c.actual_text) for c in self.changes]
-
-    def __str__(self) -> str:
-        lines = [self.title]
-        rows = self.rows()
-        if rows:
-            header = ("field", "wanted", "actual")
-            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-            fmt = f"  {{:<{widths[0]}}}  {{:<{widths[1]}}}  {{}}"
-            lines.append(fmt.format(*header))
-            lines.append(fmt.format("-" * widths[0], "-" * widths[1], "-" * widths[2]))
-            lines += [fmt.format(*row) for row in rows]
-        elif self.action == "none":
-            lines.append("  nothing to change")
-        lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  blocked: {b}" for b in self.blocked]
-        return scrub("\n".join(lines))
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        color = {"create": "#1a7f37", "update": "#9a6700", "none": "#57606a"}[self.action]
-        esc = html.escape
-        parts = [f'<div class="rpbook-plan"><b style="color:{color}">{esc(self.title)}</b>']
-        rows = self.rows()
-        if rows:
-            parts.append(html_table(["field", "wanted", "actual"], rows, code={0}))
-        elif self.action == "none":
-            parts.append("<div>nothing to change</div>")
-        if self.notes or self.blocked:
-            parts.append("<ul>")
-            parts += [f"<li>{esc(n)}</li>" for n in self.notes]
-            parts += [f"<li><b>blocked:</b> {esc(str(b))}</li>" for b in self.blocked]
-            parts.append("</ul>")
-        parts.append("</div>")
-        return scrub("".join(parts))
-
-
-@rich_output
-@dataclass(frozen=True)
-class EnsureResult:
-    """A plan, and the resource: after ``apply`` the applied one; without it the current one (None
-    when it does not exist yet), which may still differ from the plan's wanted values."""
-
-    plan: Plan
-    resource: Resource | None
-    applied: bool = False
-
-    @property
-    def id_or_pending(self) -> str | NotCreated:
-        """The resource's id, or (a dry run that would create it) what the next steps skip on."""
-        if self.resource is not None:
-            return self.resource.id
-        return NotCreated(self.plan.kind, self.plan.name)
-
-    def __str__(self) -> str:
-        return str(self.plan) + ("\n  applied" if self.applied else "\n  not applied (apply=False)")
-
-    def _repr_html_(self) -> str:
-        state = "applied" if self.applied else "not applied (apply=False)"
-        return self.plan._repr_html_() + f"<div><i>{html.escape(state)}</i></div>"
-
-
 def _named(kind: Kind, resources: Iterable[Any], name: str) -> Any | None:
     """The one resource of ``kind`` named ``name`` (``resources.one_by_name``)."""
-    return one_by_name(resources, name, _KIND_LABEL[kind])
+    return one_by_name(resources, name, KIND_LABEL[kind])
 
 
 def _env_value(value: Any) -> Any:
@@ -453,7 +292,7 @@ def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
         "workers_min": endpoint.workers_min,
         "workers_max": endpoint.workers_max,
         "idle_timeout_s": endpoint.idle_timeout_s,
-        "scaler": endpoint.scaler_type,
+        "scaler_type": endpoint.scaler_type,
         "scaler_value": endpoint.scaler_value,
         "execution_timeout_s": endpoint.timeout_ms / 1000,
         "flashboot": endpoint.flashboot_enabled,
@@ -464,10 +303,8 @@ def _endpoint_actual(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def _scaling(spec: EndpointSpec) -> dict[str, Any]:
-    if spec.scaler == "REQUEST_COUNT":
-        return {"type": "REQUEST_COUNT", "requestCount": int(spec.scaler_value)}
-    return {"type": "QUEUE_DELAY", "queueDelay": spec.scaler_value}
+def _scaler(spec: EndpointSpec) -> ScalerSettings:
+    return ScalerSettings(check_scaler_type("EndpointSpec.scaler_type", spec.scaler_type), spec.scaler_value)
 
 
 def plan_endpoint(
@@ -582,10 +419,10 @@ def _endpoint_wanted(
         workers_min=spec.workers_min,
         workers_max=spec.workers_max,
     )
-    if spec.scaler == "QUEUE_DELAY":
+    if spec.scaler_type == "QUEUE_DELAY":
         wanted["idle_timeout_s"] = spec.idle_timeout_s  # not applicable to REQUEST_COUNT (the API refuses it)
     wanted.update(
-        scaler=spec.scaler,
+        scaler_type=spec.scaler_type,
         scaler_value=spec.scaler_value,
         execution_timeout_s=spec.execution_timeout_s,
         flashboot=spec.flashboot,
@@ -614,13 +451,18 @@ def _create_body(
         "type": "QUEUE",
         "templateId": template_id,
         "gpu": {"pools": list(spec.gpu_pools), "count": spec.gpu_count},
-        "workers": {"min": spec.workers_min, "max": spec.workers_max},
-        "scaling": _scaling(spec),
+        **scaling_body(
+            WorkerSettings(
+                spec.workers_min,
+                spec.workers_max,
+                # not applicable to REQUEST_COUNT (the API refuses it)
+                spec.idle_timeout_s if spec.scaler_type == "QUEUE_DELAY" else None,
+            ),
+            _scaler(spec),
+        ),
         "timeout": spec.timeout_ms,
         "flashboot": spec.flashboot_mode,
     }
-    if spec.scaler == "QUEUE_DELAY":
-        body["workers"]["idleTimeout"] = spec.idle_timeout_s
     if volume is not None:
         body["networkVolumes"] = [volume.id]
     if data_center is not None:
@@ -649,17 +491,16 @@ def _update_body(
         gpu["minCudaVersion"] = wanted["min_cuda_version"] or ""  # "" clears the floor
     if gpu:
         body["gpu"] = gpu
-    workers = {}
-    if "workers_min" in changed:
-        workers["min"] = spec.workers_min
-    if "workers_max" in changed:
-        workers["max"] = spec.workers_max
-    if "idle_timeout_s" in changed:
-        workers["idleTimeout"] = spec.idle_timeout_s
-    if workers:
-        body["workers"] = workers
-    if changed & {"scaler", "scaler_value"}:
-        body["scaling"] = _scaling(spec)
+    body.update(
+        scaling_body(
+            WorkerSettings(
+                spec.workers_min if "workers_min" in changed else None,
+                spec.workers_max if "workers_max" in changed else None,
+                spec.idle_timeout_s if "idle_timeout_s" in changed else None,
+            ),
+            _scaler(spec) if changed & {"scaler_type", "scaler_value"} else None,
+        )
+    )
     if "execution_timeout_s" in changed:
         body["timeout"] = spec.timeout_ms
     if "flashboot" in changed:
@@ -703,7 +544,7 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
     """Execute a plan: create -> POST, update -> PATCH (only the changed fields), none -> GET."""
     if plan.blocked and plan.action != "none":
         raise ConfigError(
-            f"cannot apply the plan for {_KIND_LABEL[plan.kind]} {plan.name!r}: "
+            f"cannot apply the plan for {KIND_LABEL[plan.kind]} {plan.name!r}: "
             + "; ".join(str(b) for b in plan.blocked)
         )
     if plan.action == "create":

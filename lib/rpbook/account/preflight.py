@@ -2,7 +2,7 @@
 
 A runbook that creates the template and then finds a bad endpoint setting leaves a half-built,
 possibly billable stack behind; one that creates an endpoint for a model its token cannot read,
-or a context its GPUs cannot hold, leaves workers crash-looping on Runpod's bill. So runbooks 02
+or a context its GPUs cannot hold, leaves workers crash-looping until Runpod scales it down. So runbooks 02
 and 04 build every spec first, then call :func:`check_stack`, which collects *all* problems (not
 the first) and raises one ``ConfigError`` listing each with what to set, before anything exists:
 
@@ -13,6 +13,15 @@ the first) and raises one ``ConfigError`` listing each with what to set, before 
 - the catalog: ``gpu_count`` within the most GPUs any card of the pool can give one worker
   (``maxCount``), and the worst case (every worker busy at once) within the account's spend limit
   (Runpod's default is $80 per hour: docs ``get-started/manage-accounts``, "Account spend limits");
+- the account's worker quota: ``workers.max`` of every endpoint on the account plus this plan's
+  within the quota the balance buys, or ``account_max_workers`` (:mod:`rpbook.account.quota`, docs
+  ``serverless/workers/overview.mdx`` "Max worker limits"), shown as a table;
+- the Runpod secrets the template references (``{{ RUNPOD_SECRET_name }}``, e.g. runbook 02's
+  ``hf_token_ref``) exist on the account, listed by REST v2 ``GET /v2/account/secrets``
+  (docs.runpod.io ``api-reference-v2/account/list-secrets``). An undefined one would let the
+  endpoint be created and its workers crash-loop (runpod/docs ``pods/templates/secrets.mdx``:
+  deployments that use a missing secret fail); a key that may not list secrets (403) or an API
+  without the route (404) leaves a warning instead, since the check cannot be made;
 - the plans of template and endpoint, computed together (name conflicts, data center, CUDA),
   without writing.
 """
@@ -26,12 +35,14 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import Blocker, BlockerKind, Plan, plan_endpoint, plan_template
+from rpbook.account.plan import Blocker, BlockerKind, Plan
+from rpbook.account.plans import plan_endpoint, plan_template
+from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType
-from rpbook.account.specs import EndpointSpec, TemplateSpec
+from rpbook.account.specs import EndpointSpec, TemplateSpec, secret_references
 from rpbook.core.display import html_table, rich_output
-from rpbook.core.errors import ConfigError, GatedModelError, HubError
+from rpbook.core.errors import ConfigError, ControlPlaneError, GatedModelError, HubError
 from rpbook.core.pending import pending
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
@@ -57,6 +68,7 @@ class StackCheck:
     kv_cache: KvCacheFit | None = None
     warnings: tuple[str, ...] = field(default=())
     worst_case: WorstCase | None = None
+    quota: QuotaCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,6 +87,9 @@ class StackCheck:
         if self.worst_case is not None:
             out["worst_case_usd_per_hour"] = round(self.worst_case.usd_per_hour, 4)
             out["floor_usd_per_month"] = round(self.worst_case.floor_usd_per_month, 2)
+        if self.quota is not None:
+            out["account_max_workers"] = self.quota.quota.max_workers
+            out["account_workers_max_total"] = self.quota.total
         return out
 
     def raise_for_problems(self) -> None:
@@ -87,6 +102,8 @@ class StackCheck:
         lines += [f"  WARNING: {w}" for w in self.warnings]
         if self.kv_cache is not None:
             lines.append(str(self.kv_cache))
+        if self.quota is not None:
+            lines.append(str(self.quota))
         return scrub("\n".join(lines))
 
     __repr__ = __str__
@@ -97,8 +114,9 @@ class StackCheck:
         )
         warnings = "".join(f"<div><b>warning:</b> {w}</div>" for w in self.warnings)
         kv = self.kv_cache._repr_html_() if self.kv_cache is not None else ""
+        quota = self.quota._repr_html_() if self.quota is not None else ""
         head = f"<div><b>Checked before creating anything</b>: {'all passed' if self.ok else 'problems found'}"
-        return scrub(head + table + warnings + kv + "</div>")
+        return scrub(head + table + warnings + kv + quota + "</div>")
 
 
 def _guarded(name: str, checks: list[Check], fn: Any) -> Any:
@@ -120,6 +138,48 @@ def _hub_access(settings: Settings, token: Secret, models: Sequence[str], checks
             checks.append(Check(f"hub {model}", True, access.reason))
 
         _guarded(f"hub {model}", checks, one)
+
+
+SECRETS_CONSOLE = "https://www.console.runpod.io/user/secrets"
+
+
+def _runpod_secrets(
+    client: RunpodClient, template_spec: TemplateSpec, checks: list[Check], warnings: list[str]
+) -> None:
+    """Every secret the template's env references exists on the account (names compared exactly)."""
+    wanted = secret_references(template_spec.env)
+    if not wanted:
+        return
+    try:
+        have = client.account_secret_names()
+    except ControlPlaneError as exc:
+        if exc.status in (403, 404):
+            warnings.append(
+                f"could not check that Runpod secret(s) {', '.join(wanted)} exist (GET /v2/account/secrets "
+                f"answered {exc.status}): make sure they do ({SECRETS_CONSOLE}), or the workers crash-loop"
+            )
+            return
+        checks.append(Check("Runpod secrets", False, scrub(str(exc))))
+        return
+    missing = [name for name in wanted if name not in have]
+    if not missing:
+        checks.append(Check("Runpod secrets", True, ", ".join(f"{name} exists" for name in wanted)))
+        return
+    folded = {name.casefold(): name for name in have}
+    details = []
+    for name in missing:
+        near = folded.get(name.casefold())
+        also = f" (the account has {near!r}: secret names are case-sensitive)" if near else ""
+        details.append(f"{{{{ RUNPOD_SECRET_{name} }}}} names no secret of this account{also}")
+    checks.append(
+        Check(
+            "Runpod secrets",
+            False,
+            "; ".join(details)
+            + f". Create it under Secrets in the Runpod console ({SECRETS_CONSOLE}) or fix the reference "
+            f"(runbook 02: hf_token_ref); the account's secrets: {', '.join(sorted(have)) or 'none'}",
+        )
+    )
 
 
 def model_context_limit(settings: Settings, token: Secret, model: str) -> int | None:
@@ -198,6 +258,32 @@ def _awaited(blocker: Blocker) -> bool:
     return blocker.kind is BlockerKind.VOLUME_MISSING and pending("volume", blocker.resource) is not None
 
 
+def _quota(
+    settings: Settings,
+    client: RunpodClient,
+    api_key: Secret | None,
+    spec: EndpointSpec,
+    account_max_workers: int | None,
+    workers_max_parameter: str,
+    checks: list[Check],
+) -> QuotaCheck | None:
+    """Every endpoint on the account plus this plan's max against the account's worker quota."""
+
+    def run() -> QuotaCheck:
+        try:
+            key = api_key if api_key is not None else settings.runpod_api_key()
+            quota = account_quota(settings, key, account_max_workers)
+            planned = PlannedMax(spec.name, spec.workers_max, workers_max_parameter)
+            return check_quota(quota, client.list_endpoints(), [planned])
+        except ControlPlaneError as exc:
+            raise ConfigError(str(exc)) from None
+
+    result: QuotaCheck | None = _guarded("worker quota", checks, run)
+    if result is not None:
+        checks.append(Check("worker quota", result.ok, result.describe()))
+    return result
+
+
 def check_stack(
     settings: Settings,
     client: RunpodClient,
@@ -211,11 +297,18 @@ def check_stack(
     max_concurrency: int | None = None,
     max_hourly_usd: float | None = None,
     spend_limit_usd_per_hour: float = ACCOUNT_SPEND_LIMIT_USD_PER_HOUR,
+    account_max_workers: int | None = None,
+    workers_max_parameter: str = "workers_max",
+    api_key: Secret | None = None,
     raise_for_problems: bool = True,
 ) -> StackCheck:
     """Every check of the module docstring for one template + endpoint, writing nothing. With
     ``max_model_len`` (a vLLM worker) the model's context limit and the KV cache are checked too;
-    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.account.budget``)."""
+    with ``max_hourly_usd`` the worst case must stay within it (``rpbook.account.budget``).
+    ``account_max_workers``: the account's worker quota when known (support raised it), else the
+    balance decides (read with ``api_key``, default ``settings.runpod_api_key()``);
+    ``workers_max_parameter`` names the runbook parameter that sets this endpoint's max, for the
+    advice when the quota is exceeded."""
     if max_hourly_usd is not None:
         max_hourly_usd = check_max_hourly(max_hourly_usd)
     checks: list[Check] = []
@@ -274,7 +367,9 @@ def check_stack(
                     )
                     warnings += list(kv.warnings)
     _catalog(endpoint_spec, gpus, checks)
+    _runpod_secrets(client, template_spec, checks, warnings)
     worst = _budget(endpoint_spec, gpus, max_hourly_usd, spend_limit_usd_per_hour, checks)
+    quota = _quota(settings, client, api_key, endpoint_spec, account_max_workers, workers_max_parameter, checks)
     plans: list[Plan] = []
     template_plan = _guarded("template plan", checks, lambda: plan_template(client, template_spec))
     endpoint_plan = _guarded(
@@ -294,7 +389,7 @@ def check_stack(
                 "; ".join(real) if real else f"{plan.action} ({len(plan.changes)} field(s))",
             )
         )
-    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst)
+    result = StackCheck(tuple(checks), tuple(plans), kv, tuple(warnings), worst, quota)
     if raise_for_problems:
         result.raise_for_problems()
     return result

@@ -78,7 +78,7 @@ class Endpoint:
         return (
             f"Endpoint(id={self.id!r}, name={self.name!r}, image={self.image!r}, env={_env_repr(self.env)}, "
             f"gpu_pools={self.gpu_pools!r}, gpu_count={self.gpu_count}, workers={self.workers_min}-"
-            f"{self.workers_max}, idle_timeout_s={self.idle_timeout_s}, scaler={self.scaler_type}:"
+            f"{self.workers_max}, idle_timeout_s={self.idle_timeout_s}, scaler_type={self.scaler_type}:"
             f"{self.scaler_value:g}, data_center_ids={self.data_center_ids!r}, "
             f"network_volume_ids={self.network_volume_ids!r}, timeout_ms={self.timeout_ms}, "
             f"flashboot={self.flashboot!r})"

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plans import EnsureResult
+from rpbook.account.plan import EnsureResult
 from rpbook.account.resources import Worker, WorkerSummary
-from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.errors import ConfigError, RolloutTimeoutError
 from rpbook.core.pending import Skipped
 from rpbook.core.settings import Settings
 
@@ -43,14 +43,6 @@ RELEASE_FIELDS = frozenset(
 )
 """Plan fields (rpbook.account.plans) that are part of what workers run with: changing one (or any ``env.*``)
 is a new release. Name, scaling and worker counts are not (they apply without replacing workers)."""
-
-
-class RolloutTimeoutError(RpbookError):
-    """Workers still ran an old release when the wait ended. ``old`` lists them as they were last seen."""
-
-    def __init__(self, message: str, old: tuple[Worker, ...]) -> None:
-        super().__init__(message)
-        self.old = old
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ workers idle 120 s before stopping (so a chat session does not pay a cold start 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rpbook.account.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
+from rpbook.account.endpointscaling import check_idle_timeout, check_scaler_type, check_scaler_value
 from rpbook.core.errors import ConfigError
 from rpbook.core.secrets import Secret, is_secret_env_key, is_secret_reference
 
@@ -26,7 +26,6 @@ MIN_VOLUME_GB = 10
 MAX_VOLUME_GB = 4096
 MIN_EXECUTION_TIMEOUT_S = 5
 MAX_EXECUTION_TIMEOUT_S = 7 * 24 * 3600
-SCALERS = ("QUEUE_DELAY", "REQUEST_COUNT")
 VLLM_IMAGE = "runpod/worker-v1-vllm"
 VLLM_MANAGED_ENV = (
     "MODEL_NAME",
@@ -105,6 +104,15 @@ def _data_center(where: str, value: Any) -> str:
             "pick_data_center() chooses one that offers your GPU pool",
         )
     return value
+
+
+def secret_references(env: Mapping[str, EnvValue]) -> list[str]:
+    """Names of the Runpod secrets an env references (``{{ RUNPOD_SECRET_name }}``), in order."""
+    names: list[str] = []
+    for value in env.values():
+        if isinstance(value, str):
+            names += [n for n in _REFERENCE_NAME.findall(value) if n not in names]
+    return names
 
 
 def check_secret_reference(where: str, value: str) -> str:
@@ -215,12 +223,16 @@ class TemplateSpec:
 
     @property
     def cuda_versions(self) -> tuple[str, ...] | None:
-        """The template's ``allowedCudaVersions``: as set, else the image's exact set (a floor such as
-        the Infinity worker's cannot be stated on a template), else None (not known: left alone)."""
+        """The template's ``allowedCudaVersions``: as set, else the image's exact set, else ``()``
+        when the image needs a floor (a template cannot state one, and an exact set there would
+        shut out newer hosts of endpoints created from it; the endpoint carries the floor), else
+        None (not known: left alone)."""
         if self.allowed_cuda_versions is not None:
             return tuple(self.allowed_cuda_versions)
         need = image_cuda_requirement(self.image)
-        return need.allowed if need is not None and need.allowed else None
+        if need is None:
+            return None
+        return need.allowed
 
     def __repr__(self) -> str:
         env = {k: (v.masked if isinstance(v, Secret) else v) for k, v in self.env.items()}
@@ -341,7 +353,7 @@ class EndpointSpec:
     idle_timeout_s: int = 120
     execution_timeout_s: int = 600
     flashboot: bool = True
-    scaler: str = "QUEUE_DELAY"
+    scaler_type: str = "QUEUE_DELAY"
     scaler_value: float = 15
     network_volume_name: str | None = None
     data_center: str | None = None
@@ -377,25 +389,17 @@ class EndpointSpec:
                 "EndpointSpec.workers_min",
                 f"{self.workers_min} is above workers_max {self.workers_max}; lower workers_min or raise workers_max",
             )
-        self._set_int("idle_timeout_s", 1, 3600, "seconds")
+        object.__setattr__(
+            self, "idle_timeout_s", check_idle_timeout("EndpointSpec.idle_timeout_s", self.idle_timeout_s)
+        )
         self._set_int(
             "execution_timeout_s", MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S, "seconds (5 s to 7 days)"
         )
         if not isinstance(self.flashboot, bool):
             raise _fail("EndpointSpec.flashboot", f"must be True or False, got {self.flashboot!r}")
-        if self.scaler not in SCALERS:
-            raise _fail("EndpointSpec.scaler", f"must be one of {', '.join(SCALERS)}, got {self.scaler!r}")
-        value = self.scaler_value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _fail("EndpointSpec.scaler_value", f"must be a finite number, got {value!r}")
-        if self.scaler == "QUEUE_DELAY" and value < 0.5:
-            raise _fail(
-                "EndpointSpec.scaler_value",
-                f"with QUEUE_DELAY it is seconds in the queue before a new "
-                f"worker starts and must be >= 0.5, got {value}",
-            )
-        if self.scaler == "REQUEST_COUNT":
-            self._set_int("scaler_value", 1, None, "requests per worker (REQUEST_COUNT)")
+        scaler_type = check_scaler_type("EndpointSpec.scaler_type", self.scaler_type)
+        value = check_scaler_value("EndpointSpec.scaler_value", scaler_type, self.scaler_value)
+        object.__setattr__(self, "scaler_value", int(value) if self.scaler_type == "REQUEST_COUNT" else value)
         object.__setattr__(self, "network_volume_name", _optional(self.network_volume_name))
         if self.network_volume_name is not None:
             _name("EndpointSpec.network_volume_name", self.network_volume_name)

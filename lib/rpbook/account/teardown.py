@@ -14,8 +14,11 @@ Order, and why:
 2. endpoints are deleted (REST v2 ``DELETE /v2/serverless/{id}``: "all workers are terminated and
    any queued or in-progress jobs are cancelled");
 3. templates, which Runpod refuses to delete while an endpoint is bound to them (``400``, spec
-   ``DELETE /v2/templates/{id}``; the endpoint's delete may already have removed its bound template:
-   a 404 then counts as done);
+   ``DELETE /v2/templates/{id}``). The spec's ``DELETE /v2/serverless/{id}`` "deletes a serverless
+   endpoint and its bound template", so the templates are listed before and after the endpoints'
+   deletes: one that vanished went with its endpoint (said so, no second call); one still there is
+   deleted on its own (a Runpod that keeps it, or a template no deleted endpoint was bound to); a
+   404 then counts as done;
 4. network volumes only with ``delete_volumes``: deleting one deletes the weights on it (a later
    cold start downloads them again); a volume still attached to an endpoint teardown does not
    delete is kept and said so (Runpod refuses that delete too).
@@ -35,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.jobqueue import Health, _call, health, sdk_endpoint
+from rpbook.account.jobqueue import Health, call_sdk, health, sdk_endpoint
 from rpbook.account.ledger import Ledger, LedgerEntry
 from rpbook.core.display import html_table, rich_output
-from rpbook.core.errors import ControlPlaneError, RpbookError
+from rpbook.core.errors import ControlPlaneError, TeardownError
 from rpbook.core.pending import Skipped
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -46,10 +49,6 @@ from rpbook.core.settings import Settings
 Kind = Literal["endpoint", "template", "volume"]
 ORDER: tuple[Kind, ...] = ("endpoint", "template", "volume")
 _LABEL = {"endpoint": "serverless endpoint", "template": "template", "volume": "network volume"}
-
-
-class TeardownError(RpbookError):
-    """Teardown could not finish; the message says what still exists or bills and what to do."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +239,9 @@ class TeardownReport:
     deleted: list[Step] = field(default_factory=list)
     already_gone: list[Step] = field(default_factory=list)
     kept: list[Step] = field(default_factory=list)
+    with_endpoint: list[Step] = field(default_factory=list)
+    """Templates that the endpoints' deletes removed (REST v2: "and its bound template"); also in
+    ``deleted``."""
     purged_jobs: int = 0
     drain_s: float = 0.0
     log: list[str] = field(default_factory=list)
@@ -254,6 +256,7 @@ class TeardownReport:
             "teardown_applied": self.applied,
             "deleted_endpoints": sum(s.kind == "endpoint" for s in self.deleted),
             "deleted_templates": sum(s.kind == "template" for s in self.deleted),
+            "templates_deleted_with_endpoint": len(self.with_endpoint),
             "deleted_volumes": sum(s.kind == "volume" for s in self.deleted),
             "kept_volumes": sum(s.kind == "volume" for s in self.kept),
             "already_gone": len(self.already_gone),
@@ -270,7 +273,7 @@ class TeardownReport:
 
 def _purge(settings: Settings, api_key: Secret, endpoint_id: str) -> int:
     endpoint = sdk_endpoint(settings, api_key, endpoint_id)
-    answer = _call("purge queue", endpoint_id, lambda: endpoint.purge_queue(timeout=10))
+    answer = call_sdk("purge queue", endpoint_id, lambda: endpoint.purge_queue(timeout=10))
     removed = answer.get("removed", 0) if isinstance(answer, dict) else 0
     return int(removed) if isinstance(removed, (int, float)) else 0
 
@@ -361,7 +364,7 @@ def apply_teardown(
     present: list[Step] = []
     for step in endpoints:
         try:
-            client.update_endpoint(step.resource_id, {"workers": {"min": 0, "max": 0}})
+            client.set_workers(step.resource_id, workers_min=0, workers_max=0)
             present.append(step)
             report.log.append(f"scaled endpoint {step.name} ({step.resource_id}) to zero")
         except ControlPlaneError as exc:
@@ -377,7 +380,12 @@ def apply_teardown(
             + (f" ({report.purged_jobs} queued job(s) purged)" if report.purged_jobs else "")
         )
     entries = ledger.entries()
+    template_steps = [s for s in plan.deletes if s.kind == "template"]
+    templates_before = {t.id for t in client.list_templates()} if template_steps and present else set()
+    templates_after: set[str] | None = None
     for kind in ORDER:
+        if kind == "template" and templates_before:
+            templates_after = {t.id for t in client.list_templates()}
         for step in plan.steps:
             if step.kind != kind:
                 continue
@@ -385,14 +393,29 @@ def apply_teardown(
                 report.kept.append(step)
                 report.log.append(f"kept {_LABEL[kind]} {step.name} ({step.resource_id}): {step.note}")
                 continue
+            went_with_endpoint = (
+                templates_after is not None
+                and step.resource_id in templates_before
+                and step.resource_id not in templates_after
+            )
             if step in report.already_gone:
                 done = False
+                line = f"already gone: {_LABEL[kind]} {step.name} ({step.resource_id})"
+            elif went_with_endpoint:
+                done = True
+                report.deleted.append(step)
+                report.with_endpoint.append(step)
+                line = (
+                    f"deleted {_LABEL[kind]} {step.name} ({step.resource_id}) with its endpoint (REST v2 deletes an "
+                    "endpoint's bound template)"
+                )
             else:
                 done = _delete(client, step)
                 (report.deleted if done else report.already_gone).append(step)
-            report.log.append(
-                f"{'deleted' if done else 'already gone:'} {_LABEL[kind]} {step.name} ({step.resource_id})"
-            )
+                line = f"{'deleted' if done else 'already gone:'} {_LABEL[kind]} {step.name} ({step.resource_id})"
+                if kind == "template" and done and templates_before:
+                    line += " (the endpoints' deletes had left it)"
+            report.log.append(line)
             for entry in entries:
                 if entry.kind == kind and (
                     entry.resource_id == step.resource_id or (entry.resource_id is None and entry.name == step.name)

@@ -14,6 +14,12 @@ that says what went wrong:
 
 ``worker-vllm`` puts vLLM's own JSON body after ``vLLM returned HTTP <status>:``; its message is
 the useful part ("The model `x` does not exist."), so it is unwrapped, keeping the status.
+
+An UNHEALTHY worker reports no job error at all: its reason is in its log. :func:`unhealthy_cause`
+reads the log lines for it. A ``{{ RUNPOD_SECRET_name }}`` reference still written as such in a
+worker's log means Runpod did not substitute it, i.e. the account has no such secret (runpod/docs
+``pods/templates/secrets.mdx``: the value is substituted when the worker starts, and deployments
+that use a deleted secret fail); localpod logs the reference this way when it refuses the start.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any
 _PARSE_LIMIT = 100_000
 """Longer error texts are shown as they are (a worker's error is a few hundred characters)."""
 _VLLM_HTTP = re.compile(r"^vLLM returned HTTP (\d{3}): (.*)$", re.DOTALL)
+_SECRET_REFERENCE = re.compile(r"\{\{\s*RUNPOD_SECRET_([A-Za-z_][A-Za-z0-9_.\-/]*)\s*\}\}")
+_START_FAILED = "container exited during start:"
 
 
 def _parse(text: str) -> Any:
@@ -78,3 +86,25 @@ def worker_error_text(raw: Any) -> str:
     if text.startswith("handler: ") and "\ntraceback:" in text:
         text = text[len("handler: ") : text.index("\ntraceback:")].rstrip()
     return text
+
+
+def unhealthy_cause(log_lines: list[str]) -> tuple[str, bool] | None:
+    """Why unhealthy workers cannot start, from their log lines, and whether that is the whole
+    story: a Runpod secret the account does not have (named, with the fix: True), else the last
+    start failure the log states (False: the usual causes still apply), else None."""
+    missing: list[str] = []
+    for line in log_lines:
+        missing += [name for name in _SECRET_REFERENCE.findall(line) if name not in missing]
+    if missing:
+        references = ", ".join("{{ RUNPOD_SECRET_" + name + " }}" for name in missing)
+        return (
+            f"the workers' log shows {references} unresolved: the account has no Runpod secret named "
+            f"{', '.join(repr(n) for n in missing)}. Create it under Secrets in the Runpod console "
+            "(https://www.console.runpod.io/user/secrets) or fix the reference (runbook 02: hf_token_ref; "
+            "its preflight checks it), then rerun runbook 02 and wake again",
+            True,
+        )
+    failures = [line.split(_START_FAILED, 1)[1].strip() for line in log_lines if _START_FAILED in line]
+    if failures:
+        return f"the workers' log says the container exited during start: {failures[-1][:400]}", False
+    return None

@@ -26,13 +26,13 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import os
-import sys
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
+
+from rpbook.core import person
 
 LEFT = "text-align:left;vertical-align:top"
 RIGHT = "text-align:right;vertical-align:top"
@@ -141,23 +141,6 @@ def html_table(
     return "".join(parts)
 
 
-def person_at_kernel() -> bool:
-    """True when a person runs this code: a Jupyter frontend that accepts input (JupyterLab sends
-    ``allow_stdin``; papermill and nbmake do not), or a terminal. ``RPBOOK_HEADLESS=1`` says no."""
-    if os.environ.get("RPBOOK_HEADLESS"):
-        return False
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    kernel = getattr(shell, "kernel", None)
-    if kernel is not None:
-        return bool(getattr(kernel, "_allow_stdin", False))
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
 class FinalStateBar:
     """The part of tqdm's interface rpbook uses, drawing nothing until ``close`` prints the final
     state once (the headless form of :func:`progress_bar`)."""
@@ -193,6 +176,6 @@ def progress_bar(total: int, desc: str, *, bar_format: str, enabled: bool = True
     """tqdm's live bar for a person, :class:`FinalStateBar` for a headless run, nothing when disabled."""
     if not enabled:
         return tqdm(total=total, disable=True)
-    if person_at_kernel():
+    if person.person_at_kernel():
         return tqdm(total=total, desc=desc, leave=True, bar_format=bar_format)
     return FinalStateBar(total, desc, bar_format)

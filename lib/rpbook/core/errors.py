@@ -79,3 +79,40 @@ class SanityCheckError(RpbookError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class CheckFailed(RpbookError):
+    """Raised inside a sanity check to fail it with this message as the detail
+    (``rpbook.endpoint.checks.guard`` catches it)."""
+
+
+class LedgerError(ConfigError):
+    """The ledger cannot be written: nothing is created, so nothing can be forgotten."""
+
+
+class RolloutTimeoutError(RpbookError):
+    """Workers still ran an old release when the wait ended. ``old`` lists them as they were last
+    seen (``rpbook.account.resources.Worker`` values, typed loosely here because core imports no
+    room above it)."""
+
+    def __init__(self, message: str, old: tuple[Any, ...]) -> None:
+        super().__init__(message)
+        self.old = old
+
+
+class TeardownError(RpbookError):
+    """Teardown could not finish; the message says what still exists or bills and what to do."""
+
+
+class RegressionError(RpbookError):
+    """The newest scheduled check regressed; raised on request so that papermill (and cron) exit 1."""
+
+
+class WorkerQuotaError(ConfigError):
+    """A planned change needs more max workers than the account's quota (nothing was created);
+    ``check`` holds the table and the advice (an ``rpbook.account.quota.QuotaCheck``, typed loosely
+    here because core imports no room above it)."""
+
+    def __init__(self, check: Any) -> None:
+        super().__init__(check.problem())
+        self.check = check

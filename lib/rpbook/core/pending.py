@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpbook.core.errors import ConfigError
+from rpbook.core.paths import RUN_DIR_ENV
 
 PENDING_FILE = "pending.json"
 _IN_PROCESS: dict[str, str] = {}
@@ -66,7 +67,7 @@ def _key(kind: str, name: str) -> str:
 
 
 def _run_file() -> Path | None:
-    run_dir = os.environ.get("RPBOOK_RUN_DIR")
+    run_dir = os.environ.get(RUN_DIR_ENV)
     return Path(run_dir) / PENDING_FILE if run_dir else None
 
 

@@ -14,6 +14,7 @@ import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 WIDTH_IN, DPI = 6.4, 100
 BAR = "#4c72b0"
@@ -182,3 +183,35 @@ def event_timeline_html(
     return _png_img(
         fig, f"{title}: peak {max(queued):.0f} waiting, {max(running):.0f} workers, ${cost_usd[-1]:,.2f} in all"
     )
+
+
+class Chart:
+    """A matplotlib figure drawn with the object API (no pyplot: no global figure left open, nothing
+    shown twice) that a notebook shows as one PNG, its cell's result."""
+
+    def __init__(self, figure: Any) -> None:
+        self.figure = figure
+
+    def png(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
+    def __repr__(self) -> str:
+        return f"<chart: {len(self.figure.axes)} plot(s)>"
+
+
+def new_figure(width_in: float, height_in: float, columns: int, **kw: Any) -> tuple[Any, Any]:
+    """A figure with ``columns`` side-by-side axes, matplotlib's INFO logs (font cache) kept quiet."""
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in))
+    return figure, figure.subplots(1, columns, **kw)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from rpbook.core import person
 from rpbook.core.errors import SecretMissingError
 
 _KNOWN: set[str] = set()
@@ -87,13 +87,49 @@ def mask(value: str) -> str:
 
 
 def scrub(text: str) -> str:
-    """Replace every secret value rpbook has seen with its masked form."""
+    """Replace every secret value rpbook has seen, and every string shaped like a Runpod key or an HF
+    token (:data:`SECRET_SHAPES`), with its masked form."""
     with _LOCK:
         known = sorted(_KNOWN, key=len, reverse=True)
     for value in known:
         if value and value in text:
             text = text.replace(value, mask(value))
-    return text
+    return mask_secret_like(text)
+
+
+SECRET_SHAPES = re.compile(r"(?<![A-Za-z0-9_])(?:hf_[A-Za-z0-9]{30,}|rpa_[A-Za-z0-9]{20,})(?![A-Za-z0-9_])")
+"""Strings shaped like a Hugging Face user access token (``hf_`` + 34 letters and digits today) or a
+Runpod API key (``rpa_`` + letters and digits). Neither format is documented by its vendor; the
+shapes are what both consoles hand out, loose enough for a longer future token. Runpod's legacy
+keys (before 2024-11) have no prefix and are not recognised by shape, only by value once read."""
+
+
+def mask_secret_like(text: str) -> str:
+    """``text`` with every :data:`SECRET_SHAPES` match masked (a second line of defence)."""
+    return SECRET_SHAPES.sub(lambda m: mask(m.group(0)), text)
+
+
+def looks_like_secret(value: Any) -> str | None:
+    """The first string in ``value`` (text, or nested lists and mappings, keys included) shaped
+    like a Runpod key or an HF token, or a secret rpbook has read; None when there is none."""
+    if isinstance(value, str):
+        match = SECRET_SHAPES.search(value)
+        if match:
+            return match.group(0)
+        with _LOCK:
+            known = [k for k in _KNOWN if len(k) >= 8]
+        return next((k for k in known if k in value), None)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = looks_like_secret(key) or looks_like_secret(item)
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = looks_like_secret(item)
+            if found:
+                return found
+    return None
 
 
 # -- secrets in env maps -----------------------------------------------------------------------
@@ -168,19 +204,9 @@ def read_secret(
 def prompt_hidden(question: str) -> str | None:
     """Ask a person for a hidden value; None when nobody can answer.
 
-    papermill and nbmake run kernels without stdin, where ipykernel's getpass raises
-    ``StdinNotImplementedError`` (a ``NotImplementedError``): that is how a headless run is told
-    apart from a person in JupyterLab. Outside a kernel, a TTY on stdin means a person.
-    ``RPBOOK_HEADLESS=1`` forces headless behaviour."""
-    if os.environ.get("RPBOOK_HEADLESS"):
-        return None
-    try:
-        from IPython import get_ipython
-
-        in_kernel = get_ipython() is not None
-    except ImportError:
-        in_kernel = False
-    if not in_kernel and not (sys.stdin is not None and sys.stdin.isatty()):
+    Whether anybody can answer is ``rpbook.core.person``'s one answer; a frontend that still fails
+    to read (ipykernel's ``StdinNotImplementedError``, a closed stdin) counts as nobody."""
+    if not person.person_at_kernel():
         return None
     try:
         return getpass.getpass(question).strip() or None

@@ -35,7 +35,7 @@ LOCAL_DEFAULT_HF_TOKEN = "hf_localpod_dev_token"
 """localpod's HF token with every gated licence accepted, used when ``HF_TOKEN`` is not set."""
 LOCAL_EMBEDDING_DIMENSION = 256
 """localpod's Infinity worker embeds with ``wordllama`` (256 dimensions) whatever model it is asked
-to serve, since no real embedding model can be fetched here (README: what localpod emulates)."""
+to serve, since no real embedding model can be fetched here (docs/localpod.md: what it emulates)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ as the bearer token, so the stock ``openai`` and ``langchain-openai`` clients wo
 URL points there. ``sanity_checks`` goes one step further than "it answered": it checks the served
 model name (the one clients must send), times a streamed answer (time to first token, tokens/s),
 and shows vLLM's classic surprise, the 16-token default of ``/completions`` without ``max_tokens``.
-Run ``rpbook.account.jobqueue.wake`` first: a cold endpoint makes these calls wait for the cold start.
+Run ``rpbook.account.wakeup.wake`` first: a cold endpoint makes these calls wait for the cold start.
 """
 
 from __future__ import annotations

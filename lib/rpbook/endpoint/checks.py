@@ -20,7 +20,7 @@ import openai
 
 from rpbook.account.workererrors import worker_error_text
 from rpbook.core.display import html_table, rich_output
-from rpbook.core.errors import RpbookError, SanityCheckError
+from rpbook.core.errors import CheckFailed, SanityCheckError
 from rpbook.core.plots import latency_bars_html
 from rpbook.core.secrets import scrub
 
@@ -143,10 +143,6 @@ def raise_if_failed(report: CheckReport, what: str) -> None:
 # -- running checks -------------------------------------------------------------------------------
 
 
-class CheckFailed(RpbookError):
-    """Raised inside a check to fail it with this message as the detail (``guard`` catches it)."""
-
-
 def client_error_detail(exc: BaseException) -> str:
     """An exception from the openai client (or any other), as one scrubbed line that says what to do.
 
@@ -161,7 +157,7 @@ def client_error_detail(exc: BaseException) -> str:
         text = f"HTTP {exc.status_code}: {detail}" + (may_have_run if exc.status_code >= 500 else "")
     elif isinstance(exc, openai.APITimeoutError):
         text = (
-            "the request timed out: wake the endpoint first (rpbook.account.jobqueue.wake) or raise the timeout"
+            "the request timed out: wake the endpoint first (rpbook.account.wakeup.wake) or raise the timeout"
             + may_have_run
         )
     elif isinstance(exc, openai.APIConnectionError):

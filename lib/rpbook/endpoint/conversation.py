@@ -19,7 +19,8 @@ from rpbook.core.display import html_table, rich_output
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 from rpbook.endpoint.chat import openai_client
-from rpbook.endpoint.keepalive import KeepAlive, KeepAliveReport, Strategy
+from rpbook.endpoint.keepalive import KeepAlive, Strategy
+from rpbook.endpoint.keepalive_report import KeepAliveReport
 
 if TYPE_CHECKING:
     from rpbook.core.pending import NotCreated, Skipped
@@ -171,7 +172,7 @@ def run_conversation(
 
 def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     """Per-turn TTFT of each strategy side by side (cold turns hatched), and the keep-alive cost."""
-    from rpbook.endpoint.loadtest import new_figure
+    from rpbook.core.plots import Chart, new_figure
 
     fig, (ax, cost_ax) = new_figure(10, 3.6, 2, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / max(len(reports), 1)
@@ -191,10 +192,8 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     ax.legend()
     labels = [f"{r.strategy}\n{len(r.keepalive.pings) if r.keepalive else 0} pings" for r in reports]
     cost_ax.bar(labels, [r.usd for r in reports], color="gray")
-    cost_ax.set_title("keep-alive cost\n(USD, at most)")  # one line is wider than this narrow axis
+    cost_ax.set_title("keep-alive cost\n(USD, at most)")
     fig.tight_layout()
-    from rpbook.endpoint.loadtest import Chart
-
     return Chart(fig)
 
 
@@ -263,47 +262,3 @@ def plot(comparison: Comparison | Skipped) -> Any:
         print(comparison)
         return None
     return comparison.plot()
-
-
-@dataclass
-class Timings:
-    """How fast this runbook's clock runs: 1.0 on Runpod; on localpod the idle timeout is scaled
-    (localpod's ``idle_timeout_scale``) and TTFT / inter-token times are injected, until ``restore``."""
-
-    time_scale: float
-    previous: dict[str, float]
-    settings: Settings | None = None
-    api_key: Secret | None = None
-
-    def restore(self) -> None:
-        if self.previous and self.settings is not None and self.api_key is not None:
-            from rpbook.core.localpod_control import set_profile_overrides
-
-            set_profile_overrides(self.settings, self.api_key, self.previous)
-            self.previous = {}
-
-    def __str__(self) -> str:
-        if self.time_scale == 1.0:
-            return "timings: real (no scaling)"
-        return (
-            f"timings: localpod plays idle timeouts and pauses {1 / self.time_scale:g}x faster "
-            f"(idle_timeout_scale {self.time_scale:g}); durations and costs below are of the scaled run"
-        )
-
-
-def local_timings(
-    settings: Settings, api_key: Secret | str, *, time_scale: float, ttft_s: float, itl_s: float
-) -> Timings:
-    """On localpod: scale idle timeouts by ``time_scale`` and inject TTFT / inter-token times
-    (restored by ``Timings.restore``); on Runpod: nothing changes."""
-    if settings.target != "local":
-        return Timings(1.0, {})
-    from rpbook.core.localpod_control import set_profile_overrides
-
-    secret = _as_secret(api_key)
-    previous = set_profile_overrides(
-        settings, secret, {"idle_timeout_scale": time_scale, "time_to_first_token_s": ttft_s, "inter_token_s": itl_s}
-    )
-    timings = Timings(time_scale, previous, settings, secret)
-    print(timings)
-    return timings

@@ -13,7 +13,7 @@ strings it gets back, passing float lists through untouched. Worker 1.1.4 never 
 ``encoding_format`` and always answers float lists, so the default path works, but code that asks
 for base64 itself and decodes every answer breaks; the check reports which one the endpoint does.
 
-Run ``rpbook.account.jobqueue.wake(..., job_input=embeddings_ping(model))`` first: on a cold endpoint
+Run ``rpbook.account.wakeup.wake(..., job_input=embeddings_ping(model))`` first: on a cold endpoint
 every call here waits for the cold start.
 """
 
@@ -34,13 +34,12 @@ from pydantic import SecretStr
 from rpbook.account import hub
 from rpbook.account.jobqueue import run_job
 from rpbook.core.display import rich_output
-from rpbook.core.errors import ConfigError, JobTimeoutError
+from rpbook.core.errors import CheckFailed, ConfigError, JobTimeoutError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key, scrub
 from rpbook.core.settings import LOCAL_EMBEDDING_DIMENSION, Settings
 from rpbook.endpoint.chat import openai_client
 from rpbook.endpoint.checks import (
-    CheckFailed,
     CheckReport,
     CheckResult,
     Figure,
@@ -138,7 +137,7 @@ def batch_texts(count: int = BATCH_SIZE) -> list[str]:
 
 def embeddings_ping(model: str) -> dict[str, Any]:
     """The smallest job the Infinity worker answers (one embedding of "ping"), for
-    ``jobqueue.wake(job_input=...)``.
+    ``wakeup.wake(job_input=...)``.
 
     It is the job Runpod makes of ``POST /openai/v1/embeddings`` (``openai_route`` +
     ``openai_input``), not the shorter ``{"model": ..., "input": "ping"}``: the ``runpod`` SDK's

@@ -14,44 +14,49 @@ Two strategies:
   when no turn ran since. Every ping buys up to one idle timeout of billed worker time. Pings are
   recorded with their job ids (``KeepAliveReport.pings``) so figures tell them from real traffic.
 - ``pin``: raise the endpoint's ``workers.min`` through REST v2 for the conversation and restore
-  the previous value afterwards. A pinned worker bills for the whole conversation. The pin is
-  written to a lease file (owner pid, host, expiry) before the change; it is restored on normal
-  exit, on exceptions, on SIGTERM/SIGHUP and at interpreter exit, and after a ``kill -9`` by the
-  next :func:`recover_stale_pins` (called by ``session.start``, i.e. every runbook, and by every
-  new pin).
+  the previous value afterwards. A pinned worker bills for the whole conversation. The pin's lease
+  (:mod:`rpbook.endpoint.pins`) is written before the change and restores it whatever ends the
+  conversation.
 
-Prices come from the catalog (``price.serverless`` of the endpoint's dearest pool times its GPUs
-per worker). Runpod's discounted "active worker" rate is not in the REST v2 catalog, so a pin is
-accounted at the flex price: an upper bound.
+Its neighbours: :mod:`rpbook.endpoint.pins` (leases), :mod:`rpbook.endpoint.keepalive_report`
+(cost estimate and report), :mod:`rpbook.endpoint.turns` (clients that report user turns).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from rpbook.account.billing_now import price_per_worker_hour
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret, run_job
+from rpbook.core import restore
 from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
+from rpbook.endpoint.keepalive_report import CostEstimate, KeepAliveReport, PingRecord
+from rpbook.endpoint.pins import (
+    LEASE_GRACE_S,
+    Lease,
+    lease_dir,
+    lease_path,
+    read_leases,
+    recover_stale_pins,
+    restore_pin,
+    write_lease,
+)
+from rpbook.endpoint.turns import langchain_callbacks, wrap_client
 
 Strategy = Literal["off", "ping", "pin"]
 STRATEGIES = ("off", "ping", "pin")
-LEASE_GRACE_S = 60.0
-"""A lease expires this long after the session's ``max_session_s`` ran out."""
 
 
 def ping_input(image: str, model: str) -> dict[str, Any]:
@@ -63,176 +68,6 @@ def ping_input(image: str, model: str) -> dict[str, Any]:
     if "vllm" in image:
         return {"prompt": "ping", "sampling_params": {"max_tokens": 1}}
     return {}
-
-
-# -- leases -------------------------------------------------------------------------------------
-
-
-def lease_dir(settings: Settings) -> Path:
-    """Where pin leases live: beside the env file, so every runbook of a project sees them."""
-    return settings.env_file.parent / ".rpbook" / "pins"
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A pin in force: what to restore, and who holds it until when."""
-
-    endpoint_id: str
-    rest_url: str
-    previous_min: int
-    pinned_min: int
-    pid: int
-    host: str
-    created_at: float
-    expires_at: float
-    """Wall-clock time (``time.time()``) after which anyone may restore the pin."""
-
-    def holder_alive(self) -> bool:
-        if self.host != socket.gethostname():
-            return True  # cannot tell: only the expiry frees it
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def stale(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires_at or not self.holder_alive()
-
-
-def _lease_path(directory: Path, endpoint_id: str) -> Path:
-    return directory / f"{endpoint_id}.json"
-
-
-def write_lease(directory: Path, lease: Lease) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = _lease_path(directory, lease.endpoint_id)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(lease)))
-    os.replace(tmp, path)
-    return path
-
-
-def read_leases(directory: Path) -> list[tuple[Path, Lease]]:
-    out = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            out.append((path, Lease(**json.loads(path.read_text()))))
-        except (ValueError, TypeError):
-            continue
-    return out
-
-
-def _restore(client: RunpodClient, lease: Lease) -> str:
-    endpoint = client.get_endpoint(lease.endpoint_id)
-    if endpoint.workers_min != lease.pinned_min:
-        return (
-            f"endpoint {lease.endpoint_id}: workers.min is {endpoint.workers_min}, not the pinned "
-            f"{lease.pinned_min}: someone changed it since, left as is"
-        )
-    client.update_endpoint(lease.endpoint_id, {"workers": {"min": lease.previous_min}})
-    return f"endpoint {lease.endpoint_id}: workers.min restored {lease.pinned_min} -> {lease.previous_min}"
-
-
-def recover_stale_pins(settings: Settings, api_key: Secret | str, directory: Path | None = None) -> list[str]:
-    """Restore ``workers.min`` of every pin whose holder died (same host, pid gone) or whose lease
-    expired, for this target; say what was done. Live pins are left alone."""
-    directory = directory or lease_dir(settings)
-    messages: list[str] = []
-    stale = [(p, lease) for p, lease in read_leases(directory) if lease.rest_url == settings.rest_url and lease.stale()]
-    if not stale:
-        return messages
-    with RunpodClient(settings, _as_secret(api_key)) as client:
-        for path, lease in stale:
-            try:
-                messages.append("stale keep-alive pin: " + _restore(client, lease))
-            except RpbookError as exc:
-                messages.append(
-                    f"stale keep-alive pin on endpoint {lease.endpoint_id} could not be restored "
-                    f"({exc}); set its workers.min back to {lease.previous_min} by hand"
-                )
-                continue
-            path.unlink(missing_ok=True)
-    return messages
-
-
-# -- cost ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What a keep-alive may cost, shown before it starts."""
-
-    strategy: str
-    usd_per_worker_hour: float | None
-    idle_timeout_s: float
-    ping_interval_s: float | None
-    usd_per_ping: float | None
-    max_pings: int
-    worst_case_usd: float | None
-    cost_cap_usd: float | None
-
-    def __str__(self) -> str:
-        if self.strategy == "off":
-            return "keep-alive off: nothing extra is billed; a pause longer than the idle timeout means a cold start"
-        price = "unknown price" if self.usd_per_worker_hour is None else f"${self.usd_per_worker_hour:.4f}/h per worker"
-        cap = "no cost cap" if self.cost_cap_usd is None else f"cost cap ${self.cost_cap_usd:.4f}"
-        worst = "unknown" if self.worst_case_usd is None else f"${self.worst_case_usd:.4f}"
-        if self.strategy == "ping":
-            each = "unknown" if self.usd_per_ping is None else f"${self.usd_per_ping:.5f}"
-            return (
-                f"keep-alive ping every {self.ping_interval_s:.3g} s of silence ({price}): each ping buys up to "
-                f"{self.idle_timeout_s:g} s of worker time = {each}; at most {self.max_pings} pings, worst case "
-                f"{worst}; {cap}"
-            )
-        return f"keep-alive pin: one worker billed for the whole conversation ({price}), worst case {worst}; {cap}"
-
-
-@dataclass
-class PingRecord:
-    """One keep-alive ping (tagged so figures tell it from real traffic)."""
-
-    job_id: str | None
-    sent_at: float
-    """Seconds since the keep-alive started."""
-    duration_s: float
-    ok: bool
-    error: str = ""
-
-
-@dataclass
-class KeepAliveReport:
-    """What a keep-alive did and what it cost (upper bounds from catalog prices)."""
-
-    strategy: str
-    endpoint_id: str
-    started_wall: float
-    duration_s: float
-    stop_reason: str
-    pings: list[PingRecord] = field(default_factory=list)
-    pinned_s: float = 0.0
-    usd: float | None = None
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def figures(self) -> dict[str, float | int | str]:
-        return {
-            "keepalive_strategy": self.strategy,
-            "keepalive_pings": len(self.pings),
-            "keepalive_pinned_s": round(self.pinned_s, 3),
-            "keepalive_usd": round(self.usd or 0.0, 6),
-            "keepalive_stop_reason": self.stop_reason,
-        }
-
-    def __str__(self) -> str:
-        cost = "unknown" if self.usd is None else f"${self.usd:.5f}"
-        what = f"{len(self.pings)} ping(s)" if self.strategy == "ping" else f"pinned {self.pinned_s:.1f} s"
-        return (
-            f"keep-alive {self.strategy} on {self.endpoint_id}: {what} over {self.duration_s:.1f} s, cost at most "
-            f"{cost}; stopped: {self.stop_reason}"
-        )
 
 
 # -- the keep-alive -----------------------------------------------------------------------------
@@ -303,7 +138,7 @@ class KeepAlive:
         self._last_activity = 0.0
         self._lease: Lease | None = None
         self._pin_since: float | None = None
-        self._old_handlers: dict[int, Any] = {}
+        self._on_signal: restore.Registration | None = None
         self.report = KeepAliveReport(
             strategy=strategy, endpoint_id=endpoint_id, started_wall=0.0, duration_s=0.0, stop_reason="not started"
         )
@@ -387,14 +222,11 @@ class KeepAlive:
         self._t0 = self._last_turn = self._last_activity = time.monotonic()
         self.report.started_wall = time.time()
         self.report.stop_reason = "running"
+        if self.install_signal_handlers:  # SIGTERM/SIGHUP restore the pin before the process ends
+            what = "the keep-alive pin" if self.strategy == "pin" else "the keep-alive"
+            self._on_signal = restore.register(f"{what} of endpoint {self.endpoint_id}", lambda: self._finish("signal"))
         if self.strategy == "pin":
             self._pin()
-        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                try:
-                    self._old_handlers[sig] = signal.signal(sig, _raise_exit)
-                except (ValueError, OSError):  # pragma: no cover - not allowed here
-                    pass
         atexit.register(self._atexit)
         self._thread = threading.Thread(target=self._run, name=f"keepalive-{self.endpoint_id}", daemon=True)
         self._thread.start()
@@ -405,12 +237,9 @@ class KeepAlive:
         self._finish(reason)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        for sig, handler in self._old_handlers.items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError):  # pragma: no cover
-                pass
-        self._old_handlers.clear()
+        if self._on_signal is not None:
+            restore.unregister(self._on_signal)
+            self._on_signal = None
         atexit.unregister(self._atexit)
         return self.report
 
@@ -456,7 +285,7 @@ class KeepAlive:
                 now + self.max_session_s + LEASE_GRACE_S,
             )
             write_lease(self.leases, self._lease)  # before the change: a crash in between is recoverable
-            client.update_endpoint(self.endpoint_id, {"workers": {"min": target}})
+            client.set_workers(self.endpoint_id, workers_min=target)
         self._pin_since = time.monotonic()
 
     def _unpin(self, now: float) -> None:
@@ -468,14 +297,14 @@ class KeepAlive:
             self._pin_since = None
         try:
             with RunpodClient(self.settings, self.api_key) as client:
-                self.report.messages.append(_restore(client, lease))
+                self.report.messages.append(restore_pin(client, lease))
         except RpbookError as exc:
             self.report.messages.append(
                 f"could not restore workers.min of {lease.endpoint_id} ({exc}); the lease "
                 "stays and the next runbook restores it"
             )
             return
-        _lease_path(self.leases, lease.endpoint_id).unlink(missing_ok=True)
+        lease_path(self.leases, lease.endpoint_id).unlink(missing_ok=True)
 
     def _stop_reason(self, now: float) -> str | None:
         if now - self._last_turn >= self.conversation_idle_s and self._in_flight == 0:
@@ -561,31 +390,14 @@ class KeepAlive:
     # -- client wrappers
 
     def wrap(self, client: Any) -> Any:
-        """An ``openai.OpenAI`` (or ``AsyncOpenAI``) client whose every call is a user turn: the
-        same client, attribute for attribute, with calls and streams reporting to this keep-alive."""
-        return _Proxy(client, self)
+        """An ``openai.OpenAI`` (or ``AsyncOpenAI``) client whose every call is a user turn
+        (:func:`rpbook.endpoint.turns.wrap_client`)."""
+        return wrap_client(client, self)
 
     def langchain_callbacks(self) -> list[Any]:
-        """Callbacks for LangChain's ``ChatOpenAI`` (``llm.with_config(callbacks=ka.langchain_callbacks())``
-        or ``ChatOpenAI(callbacks=...)``): every model call is a user turn."""
-        from langchain_core.callbacks import BaseCallbackHandler
-
-        keepalive = self
-
-        class _TurnCallback(BaseCallbackHandler):
-            def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-                keepalive.turn_started()
-
-            def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
-                keepalive.turn_started()
-
-            def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
-                keepalive.turn_ended()
-
-            def on_llm_error(self, *args: Any, **kwargs: Any) -> None:
-                keepalive.turn_ended()
-
-        return [_TurnCallback()]
+        """Callbacks for LangChain's ``ChatOpenAI`` whose every model call is a user turn
+        (:func:`rpbook.endpoint.turns.langchain_callbacks`)."""
+        return langchain_callbacks(self)
 
     def __str__(self) -> str:
         lines = [
@@ -606,110 +418,3 @@ class KeepAlive:
         if self.report.stop_reason not in ("not started", "running"):
             rows.append(["report", str(self.report)])
         return html_table(None, rows, row_headers=True)
-
-
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-class _Proxy:
-    """Attribute-for-attribute stand-in for an OpenAI client: calls are turns, streams end turns."""
-
-    def __init__(self, target: Any, keepalive: KeepAlive) -> None:
-        object.__setattr__(self, "_target", target)
-        object.__setattr__(self, "_keepalive", keepalive)
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._target, name)
-        if name.startswith("_") or isinstance(value, (str, int, float, bool, type(None))):
-            return value
-        if callable(value) and name in ("create", "stream", "parse", "retrieve", "list"):
-            return _turn_call(value, self._keepalive)
-        if callable(value) and not hasattr(value, "create"):
-            return value
-        return _Proxy(value, self._keepalive)
-
-    def __repr__(self) -> str:
-        return f"KeepAlive-wrapped {self._target!r}"
-
-
-def _turn_call(fn: Callable[..., Any], keepalive: KeepAlive) -> Callable[..., Any]:
-    """``fn`` as a user turn: started at the call, ended when its answer (or its stream) is done.
-    Works for ``AsyncOpenAI`` too, whose methods return awaitables without being coroutine
-    functions themselves (the openai SDK wraps them)."""
-    import inspect
-
-    def finish(result: Any, streaming: bool) -> Any:
-        if streaming and hasattr(result, "__aiter__"):
-            return _AsyncStream(result, keepalive)
-        if streaming and hasattr(result, "__iter__"):
-            return _Stream(result, keepalive)
-        keepalive.turn_ended()
-        return result
-
-    async def settle(awaitable: Any, streaming: bool) -> Any:
-        try:
-            result = await awaitable
-        except BaseException:
-            keepalive.turn_ended()
-            raise
-        return finish(result, streaming)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        streaming = bool(kwargs.get("stream"))
-        keepalive.turn_started()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            keepalive.turn_ended()
-            raise
-        if inspect.isawaitable(result):
-            return settle(result, streaming)
-        return finish(result, streaming)
-
-    return call
-
-
-class _Stream:
-    def __init__(self, stream: Any, keepalive: KeepAlive) -> None:
-        self._stream, self._keepalive, self._done = stream, keepalive, False
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from self._stream
-        finally:
-            self._end()
-
-    def _end(self) -> None:
-        if not self._done:
-            self._done = True
-            self._keepalive.turn_ended()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __enter__(self) -> _Stream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._end()
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
-
-
-class _AsyncStream:
-    def __init__(self, stream: Any, keepalive: KeepAlive) -> None:
-        self._stream, self._keepalive, self._done = stream, keepalive, False
-
-    async def __aiter__(self) -> Any:
-        try:
-            async for item in self._stream:
-                yield item
-        finally:
-            if not self._done:
-                self._done = True
-                self._keepalive.turn_ended()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)

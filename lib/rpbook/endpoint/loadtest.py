@@ -4,7 +4,11 @@ Metrics follow ``vllm bench serve`` (read in vllm-project/vllm ``benchmarks/back
 ``async_request_openai_completions`` / ``async_request_openai_chat_completions``, and
 ``benchmarks/benchmark_serving.py`` ``calculate_metrics``):
 
-- **TTFT**: from sending the request to the first streamed chunk that carries text;
+- **TTFT**: from sending the request to the first streamed chunk that carries text. The clock
+  starts when the request's first byte is written on its connection (httpcore's
+  ``send_request_headers`` trace event), not when the client begins building it: connections are
+  opened before the run, so time spent inside this client waiting for a pooled connection or for
+  its event loop is not counted as the server's;
 - **ITL** (inter-token latency): the gaps between successive text-carrying chunks after the first;
 - **TPOT** (time per output token): ``(E2EL - TTFT) / (output tokens - 1)``, per request, for
   requests with more than one output token (output tokens from the stream's ``usage``);
@@ -26,282 +30,41 @@ Load shapes: ``closed`` (``concurrency`` requests in flight at all times), ``ope
 at ``rate`` per second, Poisson or ``fixed`` intervals; ``burstiness`` < 1 makes it burstier, as the
 gamma shape of ``vllm bench serve``), and ``ramp`` (open loop whose rate goes linearly from
 ``ramp_start_rate`` to ``rate``). Each run is bounded by ``num_requests`` and ``duration_s``;
-``warmup_requests`` are sent first and left out of every figure.
+``warmup_requests`` are sent first and left out of every figure. The lanes of a closed loop start at
+seeded random offsets within ``LoadShape.stagger_s``: started together against a server that paces
+every stream alike, they would stay in lock-step for the whole run, all their tokens arriving in the
+same millisecond, and the client would measure its own queue.
+
+Chunks are read raw (``aiter_raw``) and split into server-sent events here: one timestamp per
+network read, and no per-line decoding layer, so that the client's own CPU per token stays small
+(``benchmarks/loadtest_capacity.py`` measures it against a minimal client and GuideLLM).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import csv
 import json
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import numpy as np
 
 from rpbook import __version__
-from rpbook.core.display import html_table, progress_bar, rich_output
+from rpbook.core.display import progress_bar
 from rpbook.core.errors import ConfigError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key
 from rpbook.core.settings import Settings
+from rpbook.endpoint.loadtest_result import SLO, HealthSample, LoadShape, LoadTestResult, RequestRecord
 
 Route = Literal["chat", "completions", "queue"]
 ROUTES = ("chat", "completions", "queue")
-SHAPES = ("closed", "open", "ramp")
-PERCENTILES = (50, 90, 95, 99)
 FINAL_JOB_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-
-
-@dataclass(frozen=True)
-class LoadShape:
-    """How requests arrive and when the run ends (see the module docstring)."""
-
-    kind: str = "closed"
-    concurrency: int = 8
-    """closed: requests in flight; open/ramp: the most in flight at once (0: no limit)."""
-    rate: float = 1.0
-    """open: requests per second; ramp: the final rate."""
-    distribution: str = "poisson"
-    burstiness: float = 1.0
-    ramp_start_rate: float = 0.5
-    num_requests: int = 100
-    duration_s: float = 300.0
-    warmup_requests: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in SHAPES:
-            raise ConfigError(f"load shape must be one of {', '.join(SHAPES)}, got {self.kind!r}")
-        if self.distribution not in ("poisson", "fixed"):
-            raise ConfigError(f"distribution must be 'poisson' or 'fixed', got {self.distribution!r}")
-        if self.kind == "closed" and self.concurrency < 1:
-            raise ConfigError(f"a closed loop needs concurrency >= 1, got {self.concurrency}")
-        if self.kind != "closed" and self.rate <= 0:
-            raise ConfigError(f"an open loop needs rate > 0 requests/s, got {self.rate}")
-        if self.burstiness <= 0:
-            raise ConfigError(f"burstiness must be > 0 (1 = Poisson), got {self.burstiness}")
-        if self.num_requests < 1 or self.duration_s <= 0:
-            raise ConfigError("num_requests must be >= 1 and duration_s > 0")
-
-    def interval_s(self, index: int, rng: random.Random) -> float:
-        """Wait before request ``index`` of an open loop (vllm bench serve: gamma with shape
-        ``burstiness`` and mean ``1/rate``; shape 1 is exponential, i.e. Poisson arrivals)."""
-        rate = self.rate
-        if self.kind == "ramp":
-            progress = index / max(self.num_requests - 1, 1)
-            rate = self.ramp_start_rate + (self.rate - self.ramp_start_rate) * progress
-        if self.distribution == "fixed":
-            return 1.0 / rate
-        return rng.gammavariate(self.burstiness, 1.0 / (rate * self.burstiness))
-
-
-@dataclass(frozen=True)
-class SLO:
-    """Service-level objectives for goodput, in milliseconds (None: not checked)."""
-
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2el_ms: float | None = None
-
-    def met(self, r: RequestRecord) -> bool:
-        if r.error:
-            return False
-        checks = [(self.ttft_ms, r.ttft_s), (self.tpot_ms, r.tpot_s), (self.e2el_ms, r.e2el_s)]
-        return all(limit is None or (value is not None and value * 1000 <= limit) for limit, value in checks)
-
-
-@dataclass
-class RequestRecord:
-    """One request, as one CSV row."""
-
-    index: int
-    route: str
-    warmup: bool
-    sent_s: float
-    """Seconds since the run started."""
-    concurrency_at_send: int
-    cold: bool
-    e2el_s: float | None = None
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-    itl_s: list[float] = field(default_factory=list)
-    output_tokens: int = 0
-    error: str = ""
-    """Kind: 429, 5xx, 4xx, timeout, connection, FAILED, TIMED_OUT, CANCELLED; empty when fine."""
-    detail: str = ""
-    queue_delay_s: float | None = None
-    execution_s: float | None = None
-    job_id: str = ""
-
-    def row(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["itl_s"] = ";".join(f"{x:.6f}" for x in self.itl_s)
-        out["itl_mean_s"] = float(np.mean(self.itl_s)) if self.itl_s else None
-        return out
-
-
-@dataclass
-class HealthSample:
-    t_s: float
-    in_queue: int
-    in_progress: int
-    ready: int
-    running: int
-    initializing: int
-
-
-@rich_output
-@dataclass
-class LoadTestResult:
-    endpoint_id: str
-    route: str
-    shape: LoadShape
-    slo: SLO
-    max_tokens: int
-    requests: list[RequestRecord]
-    health: list[HealthSample]
-    transport_overhead_s: float
-    """p50 round trip of a request that generates nothing through the same route (see
-    ``_Runner._transport_overhead``): what network, queue and worker hand-off add to every TTFT."""
-    versions: dict[str, str]
-    started_wall: float
-    files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def measured(self) -> list[RequestRecord]:
-        return [r for r in self.requests if not r.warmup]
-
-    @property
-    def duration_s(self) -> float:
-        rows = self.measured
-        if not rows:
-            return 0.0
-        ends = [r.sent_s + (r.e2el_s or 0.0) for r in rows]
-        return max(ends) - min(r.sent_s for r in rows)
-
-    def summary(self) -> dict[str, Any]:
-        rows = self.measured
-        ok = [r for r in rows if not r.error]
-        duration = self.duration_s or float("nan")
-        errors: dict[str, int] = {}
-        for r in rows:
-            if r.error:
-                errors[r.error] = errors.get(r.error, 0) + 1
-        out: dict[str, Any] = {
-            "requests": len(rows),
-            "completed": len(ok),
-            "errors": errors,
-            "cold_starts_seen": sum(1 for r in rows if r.cold),
-            "duration_s": duration,
-            "request_throughput_per_s": len(ok) / duration if duration else 0.0,
-            "output_token_throughput_per_s": sum(r.output_tokens for r in ok) / duration if duration else 0.0,
-            "goodput_per_s": sum(1 for r in ok if self.slo.met(r)) / duration if duration else 0.0,
-            "max_concurrency_seen": max((r.concurrency_at_send for r in rows), default=0),
-            "transport_overhead_ms": self.transport_overhead_s * 1000,
-        }
-        series: dict[str, list[float | None]] = {
-            "ttft_ms": [r.ttft_s for r in ok],
-            "tpot_ms": [r.tpot_s for r in ok],
-            "itl_ms": [x for r in ok for x in r.itl_s],
-            "e2el_ms": [r.e2el_s for r in ok],
-            "queue_delay_ms": [r.queue_delay_s for r in ok],
-        }
-        for name, values in series.items():
-            clean = np.array([v * 1000 for v in values if v is not None], dtype=np.float64)
-            if clean.size == 0:
-                continue
-            out[f"mean_{name}"] = float(clean.mean())
-            for p in PERCENTILES:
-                out[f"p{p}_{name}"] = float(np.percentile(clean, p))
-        return out
-
-    @property
-    def figures(self) -> dict[str, float | int]:
-        s = self.summary()
-        keys = (
-            "requests",
-            "completed",
-            "cold_starts_seen",
-            "request_throughput_per_s",
-            "output_token_throughput_per_s",
-            "goodput_per_s",
-            "p50_ttft_ms",
-            "p99_ttft_ms",
-            "p50_itl_ms",
-            "p99_itl_ms",
-            "p50_e2el_ms",
-            "p99_e2el_ms",
-            "p50_queue_delay_ms",
-            "transport_overhead_ms",
-        )
-        out = {f"load_{k}": round(s[k], 3) if isinstance(s[k], float) else s[k] for k in keys if k in s}
-        out["load_errors"] = sum(s["errors"].values())
-        return out
-
-    def save(self, out_dir: str | Path, name: str = "loadtest") -> dict[str, str]:
-        """``<name>.json`` (summary, exact load shape, SLOs, versions, every request) and
-        ``<name>.csv`` (one row per request)."""
-        folder = Path(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        json_path, csv_path = folder / f"{name}.json", folder / f"{name}.csv"
-        rows = [r.row() for r in self.requests]
-        with csv_path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
-            writer.writeheader()
-            writer.writerows(rows)
-        json_path.write_text(
-            json.dumps(
-                {
-                    "endpoint_id": self.endpoint_id,
-                    "route": self.route,
-                    "shape": asdict(self.shape),
-                    "slo": asdict(self.slo),
-                    "max_tokens": self.max_tokens,
-                    "versions": self.versions,
-                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_wall)),
-                    "summary": self.summary(),
-                    "health": [asdict(h) for h in self.health],
-                    "requests": rows,
-                },
-                indent=1,
-                default=str,
-            )
-        )
-        self.files = {"json": str(json_path), "csv": str(csv_path)}
-        return self.files
-
-    def __str__(self) -> str:
-        s = self.summary()
-        errs = ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "none"
-        ttft = f"p50 TTFT {s['p50_ttft_ms']:.1f} ms" if "p50_ttft_ms" in s else "TTFT n/a"
-        itl = f"p50 ITL {s['p50_itl_ms']:.2f} ms" if "p50_itl_ms" in s else "ITL n/a"
-        return (
-            f"{s['completed']}/{s['requests']} requests ok in {s['duration_s']:.2f} s ({self.shape.kind}); {ttft}, "
-            f"{itl}, p50 E2EL {s.get('p50_e2el_ms', float('nan')):.1f} ms; {s['request_throughput_per_s']:.2f} req/s, "
-            f"{s['output_token_throughput_per_s']:.1f} tok/s; cold starts seen {s['cold_starts_seen']}; "
-            f"errors: {errs}"
-        )
-
-    def _repr_html_(self) -> str:
-        s = self.summary()
-        rows = []
-        for name, label in (
-            ("ttft_ms", "TTFT"),
-            ("tpot_ms", "TPOT"),
-            ("itl_ms", "ITL"),
-            ("e2el_ms", "E2EL"),
-            ("queue_delay_ms", "queue delay"),
-        ):
-            if f"mean_{name}" in s:
-                rows.append([label] + [f"{s[f'{k}_{name}']:.2f}" for k in ("mean", "p50", "p90", "p95", "p99")])
-        table = html_table(["ms", "mean", "p50", "p90", "p95", "p99"], rows, right=(1, 2, 3, 4, 5))
-        return f"<p>{self}</p>{table}"
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -335,15 +98,19 @@ class _Runner:
         self.t0 = 0.0
 
     async def run(self) -> tuple[list[RequestRecord], list[HealthSample], float]:
-        limit = max(self.shape.concurrency, 1) + 16
-        limits = httpx.Limits(
-            max_connections=None if self.shape.kind != "closed" else limit, max_keepalive_connections=limit
-        )
-        async with httpx.AsyncClient(
-            headers=self.headers, limits=limits, timeout=httpx.Timeout(self.timeout_s, connect=30)
-        ) as client:
-            self.client = client
+        limit = max(self.shape.concurrency, 1) + 16 if self.shape.kind == "closed" else 0  # 0: no limit
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_headers_sent)
+        async with aiohttp.ClientSession(
+            headers={**self.headers, "Accept-Encoding": "identity"},
+            connector=aiohttp.TCPConnector(limit=limit),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=30),
+            trace_configs=[trace],
+            auto_decompress=False,
+        ) as session:
+            self.session = session
             self.t0 = time.monotonic()
+            await self._open_connections()
             await self._sample_health()
             sampler = asyncio.create_task(self._health_loop())
             try:
@@ -370,6 +137,22 @@ class _Runner:
                 await self._sample_health()
         return self.records, self.health, overhead
 
+    async def _get(self, path: str) -> tuple[int, Any]:
+        """GET ``path`` of the endpoint: status and JSON body (None when it is not JSON)."""
+        async with self.session.get(f"{self.base}{path}") as response:
+            try:
+                return response.status, await response.json(content_type=None)
+            except ValueError:
+                return response.status, None
+
+    async def _open_connections(self) -> None:
+        """Open one pooled connection per stream before any request is timed (concurrent
+        ``/health`` calls each take a connection of their own), so no measured request pays for a
+        TCP handshake or waits for a connection."""
+        n = min(self.shape.concurrency, self.shape.num_requests + self.shape.warmup_requests)
+        if n > 0:
+            await asyncio.gather(*(self._get("/health") for _ in range(n)), return_exceptions=True)
+
     async def _transport_overhead(self, n: int = 7) -> float:
         """p50 round trip of a request that takes the same path as a generation but generates
         nothing: ``GET /openai/v1/models`` (a job the worker answers from vLLM's model list) on the
@@ -380,10 +163,10 @@ class _Runner:
         for _ in range(n):
             start = time.perf_counter()
             try:
-                response = await self.client.get(f"{self.base}{path}")
-            except httpx.HTTPError:
+                status, _ = await self._get(path)
+            except (aiohttp.ClientError, TimeoutError):
                 continue
-            if response.status_code < 400:
+            if status < 400:
                 times.append(time.perf_counter() - start)
         return float(np.median(times)) if times else 0.0
 
@@ -394,10 +177,11 @@ class _Runner:
 
     async def _sample_health(self) -> None:
         try:
-            response = await self.client.get(f"{self.base}/health")
-            body = response.json() if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            status, body = await self._get("/health")
+        except (aiohttp.ClientError, TimeoutError):
             return
+        if status != 200 or not isinstance(body, dict):
+            body = {}
         jobs, workers = body.get("jobs") or {}, body.get("workers") or {}
         ready = int(workers.get("ready") or 0) or int(workers.get("idle") or 0) + int(workers.get("running") or 0)
         self.ready_now = ready > 0
@@ -415,13 +199,19 @@ class _Runner:
     async def _closed(self, count: int, *, warmup: bool, deadline: float | None) -> None:
         next_index = iter(range(len(self.records), len(self.records) + count))
 
-        async def lane() -> None:
+        lanes = min(self.shape.concurrency, count)
+        rng = random.Random(len(self.records))
+        offsets = sorted(rng.uniform(0.0, self.shape.stagger_s) for _ in range(lanes)) if lanes > 1 else [0.0]
+
+        async def lane(offset: float) -> None:
+            if offset:
+                await asyncio.sleep(offset)
             for index in next_index:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 await self._one(index, warmup)
 
-        await asyncio.gather(*(lane() for _ in range(min(self.shape.concurrency, count))))
+        await asyncio.gather(*(lane(offset) for offset in offsets))
 
     async def _open(self, deadline: float) -> None:
         rng = random.Random(0)
@@ -460,9 +250,9 @@ class _Runner:
                 await self._queue(record, start)
             else:
                 await self._stream(record, start)
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             record.error, record.detail = "timeout", type(exc).__name__
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             record.error, record.detail = "connection", f"{type(exc).__name__}: {exc}"[:200]
         finally:
             if record.e2el_s is None:
@@ -491,44 +281,53 @@ class _Runner:
             ignore_eos=True,
             stream_options={"include_usage": True},
         )
+        sent: dict[str, float] = {}
         last: float | None = None
         done: float | None = None
         chunks = 0
         usage_tokens: int | None = None
-        async with self.client.stream("POST", url, json=body) as response:
-            if response.status_code >= 400:
-                self._http_error(record, response.status_code, (await response.aread()).decode(errors="replace"))
+        chat = self.route == "chat"
+        async with self.session.post(url, json=body, trace_request_ctx=sent) as response:
+            start = sent.get("headers_sent", start)
+            if response.status >= 400:
+                self._http_error(record, response.status, (await response.read()).decode(errors="replace"))
                 return
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = time.perf_counter()
-                    break
+            pending = b""
+            async for raw in response.content.iter_any():
                 now = time.perf_counter()
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue
-                if event.get("error"):
-                    record.error, record.detail = "5xx", str(event["error"])[:200]
+                *lines, pending = (pending + raw).split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = now
+                        break
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        continue
+                    if event.get("error"):
+                        record.error, record.detail = "5xx", str(event["error"])[:200]
+                        done = now
+                        break
+                    if event.get("usage"):
+                        usage_tokens = event["usage"].get("completion_tokens")
+                    choices = event.get("choices")
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    if not text:
+                        continue
+                    chunks += 1
+                    if last is None:
+                        record.ttft_s = now - start
+                    else:
+                        record.itl_s.append(now - last)
+                    last = now
+                if done is not None:
                     break
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens")
-                choices = event.get("choices") or []
-                if not choices:
-                    continue
-                choice = choices[0]
-                text = (choice.get("delta") or {}).get("content") if self.route == "chat" else choice.get("text")
-                if not text:
-                    continue
-                chunks += 1
-                if last is None:
-                    record.ttft_s = now - start
-                else:
-                    record.itl_s.append(now - last)
-                last = now
         record.e2el_s = (done if done is not None else time.perf_counter()) - start
         record.output_tokens = usage_tokens if usage_tokens is not None else chunks
         if record.ttft_s is not None and record.output_tokens > 1:
@@ -536,24 +335,25 @@ class _Runner:
 
     async def _queue(self, record: RequestRecord, start: float) -> None:
         job = {"input": {"prompt": self.prompt, "sampling_params": {"max_tokens": self.max_tokens, "ignore_eos": True}}}
-        response = await self.client.post(f"{self.base}/run", json=job)
-        if response.status_code >= 400:
-            self._http_error(record, response.status_code, response.text)
-            return
-        job_id = str(response.json().get("id", ""))
+        async with self.session.post(f"{self.base}/run", json=job) as response:
+            if response.status >= 400:
+                self._http_error(record, response.status, await response.text())
+                return
+            job_id = str((await response.json(content_type=None)).get("id", ""))
         record.job_id = job_id
         deadline = start + self.timeout_s
         while True:
             await asyncio.sleep(self.poll_s)
-            status = await self.client.get(f"{self.base}/status/{job_id}")
-            if status.status_code >= 400:
-                self._http_error(record, status.status_code, status.text)
-                return
-            body = status.json()
+            async with self.session.get(f"{self.base}/status/{job_id}") as status:
+                if status.status >= 400:
+                    self._http_error(record, status.status, await status.text())
+                    return
+                body = await status.json(content_type=None)
             if body.get("status") in FINAL_JOB_STATES:
                 break
             if time.perf_counter() >= deadline:
-                await self.client.post(f"{self.base}/cancel/{job_id}")
+                async with self.session.post(f"{self.base}/cancel/{job_id}"):
+                    pass
                 record.error, record.detail = "timeout", f"job {job_id} still {body.get('status')}; cancelled"
                 return
         record.e2el_s = time.perf_counter() - start
@@ -567,6 +367,13 @@ class _Runner:
         output = body.get("output")
         usage = _find_usage(output)
         record.output_tokens = usage if usage is not None else 0
+
+
+async def _headers_sent(session: Any, context: Any, params: Any) -> None:
+    """aiohttp's trace hook: the request's headers are written on its connection; the clock of the
+    request whose ``trace_request_ctx`` is a dict starts here."""
+    if isinstance(context.trace_request_ctx, dict):
+        context.trace_request_ctx["headers_sent"] = time.perf_counter()
 
 
 def _find_usage(output: Any) -> int | None:
@@ -585,7 +392,7 @@ def _versions(settings: Settings, api_key: Secret, endpoint_id: str) -> dict[str
 
     out = {
         "rpbook": __version__,
-        "httpx": httpx.__version__,
+        "aiohttp": aiohttp.__version__,
         "python": platform.python_version(),
         "target": settings.target,
     }
@@ -662,103 +469,3 @@ def run_load_test(
     if out_dir is not None:
         result.save(out_dir, name)
     return result
-
-
-# -- plots --------------------------------------------------------------------------------------
-
-
-class Chart:
-    """A matplotlib figure drawn with the object API (no pyplot: no global figure left open, nothing
-    shown twice) that a notebook shows as one PNG, its cell's result."""
-
-    def __init__(self, figure: Any) -> None:
-        self.figure = figure
-
-    def png(self) -> bytes:
-        import io
-
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=100)
-        return buffer.getvalue()
-
-    def _repr_png_(self) -> bytes:
-        return self.png()
-
-    def __repr__(self) -> str:
-        return f"<chart: {len(self.figure.axes)} plot(s)>"
-
-
-def new_figure(width_in: float, height_in: float, columns: int, **kw: Any) -> tuple[Any, Any]:
-    """A figure with ``columns`` side-by-side axes, matplotlib's INFO logs (font cache) kept quiet."""
-    import logging
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width_in, height_in))
-    return figure, figure.subplots(1, columns, **kw)
-
-
-def plot(result: LoadTestResult | Skipped, pings_s: list[float] | None = None) -> Any:
-    """Latency CDFs, requests in flight against workers over time (``/health`` samples), and TTFT
-    against the concurrency each request met. ``pings_s`` (keep-alive pings, seconds since the
-    run started) are drawn as markers so they are told apart from real traffic. A skipped run
-    prints its line and draws nothing."""
-    if not isinstance(result, LoadTestResult):
-        print(result)
-        return None
-
-    ok = [r for r in result.measured if not r.error]
-    fig, axes = new_figure(14, 3.8, 3)
-    ax = axes[0]
-    for label, values in (
-        ("TTFT", [r.ttft_s for r in ok]),
-        ("ITL", [x for r in ok for x in r.itl_s]),
-        ("E2EL", [r.e2el_s for r in ok]),
-        ("queue delay", [r.queue_delay_s for r in ok]),
-    ):
-        clean = np.sort([v * 1000 for v in values if v is not None])
-        if clean.size:
-            ax.step(clean, np.arange(1, clean.size + 1) / clean.size, where="post", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("ms")
-    ax.set_ylabel("fraction of requests (CDF)")
-    ax.set_title("latency CDFs")
-    ax.legend()
-
-    ax = axes[1]
-    events = sorted(
-        [(r.sent_s, 1) for r in result.requests] + [(r.sent_s + (r.e2el_s or 0.0), -1) for r in result.requests]
-    )
-    times, level, levels = [], 0, []
-    for t, delta in events:
-        level += delta
-        times.append(t)
-        levels.append(level)
-    ax.step(times, levels, where="post", label="requests in flight (client)")
-    if result.health:
-        hs = result.health
-        ax.step([h.t_s for h in hs], [h.ready for h in hs], where="post", label="workers ready (/health)")
-        ax.step(
-            [h.t_s for h in hs],
-            [h.initializing for h in hs],
-            where="post",
-            label="workers initializing",
-            linestyle="--",
-        )
-        ax.step([h.t_s for h in hs], [h.in_queue for h in hs], where="post", label="jobs in queue", linestyle=":")
-    for t in pings_s or []:
-        ax.axvline(t, color="gray", alpha=0.4, linewidth=1)
-    ax.set_xlabel("seconds since start")
-    ax.set_title("in flight vs workers")
-    ax.legend(fontsize="small")
-
-    ax = axes[2]
-    pairs = [(r.concurrency_at_send, r.ttft_s * 1000) for r in ok if r.ttft_s is not None]
-    if pairs:
-        ax.scatter(*zip(*pairs, strict=True), s=8, alpha=0.6)
-    ax.set_xlabel("requests in flight at send")
-    ax.set_ylabel("TTFT (ms)")
-    ax.set_title("TTFT vs concurrency")
-    fig.tight_layout()
-    return Chart(fig)

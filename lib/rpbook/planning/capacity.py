@@ -10,13 +10,25 @@ the simulation plays the same rules localpod emulates, each traced to its source
   (active workers hold the lowest slots; localpod prefers the oldest worker).
 - **Scaler** (``EndpointRuntime.scale``, evaluated on every submit and on every scaler tick, ticks
   at ``k * scaler_tick_s`` from the event start): target = ``workers_min``; with ``REQUEST_COUNT``
-  at least ``ceil((queued + in progress) / max(1, scaler_value))``; with ``QUEUE_DELAY`` and jobs
-  queued, one worker when none exists, else one more when every live worker's slots are taken
-  (starting and throttled workers count as free slots), the oldest job has waited ``scaler_value``
-  seconds and the last scale-up is ``scaler_value`` seconds old; capped at ``workers_max``. The
-  scaler never stops workers. Semantics: Runpod docs ``serverless/endpoints/endpoint-configurations``
-  ("Queue delay", "Request count"), /work/shared/reference/runpod-api.md ("Scalers: QUEUE_DELAY
-  default 4 s; REQUEST_COUNT workers = ceil((inQueue + inProgress) / scalerValue)").
+  at least ``ceil((queued + in progress) / scaler_value)``, the docs' formula (runpod/docs
+  endpoint-configurations.mdx "Request count": ``Math.ceil((requestsInQueue + requestsInProgress) /
+  scalerValue)``; the REST v2 spec makes the value an integer >= 1); capped at ``workers_max``. The
+  scaler never stops workers.
+- **QUEUE_DELAY: two readings, because Runpod's docs do not say how many workers one decision
+  starts.** Today's endpoint-configurations page says only that workers are added "if requests spend
+  more than X seconds in the queue"; an older text said "With zero workers initially, the first
+  request adds one worker. Subsequent requests add workers only after waiting in the queue for the
+  defined number of delay seconds" (/work/shared/reference/checked-facts.md, 2026-12-07).
+  ``queue_delay_reading`` picks one; localpod plays the same two (its profile's
+  ``queue_delay_reading``, ``localpod.profiles.QUEUE_DELAY_READINGS``):
+
+  - ``"one_per_decision"`` (the default; the pessimistic one): with jobs queued, one worker when none
+    exists, else one more when every live worker's slots are taken (starting and throttled workers
+    count as free slots), the oldest job has waited ``scaler_value`` seconds and the last scale-up is
+    ``scaler_value`` seconds old;
+  - ``"whole_queue"``: with jobs queued and none live, or once the oldest job has waited
+    ``scaler_value`` seconds, enough workers for every queued and running job at once:
+    ``ceil((queued + in progress) / concurrency)`` (starting and throttled workers' slots counted).
 - **Throttling** (``localpod.serverless.workers.Worker._place``): a starting worker that finds no
   GPU stays ``THROTTLED``, unbilled, and retries every ``max(scaler_tick_s, 0.05)`` seconds; it
   counts as a live worker (so it holds the scaler back) and never idles out. Here each attempt
@@ -62,9 +74,27 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["ColdStart", "Prices", "Requests", "Scaling", "SimResult", "Timeline", "quantile", "simulate", "sweep"]
+from rpbook.account.endpointscaling import ScalerType, check_idle_timeout, check_scaler_type, check_scaler_value
 
-ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
+__all__ = [
+    "QUEUE_DELAY_READINGS",
+    "ColdStart",
+    "Prices",
+    "QueueDelayReading",
+    "Requests",
+    "ScalerType",
+    "Scaling",
+    "SimResult",
+    "Timeline",
+    "quantile",
+    "simulate",
+    "sweep",
+]
+
+QueueDelayReading = Literal["one_per_decision", "whole_queue"]
+QUEUE_DELAY_READINGS: tuple[QueueDelayReading, ...] = ("one_per_decision", "whole_queue")
+"""How many workers one QUEUE_DELAY decision starts (see the module docstring); the first is the
+pessimistic one. The same names as ``localpod.profiles.QUEUE_DELAY_READINGS``."""
 
 THROTTLE_RETRY_MIN_S = 0.05
 """A throttled worker retries placement every ``max(scaler_tick_s, 0.05)`` s (localpod ``Worker._place``)."""
@@ -94,15 +124,12 @@ class Scaling:
             )
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.idle_timeout_s < 0:
-            raise ValueError(f"idle_timeout_s must be >= 0, got {self.idle_timeout_s}")
-        if self.scaler_type not in ("QUEUE_DELAY", "REQUEST_COUNT"):
-            raise ValueError(f"scaler_type must be QUEUE_DELAY or REQUEST_COUNT, got {self.scaler_type!r}")
-        if not self.scaler_value > 0:
-            raise ValueError(
-                f"scaler_value must be > 0 (seconds for QUEUE_DELAY, requests per worker for "
-                f"REQUEST_COUNT), got {self.scaler_value}"
-            )
+        # The API's bounds (rpbook.account.endpointscaling, from the REST v2 spec): a setting Runpod
+        # refuses is not simulated.
+        check_idle_timeout("Scaling.idle_timeout_s", self.idle_timeout_s)
+        check_scaler_value(
+            "Scaling.scaler_value", check_scaler_type("Scaling.scaler_type", self.scaler_type), self.scaler_value
+        )
         if self.execution_timeout_s < 0:
             raise ValueError(f"execution_timeout_s must be >= 0 (0 = no limit), got {self.execution_timeout_s}")
 
@@ -273,18 +300,24 @@ def simulate(
     seed: int = 0,
     horizon_s: float | None = None,
     timeline_step_s: float | None = None,
+    queue_delay_reading: QueueDelayReading = "one_per_decision",
 ) -> SimResult:
     """Play ``requests`` against one endpoint with ``scaling`` and return waits, counts and cost.
 
     ``horizon_s`` is the event window: active workers bill for it (default: until the last request
     ends); the simulation itself runs until every request has ended and every flex worker has
     stopped. ``seed`` drives the throttling draws (nothing else is random: arrivals and service
-    times are given), so the same inputs and seed give the same result.
+    times are given), so the same inputs and seed give the same result. ``queue_delay_reading``: how
+    many workers one QUEUE_DELAY decision starts (an assumption: see the module docstring).
     """
     scaling.check()
     cold.check()
     if not 0.0 <= p_throttle <= 1.0:
         raise ValueError(f"p_throttle is a probability in [0, 1], got {p_throttle}")
+    if queue_delay_reading not in QUEUE_DELAY_READINGS:
+        raise ValueError(
+            f"queue_delay_reading must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {queue_delay_reading!r}"
+        )
     if horizon_s is not None and horizon_s < 0:
         raise ValueError(f"horizon_s must be >= 0, got {horizon_s}")
     if timeline_step_s is not None and not timeline_step_s > 0:
@@ -299,6 +332,7 @@ def simulate(
         cold,
         p_throttle,
         seed,
+        queue_delay_reading == "whole_queue",
     )
     n = len(requests)
     wait = np.asarray(core["wait"], dtype=np.float64) if n else np.zeros(0)
@@ -356,6 +390,7 @@ def _run(
     cold: ColdStart,
     p_throttle: float,
     seed: int,
+    whole_queue: bool = False,
 ) -> dict[str, Any]:
     """The event loop. Returns per-request waits and the worker sessions.
 
@@ -369,7 +404,7 @@ def _run(
     wmin, wmax, conc = scaling.workers_min, scaling.workers_max, scaling.concurrency
     request_count = scaling.scaler_type == "REQUEST_COUNT"
     sval = float(scaling.scaler_value)
-    per_worker = max(1.0, sval)
+    per_worker = sval  # REQUEST_COUNT: the docs' ceil((queued + in progress) / value)
     idle_to = float(scaling.idle_timeout_s)
     exec_to = float(scaling.execution_timeout_s) if scaling.execution_timeout_s > 0 else math.inf
     tick = float(cold.scaler_tick_s)
@@ -479,6 +514,9 @@ def _run(
         target = wmin
         if request_count:
             target = max(target, ceil((len(queue) + in_prog) / per_worker))
+        elif whole_queue:
+            if queue and (n_live == 0 or t - arr[queue[0]] >= sval):
+                target = max(target, ceil((len(queue) + in_prog) / conc))
         elif queue:
             if n_live == 0:
                 target = max(target, 1)
@@ -518,6 +556,9 @@ def _run(
             if request_count:
                 if ceil((len(queue) + in_prog) / per_worker) > n_live:
                     due = soonest
+            elif whole_queue:
+                if queue and ceil((len(queue) + in_prog) / conc) > n_live:
+                    due = soonest if n_live == 0 else max(tick_at_or_after(arr[queue[0]] + sval), soonest)
             elif queue and (n_live == 0 or n_live * conc - in_prog <= 0):
                 if n_live == 0:
                     due = soonest
@@ -687,6 +728,11 @@ def _run(
             if request_count:
                 if len(queue) + in_prog > n_live * per_worker:
                     scale(t)
+            elif whole_queue:
+                if len(queue) + in_prog > n_live * conc:
+                    if n_live == 0 or t - arr[queue[0]] >= sval:
+                        scale(t)
+                    need_tick(t)
             elif n_live == 0 or (n_live * conc <= in_prog and t - arr[queue[0]] >= sval and t - last_up >= sval):
                 scale(t)
                 need_tick(t)
@@ -754,19 +800,26 @@ def _attach(names: tuple[str, ...], n: int) -> None:
 
 
 def _row(
-    requests: Requests, scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int
+    requests: Requests,
+    scaling: Scaling,
+    cold: ColdStart,
+    prices: Prices,
+    p_throttle: float,
+    seed: int,
+    reading: QueueDelayReading,
 ) -> dict[str, float | int | str]:
-    result = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed)
+    result = simulate(requests, scaling, cold, prices, p_throttle=p_throttle, seed=seed, queue_delay_reading=reading)
     row: dict[str, float | int | str] = dict(asdict(scaling))
     row["flashboot"] = int(scaling.flashboot)
+    row["queue_delay_reading"] = reading
     row.update(result.summary())
     return row
 
 
 def _row_shared(
-    scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int
+    scaling: Scaling, cold: ColdStart, prices: Prices, p_throttle: float, seed: int, reading: QueueDelayReading
 ) -> dict[str, float | int | str]:
-    return _row(_SHARED["requests"], scaling, cold, prices, p_throttle, seed)
+    return _row(_SHARED["requests"], scaling, cold, prices, p_throttle, seed, reading)
 
 
 def sweep(
@@ -778,17 +831,23 @@ def sweep(
     p_throttle: float = 0.0,
     seed: int = 0,
     processes: int = 2,
+    queue_delay_reading: QueueDelayReading = "one_per_decision",
 ) -> list[dict[str, float | int | str]]:
     """One summary row per setting of ``grid`` (in order), the setting's fields first.
 
     With ``processes`` > 1 the settings run in that many processes; the request arrays are placed
     once in shared memory and mapped by each process, so a million requests are not pickled per
     setting. Every setting uses the same ``seed``, so settings are compared on the same draws.
+    ``queue_delay_reading`` as in :func:`simulate`; each row names it.
     """
+    if queue_delay_reading not in QUEUE_DELAY_READINGS:
+        raise ValueError(
+            f"queue_delay_reading must be one of {', '.join(QUEUE_DELAY_READINGS)}, got {queue_delay_reading!r}"
+        )
     for scaling in grid:
         scaling.check()
     if processes <= 1 or len(grid) <= 1:
-        return [_row(requests, s, cold, prices, p_throttle, seed) for s in grid]
+        return [_row(requests, s, cold, prices, p_throttle, seed, queue_delay_reading) for s in grid]
     arrays = (requests.arrival_s, requests.ttft_s, requests.duration_s)
     n = len(requests)
     blocks = [shared_memory.SharedMemory(create=True, size=max(1, a.nbytes)) for a in arrays]
@@ -798,7 +857,7 @@ def sweep(
         with ProcessPoolExecutor(
             max_workers=min(processes, len(grid)), initializer=_attach, initargs=(tuple(b.name for b in blocks), n)
         ) as pool:
-            futures = [pool.submit(_row_shared, s, cold, prices, p_throttle, seed) for s in grid]
+            futures = [pool.submit(_row_shared, s, cold, prices, p_throttle, seed, queue_delay_reading) for s in grid]
             return [f.result() for f in futures]
     finally:
         for block in blocks:

@@ -1,7 +1,7 @@
 """When requests arrive during an event: from a description, a load-test result or a trace.
 
 Three sources, one result (:class:`Arrivals`: sorted arrival times plus prompt and answer tokens
-per request), so the planner (``rpbook.planning.eventplan``) does not care where traffic came from:
+per request), so the planner (``rpbook.planning.eventchoice``) does not care where traffic came from:
 
 - **An event description** (:class:`EventShape`): attendees, duration, the share of attendees in a
   conversation at the peak, turns per conversation, think time, prompt and answer tokens.

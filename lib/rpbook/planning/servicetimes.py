@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from rpbook.core.errors import ConfigError
+from rpbook.endpoint.timings import RUNPOD_7B_COLD_START
 from rpbook.planning.capacity import ColdStart, Requests
 from rpbook.planning.eventtraffic import Arrivals
 
@@ -73,16 +74,10 @@ _ASSUMED_FACTOR = {
 }
 PRIOR_PROMPT_TOKENS = 256
 
-REALISTIC_COLD = {
-    "container_start_s": 20.0,
-    "engine_init_s": 25.0,
-    "flashboot_start_s": 3.0,
-    "flashboot_window_s": 900.0,
-    "scaler_tick_s": 0.5,
-    "volume_read_bytes_per_s": 0.8e9,
-}
-"""localpod's ``realistic`` profile (lib/localpod/profiles.py): its stated range of what Runpod users
-see for a 7B model. An assumption for planning until a wake is measured."""
+REALISTIC_COLD = {**RUNPOD_7B_COLD_START, "flashboot_window_s": 900.0, "scaler_tick_s": 0.5}
+"""A 7B cold start on Runpod as :data:`rpbook.endpoint.timings.RUNPOD_7B_COLD_START` states it (localpod's
+``realistic`` profile, lib/localpod/profiles.py), with that profile's FlashBoot window and scaler tick.
+An assumption for planning until a wake is measured."""
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from rpbook.core.errors import ConfigError
+from rpbook.core.paths import current_run_dir
 from rpbook.core.secrets import mask, scrub
 from rpbook.records.runfolder import Scalar, figures_path, load_figures
 
-RUN_DIR_ENV = "RPBOOK_RUN_DIR"
-DEFAULT_RUN_DIR = Path("runs") / "latest"
-
-__all__ = ["DEFAULT_RUN_DIR", "RUN_DIR_ENV", "Scalar", "clean_text", "figures_dir", "load_figures", "record_figures"]
+__all__ = ["clean_text", "figures_dir", "record_figures"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TOKEN_SHAPED = re.compile(r"\b(?:hf|rpa|rps)_[A-Za-z0-9_]{8,}")
@@ -37,8 +35,7 @@ def figures_dir(run_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where this run's records go (not created here)."""
     if run_dir is not None:
         return Path(run_dir).expanduser()
-    from_env = os.environ.get(RUN_DIR_ENV)
-    return Path(from_env).expanduser() if from_env else DEFAULT_RUN_DIR
+    return current_run_dir()
 
 
 def clean_text(text: str) -> str:

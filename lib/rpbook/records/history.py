@@ -8,8 +8,11 @@ WAL mode (readers such as runbook 07 never block the next run's writer), keyed b
 that appending the same run twice replaces it instead of counting it twice.
 
 Regressions compare each run's key figures with the median of the runs before it (a median, not a
-mean: one bad day must not move the baseline). Cold-start figures are compared only with earlier
-cold wake-ups (a warm wake answers at once and would make every cold one look slow).
+mean: one bad day must not move the baseline) and their robust spread (the MAD), and flag only a
+change beyond the noise and beyond a per-figure floor (the rule is written out above
+``NOISE_SPREADS``). Cold-start figures are compared only with earlier cold wake-ups (a warm wake
+answers at once and would make every cold one look slow); figures that measure the machine running
+the check (tokens/s through localpod) are not judged in local mode.
 """
 
 from __future__ import annotations
@@ -20,14 +23,12 @@ import sqlite3
 import statistics
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rpbook.core.errors import ConfigError
 from rpbook.records.runfolder import read_summary, run_figures
-
-DEFAULT_HISTORY = Path("runs") / "history.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -118,7 +119,9 @@ def append_run(history_file: str | Path, run_dir: str | Path) -> HistoryRun:
     summary = read_summary(folder)
     parameters = summary.get("parameters") or {}
     receipt = summary.get("receipt") or {}
-    cost = receipt.get("total_usd") if isinstance(receipt, dict) else None
+    # the run's own workers' cost (``rpbook.records.runcost``), not its billing buckets' total, which
+    # includes every other run in the same hours; older receipts have only the total
+    cost = receipt.get("run_usd", receipt.get("total_usd")) if isinstance(receipt, dict) else None
     tags = {k: str(v) for k, v in parameters.items() if k.endswith("image_tag")}
     workers = parameters.get("workers_max")
     key = str(folder.resolve())
@@ -174,31 +177,98 @@ def load_history(history_file: str | Path) -> list[HistoryRun]:
 
 
 # -- regressions -----------------------------------------------------------------------------------
+#
+# The rule (runbook 07's table shows it per figure). A figure of a run is judged against the runs
+# before it, of the same target, that passed, at most ``window`` of them (cold-start figures: only
+# earlier cold wake-ups). It is judged only when ``min_runs`` earlier values exist. The baseline is
+# their median; the noise is their spread, 1.4826 × the median absolute deviation (MAD), which
+# equals the standard deviation for normal noise and ignores a few wild values (NIST/SEMATECH
+# e-Handbook 1.3.5.17; Leys et al. 2013, "Detecting outliers: do not use standard deviation around
+# the mean, use absolute deviation around the median", who call 3 MADs very conservative; rpbook
+# takes NOISE_SPREADS = 3, with the floors below as a second guard). A figure regressed when it is
+# worse than the baseline by more than all three of:
+#   - NOISE_SPREADS × the spread (the recent runs' own noise),
+#   - the figure's relative floor (``factor``: 1.5 = 50 % worse; for lower-is-worse figures,
+#     baseline / factor),
+#   - the figure's absolute floor (``min_delta``, in its own unit).
+# Figures that mostly measure the machine running the check (``machine_bound``: tokens/s and
+# embeddings/s through localpod, where the "GPU" is this machine's CPU shared with everything else)
+# are shown with their band but left out of the verdict in local mode.
+
+NOISE_SPREADS = 3.0
+"""How many robust spreads (1.4826 × MAD) a change must exceed to be more than noise."""
+MAD_TO_SIGMA = 1.4826
+DEFAULT_WINDOW = 10
+DEFAULT_MIN_RUNS = 5
+"""Earlier runs a figure needs before it is judged: with fewer, a median and a MAD say little."""
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """When a figure has regressed: worse than ``factor`` times the recent median (divided by it
-    when lower is worse) and by at least ``min_delta`` in its own unit, so that jitter on tiny
-    numbers (a 10 ms TTFT becoming 20 ms) is not a regression."""
+    """When a figure has regressed (see the rule above): worse than ``factor`` times the baseline
+    (divided by it when lower is worse), by at least ``min_delta`` in its own unit (a 10 ms TTFT
+    becoming 20 ms is jitter), and by more than ``NOISE_SPREADS`` robust spreads of the recent runs."""
 
     factor: float
     min_delta: float = 0.0
     higher_is_worse: bool = True
     cold_only: bool = False
     """Compare only cold wake-ups with cold wake-ups."""
+    machine_bound: bool = False
+    """In local mode the figure measures this machine more than the endpoint: shown, not judged."""
+    meaning: str = ""
+    """What a regression of this figure usually means (runbook 07's table)."""
+
+    def allowed_change(self, baseline: float, spread: float) -> float:
+        """How far (in the figure's unit, in the bad direction) a value may move from ``baseline``
+        before it is a regression: the largest of the three floors."""
+        relative = baseline * (self.factor - 1) if self.higher_is_worse else baseline * (1 - 1 / self.factor)
+        return max(NOISE_SPREADS * spread, abs(relative), self.min_delta)
+
+    def judged(self, target: str) -> bool:
+        """Whether runs of ``target`` are judged on this figure (machine-bound ones not in local mode)."""
+        return not (self.machine_bound and target == "local")
 
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
-    "wake_total_s": Threshold(1.5, 5.0, cold_only=True),
-    "delay_time_ms": Threshold(1.5, 5000.0, cold_only=True),
-    "ttft_s": Threshold(1.5, 0.25),
-    "tokens_per_s": Threshold(1.5, 5.0, higher_is_worse=False),
-    "embeddings_per_s": Threshold(1.5, 5.0, higher_is_worse=False),
-    "cost_usd": Threshold(1.5, 0.01),
+    "wake_total_s": Threshold(
+        1.75, 5.0, cold_only=True, meaning="slower cold start: a bigger image or model, no cached weights, a slow pool"
+    ),
+    "delay_time_ms": Threshold(
+        1.75, 5000.0, cold_only=True, meaning="Runpod's own queue wait of the wake-up job, cold start included"
+    ),
+    "ttft_s": Threshold(2.5, 0.25, meaning="slower first token: engine settings, a smaller GPU, a busier worker"),
+    "tokens_per_s": Threshold(
+        1.5, 5.0, higher_is_worse=False, machine_bound=True, meaning="slower generation (a smaller GPU, new engine)"
+    ),
+    "embeddings_per_s": Threshold(
+        1.5, 5.0, higher_is_worse=False, machine_bound=True, meaning="slower embeddings (a smaller GPU, new image)"
+    ),
+    "cost_usd": Threshold(1.5, 0.01, meaning="the check costs more: workers stay up longer or start more often"),
 }
-"""Cold start x1.5 and at least 5 s slower (a real one takes a minute or two; seconds of jitter on a
-busy machine are not a regression), TTFT x1.5, throughput down by a third, cost x1.5 (and a cent)."""
+"""Cold start x1.75 and at least 5 s slower (a real one takes a minute or two and varies by a fifth
+from host to host; seconds of jitter on a busy machine are not a regression), TTFT x2.5 and 0.25 s
+(one request's TTFT through Runpod's proxy varies by a quarter), throughput down by a third, cost x1.5 (and a
+cent); every change also beyond 3 robust spreads of the recent runs."""
+
+
+@dataclass(frozen=True)
+class Band:
+    """What a figure of one run was judged against: the baseline and how far it could move."""
+
+    baseline: float
+    spread: float
+    allowed: float
+    higher_is_worse: bool
+    runs: int
+
+    @property
+    def low(self) -> float:
+        return self.baseline - (0.0 if self.higher_is_worse else self.allowed)
+
+    @property
+    def high(self) -> float:
+        return self.baseline + (self.allowed if self.higher_is_worse else 0.0)
 
 
 @dataclass(frozen=True)
@@ -216,50 +286,80 @@ def _cold(run: HistoryRun) -> bool | None:
     return None if value is None else bool(value)
 
 
+def robust_spread(values: Sequence[float]) -> float:
+    """1.4826 × the median absolute deviation: the standard deviation of normal noise, robust to a
+    few wild values."""
+    center = statistics.median(values)
+    return MAD_TO_SIGMA * statistics.median(abs(v - center) for v in values)
+
+
+def band_for(
+    runs: Sequence[HistoryRun],
+    index: int,
+    name: str,
+    limit: Threshold,
+    *,
+    window: int = DEFAULT_WINDOW,
+    min_runs: int = DEFAULT_MIN_RUNS,
+) -> Band | None:
+    """The band run ``index`` is judged in for figure ``name``, or None when it is not judged
+    (too few earlier runs, or a cold-start figure of a warm wake-up)."""
+    run = runs[index]
+    earlier = [r for r in runs[:index] if r.ok and r.target == run.target]
+    if limit.cold_only:
+        if _cold(run) is not True:
+            return None
+        earlier = [r for r in earlier if _cold(r) is True]
+    values = [v for v in (r.figure(name) for r in earlier) if v is not None][-window:]
+    if len(values) < min_runs:
+        return None
+    baseline = statistics.median(values)
+    spread = robust_spread(values)
+    return Band(baseline, spread, limit.allowed_change(baseline, spread), limit.higher_is_worse, len(values))
+
+
 def find_regressions(
-    runs: Sequence[HistoryRun], *, window: int = 7, min_runs: int = 3, thresholds: Mapping[str, Threshold] | None = None
+    runs: Sequence[HistoryRun],
+    *,
+    window: int = DEFAULT_WINDOW,
+    min_runs: int = DEFAULT_MIN_RUNS,
+    thresholds: Mapping[str, Threshold] | None = None,
 ) -> list[Flag]:
-    """Flags for every run whose key figures are worse than the median of up to ``window`` earlier
-    runs (of the same target; only runs that passed count as a baseline). A figure needs
-    ``min_runs`` earlier values to be judged. A FlashBoot hit lost is a cold wake-up where most of
-    the earlier runs were warm."""
+    """Flags for every run whose figures moved beyond their band (the rule above). A FlashBoot hit
+    lost is a cold wake-up where most of the ``min_runs`` or more earlier runs were warm."""
     if window < 1 or min_runs < 1:
         raise ConfigError(f"window ({window}) and min_runs ({min_runs}) must be at least 1")
     limits = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     flags: list[Flag] = []
     for index, run in enumerate(runs):
-        earlier = [r for r in runs[:index] if r.ok and r.target == run.target]
         for name, limit in limits.items():
             value = run.figure(name)
-            if value is None:
+            if value is None or not limit.judged(run.target):
                 continue
-            if limit.cold_only:
-                if _cold(run) is not True:
-                    continue
-                pool = [r for r in earlier if _cold(r) is True]
-            else:
-                pool = earlier
-            values = [v for v in (r.figure(name) for r in pool) if v is not None][-window:]
-            if len(values) < min_runs:
+            band = band_for(runs, index, name, limit, window=window, min_runs=min_runs)
+            if band is None:
                 continue
-            baseline = statistics.median(values)
-            if limit.higher_is_worse:
-                worse = value > baseline * limit.factor and value - baseline >= limit.min_delta
-                how = f"{value / baseline:.1f}x" if baseline > 0 else "up"
-            else:
-                worse = value * limit.factor < baseline and baseline - value >= limit.min_delta
-                how = f"down to {value / baseline:.0%}" if baseline > 0 else "down"
-            if worse:
-                flags.append(
-                    Flag(
-                        run.run_dir,
-                        run.started_at,
-                        name,
-                        value,
-                        baseline,
-                        f"{name} {value:g} is {how} the median {baseline:g} of the {len(values)} runs before",
-                    )
+            change = value - band.baseline if limit.higher_is_worse else band.baseline - value
+            if change <= band.allowed:
+                continue
+            if band.baseline > 0:
+                how = (
+                    f"{value / band.baseline:.1f}x" if limit.higher_is_worse else f"down to {value / band.baseline:.0%}"
                 )
+            else:
+                how = "up" if limit.higher_is_worse else "down"
+            flags.append(
+                Flag(
+                    run.run_dir,
+                    run.started_at,
+                    name,
+                    value,
+                    band.baseline,
+                    f"{name} {value:g} is {how} the median {band.baseline:g} of the {band.runs} runs before "
+                    f"(noise band ±{band.allowed:.3g})",
+                )
+            )
+        earlier = [r for r in runs[:index] if r.ok and r.target == run.target]
         states = [c for c in (_cold(r) for r in earlier[-window:]) if c is not None]
         if _cold(run) is True and len(states) >= min_runs and states.count(False) > len(states) / 2:
             flags.append(
@@ -291,5 +391,5 @@ def parse_thresholds(spec: Mapping[str, Any]) -> dict[str, Threshold]:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
             raise ConfigError(f"threshold for {name!r} must be a factor above 1 (e.g. 1.5), got {factor!r}")
         base = out.get(name, Threshold(float(factor)))
-        out[name] = Threshold(float(factor), base.min_delta, base.higher_is_worse, base.cold_only)
+        out[name] = replace(base, factor=float(factor))
     return out

@@ -1,11 +1,18 @@
-"""What a run cost: a receipt from Runpod's own billing, for the run's endpoints and volumes.
+"""What a run cost: its own workers' cost, beside Runpod's billing for its endpoints and volumes.
 
-The figures come from REST v2 billing (``/v2/billing/serverless`` and
-``/v2/billing/network-volumes``), never from rpbook's own estimates, so the receipt is what the
-invoice will say. Billing is bucketed (here by hour, UTC), so the window is the hour buckets that
-contain the run, and it includes any other use of the same endpoints in those hours. Which
-endpoints and volumes: the ids the runbooks recorded in the run's figures (``endpoint_id``,
-``volume_id``).
+Two figures, because Runpod bills in hourly buckets per endpoint:
+
+- **this run**: its own workers' billed seconds × price, from what the run observed of them
+  (``rpbook.records.runcost``: worker listings while it ran, the endpoints it recorded); this is the
+  figure the history keeps, so two checks in the same hour do not each carry both;
+- **billing**: REST v2 billing (``/v2/billing/serverless`` and ``/v2/billing/network-volumes``) for
+  the hour buckets that contain the run, which is what the invoice will say and includes any other
+  use of the same endpoints in those hours, and the volumes' storage: the cross-check ("billing
+  09:00–10:00 UTC: $0.0258, of which this run ≈ $0.0126").
+
+Which endpoints and volumes: the ids the runbooks recorded in the run's figures (``endpoint_id``,
+``volume_id``) and the endpoints whose workers the run saw start, so a failed run that woke workers
+before recording anything still has them in its receipt.
 
 "Of which cold starts" is an estimate (billing does not split it): the seconds from submit to a
 ready worker in each cold wake-up the run recorded, at the endpoint's dearest pool price.
@@ -24,11 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rpbook.account.billing_now import price_per_worker_hour
+from rpbook.account import pricing
 from rpbook.account.controlplane import RunpodClient
+from rpbook.account.resources import Endpoint
 from rpbook.core.errors import ConfigError, EndpointNotFound
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
+from rpbook.records.runcost import EndpointTerms, load_observation, own_cost
 from rpbook.records.runfolder import read_summary, run_figures, run_times
 
 BILLING_LAG = timedelta(hours=1)
@@ -45,18 +54,37 @@ class Receipt:
     cold_start_usd: float = 0.0
     provisional: bool = True
     why_provisional: str = ""
+    run_usd: float | None = None
+    """This run's own workers' cost (``rpbook.records.runcost``); None when the run was not watched."""
+    run_basis: str = ""
+    """How ``run_usd`` was counted (workers, billed seconds, projected idle tail)."""
+    run_workers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total_usd(self) -> float:
+        """The billing buckets' total for the run's endpoints and volumes (other use included)."""
         return round(sum(self.endpoints_usd.values()) + sum(self.volumes_usd.values()), 6)
+
+    def _bucket_text(self) -> str:
+        start = datetime.fromisoformat(self.window_start.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(self.window_end.replace("Z", "+00:00"))
+        day = "" if (end - start) <= timedelta(days=1) else f"{end:%Y-%m-%d} "
+        return f"{start:%Y-%m-%d %H:%M}–{day}{end:%H:%M} UTC"
 
     def line(self) -> str:
         if not self.endpoints_usd and not self.volumes_usd:
-            return "this run: $0 (it recorded no endpoint or volume)"
-        text = (
-            f"this run: ${self.total_usd:.4f} (billing {self.window_start} to {self.window_end}), of which "
-            f"cold starts ≈ ${self.cold_start_usd:.4f}"
-        )
+            return "this run: $0 (it recorded no endpoint or volume, and no worker of the endpoints it names ran)"
+        so_far = " so far" if self.provisional else ""
+        billing = f"billing {self._bucket_text()}: ${self.total_usd:.4f}{so_far} for its endpoints and volumes"
+        if self.run_usd is None:
+            text = f"this run: not observed (taken without `rpbook run`); {billing}, other use in those hours included"
+        else:
+            own = f"this run: ${self.run_usd:.4f} (its own workers: {self.run_basis})"
+            if self.run_usd <= self.total_usd:
+                text = f"{own}; {billing}, of which this run ≈ ${self.run_usd:.4f}"
+            else:  # the projected idle tail is not billed yet
+                text = f"{own}; {billing}, its idle tail still to come"
+        text += f"; cold starts ≈ ${self.cold_start_usd:.4f}"
         if self.provisional:
             text += f"; provisional ({self.why_provisional}): run `rpbook receipt {self.run_dir}` later"
             text += " for the final figure"
@@ -66,6 +94,15 @@ class Receipt:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total_usd": self.total_usd, "line": self.line()}
+
+
+def _during(worker: dict[str, Any], started: datetime) -> bool:
+    """A watched worker that started while the run ran (the run woke or started it)."""
+    try:
+        begun = datetime.fromisoformat(str(worker["started_at"]))
+    except (KeyError, ValueError):
+        return False
+    return begun >= started
 
 
 def _hour_floor(moment: datetime) -> datetime:
@@ -88,7 +125,10 @@ def make_receipt(
     """The receipt of the run in ``run_dir`` that ran from ``started`` to ``ended`` (UTC)."""
     now = now or datetime.now(UTC)
     figures = list(run_figures(run_dir).values())
-    endpoint_ids = sorted({str(f["endpoint_id"]) for f in figures if f.get("endpoint_id")})
+    recorded = sorted({str(f["endpoint_id"]) for f in figures if f.get("endpoint_id")})
+    observation = load_observation(run_dir)
+    seen = {str(w["endpoint_id"]) for w in (observation or {}).get("workers") or () if _during(w, started)}
+    endpoint_ids = sorted(set(recorded) | seen)
     volume_ids = sorted({str(f["volume_id"]) for f in figures if f.get("volume_id")})
     start = _hour_floor(started)
     end = _hour_floor(ended) + timedelta(hours=1)
@@ -98,7 +138,13 @@ def make_receipt(
         return receipt
     still_running: list[str] = []
     with RunpodClient(settings, api_key) as client:
+        gpu_types = client.gpu_types(serverless_availability=False)
+        endpoints: dict[str, Endpoint] = {}
         for endpoint_id in endpoint_ids:
+            try:
+                endpoints[endpoint_id] = client.get_endpoint(endpoint_id)
+            except EndpointNotFound:  # deleted since (runbook 99): its billing stays
+                pass
             billing = client.serverless_billing(
                 endpoint_id, bucket_size="hour", start=receipt.window_start, end=receipt.window_end
             )
@@ -116,11 +162,19 @@ def make_receipt(
             )
             total = ((data.get("metadata") or {}).get("totals") or {}).get("totalAmount") or 0.0
             receipt.volumes_usd[volume_id] = round(float(total), 6)
+        if observation is not None:
+            terms = {
+                i: EndpointTerms(tuple(e.gpu_pools), int(e.idle_timeout_s or 0), e.workers_min)
+                for i, e in endpoints.items()
+            }
+            own = own_cost(observation, started, ended, terms, gpu_types, used=recorded)
+            receipt.run_usd, receipt.run_basis, receipt.run_workers = own.usd, own.describe(), own.per_worker
         cold = 0.0
-        for recorded in figures:
-            woken, ready_s = recorded.get("endpoint_id"), recorded.get("ready_s")
-            if recorded.get("cold") is True and woken in endpoint_ids and isinstance(ready_s, (int, float)):
-                price = price_per_worker_hour(client, client.get_endpoint(str(woken))) or 0.0
+        for recorded_figures in figures:
+            woken, ready_s = recorded_figures.get("endpoint_id"), recorded_figures.get("ready_s")
+            if recorded_figures.get("cold") is True and woken in endpoints and isinstance(ready_s, (int, float)):
+                endpoint = endpoints[str(woken)]
+                price = pricing.worker_usd_per_hour(gpu_types, endpoint.gpu_pools, endpoint.gpu_count) or 0.0
                 cold += float(ready_s) / 3600 * price
         receipt.cold_start_usd = round(cold, 6)
     from rpbook.account.jobqueue import health  # the queue client; imported here to keep this module light

@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="regressions of the newest run against the recent median")
     history.add_argument("file", nargs="?", type=Path, default=None, help="history file (default: runs/history.sqlite)")
     history.add_argument("--check", action="store_true", help="exit 1 when the newest run regressed (cron, CI)")
-    history.add_argument("--window", type=int, default=7, help="how many earlier runs make the median (default 7)")
+    history.add_argument(
+        "--window", type=int, default=10, help="how many earlier runs make the median and spread (default 10)"
+    )
+    history.add_argument(
+        "--min-runs", type=int, default=5, help="earlier runs a figure needs before it is judged (default 5)"
+    )
     localpod = sub.add_parser(
         "localpod", help="this checkout's localpod (the one the runbooks use): serve, status, stop"
     )
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "receipt":
         return _receipt(args.run_dir)
     if args.command == "history":
-        return _history(args.file, args.check, args.window)
+        return _history(args.file, args.check, args.window, args.min_runs)
     if args.command == "localpod":
         return _localpod(args.action, args.profile)
     try:
@@ -120,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"executed notebooks and summary.json in {summary.run_dir}")
     if summary.receipt:
         print(summary.receipt["line"])
+    if summary.stopped_by:
+        import signal
+
+        print(f"rpbook: stopped by {summary.stopped_by}; the kernel restored what it had changed", file=sys.stderr)
+        return 128 + int(signal.Signals[summary.stopped_by])
     if not args.no_history:
         _append_history(args.history or Path(summary.run_dir).parent / "history.sqlite", summary.run_dir)
     if not summary.ok:
@@ -186,16 +196,17 @@ def _append_history(history_file: Path, run_dir: str) -> None:
     print(f"appended to the history {history_file} (`rpbook history --check {history_file}` looks for regressions)")
 
 
-def _history(history_file: Path | None, check: bool, window: int) -> int:
-    from rpbook.records.history import DEFAULT_HISTORY, load_history
+def _history(history_file: Path | None, check: bool, window: int, min_runs: int) -> int:
+    from rpbook.core.paths import history_file as default_history
+    from rpbook.records.history import load_history
     from rpbook.records.history_report import history_report
 
-    path = history_file or DEFAULT_HISTORY
+    path = history_file or default_history()
     if history_file is not None and not path.exists():
         print(f"rpbook: no history at {path}: `rpbook run` writes one (see --history)", file=sys.stderr)
         return 2
     try:
-        report = history_report(load_history(path), window=window)
+        report = history_report(load_history(path), window=window, min_runs=min_runs)
     except RpbookError as exc:
         print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
         return 2

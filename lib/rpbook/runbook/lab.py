@@ -18,7 +18,9 @@ from typing import Any
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
-RECORDS_FOLDER = "runs"
+from rpbook.core.paths import RUNS_FOLDER
+
+RECORDS_FOLDER = RUNS_FOLDER
 
 
 def is_record(path: str) -> bool:

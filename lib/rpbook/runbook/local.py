@@ -44,10 +44,11 @@ import httpx
 
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.localpod_address import PORT_FILE
+from rpbook.core.paths import LOCALPOD_FOLDER
 from rpbook.core.secrets import scrub
 from rpbook.core.settings import Settings
 
-DEFAULT_STATE_DIR = Path(".localpod")
+DEFAULT_STATE_DIR = Path(LOCALPOD_FOLDER)
 PID_FILE = "localpod.pid"
 LOG_FILE = "localpod.log"
 START_LOG_FILE = "localpod.start.log"

@@ -11,31 +11,33 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rpbook.core.errors import ConfigError, RpbookError
-from rpbook.core.paths import notebook_dir
+from rpbook.core.paths import RUN_DIR_ENV, notebook_dir, runs_dir
+from rpbook.core.pending import PENDING_FILE
 from rpbook.core.secrets import scrub
+from rpbook.runbook.paramcheck import Declared, declared_parameters, value_problem
+
+if TYPE_CHECKING:
+    from rpbook.records.runcost import WorkerWatch
 
 _SECRET_NAME = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
-}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+MAX_PARAMETERS_FILE_BYTES = 1 << 20
+"""A parameters file is a few dozen lines; anything over 1 MiB is refused before YAML reads it (a
+6 MB file took 116 s to be refused, issue 20)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class NotebookParameter:
     type_name: str
     default: str
     help: str
+    range: str = ""
+    """The declared valid range (``rpbook.runbook.paramcheck``), "" when none is declared."""
 
 
 @dataclass
@@ -65,6 +69,8 @@ class RunSummary:
     ended_at: str = ""
     receipt: dict[str, Any] | None = None
     """What the run cost (``rpbook.records.receipt``), or why it could not be read."""
+    stopped_by: str = ""
+    """``SIGTERM`` or ``SIGHUP`` when the run was told to stop (its kernel restored what it changed)."""
 
     @property
     def ok(self) -> bool:
@@ -88,6 +94,7 @@ class RunSummary:
                 "started_at": self.started_at,
                 "ended_at": self.ended_at,
                 "receipt": self.receipt,
+                "stopped_by": self.stopped_by or None,
                 "results": [asdict(r) for r in self.results],
             },
             indent=2,
@@ -107,15 +114,10 @@ def discover_notebooks(directory: Path | None = None) -> list[Path]:
 
 
 def notebook_parameters(path: Path) -> dict[str, NotebookParameter]:
-    """The ``parameters`` cell as papermill reads it (``name: type = default  # help``)."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(path))
+    """The ``parameters`` cell as papermill reads it (``name: type = default  # [range] help``)."""
     return {
-        name: NotebookParameter(
-            name, str(p.get("inferred_type_name") or "None"), str(p.get("default")), str(p.get("help") or "")
-        )
-        for name, p in found.items()
+        name: NotebookParameter(d.name, d.type_name, d.default, d.help, d.spec.text if d.spec else "")
+        for name, d in declared_parameters(path).items()
     }
 
 
@@ -146,6 +148,11 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
     for path in files:
         path = Path(path)
         try:
+            if path.is_file() and path.stat().st_size > MAX_PARAMETERS_FILE_BYTES:
+                raise ConfigError(
+                    f"parameters file {path} is {path.stat().st_size} bytes; a parameters file is a short YAML "
+                    f"mapping (at most {MAX_PARAMETERS_FILE_BYTES} bytes): give the file of name: value lines"
+                )
             text = path.read_text(encoding="utf-8")
             data = yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 - a SafeLoader subclass
         except FileNotFoundError:
@@ -173,37 +180,15 @@ def load_parameters(files: Sequence[Path]) -> dict[str, Any]:
     return merged
 
 
-def _declared_type(type_name: str) -> tuple[tuple[type, ...] | None, bool]:
-    """The Python types a declared annotation admits, and whether ``None`` is one of them
-    (``Optional[bool]``); unknown annotations admit anything."""
-    optional = type_name.startswith("Optional[") and type_name.endswith("]")
-    base = type_name[len("Optional[") : -1] if optional else type_name
-    base = base.split("[", 1)[0]  # list[str] -> list
-    return _TYPES.get(base), optional or type_name == "None"
-
-
-def _type_problem(name: str, type_name: str, value: Any) -> str | None:
-    allowed, optional = _declared_type(type_name)
-    if value is None:
-        return None if optional or allowed is None else f"{name}: expected {type_name}, got null (give a value)"
-    if allowed is None:
-        return None
-    numeric = type_name.removeprefix("Optional[").startswith(("int", "float"))
-    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
-        return f"{name}: expected {type_name}, got {type(value).__name__} {value!r}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{name}: expected a finite number, got {value!r}"
-    return None
-
-
 def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -> dict[Path, dict[str, Any]]:
-    """Validate names and types; return the parameters each notebook receives (only those it declares)."""
-    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    """Validate names, types and declared ranges (``rpbook.runbook.paramcheck``), and refuse values
+    shaped like secrets; return the parameters each notebook receives (only those it declares)."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
     # A parameters file serves the whole collection, so a name is known when any runbook beside the
     # selected ones declares it (it is then simply not passed); only names no runbook has are typos.
     siblings = {p for nb in notebooks for p in discover_notebooks(nb.parent)} - set(notebooks)
-    known: dict[str, NotebookParameter] = {}
-    for params in [*(notebook_parameters(p) for p in sorted(siblings)), *declared.values()]:
+    known: dict[str, Declared] = {}
+    for params in [*(declared_parameters(p) for p in sorted(siblings)), *declared.values()]:
         known.update(params)
     problems: list[str] = []
     for name, value in parameters.items():
@@ -221,7 +206,8 @@ def check_parameters(parameters: Mapping[str, Any], notebooks: Sequence[Path]) -
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{name}: no runbook has this parameter{hint}")
             continue
-        problem = _type_problem(name, known[name].type_name, value)
+        d = known[name]
+        problem = value_problem(name, d.type_name, d.spec, d.help, value)
         if problem:
             problems.append(problem)
     if problems:
@@ -270,10 +256,53 @@ def _ipc_kernel_manager() -> type:
                 return
             await super()._async_interrupt_kernel()
 
+        async def _async_post_start_kernel(self, **kw: Any) -> None:
+            await super()._async_post_start_kernel(**kw)
+            pid = getattr(self.provisioner, "pid", None)
+            if isinstance(pid, int):
+                _KERNEL_PIDS.add(pid)
+
     return IpcKernelManager
 
 
-def new_run_dir(root: Path = Path("runs")) -> Path:
+_KERNEL_PIDS: set[int] = set()
+"""Kernels this process started. They run in a session of their own (jupyter_client), so a signal
+sent to ``rpbook run``'s process group never reaches them; :class:`_ForwardStopSignals` does."""
+
+
+class _ForwardStopSignals:
+    """While notebooks run, SIGTERM and SIGHUP are passed on to the running kernel, whose
+    ``rpbook.core.restore`` registry sets back the pin, the event phase and the sped-up timings
+    before the kernel ends; the run then stops (the notebook counts as failed, the rest as skipped)
+    and ``rpbook run`` exits 128 + the signal's number. Without this the kernel, orphaned, was
+    ended by its parent poller with nothing restored (issue 20)."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _ForwardStopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        self.received = signal.Signals(signum)
+        for pid in sorted(_KERNEL_PIDS):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                _KERNEL_PIDS.discard(pid)
+
+
+def new_run_dir(root: Path | None = None) -> Path:
+    """``runs/<UTC time>/`` in the project (``rpbook.core.paths.runs_dir``), never an existing one."""
+    root = root if root is not None else runs_dir()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = root / stamp
     suffix = 1
@@ -301,23 +330,31 @@ def run_notebooks(
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(run_dir=str(run_dir), parameters=dict(parameters), started_at=datetime.now(UTC).isoformat())
-    previous = os.environ.get("RPBOOK_RUN_DIR")
-    os.environ["RPBOOK_RUN_DIR"] = str(run_dir.resolve())
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    watch = _watch_workers(summary, run_dir) if receipt else None
+    stop = _ForwardStopSignals()
     try:
+        stop.__enter__()
         stopped = False
         for notebook in notebooks:
             output = run_dir / notebook.name
-            if stopped:
+            if stopped or stop.received is not None:
                 summary.results.append(NotebookResult(notebook.name, str(output), "skipped"))
                 continue
             result = _run_one(notebook, output, per_notebook[notebook], kernel_name, execution_timeout, log_output)
             summary.results.append(result)
             stopped = result.status != "ok"
     finally:
+        if watch is not None:
+            watch.stop()
+        stop.__exit__()
+        if stop.received is not None:
+            summary.stopped_by = stop.received.name
         if previous is None:
-            os.environ.pop("RPBOOK_RUN_DIR", None)
+            os.environ.pop(RUN_DIR_ENV, None)
         else:
-            os.environ["RPBOOK_RUN_DIR"] = previous
+            os.environ[RUN_DIR_ENV] = previous
     summary.ended_at = datetime.now(UTC).isoformat()
     if receipt and not summary.interrupted:  # interrupted: the person wants out; `rpbook receipt` takes it later
         try:
@@ -325,7 +362,9 @@ def run_notebooks(
         except KeyboardInterrupt:
             summary.interrupted_step = "the cost receipt"
             summary.receipt = {"line": f"cost receipt interrupted (Ctrl+C); `rpbook receipt {run_dir}` takes it"}
-    _write_atomically(run_dir / "summary.json", summary.to_json())
+    _write_atomically(run_dir / "summary.json", scrub(summary.to_json()))
+    for written in [*(Path(r.output) for r in summary.results), run_dir / PENDING_FILE]:
+        scrub_file(written)
     return summary
 
 
@@ -391,6 +430,34 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
+    """Start watching the workers of the endpoints the run names, so that its receipt can count
+    its own workers (``rpbook.records.runcost``); None when the settings cannot be read (the
+    receipt then says why)."""
+    from rpbook.core.paths import resolve_env_file
+    from rpbook.core.settings import load_settings
+    from rpbook.records.runcost import WorkerWatch, endpoint_names
+
+    try:
+        settings = load_settings(str(summary.parameters.get("target", "local")), env_file=resolve_env_file(""))
+        key = settings.runpod_api_key()
+    except RpbookError:
+        return None
+    return WorkerWatch(settings, key, run_dir, endpoint_names(summary.parameters)).start()
+
+
+def scrub_file(path: Path) -> None:
+    """Mask secrets in a file the run wrote (executed notebook, ``pending.json``): the second line of
+    defence behind :func:`check_parameters`, which refuses secret-shaped values before anything runs."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        return
+    clean = scrub(text)
+    if clean != text:
+        path.write_text(clean, encoding="utf-8")
 
 
 def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:

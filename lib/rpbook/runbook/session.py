@@ -11,6 +11,8 @@ kernel, shares one localpod and one set of resources.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from rpbook.core.errors import ConfigError
 from rpbook.core.paths import localpod_state_dir, resolve_env_file
@@ -21,6 +23,19 @@ QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
 """HTTP clients that log one INFO line per request: httpx for older openai releases, httpx2 (its
 successor) for openai 3. Once the runpod SDK has run ``logging.basicConfig(level=INFO)`` (on its
 import, runpod/serverless/utils/rp_upload.py) every chat request would print one into the notebook."""
+
+
+def check_parameters(runbook: str, namespace: Mapping[str, Any]) -> None:
+    """The first line of every runbook: every parameter it declares within its declared range
+    (``rpbook.runbook.paramcheck``) before anything is started, called or created. ``namespace`` is
+    the kernel's ``globals()``, where the parameters cell and papermill's injected values live."""
+    from rpbook.core.paths import notebook_dir
+    from rpbook.runbook.paramcheck import check_namespace
+
+    notebook = notebook_dir() / f"{runbook}.ipynb"
+    if not notebook.is_file():
+        raise ConfigError(f"runbook {runbook} not found in {notebook.parent}: its parameters cannot be checked")
+    check_namespace(notebook, namespace)
 
 
 def start(target: str = "local", env_file: str = "", *, localpod_profile: str = "fast") -> Settings:
@@ -48,7 +63,7 @@ def quiet_http_logs() -> None:
 
 def _recover_pins(settings: Settings) -> None:
     """A keep-alive pin whose holder died (``kill -9``) or expired is restored by the next runbook."""
-    from rpbook.endpoint.keepalive import lease_dir, read_leases, recover_stale_pins
+    from rpbook.endpoint.pins import lease_dir, read_leases, recover_stale_pins
 
     if not read_leases(lease_dir(settings)):
         return

@@ -18,10 +18,18 @@ def backend_kind(image: str) -> str:
 
 
 def create_backend(spec: WorkerSpec) -> WorkerBackend:
-    """A fresh backend for one worker of an endpoint running ``spec.image``.
+    """A fresh backend for one worker of an endpoint running ``spec.image``: a real process running
+    the runpod SDK for a user's handler (``spec.handler``) or when asked (``spec.sdk_process``),
+    else localpod's in-process emulation of the image.
 
     Imports are deferred so a server that only runs mock workers never loads the embedding model
     code."""
+    if spec.handler is not None or spec.sdk_process:
+        from localpod.serverless.backends.process_worker import ProcessWorker, handler_command
+
+        if spec.handler is not None:
+            return ProcessWorker(spec, handler_command(spec.handler))
+        return ProcessWorker(spec, handler_command("localpod.serverless.sdk_handler"))
     kind = backend_kind(spec.image)
     if kind == "vllm":
         from localpod.serverless.backends.vllm_worker import VllmWorker

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localpod.profiles import Profile
+
+if TYPE_CHECKING:
+    from localpod.serverless.worker_protocol import WorkerProtocolHub
 
 
 class WorkerCrash(Exception):
@@ -33,6 +36,24 @@ class WorkerSpec:
     profile: Profile
     proxy_url: str | None = None
     proxy_api_key: str | None = None
+    # What a worker process (localpod.serverless.backends.process_worker) needs besides the above:
+    worker_id: str | None = None
+    gpu_type_id: str | None = None
+    base_url: str | None = None
+    """Where the process reaches localpod's worker routes (``http://127.0.0.1:<port>``)."""
+    protocol: WorkerProtocolHub | None = None
+    handler: str | None = None
+    """A user's handler file or module for this image (``localpod serve --handler IMAGE=PATH``)."""
+    sdk_process: bool = False
+    """Run localpod's own emulation of the image as a handler inside the real SDK loop, in a process."""
+    log: Callable[[str], None] | None = None
+    """Where the process's output lines go (the worker's log)."""
+    on_demand: Callable[[], None] | None = None
+    """Called when the process asks for jobs (the platform dispatches)."""
+    live_profile: Callable[[], Profile] | None = None
+    """The platform's profile now (an ``sdk_process`` worker gets it with each job)."""
+    concurrency: int = 1
+    """The endpoint's per-worker concurrency as localpod derives it from the image's variables."""
 
 
 @dataclass

@@ -18,7 +18,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
-from localpod.services.rest import billing, catalog_api, serverless, templates, volumes, worker_logs_api
+from localpod.services.rest import (
+    account,
+    billing,
+    catalog_api,
+    catalog_cpus,
+    serverless,
+    templates,
+    volumes,
+    worker_logs_api,
+)
 from localpod.services.rest.common import ALL_METHODS, ApiError, resource
 
 RouteT = TypeVar("RouteT", bound=BaseRoute)
@@ -52,7 +61,9 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *templates.routes(ctx),
         *volumes.routes(ctx),
         *catalog_api.routes(ctx),
+        *catalog_cpus.routes(ctx),
         *billing.routes(ctx),
+        *account.routes(ctx),
         resource(ctx, "/v2/{rest:path}", dict.fromkeys(ALL_METHODS, unknown)),
     ]
     return [any_character(route) for route in routes_]

@@ -1,26 +1,19 @@
-"""``/v2/billing/serverless`` and ``/v2/billing/network-volumes``: what the emulated account spent.
+"""``/v2/billing/serverless`` and ``/v2/billing/network-volumes``: parse the window, serialise the records.
 
-Serverless spend comes from ``store.sessions``: each :class:`~localpod.store.WorkerSession` is one
-worker's billable life, from start until fully stopped, **rounded up to a whole second** as Runpod
-bills, times ``price_per_gpu_s`` times ``gpu_count``. A worker still running is billed up to now.
-The rounded-up life is split across the time buckets it overlaps, so the buckets add up to exactly
-what the whole session costs. Sessions of deleted endpoints stay billable (as on Runpod).
-
-Network-volume spend is storage: STANDARD $0.07/GB/month for the first 1,000 GB and $0.05 beyond,
-HIGH_PERFORMANCE $0.14/GB/month (localpod's assumption: Runpod only says "a premium"), a month being
-30 days, prorated per second from the volume's creation to now. localpod forgets deleted volumes and
-bills a resized volume at its current size for its whole life.
+The amounts come from the billing backend (:mod:`localpod.resources.billing`, which owns per-second
+rounding, prices and proration); this module only turns a request into a bucket-aligned window and
+the backend's amounts into the REST v2 ``ListServerlessBillingResponse`` /
+``ListNetworkVolumeBillingResponse`` shapes.
 
 Decisions: one record per endpoint (volume) per bucket that has a non-zero amount; buckets without
 usage are omitted rather than reported as zeros. CPU, disk and platform-fee components are 0
-(localpod emulates GPU workers only), so ``totalAmount == gpuAmount``. Amounts are rounded to
-micro-dollars. Buckets are UTC; weeks start on Monday.
+(localpod emulates GPU workers only), so ``totalAmount == gpuAmount``. Buckets are UTC; weeks
+start on Monday.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,17 +24,13 @@ from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
 from localpod.http import JSONResponse
+from localpod.resources import billing
 from localpod.services.rest.common import bad_request, resource, unprocessable
 from localpod.store import NetworkVolume, WorkerSession
 
 BUCKET_SIZES = ("hour", "day", "week", "month", "year")
 MAX_BUCKETS = 10_000
 """Refuse windows that would need more buckets than this (e.g. ``lastN=1000000&bucketSize=hour``)."""
-
-SECONDS_PER_MONTH = 30 * 24 * 3600
-STANDARD_GB_MONTH = 0.07
-STANDARD_GB_MONTH_OVER_1TB = 0.05
-HIGH_PERFORMANCE_GB_MONTH = 0.14
 
 
 @dataclass(frozen=True)
@@ -150,51 +139,14 @@ def parse_window(request: Request, now: datetime) -> Window:
     return window
 
 
-def billed_interval(session: WorkerSession, now: float) -> tuple[float, float]:
-    """A session's billed span: its start plus its life rounded up to a whole second."""
-    stop = session.stopped_at if session.stopped_at is not None else now
-    seconds = math.ceil(round(max(0.0, stop - session.started_at), 6))  # round() absorbs float noise
-    return session.started_at, session.started_at + seconds
-
-
-def _overlap(span: tuple[float, float], start: float, end: float) -> float:
-    return max(0.0, min(span[1], end) - max(span[0], start))
-
-
-def _bucketed(
-    window: Window, items: Iterable[tuple[str, tuple[float, float], Callable[[float], float]]]
-) -> dict[tuple[int, str], float]:
-    """Sum ``cost(seconds)`` of each item's span per (bucket index, id)."""
-    buckets = window.buckets()
-    totals: dict[tuple[int, str], float] = {}
-    for item_id, span, cost in items:
-        for index, (b_start, b_end, _, _) in enumerate(buckets):
-            seconds = _overlap(span, b_start, b_end)
-            if seconds > 0:
-                totals[(index, item_id)] = totals.get((index, item_id), 0.0) + cost(seconds)
-    return totals
-
-
-def _money(amount: float) -> float:
-    return round(amount, 6)
-
-
 def serverless_billing(
     sessions: Iterable[WorkerSession], window: Window, now: float, serverless_id: str | None
 ) -> dict[str, Any]:
-    """A ``ListServerlessBillingResponse`` for the window."""
-    items = []
-    for session in sessions:
-        if serverless_id is not None and session.endpoint_id != serverless_id:
-            continue
-        rate = session.price_per_gpu_s * session.gpu_count
-        items.append((session.endpoint_id, billed_interval(session, now), lambda s, r=rate: s * r))
+    """A ``ListServerlessBillingResponse`` for the window (amounts: :mod:`localpod.resources.billing`)."""
     buckets = window.buckets()
+    amounts = billing.serverless_amounts(sessions, [(b[0], b[1]) for b in buckets], now, serverless_id)
     records: list[dict[str, Any]] = []
-    for (index, endpoint_id), amount in sorted(_bucketed(window, items).items()):
-        gpu = _money(amount)
-        if gpu <= 0:
-            continue
+    for (index, endpoint_id), gpu in amounts.items():
         _, _, b_start, b_end = buckets[index]
         records.append(
             {
@@ -208,7 +160,7 @@ def serverless_billing(
                 "feeAmount": 0.0,
             }
         )
-    total = _money(sum(r["gpuAmount"] for r in records))
+    total = billing.money(sum(r["gpuAmount"] for r in records))
     return {
         "records": records,
         "metadata": {
@@ -225,32 +177,15 @@ def serverless_billing(
     }
 
 
-def volume_monthly_cost(volume: NetworkVolume) -> float:
-    """USD per 30-day month for a volume at its current size and tier."""
-    if volume.type == "HIGH_PERFORMANCE":
-        return volume.size * HIGH_PERFORMANCE_GB_MONTH
-    return min(volume.size, 1000) * STANDARD_GB_MONTH + max(0, volume.size - 1000) * STANDARD_GB_MONTH_OVER_1TB
-
-
 def volume_billing(
     volumes: Iterable[NetworkVolume], window: Window, now: float, volume_id: str | None
 ) -> dict[str, Any]:
-    """A ``ListNetworkVolumeBillingResponse`` for the window."""
-    by_id = {}
-    items = []
-    for volume in volumes:
-        if volume_id is not None and volume.id != volume_id:
-            continue
-        by_id[volume.id] = volume
-        created = datetime.fromisoformat(volume.created_at).timestamp()
-        rate = volume_monthly_cost(volume) / SECONDS_PER_MONTH
-        items.append((volume.id, (created, now), lambda s, r=rate: s * r))
+    """A ``ListNetworkVolumeBillingResponse`` for the window (amounts: :mod:`localpod.resources.billing`)."""
+    by_id = {v.id: v for v in volumes}
     buckets = window.buckets()
+    amounts = billing.volume_amounts(by_id.values(), [(b[0], b[1]) for b in buckets], now, volume_id)
     records: list[dict[str, Any]] = []
-    for (index, vid), amount in sorted(_bucketed(window, items).items()):
-        total = _money(amount)
-        if total <= 0:
-            continue
+    for (index, vid), total in amounts.items():
         _, _, b_start, b_end = buckets[index]
         high = by_id[vid].type == "HIGH_PERFORMANCE"
         records.append(
@@ -263,8 +198,8 @@ def volume_billing(
                 "highPerformanceAmount": total if high else 0.0,
             }
         )
-    standard = _money(sum(r["standardAmount"] for r in records))
-    high_perf = _money(sum(r["highPerformanceAmount"] for r in records))
+    standard = billing.money(sum(r["standardAmount"] for r in records))
+    high_perf = billing.money(sum(r["highPerformanceAmount"] for r in records))
     return {
         "records": records,
         "metadata": {
@@ -277,7 +212,7 @@ def volume_billing(
             "recordCount": len(records),
             "uniqueNetworkVolumeCount": len({r["networkVolumeId"] for r in records}),
             "totals": {
-                "totalAmount": _money(standard + high_perf),
+                "totalAmount": billing.money(standard + high_perf),
                 "standardAmount": standard,
                 "highPerformanceAmount": high_perf,
             },

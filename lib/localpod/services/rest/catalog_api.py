@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute
 from localpod import catalog
 from localpod.catalog import DataCenter, GpuType
 from localpod.context import ServerContext
+from localpod.cpu_catalog import cpu_flavors
 from localpod.http import JSONResponse
 from localpod.services.rest.common import bad_request, not_found, query_list, resource, unprocessable
 
@@ -229,7 +230,15 @@ def data_center_json(dc: DataCenter, include: list[str]) -> dict[str, Any]:
         ]
         if stock:
             body["gpuAvailability"] = stock
-    # CPU_AVAILABILITY is accepted but localpod has no CPU catalog: the spec omits the field then.
+    if "CPU_AVAILABILITY" in include:
+        cpus = []
+        for flavor in cpu_flavors():
+            levels = [flavor.stock(product).get(dc.id) for product in ("POD", "SERVERLESS")]
+            found = [level for level in levels if level is not None]
+            if found:
+                cpus.append({"id": flavor.id, "name": flavor.name, "availability": max(found, key=LEVELS.index)})
+        if cpus:  # omitted, not empty, where no CPU flavor is offered (the spec)
+            body["cpuAvailability"] = cpus
     return body
 
 

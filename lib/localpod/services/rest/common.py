@@ -1,12 +1,14 @@
 """What every REST v2 resource module shares: auth, method dispatch, body validation, errors.
 
 Runpod's REST API v2 answers every failure with an RFC 9457 problem document, checks the API key
-before anything else (401), and separates three kinds of bad request: a body that is not JSON (400),
-a body that breaks the schema (422, one ``errors`` entry per field) and a body that is well-formed but
-breaks a rule the schema cannot express, such as ``workers.max`` below ``workers.min`` (400). Handlers
-here raise :class:`ApiError`, the resource backends (:mod:`localpod.resources`) raise
-:class:`~localpod.resources.errors.ResourceError`, and :func:`resource` turns either into that
-problem document (:func:`from_resource_error`), so handlers only parse and serialise.
+before anything else (401; only ``Authorization: Bearer <key>``, the spec's one security scheme,
+while the queue and GraphQL also take a bare key or ``?api_key=``), and separates three kinds of bad
+request: a body that is not JSON (400), a body that breaks the schema (422, one ``errors`` entry per
+field) and a body that is well-formed but breaks a rule the schema cannot express, such as
+``workers.max`` below ``workers.min`` (400). Handlers here raise :class:`ApiError`, the resource
+backends (:mod:`localpod.resources`) raise :class:`~localpod.resources.errors.ResourceError`, and
+:func:`resource` turns either into that problem document (:func:`from_resource_error`), so handlers
+only parse and serialise.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from localpod.context import ServerContext
-from localpod.http import bearer_key, json_body, problem
+from localpod.http import json_body, problem, strict_bearer_key
 from localpod.resources import Backends, backends
 from localpod.resources.errors import ResourceError
 
@@ -78,9 +80,13 @@ def resource(ctx: ServerContext, path: str, handlers: Mapping[str, Handler]) -> 
     allow = ", ".join(sorted(handlers))
 
     async def endpoint(request: Request) -> Response:
-        key = bearer_key(request)
+        key = strict_bearer_key(request)
         if not key:
-            return problem(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            return problem(
+                401,
+                "missing bearer token: send the API key as Authorization: Bearer <key> (REST v2 takes no other form)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not ctx.is_valid_api_key(key):
             return problem(401, "invalid or expired API key", headers={"WWW-Authenticate": "Bearer"})
         handler = handlers.get(request.method)

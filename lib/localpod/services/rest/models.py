@@ -27,6 +27,7 @@ def absent() -> Any:
 
 CudaVersion = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_NAME_CHARS)]
 ExcludedType = Annotated[str, StringConstraints(pattern=r"^\s*[^-\s]")]
 FlashBoot = Literal["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]
 VolumeType = Literal["STANDARD", "HIGH_PERFORMANCE"]
@@ -34,7 +35,13 @@ TemplateCategory = Literal["CPU", "NVIDIA", "AMD"]
 
 
 class Body(RequestBody):
-    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
+        str_max_length=limits.MAX_STRING_CHARS,  # every string field bounded (localpod.limits)
+    )
 
 
 def _duplicates(field: str, values: list[str] | None) -> list[str]:
@@ -105,7 +112,7 @@ class UpdateEndpointGpuConfig(Body):
 
 
 class CreateEndpointRequest(ContainerConfig):
-    name: NonEmpty
+    name: Name
     type: Literal["QUEUE", "LOAD_BALANCER"]
     scaling: Scaling
     gpu: CreateEndpointGpuConfig = absent()
@@ -129,7 +136,7 @@ class CreateEndpointRequest(ContainerConfig):
 
 
 class UpdateEndpointRequest(ContainerConfig):
-    name: NonEmpty = absent()
+    name: Name = absent()
     cpu: Annotated[list[Any], Field(min_length=1)] = absent()
     data_center_ids: list[str] = absent()
     flashboot: FlashBoot = absent()
@@ -157,7 +164,7 @@ class TemplateMounts(Body):
 
 
 class CreateTemplateRequest(ContainerConfig):
-    name: NonEmpty
+    name: Name
     image: str
     allowed_cuda_versions: list[CudaVersion] = absent()
     category: TemplateCategory = "NVIDIA"
@@ -172,7 +179,7 @@ class UpdateTemplateRequest(ContainerConfig):
     allowed_cuda_versions: list[CudaVersion] = absent()
     category: TemplateCategory = absent()
     mounts: TemplateMounts = absent()
-    name: NonEmpty = absent()
+    name: Name = absent()
     public: bool = absent()
     serverless: bool = absent()
     start_jupyter: bool = absent()
@@ -186,13 +193,13 @@ VolumeSize = Annotated[int, Field(ge=10, le=4096)]
 
 class CreateNetworkVolumeRequest(Body):
     data_center: NonEmpty
-    name: NonEmpty
+    name: Name
     size: VolumeSize
     type: VolumeType = absent()
 
 
 class UpdateNetworkVolumeRequest(Body):
-    name: NonEmpty = absent()
+    name: Name = absent()
     size: VolumeSize = absent()
 
     def schema_errors(self) -> list[str]:

@@ -5,6 +5,11 @@ Parsing and serialising only; the rules are the templates backend's
 is created from it, so editing it changes no endpoint; deleting one an endpoint was created from is
 refused with a 400. Names need not be unique: creating twice gives two templates, so a runbook that
 wants idempotency must look its template up by name first.
+
+``/v2/catalog/templates`` serves the public catalog (:mod:`localpod.template_catalog`); its
+``source`` is ``official`` (default), ``verified`` or ``community`` (anything else: 422). An
+official template can be read through ``GET /v2/templates/{id}`` too ("fetch any individual
+template — catalog or owned — via ``/v2/templates/{id}``", the spec), not changed or deleted.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
 from localpod.http import JSONResponse
-from localpod.services.rest.common import parse_body, resource, rest_backends
+from localpod.resources.errors import ResourceError
+from localpod.services.rest.common import parse_body, resource, rest_backends, unprocessable
 from localpod.services.rest.models import CreateTemplateRequest, TemplateMounts, UpdateTemplateRequest
 from localpod.store import Template
+from localpod.template_catalog import SOURCES, public_template, public_templates
 
 DEFAULT_DISK_GB = 20
 """Container disk when the body sets none (the value in the spec's examples)."""
@@ -113,7 +120,19 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         return JSONResponse(template_json(templates.create(fields)), status_code=201)
 
     async def get_one(request: Request) -> Response:
-        return JSONResponse(template_json(templates.get(request.path_params["id"])))
+        try:
+            return JSONResponse(template_json(templates.get(request.path_params["id"])))
+        except ResourceError:
+            public = public_template(request.path_params["id"])
+            if public is None:
+                raise
+            return JSONResponse(template_json(public))
+
+    async def list_public(request: Request) -> Response:
+        source = request.query_params.get("source", "official")
+        if source not in SOURCES:
+            raise unprocessable([f"source: {source!r} is not one of {', '.join(SOURCES)}"])
+        return JSONResponse({"templates": [template_json(t) for t in public_templates(ctx.store, source)]})
 
     async def update_template(request: Request) -> Response:
         body = await parse_body(request, UpdateTemplateRequest)
@@ -127,4 +146,5 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     return [
         resource(ctx, "/v2/templates", {"GET": list_templates, "POST": create_template}),
         resource(ctx, "/v2/templates/{id}", {"GET": get_one, "PATCH": update_template, "DELETE": delete_template}),
+        resource(ctx, "/v2/catalog/templates", {"GET": list_public}),
     ]
