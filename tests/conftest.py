@@ -269,7 +269,14 @@ def rpbook_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # -- the suite itself ---------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-LEFTOVERS = ("notebooks/kernel-ipc-*", "notebooks/runs", "notebooks/*.figures.json", "notebooks/.localpod")
+LEFTOVERS = (
+    "notebooks/kernel-ipc-*",
+    "notebooks/runs",
+    "notebooks/*.figures.json",
+    "notebooks/.localpod",
+    "build",  # a `pip install .` of the checkout itself
+    "jupyter/migrated",  # jupyter_core's marker in a JupyterLab's config folder
+)
 
 
 def _leftovers() -> set[str]:

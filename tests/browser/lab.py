@@ -2,9 +2,9 @@
 
 What a person sees in JupyterLab is not what nbmake or papermill see: they run the kernel, not the
 page. These helpers drive Debian's Chromium (``apt-get install chromium``; Playwright's own browser
-download cannot work offline) through Playwright for Python, against a JupyterLab started with the
-project's config folder (``jupyter/``) on 127.0.0.1 with a token, on a copy of the runbooks, with
-kernels that inherit an isolated localpod's environment.
+download cannot work offline) through Playwright for Python, against a JupyterLab started with a
+copy of the project's config folder (``jupyter/``) on 127.0.0.1 with a token, on a copy of the
+runbooks, with kernels that inherit an isolated localpod's environment.
 
 Selectors were read in the real page of JupyterLab 4.6: menu items carry ``data-command``
 (``runmenu:run-all``), the kernel indicator in the status bar carries ``data-status``
@@ -99,9 +99,13 @@ def start_lab(root: Path, env: dict[str, str], port: int) -> Lab:
     workspaces and runtime files in ``root``'s parent."""
     token = secrets.token_hex(24)
     home = root.parent
+    # A copy of the project's config folder: jupyter_core writes its "migrated" marker into the
+    # config folder on first start, which would leave a file in the checkout after every run.
+    config = home / "jupyter"
+    shutil.copytree(CONFIG_DIR, config, dirs_exist_ok=True, ignore=shutil.ignore_patterns("migrated", "__pycache__"))
     env = {
         **env,
-        "JUPYTER_CONFIG_DIR": str(CONFIG_DIR),
+        "JUPYTER_CONFIG_DIR": str(config),
         "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
