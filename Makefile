@@ -67,6 +67,7 @@ status: $(ANY_INSTALL)
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/localpod_overhead.py
+	$(PY) benchmarks/cached_model_coldstart.py
 	$(PY) benchmarks/runbook_walltime.py
 	$(PY) benchmarks/embeddings_throughput.py
 	$(PY) benchmarks/localpod_durability.py
