@@ -38,7 +38,7 @@ from rpbook.account.billing_now import price_per_worker_hour
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret, run_job
 from rpbook.core import restore
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -73,6 +73,7 @@ def ping_input(image: str, model: str) -> dict[str, Any]:
 # -- the keep-alive -----------------------------------------------------------------------------
 
 
+@rich_output
 class KeepAlive:
     """Keeps an endpoint warm for one conversation (see the module docstring).
 
@@ -397,6 +398,15 @@ class KeepAlive:
         """Callbacks for LangChain's ``ChatOpenAI`` whose every model call is a user turn
         (:func:`rpbook.endpoint.turns.langchain_callbacks`)."""
         return langchain_callbacks(self)
+
+    def __str__(self) -> str:
+        lines = [
+            f"keep-alive {self.strategy} on endpoint {self.endpoint_id} (idle timeout {self.idle_timeout_s:g} s)",
+            f"  estimate: {self.estimate}",
+        ]
+        if self.report.stop_reason not in ("not started", "running"):
+            lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = [

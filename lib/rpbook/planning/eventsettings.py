@@ -22,6 +22,7 @@ from rpbook.account.plans import apply as apply_plan
 from rpbook.account.quota import QuotaCheck
 from rpbook.account.resources import Endpoint
 from rpbook.core import restore
+from rpbook.core.display import rich_output
 from rpbook.core.errors import ConfigError
 
 
@@ -77,6 +78,7 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
+@rich_output
 @dataclass
 class EventPlans:
     """The plan for the event window and the restore plan for afterwards."""
