@@ -147,9 +147,10 @@ def test_one_run_builds_the_whole_stack(stack: Stack):
 
 def test_no_secret_reaches_outputs_logs_or_errors(stack: Stack):
     root, env = stack.box.root, stack.env()
-    # A run that fails half-way: notebook 02 refuses an unpinned image tag after 00 and 01 ran.
+    # A run that fails half-way: notebook 02's budget guard refuses its worst case after 00 and 01
+    # ran (an unpinned image tag no longer gets that far: rpbook run refuses it before anything runs).
     broken = root / "broken.yaml"
-    broken.write_text("vllm_image_tag: latest\n")
+    broken.write_text("max_hourly_usd: 3\n")
     books = [str(p) for p in discover_notebooks()[:3]]
     bad = subprocess.run(
         [*RPBOOK, "run", *books, "-f", str(LOCAL_PARAMS), "-f", str(broken), "--out", str(root / "runs" / "bad")],
