@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import call_in_server
 from rpbook.account.jobqueue import health
 from rpbook.account.resources import GpuType
 from rpbook.records.history import append_run, load_history
@@ -139,11 +140,15 @@ def _sessions_cost(localpod, endpoint_id: str, since: float, until: float) -> fl
 def test_two_runs_in_one_bucket_each_cost_their_own_workers(
     tmp_path, settings, localpod, plant_endpoint, wake_notebook
 ):
+    """The first run's worker idles 15 s after it, the second's 3 s: the bucket holds both, the
+    second run's figure only its own (its projected idle tail overshoots by at most the idle
+    timeout, its sampling by a second)."""
     endpoint = plant_endpoint(
-        image=VLLM_IMAGE, name="cost-check", idle_timeout=3, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token}
+        image=VLLM_IMAGE, name="cost-check", idle_timeout=15, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token}
     )
     runs = []
-    for name in ("run1", "run2"):
+    for name, idle_timeout in (("run1", 15), ("run2", 3)):
+        call_in_server(localpod, setattr, localpod.ctx.store.endpoints[endpoint.id], "idle_timeout", idle_timeout)
         summary = run_notebooks([wake_notebook], {"endpoint_name": "cost-check"}, out_dir=tmp_path / name)
         assert summary.ok, str(summary)
         _wait_until_stopped(settings, endpoint.id)
@@ -152,18 +157,17 @@ def test_two_runs_in_one_bucket_each_cost_their_own_workers(
     started = [datetime.fromisoformat(r.started_at).timestamp() for r in runs]
     receipt = second.receipt or {}
     own = _sessions_cost(localpod, endpoint.id, started[1], math.inf)
+    first_cost = _sessions_cost(localpod, endpoint.id, started[0], started[1])
     price_s = own / max(1, sum(w["billed_s"] for w in receipt["run_workers"]))
-    # the run's figure is its own worker's billed seconds: the idle tail is projected from the run's
-    # end (an upper bound, by the seconds between its last job and its end), a worker is sampled each 1 s
+    assert first_cost > 10 * price_s  # the first run's worker billed at least its 15 s idle timeout
     assert receipt["run_workers"] and {w["endpoint_id"] for w in receipt["run_workers"]} == {endpoint.id}
-    assert own - 2 * price_s <= receipt["run_usd"] <= own + 10 * price_s, (receipt["run_usd"], own)
+    assert own - 2 * price_s <= receipt["run_usd"] <= own + 4 * price_s, (receipt["run_usd"], own)
     assert f"this run: ${receipt['run_usd']:.4f} (its own workers: 1 worker(s)" in receipt["line"]
-    assert "of which this run ≈" in receipt["line"] and "billing 20" in receipt["line"]
+    assert "billing 20" in receipt["line"]
     if (first.receipt or {})["window_start"] == receipt["window_start"]:
-        # one bucket: its total holds both runs, the second run's figure only its own
-        both = _sessions_cost(localpod, endpoint.id, started[0], math.inf)
-        assert receipt["endpoints_usd"][endpoint.id] >= 0.9 * both
-        assert receipt["run_usd"] < 0.75 * receipt["endpoints_usd"][endpoint.id]
+        # one bucket: its total holds the first run too (and the second's billed part so far)
+        assert receipt["endpoints_usd"][endpoint.id] >= first_cost - 1e-6
+        assert "of which this run ≈" in receipt["line"] or "idle tail still to come" in receipt["line"]
     # the history keeps the run's own figure
     stored = append_run(tmp_path / "history.sqlite", second.run_dir)
     assert stored.cost_usd == receipt["run_usd"]
@@ -175,7 +179,7 @@ def test_a_failed_run_has_what_it_woke_in_its_receipt(tmp_path, settings, localp
     """Issue 20 item 4: a run that fails after waking workers (before recording any figure) used to
     say "this run: $0 (it recorded no endpoint or volume)"."""
     endpoint = plant_endpoint(
-        image=VLLM_IMAGE, name="cost-fail", idle_timeout=3, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token}
+        image=VLLM_IMAGE, name="cost-fail", idle_timeout=10, env={"MODEL_NAME": MISTRAL, "HF_TOKEN": localpod.hf_token}
     )
     summary = run_notebooks(
         [wake_notebook], {"endpoint_name": "cost-fail", "fail_after_wake": True}, out_dir=tmp_path / "failed"
@@ -185,6 +189,5 @@ def test_a_failed_run_has_what_it_woke_in_its_receipt(tmp_path, settings, localp
     assert "$0 (" not in receipt["line"], receipt["line"]
     assert endpoint.id in receipt["endpoints_usd"]
     assert receipt["run_usd"] > 0 and receipt["run_workers"][0]["endpoint_id"] == endpoint.id
-    assert "still run and bill" in receipt["line"]
     _wait_until_stopped(settings, endpoint.id)
     assert _sessions_cost(localpod, endpoint.id, 0, math.inf) > 0

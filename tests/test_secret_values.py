@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rpbook.core import secrets as secrets_module
 from rpbook.core.secrets import looks_like_secret, mask_secret_like, scrub
 from rpbook.runbook.cli import main
 from rpbook.runbook.runner import run_notebooks, scrub_file
@@ -44,7 +45,10 @@ def test_a_secret_shaped_value_in_any_parameter_exits_2_masked(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_shapes_and_what_is_not_a_secret() -> None:
+def test_the_shapes_and_what_is_not_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shapes only: secrets an earlier test registered (localpod's dev defaults, once read as the
+    # session's keys) are "known" and refused on their own account.
+    monkeypatch.setattr(secrets_module, "_KNOWN", set())
     assert looks_like_secret(HF_TOKEN) == HF_TOKEN and looks_like_secret({"a": [RUNPOD_KEY]}) == RUNPOD_KEY
     for harmless in ("hf_localpod_dev_token", "rpa_LOCALPOD_DEV_KEY", "mistralai/Mistral-7B-Instruct-v0.3", "hf_x"):
         assert looks_like_secret(harmless) is None, harmless

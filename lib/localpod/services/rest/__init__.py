@@ -19,10 +19,10 @@ from starlette.routing import BaseRoute
 
 from localpod.context import ServerContext
 from localpod.services.rest import (
-    account,
     billing,
     catalog_api,
     catalog_cpus,
+    secrets_api,
     serverless,
     templates,
     volumes,
@@ -63,7 +63,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *catalog_api.routes(ctx),
         *catalog_cpus.routes(ctx),
         *billing.routes(ctx),
-        *account.routes(ctx),
+        *secrets_api.routes(ctx),
         resource(ctx, "/v2/{rest:path}", dict.fromkeys(ALL_METHODS, unknown)),
     ]
     return [any_character(route) for route in routes_]
