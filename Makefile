@@ -62,6 +62,7 @@ status: $(VENV)/.installed-core
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/localpod_overhead.py
+	$(PY) benchmarks/cached_model_coldstart.py
 	$(PY) benchmarks/runbook_walltime.py
 	$(PY) benchmarks/embeddings_throughput.py
 	$(PY) benchmarks/localpod_durability.py

@@ -20,8 +20,9 @@ their output tokens (steady state: start-up, imports and connections are not cou
 
 A step is *sustained* by rpbook when, against the injected values, its p50 TTFT and p50 ITL are
 within 5% (``--tolerance``) and its p99 ITL at most 50% above (``--p99-tolerance``), all together.
-The server's CPU share is printed beside them: client and server share this machine's cores, so a
-busy machine lowers every figure.
+The reference client is judged the same way: when it misses too, the machine (a starved server), not
+the load tester, is the limit. The server's CPU share is printed beside them: client and server
+share this machine's cores, so a busy machine lowers every figure.
 
 Run: ``python benchmarks/loadtest_capacity.py`` (``--help``); the goals of issue 18 item 4:
 ``python benchmarks/loadtest_capacity.py --ttft 0.2 --itl 0.02 --tokens 32 --steps 8,64,200
@@ -328,7 +329,7 @@ def main() -> int:
                 rows.append((name, figures, (proc_cpu_s(server.pid) - srv0) / (time.monotonic() - wall0)))
             for name, f, server_cpu in rows:
                 verdict = ""
-                if name == "rpbook":
+                if name != "guidellm":  # GuideLLM reports no gap percentiles (its ITL is a per-request mean)
                     ok = (
                         f.errors == 0
                         and abs(f.p("ttft", 50) - ttft_ms) <= ttft_ms * args.tolerance
@@ -336,7 +337,8 @@ def main() -> int:
                         and f.p("itl", 99) <= itl_ms * (1 + args.p99_tolerance)
                     )
                     verdict = "yes" if ok else "NO"
-                    sustained_so_far = sustained_so_far and ok
+                if name == "rpbook":
+                    sustained_so_far = sustained_so_far and verdict == "yes"
                     best = streams if sustained_so_far else best
                 p99 = f"{f.p('itl', 99):>8.1f}" if name != "guidellm" else f"{'n/a':>8}"
                 print(

@@ -97,7 +97,7 @@ def test_the_first_failing_cell_restores_and_cells_that_pass_do_not(localpod, se
         assert shell.run_cell("x = 1").success and profile(localpod)["idle_timeout_scale"] == SCALE
         assert not shell.run_cell("raise RuntimeError('a cell fails')").success
         assert profile(localpod) == before and not shell.user_ns["timings"].active
-        assert shell.user_ns["timings"]._after_cell not in shell.events.callbacks["post_run_cell"]
+        assert shell.user_ns["timings"]._forget_cells is None and not shell.events.callbacks["post_run_cell"]
     finally:
         InteractiveShell.clear_instance()
 

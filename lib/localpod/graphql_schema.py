@@ -147,6 +147,10 @@ type Endpoint {
   workersStandby: Int
   executionTimeoutMs: Int
   flashBootType: FlashBootType
+  "Cached models, e.g. ``https://huggingface.co/<org>/<model>:main`` (runpodctl ``--model-reference``)."
+  modelReferences: [String]
+  "CPU flavours of a CPU endpoint; localpod emulates GPU endpoints only, so always empty."
+  instanceIds: [String]
   pods: [Pod]
 }
 
@@ -176,6 +180,10 @@ input EndpointInput {
   allowedCudaVersions: String
   minCudaVersion: String
   flashBootType: FlashBootType
+  "Cached models (runpodctl ``--model-reference``), ``https://huggingface.co/<org>/<model>:<rev>``; omitted: none."
+  modelReferences: [String]
+  "CPU flavours (``cpu3g-4-16``) of a CPU endpoint; runpodctl sends null for a GPU endpoint."
+  instanceIds: [String]
 }
 
 input UpdateEndpointTemplateInput {
@@ -365,6 +373,8 @@ endpoint_type = _bind(
         "workersStandby": lambda e, info: None,
         "executionTimeoutMs": lambda e, info: e.timeout_ms,
         "flashBootType": lambda e, info: e.flashboot,
+        "modelReferences": lambda e, info: list(e.model_references),
+        "instanceIds": lambda e, info: [],
         "pods": lambda e, info: [
             {
                 "id": w.id,

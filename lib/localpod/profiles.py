@@ -1,8 +1,9 @@
 """Timing profiles: how long the emulated serverless platform takes for each step.
 
 A cold start on Runpod is container start + model load, and model load is either a download from
-the Hub (first worker on an empty network volume, or every start without a volume) or a read from
-the volume, followed by the engine's own initialisation. ``realistic`` is in the range users see on
+the Hub (first worker on an empty network volume, or every start without a volume), a read from
+the volume, or a read from the host's model cache (cached models), followed by the engine's own
+initialisation. ``realistic`` is in the range users see on
 Runpod for a 7B model (about two minutes for the first start); ``fast`` keeps the same shape in
 about a second so tests and notebooks in CI stay quick. Every duration can be overridden at run time
 through ``/_localpod/config``.
@@ -43,6 +44,10 @@ class Profile:
     """Hub -> worker bandwidth for a model download."""
     volume_read_bytes_per_s: float
     """Network volume -> GPU read bandwidth for cached weights."""
+    host_cache_read_bytes_per_s: float
+    """Host model cache -> GPU read bandwidth for a cached model (``modelReferences``). Runpod's
+    docs (serverless/endpoints/model-caching.mdx) say only that it loads "significantly faster than
+    the same model loaded from a network volume": localpod assumes 2.5x the volume's bandwidth."""
     time_to_first_token_s: float
     """Prefill latency of the emulated text model."""
     inter_token_s: float
@@ -104,6 +109,7 @@ REALISTIC = Profile(
     engine_init_s=25.0,
     download_bytes_per_s=0.2 * GB,
     volume_read_bytes_per_s=0.8 * GB,
+    host_cache_read_bytes_per_s=2.0 * GB,
     time_to_first_token_s=0.15,
     inter_token_s=0.025,
     scaler_tick_s=0.5,
@@ -117,6 +123,7 @@ FAST = Profile(
     engine_init_s=0.25,
     download_bytes_per_s=20 * GB,
     volume_read_bytes_per_s=80 * GB,
+    host_cache_read_bytes_per_s=200 * GB,
     time_to_first_token_s=0.01,
     inter_token_s=0.001,
     scaler_tick_s=0.02,

@@ -174,6 +174,11 @@ class Endpoint:
     network_volume_ids: list[str] = field(default_factory=list)
     timeout_ms: int = 600_000
     flashboot: str = "OFF"
+    model_references: list[str] = field(default_factory=list)
+    """Cached models (GraphQL ``saveEndpoint.modelReferences``, e.g.
+    ``https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct:main``): workers start on hosts that already
+    hold them (:mod:`localpod.resources.modelrefs`, :mod:`localpod.serverless.coldstart`). Not in
+    REST v2 (the spec has no field for it)."""
     version: int = 1
     created_at: str = field(default_factory=utc_now_iso)
     last_request_at: float = field(default_factory=time.time)

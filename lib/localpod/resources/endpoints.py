@@ -32,6 +32,10 @@ the endpoint as it would be stored, stores it and tells the platform. Rules, wit
   bound template), which is localpod's assumption. GraphQL's ``deleteEndpoint`` keeps the template
   (its docs say nothing of one).
 
+- cached models (GraphQL ``modelReferences`` only; REST v2 has no field): each must be
+  ``https://huggingface.co/<org>/<model>:<revision>`` (:mod:`localpod.resources.modelrefs`, after
+  runpodctl); a REST v2 update keeps them, a GraphQL ``saveEndpoint`` replaces them like every field.
+
 ``LOAD_BALANCER`` endpoints are refused in both APIs: localpod does not emulate them.
 """
 
@@ -44,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localpod import catalog, limits
+from localpod.resources import modelrefs
 from localpod.resources.account import QUOTA_MESSAGE, quota_exceeded
 from localpod.resources.common import EndpointListener, copy_into
 from localpod.resources.errors import ResourceError, Wording
@@ -306,6 +311,10 @@ class Endpoints:
             if dc_id not in valid_dcs:
                 errors.append(say("unknown_dc", i=i, dc=dc_id, valid=", ".join(valid_dcs), first=valid_dcs[0]))
         errors += self._volume_errors(candidate)
+        errors += [
+            ResourceError("modelReferences", problem)
+            for problem in modelrefs.reference_errors(candidate.model_references)
+        ]
         return errors
 
     def _gpu_errors(self, candidate: Endpoint) -> list[ResourceError]:

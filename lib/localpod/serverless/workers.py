@@ -53,6 +53,7 @@ import orjson
 
 from localpod import catalog, hubdata
 from localpod.http import JSON_OPTIONS, dumps
+from localpod.resources import modelrefs
 from localpod.runpod_secrets import resolve_env
 from localpod.serverless import jobs as J
 from localpod.serverless.backends import backend_kind, create_backend
@@ -266,7 +267,13 @@ class Worker:
         repos = backend.model_repos
         volume = host.volume()
         cached = set(volume.cached_models) if volume is not None else None
-        plan = plan_cold_start(host.profile, repos, cached, host.flashboot_ready(self.version))
+        plan = plan_cold_start(
+            host.profile,
+            repos,
+            cached,
+            host.flashboot_ready(self.version),
+            modelrefs.cached_repos(endpoint.model_references),
+        )
         self.plan = plan
         await asyncio.sleep(plan.container_s)
         # A user's handler prints its own lines; localpod's emulations in a real SDK process keep
@@ -290,7 +297,7 @@ class Worker:
             self._turn_unhealthy(denial)
             log.info("worker %s unhealthy: %s", self.id, denial)
             return False
-        await asyncio.sleep(plan.download_s + plan.volume_read_s + plan.engine_s)
+        await asyncio.sleep(plan.download_s + plan.model_read_s + plan.engine_s)
         try:
             await backend.load()
         except WorkerCrash as exc:
@@ -338,6 +345,12 @@ class Worker:
             reason = hubdata.download_denial(repo, token, default_token)
             if reason is not None:
                 return f"cannot download {repo}: {reason}"
+        # A gated cached model needs a token too (model-caching.mdx: "Gated models ... provide a Hugging
+        # Face access token"); localpod assumes Runpod fetches it with the token the workers get.
+        for repo in plan.from_host_cache:
+            reason = hubdata.download_denial(repo, token, default_token)
+            if reason is not None:
+                return f"cannot cache {repo} on the host: {reason}"
         return None
 
     async def stop(self) -> None:

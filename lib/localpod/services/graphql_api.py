@@ -14,7 +14,8 @@ resource backends (:mod:`localpod.resources`, shared with REST v2), which own ev
 backend's message. Mapping to the store: ``gpuIds`` <-> ``gpu_pools`` (+ ``-<type>`` exclusions),
 ``locations`` <-> ``data_center_ids``, ``networkVolumeId``/``networkVolumeIds`` <->
 ``network_volume_ids``, ``flashBootType`` <-> ``flashboot``, ``executionTimeoutMs`` <->
-``timeout_ms``, ``type`` ``QB``/``LB`` <-> ``QUEUE``/``LOAD_BALANCER``. An endpoint takes image,
+``timeout_ms``, ``type`` ``QB``/``LB`` <-> ``QUEUE``/``LOAD_BALANCER``, ``modelReferences`` <->
+``model_references`` (cached models; their rule is the endpoints backend's). An endpoint takes image,
 args, disk, env, ports and registry from its template, and follows the template when the template
 changes (as on Runpod, a new version).
 
@@ -191,6 +192,8 @@ def endpoint_fields(input: dict) -> dict[str, Any]:
     scaler_value = _default(input, "scalerValue", 4)
     if scaler_value < 1:
         fail("scalerValue must be at least 1")
+    if input.get("instanceIds"):
+        fail("instanceIds (CPU endpoints) are not emulated by localpod; use gpuIds")
     cuda = _parse_cuda(_csv(input.get("allowedCudaVersions")), "allowedCudaVersions")
     min_cuda = (input.get("minCudaVersion") or "").strip() or None
     if min_cuda:
@@ -212,6 +215,8 @@ def endpoint_fields(input: dict) -> dict[str, Any]:
         "network_volume_ids": _parse_volumes(input),
         "timeout_ms": _default(input, "executionTimeoutMs", DEFAULT_TIMEOUT_MS),
         "flashboot": input.get("flashBootType") or "OFF",
+        # a full replace: omitted means none (runpodctl re-sends them to keep them)
+        "model_references": [str(ref).strip() for ref in input.get("modelReferences") or [] if ref is not None],
     }
 
 

@@ -312,6 +312,28 @@ class RunpodClient:
             )
         return data
 
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Runpod's GraphQL API at ``{rest_url}/graphql`` (same key, ``Authorization: Bearer``, as
+        runpodctl's ``internal/api`` client sends it), for what REST v2 cannot do (cached models,
+        :mod:`rpbook.account.cachedmodels`). Values travel as ``variables``, never inlined into the
+        query. Returns ``data``; a GraphQL error (HTTP 200 with ``errors``) raises ``ControlPlaneError``
+        with Runpod's message. Like every write here, a mutation is repeated only when the connection
+        never opened."""
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = dict(variables)
+        result = self._json("POST", "/graphql", body=body)
+        errors = result.get("errors")
+        if errors:
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            message = first.get("message") if isinstance(first, dict) else first
+            operation = query.strip().split("(", 1)[0].split("{", 1)[0].strip() or "query"
+            raise ControlPlaneError(scrub(f"Runpod GraphQL: {operation} was refused: {message}"))
+        data = result.get("data")
+        if not isinstance(data, dict):
+            raise ControlPlaneError("Runpod GraphQL answered without data; is settings.rest_url Runpod's API?")
+        return data
+
     @staticmethod
     def _path_id(resource_id: str) -> str:
         if not isinstance(resource_id, str) or not resource_id.strip() or "/" in resource_id:

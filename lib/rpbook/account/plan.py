@@ -105,6 +105,8 @@ class Plan:
     """Why it cannot be applied yet (a template or volume it needs does not exist)."""
     current: Resource | None = field(default=None, compare=False)
     """The resource as it is now (None when it is to be created)."""
+    model_references: tuple[str, ...] | None = field(default=None, compare=False)
+    """Endpoint only: cached models ``apply`` sets through GraphQL after the REST write (None: no change)."""
 
     @property
     def changed_fields(self) -> list[str]:

@@ -18,6 +18,10 @@ kept), so a changed template reaches an existing endpoint only by a PATCH with `
 Where an endpoint's workers may run (data center, GPU pools, host CUDA version) is checked by
 :mod:`rpbook.account.placement` before a plan is shown.
 
+An endpoint spec with ``model_references`` (cached models) plans them like any field, read and set
+through GraphQL (:mod:`rpbook.account.cachedmodels`, REST v2 has no field): ``apply`` writes REST
+first, then ``saveEndpoint``.
+
 An endpoint plan whose template or volume does not exist yet is ``blocked`` (a typed
 :class:`Blocker`): it can be shown, not applied.
 """
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from rpbook.account.cachedmodels import check_cached_models_api, model_references, save_model_references
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.cuda import CudaRequirement
 from rpbook.account.endpointscaling import ScalerSettings, WorkerSettings, check_scaler_type, scaling_body
@@ -49,6 +54,11 @@ from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec
 from rpbook.core.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.core.pending import NotCreated, clear_pending, pending, record_pending
 from rpbook.core.secrets import Secret
+
+CACHED_MODELS_NOTE = (
+    "cached models are set through GraphQL saveEndpoint (modelReferences), a field Runpod's API docs do not "
+    "document (runpodctl --model-reference sets it); rpbook re-sends every endpoint field, as runpodctl does"
+)
 
 VOLUME_TYPE = "STANDARD"
 VOLUME_USD_PER_GB_MONTH = 0.07
@@ -335,18 +345,32 @@ def plan_endpoint(
     wanted = _endpoint_wanted(spec, container, volume, data_center, cuda)
 
     endpoint: Endpoint | None = _named("endpoint", client.list_endpoints(), spec.name)
+    refs = None if spec.model_references is None else tuple(spec.model_references)
     if endpoint is None:
+        if refs:
+            # Before anything is created: the key reaches GraphQL and its Endpoint type has modelReferences.
+            check_cached_models_api(client)
         changes = [FieldChange(name, value, None) for name, value in wanted.items() if value not in ((), None)]
         if volume is None and spec.network_volume_name is not None:
             changes.append(FieldChange("network_volume", f"{spec.network_volume_name} (to be created)", None))
+        if refs:
+            changes.append(FieldChange("model_references", refs, None))
+            notes.append(CACHED_MODELS_NOTE)
         if container is not None:
             changes += _env_changes(container.env, None)
         body = _create_body(spec, template_id, volume, data_center, cuda)
-        return Plan("endpoint", spec.name, "create", changes, None, notes, body, blocked)
+        return Plan("endpoint", spec.name, "create", changes, None, notes, body, blocked, model_references=refs or None)
 
     if "network_volume" not in wanted:  # the volume is still to be created: it will be a change
         wanted["network_volume"] = f"{spec.network_volume_name} (to be created)"
     changes = _compare(wanted, _endpoint_actual(endpoint))
+    refs_change = None
+    if refs is not None:
+        actual_refs = model_references(client, endpoint.id)
+        if refs != actual_refs:
+            changes.append(FieldChange("model_references", refs, actual_refs))
+            refs_change = refs
+            notes.append(CACHED_MODELS_NOTE)
     if container is not None:
         changes += _env_changes(container.env, endpoint.env)
     changed = {c.field for c in changes}
@@ -365,6 +389,7 @@ def plan_endpoint(
         body,
         needed,
         current=endpoint,
+        model_references=refs_change,
     )
 
 
@@ -550,9 +575,18 @@ def apply(client: RunpodClient, plan: Plan) -> Resource:
             "endpoint": client.create_endpoint,
         }[plan.kind]
         # Written down before the POST leaves (rpbook.account.ledger): teardown must find it even after a crash.
-        return record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request), attrgetter("id"))
+        created = record_create(client.settings, plan.kind, plan.name, lambda: create(plan.request), attrgetter("id"))
+        if plan.model_references is not None:
+            save_model_references(client, created.id, plan.model_references)
+        return created
     if plan.resource_id is None:
         raise ConfigError(f"the plan for {plan.name!r} has action {plan.action!r} but no resource id")
+    if plan.action == "update" and plan.model_references is not None:
+        # REST v2 first (only what it changes), then GraphQL's full replace re-reads the result.
+        if plan.request:
+            client.update_endpoint(plan.resource_id, plan.request)
+        save_model_references(client, plan.resource_id, plan.model_references)
+        return client.get_endpoint(plan.resource_id)
     if plan.action == "update":
         updates: dict[Kind, Callable[[str, Mapping[str, Any]], Resource]] = {
             "volume": client.update_network_volume,

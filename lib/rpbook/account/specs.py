@@ -19,6 +19,7 @@ from typing import Any
 
 from rpbook.account.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields
 from rpbook.account.endpointscaling import check_idle_timeout, check_scaler_type, check_scaler_value
+from rpbook.account.modelrefs import check_references
 from rpbook.core.errors import ConfigError
 from rpbook.core.secrets import Secret, is_secret_env_key, is_secret_reference
 
@@ -248,6 +249,9 @@ class EndpointSpec:
     with ``min_cuda_version`` None: what the template's image needs (``rpbook.account.cuda``); ``[]``: any."""
     min_cuda_version: str | None = None
     """A CUDA floor instead (``gpu.minCudaVersion``, e.g. ``'12.4'``); exclusive with the above."""
+    model_references: Sequence[str] | None = None
+    """Cached models (``https://huggingface.co/<org>/<model>:main``, :mod:`rpbook.account.modelrefs`),
+    set through GraphQL (:mod:`rpbook.account.cachedmodels`). None: left as they are; ``()``: none."""
 
     def __post_init__(self) -> None:
         _name("EndpointSpec.name", self.name)
@@ -292,6 +296,15 @@ class EndpointSpec:
         object.__setattr__(self, "data_center", _optional(self.data_center))
         if self.data_center is not None:
             _data_center("EndpointSpec.data_center", self.data_center)
+        if self.model_references is not None:
+            refs = check_references("EndpointSpec.model_references", self.model_references)
+            object.__setattr__(self, "model_references", refs)
+            if refs and not float(self.scaler_value).is_integer():
+                raise _fail(
+                    "EndpointSpec.scaler_value",
+                    f"{self.scaler_value} with cached models: they are set through GraphQL saveEndpoint, whose "
+                    "scalerValue is a whole number; use a whole number of seconds (e.g. 15)",
+                )
         object.__setattr__(self, "min_cuda_version", _optional(self.min_cuda_version))
         object.__setattr__(self, "allowed_cuda_versions", _optional(self.allowed_cuda_versions))  # [] is "any"
         try:

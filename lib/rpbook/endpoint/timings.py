@@ -11,18 +11,20 @@ tokens, is injected at its real value (``ttft_s``, ``itl_s``): it is what the lo
 
 :class:`LocalTimings` is one context manager that sets all of it and puts localpod's own values
 back: at ``with``'s end, at :meth:`LocalTimings.restore`, at the end of the first notebook cell
-that fails (an IPython ``post_run_cell`` hook, so a failed cell of runbook 05 cannot leave a
-persistent localpod on the runbook's clock), and at interpreter exit. On Runpod it changes nothing.
+that fails (:func:`rpbook.core.person.on_failed_cell`, so a failed cell of runbook 05 cannot leave a
+persistent localpod on the runbook's clock), on SIGTERM/SIGHUP (:mod:`rpbook.core.restore`) and at
+interpreter exit. On Runpod it changes nothing.
 """
 
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from rpbook.account.jobqueue import _as_secret
-from rpbook.core.person import ipython_shell
+from rpbook.core import restore
+from rpbook.core.person import on_failed_cell
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 
@@ -82,7 +84,8 @@ class LocalTimings:
         self.overrides = scaled_profile(time_scale, ttft_s, itl_s) if self.local else {}
         self.previous: dict[str, float] = {}
         self._entered = False
-        self._hooked: Any = None
+        self._on_signal: restore.Registration | None = None
+        self._forget_cells: Callable[[], None] | None = None
 
     def __enter__(self) -> LocalTimings:
         if self._entered or not self.local:
@@ -92,7 +95,8 @@ class LocalTimings:
         self.previous = set_profile_overrides(self.settings, self.api_key, self.overrides)
         self._entered = True
         atexit.register(self.restore)
-        self._hook_cells()
+        self._on_signal = restore.register("localpod's own timings (runbook 05's scaled clock)", self.restore)
+        self._forget_cells = on_failed_cell(self._after_failed_cell)
         return self
 
     def __exit__(
@@ -107,7 +111,12 @@ class LocalTimings:
 
     def restore(self) -> None:
         """Put localpod's own timings back (idempotent)."""
-        self._unhook_cells()
+        forget, self._forget_cells = self._forget_cells, None
+        if forget is not None:
+            forget()
+        if self._on_signal is not None:
+            restore.unregister(self._on_signal)
+            self._on_signal = None
         atexit.unregister(self.restore)
         if not self.previous:
             return
@@ -116,27 +125,7 @@ class LocalTimings:
         previous, self.previous = self.previous, {}
         set_profile_overrides(self.settings, self.api_key, previous)
 
-    # -- notebook cells
-
-    def _hook_cells(self) -> None:
-        """In an IPython kernel, restore after the first cell that raises."""
-        shell = ipython_shell()
-        if shell is None:
-            return
-        shell.events.register("post_run_cell", self._after_cell)
-        self._hooked = shell
-
-    def _unhook_cells(self) -> None:
-        shell, self._hooked = self._hooked, None
-        if shell is not None:
-            try:
-                shell.events.unregister("post_run_cell", self._after_cell)
-            except ValueError:  # already gone
-                pass
-
-    def _after_cell(self, result: Any) -> None:
-        if getattr(result, "error_in_exec", None) is None and getattr(result, "error_before_exec", None) is None:
-            return
+    def _after_failed_cell(self) -> None:
         self.restore()
         print("a cell failed: localpod's own timings are restored (the runbook's scaled clock is off)")
 
