@@ -47,17 +47,22 @@ lab: $(VENV)/.installed-localpod,lab
 screenshots: $(VENV)/.installed-test
 	RPBOOK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -m browser -q -p no:cacheprovider -k runs_clean tests/browser
 
-## make serve: localpod in the foreground on 127.0.0.1:8765
+## make serve: this checkout's localpod in the foreground (the port recorded in .localpod/port, the
+## one the runbooks use; LOCALPOD_URL overrides it); Ctrl+C stops it
 serve: $(VENV)/.installed-localpod
-	$(VENV)/bin/localpod serve
+	@$(VENV)/bin/rpbook localpod serve
 
-## make stop: stop the localpod that the runbooks started in the background
-stop: $(VENV)/.installed-core
-	$(PY) -c "from rpbook.runbook.local import stop_localpod; from pathlib import Path; print('stopped' if stop_localpod(Path('.localpod')) else 'not running')"
+# stop and status need rpbook only: any install made so far has it, so they reuse it instead of
+# installing another set of extras (the first `make stop` after `make demo` ran a pip install)
+ANY_INSTALL := $(firstword $(wildcard $(VENV)/.installed-*) $(VENV)/.installed-core)
 
-## make status: the localpod serving .localpod/ (pid and URL from its state lock), or "not running"
-status: $(VENV)/.installed-core
-	$(PY) -c "from rpbook.runbook.local import running_localpod; r = running_localpod(); print(f'running: pid {r[0]} at {r[1]}' if r else 'not running')"
+## make stop: stop this checkout's localpod (the one the runbooks started in the background)
+stop: $(ANY_INSTALL)
+	@$(VENV)/bin/rpbook localpod stop
+
+## make status: this checkout's localpod (pid and URL from its state lock), or "not running"
+status: $(ANY_INSTALL)
+	@$(VENV)/bin/rpbook localpod status
 
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed-bench

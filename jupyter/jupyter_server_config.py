@@ -10,7 +10,7 @@ project's default settings.
 import os
 from pathlib import Path
 
-from rpbook.runbook.lab import RunbookContentsManager, strip_outputs
+from rpbook.runbook.lab import RunbookContentsManager
 
 c = get_config()  # noqa: F821 - provided by traitlets when it runs this file
 
@@ -27,7 +27,7 @@ c.LabApp.app_settings_dir = str(PROJECT / "jupyter" / "lab-settings")
 # A runbook run from Lab records its figures under runs/lab/ (`make demo` writes runs/<UTC time>/).
 os.environ.setdefault("RPBOOK_RUN_DIR", str(PROJECT / "runs" / "lab"))
 
-# Every save (Ctrl+S, autosave) writes notebooks without outputs, except the executed records in runs/;
-# notebooks open with this machine's kernel metadata, so opening one does not mark it as changed.
+# Every save (Ctrl+S, autosave) writes notebooks without outputs, except the executed records in runs/
+# (the contents manager registers that hook itself); notebooks open with this machine's kernel metadata,
+# so opening one does not mark it as changed.
 c.ServerApp.contents_manager_class = RunbookContentsManager
-c.ContentsManager.pre_save_hook = strip_outputs

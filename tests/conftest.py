@@ -1,4 +1,9 @@
-"""Shared fixtures: one real localpod HTTP server per test session, reset before each test."""
+"""Shared fixtures: one real localpod HTTP server per test session, reset before each test.
+
+Also two session-wide services of the suite itself: a check that the tests left nothing in the
+checkout's ``notebooks/`` (kernel sockets, a ``runs/`` folder: the next browser run copies that tree),
+and one line per group of skipped tests, with the reason and the fix, at the end of the run.
+"""
 
 from __future__ import annotations
 
@@ -218,6 +223,8 @@ class Isolated:
             "LOCALPOD_URL": self.url,
             "RPBOOK_ENV_FILE": str(self.env_file),
             "RPBOOK_LOCALPOD_DIR": str(self.state_dir),
+            # figures of notebooks run without `rpbook run` (nbmake): here, not in notebooks/runs/latest
+            "RPBOOK_RUN_DIR": str(self.root / "runs" / "latest"),
         }
 
     def process_env(self) -> dict[str, str]:
@@ -257,3 +264,49 @@ def rpbook_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     file, where ``settings`` and ``isolated`` put it), never in the checkout's (``rpbook.core.paths``)."""
     monkeypatch.setenv("RPBOOK_STATE_DIR", str(tmp_path / ".rpbook"))
     return tmp_path / ".rpbook"
+
+
+# -- the suite itself ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+LEFTOVERS = (
+    "notebooks/kernel-ipc-*",
+    "notebooks/runs",
+    "notebooks/*.figures.json",
+    "notebooks/.localpod",
+    "build",  # a `pip install .` of the checkout itself
+    "jupyter/migrated",  # jupyter_core's marker in a JupyterLab's config folder
+)
+
+
+def _leftovers() -> set[str]:
+    return {str(path.relative_to(ROOT)) for pattern in LEFTOVERS for path in ROOT.glob(pattern)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_the_checkout() -> Iterator[None]:
+    """``make test`` leaves no files beside the runbooks (a second ``make test`` must pass too)."""
+    before = _leftovers()
+    yield
+    left = sorted(_leftovers() - before)
+    if left:
+        raise AssertionError(f"the tests left these in the checkout: {', '.join(left)}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line per group of skipped tests: how many, in which files, and the reason, which says the
+    fix (install Chromium, point RUNPOD_OPENAPI_SPEC at the spec, ...)."""
+    groups: dict[str, list[str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if not isinstance(longrepr, tuple) or len(longrepr) != 3:
+            continue
+        reason = str(longrepr[2]).removeprefix("Skipped: ")
+        groups.setdefault(reason, []).append(report.nodeid.split("::", 1)[0])
+    if not groups:
+        return
+    terminalreporter.write_sep("-", "skipped tests, and how to run them")
+    for reason, files in sorted(groups.items(), key=lambda group: -len(group[1])):
+        count = len(files)
+        where = ", ".join(sorted(set(files)))
+        terminalreporter.write_line(f"skipped {count} test{'' if count == 1 else 's'} ({where}): {reason}")

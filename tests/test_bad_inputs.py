@@ -365,18 +365,19 @@ def test_a_write_without_an_answer_says_it_may_have_been_created(settings: Any) 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    "setting, message",
+    "setting, code, message",
     [
-        ("workers_max: 10000", "lower workers_max"),
-        ("max_hourly_usd: 3", "above max_hourly_usd $3.00: lower workers_max to 2"),
+        ("workers_max: 10000", 2, "workers_max: got 10000, outside 1..100"),
+        ("max_hourly_usd: 3", 1, "above max_hourly_usd $3.00: lower workers_max to 2"),
     ],
 )
-def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(
-    isolated: Any, tmp_path: Path, setting: str, message: str
+def test_a_bad_setting_through_rpbook_run_stops_before_anything_is_created(
+    isolated: Any, tmp_path: Path, setting: str, code: int, message: str
 ) -> None:
-    """End to end: runbook 02 with a worst case above the spend limit or the team's ``max_hourly_usd``
-    (issue 13's budget guard) stops in its check cell, before the template (its first write)
-    exists; exit 1 names the notebook, the cell and what to set."""
+    """End to end: runbook 02 with a worst case above the team's ``max_hourly_usd`` (issue 13's
+    budget guard) stops in its check cell, before the template (its first write) exists; exit 1
+    names the notebook, the cell and what to set. A value outside its declared range (issue 20)
+    stops earlier still: exit 2 before any notebook or localpod starts."""
     import subprocess
     import sys
 
@@ -403,6 +404,10 @@ def test_a_bad_setting_through_rpbook_run_exits_1_and_creates_nothing(
         text=True,
         timeout=600,
     )
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr and message in done.stderr
+    assert done.returncode == code, done.stdout[-2000:] + done.stderr[-2000:]
+    assert message in done.stderr
+    if code == 2:
+        assert not (tmp_path / "run").exists() and not isolated.state_dir.exists()
+        return
+    assert "02_vllm_endpoint.ipynb failed in cell" in done.stderr
     assert isolated.resources() == {"templates": [], "endpoints": [], "volumes": []}

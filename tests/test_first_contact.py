@@ -3,6 +3,7 @@ with exit 2, runbook records a reader can trust, the KV-cache advice and a non-e
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,8 +296,13 @@ def test_notebook_dir_is_found_from_the_working_folder(tmp_path):
 def test_a_non_editable_install_runs_from_the_project_folder(tmp_path):
     """``pip install .`` puts rpbook in site-packages, away from notebooks/: it must look where it runs."""
     target = tmp_path / "site"
+    source = tmp_path / "source"  # a copy: a build in the checkout would leave build/ behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "lib", source / "lib", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -165,7 +165,7 @@ def test_langchain_embeddings(localpod, infinity_endpoint):
     assert len(embeddings.embed_query("a query")) == 256
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed: apt-get install curl")
 def test_sanity_request_through_curl(localpod, vllm_endpoint):
     """The request from Runpod's docs, with only the host changed."""
     url = f"{localpod.openai_base(vllm_endpoint.id)}/chat/completions"

@@ -105,7 +105,8 @@ def test_clients_are_bound_to_the_endpoint(settings, key, awake):
 
 def test_curl_example_uses_the_variable_never_the_key(settings, key):
     command = curl_example(settings, "abc123", MISTRAL, "It's a test")
-    assert "$RUNPOD_API_KEY" in command and key.reveal() not in command
+    assert "$VLLM_API_KEY" in command and key.reveal() not in command
+    assert f"set -a; . {settings.env_file.absolute()}; set +a" in command
     assert f"{settings.openai_base_url('abc123')}/chat/completions" in command
     body = command.split(" -d ", 1)[1]
     import shlex

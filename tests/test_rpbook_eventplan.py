@@ -304,6 +304,46 @@ def test_plan_end_to_end_on_a_small_event() -> None:
 # -- the endpoint plans -------------------------------------------------------------------------
 
 
+def test_a_stop_signal_while_the_event_settings_go_in_sets_the_pre_event_ones_back(
+    localpod,
+    plant_endpoint,
+    settings,  # type: ignore[no-untyped-def]
+    monkeypatch,
+):
+    """Issue 20 item 1: SIGTERM/SIGHUP during phase "event" restores the endpoint before the process
+    ends (``rpbook.core.restore`` runs what ``apply_event`` registered). The signal is played as the
+    handler would run it, right after the event's update went in."""
+    from rpbook.core import restore
+
+    ep = plant_endpoint(gpu_pools=["ADA_24"], workers_min=0, workers_max=5, idle_timeout=120, scaler_value=15)
+    key = settings.runpod_api_key()
+    chosen = {
+        "workers_min": 1,
+        "workers_max": 8,
+        "idle_timeout_s": 5.0,
+        "scaler_type": "QUEUE_DELAY",
+        "scaler_value": 4.0,
+    }
+    restore_file = eventsettings.restore_file_for(settings, ep.name)
+    real_apply = eventsettings.apply_plan
+    seen: list[list[str]] = []
+
+    def apply_then_signal(client, plan):  # type: ignore[no-untyped-def]
+        real_apply(client, plan)
+        if plan is plans.during:
+            seen.append(restore.pending())
+            restore.run_all("SIGTERM")
+
+    monkeypatch.setattr(eventsettings, "apply_plan", apply_then_signal)
+    with RunpodClient(settings, key) as client:
+        plans = eventsettings.event_plans(client.get_endpoint(ep.id), chosen, restore_file=restore_file)
+        eventsettings.apply_event(client, plans, do_apply=True)
+        back = client.get_endpoint(ep.id)
+    assert seen == [[f"runbook 06's event settings on endpoint {ep.name}"]]
+    assert (back.workers_min, back.workers_max, back.idle_timeout_s, back.scaler_value) == (0, 5, 120, 15)
+    assert not restore_file.exists() and restore.pending() == []
+
+
 def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
     localpod,
     plant_endpoint,

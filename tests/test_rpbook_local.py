@@ -84,7 +84,7 @@ def test_start_reuse_wrong_key_stop(env, state_dir, monkeypatch):
     with pytest.raises(ConfigError) as info:
         ensure_localpod(settings, state_dir=state_dir)
     message = str(info.value)
-    assert "another Runpod API key" in message and "stop_localpod" in message and str(port) in message
+    assert "another Runpod API key" in message and "make stop" in message and str(port) in message
     assert OTHER_KEY not in message and KEY not in message
 
     assert stop_localpod(state_dir) is True

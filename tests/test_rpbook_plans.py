@@ -240,9 +240,12 @@ def test_dry_run_creates_nothing_and_endpoint_plan_is_blocked(client: RunpodClie
     fields = endpoint.plan.changed_fields
     assert {"image", "gpu_pools", "workers_max", "network_volume", "env.MODEL_NAME"} <= set(fields)
     assert [b.kind for b in endpoint.plan.blocked] == [BlockerKind.TEMPLATE_MISSING, BlockerKind.VOLUME_MISSING]
-    assert all(isinstance(b, Blocker) and b.kind.awaits_prerequisite for b in endpoint.plan.blocked)
-    assert "blocked: template 'vllm-mistral-7b' does not exist yet: run ensure_template first" in str(endpoint.plan)
-    with pytest.raises(ConfigError, match="ensure_template first"):
+    # the template comes in the same runbook's next step; the volume is runbook 01's to create
+    assert [b.kind.awaits_prerequisite for b in endpoint.plan.blocked] == [True, False]
+    assert all(isinstance(b, Blocker) for b in endpoint.plan.blocked)
+    assert "blocked: template 'vllm-mistral-7b' does not exist yet: this runbook creates it" in str(endpoint.plan)
+    assert "create it with runbook 01 (01_network_volume.ipynb, apply = True)" in str(endpoint.plan)
+    with pytest.raises(ConfigError, match="this runbook creates it in its template step"):
         apply(client, endpoint.plan)
     assert counts(localpod) == (0, 0, 0)
     assert "CREATE" in str(volume.plan) and "$3.50/month" in str(volume.plan)
@@ -526,7 +529,8 @@ def test_plan_table_rendering(client: RunpodClient) -> None:
     assert any(line.split() == ["workers_max", "8", "5"] for line in text.splitlines())
     assert any(line.split()[:2] == ["gpu_pools", "ADA_24"] for line in text.splitlines())
     markup = plan._repr_html_()
-    assert markup.startswith('<div class="rpbook-plan">') and "<table>" in markup and "UPDATE" in markup
+    assert markup.startswith('<div class="mathjax_ignore tex2jax_ignore"><div class="rpbook-plan">')
+    assert "<table>" in markup and "UPDATE" in markup
     none = plan_endpoint(client, endpoint_spec())
     assert "no change" in str(none) and "nothing to change" in none._repr_html_()
 

@@ -35,6 +35,7 @@ from rpbook.records.receipt import receipt_for_run_dir
 from rpbook.records.runfolder import load_figures
 from rpbook.runbook.local import stop_localpod
 from rpbook.runbook.runner import discover_notebooks, load_parameters, run_notebooks
+from test_lab_first_contact import check_executed_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PARAMS = ROOT / "params" / "local.yaml"
@@ -141,14 +142,16 @@ def test_one_run_builds_the_whole_stack(stack: Stack):
     summary = json.loads((stack.run_dir / "summary.json").read_text())
     assert summary["ok"] is True and summary["receipt"]["line"].startswith("this run: $")
     last = [r["output"] for r in summary["results"] if r["status"] == "ok"][-1]
-    assert "**Cost receipt.** this run: $" in Path(last).read_text()
+    # Markdown: "\$" shows a dollar sign where "$...$" would be typeset as math
+    assert nbformat.read(last, as_version=4).cells[-1].source.startswith("**Cost receipt.** this run: \\$")
     assert "this run: $" in stack.run.stdout + stack.run.stderr
+    check_executed_outputs(stack.run_dir)  # money kept from MathJax, short text outputs
 
 
 def test_no_secret_reaches_outputs_logs_or_errors(stack: Stack):
     root, env = stack.box.root, stack.env()
-    # A run that fails half-way: notebook 02's budget guard refuses its worst case after 00 and 01
-    # ran (an unpinned image tag no longer gets that far: rpbook run refuses it before anything runs).
+    # A run that fails half-way: notebook 02's budget guard stops it after 00 and 01 ran (an unpinned
+    # image tag no longer gets that far: its declared range refuses it before anything runs).
     broken = root / "broken.yaml"
     broken.write_text("max_hourly_usd: 3\n")
     books = [str(p) for p in discover_notebooks()[:3]]
@@ -206,6 +209,21 @@ def test_second_run_creates_nothing_new(stack: Stack):
     assert endpoint["template_action"] == "none" and endpoint["endpoint_action"] == "none"
     embeddings = load_figures(run / "04_embeddings_endpoint.figures.json")
     assert embeddings["template_action"] == "none" and embeddings["endpoint_action"] == "none"
+
+
+def test_the_runbooks_own_defaults_plan_no_change_after_the_demo(stack: Stack):
+    """JupyterLab runs each runbook with its own defaults: after `make demo` they must describe the same
+    stack as params/local.yaml, or Lab and the demo undo each other (on Runpod a new release each time)."""
+    books = {p.name[:2]: p for p in discover_notebooks()}
+    run = stack.box.root / "runs" / "defaults"
+    defaults = run_notebooks([books[n] for n in CREATORS], {}, out_dir=run, receipt=False)
+    assert defaults.ok, str(defaults)
+    for name in ("01_network_volume", "02_vllm_endpoint", "04_embeddings_endpoint"):
+        figures = load_figures(run / f"{name}.figures.json")
+        actions = {k: v for k, v in figures.items() if k == "action" or k.endswith("_action")}
+        assert set(actions.values()) == {"none"}, (name, actions)
+        assert "UPDATE" not in (run / f"{name}.ipynb").read_text(), name
+    assert stack.resources() == stack.created
 
 
 def test_nbmake_runs_the_notebooks_with_their_own_defaults(stack: Stack):

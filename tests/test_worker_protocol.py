@@ -166,7 +166,10 @@ def test_a_cancelled_job_is_stopped_through_the_job_stop_channel(localpod, sdk_e
     """rp_scale.JobScaler.monitor_stop_signals cancels just that job's task."""
     endpoint = sdk_endpoint()
     job = _queue(localpod, endpoint.id, "run", {"input": {"mode": "sleep", "seconds": 60}})
-    wait_for(lambda: status(localpod, endpoint.id, job["id"])["status"] == "IN_PROGRESS", timeout=60)
+    # IN_PROGRESS comes when localpod assigns the job; wait until the SDK has taken it and started
+    # the handler (a job cancelled before its take never reaches the worker: nothing to stop there).
+    started = f'"requestId": "{job["id"]}", "message": "Started."'
+    wait_for(lambda: started in worker_log(localpod, endpoint.id), timeout=60)
     _queue(localpod, endpoint.id, f"cancel/{job['id']}", {})
     wait_for(lambda: "Job stopped." in worker_log(localpod, endpoint.id), timeout=30)
     assert status(localpod, endpoint.id, job["id"])["status"] == "CANCELLED"

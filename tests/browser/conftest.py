@@ -39,7 +39,9 @@ def lab_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Isolated
     box = Isolated(home)
     project = home / "project"
     shutil.copytree(
-        ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs")
+        ROOT / "notebooks",
+        project / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs", "kernel-ipc-*"),
     )
     try:
         yield box, project

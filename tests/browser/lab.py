@@ -2,9 +2,9 @@
 
 What a person sees in JupyterLab is not what nbmake or papermill see: they run the kernel, not the
 page. These helpers drive Debian's Chromium (``apt-get install chromium``; Playwright's own browser
-download cannot work offline) through Playwright for Python, against a JupyterLab started with the
-project's config folder (``jupyter/``) on 127.0.0.1 with a token, on a copy of the runbooks, with
-kernels that inherit an isolated localpod's environment.
+download cannot work offline) through Playwright for Python, against a JupyterLab started with a
+copy of the project's config folder (``jupyter/``) on 127.0.0.1 with a token, on a copy of the
+runbooks, with kernels that inherit an isolated localpod's environment.
 
 Selectors were read in the real page of JupyterLab 4.6: menu items carry ``data-command``
 (``runmenu:run-all``), the kernel indicator in the status bar carries ``data-status``
@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -73,6 +73,8 @@ class Lab:
     root: Path
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """The environment JupyterLab and its kernels run with (the isolated localpod's)."""
 
     def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         response = httpx.request(
@@ -97,9 +99,13 @@ def start_lab(root: Path, env: dict[str, str], port: int) -> Lab:
     workspaces and runtime files in ``root``'s parent."""
     token = secrets.token_hex(24)
     home = root.parent
+    # A copy of the project's config folder: jupyter_core writes its "migrated" marker into the
+    # config folder on first start, which would leave a file in the checkout after every run.
+    config = home / "jupyter"
+    shutil.copytree(CONFIG_DIR, config, dirs_exist_ok=True, ignore=shutil.ignore_patterns("migrated", "__pycache__"))
     env = {
         **env,
-        "JUPYTER_CONFIG_DIR": str(CONFIG_DIR),
+        "JUPYTER_CONFIG_DIR": str(config),
         "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
@@ -115,13 +121,15 @@ def start_lab(root: Path, env: dict[str, str], port: int) -> Lab:
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
         f"--IdentityProvider.token={token}",
+        # window.jupyterapp: the tests read the notebook model (what the kernel sent) beside the page
+        "--LabApp.expose_app_in_browser=True",
     ]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     log = home / "jupyterlab.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, env=env, cwd=root, stdout=sink, stderr=subprocess.STDOUT)
-    lab = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process, log=log)
+    lab = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process, log=log, env=env)
     deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
@@ -218,9 +226,44 @@ class PageReport:
     """Table cells of more than 20 characters (prose, not a number) that the page right-aligns."""
     text: str
     dirty: bool
+    math: list[str]
+    """Output areas holding typeset math (MathJax's ``mjx-container`` and friends): text of each."""
+    missing_amounts: list[str]
+    """Dollar amounts in the outputs the kernel sent that the page does not show as text."""
+
+
+MATH_SELECTOR = "mjx-container, mjx-math, .MathJax, .MathJax_Display, .MathJax_Preview, .katex, math"
+AMOUNT = re.compile(r"\$\d[\d,]*(?:\.\d+)?")
+"""A dollar amount as rpbook prints one: $5.58, $4,073, $0.00074."""
+
+READ_MODEL_TEXT = """() => {
+  const app = window.jupyterapp;
+  if (!app || !app.shell.currentWidget || !app.shell.currentWidget.content) return null;
+  const cells = app.shell.currentWidget.content.model.cells;
+  const texts = [];
+  const strip = html => { const d = document.createElement('div'); d.innerHTML = html; return d.textContent; };
+  const join = v => Array.isArray(v) ? v.join('') : (v || '');
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    if (cell.type !== 'code') continue;
+    for (const out of cell.outputs.toJSON()) {
+      if (out.output_type === 'stream') { texts.push(join(out.text)); continue; }
+      const data = out.data || {};
+      if (data['text/html']) texts.push(strip(join(data['text/html'])));
+      else if (data['text/markdown']) texts.push(join(data['text/markdown']));
+      else if (data['text/plain']) texts.push(join(data['text/plain']));
+    }
+  }
+  return texts;
+}"""
 
 
 def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
+    # MathJax loads on first use and typesets a moment after the output is attached: give it that.
+    page.wait_for_timeout(1500)
+    model_texts = page.evaluate(READ_MODEL_TEXT)
+    if model_texts is None:
+        raise AssertionError("window.jupyterapp is missing: start JupyterLab with --LabApp.expose_app_in_browser")
     data = page.evaluate(f"""() => {{
       const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
       const outputs = panel.querySelector('.jp-Notebook');
@@ -236,8 +279,14 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         text: [...panel.querySelectorAll('.jp-OutputArea-output')]
           .map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
+        math: [...panel.querySelectorAll('.jp-OutputArea-output')]
+          .filter(e => e.querySelector('{MATH_SELECTOR}'))
+          .map(e => e.textContent.replace(/\\s+/g, ' ').slice(0, 200)),
       }};
     }}""")
+    shown = data["text"]
+    amounts = sorted({amount for text in model_texts for amount in AMOUNT.findall(text)})
+    missing = [amount for amount in amounts if not re.search(re.escape(amount) + r"(?![\d.,]*\d)", shown)]
     return PageReport(
         prompts=data["prompts"],
         stderr=data["stderr"],
@@ -247,6 +296,8 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         right_prose=data["right_prose"],
         text=data["text"],
         dirty=data["dirty"],
+        math=data["math"],
+        missing_amounts=missing,
     )
 
 

@@ -2,7 +2,10 @@
 
 Asserted on the page itself: no error and nothing on stderr, no prompt (local mode never asks), the
 rich outputs each runbook promises (plans and reports as tables with prose left-aligned, plots as images, the wake
-progress bar in its final state), no news pop-up, the tab not marked dirty on open. After a clean
+progress bar in its final state), money shown as money (no output typeset as math, every dollar amount the
+kernel sent on the page as text), no news pop-up, the tab not marked dirty on open. Then: `make demo`'s
+parameters and the runbooks' own defaults describe one stack (neither plans an UPDATE after the other),
+and Ctrl+S on a committed runbook leaves its file as it is in git. After a clean
 run a full-page PNG goes to ``<artifacts>/screenshots/`` (``make screenshots`` writes them to
 ``docs/screenshots/``); on a failure one goes to ``<artifacts>/failures/`` and its path is in the
 failure message. Run alone: ``pytest -m browser``. The runbooks run in their numbered order and
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from browser.lab import (
+    ROOT,
     Lab,
     PageReport,
     artifacts_dir,
@@ -72,6 +78,10 @@ def check_page(report: PageReport, expect: Expect) -> None:
     assert report.tables >= expect.tables, f"{report.tables} tables on the page, expected at least {expect.tables}"
     assert report.images >= expect.images, f"{report.images} plots on the page, expected at least {expect.images}"
     assert report.right_prose == [], f"prose right-aligned in a table: {report.right_prose[:3]}"
+    assert report.math == [], f"outputs typeset as math (a pair of $ read as TeX): {report.math[:3]}"
+    assert report.missing_amounts == [], "dollar amounts the kernel sent but the page does not show: " + ", ".join(
+        report.missing_amounts
+    )
     missing = [text for text in expect.texts if text not in report.text]
     assert missing == [], f"not on the page: {missing}"
     assert "Jupyter news" not in report.text
@@ -160,3 +170,52 @@ def test_start_page_opens_rendered_and_no_news_pop_up(page, lab: Lab):
         page.wait_for_timeout(3000)  # the news question used to pop up a moment after the page loaded
         assert "Jupyter news" not in page.inner_text("body")
         assert page.locator(".Toastify__toast").count() == 0
+
+
+def test_demo_after_lab_and_lab_after_demo_change_nothing(page, lab: Lab):
+    """Lab ran every runbook with its defaults above; `make demo`'s parameters must then plan no
+    change (a new release replaces workers on Runpod), and Lab after the demo must not either."""
+    run_dir = lab.root.parent / "demo-run"
+    creators = [f"notebooks/{name}" for name in EXPECTED if name[:2] in ("01", "02", "04")]
+    env = {**lab.env, "RPBOOK_RUN_DIR": str(run_dir)}
+    params = str(ROOT / "params" / "local.yaml")
+    demo = subprocess.run(
+        [sys.executable, "-m", "rpbook", "run", *creators, "-f", params, "--out", str(run_dir), "--no-history"],
+        cwd=lab.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    for name in creators:
+        figures = json.loads((run_dir / Path(name).with_suffix(".figures.json").name).read_text())
+        actions = {k: v for k, v in figures.items() if k == "action" or k.endswith("_action")}
+        assert set(actions.values()) == {"none"}, f"make demo after Lab: {name} plans {actions}"
+    with screenshot_on_failure(page, "02_after_demo"):
+        open_notebook(page, lab, "notebooks/02_vllm_endpoint.ipynb")
+        run_all_cells(page)
+        report = read_page(page)
+        check_page(report, Expect(tables=1, texts=("VLLM_API_URL", "nothing to change")))  # no plan tables
+        assert "UPDATE" not in report.text, "Lab after make demo plans an UPDATE of the stack"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_saving_a_committed_runbook_from_lab_changes_nothing(page, lab: Lab, name: str):
+    """Open a committed runbook (its kernel starts), Ctrl+S: the file is byte for byte the committed one
+    (JupyterLab writes the running kernel's spec and language into the metadata on save)."""
+    copy = lab.root / "notebooks" / f"save_{name}"
+    copy.write_bytes((ROOT / "notebooks" / name).read_bytes())
+    with screenshot_on_failure(page, f"save_{name.removesuffix('.ipynb')}"):
+        open_notebook(page, lab, f"notebooks/save_{name}")
+        page.locator(".jp-Notebook").first.click()
+        page.keyboard.press("Escape")
+        # The tab is not dirty, so wait for the save itself: the contents PUT and the server's answer.
+        with page.expect_response(
+            lambda r: "/api/contents/notebooks/save_" in r.url and r.request.method == "PUT", timeout=30_000
+        ) as saving:
+            page.keyboard.press("Control+s")
+        assert saving.value.ok, f"the save failed: HTTP {saving.value.status}"
+    saved, committed = json.loads(copy.read_text()), json.loads((ROOT / "notebooks" / name).read_text())
+    assert saved["metadata"] == committed["metadata"], f"Lab rewrote the metadata: {saved['metadata']}"
+    assert copy.read_text() == (ROOT / "notebooks" / name).read_text(), "Lab's save differs from git"

@@ -236,8 +236,8 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
             return problem(400, "; ".join(errors), errors=errors)
         settings.profile = profile
         if "max_workers_quota" in body:
-            ctx.store.account.max_workers_quota = quota
-            ctx.store.commit()
+            with ctx.store.change():  # a write that fails is a 503 and changes nothing
+                ctx.store.account.max_workers_quota = quota
         if "proxy_url" in body:
             settings.proxy_url = proxy_url or None
         if "rate_limits" in body:

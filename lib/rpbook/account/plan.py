@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from rpbook.account.resources import Endpoint, NetworkVolume, Template
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.pending import NotCreated
 from rpbook.core.secrets import Secret, display_env_value, scrub
 
@@ -68,14 +68,16 @@ class BlockerKind(Enum):
     """Why a plan cannot be applied yet."""
 
     TEMPLATE_MISSING = "template missing"
-    """The endpoint's template does not exist yet (``ensure_template`` creates it)."""
+    """The endpoint's template does not exist yet (the same runbook creates it just before)."""
     VOLUME_MISSING = "volume missing"
-    """The endpoint's network volume does not exist yet (``ensure_volume`` creates it)."""
+    """The endpoint's network volume does not exist yet (runbook 01 creates it)."""
 
     @property
     def awaits_prerequisite(self) -> bool:
-        """A resource that an earlier step of the same run creates: the block lifts when its turn comes."""
-        return self in (BlockerKind.TEMPLATE_MISSING, BlockerKind.VOLUME_MISSING)
+        """A resource the same runbook creates in an earlier step: the block lifts when its turn comes.
+        A missing volume does not: another runbook (01) creates it, so the preflight stops on it
+        unless a dry run of this run planned it (``rpbook.core.pending``)."""
+        return self is BlockerKind.TEMPLATE_MISSING
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,14 @@ class Blocker:
 
     kind: BlockerKind
     message: str
+    resource: str = ""
+    """The name of the missing resource."""
 
     def __str__(self) -> str:
         return self.message
 
 
+@rich_output
 @dataclass(frozen=True, repr=False)
 class Plan:
     """What ``apply`` would do to one resource, and why."""
@@ -157,6 +162,7 @@ class Plan:
         return scrub("".join(parts))
 
 
+@rich_output
 @dataclass(frozen=True)
 class EnsureResult:
     """A plan, and the resource: after ``apply`` the applied one; without it the current one (None

@@ -400,14 +400,18 @@ def _missing_prerequisites(spec: EndpointSpec, template_id: str | None, volume: 
         blocked.append(
             Blocker(
                 BlockerKind.TEMPLATE_MISSING,
-                f"template {spec.template_name!r} does not exist yet: run ensure_template first",
+                f"template {spec.template_name!r} does not exist yet: this runbook creates it in its "
+                "template step, before the endpoint",
+                spec.template_name,
             )
         )
     if volume is None and spec.network_volume_name is not None:
         blocked.append(
             Blocker(
                 BlockerKind.VOLUME_MISSING,
-                f"network volume {spec.network_volume_name!r} does not exist yet: run ensure_volume first",
+                f"network volume {spec.network_volume_name!r} does not exist yet: create it with runbook 01 "
+                '(01_network_volume.ipynb, apply = True), or set the volume name to "" to run without one',
+                spec.network_volume_name,
             )
         )
     return blocked

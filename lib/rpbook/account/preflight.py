@@ -35,14 +35,15 @@ from typing import Any
 from rpbook.account import hub
 from rpbook.account.budget import WorstCase, check_max_hourly, worst_case
 from rpbook.account.controlplane import RunpodClient
-from rpbook.account.plan import Plan
+from rpbook.account.plan import Blocker, BlockerKind, Plan
 from rpbook.account.plans import plan_endpoint, plan_template
 from rpbook.account.quota import PlannedMax, QuotaCheck, account_quota, check_quota
 from rpbook.account.readiness import KvCacheFit, kv_cache_fit
 from rpbook.account.resources import GpuType
 from rpbook.account.specs import EndpointSpec, TemplateSpec, secret_references
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, ControlPlaneError, GatedModelError, HubError
+from rpbook.core.pending import pending
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
 
@@ -57,6 +58,7 @@ class Check:
     detail: str
 
 
+@rich_output
 @dataclass(frozen=True)
 class StackCheck:
     """What was checked before the first write; ``plans`` are the template's and endpoint's."""
@@ -248,6 +250,14 @@ def _budget(
     return worst
 
 
+def _awaited(blocker: Blocker) -> bool:
+    """A prerequisite the run will create before the endpoint: this runbook's template, or a volume
+    a dry run of runbook 01 planned in this run."""
+    if blocker.kind.awaits_prerequisite:
+        return True
+    return blocker.kind is BlockerKind.VOLUME_MISSING and pending("volume", blocker.resource) is not None
+
+
 def _quota(
     settings: Settings,
     client: RunpodClient,
@@ -369,8 +379,9 @@ def check_stack(
         if plan is None:
             continue
         plans.append(plan)
-        # A template or volume "to be created" blocks the endpoint plan only until its turn comes.
-        real = [str(b) for b in plan.blocked if not b.kind.awaits_prerequisite]
+        # A template "to be created" blocks the endpoint plan only until its turn comes in this runbook;
+        # a missing volume is another runbook's (01) to create, unless this run's dry run planned it.
+        real = [str(b) for b in plan.blocked if not _awaited(b)]
         checks.append(
             Check(
                 f"{plan.kind} plan",

@@ -34,7 +34,7 @@ import httpx
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.resources import Endpoint
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, ControlPlaneError, WorkerQuotaError
 from rpbook.core.secrets import Secret, scrub
 from rpbook.core.settings import Settings
@@ -185,6 +185,7 @@ def workers_max_total(client: RunpodClient) -> int:
     return sum(row.max_workers for row in workers_in_use(client))
 
 
+@rich_output
 @dataclass(frozen=True)
 class QuotaCheck:
     """A planned change against the quota: one row per endpoint after the change, the total, and

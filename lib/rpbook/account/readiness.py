@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from rpbook.account import hub, modelsize
 from rpbook.account.modelsize import GpuMemoryEstimate
 from rpbook.account.resources import GpuType
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import GatedModelError, HubError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 
 
+@rich_output
 @dataclass(frozen=True)
 class ModelReadiness:
     repo: str
@@ -138,6 +139,7 @@ CONCURRENCY_WARN_FACTOR = 2
 """Warn when ``MAX_CONCURRENCY`` is more than this many times the full-length sequences that fit."""
 
 
+@rich_output
 @dataclass(frozen=True)
 class KvCacheFit:
     """For each GPU pool the endpoint may use, how many full-length sequences its KV cache holds,

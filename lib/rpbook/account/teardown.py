@@ -40,7 +40,7 @@ from typing import Any, Literal
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import Health, call_sdk, health, sdk_endpoint
 from rpbook.account.ledger import Ledger, LedgerEntry
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ControlPlaneError, TeardownError
 from rpbook.core.pending import Skipped
 from rpbook.core.secrets import Secret
@@ -64,6 +64,7 @@ class Step:
     note: str = ""
 
 
+@rich_output
 @dataclass(frozen=True)
 class TeardownPlan:
     """What :func:`apply_teardown` would do, in order; ``stale`` ledger rows name resources the

@@ -31,7 +31,7 @@ from rpbook.account.jobqueue import (
     sdk_endpoint,
 )
 from rpbook.account.workererrors import unhealthy_cause
-from rpbook.core.display import html_table, progress_bar
+from rpbook.core.display import html_table, progress_bar, rich_output
 from rpbook.core.errors import EndpointNotReadyError, RpbookError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.plots import timeline_html
@@ -66,6 +66,7 @@ NO_WORKER_HINT = (
 )
 
 
+@rich_output
 @dataclass(frozen=True)
 class WakeReport:
     """What a wake-up saw: was it cold, and when each stage was reached (seconds since submit)."""

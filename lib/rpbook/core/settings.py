@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from rpbook.core.errors import ConfigError
+from rpbook.core.localpod_address import localpod_url as checkout_localpod_url
+from rpbook.core.paths import localpod_state_dir
 from rpbook.core.secrets import Secret, read_secret
 
 Target = Literal["local", "runpod"]
@@ -26,7 +28,6 @@ Target = Literal["local", "runpod"]
 RUNPOD_REST_URL = "https://api.runpod.io"
 RUNPOD_QUEUE_URL = "https://api.runpod.ai/v2"
 HUB_URL = "https://huggingface.co"
-LOCALPOD_URL = "http://127.0.0.1:8765"
 
 LOCAL_DEFAULT_API_KEY = "rpa_LOCALPOD_DEV_KEY"
 """What localpod accepts when ``RUNPOD_API_KEY`` is not set (the same default as localpod's)."""
@@ -85,10 +86,14 @@ class Settings:
 def load_settings(
     target: str = "local", *, env_file: str | os.PathLike[str] = ".env", localpod_url: str | None = None
 ) -> Settings:
-    """Settings for ``target``. ``localpod_url`` (or ``LOCALPOD_URL``) moves local mode's server."""
+    """Settings for ``target``. Local mode's server is this checkout's localpod: the port recorded in
+    its state folder beside the env file (``rpbook.core.localpod_address``); ``localpod_url`` or
+    ``LOCALPOD_URL`` moves it."""
     path = Path(env_file).expanduser()
     if target == "local":
-        root = (localpod_url or os.environ.get("LOCALPOD_URL") or LOCALPOD_URL).rstrip("/")
+        root = (
+            localpod_url or os.environ.get("LOCALPOD_URL") or checkout_localpod_url(localpod_state_dir(path.absolute()))
+        ).rstrip("/")
         return Settings(
             target="local",
             rest_url=f"{root}/api.runpod.io",

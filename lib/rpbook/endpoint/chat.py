@@ -14,6 +14,7 @@ import json
 import shlex
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -21,6 +22,7 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
+from rpbook.core.display import rich_output
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key, scrub
 from rpbook.core.settings import Settings
@@ -76,8 +78,11 @@ def curl_example(
     *,
     max_tokens: int = 128,
 ) -> str:
-    """The curl command for the chat route, ready to paste in a shell where ``RUNPOD_API_KEY`` is set.
-    The key is written as ``$RUNPOD_API_KEY`` (never its value); ``max_tokens`` is always set."""
+    """The curl command for the chat route, with the one step that makes it work in a new shell:
+    loading the env file, where runbook 02 wrote ``VLLM_API_KEY`` (``publish_endpoint``). The key is
+    written as ``$VLLM_API_KEY`` (never its value); ``max_tokens`` is always set. A user's shell has
+    no ``RUNPOD_API_KEY`` of its own (rpbook reads it from the env file, or uses localpod's default),
+    so a command relying on it failed when pasted."""
     if isinstance(endpoint_id, NotCreated):
         return str(skip("show with curl", endpoint_id))
     url = f"{settings.openai_base_url(endpoint_id)}/chat/completions"
@@ -85,9 +90,12 @@ def curl_example(
         {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens},
         ensure_ascii=False,
     )
+    env_file = shlex.quote(str(Path(settings.env_file).expanduser().absolute()))
     return (
+        f"# once per shell: load VLLM_API_KEY (runbook 02 wrote it) from the env file\n"
+        f"set -a; . {env_file}; set +a\n"
         f"curl -sS -X POST {shlex.quote(url)} \\\n"
-        '  -H "Authorization: Bearer $RUNPOD_API_KEY" \\\n'
+        '  -H "Authorization: Bearer $VLLM_API_KEY" \\\n'
         "  -H 'Content-Type: application/json' \\\n"
         f"  -d {shlex.quote(scrub(body))}"
     )
@@ -96,6 +104,7 @@ def curl_example(
 # -- report ---------------------------------------------------------------------------------------
 
 
+@rich_output
 @dataclass(frozen=True)
 class SanityReport(CheckReport):
     """All sanity checks of one chat endpoint and model (figures: ttft_s, tokens_per_s, …)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import openai
 
 from rpbook.account.workererrors import worker_error_text
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import CheckFailed, SanityCheckError
 from rpbook.core.plots import latency_bars_html
 from rpbook.core.secrets import scrub
@@ -47,6 +47,7 @@ class CheckResult:
         return "INFO" if self.informational and self.ok else ("PASS" if self.ok else "FAIL")
 
 
+@rich_output
 @dataclass(frozen=True)
 class CheckReport:
     """Checks of one endpoint and model, shown as a PASS/FAIL table (text and HTML), scrubbed."""

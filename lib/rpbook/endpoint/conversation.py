@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpbook.account.jobqueue import _as_secret, health
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
 from rpbook.endpoint.chat import openai_client
@@ -44,6 +44,7 @@ class Turn:
     tokens: int
 
 
+@rich_output
 @dataclass
 class ConversationReport:
     """Turns of one conversation and what its keep-alive did."""
@@ -196,6 +197,7 @@ def compare_plot(reports: Sequence[ConversationReport]) -> Any:
     return Chart(fig)
 
 
+@rich_output
 @dataclass
 class Comparison:
     """The same conversation under each keep-alive strategy."""

@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from rpbook.account import hub
 from rpbook.account.jobqueue import run_job
+from rpbook.core.display import rich_output
 from rpbook.core.errors import CheckFailed, ConfigError, JobTimeoutError
 from rpbook.core.pending import NotCreated, Skipped, skip
 from rpbook.core.secrets import Secret, reveal_api_key, scrub
@@ -180,6 +181,7 @@ def langchain_embeddings(
 # -- report ---------------------------------------------------------------------------------------
 
 
+@rich_output
 @dataclass(frozen=True)
 class EmbeddingReport(CheckReport):
     """All checks of one embeddings endpoint and model (figures: dimension, embeddings_per_s, …)."""

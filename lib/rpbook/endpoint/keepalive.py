@@ -38,7 +38,7 @@ from rpbook.account.billing_now import price_per_worker_hour
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import _as_secret, run_job
 from rpbook.core import restore
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -73,6 +73,7 @@ def ping_input(image: str, model: str) -> dict[str, Any]:
 # -- the keep-alive -----------------------------------------------------------------------------
 
 
+@rich_output
 class KeepAlive:
     """Keeps an endpoint warm for one conversation (see the module docstring).
 
@@ -127,7 +128,7 @@ class KeepAlive:
                 f"margin_s must be between 0 and the idle timeout ({self.idle_timeout_s:g} s), got {self.margin_s:g}"
             )
         self.job_input = dict(job_input) if job_input is not None else ping_input(endpoint.image or "", model)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM restore may run while the main thread holds it
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -397,6 +398,15 @@ class KeepAlive:
         """Callbacks for LangChain's ``ChatOpenAI`` whose every model call is a user turn
         (:func:`rpbook.endpoint.turns.langchain_callbacks`)."""
         return langchain_callbacks(self)
+
+    def __str__(self) -> str:
+        lines = [
+            f"keep-alive {self.strategy} on endpoint {self.endpoint_id} (idle timeout {self.idle_timeout_s:g} s)",
+            f"  estimate: {self.estimate}",
+        ]
+        if self.report.stop_reason not in ("not started", "running"):
+            lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = [

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError
 
 SHAPES = ("closed", "open", "ramp")
@@ -123,6 +123,7 @@ class HealthSample:
     initializing: int
 
 
+@rich_output
 @dataclass
 class LoadTestResult:
     endpoint_id: str

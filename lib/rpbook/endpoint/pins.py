@@ -1,8 +1,9 @@
 """Pin leases: a keep-alive's raised ``workers.min`` written down before the change, so that it is
 restored even when its holder dies.
 
-A lease file (owner pid, host, expiry) lives beside the env file under ``.rpbook/pins/``. The
-keep-alive restores its pin on normal exit, exceptions, SIGTERM/SIGHUP and interpreter exit; after a
+A lease file (owner pid, host, expiry) lives in the project's ``.rpbook/pins/``
+(``rpbook.core.paths``). The keep-alive restores its pin on normal exit, exceptions, interpreter exit
+and SIGTERM/SIGHUP (through ``rpbook.core.restore``); after a
 ``kill -9`` the next :func:`recover_stale_pins` does (called by ``session.start``, i.e. every
 runbook, and by every new pin).
 """

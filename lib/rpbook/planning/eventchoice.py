@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from rpbook.account.quota import QuotaCheck
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import ConfigError
 from rpbook.planning.capacity import QUEUE_DELAY_READINGS, ColdStart, Prices, Requests, Scaling, simulate, sweep
 from rpbook.planning.eventgrid import SETTING_KEYS, scaling_of
@@ -156,6 +156,7 @@ def describe_setting(row: Mapping[str, Any]) -> str:
     )
 
 
+@rich_output
 @dataclass
 class EventPlan:
     """Every simulated setting, the choice, the Pareto front, and the chosen setting's timeline."""
@@ -454,6 +455,7 @@ def plan(
     )
 
 
+@rich_output
 @dataclass(frozen=True)
 class Figure:
     """One plot as HTML (a PNG inside), the cell's single output."""

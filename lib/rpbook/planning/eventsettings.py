@@ -21,6 +21,8 @@ from rpbook.account.plan import FieldChange, Plan
 from rpbook.account.plans import apply as apply_plan
 from rpbook.account.quota import QuotaCheck
 from rpbook.account.resources import Endpoint
+from rpbook.core import restore
+from rpbook.core.display import rich_output
 from rpbook.core.errors import ConfigError
 
 
@@ -76,6 +78,7 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
+@rich_output
 @dataclass
 class EventPlans:
     """The plan for the event window and the restore plan for afterwards."""
@@ -196,7 +199,17 @@ def apply_event(client: RunpodClient, plans: EventPlans, *, do_apply: bool, quot
     if plans.restore_file is not None:  # written before the change, so no crash can lose it
         plans.restore_file.parent.mkdir(parents=True, exist_ok=True)
         plans.restore_file.write_text(json.dumps(plans.saved, indent=1))
-    apply_plan(client, plans.during)
+
+    def undo() -> None:
+        # A SIGTERM/SIGHUP while the event's settings go in (rpbook.core.restore): set the pre-event
+        # ones back, so a half-applied change never outlives the process. Once applied, the event's
+        # settings are meant to last until phase "restore", so nothing is registered after that.
+        apply_plan(client, plans.restore)
+        if plans.restore_file is not None:
+            plans.restore_file.unlink(missing_ok=True)
+
+    with restore.on_signal(f"runbook 06's event settings on endpoint {plans.during.name}", undo):
+        apply_plan(client, plans.during)
     where = f" (saved in {plans.restore_file})" if plans.restore_file else ""
     return (
         f"applied: endpoint {plans.during.name} now has the event's settings. After the event apply the restore "

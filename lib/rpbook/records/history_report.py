@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rpbook.core.display import html_table
+from rpbook.core.display import html_table, rich_output
 from rpbook.core.errors import RegressionError
 from rpbook.core.plots import BAR, WIDTH_IN, _png_img, _quiet_matplotlib
 from rpbook.records.history import (
@@ -35,6 +35,7 @@ from rpbook.records.parking import ParkingStatus, parking_from_history
 FLAG_COLOR = "#c44e52"
 
 
+@rich_output
 @dataclass(frozen=True)
 class HistoryReport:
     runs: list[HistoryRun] = field(hash=False)

@@ -4,14 +4,19 @@
     rpbook params [NOTEBOOK ...]
     rpbook receipt RUN_DIR
     rpbook history [--check] [FILE]
+    rpbook localpod {serve,status,stop}
 
 Exit codes: 0 all notebooks passed, 1 a notebook failed (the summary names the cell), 2 bad usage
-or bad parameters (nothing ran). ``rpbook history --check`` exits 1 when the newest run regressed.
+or bad parameters (nothing ran; every parameter's declared range is checked, ``rpbook.runbook.paramcheck``),
+130 interrupted by Ctrl+C (one line; summary.json names the notebook), 128 + N when signal N (SIGTERM,
+SIGHUP) stopped the run after its kernel restored what it had changed (``rpbook.core.restore``).
+``rpbook history --check`` exits 1 when the newest run regressed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +24,9 @@ from rpbook import __version__
 from rpbook.core.errors import RpbookError
 from rpbook.core.secrets import scrub
 from rpbook.runbook.runner import discover_notebooks, load_parameters, notebook_parameters, run_notebooks
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what a shell reports for a command stopped by Ctrl+C."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--min-runs", type=int, default=5, help="earlier runs a figure needs before it is judged (default 5)"
     )
+    localpod = sub.add_parser(
+        "localpod", help="this checkout's localpod (the one the runbooks use): serve, status, stop"
+    )
+    localpod.add_argument("action", choices=("serve", "status", "stop"))
+    localpod.add_argument("--profile", default="fast", help="serve: localpod's timing profile (default fast)")
     return parser
 
 
@@ -69,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return _receipt(args.run_dir)
     if args.command == "history":
         return _history(args.file, args.check, args.window, args.min_runs)
+    if args.command == "localpod":
+        return _localpod(args.action, args.profile)
     try:
         notebooks = [Path(p) for p in args.notebooks] or discover_notebooks()
     except RpbookError as exc:
@@ -85,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in notebooks:
             print(notebook.name)
             for p in notebook_parameters(notebook).values():
-                print(f"  {p.name}: {p.type_name} = {p.default}  # {p.help}")
+                where = f"[{p.range}] " if p.range else ""
+                print(f"  {p.name}: {p.type_name} = {p.default}  # {where}{p.help}")
         return 0
     try:
         parameters = load_parameters(args.files)
@@ -99,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     except RpbookError as exc:
         print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while the parameters were checked: no notebook had started
+        print("rpbook: interrupted (Ctrl+C) before the first notebook; nothing ran", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summary.interrupted:
+        print(
+            f"rpbook: interrupted (Ctrl+C) in {summary.interrupted}; the run so far is in {summary.run_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(summary)
     print(f"executed notebooks and summary.json in {summary.run_dir}")
     if summary.receipt:
@@ -115,6 +140,36 @@ def main(argv: list[str] | None = None) -> int:
         where = f"cell {failed.failed_cell}" if failed.failed_cell is not None else "execution"
         print(f"rpbook: {failed.notebook} failed in {where}: {failed.error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _localpod(action: str, profile: str) -> int:
+    """``make serve|status|stop``: the localpod of the project this command runs in, found as the
+    runbooks find it (the env file's folder, ``.localpod/`` and the port recorded there)."""
+    from rpbook.core.localpod_address import recorded_port
+    from rpbook.core.paths import localpod_state_dir, resolve_env_file
+    from rpbook.core.settings import load_settings
+    from rpbook.runbook.local import running_localpod, serve_localpod, stop_localpod
+
+    env_file = resolve_env_file("")
+    state_dir = localpod_state_dir(env_file)
+    if action == "serve":
+        try:
+            return serve_localpod(load_settings("local", env_file=env_file), state_dir=state_dir, profile=profile)
+        except RpbookError as exc:
+            print(f"rpbook: {scrub(str(exc))}", file=sys.stderr)
+            return 2
+    if action == "stop":
+        print(f"stopped the localpod of {state_dir}" if stop_localpod(state_dir) else f"not running ({state_dir})")
+        return 0
+    running = running_localpod(state_dir)
+    if running is not None:
+        print(f"running: pid {running[0]} at {running[1]} (state {state_dir})")
+        return 0
+    port = os.environ.get("LOCALPOD_URL") or (
+        f"http://127.0.0.1:{recorded_port(state_dir)}" if recorded_port(state_dir) else None
+    )
+    print(f"not running ({state_dir}" + (f"; its address: {port})" if port else ")"))
     return 0
 
 

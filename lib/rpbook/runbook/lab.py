@@ -76,9 +76,17 @@ def local_kernel_metadata(notebook: dict[str, Any], display_names: dict[str, str
 
 class RunbookContentsManager(AsyncLargeFileManager):
     """JupyterLab's default contents manager, reading notebooks with this machine's kernel metadata
-    (see :func:`local_kernel_metadata`); saving is unchanged apart from the ``pre_save_hook``."""
+    (see :func:`local_kernel_metadata`) and saving them through :func:`strip_outputs`.
+
+    The hook is registered here (``register_pre_save_hook``), not set as the ``pre_save_hook``
+    option: ``jupyter lab`` applies its config to the contents manager twice, and the second time
+    jupyter_server warned "Overriding existing pre_save_hook" on every ``make lab``."""
 
     _display_names: dict[str, str] | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_pre_save_hook(strip_outputs)
 
     def _kernel_display_names(self) -> dict[str, str]:
         if self._display_names is None:

@@ -37,11 +37,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from rpbook.core.errors import ConfigError, RpbookError
+from rpbook.core.localpod_address import PORT_FILE
 from rpbook.core.paths import LOCALPOD_FOLDER
 from rpbook.core.secrets import scrub
 from rpbook.core.settings import Settings
@@ -160,6 +162,54 @@ def running_localpod(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[int | None, s
     return None
 
 
+def serve_localpod(settings: Settings, *, state_dir: Path = DEFAULT_STATE_DIR, profile: str = "fast") -> int:
+    """``make serve``: this checkout's localpod in the foreground (its log on the terminal), on the
+    port and state folder the runbooks use, with the keys :func:`ensure_localpod` would give it.
+    Returns the exit code: 0 after Ctrl+C or a clean stop (one line said), 1 when another
+    localpod already serves the folder or the port is taken (one line says which)."""
+    if settings.target != "local" or not settings.localpod_url:
+        print("rpbook: localpod serves the local target only")
+        return 2
+    url = settings.localpod_url.rstrip("/")
+    state_dir = Path(state_dir).expanduser().absolute()
+    holder = running_localpod(state_dir)
+    if holder is not None:
+        pid, running_url = holder
+        print(
+            f"localpod is already running for {state_dir}: pid {pid or '?'} at {running_url or url} "
+            "(`make stop` stops it)"
+        )
+        return 1
+    if _health(url):
+        print(f"another localpod already answers at {url}; stop it, or set LOCALPOD_URL to another port")
+        return 1
+    host, port = _loopback_port(url)
+    _prepare_state_dir(state_dir)
+    command, env = _serve_command(settings, host, port, profile, state_dir)
+    print(f"localpod for {state_dir} at {url} (Ctrl+C stops it)", flush=True)
+    interrupted: list[int] = []
+    children: list[subprocess.Popen[bytes]] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        # A terminal's Ctrl+C reaches localpod too (same process group); a SIGINT sent to this process
+        # alone is passed on, so localpod shuts down cleanly either way.
+        interrupted.append(signum)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        children.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL))
+        code = children[0].wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        print("localpod stopped (Ctrl+C)")
+        return 0
+    return 0 if code in (0, -signal.SIGTERM) else code
+
+
 def localpod_running(settings: Settings) -> bool:
     """True when a localpod answers its health route at ``settings.localpod_url``."""
     url = settings.localpod_url
@@ -200,7 +250,7 @@ def _verify_key(settings: Settings, url: str, state_dir: Path) -> None:
         raise ConfigError(
             f"A localpod is already running at {url}, but it was started with another Runpod API key: it "
             f"refuses RUNPOD_API_KEY {key.masked} (from {key.source}). Either stop it — "
-            f"rpbook.runbook.local.stop_localpod(Path({str(state_dir)!r})) if these notebooks started it, else stop "
+            f"`make stop` (or `rpbook localpod stop`) in the project if these notebooks started it, else stop "
             f"the process listening on port {port} (e.g. `lsof -i :{port}`) — and run again, or set "
             f"RUNPOD_API_KEY (environment or {settings.env_file}) to the key it was started with "
             f"(its LOCALPOD_API_KEY), or point LOCALPOD_URL at another port."
@@ -214,7 +264,7 @@ def _state_in_use(state_dir: Path, url: str, holder: tuple[int | None, str | Non
             f"The localpod state folder {state_dir} is already served by the localpod at {running_url} (pid "
             f"{pid or '?'}), and one folder takes one server (a second would lose the first one's resources). "
             f"Either set LOCALPOD_URL={running_url} to use it, or stop it (`make stop`, or "
-            f"rpbook.runbook.local.stop_localpod(Path({str(state_dir)!r}))) and run again to start one at {url}, "
+            f"`rpbook localpod stop`) and run again to start one at {url}, "
             f"or use another state folder (RPBOOK_LOCALPOD_DIR)."
         )
     return RpbookError(
@@ -252,7 +302,10 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _spawn(settings: Settings, host: str, port: int, profile: str, state_dir: Path) -> subprocess.Popen[bytes]:
+def _serve_command(
+    settings: Settings, host: str, port: int, profile: str, state_dir: Path, *, log_file: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """``python -m localpod serve`` for ``state_dir`` and its environment: the keys rpbook uses."""
     hf_token = settings.hf_token().reveal()
     env = {
         **os.environ,
@@ -273,9 +326,14 @@ def _spawn(settings: Settings, host: str, port: int, profile: str, state_dir: Pa
         profile,
         "--state",
         str(state_dir / STATE_FILE),
-        "--log-file",
-        str(state_dir / LOG_FILE),
     ]
+    if log_file:
+        command += ["--log-file", str(state_dir / LOG_FILE)]
+    return command, env
+
+
+def _spawn(settings: Settings, host: str, port: int, profile: str, state_dir: Path) -> subprocess.Popen[bytes]:
+    command, env = _serve_command(settings, host, port, profile, state_dir, log_file=True)
     # Until it holds the state lock, localpod writes only here; then it switches to localpod.log.
     with open(state_dir / START_LOG_FILE, "wb") as log:
         proc = subprocess.Popen(
@@ -306,7 +364,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeo
             hint = ""
             if "address already in use" in tail.lower():
                 hint = (
-                    f" Port {urlsplit(url).port} is taken by another program: free it, or set LOCALPOD_URL "
+                    f" Port {urlsplit(url).port} is taken by another program: free it, delete "
+                    f"{log_file.parent / PORT_FILE} (this checkout then picks another port), or set LOCALPOD_URL "
                     "to http://127.0.0.1:<free port>."
                 )
             elif "ModuleNotFoundError" in tail:

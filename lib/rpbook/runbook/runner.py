@@ -54,7 +54,7 @@ class NotebookParameter:
 class NotebookResult:
     notebook: str
     output: str
-    status: str  # "ok" | "failed" | "skipped"
+    status: str  # "ok" | "failed" | "skipped" | "interrupted"
     seconds: float = 0.0
     failed_cell: int | None = None
     error: str | None = None
@@ -76,11 +76,20 @@ class RunSummary:
     def ok(self) -> bool:
         return all(r.status == "ok" for r in self.results)
 
+    interrupted_step: str | None = None
+    """A step after the notebooks (the cost receipt) that Ctrl+C interrupted."""
+
+    @property
+    def interrupted(self) -> str | None:
+        """What was running when a person pressed Ctrl+C (a notebook, or the cost receipt), if one did."""
+        return next((r.notebook for r in self.results if r.status == "interrupted"), self.interrupted_step)
+
     def to_json(self) -> str:
         return json.dumps(
             {
                 "run_dir": self.run_dir,
                 "ok": self.ok,
+                "interrupted": self.interrupted,
                 "parameters": self.parameters,
                 "started_at": self.started_at,
                 "ended_at": self.ended_at,
@@ -211,15 +220,41 @@ def _ipc_kernel_manager() -> type:
 
     ipykernel warns "Kernel is running over TCP without encryption" once per kernel on stderr, so
     every notebook of ``rpbook run`` printed it; with IPC there is no port anyone else on the
-    machine can connect to, and nothing to warn about. The socket files sit beside the kernel's
-    connection file in Jupyter's runtime folder (an absolute path, valid from any working folder)."""
+    machine can connect to, and nothing to warn about. The socket files go to a fresh folder of the
+    system's temporary directory, by absolute path: jupyter_client's default for IPC is the relative
+    ``kernel-ipc``, which the kernel (started in the notebook's folder) created in ``notebooks/``
+    while the manager (in the project folder) removed nothing, so every run left ``kernel-ipc-1..5``
+    beside the runbooks. The folder goes when the kernel's connection files are cleaned up."""
+    import shutil
+    import tempfile
+
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
     class IpcKernelManager(AsyncKernelManager):
+        _ipc_folder: str | None = None
+
         @default("transport")
         def _default_transport(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            self._ipc_folder = tempfile.mkdtemp(prefix="rpbook-kernel-")
+            return os.path.join(self._ipc_folder, "ipc")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            if self._ipc_folder is not None:
+                shutil.rmtree(self._ipc_folder, ignore_errors=True)
+
+        async def _async_interrupt_kernel(self) -> None:
+            """No SIGINT on the way out: jupyter_client interrupts every kernel before asking it to
+            shut down, and an idle ipykernel then logs "[IPKernelApp] ERROR | KeyboardInterrupt
+            caught in kernel" on a clean run. The shutdown request, then SIGTERM, still stop it."""
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
 
         async def _async_post_start_kernel(self, **kw: Any) -> None:
             await super()._async_post_start_kernel(**kw)
@@ -289,10 +324,8 @@ def run_notebooks(
     receipt: bool = True,
 ) -> RunSummary:
     """Run ``notebooks`` in order with papermill; stop at the first failure. Never raises for a
-    failing notebook: the summary says which cell failed and why (scrubbed of secrets)."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    failing notebook: the summary says which cell failed and why (scrubbed of secrets), or which
+    notebook a Ctrl+C interrupted (``summary.interrupted``; the notebooks after it are skipped)."""
     per_notebook = check_parameters(parameters, notebooks)
     run_dir = out_dir if out_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -303,49 +336,15 @@ def run_notebooks(
     stop = _ForwardStopSignals()
     try:
         stop.__enter__()
-        failed = False
+        stopped = False
         for notebook in notebooks:
             output = run_dir / notebook.name
-            if failed or stop.received is not None:
+            if stopped or stop.received is not None:
                 summary.results.append(NotebookResult(notebook.name, str(output), "skipped"))
                 continue
-            start = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(output),
-                    parameters=per_notebook[notebook],
-                    cwd=str(notebook.parent),
-                    kernel_name=kernel_name,
-                    progress_bar=False,
-                    log_output=log_output,
-                    execution_timeout=execution_timeout,
-                    kernel_manager_class=_ipc_kernel_manager(),
-                )
-                summary.results.append(NotebookResult(notebook.name, str(output), "ok", time.perf_counter() - start))
-            except PapermillExecutionError as exc:
-                failed = True
-                summary.results.append(
-                    NotebookResult(
-                        notebook.name,
-                        str(output),
-                        "failed",
-                        time.perf_counter() - start,
-                        failed_cell=exc.exec_count,
-                        error=scrub(f"{exc.ename}: {exc.evalue}"),
-                    )
-                )
-            except Exception as exc:  # noqa: BLE001 - kernel died, timeout, missing kernel: still a failed notebook
-                failed = True
-                summary.results.append(
-                    NotebookResult(
-                        notebook.name,
-                        str(output),
-                        "failed",
-                        time.perf_counter() - start,
-                        error=scrub(f"{type(exc).__name__}: {exc}"),
-                    )
-                )
+            result = _run_one(notebook, output, per_notebook[notebook], kernel_name, execution_timeout, log_output)
+            summary.results.append(result)
+            stopped = result.status != "ok"
     finally:
         if watch is not None:
             watch.stop()
@@ -357,12 +356,80 @@ def run_notebooks(
         else:
             os.environ[RUN_DIR_ENV] = previous
     summary.ended_at = datetime.now(UTC).isoformat()
-    if receipt:
-        summary.receipt = _take_receipt(summary, run_dir)
-    (run_dir / "summary.json").write_text(scrub(summary.to_json()), encoding="utf-8")
+    if receipt and not summary.interrupted:  # interrupted: the person wants out; `rpbook receipt` takes it later
+        try:
+            summary.receipt = _take_receipt(summary, run_dir)
+        except KeyboardInterrupt:
+            summary.interrupted_step = "the cost receipt"
+            summary.receipt = {"line": f"cost receipt interrupted (Ctrl+C); `rpbook receipt {run_dir}` takes it"}
+    _write_atomically(run_dir / "summary.json", scrub(summary.to_json()))
     for written in [*(Path(r.output) for r in summary.results), run_dir / PENDING_FILE]:
         scrub_file(written)
     return summary
+
+
+def _run_one(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    kernel_name: str,
+    execution_timeout: int | None,
+    log_output: bool,
+) -> NotebookResult:
+    """One notebook through papermill, into a hidden file moved to ``output`` once papermill is done
+    with it (papermill rewrites the output after every cell): a run folder never holds a half-written
+    notebook. Ctrl+C (``KeyboardInterrupt``) ends the notebook as ``interrupted``; its partial record
+    is dropped."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    partial = output.with_name(f".{output.stem}.partial.ipynb")
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(partial),
+            parameters=parameters,
+            cwd=str(notebook.parent),
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=log_output,
+            execution_timeout=execution_timeout,
+            kernel_manager_class=_ipc_kernel_manager(),
+        )
+        result = NotebookResult(notebook.name, str(output), "ok", time.perf_counter() - start)
+    except KeyboardInterrupt:
+        partial.unlink(missing_ok=True)
+        return NotebookResult(
+            notebook.name, str(output), "interrupted", time.perf_counter() - start, error="interrupted (Ctrl+C)"
+        )
+    except PapermillExecutionError as exc:
+        result = NotebookResult(
+            notebook.name,
+            str(output),
+            "failed",
+            time.perf_counter() - start,
+            failed_cell=exc.exec_count,
+            error=scrub(f"{exc.ename}: {exc.evalue}"),
+        )
+    except Exception as exc:  # noqa: BLE001 - kernel died, timeout, missing kernel: still a failed notebook
+        result = NotebookResult(
+            notebook.name,
+            str(output),
+            "failed",
+            time.perf_counter() - start,
+            error=scrub(f"{type(exc).__name__}: {exc}"),
+        )
+    if partial.exists():
+        os.replace(partial, output)
+    return result
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """``path`` holds either its old content or ``text``, never part of it (a Ctrl+C mid-write)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _watch_workers(summary: RunSummary, run_dir: Path) -> WorkerWatch | None:
@@ -417,6 +484,8 @@ def _take_receipt(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
         import nbformat
 
         notebook = nbformat.read(executed[-1], as_version=4)
-        notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Cost receipt.** {receipt.line()}"))
-        nbformat.write(notebook, executed[-1])
+        # \$: a Markdown cell's pairs of $ are TeX to Jupyter's renderers; money must read as money
+        line = receipt.line().replace("$", "\\$")
+        notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Cost receipt.** {line}"))
+        _write_atomically(executed[-1], nbformat.writes(notebook))
     return receipt.to_dict()
