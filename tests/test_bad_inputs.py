@@ -21,7 +21,8 @@ from localpod.hubdata import NO_LICENCE_TOKEN
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.plans import ensure_endpoint, ensure_template
 from rpbook.account.preflight import check_stack
-from rpbook.account.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.account.specs import EndpointSpec
+from rpbook.account.workerimages import infinity_template, vllm_template
 from rpbook.core.errors import ConfigError, RpbookError
 from rpbook.core.secrets import Secret
 from rpbook.runbook.cli import main

@@ -26,7 +26,8 @@ from rpbook.account.cachedmodels import model_references
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.modelrefs import model_reference, weights_settings
 from rpbook.account.plans import ensure_endpoint, ensure_template
-from rpbook.account.specs import EndpointSpec, vllm_template
+from rpbook.account.specs import EndpointSpec
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ConfigError, ControlPlaneError
 from rpbook.core.settings import Settings
 

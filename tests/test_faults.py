@@ -20,8 +20,9 @@ import pytest
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import health
 from rpbook.account.plans import ensure_endpoint, ensure_template
-from rpbook.account.specs import EndpointSpec, vllm_template
+from rpbook.account.specs import EndpointSpec
 from rpbook.account.wakeup import wake
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ControlPlaneError, EndpointNotReadyError, RpbookError
 from rpbook.core.settings import load_settings
 

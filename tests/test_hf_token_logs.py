@@ -25,8 +25,9 @@ from rpbook.account.plans import (
     plan_endpoint,
     plan_template,
 )
-from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec
 from rpbook.account.wakeup import wake
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ConfigError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings

@@ -35,7 +35,8 @@ from rpbook.account.quota import (
     quota_for_balance,
     workers_max_total,
 )
-from rpbook.account.specs import EndpointSpec, infinity_template
+from rpbook.account.specs import EndpointSpec
+from rpbook.account.workerimages import infinity_template
 from rpbook.core.errors import ConfigError, WorkerQuotaError
 from spec import SpecCheckedClient, load_spec
 

@@ -15,7 +15,8 @@ import re
 import pytest
 
 from rpbook.account.cuda import CudaRequirement, image_cuda_requirement, requirement_from_fields, version_key
-from rpbook.account.specs import EndpointSpec, infinity_template, vllm_template
+from rpbook.account.specs import EndpointSpec
+from rpbook.account.workerimages import infinity_template, vllm_template
 from rpbook.core.errors import ConfigError
 
 

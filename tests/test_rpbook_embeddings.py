@@ -1,4 +1,4 @@
-"""rpbook.endpoint.embeddings against localpod's Infinity worker, and specs.infinity_template's validation.
+"""rpbook.endpoint.embeddings against localpod's Infinity worker, and workerimages.infinity_template's validation.
 
 localpod's worker computes real 256-dimension vectors (wordllama) in place of bge-small's 384, so the
 checks run here with ``expected_dimension=256``, as the local parameters state."""
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from rpbook.account.specs import TemplateSpec, infinity_template
+from rpbook.account.specs import TemplateSpec
 from rpbook.account.wakeup import wake
+from rpbook.account.workerimages import infinity_template
 from rpbook.core.errors import ConfigError, SanityCheckError
 from rpbook.core.secrets import Secret
 from rpbook.endpoint.embeddings import (

@@ -23,7 +23,8 @@ from rpbook.account.plans import (
     volume_monthly_cost_usd,
 )
 from rpbook.account.resources import Endpoint, NetworkVolume, Template
-from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec, vllm_template
+from rpbook.account.specs import EndpointSpec, TemplateSpec, VolumeSpec
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ConfigError, EndpointNotFound, PlanConflictError
 from rpbook.core.secrets import Secret
 from rpbook.core.settings import Settings
@@ -711,7 +712,7 @@ def test_template_states_no_exact_cuda_set_for_a_floor(client: RunpodClient, loc
 
 
 def test_infinity_template_states_no_cuda_set_its_endpoint_a_floor(client: RunpodClient) -> None:
-    from rpbook.account.specs import infinity_template
+    from rpbook.account.workerimages import infinity_template
 
     tspec = infinity_template("infinity-bge-small", "BAAI/bge-small-en-v1.5", "1.1.4")
     assert tspec.cuda_versions == ()  # a floor (>= 12.4, its Dockerfile) is not a template field

@@ -22,8 +22,9 @@ from rpbook.account.controlplane import RunpodClient
 from rpbook.account.jobqueue import sdk_endpoint
 from rpbook.account.ledger import Ledger, ledger_path
 from rpbook.account.plans import ensure_endpoint, ensure_template, ensure_volume, plan_endpoint, plan_template
-from rpbook.account.specs import EndpointSpec, VolumeSpec, vllm_template
+from rpbook.account.specs import EndpointSpec, VolumeSpec
 from rpbook.account.teardown import Proof, apply_teardown, plan_teardown, prove_nothing_bills
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ControlPlaneError, LedgerError, TeardownError
 from rpbook.core.settings import Settings
 

@@ -23,7 +23,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from rpbook.account.controlplane import RunpodClient
 from rpbook.account.preflight import check_stack
-from rpbook.account.specs import EndpointSpec, secret_references, vllm_template
+from rpbook.account.specs import EndpointSpec, secret_references
+from rpbook.account.workerimages import vllm_template
 from rpbook.core.errors import ConfigError, ControlPlaneError
 from rpbook.core.secrets import Secret
 
