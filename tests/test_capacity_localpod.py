@@ -14,8 +14,8 @@ settings and the profile the same cold-start durations as the simulation
 - billed worker-seconds: each session from start to full stop rounded up to a whole second, as
   localpod's billing does (lib/localpod/resources/billing.py ``billed_seconds``).
 
-The simulator gets the arrival times the client really achieved (a busy machine sends some requests
-late; both sides then see the same traffic). Queue waits near zero are compared with an absolute
+The simulator gets the arrival times localpod really saw (a busy machine sends some requests late;
+both sides then see the same traffic). Queue waits near zero are compared with an absolute
 floor of 50 ms besides the 10 %: the HTTP round trip and localpod's scaler tick (50 ms here) are
 below what the simulator models.
 
@@ -89,30 +89,45 @@ def pod():  # type: ignore[no-untyped-def]
         yield base
 
 
-async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> list[tuple[float, float]]:
-    """Send each request at its arrival time (``/runsync``); return its ``delayTime`` and when it was
-    really sent (seconds since the start), which a busy client makes later than planned."""
+async def _play(
+    base: str, endpoint_id: str, requests: capacity.Requests
+) -> tuple[list[tuple[float, str]], dict[str, float]]:
+    """Send each request at its arrival time (``/runsync``); return each one's ``delayTime`` and job
+    id, and when localpod received each job (its live snapshot, read every few seconds while the
+    event plays: a finished ``/runsync`` job is kept for a minute only)."""
     url = f"{base}/api.runpod.ai/v2/{endpoint_id}/runsync"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits) as client:
         t0 = time.monotonic()
 
-        async def one(at: float, seconds: float) -> tuple[float, float]:
+        async def one(at: float, seconds: float) -> tuple[float, str]:
             await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-            sent = time.monotonic() - t0
             response = await client.post(url, json={"input": {"mock_delay": round(seconds, 4), "mock_return": "ok"}})
             body = response.json()
             while body.get("status") not in ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"):
                 await asyncio.sleep(0.1)
                 body = (await client.get(f"{base}/api.runpod.ai/v2/{endpoint_id}/status/{body['id']}")).json()
             assert body["status"] == "COMPLETED", body
-            return float(body["delayTime"]) / 1000, sent
+            return float(body["delayTime"]) / 1000, str(body["id"])
 
-        return list(
-            await asyncio.gather(
-                *(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s, strict=True))
-            )
+        submitted: dict[str, float] = {}
+
+        async def read_submit_times() -> None:
+            live = (await client.get(f"{base}/_localpod/state")).json()["live"].get(endpoint_id, {})
+            submitted.update({job["id"]: job["submittedAt"] for job in live.get("jobs", [])})
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(5)
+                await read_submit_times()
+
+        watcher = asyncio.create_task(watch())
+        played = await asyncio.gather(
+            *(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s, strict=True))
         )
+        watcher.cancel()
+        await read_submit_times()
+        return list(played), submitted
 
 
 @pytest.mark.parametrize("reading", capacity.QUEUE_DELAY_READINGS)
@@ -158,13 +173,15 @@ def test_simulator_matches_localpod_on_a_scaled_down_event(pod, reading):  # typ
     requests = SERVICE.draw(arrivals, SCALING.concurrency, seed=SEED)
     assert 100 <= len(arrivals) <= 400, arrivals.describe()  # enough requests, still a short test
 
-    played = asyncio.run(_play(pod, endpoint_id, requests))
+    played, submitted = asyncio.run(_play(pod, endpoint_id, requests))
     measured_wait = np.array([wait for wait, _ in played])
-    # The simulator plays the requests as they were really sent: on a busy machine the client sends
-    # late, and both sides must see the same arrivals for the comparison to be about the endpoint.
-    sent = np.array([at for _, at in played])
-    order = np.argsort(sent, kind="stable")
-    as_sent = capacity.Requests(sent[order], requests.ttft_s[order], requests.duration_s[order])
+    # The simulator plays the requests as localpod received them (its live snapshot's submit times):
+    # on a busy machine the client sends late and bunched, and both sides must see the same arrivals
+    # for the comparison to be about the endpoint rather than the client.
+    received = np.array([submitted[job_id] for _, job_id in played])
+    received -= received.min()
+    order = np.argsort(received, kind="stable")
+    as_sent = capacity.Requests(received[order], requests.ttft_s[order], requests.duration_s[order])
     # Every worker stops after its idle timeout; billing is final only then.
     deadline = time.monotonic() + 60
     while True:

@@ -637,6 +637,9 @@ class Platform:
                     }
                     for w in runtime.live_workers()
                 ],
+                # When each job still retained reached the queue (CLOCK_MONOTONIC, the same clock in
+                # every process here): a test can replay the arrivals localpod really saw.
+                "jobs": [{"id": job.id, "submittedAt": round(job.submitted_at, 6)} for job in runtime.jobs.values()],
             }
         return out
 
