@@ -25,6 +25,9 @@ from spec import load_spec
 
 LIB = Path(__file__).resolve().parent.parent / "lib" / "rpbook"
 HOME = LIB / "account" / "endpointscaling.py"
+GRAPHQL_INPUT = LIB / "account" / "cachedmodels.py"
+"""GraphQL ``saveEndpoint``'s ``EndpointInput`` (runpodctl re-sends every field, ``idleTimeout``
+included): another API's shape, not a REST v2 update body."""
 BODY_KEYS = {"workers", "scaling", "idleTimeout", "queueDelay", "requestCount"}
 """Members of ``UpdateEndpointRequest`` that only the home module may write."""
 LIST_VALUES = (ast.List, ast.ListComp, ast.Tuple)
@@ -120,7 +123,7 @@ def test_no_module_builds_a_workers_or_scaling_body_by_hand() -> None:
     offenders = [
         f"{path.relative_to(LIB.parent)}:{line}: {what}"
         for path in sorted(LIB.rglob("*.py"))
-        if path != HOME
+        if path not in (HOME, GRAPHQL_INPUT)
         for line, what in _hand_built(ast.parse(path.read_text(encoding="utf-8")))
     ]
     assert not offenders, (

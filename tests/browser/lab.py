@@ -251,7 +251,9 @@ READ_MODEL_TEXT = """() => {
       const data = out.data || {};
       if (data['text/html']) texts.push(strip(join(data['text/html'])));
       else if (data['text/markdown']) texts.push(join(data['text/markdown']));
-      else if (data['text/plain']) texts.push(join(data['text/plain']));
+      // an image's text/plain is its fallback (alt text): the page shows the picture instead
+      else if (data['text/plain'] && !Object.keys(data).some(k => k.startsWith('image/')))
+        texts.push(join(data['text/plain']));
     }
   }
   return texts;
