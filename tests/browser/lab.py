@@ -241,7 +241,9 @@ READ_MODEL_TEXT = """() => {
   if (!app || !app.shell.currentWidget || !app.shell.currentWidget.content) return null;
   const cells = app.shell.currentWidget.content.model.cells;
   const texts = [];
-  const strip = html => { const d = document.createElement('div'); d.innerHTML = html; return d.textContent; };
+  // a space before every tag: table cells must not run together ("$6.17" + "1.45" is no "$6.171")
+  const strip = html => { const d = document.createElement('div'); d.innerHTML = html.replace(/</g, ' <');
+                          return d.textContent; };
   const join = v => Array.isArray(v) ? v.join('') : (v || '');
   for (let i = 0; i < cells.length; i++) {
     const cell = cells.get(i);
