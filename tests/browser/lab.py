@@ -271,6 +271,13 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
     data = page.evaluate(f"""() => {{
       const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
       const outputs = panel.querySelector('.jp-Notebook');
+      // every text node apart, for the dollar amounts: table cells must not run together
+      const textOf = e => {{
+        const walker = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+        const parts = [];
+        while (walker.nextNode()) parts.push(walker.currentNode.nodeValue);
+        return parts.join(' ');
+      }};
       return {{
         prompts: [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim()),
         stderr: [...panel.querySelectorAll('.jp-OutputArea-output[data-mime-type="{STDERR}"]')].map(e => e.textContent),
@@ -282,13 +289,15 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
           .map(e => e.textContent.trim()),
         text: [...panel.querySelectorAll('.jp-OutputArea-output')]
           .map(e => e.textContent.replace(/\\s+/g, ' ')).join('\\n'),
+        spaced: [...panel.querySelectorAll('.jp-OutputArea-output')]
+          .map(e => textOf(e).replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
         math: [...panel.querySelectorAll('.jp-OutputArea-output')]
           .filter(e => e.querySelector('{MATH_SELECTOR}'))
           .map(e => e.textContent.replace(/\\s+/g, ' ').slice(0, 200)),
       }};
     }}""")
-    shown = data["text"]
+    shown = data["spaced"]  # amounts are looked for with every text node apart
     amounts = sorted({amount for text in model_texts for amount in AMOUNT.findall(text)})
     missing = [amount for amount in amounts if not re.search(re.escape(amount) + r"(?![\d.,]*\d)", shown)]
     return PageReport(
