@@ -303,6 +303,16 @@ def test_plan_end_to_end_on_a_small_event() -> None:
 
 # -- the endpoint plans -------------------------------------------------------------------------
 
+EVENT_SETTINGS = {
+    "workers_min": 1,
+    "workers_max": 8,
+    "idle_timeout_s": 5.0,
+    "scaler_type": "QUEUE_DELAY",
+    "scaler_value": 4.0,
+}
+"""The event's settings both endpoint-plan tests apply to an endpoint planted with min 0, max 5,
+idle 120 s and a 15 s queue delay."""
+
 
 def test_a_stop_signal_while_the_event_settings_go_in_sets_the_pre_event_ones_back(
     localpod,
@@ -317,13 +327,7 @@ def test_a_stop_signal_while_the_event_settings_go_in_sets_the_pre_event_ones_ba
 
     ep = plant_endpoint(gpu_pools=["ADA_24"], workers_min=0, workers_max=5, idle_timeout=120, scaler_value=15)
     key = settings.runpod_api_key()
-    chosen = {
-        "workers_min": 1,
-        "workers_max": 8,
-        "idle_timeout_s": 5.0,
-        "scaler_type": "QUEUE_DELAY",
-        "scaler_value": 4.0,
-    }
+    chosen = dict(EVENT_SETTINGS)
     restore_file = eventsettings.restore_file_for(settings, ep.name)
     real_apply = eventsettings.apply_plan
     seen: list[list[str]] = []
@@ -352,13 +356,7 @@ def test_event_plan_is_a_diff_applied_only_with_apply_and_restored_after(
 ):
     ep = plant_endpoint(gpu_pools=["ADA_24"], workers_min=0, workers_max=5, idle_timeout=120, scaler_value=15)
     key = settings.runpod_api_key()
-    chosen = {
-        "workers_min": 1,
-        "workers_max": 8,
-        "idle_timeout_s": 5.0,
-        "scaler_type": "QUEUE_DELAY",
-        "scaler_value": 4.0,
-    }
+    chosen = dict(EVENT_SETTINGS)
     restore_file = eventsettings.restore_file_for(settings, ep.name)
     with RunpodClient(settings, key) as client:
         facts = eventinputs.endpoint_facts(
