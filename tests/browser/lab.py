@@ -227,7 +227,8 @@ class PageReport:
     text: str
     dirty: bool
     math: list[str]
-    """Output areas holding typeset math (MathJax's ``mjx-container`` and friends): text of each."""
+    """Output areas and rendered Markdown cells holding typeset math (MathJax's ``mjx-container`` and
+    friends): text of each. ``\\$`` does not stop JupyterLab from typesetting a pair; ``&#36;`` does."""
     missing_amounts: list[str]
     """Dollar amounts in the outputs the kernel sent that the page does not show as text."""
 
@@ -292,7 +293,8 @@ def read_page(page) -> PageReport:  # type: ignore[no-untyped-def]
         spaced: [...panel.querySelectorAll('.jp-OutputArea-output')]
           .map(e => textOf(e).replace(/\\s+/g, ' ')).join('\\n'),
         dirty: document.querySelectorAll('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty').length > 0,
-        math: [...panel.querySelectorAll('.jp-OutputArea-output')]
+        // outputs and the runbook's own Markdown: a "$100 ... $200" pair typesets in either
+        math: [...panel.querySelectorAll('.jp-OutputArea-output, .jp-MarkdownOutput')]
           .filter(e => e.querySelector('{MATH_SELECTOR}'))
           .map(e => e.textContent.replace(/\\s+/g, ' ').slice(0, 200)),
       }};
