@@ -37,10 +37,10 @@ from test_rpbook_runner import make_notebook
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TEXT_BYTES = 2000
 NO_MATH_CLASS = "mathjax_ignore tex2jax_ignore"
-DOLLAR_PAIR = re.compile(r"\$[^$\n]*\$")
-"""Two dollar signs on one line: what MathJax typesets as inline math. Escaped or not: JupyterLab
-typeset "\\$100, 20 from \\$200" in runbook 02 (seen in the browser suite's screenshot); Markdown
-writes a dollar as ``&#36;``."""
+DOLLAR_PAIR = re.compile(r"(\$|&#36;)[^\n]*?(\$|&#36;)")
+"""Two dollar signs on one line: what MathJax typesets as inline math. Escaped (``\\$``) or as an
+entity (``&#36;``), JupyterLab typeset them all the same in runbook 02 (the browser suite saw it):
+the runbooks' Markdown writes amounts as "USD 100"."""
 
 
 # -- 1 and 8: every displayed object: no math, a short text -----------------------------------------
