@@ -27,9 +27,12 @@ LINTERS := "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VEN
 lint: $(VENV)/.installed-test
 	@status=0; for check in $(LINTERS); do echo "$$check"; $$check || status=1; done; exit $$status
 
-## make test: lint, then the whole test suite, notebooks included (the command CI runs)
+## make test: lint, then the whole test suite, notebooks included (the command CI runs), in
+## $(TEST_WORKERS) pytest-xdist processes, one test file per process at a time (a file's stack and
+## JupyterLab are built once); most tests wait on localpod's timers, so 4 fit on 2 cores
+TEST_WORKERS ?= 4
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## make demo: every runbook headless against localpod (started in the background, reused later)
 demo: $(VENV)/.installed-localpod

@@ -279,18 +279,29 @@ LEFTOVERS = (
 )
 
 
+_LEFTOVERS_BEFORE = pytest.StashKey[set[str]]()
+
+
 def _leftovers() -> set[str]:
     return {str(path.relative_to(ROOT)) for pattern in LEFTOVERS for path in ROOT.glob(pattern)}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_in_the_checkout() -> Iterator[None]:
-    """``make test`` leaves no files beside the runbooks (a second ``make test`` must pass too)."""
-    before = _leftovers()
-    yield
-    left = sorted(_leftovers() - before)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_LEFTOVERS_BEFORE] = _leftovers()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """``make test`` leaves no files beside the runbooks (a second ``make test`` must pass too).
+    Judged once, by the process that started the run, after every test: with ``pytest -n`` (xdist)
+    a worker that finishes early would see another worker's notebook kernel at work."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller judges
+        return
+    left = sorted(_leftovers() - session.config.stash[_LEFTOVERS_BEFORE])
     if left:
-        raise AssertionError(f"the tests left these in the checkout: {', '.join(left)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line(f"FAILED: the tests left these in the checkout: {', '.join(left)}", red=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -14,10 +14,17 @@ settings and the profile the same cold-start durations as the simulation
 - billed worker-seconds: each session from start to full stop rounded up to a whole second, as
   localpod's billing does (lib/localpod/resources/billing.py ``billed_seconds``).
 
-The simulator gets the arrival times localpod really saw (a busy machine sends some requests late;
-both sides then see the same traffic). Queue waits near zero are compared with an absolute
-floor of 50 ms besides the 10 %: the HTTP round trip and localpod's scaler tick (50 ms here) are
-below what the simulator models.
+The simulator plays what localpod really did with its inputs, so that the comparison is about the
+scaling rules rather than about the machine's speed: the arrival times localpod saw (a busy machine
+sends some requests late and bunched), each job's ``executionTime`` (a starved emulator's
+``mock_delay`` sleeps overshoot) and the mean cold start its workers took (``INITIALIZING`` to
+``IDLE`` in their events). On an idle machine these equal the planned values. The margins come
+from the noise measured in the same run, the emulator's timer lateness (each job's
+``executionTime`` minus its ``mock_delay``, p95): queue waits are compared with an absolute floor of
+50 ms (the HTTP round trip and localpod's 50 ms scaler tick, below what the simulator models) plus
+that lateness, besides the 10 %; and when the emulator's timers ran later than one scaler tick, a
+scaler decision that fell within that lateness of its threshold could go either way, so one cold
+start more or less is within the noise (the two readings differ by three here).
 
 Both QUEUE_DELAY readings are checked (``rpbook.planning.capacity.QUEUE_DELAY_READINGS``; Runpod's
 docs do not say how many workers one decision starts): localpod plays the reading its profile names
@@ -31,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -89,18 +97,28 @@ def pod():  # type: ignore[no-untyped-def]
         yield base
 
 
-async def _play(
-    base: str, endpoint_id: str, requests: capacity.Requests
-) -> tuple[list[tuple[float, str]], dict[str, float]]:
-    """Send each request at its arrival time (``/runsync``); return each one's ``delayTime`` and job
-    id, and when localpod received each job (its live snapshot, read every few seconds while the
-    event plays: a finished ``/runsync`` job is kept for a minute only)."""
+@dataclass
+class Played:
+    """What localpod did with the event: per job (in sending order) its ``delayTime``, its
+    ``executionTime`` and when localpod received it; each worker's cold start."""
+
+    wait_s: np.ndarray
+    execution_s: np.ndarray
+    received_s: np.ndarray
+    cold_starts_s: list[float]
+
+
+async def _play(base: str, endpoint_id: str, requests: capacity.Requests) -> Played:
+    """Send each request at its arrival time (``/runsync``) and wait for its result; meanwhile read
+    localpod's live snapshot every second for when it received each job (a finished ``/runsync``
+    job is kept for a minute only) and each worker's events (a worker leaves the snapshot when it
+    stops, at least its 3 s idle timeout after its cold start)."""
     url = f"{base}/api.runpod.ai/v2/{endpoint_id}/runsync"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits) as client:
         t0 = time.monotonic()
 
-        async def one(at: float, seconds: float) -> tuple[float, str]:
+        async def one(at: float, seconds: float) -> tuple[float, float, str]:
             await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
             response = await client.post(url, json={"input": {"mock_delay": round(seconds, 4), "mock_return": "ok"}})
             body = response.json()
@@ -108,26 +126,40 @@ async def _play(
                 await asyncio.sleep(0.1)
                 body = (await client.get(f"{base}/api.runpod.ai/v2/{endpoint_id}/status/{body['id']}")).json()
             assert body["status"] == "COMPLETED", body
-            return float(body["delayTime"]) / 1000, str(body["id"])
+            return float(body["delayTime"]) / 1000, float(body["executionTime"]) / 1000, str(body["id"])
 
         submitted: dict[str, float] = {}
+        worker_events: dict[str, list[tuple[float, str]]] = {}
 
-        async def read_submit_times() -> None:
+        async def read_snapshot() -> None:
             live = (await client.get(f"{base}/_localpod/state")).json()["live"].get(endpoint_id, {})
             submitted.update({job["id"]: job["submittedAt"] for job in live.get("jobs", [])})
+            worker_events.update({w["id"]: [(t, s) for t, s in w["events"]] for w in live.get("workers", [])})
 
         async def watch() -> None:
             while True:
-                await asyncio.sleep(5)
-                await read_submit_times()
+                await asyncio.sleep(1)
+                await read_snapshot()
 
         watcher = asyncio.create_task(watch())
         played = await asyncio.gather(
             *(one(float(a), float(d)) for a, d in zip(requests.arrival_s, requests.duration_s, strict=True))
         )
         watcher.cancel()
-        await read_submit_times()
-        return list(played), submitted
+        await read_snapshot()
+    cold_starts = []
+    for events in worker_events.values():
+        began = next((t for t, s in events if s == "INITIALIZING"), None)
+        ready = next((t for t, s in events if s == "IDLE"), None)
+        if began is not None and ready is not None:
+            cold_starts.append(ready - began)
+    received = np.array([submitted[job_id] for _, _, job_id in played])
+    return Played(
+        wait_s=np.array([wait for wait, _, _ in played]),
+        execution_s=np.array([execution for _, execution, _ in played]),
+        received_s=received - received.min(),
+        cold_starts_s=cold_starts,
+    )
 
 
 @pytest.mark.parametrize("reading", capacity.QUEUE_DELAY_READINGS)
@@ -173,15 +205,11 @@ def test_simulator_matches_localpod_on_a_scaled_down_event(pod, reading):  # typ
     requests = SERVICE.draw(arrivals, SCALING.concurrency, seed=SEED)
     assert 100 <= len(arrivals) <= 400, arrivals.describe()  # enough requests, still a short test
 
-    played, submitted = asyncio.run(_play(pod, endpoint_id, requests))
-    measured_wait = np.array([wait for wait, _ in played])
-    # The simulator plays the requests as localpod received them (its live snapshot's submit times):
-    # on a busy machine the client sends late and bunched, and both sides must see the same arrivals
-    # for the comparison to be about the endpoint rather than the client.
-    received = np.array([submitted[job_id] for _, job_id in played])
-    received -= received.min()
-    order = np.argsort(received, kind="stable")
-    as_sent = capacity.Requests(received[order], requests.ttft_s[order], requests.duration_s[order])
+    played = asyncio.run(_play(pod, endpoint_id, requests))
+    # The simulator plays the requests as localpod received and ran them (see the module docstring).
+    order = np.argsort(played.received_s, kind="stable")
+    as_played = capacity.Requests(played.received_s[order], requests.ttft_s[order], played.execution_s[order])
+    lateness = float(np.percentile(played.execution_s - requests.duration_s, 95))
     # Every worker stops after its idle timeout; billing is final only then.
     deadline = time.monotonic() + 60
     while True:
@@ -193,19 +221,32 @@ def test_simulator_matches_localpod_on_a_scaled_down_event(pod, reading):  # typ
         time.sleep(0.2)
     billed = sum(math.ceil(round(s["stopped_at"] - s["started_at"], 6)) for s in sessions)
 
-    cold = servicetimes.cold_start({**PROFILE, "volume_read_bytes_per_s": 1.0}, weights_bytes=0.0)
+    # The cold start localpod's workers took (on an idle machine the profile's 0.8 s), split between
+    # container start and engine init as the profile splits it.
+    assert played.cold_starts_s, "no worker's cold start was seen in localpod's snapshots"
+    stretch = float(np.mean(played.cold_starts_s)) / (PROFILE["container_start_s"] + PROFILE["engine_init_s"])
+    observed = {
+        **PROFILE,
+        "container_start_s": PROFILE["container_start_s"] * stretch,
+        "engine_init_s": PROFILE["engine_init_s"] * stretch,
+    }
+    cold = servicetimes.cold_start({**observed, "volume_read_bytes_per_s": 1.0}, weights_bytes=0.0)
     prices = capacity.Prices(flex_usd_per_s=0.00031, active_usd_per_s=0.00031)
-    sim = capacity.simulate(as_sent, SCALING, cold, prices, seed=SEED, queue_delay_reading=reading)
+    sim = capacity.simulate(as_played, SCALING, cold, prices, seed=SEED, queue_delay_reading=reading)
 
+    wait_floor = 0.05 + max(lateness, 0.0)
+    cold_start_slack = 1.0 if lateness > PROFILE["scaler_tick_s"] else 0.0
+    measured_wait = played.wait_s
     figures = {
-        "p50 wait": (float(np.percentile(sim.queue_wait_s, 50)), float(np.percentile(measured_wait, 50)), 0.05),
-        "p95 wait": (float(np.percentile(sim.queue_wait_s, 95)), float(np.percentile(measured_wait, 95)), 0.05),
-        "cold starts": (float(sim.cold_starts + sim.flashboot_starts), float(len(sessions)), 0.0),
+        "p50 wait": (float(np.percentile(sim.queue_wait_s, 50)), float(np.percentile(measured_wait, 50)), wait_floor),
+        "p95 wait": (float(np.percentile(sim.queue_wait_s, 95)), float(np.percentile(measured_wait, 95)), wait_floor),
+        "cold starts": (float(sim.cold_starts + sim.flashboot_starts), float(len(sessions)), cold_start_slack),
         "billed worker-s": (float(sim.flex_worker_s + sim.active_worker_s), float(billed), 0.0),
     }
     report = f"{reading}: " + ", ".join(
         f"{k}: simulated {s:.3f} vs localpod {m:.3f}" for k, (s, m, _) in figures.items()
     )
+    report += f"; timer lateness p95 {lateness * 1000:.0f} ms, mean cold start {np.mean(played.cold_starts_s):.3f} s"
     print(report)
     assert sim.flashboot_starts == 0, report  # FlashBoot is off on both sides
     assert all(_close(s, m, floor=f) for s, m, f in figures.values()), report
