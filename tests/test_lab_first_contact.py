@@ -304,6 +304,10 @@ def test_ctrl_c_during_a_run_says_one_line_exits_130_and_the_summary_names_the_n
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl+C comes from a terminal, where SIGINT has its default action. A test run started in
+        # the background (`make test &`, a CI runner's job) ignores SIGINT, its children inherit
+        # that, and Python then installs no KeyboardInterrupt handler: the run would sleep on.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(started.exists, timeout=120, interval=0.1)
