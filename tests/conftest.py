@@ -291,6 +291,7 @@ LEFTOVERS = (
 
 
 _LEFTOVERS_BEFORE = pytest.StashKey[set[str]]()
+_LEFT_BEHIND = pytest.StashKey[list[str]]()
 
 
 def _leftovers() -> set[str]:
@@ -308,16 +309,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller judges
         return
     left = sorted(_leftovers() - session.config.stash[_LEFTOVERS_BEFORE])
+    session.config.stash[_LEFT_BEHIND] = left
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line(f"FAILED: the tests left these in the checkout: {', '.join(left)}", red=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """One line per group of skipped tests: how many, in which files, and the reason, which says the
-    fix (install Chromium, point RUNPOD_OPENAPI_SPEC at the spec, ...)."""
+    fix (install Chromium, point RUNPOD_OPENAPI_SPEC at the spec, ...); first, what the tests
+    left in the checkout (:func:`pytest_sessionfinish` made that a failure)."""
+    left = config.stash.get(_LEFT_BEHIND, [])
+    if left:
+        terminalreporter.write_sep("=", f"FAILED: the tests left these in the checkout: {', '.join(left)}", red=True)
     groups: dict[str, list[str]] = {}
     for report in terminalreporter.stats.get("skipped", []):
         longrepr = getattr(report, "longrepr", None)
