@@ -93,7 +93,7 @@ def _close(simulated: float, measured: float, *, floor: float = 0.0) -> bool:
 
 @pytest.fixture(scope="module")
 def pod():  # type: ignore[no-untyped-def]
-    """localpod at a higher CPU priority where allowed (nice -10: root, as in CI here): it stands in
+    """localpod at a higher CPU priority where allowed (nice -10 needs root, as here): it stands in
     for Runpod's scaler, which does not share a CPU with the client or the rest of the suite. Under
     ``make test`` with two CPU-bound processes beside it, at the same priority its scaling decisions
     drifted from the simulator's by whole workers (3 cold starts against 6) while its timers ran
